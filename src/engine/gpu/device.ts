@@ -1,0 +1,85 @@
+// One entry to a GPUDevice in the browser (navigator.gpu) or in Node (pass the `GPU` from src/node/gpu.ts).
+// Requests the adapter's maximum buffer limits, records its features, and turns device loss into an error.
+
+export interface GpuInfo {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  features: string[];
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeInvocationsPerWorkgroup: number;
+  maxStorageBuffersPerShaderStage: number;
+}
+
+export interface GpuContext {
+  device: GPUDevice;
+  info: GpuInfo;
+  hasF16: boolean;
+  hasSubgroups: boolean;
+  hasTimestamps: boolean;
+  /** Resolves (never rejects) with the loss message when the device is lost. */
+  lost: Promise<string>;
+  isLost(): boolean;
+}
+
+export class GpuUnavailableError extends Error {
+  override name = 'GpuUnavailableError';
+}
+
+export class DeviceLostError extends Error {
+  override name = 'DeviceLostError';
+}
+
+const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'] as GPUFeatureName[];
+
+export async function createGpu(opts: { gpu?: GPU; powerPreference?: GPUPowerPreference } = {}): Promise<GpuContext> {
+  const gpu = opts.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  if (!gpu) throw new GpuUnavailableError('WebGPU is not available here (no navigator.gpu). Use a recent Chrome or Edge, or enable WebGPU.');
+  const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+  if (!adapter) throw new GpuUnavailableError('WebGPU found no GPU adapter (is hardware acceleration disabled?).');
+  const L = adapter.limits;
+  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
+  const device = await adapter.requestDevice({
+    requiredFeatures,
+    requiredLimits: {
+      maxBufferSize: L.maxBufferSize,
+      maxStorageBufferBindingSize: L.maxStorageBufferBindingSize,
+      maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: L.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupSizeY: L.maxComputeWorkgroupSizeY,
+      maxComputeWorkgroupsPerDimension: L.maxComputeWorkgroupsPerDimension,
+      maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage,
+    },
+  });
+  const ai = adapter.info;
+  const info: GpuInfo = {
+    vendor: ai?.vendor ?? '',
+    architecture: ai?.architecture ?? '',
+    device: ai?.device ?? '',
+    description: ai?.description ?? '',
+    features: [...device.features].sort(),
+    maxBufferSize: device.limits.maxBufferSize,
+    maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+    maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
+    maxStorageBuffersPerShaderStage: device.limits.maxStorageBuffersPerShaderStage,
+  };
+  let lostFlag = false;
+  const lost = device.lost.then((l) => {
+    lostFlag = true;
+    return `GPU device lost (${l.reason}): ${l.message}`;
+  });
+  return {
+    device,
+    info,
+    hasF16: device.features.has('shader-f16'),
+    hasSubgroups: device.features.has('subgroups' as GPUFeatureName),
+    hasTimestamps: device.features.has('timestamp-query'),
+    lost,
+    isLost: () => lostFlag,
+  };
+}

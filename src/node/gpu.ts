@@ -1,0 +1,41 @@
+// Node's WebGPU: Dawn through the `webgpu` package (or the dawn.node at $WEBGPU_DAWN_NODE, as ../shared/gpu sets it).
+// Without a GPU it falls back to the SwiftShader Vulkan driver that Debian's chromium ships.
+
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { createGpu, GpuUnavailableError, type GpuContext } from '../engine/gpu/device.ts';
+
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+
+interface DawnModule {
+  create(flags: string[]): GPU;
+  globals: Record<string, unknown>;
+}
+
+async function loadDawn(): Promise<DawnModule> {
+  const path = process.env.WEBGPU_DAWN_NODE;
+  if (path) {
+    const require = createRequire(import.meta.url);
+    return require(path) as DawnModule;
+  }
+  return (await import('webgpu')) as unknown as DawnModule;
+}
+
+let dawn: DawnModule | null = null;
+
+/** A GPUDevice in Node. Tries the default Vulkan driver, then SwiftShader (CPU) if the first finds no adapter. */
+export async function nodeGpu(opts: { swiftshader?: boolean } = {}): Promise<GpuContext> {
+  if (!dawn) {
+    dawn = await loadDawn();
+    Object.assign(globalThis, dawn.globals);
+  }
+  const forceSS = opts.swiftshader ?? process.env.USAF_SWIFTSHADER === '1';
+  if (forceSS && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  try {
+    return await createGpu({ gpu: dawn.create([]) });
+  } catch (e) {
+    if (!(e instanceof GpuUnavailableError) || process.env.VK_ICD_FILENAMES || !existsSync(SWIFTSHADER_ICD)) throw e;
+    process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+    return await createGpu({ gpu: dawn.create([]) });
+  }
+}
