@@ -22,6 +22,13 @@ async function loadDawn(): Promise<DawnModule> {
 }
 
 let dawn: DawnModule | null = null;
+// Dawn's GPU instance must outlive every device made from it: if it is garbage-collected, the process crashes.
+const instances: GPU[] = [];
+function instance(): GPU {
+  const g = dawn!.create([]);
+  instances.push(g);
+  return g;
+}
 
 /** A GPUDevice in Node. Tries the default Vulkan driver, then SwiftShader (CPU) if the first finds no adapter. */
 export async function nodeGpu(opts: { swiftshader?: boolean } = {}): Promise<GpuContext> {
@@ -32,10 +39,10 @@ export async function nodeGpu(opts: { swiftshader?: boolean } = {}): Promise<Gpu
   const forceSS = opts.swiftshader ?? process.env.USAF_SWIFTSHADER === '1';
   if (forceSS && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
   try {
-    return await createGpu({ gpu: dawn.create([]) });
+    return await createGpu({ gpu: instance() });
   } catch (e) {
     if (!(e instanceof GpuUnavailableError) || process.env.VK_ICD_FILENAMES || !existsSync(SWIFTSHADER_ICD)) throw e;
     process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-    return await createGpu({ gpu: dawn.create([]) });
+    return await createGpu({ gpu: instance() });
   }
 }
