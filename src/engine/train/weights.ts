@@ -1,0 +1,145 @@
+// Loads a checkpoint's tensors onto the GPU as the spec names them: big matrices bf16 (packed two per u32),
+// norms, biases and routers f32; routed experts of a layer concatenated per role ([E, IE, H] gate/up, [E, H, IE] down).
+
+import type { GpuContext } from '../gpu/device.ts';
+import { createBuffer, writeBuffer } from '../gpu/buffers.ts';
+import type { Checkpoint } from '../io/checkpoint.ts';
+import { decodeF32, packBf16Pairs, encodeBf16, type Dtype } from '../io/dtype.ts';
+import type { ModelSpec, TensorEntry, TensorRole } from '../model/spec.ts';
+import { globalTensors, layerTensors } from '../model/tensors.ts';
+
+export type WDtype = 'f32' | 'bf16';
+
+/** A weight on the GPU. `offset` is in elements; bf16 elements are packed two per u32 (element i at word i>>1). */
+export interface GpuTensor {
+  buf: GPUBuffer;
+  dtype: WDtype;
+  shape: number[];
+  offset: number;
+}
+
+export interface ExpertWeights {
+  gate: GpuTensor; // [E, IE, H]
+  up: GpuTensor; // [E, IE, H]
+  down: GpuTensor; // [E, H, IE]
+}
+
+export interface LayerWeights {
+  index: number;
+  /** Single tensors by role (attention, norms, router, shared and dense MLP). */
+  t: Partial<Record<TensorRole, GpuTensor>>;
+  experts: ExpertWeights | null;
+}
+
+export interface ModelWeights {
+  embed: GpuTensor; // [V, H]
+  finalNorm: GpuTensor; // [H]
+  lmHead: GpuTensor; // [V, H] (the embedding when tied)
+  layers: LayerWeights[];
+}
+
+/** Roles kept in f32 on the GPU: small vectors and the router (which trains). */
+const F32_ROLES = new Set<TensorRole>([
+  'input_norm', 'post_attn_norm', 'final_norm', 'attn.q_norm', 'attn.k_norm', 'attn.q_a_norm', 'attn.kv_a_norm',
+  'attn.q_bias', 'attn.k_bias', 'attn.v_bias', 'attn.o_bias', 'attn.q_a_bias', 'attn.kv_a_bias',
+  'router', 'router.bias_correction', 'shared.expert_gate',
+]);
+
+export interface LoadOptions {
+  /** Layers whose routed experts are kept in f32 (trained layers). */
+  f32ExpertLayers?: Set<number>;
+  onTensor?: (name: string, done: number, total: number) => void;
+}
+
+/** Bytes of a tensor converted to the GPU representation of `dtype`. */
+export function toGpuBytes(dtype: Dtype, bytes: Uint8Array, want: WDtype): Uint8Array | Uint32Array | Float32Array {
+  if (want === 'f32') return decodeF32(dtype, bytes);
+  if (dtype === 'BF16') return packBf16Pairs(bytes);
+  return packBf16Pairs(encodeBf16(decodeF32(dtype, bytes)));
+}
+
+function elements(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function byteSize(n: number, dtype: WDtype): number {
+  return dtype === 'f32' ? n * 4 : Math.ceil(n / 2) * 4;
+}
+
+export async function loadWeights(gpu: GpuContext, spec: ModelSpec, ckpt: Checkpoint, opts: LoadOptions = {}): Promise<ModelWeights> {
+  const total = ckpt.tensors.size;
+  let done = 0;
+  const read = async (e: TensorEntry) => {
+    const info = ckpt.tensors.get(e.name);
+    if (!info) throw new Error(`checkpoint has no tensor "${e.name}" (expected by the ${spec.arch} spec)`);
+    if (info.shape.join(',') !== e.shape.join(',')) throw new Error(`tensor "${e.name}" has shape [${info.shape}], expected [${e.shape}]`);
+    const bytes = await ckpt.readTensor(e.name);
+    opts.onTensor?.(e.name, ++done, total);
+    return { dtype: info.dtype, bytes };
+  };
+  const single = async (e: TensorEntry, kind = 'weights'): Promise<GpuTensor> => {
+    const want: WDtype = F32_ROLES.has(e.role) ? 'f32' : 'bf16';
+    const { dtype, bytes } = await read(e);
+    const data = toGpuBytes(dtype, bytes, want);
+    const buf = createBuffer(gpu, { label: e.name, size: byteSize(elements(e.shape), want), kind });
+    writeBuffer(gpu, buf, 0, data);
+    return { buf, dtype: want, shape: e.shape, offset: 0 };
+  };
+
+  const globals = new Map(globalTensors(spec).map((e) => [e.role, e]));
+  const embed = await single(globals.get('embed')!);
+  const finalNorm = await single(globals.get('final_norm')!);
+  const lmHead = spec.tieEmbeddings ? embed : await single(globals.get('lm_head')!);
+
+  const layers: LayerWeights[] = [];
+  for (let L = 0; L < spec.numLayers; L++) {
+    const entries = layerTensors(spec, L);
+    const t: LayerWeights['t'] = {};
+    const expertEntries: TensorEntry[] = [];
+    for (const e of entries) {
+      if (e.role.startsWith('expert.')) expertEntries.push(e);
+      else t[e.role] = await single(e);
+    }
+    const experts = expertEntries.length ? await loadExperts(gpu, spec, L, expertEntries, read, opts.f32ExpertLayers?.has(L) ? 'f32' : 'bf16') : null;
+    layers.push({ index: L, t, experts });
+  }
+  return { embed, finalNorm, lmHead, layers };
+}
+
+type Reader = (e: TensorEntry) => Promise<{ dtype: Dtype; bytes: Uint8Array }>;
+
+async function loadExperts(gpu: GpuContext, spec: ModelSpec, L: number, entries: TensorEntry[], read: Reader, want: WDtype): Promise<ExpertWeights> {
+  const { numExperts: E, expertIntermediate: IE } = spec.moe;
+  const H = spec.hidden;
+  const per = IE * H;
+  if (want === 'bf16' && per % 2) throw new Error(`layer ${L}: expert size ${per} is odd; bf16 packing needs an even element count`);
+  const mk = (name: string, shape: number[]): GpuTensor => ({
+    buf: createBuffer(gpu, { label: `layer${L}.${name}`, size: byteSize(E * per, want), kind: 'weights' }),
+    dtype: want,
+    shape,
+    offset: 0,
+  });
+  const gate = mk('experts.gate', [E, IE, H]);
+  const up = mk('experts.up', [E, IE, H]);
+  const down = mk('experts.down', [E, H, IE]);
+  const put = (dst: GpuTensor, elemOffset: number, data: ArrayBufferView) => writeBuffer(gpu, dst.buf, byteSize(elemOffset, want), data);
+  for (const e of entries) {
+    const { dtype, bytes } = await read(e);
+    if (e.role === 'expert.gate_up_fused') {
+      // [E, 2*IE, H]: per expert, gate rows first, then up rows.
+      const all = toGpuBytes(dtype, bytes, want);
+      const wordsPer = want === 'f32' ? per : per / 2;
+      for (let x = 0; x < E; x++) {
+        const base = x * 2 * wordsPer;
+        put(gate, x * per, (all as Uint32Array).subarray(base, base + wordsPer));
+        put(up, x * per, (all as Uint32Array).subarray(base + wordsPer, base + 2 * wordsPer));
+      }
+    } else if (e.role === 'expert.down_fused') {
+      put(down, 0, toGpuBytes(dtype, bytes, want));
+    } else {
+      const dst = e.role === 'expert.gate' ? gate : e.role === 'expert.up' ? up : down;
+      put(dst, e.expert! * per, toGpuBytes(dtype, bytes, want));
+    }
+  }
+  return { gate, up, down };
+}
