@@ -1,0 +1,108 @@
+// Linear-layer launchers (PyTorch convention, W [N, K] = [out, in]). Same signatures as ref/matmul.ts: outputs, inputs, dims.
+// y = x W^T (+ b); dx = dy W; dW += dy^T x; dbias += colsum(dy). W may be f32 or packed bf16 at an element offset; x, y, grads f32.
+
+import type { Encoder } from '../gpu/encoder.ts';
+import { kernel } from '../gpu/kernel.ts';
+import src from '../../../shaders/matmul.wgsl?raw';
+import biasSrc from '../../../shaders/matmul_backward_bias.wgsl?raw';
+
+export type WDtype = 'f32' | 'bf16';
+
+export interface MatmulDims {
+  M: number; // rows (tokens)
+  N: number; // out features
+  K: number; // in features
+  wDtype: WDtype;
+  /** Element offset of W inside its buffer (e.g. one expert of a stacked [E, N, K] tensor). */
+  wOffset?: number;
+  biasOffset?: number;
+  /** Forward / backward-input: out += instead of =. Default false. */
+  accumulate?: boolean;
+}
+
+export interface MatmulWeightGradDims extends Omit<MatmulDims, 'wDtype' | 'wOffset' | 'biasOffset'> {
+  /** Element offset of dW (or dbias) inside its buffer. */
+  dwOffset?: number;
+  /** dW += (default true) or dW =. */
+  accumulate?: boolean;
+}
+
+/** Tile shape: 16 x 16 threads, 4 x 4 outputs each -> 64 x 64 outputs a workgroup, K staged 16 at a time. */
+const TX = 16, TY = 16, BK = 16;
+
+// ---------------------------------------------------------------------------------------------
+// Shared GEMM dispatch: C[m, n] (+)= A(i, r) B(r, j) (+ bias)
+
+interface Gemm {
+  m: number; n: number; k: number;
+  lda: number; ldb: number; ldc: number;
+  aOff: number; bOff: number; cOff: number; biasOff: number;
+  aT: boolean; bT: boolean; bBf16: boolean;
+  accumulate: boolean; hasBias: boolean;
+}
+
+/** The `params` uniform of shaders/matmul.wgsl. */
+export function matmulParams(g: Gemm): Uint32Array {
+  return Uint32Array.of(g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.aOff, g.bOff, g.cOff, g.biasOff, g.accumulate ? 1 : 0, g.hasBias ? 1 : 0);
+}
+
+function gemm(enc: Encoder, name: string, c: GPUBuffer, a: GPUBuffer, b: GPUBuffer, bias: GPUBuffer | null, g: Gemm): void {
+  const k = kernel(enc.gpu, {
+    name,
+    code: src,
+    entryPoint: 'main',
+    constants: { A_T: g.aT ? 1 : 0, B_T: g.bT ? 1 : 0, B_BF16: g.bBf16 ? 1 : 0, TX, TY, BK },
+  });
+  k.dispatch(enc, [a, b, bias ?? a, c], [Math.ceil(g.n / (4 * TX)), Math.ceil(g.m / (4 * TY))], matmulParams({ ...g, hasBias: bias !== null }));
+}
+
+function need(buf: GPUBuffer, bytes: number, what: string): void {
+  if (buf.size < bytes) throw new RangeError(`matmul: ${what} holds ${buf.size} bytes, needs ${bytes}`);
+}
+
+function wBytes(d: MatmulDims): number {
+  const end = (d.wOffset ?? 0) + d.N * d.K;
+  return d.wDtype === 'bf16' ? Math.ceil(end / 2) * 4 : end * 4;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launchers
+
+/** y [M, N] (=|+=) x [M, K] . W [N, K]^T (+ bias [N]) */
+export function matmulForward(enc: Encoder, y: GPUBuffer, x: GPUBuffer, w: GPUBuffer, bias: GPUBuffer | null, d: MatmulDims): void {
+  const { M, N, K } = d;
+  need(y, M * N * 4, 'y'); need(x, M * K * 4, 'x'); need(w, wBytes(d), 'w');
+  if (bias) need(bias, ((d.biasOffset ?? 0) + N) * 4, 'bias');
+  gemm(enc, 'matmul.forward', y, x, w, bias, {
+    m: M, n: N, k: K, lda: K, ldb: K, ldc: N, aOff: 0, bOff: d.wOffset ?? 0, cOff: 0, biasOff: d.biasOffset ?? 0,
+    aT: false, bT: true, bBf16: d.wDtype === 'bf16', accumulate: d.accumulate ?? false, hasBias: false,
+  });
+}
+
+/** dx [M, K] (=|+=) dy [M, N] . W [N, K] */
+export function matmulBackwardInput(enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, w: GPUBuffer, d: MatmulDims): void {
+  const { M, N, K } = d;
+  need(dx, M * K * 4, 'dx'); need(dy, M * N * 4, 'dy'); need(w, wBytes(d), 'w');
+  gemm(enc, 'matmul.backward_input', dx, dy, w, null, {
+    m: M, n: K, k: N, lda: N, ldb: K, ldc: K, aOff: 0, bOff: d.wOffset ?? 0, cOff: 0, biasOff: 0,
+    aT: false, bT: false, bBf16: d.wDtype === 'bf16', accumulate: d.accumulate ?? false, hasBias: false,
+  });
+}
+
+/** dW [N, K] (+=|=) dy [M, N]^T . x [M, K]   (f32 dW at dwOffset) */
+export function matmulBackwardWeight(enc: Encoder, dw: GPUBuffer, dy: GPUBuffer, x: GPUBuffer, d: MatmulWeightGradDims): void {
+  const { M, N, K } = d;
+  need(dw, ((d.dwOffset ?? 0) + N * K) * 4, 'dw'); need(dy, M * N * 4, 'dy'); need(x, M * K * 4, 'x');
+  gemm(enc, 'matmul.backward_weight', dw, dy, x, null, {
+    m: N, n: K, k: M, lda: N, ldb: K, ldc: K, aOff: 0, bOff: 0, cOff: d.dwOffset ?? 0, biasOff: 0,
+    aT: true, bT: false, bBf16: false, accumulate: d.accumulate ?? true, hasBias: false,
+  });
+}
+
+/** dbias [N] (+=|=) sum over rows of dy [M, N]   (at dwOffset) */
+export function matmulBackwardBias(enc: Encoder, dbias: GPUBuffer, dy: GPUBuffer, d: MatmulWeightGradDims): void {
+  const { M, N } = d;
+  need(dbias, ((d.dwOffset ?? 0) + N) * 4, 'dbias'); need(dy, M * N * 4, 'dy');
+  const k = kernel(enc.gpu, { name: 'matmul.backward_bias', code: biasSrc, entryPoint: 'main' });
+  k.dispatch(enc, [dy, dbias], [Math.ceil(N / 64)], Uint32Array.of(M, N, d.dwOffset ?? 0, (d.accumulate ?? true) ? 1 : 0));
+}

@@ -1,0 +1,111 @@
+// matmul: GPU forward/backward (f32 and bf16 W, offsets, bias, accumulate, ragged tiles) vs the float64 oracle; oracle vs finite differences.
+import { describe, it } from 'vitest';
+import * as gpuOp from '../../../src/engine/ops/matmul.ts';
+import * as ref from '../../../src/engine/ref/matmul.ts';
+import type { GpuContext } from '../../../src/engine/gpu/device.ts';
+import { randn } from '../../helpers/random.ts';
+import { expectClose, finiteDiff } from '../../helpers/compare.ts';
+import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
+import { testWeights } from '../../helpers/matmul-weights.ts';
+
+const ATOL = 1e-4, RTOL = 1e-5;
+
+/** W in a buffer with `off` leading elements, as f32 or packed bf16 (values identical: bf16-exact). */
+function weightBuffer(gpu: GpuContext, n: number, off: number, dtype: gpuOp.WDtype, seed: number) {
+  const t = testWeights(off + n, seed, 0.5);
+  return { values: t.values, buf: dtype === 'bf16' ? u32Buffer(gpu, t.packed, 'w') : f32Buffer(gpu, t.values, 'w') };
+}
+
+// Shapes: a small linear (2 x 13 tokens, hidden 80 -> 72), and one spanning several ragged 64 x 64 tiles.
+const cases = [
+  { M: 26, N: 72, K: 80, wOffset: 0, dtype: 'f32' as const },
+  { M: 26, N: 72, K: 80, wOffset: 0, dtype: 'bf16' as const },
+  { M: 70, N: 130, K: 37, wOffset: 3 * 37 + 1, dtype: 'bf16' as const },
+  { M: 65, N: 129, K: 33, wOffset: 5, dtype: 'f32' as const },
+];
+
+describe('matmul', () => {
+  for (const c of cases) {
+    const { M, N, K, wOffset, dtype } = c;
+    const tag = `M${M} N${N} K${K} ${dtype} wOffset ${wOffset}`;
+    const x = randn(M * K, 1);
+    const dy = randn(M * N, 2);
+    const bias = randn(N + 2, 3);
+
+    it(`forward (=, with bias; +=, without) ${tag}`, async () => {
+      const gpu = await testGpu();
+      const w = weightBuffer(gpu, N * K, wOffset, dtype, 4);
+      const y0 = randn(M * N, 5);
+      const y = poisoned(gpu, M * N), yAcc = f32Buffer(gpu, y0);
+      const d = { M, N, K, wDtype: dtype, wOffset, biasOffset: 2 };
+      await run(gpu, (enc) => {
+        gpuOp.matmulForward(enc, y, f32Buffer(gpu, x), w.buf, f32Buffer(gpu, bias), d);
+        gpuOp.matmulForward(enc, yAcc, f32Buffer(gpu, x), w.buf, null, { ...d, accumulate: true });
+      });
+      const yr = new Float64Array(M * N), yAccR = Float64Array.from(y0);
+      ref.matmulForward(yr, x, w.values, bias, d);
+      ref.matmulForward(yAccR, x, w.values, null, { ...d, accumulate: true });
+      expectClose(await readF32(gpu, y), yr, ATOL, RTOL, 'y');
+      expectClose(await readF32(gpu, yAcc), yAccR, ATOL, RTOL, 'y (accumulated)');
+    });
+
+    it(`backward input (=, +=) ${tag}`, async () => {
+      const gpu = await testGpu();
+      const w = weightBuffer(gpu, N * K, wOffset, dtype, 4);
+      const dx0 = randn(M * K, 6);
+      const dx = poisoned(gpu, M * K), dxAcc = f32Buffer(gpu, dx0);
+      const d = { M, N, K, wDtype: dtype, wOffset };
+      await run(gpu, (enc) => {
+        gpuOp.matmulBackwardInput(enc, dx, f32Buffer(gpu, dy), w.buf, d);
+        gpuOp.matmulBackwardInput(enc, dxAcc, f32Buffer(gpu, dy), w.buf, { ...d, accumulate: true });
+      });
+      const dxr = new Float64Array(M * K), dxAccR = Float64Array.from(dx0);
+      ref.matmulBackwardInput(dxr, dy, w.values, d);
+      ref.matmulBackwardInput(dxAccR, dy, w.values, { ...d, accumulate: true });
+      expectClose(await readF32(gpu, dx), dxr, ATOL, RTOL, 'dx');
+      expectClose(await readF32(gpu, dxAcc), dxAccR, ATOL, RTOL, 'dx (accumulated)');
+    });
+
+    it(`backward weight and bias (+= at an offset, =) ${tag}`, async () => {
+      const gpu = await testGpu();
+      const off = 7;
+      const dw0 = randn(off + N * K, 7), db0 = randn(off + N, 8);
+      const dw = f32Buffer(gpu, dw0), db = f32Buffer(gpu, db0);
+      const dwSet = poisoned(gpu, N * K), dbSet = poisoned(gpu, N);
+      await run(gpu, (enc) => {
+        gpuOp.matmulBackwardWeight(enc, dw, f32Buffer(gpu, dy), f32Buffer(gpu, x), { M, N, K, dwOffset: off });
+        gpuOp.matmulBackwardBias(enc, db, f32Buffer(gpu, dy), { M, N, K, dwOffset: off });
+        gpuOp.matmulBackwardWeight(enc, dwSet, f32Buffer(gpu, dy), f32Buffer(gpu, x), { M, N, K, accumulate: false });
+        gpuOp.matmulBackwardBias(enc, dbSet, f32Buffer(gpu, dy), { M, N, K, accumulate: false });
+      });
+      const dwr = Float64Array.from(dw0), dbr = Float64Array.from(db0);
+      ref.matmulBackwardWeight(dwr, dy, x, { M, N, K, dwOffset: off });
+      ref.matmulBackwardBias(dbr, dy, { M, N, K, dwOffset: off });
+      expectClose(await readF32(gpu, dw), dwr, ATOL, RTOL, 'dW (accumulated)');
+      expectClose(await readF32(gpu, db), dbr, ATOL, RTOL, 'dbias (accumulated)');
+      expectClose(await readF32(gpu, dwSet), dwr.subarray(off).map((v, i) => v - dw0[off + i]!), ATOL, RTOL, 'dW');
+      expectClose(await readF32(gpu, dbSet), dbr.subarray(off).map((v, i) => v - db0[off + i]!), ATOL, RTOL, 'dbias');
+    });
+  }
+
+  it('oracle backward agrees with finite differences', () => {
+    const M = 3, N = 4, K = 5, wo = 2;
+    const d = { M, N, K, wDtype: 'f32' as const, wOffset: wo };
+    const x = Float64Array.from(randn(M * K, 11));
+    const w = Float64Array.from(randn(wo + N * K, 12));
+    const b = Float64Array.from(randn(N, 13));
+    const g = Float64Array.from(randn(M * N, 14));
+    const loss = (xx: Float64Array, ww: Float64Array, bb: Float64Array) => {
+      const y = new Float64Array(M * N);
+      ref.matmulForward(y, xx, ww, bb, d);
+      return y.reduce((a, v, i) => a + v * g[i]!, 0);
+    };
+    const dx = new Float64Array(M * K), dw = new Float64Array(N * K), db = new Float64Array(N);
+    ref.matmulBackwardInput(dx, g, w, d);
+    ref.matmulBackwardWeight(dw, g, x, { M, N, K });
+    ref.matmulBackwardBias(db, g, { M, N, K });
+    for (let i = 0; i < M * K; i += 2) expectClose([dx[i]!], [finiteDiff((v) => loss(v, w, b), x, i)], 1e-6, 1e-6, `dx[${i}]`);
+    for (let i = 0; i < N * K; i += 3) expectClose([dw[i]!], [finiteDiff((v) => loss(x, v, b), w, wo + i)], 1e-6, 1e-6, `dW[${i}]`);
+    for (let i = 0; i < N; i++) expectClose([db[i]!], [finiteDiff((v) => loss(x, w, v), b, i)], 1e-6, 1e-6, `dbias[${i}]`);
+  });
+});
