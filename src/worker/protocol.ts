@@ -1,0 +1,315 @@
+// Contract: the one interface between the page and the engine worker (`Trainer`), and every value that crosses it.
+// The UI holds a comlink proxy of it and imports nothing else from the worker or the engine except these types.
+//
+// Rules for everything below: plain structured-cloneable data (no classes, no functions) except the callbacks objects,
+// which the caller wraps in `Comlink.proxy(...)`. Sizes are bytes, times are milliseconds (epoch ms for dates).
+
+import type { GpuInfo } from '../engine/gpu/device.ts';
+import type { ArchName, ParamCounts } from '../engine/model/index.ts';
+import type { Settings } from '../presets/schema.ts';
+
+export type { GpuInfo, Settings };
+
+// ---------------------------------------------------------------------------------------------
+// GPU
+
+export interface GpuReport {
+  /** true when a device could be created. */
+  available: boolean;
+  info: GpuInfo | null;
+  /** What to tell the user: the adapter in words, or why there is none. */
+  message: string;
+  /** Set once the device has been lost (in words); a run stops and can resume from its last checkpoint. */
+  lost: string | null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models
+
+/** Shape facts of a model, read from its config.json, for display. */
+export interface ModelFacts {
+  layers: number;
+  hidden: number;
+  experts: number;
+  topK: number;
+  expertIntermediate: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  vocab: number;
+  maxPos: number;
+  sharedExperts: number;
+  denseLayers: number;
+  dtype: string | null;
+}
+
+export interface StoredFile {
+  path: string;
+  bytes: number;
+}
+
+export interface StoredModel {
+  /** Stable id (folder name in storage). */
+  id: string;
+  name: string;
+  arch: ArchName;
+  /** Registry display name, e.g. "Qwen3-MoE". */
+  archDisplay: string;
+  facts: ModelFacts;
+  params: ParamCounts;
+  /** Bytes on disk, all files. */
+  bytes: number;
+  files: StoredFile[];
+  /** tokenizer.json + tokenizer_config.json are present. */
+  hasTokenizer: boolean;
+  /** Where it came from: "built-in demo", a URL, or a folder name. */
+  source: string;
+  builtin: boolean;
+  importedAt: number;
+  /** The raw config.json, as stored. */
+  config: Record<string, unknown>;
+}
+
+/** A file chosen in the page (folder picker / drag and drop), with its path relative to the chosen folder. */
+export interface PickedFile {
+  path: string;
+  file: Blob;
+}
+
+export type ModelSource =
+  | { kind: 'demo' }
+  | { kind: 'url'; url: string; name?: string }
+  | { kind: 'files'; name: string; files: PickedFile[] };
+
+export interface ImportProgress {
+  phase: 'checking' | 'copying' | 'verifying' | 'done';
+  /** The file being copied. */
+  file: string;
+  bytesDone: number;
+  bytesTotal: number;
+  /** Tensors whose bytes are fully stored. */
+  tensorsDone: number;
+  tensorsTotal: number;
+  /** Seconds left at the current rate; null until there is a rate. */
+  etaSeconds: number | null;
+  /** Bytes that an earlier, interrupted import had already stored and that were kept. */
+  bytesResumed: number;
+}
+
+export interface StorageReport {
+  usedBytes: number | null;
+  quotaBytes: number | null;
+  /** navigator.storage.persisted(): the browser will not evict the data under pressure. */
+  persisted: boolean;
+  modelsBytes: number;
+  datasetsBytes: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Datasets
+
+export type DatasetInput =
+  | { kind: 'demo'; which: 'finetune' | 'heldout' }
+  | { kind: 'files'; name: string; files: PickedFile[] };
+
+export interface DatasetSettings {
+  /** The model whose tokenizer is used. */
+  modelId: string;
+  /** 'train': fine-tuning data (with an in-domain eval part); 'heldout': only evaluated. */
+  role: 'train' | 'heldout';
+  name?: string;
+  /** For folders / plain files: extensions to include, without dots (e.g. ["js", "ts"]); empty = all text files. */
+  extensions: string[];
+  /** Fraction of documents kept apart for in-domain evaluation (0 = evaluate on the training stream itself). */
+  evalFraction: number;
+  /** Seed of the document shuffle that picks the eval part. */
+  seed: number;
+}
+
+export type DatasetFormat = 'jsonl-ids' | 'jsonl-text' | 'text-files';
+
+export interface DatasetSummary {
+  id: string;
+  name: string;
+  role: 'train' | 'heldout';
+  modelId: string;
+  format: DatasetFormat;
+  files: number;
+  documents: number;
+  /** All tokens, EOS included. */
+  tokens: number;
+  trainTokens: number;
+  evalTokens: number;
+  /** Tokens whose label is not ignored (-100) — what the loss is averaged over. */
+  labeledTokens: number;
+  /** The labels were input_ids shifted by one and were shifted back to the Hugging Face convention. */
+  labelShiftFixed: boolean;
+  /** Things the user should know (label shift found and fixed, skipped files, ...). */
+  notes: string[];
+  createdAt: number;
+}
+
+export interface DatasetProgress {
+  phase: 'reading' | 'tokenizing' | 'saving' | 'done';
+  documentsDone: number;
+  documentsTotal: number;
+  tokens: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory plan (issue C)
+
+export interface PlanItem {
+  label: string;
+  bytes: number;
+  where: 'gpu' | 'cpu' | 'disk';
+}
+
+export interface MemoryPlan {
+  /** Whether the run fits this GPU's limits with these settings. */
+  fits: boolean;
+  gpuBytes: number;
+  /** What the GPU offers (maxBufferSize-derived or reported), null when unknown. */
+  gpuBudgetBytes: number | null;
+  items: PlanItem[];
+  /** Warnings and hints (e.g. "quantize experts to fit"). */
+  notes: string[];
+  /** Trainable entries (active expert weights + routers). */
+  trainableParams: number;
+  /** STEPS after EPOCHS is resolved against the dataset. */
+  steps: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+export interface RunRequest {
+  modelId: string;
+  trainDatasetId: string;
+  heldoutDatasetId: string | null;
+  settings: Settings;
+  name?: string;
+}
+
+export interface StepEvent {
+  step: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  tokensPerSecond: number;
+  elapsedMs: number;
+  etaMs: number | null;
+  gpuMemoryBytes: number | null;
+  skippedSteps: number;
+}
+
+export interface EvalEvent {
+  step: number;
+  inDomainPpl: number;
+  heldoutPpl: number | null;
+}
+
+export interface ReselectEvent {
+  step: number;
+  /** Trainable share of the expert weights of the trained layers. */
+  activeFraction: number;
+  /** |new − old| / |new|, over all selection tensors. */
+  turnover: number;
+}
+
+export type RunStatus = 'running' | 'paused' | 'done' | 'stopped' | 'failed' | 'interrupted';
+
+export interface RunSummary {
+  id: string;
+  name: string;
+  modelId: string;
+  trainDatasetId: string;
+  heldoutDatasetId: string | null;
+  settings: Settings;
+  status: RunStatus;
+  createdAt: number;
+  updatedAt: number;
+  steps: number;
+  stepsDone: number;
+  /** Step of the last checkpoint a resume starts from (0 = none). */
+  checkpointStep: number;
+  lastLoss: number | null;
+  pplBefore: { inDomain: number; heldout: number | null } | null;
+  pplAfter: { inDomain: number; heldout: number | null } | null;
+  error: string | null;
+}
+
+export interface RunError {
+  kind: 'device-lost' | 'out-of-memory' | 'error';
+  /** In words, for the user. */
+  message: string;
+  /** The run can be resumed with resumeRun (from checkpointStep). */
+  resumable: boolean;
+}
+
+/** Passed wrapped in Comlink.proxy(); every method is called from the worker, fire-and-forget. */
+export interface RunCallbacks {
+  onStep(e: StepEvent): void;
+  onEval(e: EvalEvent): void;
+  onReselect(e: ReselectEvent): void;
+  onLog(line: string): void;
+  onDone(summary: RunSummary): void;
+  onError(error: RunError): void;
+}
+
+export interface ExportFile {
+  name: string;
+  data: Blob;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The interface
+
+export interface WorkerEnv {
+  /** The app's base URL (where index.html is), so the worker finds the built-in demo files. */
+  appBase: string;
+}
+
+export interface Trainer {
+  /** Called once by connectTrainer before anything else. */
+  setup(env: WorkerEnv): Promise<void>;
+
+  /** Creates the GPU device on first call; never throws (a missing GPU is reported in `message`). */
+  gpuInfo(): Promise<GpuReport>;
+
+  /** Stored models; on first launch the built-in demo model is imported from the app's own files first. */
+  listModels(): Promise<StoredModel[]>;
+  /** Copies a model into storage; resumes an interrupted import of the same source (bytes already stored are kept). */
+  importModel(source: ModelSource, onProgress?: (p: ImportProgress) => void): Promise<StoredModel>;
+  /** Cancels the import in progress (it rejects with an AbortError); what was stored is kept for a later resume. */
+  cancelImport(): Promise<void>;
+  deleteModel(id: string): Promise<void>;
+  storageEstimate(): Promise<StorageReport>;
+
+  /** Parses and tokenizes with the model's own tokenizer, stores the token stream, returns the counts. */
+  loadDataset(input: DatasetInput, settings: DatasetSettings, onProgress?: (p: DatasetProgress) => void): Promise<DatasetSummary>;
+  listDatasets(): Promise<DatasetSummary[]>;
+  deleteDataset(id: string): Promise<void>;
+
+  /** The memory plan for these settings, this model and this GPU. */
+  plan(modelId: string, settings: Settings, trainDatasetId?: string | null): Promise<MemoryPlan>;
+
+  /** Starts a run; resolves as soon as it is started (events arrive through the callbacks). */
+  startRun(request: RunRequest, callbacks: RunCallbacks): Promise<RunSummary>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  stop(): Promise<void>;
+  /** Continues an interrupted, paused-and-reloaded or failed run from its last checkpoint. */
+  resumeRun(runId: string, callbacks: RunCallbacks): Promise<RunSummary>;
+  listRuns(): Promise<RunSummary[]>;
+
+  /** Hub layout: safetensors shards + index + config + tokenizer files. */
+  exportModel(runId: string): Promise<ExportFile[]>;
+  /** The sparse delta (changed entries only) as safetensors + a JSON description. */
+  exportDelta(runId: string): Promise<ExportFile[]>;
+  /** The run log, JSONL in the seed's format. */
+  exportLog(runId: string): Promise<ExportFile>;
+}
+
+/** The message every method the engine does not provide yet rejects with. */
+export const NOT_AVAILABLE = 'is not available yet: the training engine is not part of this build';

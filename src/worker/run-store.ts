@@ -1,0 +1,69 @@
+// Contract: run records in OPFS under runs/<id>/ — run.json (the RunSummary, rewritten as the run goes) and log.jsonl
+// (one JSON object per line, the seed's log format). A run found "running" or "paused" at startup was interrupted.
+
+import { dirAt, entries, fileAt, readText, removeEntry, writeWhole } from './opfs.ts';
+import type { RunSummary } from './protocol.ts';
+
+const RUNS = 'runs';
+const RECORD = 'run.json';
+const LOG = 'log.jsonl';
+
+function safeRunId(id: string): string {
+  if (!/^[a-z0-9][a-z0-9._-]{0,80}$/.test(id)) throw new Error(`invalid run id ${JSON.stringify(id)}`);
+  return id;
+}
+
+export function newRunId(now: number = Date.now()): string {
+  const d = new Date(now).toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `run-${d}-${Math.floor(Math.random() * 0xffff).toString(16).padStart(4, '0')}`;
+}
+
+export async function runFolder(id: string, create: boolean): Promise<FileSystemDirectoryHandle | null> {
+  return dirAt(`${RUNS}/${safeRunId(id)}`, create);
+}
+
+export async function listRunRecords(): Promise<RunSummary[]> {
+  const dir = await dirAt(RUNS, false);
+  if (!dir) return [];
+  const out: RunSummary[] = [];
+  for await (const [, h] of entries(dir)) {
+    if (h.kind !== 'directory') continue;
+    const text = await readText(h as FileSystemDirectoryHandle, RECORD);
+    if (!text) continue;
+    try {
+      out.push(JSON.parse(text) as RunSummary);
+    } catch {
+      /* a record cut short by a crash: skipped */
+    }
+  }
+  return out.sort((a, b) => b.createdAt - a.createdAt);
+}
+
+export async function readRunRecord(id: string): Promise<RunSummary | null> {
+  const dir = await runFolder(id, false);
+  const text = dir ? await readText(dir, RECORD) : null;
+  return text ? (JSON.parse(text) as RunSummary) : null;
+}
+
+export async function writeRunRecord(run: RunSummary): Promise<void> {
+  const dir = (await runFolder(run.id, true))!;
+  await writeWhole(dir, RECORD, JSON.stringify({ ...run, updatedAt: Date.now() }));
+}
+
+export async function readRunLog(id: string): Promise<Blob | null> {
+  const dir = await runFolder(id, false);
+  const h = dir ? await fileAt(dir, LOG, false) : null;
+  return h ? h.getFile() : null;
+}
+
+export async function deleteRun(id: string): Promise<void> {
+  const dir = await dirAt(RUNS, false);
+  if (dir) await removeEntry(dir, safeRunId(id));
+}
+
+/** At worker start no run is live: a record still "running" or "paused" belongs to a closed or reloaded page. */
+export async function markInterruptedRuns(): Promise<void> {
+  for (const r of await listRunRecords()) {
+    if (r.status === 'running' || r.status === 'paused') await writeRunRecord({ ...r, status: 'interrupted' });
+  }
+}
