@@ -1,0 +1,35 @@
+// Contract: the built-in presets shown in the editor. Each is the defaults plus a few overrides; the memory plan
+// (issue C) is the judge of whether a preset fits a given GPU — the values here are the starting points we ship.
+
+import { DEFAULTS, validateSettings, type Settings } from './schema.ts';
+
+export interface Preset {
+  id: string;
+  name: string;
+  description: string;
+  /** The model the preset was written for (a Hub id), or null for any. */
+  model: string | null;
+  settings: Settings;
+}
+
+function preset(id: string, name: string, model: string | null, description: string, overrides: Partial<Settings>): Preset {
+  const v = validateSettings({ ...DEFAULTS, ...overrides });
+  if (!v.ok) throw new Error(`built-in preset ${id}: ${v.errors.join('; ')}`);
+  return Object.freeze({ id, name, model, description, settings: Object.freeze(v.settings) as Settings });
+}
+
+export const BUILTIN_PRESETS: readonly Preset[] = Object.freeze([
+  preset('demo', 'Demo', 'usaf-demo-moe',
+    'The built-in 16 M-parameter Qwen3-MoE demo: the method exactly as METHOD.md states it (180 steps of 2 × 512 tokens, 0.5 % of the expert weights of layers 4–7, peak LR 2e-4).',
+    {}),
+  preset('qwen3-30b-a3b-12gb', 'Qwen3-30B-A3B on a 12 GB GPU', 'Qwen/Qwen3-30B-A3B',
+    'Top 8 of 48 layers trained; frozen expert weights in 4 bits with groups of 64; one sequence per pass with two accumulated; the frozen layers run once per sequence (cached).',
+    { quantizeExperts: true, quantGroupSize: 64, microbatch: 1, accum: 2 }),
+  preset('qwen3-30b-a3b-24gb', 'Qwen3-30B-A3B on a 24 GB GPU', 'Qwen/Qwen3-30B-A3B',
+    'Top 8 of 48 layers trained; frozen expert weights in 4 bits with groups of 128; the method\'s microbatch of 2 × 512 tokens; the frozen layers run once per sequence (cached).',
+    { quantizeExperts: true, quantGroupSize: 128, microbatch: 2, accum: 1 }),
+]);
+
+export function builtinPreset(id: string): Preset | undefined {
+  return BUILTIN_PRESETS.find((p) => p.id === id);
+}

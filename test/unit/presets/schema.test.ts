@@ -1,0 +1,85 @@
+// Settings schema: strict validation of untrusted settings objects (stored or uploaded presets) and the resolution of
+// auto values against a model and a dataset.
+import { describe, expect, it } from 'vitest';
+import {
+  BUILTIN_PRESETS, checkAgainstModel, checkValue, DEFAULTS, resolveSteps, resolveTrainFrom, SETTING_BY_KEY,
+  validateSettings, type Settings,
+} from '../../../src/presets/index.ts';
+
+describe('validateSettings', () => {
+  it('fills missing keys with defaults and returns a new object', () => {
+    const input = { steps: 300 };
+    const r = validateSettings(input);
+    expect(r.ok && r.settings).toEqual({ ...DEFAULTS, steps: 300 });
+    expect(r.ok && r.settings).not.toBe(input);
+  });
+
+  it('refuses unknown keys, naming them', () => {
+    const r = validateSettings({ steps: 3, turbo: true, mode: 'x' });
+    expect(r.ok).toBe(false);
+    expect(!r.ok && r.errors[0]).toBe('unknown settings: "turbo", "mode"');
+  });
+
+  it('refuses __proto__ and constructor as own keys (JSON.parse makes them own properties)', () => {
+    const r = validateSettings(JSON.parse('{"__proto__": {"steps": 1}, "constructor": 1}'));
+    expect(!r.ok && r.errors[0]).toBe('unknown settings: "__proto__", "constructor"');
+    expect(({} as Record<string, unknown>).steps).toBeUndefined();
+  });
+
+  it('refuses getters (never runs them)', () => {
+    let ran = false;
+    const evil = Object.defineProperty({}, 'steps', { enumerable: true, get: () => { ran = true; return 5; } });
+    const r = validateSettings(evil);
+    expect(!r.ok && r.errors[0]).toMatch(/STEPS: must be a plain value/);
+    expect(ran).toBe(false);
+  });
+
+  it('refuses wrong types and out-of-range values with the setting named', () => {
+    const r = validateSettings({ steps: '3', lrPeak: -1, quantizeExperts: 1, quantGroupSize: 100, trainFrom: 2.5 });
+    expect(!r.ok && r.errors).toEqual([
+      'STEPS: expected a whole number from 1 to 1000000, got "3"',
+      'LR_PEAK: -1 is out of range: expected a number above 0 and at most 1',
+      'TRAIN_FROM: expected a whole number, got 2.5',
+      'QUANTIZE_EXPERTS: expected on or off (true/false), got 1',
+      'QUANT_GROUP: expected one of 128, 64, got 100',
+    ]);
+  });
+
+  it('refuses non-objects', () => {
+    for (const v of [null, 3, 'x', [1, 2]]) expect(validateSettings(v).ok).toBe(false);
+  });
+
+  it('accepts null only for the auto settings', () => {
+    expect(checkValue(SETTING_BY_KEY.get('trainFrom')!, null)).toBeNull();
+    expect(checkValue(SETTING_BY_KEY.get('frozenCacheN')!, null)).toBeNull();
+    expect(checkValue(SETTING_BY_KEY.get('steps')!, null)).toMatch(/got auto/);
+  });
+
+  it('every built-in preset is valid', () => {
+    for (const p of BUILTIN_PRESETS) expect(validateSettings(p.settings).ok).toBe(true);
+    expect(BUILTIN_PRESETS.map((p) => p.name)).toEqual(['Demo', 'Qwen3-30B-A3B on a 12 GB GPU', 'Qwen3-30B-A3B on a 24 GB GPU']);
+  });
+});
+
+describe('resolution', () => {
+  it('TRAIN_FROM auto: top half up to 16 layers, top 8 above', () => {
+    expect(resolveTrainFrom(DEFAULTS, 8)).toBe(4); // the demo: layers 4-7
+    expect(resolveTrainFrom(DEFAULTS, 16)).toBe(8);
+    expect(resolveTrainFrom(DEFAULTS, 48)).toBe(40); // Qwen3-30B-A3B
+    expect(resolveTrainFrom({ ...DEFAULTS, trainFrom: 2 }, 8)).toBe(2);
+  });
+
+  it('EPOCHS > 0 sets STEPS from the training tokens', () => {
+    expect(resolveSteps(DEFAULTS, 100_912)).toBe(180);
+    const s: Settings = { ...DEFAULTS, epochs: 2 };
+    expect(resolveSteps(s, 100_912)).toBe(Math.floor((2 * 100_912) / (2 * 512)));
+  });
+
+  it('checks against the model', () => {
+    expect(checkAgainstModel({ ...DEFAULTS, trainFrom: 8, seq: 4096 }, { numLayers: 8, maxPos: 2048 })).toEqual({
+      trainFrom: 'this model has 8 layers (0–7)',
+      seq: 'this model handles at most 2048 positions',
+    });
+    expect(checkAgainstModel(DEFAULTS, { numLayers: 8, maxPos: 2048 })).toEqual({});
+  });
+});
