@@ -1,0 +1,171 @@
+// Routed-expert (SwiGLU) launchers: grouped GEMMs over the expert-sorted rows of moe_route, weighted combine, backward
+// to dx/dTopW/per-row grads, and dense expert weight grads (+=). Same signatures as ref/experts.ts.
+
+import type { Encoder } from '../gpu/encoder.ts';
+import { kernel } from '../gpu/kernel.ts';
+import gateUpSrc from '../../../shaders/experts.wgsl?raw';
+import downSrc from '../../../shaders/experts_down.wgsl?raw';
+import combineSrc from '../../../shaders/experts_combine.wgsl?raw';
+import bwdSrc from '../../../shaders/experts_backward.wgsl?raw';
+import actSrc from '../../../shaders/experts_backward_act.wgsl?raw';
+import inSrc from '../../../shaders/experts_backward_input.wgsl?raw';
+import wSrc from '../../../shaders/experts_backward_weight.wgsl?raw';
+
+// Legend: T tokens, H hidden, E experts, K experts per token, IE expert width, R = T*K expert-sorted rows.
+
+export interface ExpertsDims {
+  T: number;
+  H: number;
+  E: number;
+  K: number;
+  IE: number;
+  /** Storage of gate/up/down: f32, or bf16 packed two per u32 (low half = even element). */
+  wDtype: 'f32' | 'bf16';
+  /** Element offsets of expert 0 inside the weight buffers (default 0). */
+  gateOffset?: number;
+  upOffset?: number;
+  downOffset?: number;
+}
+
+/** gate, up [E, IE, H]; down [E, H, IE] (each all experts of the layer, row-major). */
+export interface ExpertWeights<B> {
+  gate: B;
+  up: B;
+  down: B;
+}
+
+/** From moe_route (tileM must be EXPERT_TILE_M): offsets [E+1], slot [T*K], rowPair [R], tiles [maxTiles, 4]. */
+export interface ExpertRouting<B> {
+  offsets: B;
+  slot: B;
+  rowPair: B;
+  tiles: B;
+}
+
+/** Saved by forward for backward: G, U, A [R, IE]; Y [R, H]. */
+export interface ExpertSaved<B> {
+  G: B;
+  U: B;
+  A: B;
+  Y: B;
+}
+
+/** Per-row grads made by backward: dY [R, H], dG, dU [R, IE]; dXr [R, H] is workspace (may be saved.Y). */
+export interface ExpertGrads<B> {
+  dY: B;
+  dG: B;
+  dU: B;
+  dXr: B;
+}
+
+type Binding = GPUBuffer | GPUBufferBinding;
+
+// GEMM tiling: WX x WY threads, each RM=2 rows x RN=4 columns; moe_route must use tileM = EXPERT_TILE_M.
+const WX = 16, WY = 16, TK = 16;
+export const EXPERT_TILE_M = WY * 2;
+const TN = WX * 4;
+const WG = 256;
+const MAX_GROUPS = 65535;
+
+function gemmConstants(d: ExpertsDims): Record<string, number> {
+  return { WX, WY, TK, W_BF16: d.wDtype === 'bf16' ? 1 : 0 };
+}
+
+export function maxTilesOf(d: ExpertsDims): number {
+  return Math.ceil((d.T * d.K + d.E * (EXPERT_TILE_M - 1)) / EXPERT_TILE_M);
+}
+
+export function expertsParams(d: ExpertsDims): Uint32Array {
+  return Uint32Array.from([d.H, d.IE, d.K, d.gateOffset ?? 0, d.upOffset ?? 0, d.downOffset ?? 0, d.T, d.E]);
+}
+
+function combineParams(T: number, H: number, K: number, weighted: boolean): Uint32Array {
+  return Uint32Array.from([T, H, K, weighted ? 1 : 0]);
+}
+
+const groups = (n: number, per: number) => Math.max(1, Math.min(MAX_GROUPS, Math.ceil(n / per)));
+
+// ---------------------------------------------------------------------------------------------------------------
+// forward
+
+/** out [T, H] = sum_k topW[t,k] * Y[slot(t,k)];  saved G, U, A [R, IE], Y [R, H] <- x [T, H], weights, topW [T, K]. */
+export function expertsForward(
+  enc: Encoder,
+  out: GPUBuffer,
+  s: ExpertSaved<GPUBuffer>,
+  x: GPUBuffer,
+  w: ExpertWeights<GPUBuffer>,
+  topW: GPUBuffer,
+  route: ExpertRouting<GPUBuffer>,
+  d: ExpertsDims,
+): void {
+  const gpu = enc.gpu, params = expertsParams(d), c = gemmConstants(d), tiles = maxTilesOf(d);
+  const gu = kernel(gpu, { name: 'experts.gate_up', code: gateUpSrc, entryPoint: 'gate_up', constants: c });
+  gu.dispatch(enc, [x, w.gate, w.up, route.rowPair, route.tiles, s.G, s.U, s.A], [Math.ceil(d.IE / TN), tiles], params);
+  const dn = kernel(gpu, { name: 'experts.down', code: downSrc, entryPoint: 'down', constants: c });
+  dn.dispatch(enc, [s.A, w.down, route.tiles, s.Y], [Math.ceil(d.H / TN), tiles], params);
+  expertsCombine(enc, out, s.Y, route.slot, topW, d.T, d.H, d.K);
+}
+
+/** out [T, H] = sum_k w[t,k] * rows[slot(t,k)], w = topW [T, K] or 1 when topW is null. rows [R, H]. */
+export function expertsCombine(enc: Encoder, out: GPUBuffer, rows: GPUBuffer, slot: GPUBuffer, topW: GPUBuffer | null, T: number, H: number, K: number): void {
+  const k = kernel(enc.gpu, { name: 'experts.combine', code: combineSrc, entryPoint: 'combine', constants: { WG } });
+  k.dispatch(enc, [rows, slot, topW ?? rows, out], [groups(T * H, WG)], combineParams(T, H, K, topW !== null));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// backward
+
+/**
+ * dx [T, H] (=), dTopW [T, K] (=), per-row grads dY, dG, dU (=) <- dOut [T, H], weights, topW, saved G, U, Y.
+ * Everything the weight gradients need stays in `g` (dY, dG, dU) and `s` (A); x is not read here.
+ */
+export function expertsBackward(
+  enc: Encoder,
+  dx: GPUBuffer,
+  dTopW: GPUBuffer,
+  g: ExpertGrads<GPUBuffer>,
+  dOut: GPUBuffer,
+  w: ExpertWeights<GPUBuffer>,
+  topW: GPUBuffer,
+  s: ExpertSaved<GPUBuffer>,
+  route: ExpertRouting<GPUBuffer>,
+  d: ExpertsDims,
+): void {
+  const gpu = enc.gpu, params = expertsParams(d), c = gemmConstants(d), tiles = maxTilesOf(d);
+  const R = d.T * d.K;
+  const b = kernel(gpu, { name: 'experts.backward_combine', code: bwdSrc, entryPoint: 'backward_combine', constants: { WG: 64 } });
+  b.dispatch(enc, [dOut, s.Y, route.slot, topW, dTopW, g.dY], [groups(R, 1)], params);
+  const act = kernel(gpu, { name: 'experts.backward_act', code: actSrc, entryPoint: 'backward_act', constants: c });
+  act.dispatch(enc, [g.dY, w.down, s.G, s.U, route.tiles, g.dG, g.dU], [Math.ceil(d.IE / TN), tiles], params);
+  const inp = kernel(gpu, { name: 'experts.backward_input', code: inSrc, entryPoint: 'backward_input', constants: c });
+  inp.dispatch(enc, [g.dG, g.dU, w.gate, w.up, route.tiles, g.dXr], [Math.ceil(d.H / TN), tiles], params);
+  expertsCombine(enc, dx, g.dXr, route.slot, null, d.T, d.H, d.K);
+}
+
+/**
+ * Dense expert weight grads, accumulated (+=) unless accumulate is false: dGate, dUp [E, IE, H] = dG^T·x and dU^T·x
+ * over each expert's rows; dDown [E, H, IE] = dY^T·A. Any of the three may be null. f32 outputs.
+ */
+export function expertsBackwardWeights(
+  enc: Encoder,
+  dW: ExpertWeights<Binding | null>,
+  x: GPUBuffer,
+  s: ExpertSaved<GPUBuffer>,
+  g: ExpertGrads<GPUBuffer>,
+  route: ExpertRouting<GPUBuffer>,
+  d: ExpertsDims,
+  accumulate = true,
+): void {
+  const k = kernel(enc.gpu, { name: 'experts.backward_weight', code: wSrc, entryPoint: 'backward_weight', constants: { WX, WY, TK } });
+  const TM = EXPERT_TILE_M;
+  // (left [R, N], right [*, C] gathered through rowPair when gather) -> out [E, N, C]
+  const one = (out: Binding | null, left: GPUBuffer, right: GPUBuffer, N: number, C: number, gather: boolean) => {
+    if (!out) return;
+    const p = Uint32Array.from([N, C, d.K, gather ? 1 : 0, accumulate ? 1 : 0, d.E, 0, 0]);
+    k.dispatch(enc, [left, right, route.rowPair, route.offsets, out], [Math.ceil(C / TN), Math.ceil(N / TM), d.E], p);
+  };
+  one(dW.gate, g.dG, x, d.IE, d.H, true);
+  one(dW.up, g.dU, x, d.IE, d.H, true);
+  one(dW.down, g.dY, s.A, d.H, d.IE, false);
+}
