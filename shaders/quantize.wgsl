@@ -1,0 +1,101 @@
+// 4-bit quantizer (src/engine/quant/FORMAT.md), one thread per group of G weights of a row (a row's last group may be shorter).
+// Min-max start (s = range/15 as f16, z = -min/s), then up to `iters` HQQ steps on z; same steps and order as quant/hqq.ts.
+
+struct Params {
+  rows: u32, K: u32, G: u32, groups_per_row: u32,
+  w_offset: u32, row_offset: u32, iters: u32, bf16: u32,
+  lp_norm: f32, beta: f32, kappa: f32, _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> w: array<u32>;          // [rows, K] f32 bits, or bf16 pairs when p.bf16
+@group(0) @binding(1) var<storage, read_write> q: array<u32>;    // [row_offset + rows, K/8] nibbles
+@group(0) @binding(2) var<storage, read_write> sz: array<u32>;   // [row_offset + rows, groups_per_row] f16 s | f16 z << 16
+@group(0) @binding(3) var<uniform> p: Params;
+
+override WG: u32 = 64;
+
+fn weight(i: u32) -> f32 {
+  let e = p.w_offset + i;
+  if (p.bf16 != 0u) {
+    let word = w[e >> 1u];
+    return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (e & 1u) == 1u));
+  }
+  return bitcast<f32>(w[e]);
+}
+
+// f32 -> f16 bits, round to nearest even (overflow -> inf), done on the bits so every GPU rounds alike.
+fn f16_bits(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  let sign = (b >> 16u) & 0x8000u;
+  let a = b & 0x7fffffffu;
+  if (a >= 0x477ff000u) { return sign | 0x7c00u; }                                // >= 65520
+  if (a < 0x38800000u) { return sign | u32(round(bitcast<f32>(a) * 16777216.0)); } // < 2^-14: subnormal
+  let r = a - 0x38000000u;                                                        // rebias exponent 127 -> 15
+  return sign | ((r + 0xfffu + ((r >> 13u) & 1u)) >> 13u);
+}
+
+fn f16_value(h: u32) -> f32 {
+  let e = (h >> 10u) & 0x1fu;
+  let m = h & 0x3ffu;
+  var v = f32(m) * 5.9604644775390625e-8;                                         // subnormal: m * 2^-24
+  if (e != 0u) { v = bitcast<f32>(((e + 112u) << 23u) | (m << 13u)); }
+  return select(v, -v, (h & 0x8000u) != 0u);
+}
+
+fn code(v: f32, s: f32, z: f32) -> f32 {
+  return clamp(round(v / s + z), 0.0, 15.0);
+}
+
+fn shrink(e: f32, beta: f32) -> f32 {
+  let a = abs(e);
+  if (a == 0.0) { return 0.0; }
+  return sign(e) * max(a - pow(a, p.lp_norm - 1.0) / beta, 0.0);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let g = (wid.y * nwg.x + wid.x) * WG + lid.x;
+  if (g >= p.rows * p.groups_per_row) { return; }
+  let row = g / p.groups_per_row;
+  let k0 = (g % p.groups_per_row) * p.G;
+  let start = row * p.K + k0;
+  let len = min(p.G, p.K - k0);
+
+  var lo = weight(start);
+  var hi = lo;
+  for (var j = 1u; j < len; j++) { let v = weight(start + j); lo = min(lo, v); hi = max(hi, v); }
+  let amax = max(abs(lo), abs(hi));
+  let s_bits = f16_bits(max(max((hi - lo) / 15.0, amax / 1024.0), 5.9604644775390625e-8));
+  let s = f16_value(s_bits);
+
+  var z = -lo / s;
+  var best_z = z;
+  var best = 0.0;
+  var beta = p.beta;
+  for (var it = 0u; it < p.iters; it++) {
+    var err = 0.0;
+    var acc = 0.0;
+    for (var j = 0u; j < len; j++) {
+      let v = weight(start + j);
+      let c = code(v, s, z);
+      let r = v - (c - z) * s;
+      err += r * r;
+      acc += c - (v - shrink(r, beta)) / s;
+    }
+    if (it > 0u && !(err < best)) { break; }
+    best = err;
+    best_z = z;
+    z = acc / f32(len);
+    beta *= p.kappa;
+  }
+
+  let z_bits = f16_bits(best_z);
+  let zf = f16_value(z_bits);
+  sz[p.row_offset * p.groups_per_row + g] = s_bits | (z_bits << 16u);
+  let word0 = p.row_offset * (p.K / 8u) + start / 8u;
+  for (var i = 0u; i < len / 8u; i++) {
+    var word = 0u;
+    for (var j = 0u; j < 8u; j++) { word |= u32(code(weight(start + i * 8u + j), s, zf)) << (j * 4u); }
+    q[word0 + i] = word;
+  }
+}

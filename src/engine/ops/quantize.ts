@@ -1,0 +1,38 @@
+// 4-bit quantizer launchers (HQQ or min-max) and the per-group squared error. Same signatures as ref/quantize.ts.
+// Format in quant/FORMAT.md; the weights are f32, or bf16 pairs in u32 words with dims.bf16 (element offsets either way).
+
+import type { Encoder } from '../gpu/encoder.ts';
+import { kernel } from '../gpu/kernel.ts';
+import { quantLayout } from '../quant/format.ts';
+import { hqqSettings, type QuantizeDims } from '../quant/hqq.ts';
+import { grid2d } from '../quant/dispatch.ts';
+import quantizeSrc from '../../../shaders/quantize.wgsl?raw';
+import errorSrc from '../../../shaders/quantize_error.wgsl?raw';
+
+const WG = 64;
+
+/** The Params uniform of quantize.wgsl and quantize_error.wgsl. */
+export function quantizeParams(dims: QuantizeDims): ArrayBuffer {
+  const L = quantLayout(dims.rows, dims.K, dims.G);
+  const o = hqqSettings(dims);
+  const b = new ArrayBuffer(48);
+  const u = new Uint32Array(b);
+  const f = new Float32Array(b);
+  u.set([L.rows, L.K, L.G, L.groupsPerRow, dims.wOffset ?? 0, dims.rowOffset ?? 0, o.iters, dims.bf16 ? 1 : 0]);
+  f.set([o.lpNorm, o.beta, o.kappa], 8);
+  return b;
+}
+
+/** q [rowOffset + rows, K/8], sz [rowOffset + rows, ceil(K/G)] (rows rowOffset.. written) <- w [rows, K] at wOffset. */
+export function quantize(enc: Encoder, q: GPUBuffer, sz: GPUBuffer, w: GPUBuffer, dims: QuantizeDims): void {
+  const L = quantLayout(dims.rows, dims.K, dims.G);
+  const k = kernel(enc.gpu, { name: 'quantize', code: quantizeSrc, entryPoint: 'main', constants: { WG } });
+  k.dispatch(enc, [w, q, sz], grid2d(L.groups, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension), quantizeParams(dims));
+}
+
+/** err2 [rows * ceil(K/G)] f32 = per-group sum of (W - Ŵ)^2, Ŵ from rows rowOffset.. of q/sz, W = w [rows, K] at wOffset. */
+export function quantizeError(enc: Encoder, err2: GPUBuffer, w: GPUBuffer, q: GPUBuffer, sz: GPUBuffer, dims: QuantizeDims): void {
+  const L = quantLayout(dims.rows, dims.K, dims.G);
+  const k = kernel(enc.gpu, { name: 'quantize.error', code: errorSrc, entryPoint: 'main', constants: { WG } });
+  k.dispatch(enc, [w, q, sz, err2], grid2d(L.groups, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension), quantizeParams(dims));
+}
