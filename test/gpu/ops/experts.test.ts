@@ -80,5 +80,67 @@ describe('experts', () => {
       expectClose(await readF32(gpu, s.Y), want.s.Y, 1e-5, 1e-4, 'Y');
       expectClose(await readF32(gpu, out), want.out, 1e-5, 1e-4, 'out');
     });
+
+    it(`backward and dense weight grads match the oracle (${name})`, async () => {
+      const gpu = await testGpu();
+      const rt = await gpuRouting(gpu, inp.topIdx, d);
+      const gu = u32Buffer(gpu, inp.wWords.gateUp), dn = u32Buffer(gpu, inp.wWords.down);
+      const w = { gate: gu, up: gu, down: dn };
+      const xb = f32Buffer(gpu, inp.x), tw = f32Buffer(gpu, inp.topW);
+      const s = { G: poisoned(gpu, R * d.IE), U: poisoned(gpu, R * d.IE), A: poisoned(gpu, R * d.IE), Y: poisoned(gpu, R * d.H) };
+      const g = { dY: poisoned(gpu, R * d.H), dG: poisoned(gpu, R * d.IE), dU: poisoned(gpu, R * d.IE), dXr: poisoned(gpu, R * d.H) };
+      const dx = poisoned(gpu, d.T * d.H), dTopW = poisoned(gpu, R);
+      const nW = d.E * d.IE * d.H;
+      const w0 = { gate: randn(nW, 301), up: randn(nW, 302), down: randn(nW, 303) };
+      const dW = { gate: f32Buffer(gpu, w0.gate), up: f32Buffer(gpu, w0.up), down: f32Buffer(gpu, w0.down) };
+      await run(gpu, (enc) => {
+        gpuOp.expertsForward(enc, poisoned(gpu, d.T * d.H), s, xb, w, tw, rt.gpu, d);
+        gpuOp.expertsBackward(enc, dx, dTopW, g, f32Buffer(gpu, dOut), w, tw, s, rt.gpu, d);
+        gpuOp.expertsBackwardWeights(enc, dW, xb, s, g, rt.gpu, d);
+      });
+      const f = refForward(d, inp, rt.cpu);
+      const rg: ref.RefGrads = { dY: new Float64Array(R * d.H), dG: new Float64Array(R * d.IE), dU: new Float64Array(R * d.IE), dXr: new Float64Array(R * d.H) };
+      const dxr = new Float64Array(d.T * d.H), dtr = new Float64Array(R);
+      ref.expertsBackward(dxr, dtr, rg, dOut, inp.w, inp.topW, f.s, rt.cpu, d);
+      const dWr = { gate: Float64Array.from(w0.gate), up: Float64Array.from(w0.up), down: Float64Array.from(w0.down) };
+      ref.expertsBackwardWeights(dWr, inp.x, f.s, rg, rt.cpu, d);
+      expectClose(await readF32(gpu, dTopW), dtr, 1e-4, 1e-4, 'dTopW');
+      expectClose(await readF32(gpu, g.dY), rg.dY, 1e-5, 1e-4, 'dY');
+      expectClose(await readF32(gpu, g.dG), rg.dG, 1e-5, 1e-4, 'dG');
+      expectClose(await readF32(gpu, g.dU), rg.dU, 1e-5, 1e-4, 'dU');
+      expectClose(await readF32(gpu, dx), dxr, 1e-5, 1e-4, 'dx');
+      expectClose(await readF32(gpu, dW.gate), dWr.gate, 1e-5, 1e-4, 'dGate');
+      expectClose(await readF32(gpu, dW.up), dWr.up, 1e-5, 1e-4, 'dUp');
+      expectClose(await readF32(gpu, dW.down), dWr.down, 1e-5, 1e-4, 'dDown');
+    });
   }
+
+  it('oracle backward agrees with finite differences', () => {
+    const d: ExpertsDims = { T: 4, H: 5, E: 3, K: 2, IE: 4, wDtype: 'f32', gateOffset: 2, upOffset: 1, downOffset: 3 };
+    const R = d.T * d.K;
+    const inp = makeInputs(d, 7);
+    const rt = cpuRoute(inp.topIdx, { T: d.T, K: d.K, E: d.E, tileM: 2 });
+    const g0 = Float64Array.from(randn(d.T * d.H, 8));
+    const gate = Float64Array.from(inp.w.gate), up = Float64Array.from(randn(inp.w.up.length, 9, 0.5)), down = Float64Array.from(inp.w.down);
+    const x = Float64Array.from(inp.x), topW = Float64Array.from(inp.topW);
+    const loss = () => {
+      const f = refForward(d, { ...inp, x, topW, w: { gate, up, down } }, rt);
+      return f.out.reduce((a, v, i) => a + v * g0[i]!, 0);
+    };
+    const f = refForward(d, { ...inp, x, topW, w: { gate, up, down } }, rt);
+    const rg: ref.RefGrads = { dY: new Float64Array(R * d.H), dG: new Float64Array(R * d.IE), dU: new Float64Array(R * d.IE), dXr: new Float64Array(R * d.H) };
+    const dx = new Float64Array(d.T * d.H), dTopW = new Float64Array(R);
+    ref.expertsBackward(dx, dTopW, rg, g0, { gate, up, down }, topW, f.s, rt, d);
+    const n = d.E * d.IE * d.H;
+    const dW = { gate: new Float64Array(n), up: new Float64Array(n), down: new Float64Array(n) };
+    ref.expertsBackwardWeights(dW, x, f.s, rg, rt, d);
+    const tol = (got: number, arr: Float64Array, i: number, what: string) => expectClose([got], [finiteDiff(() => loss(), arr, i)], 1e-7, 1e-5, what);
+    for (const i of [0, 3, 7, 19]) tol(dx[i]!, x, i, `dx[${i}]`);
+    for (const i of [0, 5, 7]) tol(dTopW[i]!, topW, i, `dTopW[${i}]`);
+    for (const i of [0, 13, 41, n - 1]) {
+      tol(dW.gate[i]!, gate, 2 + i, `dGate[${i}]`);
+      tol(dW.up[i]!, up, 1 + i, `dUp[${i}]`);
+      tol(dW.down[i]!, down, 3 + i, `dDown[${i}]`);
+    }
+  });
 });
