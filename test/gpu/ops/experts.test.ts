@@ -50,7 +50,13 @@ async function gpuRouting(gpu: GpuContext, topIdx: Uint32Array, d: ExpertsDims) 
   return { gpu: b, cpu: cpuRoute(topIdx, rd) };
 }
 
-function refForward(d: ExpertsDims, inp: ReturnType<typeof makeInputs>, rt: ReturnType<typeof cpuRoute>) {
+interface RefInputs {
+  x: ArrayLike<number>;
+  w: { gate: ArrayLike<number>; up: ArrayLike<number>; down: ArrayLike<number> };
+  topW: ArrayLike<number>;
+}
+
+function refForward(d: ExpertsDims, inp: RefInputs, rt: ReturnType<typeof cpuRoute>) {
   const R = d.T * d.K;
   const s: ref.RefSaved = { G: new Float64Array(R * d.IE), U: new Float64Array(R * d.IE), A: new Float64Array(R * d.IE), Y: new Float64Array(R * d.H) };
   const out = new Float64Array(d.T * d.H);
