@@ -9,6 +9,7 @@ import {
   allTensors, archInfo, countParams, detectExpertLayout, parseConfig, withExpertLayout, type ModelSpec,
 } from '../engine/model/index.ts';
 import { dirAt, entries, fileAt, folderBytes, InPlaceWriter, opfsFolder, readText, removeEntry, writeWhole } from './opfs.ts';
+import { shortHash, slug } from './ids.ts';
 import type { ImportProgress, ModelFacts, ModelSource, StoredModel } from './protocol.ts';
 
 export const DEMO_MODEL_ID = 'usaf-demo-moe';
@@ -111,17 +112,6 @@ export function stripCommonFolder(paths: string[]): (p: string) => string {
   if (firsts.size !== 1 || firsts.has('')) return (p) => p;
   const [first] = firsts;
   return (p) => p.slice(first!.length + 1);
-}
-
-function slug(s: string): string {
-  return s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 48) || 'model';
-}
-
-/** Short stable hash (FNV-1a) so that re-importing the same source lands in the same folder and resumes. */
-function shortHash(s: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return (h >>> 0).toString(16).padStart(8, '0');
 }
 
 function describeSource(source: ModelSource, appBase: string): { folder: FileSet; id: string; name: string; sourceText: string } {

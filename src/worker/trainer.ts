@@ -3,8 +3,13 @@
 
 import { createGpu, type GpuContext } from '../engine/gpu/device.ts';
 import { boundEngine, type EngineBinding } from './engine-binding.ts';
+import { buildDataset } from '../data/build.ts';
+import type { SourceFile } from '../data/parse.ts';
+import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.ts';
+import { datasetsBytes, deleteStoredDataset, listStoredDatasets, saveDataset, storedDataset } from './dataset-store.ts';
+import { shortHash, slug } from './ids.ts';
 import {
-  cancelRunningImport, deleteStoredModel, importModel, listStoredModels, modelsBytes,
+  cancelRunningImport, deleteStoredModel, importModel, listStoredModels, modelFiles, modelsBytes, storedModel, stripCommonFolder,
 } from './model-store.ts';
 import {
   NOT_AVAILABLE,
@@ -88,8 +93,9 @@ export class WorkerTrainer implements Trainer {
     cancelRunningImport();
   }
 
-  deleteModel(id: string): Promise<void> {
-    return deleteStoredModel(id);
+  async deleteModel(id: string): Promise<void> {
+    this.tokenizers.delete(id);
+    await deleteStoredModel(id);
   }
 
   async storageEstimate(): Promise<StorageReport> {
@@ -100,22 +106,78 @@ export class WorkerTrainer implements Trainer {
       quotaBytes: est.quota ?? null,
       persisted,
       modelsBytes: await modelsBytes(),
-      datasetsBytes: 0,
+      datasetsBytes: await datasetsBytes(),
     };
   }
 
   // -------------------------------------------------------------------------------------------
   // Datasets
 
-  async loadDataset(_input: DatasetInput, _settings: DatasetSettings, _onProgress?: (p: DatasetProgress) => void): Promise<DatasetSummary> {
-    throw notAvailable('Loading a dataset');
+  private tokenizers = new Map<string, Promise<TextTokenizer | null>>();
+
+  private tokenizer(model: StoredModel): Promise<TextTokenizer | null> {
+    let t = this.tokenizers.get(model.id);
+    if (!t) {
+      t = model.hasTokenizer ? modelFiles(model.id).then(loadTokenizer) : Promise.resolve(null);
+      t.catch(() => this.tokenizers.delete(model.id));
+      this.tokenizers.set(model.id, t);
+    }
+    return t;
   }
 
-  async listDatasets(): Promise<DatasetSummary[]> {
-    return [];
+  async loadDataset(input: DatasetInput, settings: DatasetSettings, onProgress?: (p: DatasetProgress) => void): Promise<DatasetSummary> {
+    const model = await storedModel(settings.modelId);
+    if (!model) throw new Error(`no stored model "${settings.modelId}"`);
+    const evalFraction = settings.evalFraction;
+    if (!(evalFraction >= 0 && evalFraction < 1)) throw new Error(`the eval fraction must be at least 0 and below 1, got ${evalFraction}`);
+    if (!Number.isSafeInteger(settings.seed) || settings.seed < 0) throw new Error(`the split seed must be a whole number ≥ 0, got ${settings.seed}`);
+    const extensions = settings.extensions.map((e) => e.trim().replace(/^\./, '').toLowerCase()).filter(Boolean);
+    const name = settings.name?.trim() || (input.kind === 'demo' ? `demo ${input.which}` : input.name);
+    const identity = input.kind === 'demo'
+      ? `demo:${input.which}`
+      : `files:${input.files.map((f) => `${f.path}:${f.file.size}`).sort().join('|')}`;
+    const id = `${slug(name)}-${shortHash([identity, model.id, settings.role, evalFraction, settings.seed, extensions.join(',')].join('\n'))}`;
+    const have = await storedDataset(id);
+    if (have) {
+      onProgress?.({ phase: 'done', documentsDone: have.documents, documentsTotal: have.documents, tokens: have.tokens });
+      return have;
+    }
+
+    onProgress?.({ phase: 'reading', documentsDone: 0, documentsTotal: 0, tokens: 0 });
+    let files: SourceFile[];
+    if (input.kind === 'demo') {
+      const url = new URL(`data/${input.which}.jsonl`, this.appBase());
+      const res = await fetch(url);
+      if (!res.ok) throw new Error(`${url.pathname}: HTTP ${res.status} (the demo data ships with the app; are you offline on a first visit?)`);
+      files = [{ path: `${input.which}.jsonl`, bytes: new Uint8Array(await res.arrayBuffer()) }];
+    } else {
+      const strip = stripCommonFolder(input.files.map((f) => f.path));
+      files = await Promise.all(input.files.map(async (f) => ({ path: strip(f.path) || f.path, bytes: new Uint8Array(await f.file.arrayBuffer()) })));
+    }
+    const tok = await this.tokenizer(model);
+    const built = await buildDataset(files, tok, {
+      extensions, evalFraction, seed: settings.seed, vocabSize: model.facts.vocab,
+      onProgress: (p) => onProgress?.({ phase: 'tokenizing', ...p }),
+    });
+    onProgress?.({ phase: 'saving', documentsDone: built.documents, documentsTotal: built.documents, tokens: built.all.ids.length });
+    const summary: DatasetSummary = {
+      id, name, role: settings.role, modelId: model.id, format: built.format, files: built.files.length,
+      documents: built.documents, tokens: built.all.ids.length, trainTokens: built.train.ids.length,
+      evalTokens: built.eval?.ids.length ?? 0, labeledTokens: built.labeledTokens, labelShiftFixed: built.labelShiftFixed,
+      notes: built.notes, createdAt: Date.now(),
+    };
+    await saveDataset(summary, built.train, built.eval);
+    onProgress?.({ phase: 'done', documentsDone: built.documents, documentsTotal: built.documents, tokens: summary.tokens });
+    return summary;
   }
 
-  async deleteDataset(_id: string): Promise<void> {}
+  listDatasets(): Promise<DatasetSummary[]> {
+    return listStoredDatasets();
+  }
+
+  deleteDataset(id: string): Promise<void> {
+    return deleteStoredDataset(id);
+  }
 
   // -------------------------------------------------------------------------------------------
   // Plan, runs, export
