@@ -1,0 +1,67 @@
+// CPU float64 oracle of the optimizer steps (tests only). Same signatures as ops/adam.ts; bf16 targets are u32 words.
+// SparseAdam and router SGD exactly as METHOD.md; scatter rounds to bf16 (nearest even) when the target is bf16.
+
+import type { AdamStep, SgdStep, WeightTarget } from '../ops/adam.ts';
+
+type Arr = ArrayLike<number>;
+type Guard = Arr | null;
+const skip = (guard: Guard) => guard !== null && guard[0] !== 0;
+
+/** master, m, v [n] updated in place from grad [n]. */
+export function sparseAdam(master: Float64Array, m: Float64Array, v: Float64Array, grad: Arr, guard: Guard, n: number, h: AdamStep): void {
+  if (skip(guard)) return;
+  const b1 = h.beta1 ?? 0.9, b2 = h.beta2 ?? 0.999, eps = h.eps ?? 1e-8;
+  for (let j = 0; j < n; j++) {
+    const g = grad[j]! + h.weightDecay * master[j]!;
+    m[j] = b1 * m[j]! + (1 - b1) * g;
+    v[j] = b2 * v[j]! + (1 - b2) * g * g;
+    master[j]! -= (h.lr * (m[j]! / (1 - b1 ** h.t))) / (Math.sqrt(v[j]! / (1 - b2 ** h.t)) + eps);
+  }
+}
+
+/** f32 value -> bf16 bits, nearest even (NaN -> 0x7fc0). */
+export function toBf16(v: number): number {
+  if (Number.isNaN(v)) return 0x7fc0;
+  const u = new Uint32Array(Float32Array.of(v).buffer)[0]!;
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** weights[offset + idx[j]] = master[j]. f32 target: Float64Array of values; bf16 target: Uint32Array of packed words. */
+export function scatterMasters(weights: Float64Array | Uint32Array, master: Arr, idx: Arr, guard: Guard, n: number, w: WeightTarget): void {
+  if (skip(guard)) return;
+  const off = w.offset ?? 0;
+  for (let j = 0; j < n; j++) {
+    const i = off + idx[j]!;
+    if (w.dtype === 'f32') weights[i] = master[j]!;
+    else {
+      const sh = 16 * (i & 1);
+      weights[i >> 1] = ((weights[i >> 1]! & ~(0xffff << sh)) | (toBf16(master[j]!) << sh)) >>> 0;
+    }
+  }
+}
+
+/** master[j] = weights[offset + idx[j]] (f32 values, or packed bf16 words). */
+export function gatherMasters(master: Float64Array, weights: Float64Array | Uint32Array, idx: Arr, n: number, w: WeightTarget): void {
+  const off = w.offset ?? 0;
+  for (let j = 0; j < n; j++) {
+    const i = off + idx[j]!;
+    if (w.dtype === 'f32') master[j] = weights[i]!;
+    else master[j] = new Float32Array(Uint32Array.of(((weights[i >> 1]! >>> (16 * (i & 1))) & 0xffff) << 16).buffer)[0]!;
+  }
+}
+
+/** Router w, buf [n] updated in place from grad [n]: SGD, momentum, no dampening, L2 decay in the gradient. */
+export function routerSgd(w: Float64Array, buf: Float64Array, grad: Arr, guard: Guard, n: number, h: SgdStep): void {
+  if (skip(guard)) return;
+  const mu = h.momentum ?? 0.9;
+  for (let j = 0; j < n; j++) {
+    const d = grad[j]! + h.weightDecay * w[j]!;
+    buf[j] = h.hasBuf ? mu * buf[j]! + d : d;
+    w[j]! -= h.lr * buf[j]!;
+  }
+}
+
+/** flag[0] |= 1 if x [n] holds a NaN or inf. */
+export function checkFinite(flag: Uint32Array, x: Arr, n: number): void {
+  for (let j = 0; j < n; j++) if (!Number.isFinite(x[j]!)) flag[0] = 1;
+}

@@ -1,0 +1,105 @@
+// adam: SparseAdam (3 steps), master scatter/gather (f32 and bf16 at an odd offset, neighbouring pairs), router SGD
+// (first step then momentum) and the non-finite guard, GPU vs the float64 oracle; oracle's first step is lr*sign(g).
+import { describe, expect, it } from 'vitest';
+import * as gpuOp from '../../../src/engine/ops/adam.ts';
+import * as ref from '../../../src/engine/ref/adam.ts';
+import type { WeightTarget } from '../../../src/engine/ops/adam.ts';
+import { readU32 } from '../../../src/engine/gpu/buffers.ts';
+import { randn, rng } from '../../helpers/random.ts';
+import { expectClose } from '../../helpers/compare.ts';
+import { f32Buffer, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
+import { packBf16, roundBf16 } from '../../helpers/experts-data.ts';
+
+const n = 1013;
+const wd = 0.005;
+
+describe('adam', () => {
+  it('oracle: the first step moves each entry by lr * sign(g + wd*W)', () => {
+    const w = Float64Array.from(randn(n, 1)), g = randn(n, 2);
+    const m = new Float64Array(n), v = new Float64Array(n), w0 = w.slice();
+    ref.sparseAdam(w, m, v, g, null, n, { lr: 1e-3, t: 1, weightDecay: wd });
+    const want = Array.from(w0, (x, j) => x - 1e-3 * Math.sign(g[j]! + wd * x));
+    expectClose(w, want, 1e-9, 1e-6, 'W after step 1');
+  });
+
+  it('SparseAdam matches the oracle over 3 steps, and a set guard skips the step', async () => {
+    const gpu = await testGpu();
+    const w0 = randn(n, 3), m0 = randn(n, 4, 0.01), v0 = randn(n, 5, 0.01).map(Math.abs);
+    const master = f32Buffer(gpu, w0), m = f32Buffer(gpu, m0), v = f32Buffer(gpu, v0);
+    const wr = Float64Array.from(w0), mr = Float64Array.from(m0), vr = Float64Array.from(v0);
+    const clear = u32Buffer(gpu, [0]), set = u32Buffer(gpu, [1]);
+    for (let t = 1; t <= 3; t++) {
+      const g = randn(n, 10 + t, 0.1);
+      const h = { lr: 2e-3 * t, t, weightDecay: wd };
+      await run(gpu, (enc) => gpuOp.sparseAdam(enc, master, m, v, f32Buffer(gpu, g), t === 2 ? clear : null, n, h));
+      ref.sparseAdam(wr, mr, vr, g, t === 2 ? [0] : null, n, h);
+      await run(gpu, (enc) => gpuOp.sparseAdam(enc, master, m, v, f32Buffer(gpu, g), set, n, h));
+      ref.sparseAdam(wr, mr, vr, g, [1], n, h);
+    }
+    expectClose(await readF32(gpu, m), mr, 1e-7, 1e-5, 'm');
+    expectClose(await readF32(gpu, v), vr, 1e-9, 1e-5, 'v');
+    expectClose(await readF32(gpu, master), wr, 1e-6, 1e-5, 'master');
+  });
+
+  // active entries with an even/odd pair sharing a bf16 word, a lone odd, a lone even, first and last
+  const size = 301, offset = 5;
+  const r = rng(9);
+  const idx = Uint32Array.from([0, 2, 3, 8, 9, 10, 17, 40, 41, 99, 100, 101, 102, ...Array.from({ length: 40 }, (_, i) => 110 + i * 4 + Math.floor(r() * 4)), size - 1]);
+  const masters = randn(idx.length, 20);
+  for (const dtype of ['f32', 'bf16'] as const) {
+    it(`scatter and gather of masters (${dtype} weights at offset ${offset})`, async () => {
+      const gpu = await testGpu();
+      const t: WeightTarget = { dtype, offset };
+      const vals = roundBf16(randn(offset + size, 21));
+      const words = dtype === 'bf16' ? packBf16(vals) : new Uint32Array(vals.buffer.slice(0));
+      const wb = u32Buffer(gpu, words);
+      const ib = u32Buffer(gpu, idx);
+      const back = f32Buffer(gpu, new Float32Array(idx.length).fill(NaN));
+      await run(gpu, (enc) => {
+        gpuOp.scatterMasters(enc, wb, f32Buffer(gpu, masters), ib, u32Buffer(gpu, [0]), idx.length, t);
+        gpuOp.gatherMasters(enc, back, wb, ib, idx.length, t);
+      });
+      const want = dtype === 'bf16' ? Uint32Array.from(words) : Float64Array.from(vals);
+      ref.scatterMasters(want, masters, idx, [0], idx.length, t);
+      const got = await readU32(gpu, wb);
+      if (dtype === 'bf16') expect(Array.from(got)).toEqual(Array.from(want));
+      else expect(Array.from(new Float32Array(got.buffer))).toEqual(Array.from(want));
+      const wantBack = new Float64Array(idx.length);
+      ref.gatherMasters(wantBack, want, idx, idx.length, t);
+      expect(Array.from(await readF32(gpu, back))).toEqual(Array.from(wantBack));
+      if (dtype === 'f32') expect(Array.from(wantBack)).toEqual(Array.from(masters));
+      else expectClose(wantBack, masters, 0, 2 ** -8, 'bf16 round trip');
+    });
+  }
+
+  it('router SGD with momentum matches the oracle (buffer initialised to the first gradient)', async () => {
+    const gpu = await testGpu();
+    const N = 6 * 80, w0 = randn(N, 30, 0.1);
+    const w = f32Buffer(gpu, w0), buf = f32Buffer(gpu, new Float32Array(N).fill(NaN));
+    const wr = Float64Array.from(w0), br = new Float64Array(N).fill(NaN);
+    for (let s = 0; s < 3; s++) {
+      const g = randn(N, 31 + s);
+      const h = { lr: 1e-2, weightDecay: wd, hasBuf: s > 0 };
+      await run(gpu, (enc) => gpuOp.routerSgd(enc, w, buf, f32Buffer(gpu, g), u32Buffer(gpu, [0]), N, h));
+      ref.routerSgd(wr, br, g, [0], N, h);
+    }
+    expectClose(await readF32(gpu, buf), br, 1e-6, 1e-5, 'buf');
+    expectClose(await readF32(gpu, w), wr, 1e-6, 1e-5, 'w');
+  });
+
+  it('checkFinite flags NaN and inf anywhere, and only then', async () => {
+    const gpu = await testGpu();
+    const N = 300_001;
+    const clean = randn(N, 40);
+    for (const [what, at, val] of [['clean', -1, 0], ['NaN', N - 1, NaN], ['-inf', 123_457, -Infinity], ['inf', 0, Infinity]] as const) {
+      const x = clean.slice();
+      if (at >= 0) x[at] = val;
+      const flag = u32Buffer(gpu, [0]);
+      await run(gpu, (enc) => gpuOp.checkFinite(enc, flag, f32Buffer(gpu, x), N));
+      const want = Uint32Array.of(0);
+      ref.checkFinite(want, x, N);
+      expect((await readU32(gpu, flag))[0], what).toBe(want[0]);
+      expect(want[0], what).toBe(at >= 0 ? 1 : 0);
+    }
+  });
+});
