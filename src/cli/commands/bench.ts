@@ -1,0 +1,84 @@
+// usaf bench: JSON of adapter info, matmul GFLOP/s at Qwen3-30B-A3B shapes, and forward tokens/s of the demo model.
+// On a CPU adapter (SwiftShader) the token count is cut (--tokens) so the run stays short; the JSON says so.
+
+import { command, num } from '../command.ts';
+import { nodeGpu } from '../../node/gpu.ts';
+import { createBuffer, gpuSync } from '../../engine/gpu/buffers.ts';
+import { Encoder } from '../../engine/gpu/encoder.ts';
+import type { GpuContext } from '../../engine/gpu/device.ts';
+import { matmulForward } from '../../engine/ops/matmul.ts';
+import { openModel } from '../load-model.ts';
+import { Forward } from '../../engine/train/forward.ts';
+
+const SHAPES = [
+  { name: 'expert gate/up 2048->768', K: 2048, N: 768 },
+  { name: 'expert down 768->2048', K: 768, N: 2048 },
+  { name: 'q_proj 2048->4096', K: 2048, N: 4096 },
+  { name: 'lm_head 2048->151936', K: 2048, N: 151936 },
+];
+
+async function timeIt(gpu: GpuContext, reps: number, record: (enc: Encoder) => void): Promise<number> {
+  const warm = new Encoder(gpu);
+  record(warm);
+  warm.submit();
+  await gpuSync(gpu);
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) {
+    const enc = new Encoder(gpu);
+    record(enc);
+    enc.submit();
+  }
+  await gpuSync(gpu);
+  return (performance.now() - t0) / 1000 / reps;
+}
+
+export async function matmulBench(gpu: GpuContext, M: number, reps: number) {
+  const out = [];
+  for (const s of SHAPES) {
+    const x = createBuffer(gpu, { label: 'x', size: M * s.K * 4 });
+    const w = createBuffer(gpu, { label: 'w', size: s.N * s.K * 2 });
+    const y = createBuffer(gpu, { label: 'y', size: M * s.N * 4 });
+    const sec = await timeIt(gpu, reps, (enc) => matmulForward(enc, y, x, w, null, { M, N: s.N, K: s.K, wDtype: 'bf16' }));
+    out.push({ shape: s.name, M, N: s.N, K: s.K, wDtype: 'bf16', ms: +(sec * 1e3).toFixed(3), gflops: +((2 * M * s.N * s.K) / sec / 1e9).toFixed(2) });
+    x.destroy();
+    w.destroy();
+    y.destroy();
+  }
+  return out;
+}
+
+export const bench = command(
+  'bench',
+  'print JSON: adapter, matmul GFLOP/s at Qwen3-30B-A3B shapes, forward tokens/s of the demo model',
+  {
+    tokens: { type: 'number', help: 'rows of the matmul bench (default 1024 on a GPU, 32 on SwiftShader)' },
+    model: { type: 'string', default: 'public/models/usaf-demo-moe', help: 'model for the forward bench' },
+    seq: { type: 'number', help: 'forward bench sequence (default 512 on a GPU, 64 on SwiftShader)' },
+    reps: { type: 'number', default: 3, help: 'timed repetitions' },
+  },
+  async (f) => {
+    const gpu = await nodeGpu();
+    const cpu = /swiftshader/i.test(gpu.info.description + gpu.info.architecture + gpu.info.vendor);
+    const M = num(f, 'tokens') ?? (cpu ? 32 : 1024);
+    const reps = num(f, 'reps')!;
+    const matmul = await matmulBench(gpu, M, reps);
+    const seq = num(f, 'seq') ?? (cpu ? 64 : 512);
+    const batch = 2;
+    const model = await openModel(gpu, String(f.model));
+    const fwd = new Forward(gpu, model.spec, model.weights, { maxTokens: batch * seq });
+    const ids = Uint32Array.from({ length: batch * seq }, (_, i) => (i * 7919) % model.spec.vocab);
+    await fwd.run(ids, batch, seq);
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) await fwd.run(ids, batch, seq);
+    const sec = (performance.now() - t0) / 1000 / reps;
+    const result = {
+      date: new Date().toISOString(),
+      adapter: gpu.info,
+      cpu_adapter: cpu,
+      matmul,
+      forward: { model: String(f.model), batch, seq, ms: +(sec * 1e3).toFixed(1), tokens_per_s: +((batch * seq) / sec).toFixed(1) },
+    };
+    console.log(JSON.stringify(result, null, 2));
+    return 0;
+  },
+);
