@@ -16,15 +16,24 @@ export interface MatmulDims {
   /** Element offset of W inside its buffer (e.g. one expert of a stacked [E, N, K] tensor). */
   wOffset?: number;
   biasOffset?: number;
+  /** Element offsets of x / dx and of y / dy inside their buffers (e.g. one expert's rows of a token-sorted buffer). */
+  xOffset?: number;
+  yOffset?: number;
   /** Forward / backward-input: out += instead of =. Default false. */
   accumulate?: boolean;
 }
 
-export interface MatmulWeightGradDims extends Omit<MatmulDims, 'wDtype' | 'wOffset' | 'biasOffset'> {
+export interface MatmulWeightGradDims {
+  M: number;
+  N: number;
+  K: number;
   /** Element offset of dW (or dbias) inside its buffer. */
   dwOffset?: number;
-  /** dW += (default true) or dW =. */
-  accumulate?: boolean;
+  /** Element offsets of x and dy inside their buffers. */
+  xOffset?: number;
+  yOffset?: number;
+  /** dW += (default true) or dW =. Named apart from MatmulDims.accumulate so forward dims passed here cannot turn it off. */
+  accumulateDw?: boolean;
 }
 
 /** Tile shape: 16 x 16 threads, 4 x 4 outputs each -> 64 x 64 outputs a workgroup, K staged 16 at a time. */
@@ -71,10 +80,11 @@ function wBytes(d: MatmulDims): number {
 /** y [M, N] (=|+=) x [M, K] . W [N, K]^T (+ bias [N]) */
 export function matmulForward(enc: Encoder, y: GPUBuffer, x: GPUBuffer, w: GPUBuffer, bias: GPUBuffer | null, d: MatmulDims): void {
   const { M, N, K } = d;
-  need(y, M * N * 4, 'y'); need(x, M * K * 4, 'x'); need(w, wBytes(d), 'w');
+  const xo = d.xOffset ?? 0, yo = d.yOffset ?? 0;
+  need(y, (yo + M * N) * 4, 'y'); need(x, (xo + M * K) * 4, 'x'); need(w, wBytes(d), 'w');
   if (bias) need(bias, ((d.biasOffset ?? 0) + N) * 4, 'bias');
   gemm(enc, 'matmul.forward', y, x, w, bias, {
-    m: M, n: N, k: K, lda: K, ldb: K, ldc: N, aOff: 0, bOff: d.wOffset ?? 0, cOff: 0, biasOff: d.biasOffset ?? 0,
+    m: M, n: N, k: K, lda: K, ldb: K, ldc: N, aOff: xo, bOff: d.wOffset ?? 0, cOff: yo, biasOff: d.biasOffset ?? 0,
     aT: false, bT: true, bBf16: d.wDtype === 'bf16', accumulate: d.accumulate ?? false, hasBias: false,
   });
 }
@@ -82,9 +92,10 @@ export function matmulForward(enc: Encoder, y: GPUBuffer, x: GPUBuffer, w: GPUBu
 /** dx [M, K] (=|+=) dy [M, N] . W [N, K] */
 export function matmulBackwardInput(enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, w: GPUBuffer, d: MatmulDims): void {
   const { M, N, K } = d;
-  need(dx, M * K * 4, 'dx'); need(dy, M * N * 4, 'dy'); need(w, wBytes(d), 'w');
+  const xo = d.xOffset ?? 0, yo = d.yOffset ?? 0;
+  need(dx, (xo + M * K) * 4, 'dx'); need(dy, (yo + M * N) * 4, 'dy'); need(w, wBytes(d), 'w');
   gemm(enc, 'matmul.backward_input', dx, dy, w, null, {
-    m: M, n: K, k: N, lda: N, ldb: K, ldc: K, aOff: 0, bOff: d.wOffset ?? 0, cOff: 0, biasOff: 0,
+    m: M, n: K, k: N, lda: N, ldb: K, ldc: K, aOff: yo, bOff: d.wOffset ?? 0, cOff: xo, biasOff: 0,
     aT: false, bT: false, bBf16: d.wDtype === 'bf16', accumulate: d.accumulate ?? false, hasBias: false,
   });
 }
@@ -92,17 +103,19 @@ export function matmulBackwardInput(enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, 
 /** dW [N, K] (+=|=) dy [M, N]^T . x [M, K]   (f32 dW at dwOffset) */
 export function matmulBackwardWeight(enc: Encoder, dw: GPUBuffer, dy: GPUBuffer, x: GPUBuffer, d: MatmulWeightGradDims): void {
   const { M, N, K } = d;
-  need(dw, ((d.dwOffset ?? 0) + N * K) * 4, 'dw'); need(dy, M * N * 4, 'dy'); need(x, M * K * 4, 'x');
+  const xo = d.xOffset ?? 0, yo = d.yOffset ?? 0;
+  need(dw, ((d.dwOffset ?? 0) + N * K) * 4, 'dw'); need(dy, (yo + M * N) * 4, 'dy'); need(x, (xo + M * K) * 4, 'x');
   gemm(enc, 'matmul.backward_weight', dw, dy, x, null, {
-    m: N, n: K, k: M, lda: N, ldb: K, ldc: K, aOff: 0, bOff: 0, cOff: d.dwOffset ?? 0, biasOff: 0,
-    aT: true, bT: false, bBf16: false, accumulate: d.accumulate ?? true, hasBias: false,
+    m: N, n: K, k: M, lda: N, ldb: K, ldc: K, aOff: yo, bOff: xo, cOff: d.dwOffset ?? 0, biasOff: 0,
+    aT: true, bT: false, bBf16: false, accumulate: d.accumulateDw ?? true, hasBias: false,
   });
 }
 
 /** dbias [N] (+=|=) sum over rows of dy [M, N]   (at dwOffset) */
 export function matmulBackwardBias(enc: Encoder, dbias: GPUBuffer, dy: GPUBuffer, d: MatmulWeightGradDims): void {
   const { M, N } = d;
-  need(dbias, ((d.dwOffset ?? 0) + N) * 4, 'dbias'); need(dy, M * N * 4, 'dy');
+  const yo = d.yOffset ?? 0;
+  need(dbias, ((d.dwOffset ?? 0) + N) * 4, 'dbias'); need(dy, (yo + M * N) * 4, 'dy');
   const k = kernel(enc.gpu, { name: 'matmul.backward_bias', code: biasSrc, entryPoint: 'main' });
-  k.dispatch(enc, [dy, dbias], [Math.ceil(N / 64)], Uint32Array.of(M, N, d.dwOffset ?? 0, (d.accumulate ?? true) ? 1 : 0));
+  k.dispatch(enc, [dy, dbias], [Math.ceil(N / 64)], Uint32Array.of(M, N, yo, d.dwOffset ?? 0, (d.accumulateDw ?? true) ? 1 : 0));
 }

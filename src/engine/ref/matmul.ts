@@ -8,12 +8,13 @@ type Num = ArrayLike<number>;
 /** y [M, N] (=|+=) x [M, K] . W [N, K]^T (+ bias [N]) */
 export function matmulForward(y: Float64Array, x: Num, w: Num, bias: Num | null, d: MatmulDims): void {
   const { M, N, K } = d;
-  const wo = d.wOffset ?? 0, bo = d.biasOffset ?? 0;
+  const wo = d.wOffset ?? 0, bo = d.biasOffset ?? 0, xo = d.xOffset ?? 0, yo = d.yOffset ?? 0;
   for (let i = 0; i < M; i++) {
     for (let j = 0; j < N; j++) {
       let s = bias ? bias[bo + j]! : 0;
-      for (let r = 0; r < K; r++) s += x[i * K + r]! * w[wo + j * K + r]!;
-      y[i * N + j] = (d.accumulate ? y[i * N + j]! : 0) + s;
+      for (let r = 0; r < K; r++) s += x[xo + i * K + r]! * w[wo + j * K + r]!;
+      const o = yo + i * N + j;
+      y[o] = (d.accumulate ? y[o]! : 0) + s;
     }
   }
 }
@@ -21,12 +22,13 @@ export function matmulForward(y: Float64Array, x: Num, w: Num, bias: Num | null,
 /** dx [M, K] (=|+=) dy [M, N] . W [N, K] */
 export function matmulBackwardInput(dx: Float64Array, dy: Num, w: Num, d: MatmulDims): void {
   const { M, N, K } = d;
-  const wo = d.wOffset ?? 0;
+  const wo = d.wOffset ?? 0, xo = d.xOffset ?? 0, yo = d.yOffset ?? 0;
   for (let i = 0; i < M; i++) {
     for (let r = 0; r < K; r++) {
       let s = 0;
-      for (let j = 0; j < N; j++) s += dy[i * N + j]! * w[wo + j * K + r]!;
-      dx[i * K + r] = (d.accumulate ? dx[i * K + r]! : 0) + s;
+      for (let j = 0; j < N; j++) s += dy[yo + i * N + j]! * w[wo + j * K + r]!;
+      const o = xo + i * K + r;
+      dx[o] = (d.accumulate ? dx[o]! : 0) + s;
     }
   }
 }
@@ -34,12 +36,12 @@ export function matmulBackwardInput(dx: Float64Array, dy: Num, w: Num, d: Matmul
 /** dW [N, K] (+=|=) dy [M, N]^T . x [M, K] */
 export function matmulBackwardWeight(dw: Float64Array, dy: Num, x: Num, d: MatmulWeightGradDims): void {
   const { M, N, K } = d;
-  const o = d.dwOffset ?? 0;
+  const o = d.dwOffset ?? 0, xo = d.xOffset ?? 0, yo = d.yOffset ?? 0;
   for (let j = 0; j < N; j++) {
     for (let r = 0; r < K; r++) {
       let s = 0;
-      for (let i = 0; i < M; i++) s += dy[i * N + j]! * x[i * K + r]!;
-      dw[o + j * K + r] = ((d.accumulate ?? true) ? dw[o + j * K + r]! : 0) + s;
+      for (let i = 0; i < M; i++) s += dy[yo + i * N + j]! * x[xo + i * K + r]!;
+      dw[o + j * K + r] = ((d.accumulateDw ?? true) ? dw[o + j * K + r]! : 0) + s;
     }
   }
 }
@@ -47,10 +49,10 @@ export function matmulBackwardWeight(dw: Float64Array, dy: Num, x: Num, d: Matmu
 /** dbias [N] (+=|=) sum over rows of dy [M, N] */
 export function matmulBackwardBias(dbias: Float64Array, dy: Num, d: MatmulWeightGradDims): void {
   const { M, N } = d;
-  const o = d.dwOffset ?? 0;
+  const o = d.dwOffset ?? 0, yo = d.yOffset ?? 0;
   for (let j = 0; j < N; j++) {
     let s = 0;
-    for (let i = 0; i < M; i++) s += dy[i * N + j]!;
-    dbias[o + j] = ((d.accumulate ?? true) ? dbias[o + j]! : 0) + s;
+    for (let i = 0; i < M; i++) s += dy[yo + i * N + j]!;
+    dbias[o + j] = ((d.accumulateDw ?? true) ? dbias[o + j]! : 0) + s;
   }
 }

@@ -1,5 +1,5 @@
 // matmul: GPU forward/backward (f32 and bf16 W, offsets, bias, accumulate, ragged tiles) vs the float64 oracle; oracle vs finite differences.
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as gpuOp from '../../../src/engine/ops/matmul.ts';
 import * as ref from '../../../src/engine/ref/matmul.ts';
 import type { GpuContext } from '../../../src/engine/gpu/device.ts';
@@ -17,52 +17,62 @@ function weightBuffer(gpu: GpuContext, n: number, off: number, dtype: gpuOp.WDty
 }
 
 // Shapes: a small linear (2 x 13 tokens, hidden 80 -> 72), and one spanning several ragged 64 x 64 tiles.
+// x/dx and y/dy may sit at element offsets (xo, yo) inside bigger buffers.
 const cases = [
-  { M: 26, N: 72, K: 80, wOffset: 0, dtype: 'f32' as const },
-  { M: 26, N: 72, K: 80, wOffset: 0, dtype: 'bf16' as const },
-  { M: 70, N: 130, K: 37, wOffset: 3 * 37 + 1, dtype: 'bf16' as const },
-  { M: 65, N: 129, K: 33, wOffset: 5, dtype: 'f32' as const },
+  { M: 26, N: 72, K: 80, wOffset: 0, dtype: 'f32' as const, xo: 0, yo: 0 },
+  { M: 26, N: 72, K: 80, wOffset: 0, dtype: 'bf16' as const, xo: 0, yo: 0 },
+  { M: 70, N: 130, K: 37, wOffset: 3 * 37 + 1, dtype: 'bf16' as const, xo: 11, yo: 6 },
+  { M: 65, N: 129, K: 33, wOffset: 5, dtype: 'f32' as const, xo: 0, yo: 3 },
 ];
+
+/** `data` after `off` leading filler elements. */
+function padded(data: Float32Array, off: number, fill = 7): Float32Array {
+  const out = new Float32Array(off + data.length).fill(fill);
+  out.set(data, off);
+  return out;
+}
 
 describe('matmul', () => {
   for (const c of cases) {
-    const { M, N, K, wOffset, dtype } = c;
-    const tag = `M${M} N${N} K${K} ${dtype} wOffset ${wOffset}`;
-    const x = randn(M * K, 1);
-    const dy = randn(M * N, 2);
+    const { M, N, K, wOffset, dtype, xo, yo } = c;
+    const tag = `M${M} N${N} K${K} ${dtype} offsets w ${wOffset} x ${xo} y ${yo}`;
+    const x = padded(randn(M * K, 1), xo);
+    const dy = padded(randn(M * N, 2), yo);
     const bias = randn(N + 2, 3);
 
     it(`forward (=, with bias; +=, without) ${tag}`, async () => {
       const gpu = await testGpu();
       const w = weightBuffer(gpu, N * K, wOffset, dtype, 4);
-      const y0 = randn(M * N, 5);
-      const y = poisoned(gpu, M * N), yAcc = f32Buffer(gpu, y0);
-      const d = { M, N, K, wDtype: dtype, wOffset, biasOffset: 2 };
+      const y0 = padded(randn(M * N, 5), yo);
+      const y = poisoned(gpu, yo + M * N), yAcc = f32Buffer(gpu, y0);
+      const d = { M, N, K, wDtype: dtype, wOffset, biasOffset: 2, xOffset: xo, yOffset: yo };
       await run(gpu, (enc) => {
         gpuOp.matmulForward(enc, y, f32Buffer(gpu, x), w.buf, f32Buffer(gpu, bias), d);
         gpuOp.matmulForward(enc, yAcc, f32Buffer(gpu, x), w.buf, null, { ...d, accumulate: true });
       });
-      const yr = new Float64Array(M * N), yAccR = Float64Array.from(y0);
+      const yr = new Float64Array(yo + M * N).fill(NaN), yAccR = Float64Array.from(y0);
       ref.matmulForward(yr, x, w.values, bias, d);
       ref.matmulForward(yAccR, x, w.values, null, { ...d, accumulate: true });
-      expectClose(await readF32(gpu, y), yr, ATOL, RTOL, 'y');
+      const got = await readF32(gpu, y);
+      expect(got.subarray(0, yo).every(Number.isNaN), 'y before yOffset untouched').toBe(true);
+      expectClose(got.subarray(yo), yr.subarray(yo), ATOL, RTOL, 'y');
       expectClose(await readF32(gpu, yAcc), yAccR, ATOL, RTOL, 'y (accumulated)');
     });
 
     it(`backward input (=, +=) ${tag}`, async () => {
       const gpu = await testGpu();
       const w = weightBuffer(gpu, N * K, wOffset, dtype, 4);
-      const dx0 = randn(M * K, 6);
-      const dx = poisoned(gpu, M * K), dxAcc = f32Buffer(gpu, dx0);
-      const d = { M, N, K, wDtype: dtype, wOffset };
+      const dx0 = padded(randn(M * K, 6), xo);
+      const dx = poisoned(gpu, xo + M * K), dxAcc = f32Buffer(gpu, dx0);
+      const d = { M, N, K, wDtype: dtype, wOffset, xOffset: xo, yOffset: yo };
       await run(gpu, (enc) => {
         gpuOp.matmulBackwardInput(enc, dx, f32Buffer(gpu, dy), w.buf, d);
         gpuOp.matmulBackwardInput(enc, dxAcc, f32Buffer(gpu, dy), w.buf, { ...d, accumulate: true });
       });
-      const dxr = new Float64Array(M * K), dxAccR = Float64Array.from(dx0);
+      const dxr = new Float64Array(xo + M * K), dxAccR = Float64Array.from(dx0);
       ref.matmulBackwardInput(dxr, dy, w.values, d);
       ref.matmulBackwardInput(dxAccR, dy, w.values, { ...d, accumulate: true });
-      expectClose(await readF32(gpu, dx), dxr, ATOL, RTOL, 'dx');
+      expectClose((await readF32(gpu, dx)).subarray(xo), dxr.subarray(xo), ATOL, RTOL, 'dx');
       expectClose(await readF32(gpu, dxAcc), dxAccR, ATOL, RTOL, 'dx (accumulated)');
     });
 
@@ -72,15 +82,16 @@ describe('matmul', () => {
       const dw0 = randn(off + N * K, 7), db0 = randn(off + N, 8);
       const dw = f32Buffer(gpu, dw0), db = f32Buffer(gpu, db0);
       const dwSet = poisoned(gpu, N * K), dbSet = poisoned(gpu, N);
+      const d = { M, N, K, xOffset: xo, yOffset: yo };
       await run(gpu, (enc) => {
-        gpuOp.matmulBackwardWeight(enc, dw, f32Buffer(gpu, dy), f32Buffer(gpu, x), { M, N, K, dwOffset: off });
-        gpuOp.matmulBackwardBias(enc, db, f32Buffer(gpu, dy), { M, N, K, dwOffset: off });
-        gpuOp.matmulBackwardWeight(enc, dwSet, f32Buffer(gpu, dy), f32Buffer(gpu, x), { M, N, K, accumulate: false });
-        gpuOp.matmulBackwardBias(enc, dbSet, f32Buffer(gpu, dy), { M, N, K, accumulate: false });
+        gpuOp.matmulBackwardWeight(enc, dw, f32Buffer(gpu, dy), f32Buffer(gpu, x), { ...d, dwOffset: off });
+        gpuOp.matmulBackwardBias(enc, db, f32Buffer(gpu, dy), { ...d, dwOffset: off });
+        gpuOp.matmulBackwardWeight(enc, dwSet, f32Buffer(gpu, dy), f32Buffer(gpu, x), { ...d, accumulateDw: false });
+        gpuOp.matmulBackwardBias(enc, dbSet, f32Buffer(gpu, dy), { ...d, accumulateDw: false });
       });
       const dwr = Float64Array.from(dw0), dbr = Float64Array.from(db0);
-      ref.matmulBackwardWeight(dwr, dy, x, { M, N, K, dwOffset: off });
-      ref.matmulBackwardBias(dbr, dy, { M, N, K, dwOffset: off });
+      ref.matmulBackwardWeight(dwr, dy, x, { ...d, dwOffset: off });
+      ref.matmulBackwardBias(dbr, dy, { ...d, dwOffset: off });
       expectClose(await readF32(gpu, dw), dwr, ATOL, RTOL, 'dW (accumulated)');
       expectClose(await readF32(gpu, db), dbr, ATOL, RTOL, 'dbias (accumulated)');
       expectClose(await readF32(gpu, dwSet), dwr.subarray(off).map((v, i) => v - dw0[off + i]!), ATOL, RTOL, 'dW');
