@@ -1,4 +1,5 @@
 // Seeded weights for the matmul/embedding/xent tests: the same values as f32 and as packed bf16 words (bf16-exact both ways).
+// Shared by the matmul, embedding and xent GPU tests; values come from the seeded randn of random.ts.
 import { decodeBf16, encodeBf16, packBf16Pairs } from '../../src/engine/io/dtype.ts';
 import { randn } from './random.ts';
 
