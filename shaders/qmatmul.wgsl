@@ -14,7 +14,7 @@ override TC: u32 = 64;   // columns of C per workgroup (multiple of 8)
 override TR: u32 = 32;   // reduction depth per step (multiple of 8)
 override NT: u32 = (TM / 4u) * (TC / 4u);  // threads; each owns a 4x4 block of C
 
-var<workgroup> at: array<vec4<f32>, TR * TM / 4>;   // A tile [TR][TM]
+var<workgroup> at: array<vec4<f32>, TM * TR / 4>;   // A tile [TM][TR] (rows as loaded: conflict-free stores)
 var<workgroup> bt: array<vec4<f32>, TR * TC / 4>;   // B tile [TR][TC]
 var<private> acc: array<vec4<f32>, 4>;
 
@@ -26,7 +26,7 @@ fn f16_value(h: u32) -> f32 {
   return select(v, -v, (h & 0x8000u) != 0u);
 }
 
-fn set_a(r: u32, m: u32, v: f32) { at[(r * TM + m) / 4u][m % 4u] = v; }
+fn set_a(r: u32, m: u32, v: f32) { at[(m * TR + r) / 4u][r % 4u] = v; }
 fn set_b(r: u32, col: u32, v: f32) { bt[(r * TC + col) / 4u][col % 4u] = v; }
 
 // A tile from a [M, R] row-major at `base`: element (m0 + m, r0 + r), zero outside.
@@ -52,14 +52,21 @@ fn weights8(n: u32, k: u32) -> array<f32, 8> {
   return out;
 }
 
+// acc[i] (row tm*4+i, columns tc*4..+4) += A[tm*4+i, :] · B[:, tc*4..+4], four reduction steps at a time.
 fn multiply(tm: u32, tc: u32) {
-  for (var r = 0u; r < TR; r++) {
-    let av = at[(r * TM) / 4u + tm];
-    let bv = bt[(r * TC) / 4u + tc];
-    acc[0] += av.x * bv;
-    acc[1] += av.y * bv;
-    acc[2] += av.z * bv;
-    acc[3] += av.w * bv;
+  for (var r = 0u; r < TR; r += 4u) {
+    let b0 = bt[(r * TC) / 4u + tc];
+    let b1 = bt[((r + 1u) * TC) / 4u + tc];
+    let b2 = bt[((r + 2u) * TC) / 4u + tc];
+    let b3 = bt[((r + 3u) * TC) / 4u + tc];
+    let a0 = at[((tm * 4u) * TR + r) / 4u];
+    let a1 = at[((tm * 4u + 1u) * TR + r) / 4u];
+    let a2 = at[((tm * 4u + 2u) * TR + r) / 4u];
+    let a3 = at[((tm * 4u + 3u) * TR + r) / 4u];
+    acc[0] += a0.x * b0 + a0.y * b1 + a0.z * b2 + a0.w * b3;
+    acc[1] += a1.x * b0 + a1.y * b1 + a1.z * b2 + a1.w * b3;
+    acc[2] += a2.x * b0 + a2.y * b1 + a2.z * b2 + a2.w * b3;
+    acc[3] += a3.x * b0 + a3.y * b1 + a3.z * b2 + a3.w * b3;
   }
 }
 

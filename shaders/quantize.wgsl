@@ -46,9 +46,10 @@ fn code(v: f32, s: f32, z: f32) -> f32 {
   return clamp(round(v / s + z), 0.0, 15.0);
 }
 
-fn shrink(e: f32, beta: f32) -> f32 {
+// lp shrink; |e| <= dead (where |e|^(2-p) <= 1/beta) gives 0 without the power.
+fn shrink(e: f32, beta: f32, dead: f32) -> f32 {
   let a = abs(e);
-  if (a == 0.0) { return 0.0; }
+  if (a <= dead) { return 0.0; }
   return sign(e) * max(a - pow(a, p.lp_norm - 1.0) / beta, 0.0);
 }
 
@@ -73,6 +74,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   var best = 0.0;
   var beta = p.beta;
   for (var it = 0u; it < p.iters; it++) {
+    let dead = pow(1.0 / beta, 1.0 / (2.0 - p.lp_norm));
     var err = 0.0;
     var acc = 0.0;
     for (var j = 0u; j < len; j++) {
@@ -80,7 +82,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       let c = code(v, s, z);
       let r = v - (c - z) * s;
       err += r * r;
-      acc += c - (v - shrink(r, beta)) / s;
+      acc += c - (v - shrink(r, beta, dead)) / s;
     }
     if (it > 0u && !(err < best)) { break; }
     best = err;

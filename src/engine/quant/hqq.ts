@@ -51,6 +51,11 @@ export function shrinkLp(e: number, beta: number, p: number): number {
   return Math.sign(e) * Math.max(a - a ** (p - 1) / beta, 0);
 }
 
+/** |e| at or below which the shrink gives 0 (|e|^(2-p) <= 1/beta): lets the loop skip the power for most residuals. */
+export function shrinkThreshold(beta: number, p: number): number {
+  return (1 / beta) ** (1 / (2 - p));
+}
+
 /**
  * Best zero point (unrounded) of one group w[start..start+len) with scale s: starts at min-max z = -min/s; each
  * iteration evaluates the squared error of the current z, stops as soon as it does not fall, else updates
@@ -62,6 +67,7 @@ export function hqqZero(w: ArrayLike<number>, start: number, len: number, s: num
   let best = Infinity;
   let beta = o.beta;
   for (let it = 0; it < o.iters; it++) {
+    const dead = shrinkThreshold(beta, o.lpNorm);
     let err = 0;
     let acc = 0;
     for (let j = 0; j < len; j++) {
@@ -69,7 +75,7 @@ export function hqqZero(w: ArrayLike<number>, start: number, len: number, s: num
       const q = code(v, s, z);
       const r = v - (q - z) * s;
       err += r * r;
-      acc += q - (v - shrinkLp(r, beta, o.lpNorm)) / s;
+      acc += q - (Math.abs(r) <= dead ? v : v - shrinkLp(r, beta, o.lpNorm)) / s;
     }
     if (!(err < best)) break;
     best = err;

@@ -37,7 +37,7 @@ describe('f16', () => {
 
   it('packs (scale, zero) pairs low half first', () => {
     const w = packScaleZero(f16Bits(0.5), f16Bits(7.25));
-    expect(w & 0xffff).toBe(0x3800);
+    expect(w).toBe(0x47403800); // the example in FORMAT.md
     expect(unpackScaleZero(w)).toEqual({ s: 0.5, z: 7.25 });
     expect(unpackScaleZero(packScaleZero(f16Bits(1e-3), f16Bits(-3)))).toEqual({ s: f16Value(f16Bits(1e-3)), z: -3 });
   });
