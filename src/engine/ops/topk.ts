@@ -1,0 +1,50 @@
+// Top-k selection of the k largest |x| of a big f32 tensor on the GPU: radix select of the threshold on the float bits
+// (3 digit passes), then an ordered compaction. Same signature as ref/topk.ts. indices ascending; ties -> lowest index.
+
+import type { Encoder } from '../gpu/encoder.ts';
+import { kernel } from '../gpu/kernel.ts';
+import histSrc from '../../../shaders/topk.wgsl?raw';
+import selSrc from '../../../shaders/topk_select.wgsl?raw';
+import countSrc from '../../../shaders/topk_count.wgsl?raw';
+import compactSrc from '../../../shaders/topk_compact.wgsl?raw';
+
+/** u32 words of the workspace buffer topkSelect needs (histogram, state, per-chunk counts), whatever n. */
+export const TOPK_WORKSPACE_WORDS = 2056 + 2 * 1024;
+
+const WG = 256;
+const MAX_CHUNKS = 1024;
+// digits of the 31-bit key (sign cleared): bits 30..20, 19..10, 9..0
+const DIGITS: [shift: number, bits: number][] = [
+  [20, 11],
+  [10, 10],
+  [0, 10],
+];
+
+export function topkParams(n: number, k: number, pass: number): Uint32Array {
+  const nChunks = Math.max(1, Math.min(MAX_CHUNKS, Math.ceil(n / (4 * WG))));   // >= 4 blocks of WG per chunk
+  const [shift, bits] = DIGITS[Math.min(pass, 2)]!;
+  return Uint32Array.from([n, k, shift, bits, pass, nChunks, Math.ceil(n / nChunks), 0]);
+}
+
+/**
+ * indices [k] u32 = the indices of the k largest |x[i]| of x [n] f32, ascending (ties at the threshold: lowest indices).
+ * workspace [TOPK_WORKSPACE_WORDS] u32 (cleared here). Requires 1 <= k <= n < 2^32. Non-finite x: NaN ranks above inf.
+ */
+export function topkSelect(enc: Encoder, indices: GPUBuffer, x: GPUBuffer, workspace: GPUBuffer, n: number, k: number): void {
+  if (k < 1 || k > n) throw new Error(`topk: k=${k} outside 1..n=${n}`);
+  const gpu = enc.gpu;
+  const hist = kernel(gpu, { name: 'topk.histogram', code: histSrc, entryPoint: 'histogram', constants: { WG } });
+  const sel = kernel(gpu, { name: 'topk.select', code: selSrc, entryPoint: 'select_digit', constants: { WG } });
+  const count = kernel(gpu, { name: 'topk.count', code: countSrc, entryPoint: 'count', constants: { WG } });
+  const compact = kernel(gpu, { name: 'topk.compact', code: compactSrc, entryPoint: 'compact', constants: { WG } });
+  enc.clear(workspace, 0, TOPK_WORKSPACE_WORDS * 4);
+  const histGroups = Math.max(1, Math.min(1024, Math.ceil(n / (16 * WG))));   // >= 16 elements per thread
+  for (let pass = 0; pass < DIGITS.length; pass++) {
+    const params = topkParams(n, k, pass);
+    hist.dispatch(enc, [x, workspace], [histGroups], params);
+    sel.dispatch(enc, [workspace], [1], params);
+  }
+  const params = topkParams(n, k, DIGITS.length);
+  count.dispatch(enc, [x, workspace], [params[5]!], params);
+  compact.dispatch(enc, [x, workspace, indices], [params[5]!], params);
+}
