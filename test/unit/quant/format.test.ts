@@ -1,5 +1,6 @@
 // 4-bit format helpers: exact f16 rounding (every half round-trips, ties go to even), nibble order, group geometry.
 import { describe, expect, it } from 'vitest';
+import { grid2d } from '../../../src/engine/quant/dispatch.ts';
 import { f16Bits, f16Value, packNibbles, packScaleZero, quantLayout, groupSpan, roundHalfEven, unpackNibbles, unpackScaleZero } from '../../../src/engine/quant/format.ts';
 
 describe('f16', () => {
@@ -66,5 +67,15 @@ describe('layout', () => {
     expect(() => quantLayout(2, 12, 8)).toThrow(/multiple of 8/);
     expect(() => quantLayout(2, 16, 12)).toThrow(/multiple of 8/);
     expect(() => quantLayout(-1, 16, 8)).toThrow(/rows/);
+  });
+
+  it('spreads more than 65535 workgroups over a 2-D grid that still covers every item', () => {
+    expect(grid2d(100, 64)).toEqual([2, 1]);
+    expect(grid2d(65535 * 64, 64)).toEqual([65535, 1]);
+    const [x, y] = grid2d(65535 * 64 + 1, 64);
+    expect(y).toBe(2);
+    expect(x * y * 64).toBeGreaterThanOrEqual(65535 * 64 + 1);
+    expect(x).toBeLessThanOrEqual(65535);
+    expect(grid2d(1000, 1, 30)).toEqual([30, 34]);
   });
 });
