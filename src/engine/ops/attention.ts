@@ -1,0 +1,107 @@
+// Causal grouped-query attention launchers (flash style, f32). Same signature as ref/attention.ts: outputs, inputs, dims.
+// Forward saves lse [T, NH] for the backward; backward = delta preamble, then dk/dv per kv-head key block, then dq per query block.
+
+import type { Encoder } from '../gpu/encoder.ts';
+import { kernel } from '../gpu/kernel.ts';
+import fwdSrc from '../../../shaders/attention.wgsl?raw';
+import deltaSrc from '../../../shaders/attention_backward_delta.wgsl?raw';
+import dqSrc from '../../../shaders/attention_backward_dq.wgsl?raw';
+import dkdvSrc from '../../../shaders/attention_backward_dkdv.wgsl?raw';
+
+/**
+ * Layout: T = batch * seq token rows, sample-major. q [T, nHeads, dQK], k [T, nKvHeads, dQK], v [T, nKvHeads, dV],
+ * o [T, nHeads, dV]. Head h reads kv head floor(h / (nHeads / nKvHeads)). Key j is visible to query i of the same
+ * sample iff j <= i and (window === null or i - j < window).
+ */
+export interface AttentionDims {
+  batch: number;
+  seq: number;
+  nHeads: number;
+  nKvHeads: number;
+  dQK: number;
+  dV: number;
+  /** Multiplier of q.k before the softmax (usually dQK^-0.5). */
+  scale: number;
+  /** Sliding window (keys i-window < j <= i), or null for plain causal. */
+  window: number | null;
+}
+
+/** Threads per workgroup (tx along keys / head dims, ty along queries). Score blocks are 4*ty queries x 4*tx keys. */
+export interface AttentionTiles {
+  tx: number;
+  ty: number;
+}
+
+/** 64 queries x 64 keys per block, 256 threads: sized for seq 512, D 128 (about 30 KiB of workgroup memory). */
+export const ATTENTION_TILES: AttentionTiles = { tx: 16, ty: 16 };
+
+const R = 4, DC = 16, KC = 8, MAXC = 16;
+
+export function attentionParams(d: AttentionDims): ArrayBuffer {
+  const b = new ArrayBuffer(32);
+  const u = new Uint32Array(b);
+  u.set([d.batch, d.seq, d.nHeads, d.nKvHeads]);
+  new Float32Array(b)[4] = d.scale;
+  u[5] = d.window ?? 0;
+  return b;
+}
+
+function check(enc: Encoder, d: AttentionDims, t: AttentionTiles): Record<string, number> {
+  const bad = (m: string) => new Error(`attention: ${m}`);
+  if (d.nHeads % d.nKvHeads) throw bad(`nHeads ${d.nHeads} is not a multiple of nKvHeads ${d.nKvHeads}`);
+  if (d.window !== null && !(d.window >= 1)) throw bad(`window must be >= 1 or null, got ${d.window}`);
+  if (Math.max(d.dQK, d.dV) > MAXC * t.tx) throw bad(`head dims ${d.dQK}/${d.dV} exceed ${MAXC} x tile tx ${t.tx}`);
+  const lim = enc.gpu.info;
+  if (t.tx * t.ty > lim.maxComputeInvocationsPerWorkgroup) throw bad(`tile ${t.tx}x${t.ty} exceeds ${lim.maxComputeInvocationsPerWorkgroup} invocations`);
+  const [bq, bk] = [R * t.ty, R * t.tx];
+  const shared = 4 * (DC * (bq + bk) + Math.max(bq, bk) * (Math.max(bq, bk) + 1) + Math.max(KC * Math.max(d.dQK, d.dV) + 3 * bq, 0));
+  if (shared > lim.maxComputeWorkgroupStorageSize) throw bad(`tiles need ~${shared} B of workgroup memory, this GPU allows ${lim.maxComputeWorkgroupStorageSize}: use smaller tiles`);
+  if (d.batch > 65535 || Math.ceil(d.seq / Math.min(bq, bk)) > 65535 || d.nHeads > 65535) throw bad('too many workgroups');
+  return { TX: t.tx, TY: t.ty, DQK: d.dQK, DV: d.dV };
+}
+
+/** o [T, NH, dV], lse [T, NH] <- q [T, NH, dQK], k [T, NKV, dQK], v [T, NKV, dV] */
+export function attentionForward(
+  enc: Encoder,
+  o: GPUBuffer,
+  lse: GPUBuffer,
+  q: GPUBuffer,
+  k: GPUBuffer,
+  v: GPUBuffer,
+  d: AttentionDims,
+  tiles: AttentionTiles = ATTENTION_TILES,
+): void {
+  const constants = check(enc, d, tiles);
+  const kf = kernel(enc.gpu, { name: 'attention.forward', code: fwdSrc, entryPoint: 'forward', constants });
+  kf.dispatch(enc, [q, k, v, o, lse], [Math.ceil(d.seq / (R * tiles.ty)), d.nHeads, d.batch], attentionParams(d));
+}
+
+/**
+ * dq [T, NH, dQK], dk [T, NKV, dQK], dv [T, NKV, dV] (all assigned; dk/dv summed over the query heads of each kv head)
+ * and the workspace delta [T, NH] (= rowsum(dO * o)) <- dO [T, NH, dV] and the forward's q, k, v, o, lse.
+ */
+export function attentionBackward(
+  enc: Encoder,
+  dq: GPUBuffer,
+  dk: GPUBuffer,
+  dv: GPUBuffer,
+  delta: GPUBuffer,
+  dO: GPUBuffer,
+  q: GPUBuffer,
+  k: GPUBuffer,
+  v: GPUBuffer,
+  o: GPUBuffer,
+  lse: GPUBuffer,
+  d: AttentionDims,
+  tiles: AttentionTiles = ATTENTION_TILES,
+): void {
+  const constants = check(enc, d, tiles);
+  const params = attentionParams(d);
+  const rows = d.batch * d.seq * d.nHeads;
+  const kd = kernel(enc.gpu, { name: 'attention.backward_delta', code: deltaSrc, entryPoint: 'backward_delta', constants: { WG: 64, DV: d.dV } });
+  kd.dispatch(enc, [dO, o, delta], [Math.ceil(rows / 64)], params);
+  const kkv = kernel(enc.gpu, { name: 'attention.backward_dkdv', code: dkdvSrc, entryPoint: 'backward_dkdv', constants });
+  kkv.dispatch(enc, [q, k, v, dO, lse, delta, dk, dv], [Math.ceil(d.seq / (R * tiles.ty)), d.nKvHeads, d.batch], params);
+  const kq = kernel(enc.gpu, { name: 'attention.backward_dq', code: dqSrc, entryPoint: 'backward_dq', constants });
+  kq.dispatch(enc, [q, k, v, dO, lse, delta, dq], [Math.ceil(d.seq / (R * tiles.ty)), d.nHeads, d.batch], params);
+}
