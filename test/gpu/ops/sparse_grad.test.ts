@@ -9,10 +9,10 @@ import { expectClose } from '../../helpers/compare.ts';
 import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
 import { cpuRoute, randomRouting } from '../../helpers/experts-data.ts';
 
-/** ~frac of [0, size) sorted, always with the first and last index and a run of neighbours. */
-function activeSet(size: number, frac: number, seed: number): Uint32Array {
+/** ~frac of [0, size) sorted, always with the first and last index, a run of neighbours and `extra`. */
+function activeSet(size: number, frac: number, seed: number, extra: number[] = []): Uint32Array {
   const r = rng(seed);
-  const s = new Set<number>([0, size - 1, 100, 101, 102, 103]);
+  const s = new Set<number>([0, size - 1, 100, 101, 102, 103, ...extra]);
   while (s.size < Math.max(8, Math.floor(size * frac))) s.add(Math.floor(r() * size));
   return Uint32Array.from([...s].sort((a, b) => a - b));
 }
@@ -23,7 +23,8 @@ describe('sparse_grad', () => {
   const topIdx = randomRouting(d.T, d.K, d.E, 31, 4);
   const rt = cpuRoute(topIdx, { ...d, tileM: 32 });
   const x = randn(d.T * d.H, 32), dG = randn(R * d.IE, 33), dU = randn(R * d.IE, 34), dY = randn(R * d.H, 35), A = randn(R * d.IE, 36);
-  const idxG = activeSet(2 * nW, 0.02, 37), idxD = activeSet(nW, 0.02, 38);
+  // G includes both sides of the gate|up boundary
+  const idxG = activeSet(2 * nW, 0.02, 37, [nW - 1, nW]), idxD = activeSet(nW, 0.02, 38);
 
   it('oracle equals the dense gradient at the active indices', () => {
     const s = { G: new Float64Array(0), U: new Float64Array(0), A: Float64Array.from(A), Y: new Float64Array(0) };
