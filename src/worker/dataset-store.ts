@@ -36,10 +36,13 @@ export async function storedDataset(id: string): Promise<DatasetSummary | null> 
   return text ? (JSON.parse(text) as DatasetSummary) : null;
 }
 
+/** The array over a plain ArrayBuffer (copied if it sits in shared memory), as file writes require. */
+const plain = (a: Int32Array): Int32Array<ArrayBuffer> => (a.buffer instanceof ArrayBuffer ? (a as Int32Array<ArrayBuffer>) : new Int32Array(a));
+
 async function writeStream(dir: FileSystemDirectoryHandle, prefix: string, s: TokenStream): Promise<void> {
-  await writeWhole(dir, `${prefix}.ids.i32`, s.ids);
-  await writeWhole(dir, `${prefix}.docs.i32`, s.docStarts);
-  if (s.labels) await writeWhole(dir, `${prefix}.labels.i32`, s.labels);
+  await writeWhole(dir, `${prefix}.ids.i32`, plain(s.ids));
+  await writeWhole(dir, `${prefix}.docs.i32`, plain(s.docStarts));
+  if (s.labels) await writeWhole(dir, `${prefix}.labels.i32`, plain(s.labels));
 }
 
 async function readI32(dir: FileSystemDirectoryHandle, path: string): Promise<Int32Array | null> {

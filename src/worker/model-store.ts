@@ -114,10 +114,31 @@ export function stripCommonFolder(paths: string[]): (p: string) => string {
   return (p) => p.slice(first!.length + 1);
 }
 
+/**
+ * urlFolder, except that an HTML page answered for a file that is not HTML counts as missing: single-page-app hosts
+ * (and dev servers) answer unknown paths with index.html and status 200.
+ */
+function guardedUrlFolder(prefix: string): FileSet {
+  const inner = urlFolder(prefix);
+  const base = prefix.endsWith('/') ? prefix : `${prefix}/`;
+  return {
+    name: inner.name,
+    open: async (relPath) => {
+      if (!/\.html?$/i.test(relPath)) {
+        const url = base + relPath.split('/').map(encodeURIComponent).join('/');
+        const head = await fetch(url, { method: 'HEAD' });
+        if (head.status === 404 || head.status === 410) return null;
+        if ((head.headers.get('content-type') ?? '').toLowerCase().startsWith('text/html')) return null;
+      }
+      return inner.open(relPath);
+    },
+  };
+}
+
 function describeSource(source: ModelSource, appBase: string): { folder: FileSet; id: string; name: string; sourceText: string } {
   switch (source.kind) {
     case 'demo':
-      return { folder: urlFolder(new URL(`models/${DEMO_MODEL_ID}/`, appBase).href), id: DEMO_MODEL_ID, name: DEMO_MODEL_ID, sourceText: 'built-in demo' };
+      return { folder: guardedUrlFolder(new URL(`models/${DEMO_MODEL_ID}/`, appBase).href), id: DEMO_MODEL_ID, name: DEMO_MODEL_ID, sourceText: 'built-in demo' };
     case 'url': {
       let url: URL;
       try {
@@ -127,7 +148,7 @@ function describeSource(source: ModelSource, appBase: string): { folder: FileSet
       }
       if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error(`only http(s) URLs can be imported, not ${url.protocol}`);
       const name = source.name || url.pathname.split('/').filter(Boolean).slice(-3).join('-') || url.host;
-      return { folder: urlFolder(url.href), id: `${slug(name)}-${shortHash(url.href)}`, name, sourceText: url.href };
+      return { folder: guardedUrlFolder(url.href), id: `${slug(name)}-${shortHash(url.href)}`, name, sourceText: url.href };
     }
     case 'files': {
       const strip = stripCommonFolder(source.files.map((f) => f.path));

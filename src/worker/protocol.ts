@@ -276,6 +276,8 @@ export interface Trainer {
 
   /** Creates the GPU device on first call; never throws (a missing GPU is reported in `message`). */
   gpuInfo(): Promise<GpuReport>;
+  /** Registers the page's handler (Comlink.proxy) for a lost GPU device; called with the reason in words. */
+  watchDevice(onLost: (message: string) => void): Promise<void>;
 
   /** Stored models; on first launch the built-in demo model is imported from the app's own files first. */
   listModels(): Promise<StoredModel[]>;

@@ -27,6 +27,7 @@ export class WorkerTrainer implements Trainer {
   private env: WorkerEnv | null = null;
   private gpu: Promise<GpuContext> | null = null;
   private lostMessage: string | null = null;
+  private onLost: ((message: string) => void) | null = null;
 
   async setup(env: WorkerEnv): Promise<void> {
     this.env = { appBase: new URL(env.appBase).href };
@@ -55,6 +56,7 @@ export class WorkerTrainer implements Trainer {
         (g) => g.lost.then((msg) => {
           this.lostMessage = msg;
           this.gpu = null; // the next call makes a new device
+          this.onLost?.(msg);
         }),
         () => { if (this.gpu === p) this.gpu = null; },
       );
@@ -76,6 +78,11 @@ export class WorkerTrainer implements Trainer {
     } catch (e) {
       return { available: false, info: null, message: (e as Error).message, lost: this.lostMessage };
     }
+  }
+
+  async watchDevice(onLost: (message: string) => void): Promise<void> {
+    this.onLost = onLost;
+    if (this.lostMessage) onLost(this.lostMessage);
   }
 
   // -------------------------------------------------------------------------------------------

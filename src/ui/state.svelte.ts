@@ -1,0 +1,404 @@
+// Contract: the page's state (Svelte 5 runes) and every action that talks to the worker. Screens read this object and
+// call its methods; nothing here blocks the page — all work happens in the worker behind the Trainer proxy.
+
+import {
+  applyPresetHash, BUILTIN_PRESETS, checkAgainstModel, defaultSettings, encodePresetHash, validateSettings,
+  type Preset, type SettingKey, type Settings,
+} from '../presets/index.ts';
+import { callbacks, connectTrainer, progress, type TrainerProxy } from '../worker/client.ts';
+import type {
+  DatasetInput, DatasetProgress, DatasetSettings, DatasetSummary, EvalEvent, GpuReport, ImportProgress, MemoryPlan,
+  ModelSource, ReselectEvent, RunError, RunSummary, StepEvent, StorageReport, StoredModel,
+} from '../worker/protocol.ts';
+
+export type Screen = 'models' | 'datasets' | 'preset' | 'run' | 'export';
+export const SCREENS: { id: Screen; title: string }[] = [
+  { id: 'models', title: 'Models' },
+  { id: 'datasets', title: 'Datasets' },
+  { id: 'preset', title: 'Preset' },
+  { id: 'run', title: 'Run' },
+  { id: 'export', title: 'Export' },
+];
+
+const SETTINGS_KEY = 'usaf.settings';
+const DEMO_REMOVED_KEY = 'usaf.demoRemoved';
+
+export interface LiveRun {
+  summary: RunSummary;
+  steps: StepEvent[];
+  evals: EvalEvent[];
+  reselects: ReselectEvent[];
+  log: string[];
+  paused: boolean;
+  finished: boolean;
+  error: RunError | null;
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+export class AppState {
+  trainer: TrainerProxy | null = null;
+
+  screen = $state<Screen>('models');
+  starting = $state(true);
+  fatal = $state<string | null>(null);
+  gpu = $state<GpuReport | null>(null);
+  deviceLost = $state<string | null>(null);
+
+  models = $state<StoredModel[]>([]);
+  modelId = $state<string | null>(null);
+  importing = $state<ImportProgress | null>(null);
+  importError = $state<string | null>(null);
+  storage = $state<StorageReport | null>(null);
+
+  datasets = $state<DatasetSummary[]>([]);
+  trainDatasetId = $state<string | null>(null);
+  heldoutDatasetId = $state<string | null>(null);
+  datasetProgress = $state<DatasetProgress | null>(null);
+  datasetError = $state<string | null>(null);
+  datasetNotice = $state<string | null>(null);
+
+  settings = $state<Settings>(defaultSettings());
+  presetError = $state<string | null>(null);
+  presetNotice = $state<string | null>(null);
+  plan = $state<MemoryPlan | null>(null);
+  planError = $state<string | null>(null);
+
+  runs = $state<RunSummary[]>([]);
+  live = $state<LiveRun | null>(null);
+  runError = $state<string | null>(null);
+  exportError = $state<string | null>(null);
+  exporting = $state<string | null>(null);
+
+  model = $derived(this.models.find((m) => m.id === this.modelId) ?? null);
+  /** Problems of the settings for the chosen model (key → message). */
+  modelIssues = $derived(this.model
+    ? checkAgainstModel(this.settings, { numLayers: this.model.facts.layers, maxPos: this.model.facts.maxPos })
+    : {} as Partial<Record<SettingKey, string>>);
+
+  // -------------------------------------------------------------------------------------------
+  // Start-up
+
+  async start(): Promise<void> {
+    this.loadSettings();
+    try {
+      const { trainer, worker } = await connectTrainer();
+      this.trainer = trainer;
+      worker.addEventListener('error', (e) => {
+        this.fatal = `The engine worker failed: ${e.message || 'unknown error'}. Reload the page.`;
+      });
+      await trainer.watchDevice(progress((msg: string) => {
+        this.deviceLost = msg;
+      }));
+      void trainer.gpuInfo().then((g) => {
+        this.gpu = g;
+        if (g.lost) this.deviceLost = g.lost;
+      });
+      await this.refreshModels();
+      if (!this.models.some((m) => m.builtin) && localStorage.getItem(DEMO_REMOVED_KEY) !== '1') {
+        await this.importModel({ kind: 'demo' });
+      }
+      await this.refreshDatasets();
+      await this.ensureDemoDatasets();
+      this.runs = await trainer.listRuns();
+      void this.refreshStorage();
+      void navigator.storage?.persist?.().catch(() => false);
+    } catch (e) {
+      this.fatal = message(e);
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Models
+
+  async refreshModels(): Promise<void> {
+    this.models = await this.trainer!.listModels();
+    if (!this.models.some((m) => m.id === this.modelId)) this.modelId = this.models[0]?.id ?? null;
+  }
+
+  async refreshStorage(): Promise<void> {
+    this.storage = await this.trainer!.storageEstimate();
+  }
+
+  async importModel(source: ModelSource): Promise<void> {
+    this.importError = null;
+    this.importing = { phase: 'checking', file: '', bytesDone: 0, bytesTotal: 0, tensorsDone: 0, tensorsTotal: 0, etaSeconds: null, bytesResumed: 0 };
+    try {
+      const m = await this.trainer!.importModel(source, progress((p: ImportProgress) => {
+        this.importing = p;
+      }));
+      if (source.kind === 'demo') localStorage.removeItem(DEMO_REMOVED_KEY);
+      await this.refreshModels();
+      this.modelId = m.id;
+    } catch (e) {
+      this.importError = (e as Error).name === 'AbortError' || /cancel/i.test(message(e))
+        ? 'Import cancelled. What was copied is kept: import the same source again to resume.'
+        : `Import failed: ${message(e)}`;
+    } finally {
+      this.importing = null;
+      void this.refreshStorage();
+    }
+  }
+
+  async cancelImport(): Promise<void> {
+    await this.trainer!.cancelImport();
+  }
+
+  async deleteModel(id: string): Promise<void> {
+    const m = this.models.find((x) => x.id === id);
+    await this.trainer!.deleteModel(id);
+    if (m?.builtin) localStorage.setItem(DEMO_REMOVED_KEY, '1');
+    await this.refreshModels();
+    void this.refreshStorage();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Datasets
+
+  async refreshDatasets(): Promise<void> {
+    this.datasets = await this.trainer!.listDatasets();
+    const forModel = this.datasets.filter((d) => d.modelId === this.modelId);
+    if (!forModel.some((d) => d.id === this.trainDatasetId)) this.trainDatasetId = forModel.find((d) => d.role === 'train')?.id ?? null;
+    if (!forModel.some((d) => d.id === this.heldoutDatasetId)) this.heldoutDatasetId = forModel.find((d) => d.role === 'heldout')?.id ?? null;
+  }
+
+  /** The demo data, tokenized with the demo model, on first launch (later launches find it stored). */
+  async ensureDemoDatasets(): Promise<void> {
+    const demo = this.models.find((m) => m.builtin);
+    if (!demo) return;
+    for (const which of ['finetune', 'heldout'] as const) {
+      await this.loadDataset({ kind: 'demo', which }, {
+        modelId: demo.id, role: which === 'finetune' ? 'train' : 'heldout', extensions: [], evalFraction: 0, seed: 0,
+        name: which === 'finetune' ? 'demo finetune.jsonl' : 'demo heldout.jsonl',
+      });
+    }
+  }
+
+  async loadDataset(input: DatasetInput, settings: DatasetSettings): Promise<DatasetSummary | null> {
+    this.datasetError = null;
+    this.datasetNotice = null;
+    this.datasetProgress = { phase: 'reading', documentsDone: 0, documentsTotal: 0, tokens: 0 };
+    try {
+      const d = await this.trainer!.loadDataset(input, settings, progress((p: DatasetProgress) => {
+        this.datasetProgress = p;
+      }));
+      await this.refreshDatasets();
+      if (d.role === 'train') this.trainDatasetId = d.id;
+      else this.heldoutDatasetId = d.id;
+      if (d.notes.length) this.datasetNotice = d.notes.join(' ');
+      return d;
+    } catch (e) {
+      this.datasetError = message(e);
+      return null;
+    } finally {
+      this.datasetProgress = null;
+      void this.refreshStorage();
+    }
+  }
+
+  async deleteDataset(id: string): Promise<void> {
+    await this.trainer!.deleteDataset(id);
+    await this.refreshDatasets();
+    void this.refreshStorage();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Settings and presets
+
+  /** Settings at launch: a preset link in the URL wins; otherwise the last ones used (checked like any input). */
+  loadSettings(): void {
+    const saved = localStorage.getItem(SETTINGS_KEY);
+    if (saved) {
+      try {
+        const v = validateSettings(JSON.parse(saved));
+        if (v.ok) this.settings = v.settings;
+      } catch {
+        /* unreadable: defaults */
+      }
+    }
+    this.applyHash(location.hash);
+  }
+
+  /** Applies a preset link; a refused link leaves the settings exactly as they were and says why. */
+  applyHash(hash: string): void {
+    const r = applyPresetHash(this.settings, hash);
+    if (r.error) {
+      this.presetError = r.error;
+      this.presetNotice = null;
+      this.screen = 'preset';
+    } else if (r.applied) {
+      this.settings = r.settings;
+      this.presetError = null;
+      this.presetNotice = 'Settings loaded from the link.';
+      this.screen = 'preset';
+      this.persistSettings(false);
+    }
+  }
+
+  setSetting<K extends SettingKey>(key: K, value: Settings[K]): void {
+    this.settings = { ...this.settings, [key]: value };
+    this.presetNotice = null;
+    this.persistSettings(true);
+  }
+
+  usePreset(p: Preset): void {
+    this.settings = { ...p.settings };
+    this.presetError = null;
+    this.presetNotice = `Preset "${p.name}" loaded.`;
+    this.persistSettings(true);
+  }
+
+  /** Uploaded preset JSON: strict check, nothing changes if it fails. */
+  importPresetJson(text: string): void {
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      this.presetError = `Preset file refused: not JSON (${message(e)})`;
+      return;
+    }
+    const obj = json as { settings?: unknown } | null;
+    const v = validateSettings(obj && typeof obj === 'object' && !Array.isArray(obj) && 'settings' in obj ? obj.settings : json);
+    if (!v.ok) {
+      this.presetError = `Preset file refused: ${v.errors.join('; ')}`;
+      return;
+    }
+    this.settings = v.settings;
+    this.presetError = null;
+    this.presetNotice = 'Settings loaded from the file.';
+    this.persistSettings(true);
+  }
+
+  shareUrl(): string {
+    return `${location.origin}${location.pathname}${location.search}${encodePresetHash(this.settings)}`;
+  }
+
+  private persistSettings(updateUrl: boolean): void {
+    localStorage.setItem(SETTINGS_KEY, JSON.stringify(this.settings));
+    if (updateUrl) history.replaceState(null, '', encodePresetHash(this.settings));
+  }
+
+  async refreshPlan(): Promise<void> {
+    if (!this.trainer || !this.modelId) return;
+    try {
+      this.plan = await this.trainer.plan(this.modelId, $state.snapshot(this.settings), this.trainDatasetId);
+      this.planError = null;
+    } catch (e) {
+      this.plan = null;
+      this.planError = message(e);
+    }
+  }
+
+  get builtinPresets(): readonly Preset[] {
+    return BUILTIN_PRESETS;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Runs
+
+  private runCallbacks() {
+    return callbacks({
+      onStep: (e) => this.live?.steps.push(e),
+      onEval: (e) => this.live?.evals.push(e),
+      onReselect: (e) => this.live?.reselects.push(e),
+      onLog: (line) => {
+        if (!this.live) return;
+        this.live.log.push(line);
+        if (this.live.log.length > 500) this.live.log.splice(0, this.live.log.length - 500);
+      },
+      onDone: (s) => {
+        if (this.live) {
+          this.live.summary = s;
+          this.live.finished = true;
+        }
+        void this.trainer!.listRuns().then((r) => (this.runs = r));
+      },
+      onError: (err) => {
+        if (this.live) {
+          this.live.error = err;
+          this.live.finished = true;
+        }
+        if (err.kind === 'device-lost') this.deviceLost = err.message;
+        void this.trainer!.listRuns().then((r) => (this.runs = r));
+      },
+    });
+  }
+
+  async startRun(): Promise<void> {
+    this.runError = null;
+    if (!this.modelId || !this.trainDatasetId) {
+      this.runError = 'Choose a model and a training dataset first.';
+      return;
+    }
+    try {
+      const summary = await this.trainer!.startRun({
+        modelId: this.modelId, trainDatasetId: this.trainDatasetId, heldoutDatasetId: this.heldoutDatasetId,
+        settings: $state.snapshot(this.settings),
+      }, this.runCallbacks());
+      this.live = { summary, steps: [], evals: [], reselects: [], log: [], paused: false, finished: false, error: null };
+      this.runs = await this.trainer!.listRuns();
+    } catch (e) {
+      this.runError = message(e);
+    }
+  }
+
+  async resumeRun(id: string): Promise<void> {
+    this.runError = null;
+    try {
+      const summary = await this.trainer!.resumeRun(id, this.runCallbacks());
+      this.live = { summary, steps: [], evals: [], reselects: [], log: [], paused: false, finished: false, error: null };
+    } catch (e) {
+      this.runError = message(e);
+    }
+  }
+
+  async control(action: 'pause' | 'resume' | 'stop'): Promise<void> {
+    try {
+      await this.trainer![action]();
+      if (this.live && action !== 'stop') this.live.paused = action === 'pause';
+    } catch (e) {
+      this.runError = message(e);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Export
+
+  async download(what: 'model' | 'delta' | 'log', runId: string): Promise<void> {
+    this.exportError = null;
+    this.exporting = what;
+    try {
+      const files = what === 'model' ? await this.trainer!.exportModel(runId)
+        : what === 'delta' ? await this.trainer!.exportDelta(runId)
+          : [await this.trainer!.exportLog(runId)];
+      for (const f of files) saveBlob(f.data, f.name);
+    } catch (e) {
+      this.exportError = message(e);
+    } finally {
+      this.exporting = null;
+    }
+  }
+
+  downloadPreset(): void {
+    const body = JSON.stringify({ format: 'usaf-preset', version: 1, settings: $state.snapshot(this.settings) }, null, 2);
+    saveBlob(new Blob([body], { type: 'application/json' }), 'usaf-preset.json');
+  }
+}
+
+/** Hands a Blob to the browser as a download. */
+export function saveBlob(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+export const app = new AppState();
