@@ -14,7 +14,7 @@ override W_BF16: bool = false;
 
 fn toBf16(v: f32) -> u32 {
   let b = bitcast<u32>(v);
-  if ((b & 0x7fffffffu) > 0x7f800000u) { return 0x7fc0u; }   // NaN stays NaN
+  if ((b & 0x7fffffffu) > 0x7f800000u) { return (b >> 16u) | 0x40u; }   // NaN stays a quiet NaN
   return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
 }
 

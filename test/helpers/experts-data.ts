@@ -1,6 +1,7 @@
-// Test data for the MoE ops (router, moe_route, experts, sparse_grad): routings with distinct experts per token,
-// bf16 rounding/packing of weights, and the CPU routing layout of moe_route's oracle.
+// Test data for the MoE ops (moe_route, experts, sparse_grad, adam): routings with distinct experts per token,
+// bf16 rounding/packing of weights (via io/dtype), and the CPU routing layout of moe_route's oracle.
 import { rng } from './random.ts';
+import { decodeBf16, encodeBf16, packBf16Pairs } from '../../src/engine/io/dtype.ts';
 import { moeRouteMaxTiles, type MoeRouteDims } from '../../src/engine/ops/moe_route.ts';
 import * as routeRef from '../../src/engine/ref/moe_route.ts';
 
@@ -21,33 +22,14 @@ export function randomRouting(T: number, K: number, E: number, seed: number, avo
   return out;
 }
 
-/** f32 -> nearest bf16 (ties to even), as the upper 16 bits. */
-export function bf16Bits(v: number): number {
-  const u = new Uint32Array(Float32Array.of(v).buffer)[0]!;
-  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+/** Every value rounded to bf16 (nearest even), as f32. */
+export function roundBf16(a: Float32Array): Float32Array {
+  return decodeBf16(encodeBf16(a));
 }
 
-/** Round every value to bf16 (returns the f32 values). */
-export function roundBf16(a: ArrayLike<number>): Float32Array {
-  const out = new Float32Array(a.length);
-  const u = new Uint32Array(out.buffer);
-  for (let i = 0; i < a.length; i++) u[i] = bf16Bits(a[i]!) << 16;
-  return out;
-}
-
-/** Pack values (already bf16-representable) two per u32, even element in the low half. */
-export function packBf16(a: ArrayLike<number>): Uint32Array {
-  const out = new Uint32Array(Math.ceil(a.length / 2));
-  for (let i = 0; i < a.length; i++) out[i >> 1] |= bf16Bits(a[i]!) << (16 * (i & 1));
-  return out;
-}
-
-/** Decode packed bf16 words back to numbers. */
-export function unpackBf16(words: Uint32Array, n: number): Float32Array {
-  const out = new Float32Array(n);
-  const u = new Uint32Array(out.buffer);
-  for (let i = 0; i < n; i++) u[i] = (i & 1 ? words[i >> 1]! >>> 16 : words[i >> 1]! & 0xffff) << 16;
-  return out;
+/** bf16-exact values packed two per u32 (even element in the low half), as the kernels read them. */
+export function packBf16(a: Float32Array): Uint32Array {
+  return packBf16Pairs(encodeBf16(a));
 }
 
 /** moe_route's oracle outputs for topIdx. */

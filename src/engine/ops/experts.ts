@@ -3,6 +3,7 @@
 
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
+import { moeRouteMaxTiles } from './moe_route.ts';
 import gateUpSrc from '../../../shaders/experts.wgsl?raw';
 import downSrc from '../../../shaders/experts_down.wgsl?raw';
 import combineSrc from '../../../shaders/experts_combine.wgsl?raw';
@@ -71,8 +72,9 @@ function gemmConstants(d: ExpertsDims): Record<string, number> {
   return { WX, WY, TK, W_BF16: d.wDtype === 'bf16' ? 1 : 0 };
 }
 
+/** Row tiles the GEMMs are dispatched over: moe_route's bound for tileM = EXPERT_TILE_M (tiles past the end exit). */
 export function maxTilesOf(d: ExpertsDims): number {
-  return Math.ceil((d.T * d.K + d.E * (EXPERT_TILE_M - 1)) / EXPERT_TILE_M);
+  return moeRouteMaxTiles({ T: d.T, K: d.K, E: d.E, tileM: EXPERT_TILE_M });
 }
 
 export function expertsParams(d: ExpertsDims): Uint32Array {

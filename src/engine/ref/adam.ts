@@ -2,6 +2,7 @@
 // SparseAdam and router SGD exactly as METHOD.md; scatter rounds to bf16 (nearest even) when the target is bf16.
 
 import type { AdamStep, SgdStep, WeightTarget } from '../ops/adam.ts';
+import { bf16ToF32, f32ToBf16 } from '../io/dtype.ts';
 
 type Arr = ArrayLike<number>;
 type Guard = Arr | null;
@@ -19,13 +20,6 @@ export function sparseAdam(master: Float64Array, m: Float64Array, v: Float64Arra
   }
 }
 
-/** f32 value -> bf16 bits, nearest even (NaN -> 0x7fc0). */
-export function toBf16(v: number): number {
-  if (Number.isNaN(v)) return 0x7fc0;
-  const u = new Uint32Array(Float32Array.of(v).buffer)[0]!;
-  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
 /** weights[offset + idx[j]] = master[j]. f32 target: Float64Array of values; bf16 target: Uint32Array of packed words. */
 export function scatterMasters(weights: Float64Array | Uint32Array, master: Arr, idx: Arr, guard: Guard, n: number, w: WeightTarget): void {
   if (skip(guard)) return;
@@ -35,7 +29,7 @@ export function scatterMasters(weights: Float64Array | Uint32Array, master: Arr,
     if (w.dtype === 'f32') weights[i] = master[j]!;
     else {
       const sh = 16 * (i & 1);
-      weights[i >> 1] = ((weights[i >> 1]! & ~(0xffff << sh)) | (toBf16(master[j]!) << sh)) >>> 0;
+      weights[i >> 1] = ((weights[i >> 1]! & ~(0xffff << sh)) | (f32ToBf16(master[j]!) << sh)) >>> 0;
     }
   }
 }
@@ -46,7 +40,7 @@ export function gatherMasters(master: Float64Array, weights: Float64Array | Uint
   for (let j = 0; j < n; j++) {
     const i = off + idx[j]!;
     if (w.dtype === 'f32') master[j] = weights[i]!;
-    else master[j] = new Float32Array(Uint32Array.of(((weights[i >> 1]! >>> (16 * (i & 1))) & 0xffff) << 16).buffer)[0]!;
+    else master[j] = bf16ToF32(weights[i >> 1]! >>> (16 * (i & 1)));
   }
 }
 

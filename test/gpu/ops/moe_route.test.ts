@@ -5,25 +5,8 @@ import * as gpuOp from '../../../src/engine/ops/moe_route.ts';
 import * as ref from '../../../src/engine/ref/moe_route.ts';
 import type { MoeRouteDims } from '../../../src/engine/ops/moe_route.ts';
 import { readU32 } from '../../../src/engine/gpu/buffers.ts';
-import { rng } from '../../helpers/random.ts';
+import { randomRouting } from '../../helpers/experts-data.ts';
 import { poisoned, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
-
-/** topIdx [T, K]: K distinct experts per token, skewed so some experts are hot and expert `empty` is never used. */
-function routing(d: MoeRouteDims, seed: number, empty: number): Uint32Array {
-  const r = rng(seed);
-  const out = new Uint32Array(d.T * d.K);
-  for (let t = 0; t < d.T; t++) {
-    const used = new Set<number>();
-    for (let k = 0; k < d.K; k++) {
-      let e: number;
-      do e = Math.floor(r() ** 2 * d.E);
-      while (used.has(e) || e === empty);
-      used.add(e);
-      out[t * d.K + k] = e;
-    }
-  }
-  return out;
-}
 
 describe('moe_route', () => {
   const cases: [string, MoeRouteDims][] = [
@@ -36,7 +19,7 @@ describe('moe_route', () => {
     it(`matches the oracle (${name})`, async () => {
       const gpu = await testGpu();
       const R = d.T * d.K, maxTiles = gpuOp.moeRouteMaxTiles(d);
-      const topIdx = routing(d, 7 + d.E, 2);
+      const topIdx = randomRouting(d.T, d.K, d.E, 7 + d.E, 2);
       const b = {
         counts: poisoned(gpu, d.E), offsets: poisoned(gpu, d.E + 1), slot: poisoned(gpu, R),
         rowPair: poisoned(gpu, R), tiles: poisoned(gpu, 4 * maxTiles),
