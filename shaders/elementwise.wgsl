@@ -40,6 +40,13 @@ fn add_in_place(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg:
   if (i < p2.n) { y[i] += x[i]; }
 }
 
+// importance accumulation: y += |x|
+@compute @workgroup_size(WG)
+fn abs_add_in_place(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let i = flat(wid, nwg, lid);
+  if (i < p2.n) { y[i] += abs(x[i]); }
+}
+
 @compute @workgroup_size(WG)
 fn scale(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let i = flat(wid, nwg, lid);

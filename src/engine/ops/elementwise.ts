@@ -44,6 +44,11 @@ export function addInPlace(enc: Encoder, acc: GPUBuffer, b: GPUBuffer, n: number
   map(enc, 'add_in_place', [b, acc], n, mapParams(n));
 }
 
+/** acc [n] += |b [n]|   (gradient-magnitude importance) */
+export function absAddInPlace(enc: Encoder, acc: GPUBuffer, b: GPUBuffer, n: number): void {
+  map(enc, 'abs_add_in_place', [b, acc], n, mapParams(n));
+}
+
 /** out [n] = s * a [n] */
 export function scale(enc: Encoder, out: GPUBuffer, a: GPUBuffer, s: number, n: number): void {
   map(enc, 'scale', [a, out], n, mapParams(n, s));

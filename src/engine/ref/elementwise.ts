@@ -11,6 +11,10 @@ export function addInPlace(acc: Float64Array, b: Num, n: number): void {
   for (let i = 0; i < n; i++) acc[i] += b[i]!;
 }
 
+export function absAddInPlace(acc: Float64Array, b: Num, n: number): void {
+  for (let i = 0; i < n; i++) acc[i] += Math.abs(b[i]!);
+}
+
 export function scale(out: Float64Array, a: Num, s: number, n: number): void {
   for (let i = 0; i < n; i++) out[i] = s * a[i]!;
 }

@@ -13,6 +13,19 @@ describe('elementwise', () => {
   const rows = 26, cols = 80, n = rows * cols + 3;
   const a = randn(n, 1), b = randn(n, 2);
 
+  it('absAddInPlace accumulates magnitudes', async () => {
+    const gpu = await testGpu();
+    const acc = f32Buffer(gpu, a);
+    await run(gpu, (enc) => {
+      gpuOp.absAddInPlace(enc, acc, f32Buffer(gpu, b), n);
+      gpuOp.absAddInPlace(enc, acc, f32Buffer(gpu, a), n);
+    });
+    const want = Float64Array.from(a);
+    ref.absAddInPlace(want, b, n);
+    ref.absAddInPlace(want, a, n);
+    expectClose(await readF32(gpu, acc), want, 1e-6, 1e-6, 'absAddInPlace');
+  });
+
   it('add, addInPlace, scale, scaleInPlace, fill', async () => {
     const gpu = await testGpu();
     const sum = poisoned(gpu, n), acc = f32Buffer(gpu, a), scaled = poisoned(gpu, n), inPlace = f32Buffer(gpu, b);

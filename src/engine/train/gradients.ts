@@ -1,0 +1,97 @@
+// Dense gradients of one microbatch by checkpoint name (for `usaf parity --grads` and tests): routed-expert weights and
+// routers of the trained layers; with `all`, every weight (frozen ones included, embedding and lm_head on the CPU).
+
+import type { GpuContext } from '../gpu/device.ts';
+import { createBuffer, readF32 } from '../gpu/buffers.ts';
+import type { ModelSpec } from '../model/spec.ts';
+import { globalTensors } from '../model/tensors.ts';
+import type { ModelWeights } from './weights.ts';
+import { TrainGraph } from './graph.ts';
+import { IGNORE, nextTokenTargets } from './forward.ts';
+import type { ExpertGradMode, FrozenGrads } from './backward.ts';
+
+export async function gradients(gpu: GpuContext, spec: ModelSpec, weights: ModelWeights, ids: Uint32Array, batch: number, seq: number, trainFrom: number, all: boolean): Promise<Map<string, Float32Array>> {
+  const T = batch * seq;
+  const g = new TrainGraph(gpu, spec, weights, trainFrom, T);
+  const zero = (label: string, n: number) => createBuffer(gpu, { label, size: n * 4, kind: 'workspace' }); // new buffers are zero
+  const { numExperts: E, expertIntermediate: IE } = spec.moe;
+  const H = spec.hidden;
+  const modes: ExpertGradMode[] = [];
+  const dRouters: (GPUBuffer | null)[] = [];
+  for (const L of g.trained) {
+    const moe = spec.layers[L]!.mlp === 'moe';
+    modes.push(moe ? { kind: 'dense', dGate: zero('dGate', E * IE * H), dUp: zero('dUp', E * IE * H), dDown: zero('dDown', E * H * IE), accumulate: true } : { kind: 'none' });
+    dRouters.push(moe ? zero('dRouter', E * H) : null);
+  }
+  const frozen: FrozenGrads = new Map();
+  if (all) {
+    for (const L of g.trained) {
+      for (const e of spec.layers[L]!.tensors) {
+        if (e.role.startsWith('expert.') || e.role === 'router') continue;
+        frozen.set(e.name, zero(e.name, e.shape.reduce((a, b) => a * b, 1)));
+      }
+    }
+    frozen.set('model.norm.weight', zero('dnorm', H));
+  }
+  const targets = nextTokenTargets(ids, batch, seq);
+  await g.pass(ids, batch, seq, { targets, dRouters, modes, frozenGrads: frozen });
+
+  const out = new Map<string, Float32Array>();
+  for (const [i, L] of g.trained.entries()) {
+    const mode = modes[i]!;
+    if (mode.kind !== 'dense') continue;
+    const names = spec.layers[L]!.tensors;
+    const routerName = names.find((e) => e.role === 'router')!.name;
+    out.set(routerName, await readF32(gpu, dRouters[i]!));
+    const [gate, up, down] = [await readF32(gpu, mode.dGate), await readF32(gpu, mode.dUp), await readF32(gpu, mode.dDown)];
+    const per = IE * H;
+    for (const e of names) {
+      const x = e.expert!;
+      if (e.role === 'expert.gate') out.set(e.name, gate.slice(x * per, (x + 1) * per));
+      else if (e.role === 'expert.up') out.set(e.name, up.slice(x * per, (x + 1) * per));
+      else if (e.role === 'expert.down') out.set(e.name, down.slice(x * per, (x + 1) * per));
+      else if (e.role === 'expert.gate_up_fused') {
+        const fused = new Float32Array(E * 2 * per);
+        for (let k = 0; k < E; k++) {
+          fused.set(gate.subarray(k * per, (k + 1) * per), 2 * k * per);
+          fused.set(up.subarray(k * per, (k + 1) * per), (2 * k + 1) * per);
+        }
+        out.set(e.name, fused);
+      } else if (e.role === 'expert.down_fused') out.set(e.name, down);
+    }
+  }
+  if (all) {
+    for (const [name, buf] of frozen) out.set(name, await readF32(gpu, buf));
+    await cpuEmbeddingAndHeadGrads(gpu, spec, g, ids, targets, T, out);
+  }
+  return out;
+}
+
+/** d embed (scatter of the residual gradient) and d lm_head (dlogits^T · final hidden), computed on the CPU. */
+async function cpuEmbeddingAndHeadGrads(gpu: GpuContext, spec: ModelSpec, g: TrainGraph, ids: Uint32Array, targets: Uint32Array, T: number, out: Map<string, Float32Array>): Promise<void> {
+  const { hidden: H, vocab: V } = spec;
+  const dEmb = new Float32Array(V * H);
+  const dRes = await readF32(gpu, g.work.dResid, 0, T * H);
+  for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) dEmb[ids[t]! * H + h] += dRes[t * H + h]!;
+  const logits = await g.fwd.logits(T);
+  const fh = await readF32(gpu, g.fwd.finalH, 0, T * H);
+  let valid = 0;
+  for (const t of targets) if (t !== IGNORE) valid++;
+  const dHead = new Float64Array(V * H);
+  for (let t = 0; t < T; t++) {
+    if (targets[t] === IGNORE) continue;
+    let mx = -Infinity;
+    for (let v = 0; v < V; v++) mx = Math.max(mx, logits[t * V + v]!);
+    let sum = 0;
+    for (let v = 0; v < V; v++) sum += Math.exp(logits[t * V + v]! - mx);
+    for (let v = 0; v < V; v++) {
+      const d = (Math.exp(logits[t * V + v]! - mx) / sum - (v === targets[t] ? 1 : 0)) / valid;
+      for (let h = 0; h < H; h++) dHead[v * H + h] += d * fh[t * H + h]!;
+    }
+  }
+  const names = new Map(globalTensors(spec).map((e) => [e.role, e.name]));
+  if (spec.tieEmbeddings) {
+    for (let i = 0; i < dEmb.length; i++) dEmb[i] += dHead[i]!;
+  } else out.set(names.get('lm_head')!, Float32Array.from(dHead));
+  out.set(names.get('embed')!, dEmb);
+}

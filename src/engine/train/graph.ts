@@ -1,0 +1,77 @@
+// One training pass over a microbatch: frozen layers forward only (or their output from the frozen cache), trained
+// layers forward saving activations, head loss, then backward through the trained layers. Allocated once.
+
+import type { GpuContext } from '../gpu/device.ts';
+import { createBuffer, readF32 } from '../gpu/buffers.ts';
+import { Encoder } from '../gpu/encoder.ts';
+import { Forward, LayerActs, nextTokenTargets, IGNORE } from './forward.ts';
+import { BackwardWork, headBackward, layerBackward, type ExpertGradMode, type FrozenGrads } from './backward.ts';
+import type { ModelSpec } from '../model/spec.ts';
+import type { ModelWeights } from './weights.ts';
+
+export interface PassResult {
+  /** Mean loss over the valid targets. */
+  loss: number;
+  tokens: number;
+}
+
+export class TrainGraph {
+  readonly fwd: Forward;
+  readonly acts: LayerActs[] = []; // per trained layer
+  readonly xIn: GPUBuffer[] = []; // per trained layer: its input [T, H]
+  readonly work: BackwardWork;
+  readonly trained: number[];
+
+  constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, weights: ModelWeights, readonly trainFrom: number, readonly maxTokens: number) {
+    if (trainFrom < 0 || trainFrom >= spec.numLayers) throw new Error(`train-from ${trainFrom} outside 0..${spec.numLayers - 1}`);
+    this.fwd = new Forward(gpu, spec, weights, { maxTokens });
+    this.trained = Array.from({ length: spec.numLayers - trainFrom }, (_, i) => trainFrom + i);
+    for (const L of this.trained) {
+      this.acts.push(new LayerActs(gpu, spec, maxTokens));
+      this.xIn.push(createBuffer(gpu, { label: `xIn${L}`, size: maxTokens * spec.hidden * 4, kind: 'activations' }));
+    }
+    this.work = new BackwardWork(gpu, spec, maxTokens);
+  }
+
+  /** Embedding + frozen layers: leaves the input of layer trainFrom in fwd.resid. */
+  frozenForward(enc: Encoder, batch: number, seq: number): void {
+    this.fwd.embed(enc, batch * seq);
+    for (let L = 0; L < this.trainFrom; L++) this.fwd.layer(enc, L, this.fwd.resid, this.fwd.acts, batch, seq);
+  }
+
+  /**
+   * Forward + backward of one microbatch. `frozenInput` (the cached input of layer trainFrom, [T, H]) skips the
+   * frozen layers. Router grads += into dRouters[i] (per trained layer), expert grads per modes[i].
+   */
+  async pass(
+    ids: Uint32Array,
+    batch: number,
+    seq: number,
+    o: { targets?: Uint32Array; frozenInput?: GPUBuffer; dRouters: (GPUBuffer | null)[]; modes: ExpertGradMode[]; frozenGrads?: FrozenGrads; gradScale?: number },
+  ): Promise<PassResult> {
+    const f = this.fwd;
+    const T = batch * seq;
+    const H = this.spec.hidden;
+    const targets = o.targets ?? nextTokenTargets(ids, batch, seq);
+    let valid = 0;
+    for (const t of targets) if (t !== IGNORE) valid++;
+    f.setBatch(ids, batch, seq, targets);
+    const enc = new Encoder(this.gpu, 'train-pass');
+    if (o.frozenInput) enc.copy(o.frozenInput, 0, f.resid, 0, T * H * 4);
+    else this.frozenForward(enc, batch, seq);
+    this.trained.forEach((L, i) => {
+      enc.copy(f.resid, 0, this.xIn[i]!, 0, T * H * 4);
+      f.layer(enc, L, f.resid, this.acts[i]!, batch, seq);
+    });
+    f.head(enc, T);
+    headBackward(enc, f, this.work, T, (o.gradScale ?? 1) / Math.max(1, valid), o.frozenGrads ?? null);
+    for (let i = this.trained.length - 1; i >= 0; i--) {
+      layerBackward(enc, f, this.trained[i]!, this.xIn[i]!, this.acts[i]!, this.work, batch, seq, o.dRouters[i] ?? null, o.modes[i]!, o.frozenGrads ?? null);
+    }
+    enc.submit();
+    const rows = await readF32(this.gpu, f.rowLoss, 0, T);
+    let sum = 0;
+    for (let t = 0; t < T; t++) if (targets[t] !== IGNORE) sum += rows[t]!;
+    return { loss: sum / Math.max(1, valid), tokens: valid };
+  }
+}
