@@ -61,6 +61,8 @@ export class AppState {
   datasetNotice = $state<string | null>(null);
 
   settings = $state<Settings>(defaultSettings());
+  /** Bumped whenever the settings are replaced as a whole (preset, link, file), so editor fields redraw. */
+  settingsRevision = $state(0);
   presetError = $state<string | null>(null);
   presetNotice = $state<string | null>(null);
   plan = $state<MemoryPlan | null>(null);
@@ -232,6 +234,7 @@ export class AppState {
       this.screen = 'preset';
     } else if (r.applied) {
       this.settings = r.settings;
+      this.settingsRevision++;
       this.presetError = null;
       this.presetNotice = 'Settings loaded from the link.';
       this.screen = 'preset';
@@ -247,6 +250,7 @@ export class AppState {
 
   usePreset(p: Preset): void {
     this.settings = { ...p.settings };
+    this.settingsRevision++;
     this.presetError = null;
     this.presetNotice = `Preset "${p.name}" loaded.`;
     this.persistSettings(true);
@@ -268,6 +272,7 @@ export class AppState {
       return;
     }
     this.settings = v.settings;
+    this.settingsRevision++;
     this.presetError = null;
     this.presetNotice = 'Settings loaded from the file.';
     this.persistSettings(true);

@@ -1,0 +1,150 @@
+// Browser end-to-end tests (what `npm run test:e2e` runs after `vite build`): serves dist/app from a small static
+// server on 127.0.0.1, bundles test/e2e/*.spec.ts with esbuild, runs every test in Debian's Chromium through
+// playwright-core, and ends with "N passed, M failed" (exit status 1 on any failure).
+//
+// Usage: node scripts/e2e.mjs [name filter]    Screenshots: test-results/e2e/*.png
+
+import { build } from 'esbuild';
+import { createReadStream, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const APP = join(ROOT, 'dist/app');
+const filter = process.argv[2] ?? '';
+
+// ---------------------------------------------------------------------------------------------
+// A static server like any static host: GET/HEAD, single byte ranges, 404 for what is not there (no SPA fallback).
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
+  '.json': 'application/json', '.jsonl': 'application/jsonl', '.webmanifest': 'application/manifest+json',
+  '.svg': 'image/svg+xml', '.png': 'image/png', '.wasm': 'application/wasm', '.wgsl': 'text/plain',
+  '.safetensors': 'application/octet-stream', '.txt': 'text/plain',
+};
+
+function serve(dir) {
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    let path;
+    try {
+      path = normalize(join(dir, decodeURIComponent(url.pathname)));
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    if (path !== dir && !path.startsWith(dir + sep)) {
+      res.writeHead(403).end();
+      return;
+    }
+    if (existsSync(path) && statSync(path).isDirectory()) path = join(path, 'index.html');
+    if (!existsSync(path) || !statSync(path).isFile()) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    const size = statSync(path).size;
+    const headers = { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream', 'accept-ranges': 'bytes', 'cache-control': 'no-cache' };
+    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    if (range) {
+      const start = Number(range[1]);
+      const end = Math.min(size - 1, range[2] ? Number(range[2]) : size - 1);
+      if (start >= size || end < start) {
+        res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
+        return;
+      }
+      res.writeHead(206, { ...headers, 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${size}` });
+      if (req.method === 'HEAD') res.end();
+      else createReadStream(path, { start, end }).pipe(res);
+      return;
+    }
+    res.writeHead(200, { ...headers, 'content-length': size });
+    if (req.method === 'HEAD') res.end();
+    else createReadStream(path).pipe(res);
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bundle the specs (TypeScript) with the harness and the config into one module.
+
+async function loadTests() {
+  const { default: config } = await import(pathToFileURL(await bundle('playwright.config.ts', 'config')).href);
+  const specs = readdirSync(join(ROOT, config.testDir)).filter((f) => f.endsWith('.spec.ts')).sort();
+  const entry = [
+    `export { tests, makeEnv, foreignRequests } from './${config.testDir}/harness.ts';`,
+    ...specs.map((f) => `import './${config.testDir}/${f}';`),
+  ].join('\n');
+  const out = await bundle(null, 'tests', entry);
+  return { config, ...(await import(pathToFileURL(out).href)) };
+}
+
+async function bundle(file, name, contents) {
+  const outDir = join(ROOT, 'test-results/e2e');
+  mkdirSync(outDir, { recursive: true });
+  const outfile = join(outDir, `.${name}.bundle.mjs`);
+  await build({
+    ...(contents ? { stdin: { contents, resolveDir: ROOT, loader: 'ts', sourcefile: 'e2e-entry.ts' } } : { entryPoints: [join(ROOT, file)] }),
+    outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'warning',
+    external: ['playwright-core'],
+  });
+  return outfile;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run
+
+const withTimeout = (p, ms, what) => Promise.race([
+  p,
+  new Promise((_, fail) => setTimeout(() => fail(new Error(`${what} timed out after ${ms / 1000} s`)), ms).unref()),
+]);
+
+if (!existsSync(join(APP, 'index.html'))) {
+  console.error('dist/app/index.html is missing: run `vite build` first (npm run test:e2e does).');
+  process.exit(1);
+}
+const { config, tests, makeEnv, foreignRequests } = await loadTests();
+const server = await serve(APP);
+const baseUrl = `http://127.0.0.1:${server.address().port}/`;
+const browser = await chromium.launch(config.launch);
+console.log(`e2e: ${browser.version()} on ${baseUrl}`);
+
+let passed = 0;
+let failed = 0;
+for (const t of tests.filter((x) => x.name.includes(filter))) {
+  const sessions = [];
+  const env = makeEnv(browser, baseUrl, sessions);
+  const t0 = Date.now();
+  let error = null;
+  try {
+    await withTimeout(t.run(env), config.timeoutMs, t.name);
+    const foreign = sessions.flatMap((s) => foreignRequests(s.requests, baseUrl));
+    if (foreign.length) throw new Error(`requests left the app's origin: ${[...new Set(foreign)].slice(0, 5).join(', ')}`);
+    const errors = sessions.flatMap((s) => s.errors);
+    if (errors.length) throw new Error(`the page reported errors:\n    ${errors.slice(0, 5).join('\n    ')}`);
+  } catch (e) {
+    error = e;
+  }
+  const secs = ((Date.now() - t0) / 1000).toFixed(1);
+  if (error) {
+    failed++;
+    console.log(`✗ ${t.name} (${secs} s)\n    ${String(error.stack ?? error).split('\n').slice(0, 8).join('\n    ')}`);
+    for (const [i, s] of sessions.entries()) {
+      await s.page.screenshot({ path: `${config.outputDir}/failed-${t.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 40)}-${i}.png`, fullPage: true }).catch(() => {});
+    }
+  } else {
+    passed++;
+    console.log(`✓ ${t.name} (${secs} s)`);
+  }
+  for (const s of sessions) await s.context.close().catch(() => {});
+}
+
+await browser.close();
+server.close();
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed || passed === 0 ? 1 : 0);

@@ -1,0 +1,162 @@
+// The app in Debian's Chromium: first launch (demo model ready, its config, the demo data's token counts), the GPU
+// adapter, preset links (filled editor; hostile links refused, nothing changed), offline reload, and no request
+// leaving the app's origin. Training and export tests join when the engine lands.
+import assert from 'node:assert/strict';
+import { foreignRequests, gotoScreen, test, waitForDemo } from './harness.ts';
+
+test('first launch: the demo model is stored and ready, with its config and the demo data counted', async (env) => {
+  const { page, requests } = await env.open();
+  await page.goto(env.baseUrl);
+  await waitForDemo(page);
+  const card = page.locator('[data-model-id="usaf-demo-moe"]');
+  const text = (await card.textContent()) ?? '';
+  assert.match(text, /Qwen3-MoE/);
+  assert.match(text, /16\.3 M total/);
+  assert.match(text, /8 \(8 MoE\)/);
+  assert.match(text, /16 per layer, top-4, width 128/);
+  assert.match(text, /4 heads of 64, 2 KV heads/);
+  assert.match(text, /4,096 tokens/);
+  await card.locator('summary', { hasText: 'config.json' }).click();
+  const config = JSON.parse((await card.locator('[data-testid=model-config]').textContent()) ?? '{}') as Record<string, unknown>;
+  assert.equal(config.model_type, 'qwen3_moe');
+  assert.equal(config.num_experts, 16);
+  await env.screenshot(page, '01-models');
+
+  await gotoScreen(page, 'datasets');
+  const rows = page.locator('[data-testid=dataset-row]');
+  await rows.nth(1).waitFor();
+  const tokens = await page.locator('[data-testid=dataset-tokens]').allTextContents();
+  assert.deepEqual(tokens.sort(), ['100,912', '131,690']);
+  await env.screenshot(page, '02-datasets');
+
+  await gotoScreen(page, 'run');
+  await page.locator('#run-train option', { hasText: '100,912 tokens' }).waitFor({ state: 'attached' });
+  await env.screenshot(page, '04-run');
+  await gotoScreen(page, 'export');
+  await env.screenshot(page, '05-export');
+  await gotoScreen(page, 'preset');
+  await page.locator('[data-testid=memory-plan]').waitFor();
+  await env.screenshot(page, '03-preset');
+
+  // A second launch finds everything in storage: nothing is fetched from models/ or data/ again.
+  const before = requests.length;
+  await page.reload();
+  await waitForDemo(page);
+  const again = requests.slice(before).filter((u) => /\/(models|data)\//.test(new URL(u).pathname));
+  assert.deepEqual(again, [], 'the stored model and data are used on the next launch');
+});
+
+test('the GPU adapter is shown', async (env) => {
+  const { page } = await env.open();
+  await page.goto(env.baseUrl);
+  const status = page.locator('[data-testid=gpu-status]');
+  await status.filter({ hasText: /WebGPU adapter:|No WebGPU/ }).waitFor({ timeout: 60_000 });
+  const text = (await status.textContent())?.trim() ?? '';
+  assert.match(text, /^WebGPU adapter: \S/, `expected an adapter, the page says: ${text}`);
+  const hasGpu = await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter()));
+  assert.equal(hasGpu, true);
+});
+
+test('a preset link fills the editor', async (env) => {
+  const { page } = await env.open();
+  await page.goto(`${env.baseUrl}#p=1.st:300,mb:4,lr:2e-3,tf:2,qe:1,qg:64,ka:1`);
+  await page.locator('[data-testid=preset-notice]', { hasText: 'Settings loaded from the link' }).waitFor();
+  assert.equal(await page.inputValue('#set-steps'), '300');
+  assert.equal(await page.inputValue('#set-microbatch'), '4');
+  assert.equal(await page.inputValue('#set-lrPeak'), '0.002');
+  assert.equal(await page.inputValue('#set-trainFrom'), '2');
+  assert.equal(await page.isChecked('#set-quantizeExperts'), true);
+  assert.equal(await page.inputValue('#set-quantGroupSize'), '64');
+  assert.equal(await page.isChecked('#set-keepAdamState'), true);
+  // Untouched settings keep their defaults.
+  assert.equal(await page.inputValue('#set-frac'), '0.005');
+  assert.equal(await page.inputValue('#set-seq'), '512');
+  await env.screenshot(page, '06-preset-from-link');
+
+  // Editing a field updates the link (only non-default values).
+  await page.fill('#set-steps', '250');
+  await page.waitForFunction(() => location.hash.includes('st:250'));
+  assert.equal(new URL(page.url()).hash, '#p=1.st:250,mb:4,lr:2e-3,tf:2,qe:1,qg:64,ka:1');
+  // Inline validation: an out-of-range value is shown as an error and not applied.
+  await page.fill('#set-microbatch', '0');
+  await page.locator('[data-setting=microbatch] [role=alert]', { hasText: 'out of range' }).waitFor();
+  assert.match(new URL(page.url()).hash, /mb:4/);
+});
+
+test('hostile preset links show an error and change nothing', async (env) => {
+  const { page } = await env.open();
+  await page.goto(`${env.baseUrl}#p=1.st:300,lr:2e-3`);
+  await page.locator('[data-testid=preset-notice]').waitFor();
+  const settingsBefore = await page.evaluate(() => localStorage.getItem('usaf.settings'));
+  const values = async () => ({
+    steps: await page.inputValue('#set-steps'),
+    lr: await page.inputValue('#set-lrPeak'),
+    frac: await page.inputValue('#set-frac'),
+  });
+  const before = await values();
+  assert.deepEqual(before, { steps: '300', lr: '0.002', frac: '0.005' });
+
+  const hostile = [
+    ['prototype pollution', '#p=1.__proto__:1,st:5', /unexpected character "_"/],
+    ['constructor key', '#p=1.constructor:1,st:5', /unknown setting code "constructor"/],
+    ['unknown key', '#p=1.st:5,zz:1', /unknown setting code "zz"/],
+    ['wrong type', '#p=1.st:many', /STEPS: expected a whole number/],
+    ['out of range', '#p=1.lr:5', /LR_PEAK: 5 is out of range/],
+    ['huge', `#p=1.st:5,${'a'.repeat(4000)}`, /limit is 2048/],
+    ['not UTF-8', '#p=1.st%3A%FF', /not valid UTF-8/],
+    ['script', '#p=1.%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E', /unexpected character "<"/],
+    ['base64 garbage', '#p=1.eyJzdGVwcyI6NX0', /not a code:value pair/],
+  ] as const;
+  for (const [what, hash, message] of hostile) {
+    await page.evaluate((h) => { location.hash = h; }, hash);
+    const error = page.locator('[data-testid=preset-error]');
+    await error.filter({ hasText: message }).waitFor({ timeout: 10_000 }).catch(async () => {
+      assert.fail(`${what}: expected an error matching ${message}, the page shows: ${await error.textContent().catch(() => 'nothing')}`);
+    });
+    assert.match((await error.textContent()) ?? '', /^Preset link refused: /, what);
+    assert.deepEqual(await values(), before, `${what}: the editor changed`);
+    assert.equal(await page.evaluate(() => localStorage.getItem('usaf.settings')), settingsBefore, `${what}: stored settings changed`);
+    assert.equal(await page.evaluate(() => (({}) as Record<string, unknown>).st === undefined && !('1' in Object.prototype)), true);
+  }
+  assert.equal(await page.locator('img[src=x]').count(), 0, 'no markup from the link reached the page');
+  await env.screenshot(page, '07-preset-hostile');
+
+  // A fresh launch with a hostile link: the error, and the settings from before (stored), untouched.
+  const fresh = await env.open();
+  await fresh.page.goto(`${env.baseUrl}#p=1.st:5,qq:1`);
+  await fresh.page.locator('[data-testid=preset-error]', { hasText: 'unknown setting code "qq"' }).waitFor();
+  assert.equal(await fresh.page.inputValue('#set-steps'), '180');
+});
+
+test('offline: after the first visit the app reloads and works with the network off', async (env) => {
+  const { context, page } = await env.open();
+  await page.goto(env.baseUrl);
+  await waitForDemo(page);
+  await page.waitForFunction(async () => {
+    const reg = await navigator.serviceWorker.getRegistration();
+    return !!reg?.active && reg.active.state === 'activated';
+  }, null, { timeout: 60_000 });
+  await page.locator('footer', { hasText: 'Ready to work offline' }).waitFor({ timeout: 60_000 });
+
+  await context.setOffline(true);
+  await page.reload();
+  await page.locator('[role=status]', { hasText: 'You are offline' }).waitFor();
+  await waitForDemo(page);
+  await page.locator('[data-testid=gpu-status]', { hasText: 'WebGPU adapter:' }).waitFor({ timeout: 60_000 });
+  await gotoScreen(page, 'datasets');
+  const tokens = await page.locator('[data-testid=dataset-tokens]').allTextContents();
+  assert.deepEqual(tokens.sort(), ['100,912', '131,690']);
+  await gotoScreen(page, 'models');
+  await env.screenshot(page, '08-offline');
+  await context.setOffline(false);
+});
+
+test('no request left the app\'s origin in any test', async (env) => {
+  // Checked per session by the runner too; this one loads the app and visits every screen once more.
+  const { page, requests } = await env.open();
+  await page.goto(env.baseUrl);
+  await waitForDemo(page);
+  for (const s of ['datasets', 'preset', 'run', 'export', 'models'] as const) await gotoScreen(page, s);
+  assert.deepEqual(foreignRequests(requests, env.baseUrl), []);
+  assert.ok(requests.some((u) => u.includes('/models/usaf-demo-moe/')), 'the demo model came from the app itself');
+});
