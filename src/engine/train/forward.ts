@@ -7,7 +7,7 @@ import type { GpuContext } from '../gpu/device.ts';
 import { createBuffer, readF32, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
-import type { ModelWeights, LayerWeights, GpuTensor } from './weights.ts';
+import type { ModelWeights, LayerWeights, GpuTensor, ExpertWeights } from './weights.ts';
 import { rmsnormForward } from '../ops/rmsnorm.ts';
 import { matmulForward } from '../ops/matmul.ts';
 import { ropeForward, ropeTables } from '../ops/rope.ts';
@@ -102,8 +102,11 @@ export class LayerActs {
   }
 }
 
-export function expertDims(spec: ModelSpec, T: number, wDtype: 'f32' | 'bf16'): ExpertsDims {
-  return { T, H: spec.hidden, E: spec.moe.numExperts, K: spec.moe.topK, IE: spec.moe.expertIntermediate, wDtype };
+/** Expert GEMM dims; with `ex`, its dtype and the element offsets of gate/up/down (gate and up may share a buffer). */
+export function expertDims(spec: ModelSpec, T: number, wDtype: 'f32' | 'bf16', ex?: ExpertWeights): ExpertsDims {
+  const d: ExpertsDims = { T, H: spec.hidden, E: spec.moe.numExperts, K: spec.moe.topK, IE: spec.moe.expertIntermediate, wDtype };
+  if (ex) Object.assign(d, { wDtype: ex.gate.dtype, gateOffset: ex.gate.offset, upOffset: ex.up.offset, downOffset: ex.down.offset });
+  return d;
 }
 
 function lin(enc: Encoder, y: GPUBuffer, x: GPUBuffer, w: GpuTensor, bias: GpuTensor | undefined, M: number, accumulate = false): void {
@@ -234,7 +237,7 @@ export class Forward {
     });
     moeRoute(enc, a.counts, a.offsets, a.slot, a.rowPair, a.tiles, a.topIdx, { T, K: m.topK, E: m.numExperts, tileM: EXPERT_TILE_M });
     expertsForward(enc, a.mlpOut, a, a.hn, { gate: ex.gate.buf, up: ex.up.buf, down: ex.down.buf }, a.topW,
-      { offsets: a.offsets, slot: a.slot, rowPair: a.rowPair, tiles: a.tiles }, expertDims(s, T, ex.gate.dtype));
+      { offsets: a.offsets, slot: a.slot, rowPair: a.rowPair, tiles: a.tiles }, expertDims(s, T, ex.gate.dtype, ex));
   }
 
   /** Final norm + chunked lm_head cross-entropy: per-row loss and lse. */
