@@ -23,7 +23,7 @@ import { addInPlace, siluMulBackward } from '../ops/elementwise.ts';
 /** Where a trained layer's expert-weight gradients go this pass. */
 export type ExpertGradMode =
   | { kind: 'sparse'; idxG: GPUBuffer; nG: number; gradG: GPUBuffer; idxD: GPUBuffer; nD: number; gradD: GPUBuffer }
-  | { kind: 'dense'; dGate: GPUBuffer; dUp: GPUBuffer; dDown: GPUBuffer; accumulate: boolean }
+  | { kind: 'dense'; dGate: GPUBuffer | GPUBufferBinding; dUp: GPUBuffer | GPUBufferBinding; dDown: GPUBuffer | GPUBufferBinding; accumulate: boolean }
   | { kind: 'none' };
 
 /** Gradients of frozen weights (parity --all-grads only): role -> f32 buffer of the weight's shape. */

@@ -43,7 +43,7 @@ export async function gradients(gpu: GpuContext, spec: ModelSpec, weights: Model
     const names = spec.layers[L]!.tensors;
     const routerName = names.find((e) => e.role === 'router')!.name;
     out.set(routerName, await readF32(gpu, dRouters[i]!));
-    const [gate, up, down] = [await readF32(gpu, mode.dGate), await readF32(gpu, mode.dUp), await readF32(gpu, mode.dDown)];
+    const [gate, up, down] = [await readF32(gpu, mode.dGate as GPUBuffer), await readF32(gpu, mode.dUp as GPUBuffer), await readF32(gpu, mode.dDown as GPUBuffer)];
     const per = IE * H;
     for (const e of names) {
       const x = e.expert!;
