@@ -17,6 +17,7 @@ const filter = process.argv[2] ?? '';
 
 // ---------------------------------------------------------------------------------------------
 // A static server like any static host: GET/HEAD, single byte ranges, 404 for what is not there (no SPA fallback).
+// Test aid: paths under /slow/ serve the same files, byte ranges 300 ms late (a slow download, to cancel an import).
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
@@ -28,6 +29,14 @@ const TYPES = {
 function serve(dir) {
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname.startsWith('/slow/')) {
+      req.url = url.pathname.slice(5) + url.search;
+      if (req.headers.range) {
+        setTimeout(() => server.emit('request', req, res), 300);
+        return;
+      }
+      return server.emit('request', req, res);
+    }
     let path;
     try {
       path = normalize(join(dir, decodeURIComponent(url.pathname)));
