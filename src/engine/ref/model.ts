@@ -1,0 +1,253 @@
+// CPU float64 reference of a whole MoE decoder's forward pass (tests only), composed from the per-op oracles in this folder.
+// Qwen3-MoE semantics (HF Qwen3MoeForCausalLM): embed → layers (attention, routed experts or dense MLP) → final norm → logits, loss.
+//
+// Legend: T tokens (batch*seq), H hidden, NH/NKV heads, D head dim, E experts, K top-k, IE expert width, I dense width, V vocab.
+// Weights are given by checkpoint name as plain numbers (bf16 already decoded), linear weights [out, in].
+
+import type { Checkpoint } from '../io/checkpoint.ts';
+import { decodeF32 } from '../io/dtype.ts';
+import type { ModelSpec, TensorEntry, TensorRole } from '../model/spec.ts';
+import { globalTensors, layerTensors } from '../model/tensors.ts';
+import { ropeTables } from '../ops/rope.ts';
+import { XENT_IGNORE } from '../ops/xent.ts';
+import { moeRouteMaxTiles } from '../ops/moe_route.ts';
+import { embeddingForward } from './embedding.ts';
+import { rmsnormForward } from './rmsnorm.ts';
+import { matmulForward } from './matmul.ts';
+import { ropeForward } from './rope.ts';
+import { attentionForward } from './attention.ts';
+import { routerForward, routerLogits } from './router.ts';
+import { moeRoute } from './moe_route.ts';
+import { expertsForward } from './experts.ts';
+import { add, siluMul } from './elementwise.ts';
+import { logitsForward, xentForward } from './xent.ts';
+
+export type RefTensors = Map<string, Float64Array>;
+
+export interface RefForwardOptions {
+  /** [T] explicit targets, 0xFFFFFFFF = ignored; default: the next token within each sample (last position ignored). */
+  targets?: Uint32Array;
+  /** Compute the full logits [T, V] (default true; skip it on big vocabularies: the loss does not need it). */
+  logits?: boolean;
+}
+
+export interface RefForwardResult {
+  /** numLayers + 1 tensors [T, H]: hidden[0] = embedding, hidden[i] = after layer i-1, hidden[numLayers] = after the final norm. */
+  hidden: Float64Array[];
+  /** numLayers tensors [T, H]: the post-attention-norm input of each layer's MLP / MoE block. */
+  mlpInput: Float64Array[];
+  /** numLayers entries [T, E] (= mlpInput · router^T); null for dense layers. */
+  routerLogits: (Float64Array | null)[];
+  /** numLayers entries [T, K] (experts chosen, best first); null for dense layers. */
+  topIdx: (Uint32Array | null)[];
+  /** Smallest gap between the K-th and (K+1)-th routing score over all tokens and MoE layers (Infinity without any). */
+  minTopkGap: number;
+  /** [T, V], or null with opts.logits false. */
+  logits: Float64Array | null;
+  /** [T] cross-entropy of each row (0 where the target is ignored). */
+  rowLoss: Float64Array;
+  /** Mean of rowLoss over the non-ignored targets. */
+  loss: number;
+  /** Number of non-ignored targets. */
+  tokens: number;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// weights
+
+/** Every tensor of `spec` read from a checkpoint and decoded to float64 (bf16/f16/f32 → exact). */
+export async function refTensorsFromCheckpoint(spec: ModelSpec, ckpt: Checkpoint): Promise<RefTensors> {
+  const out: RefTensors = new Map();
+  const entries = [...globalTensors(spec)];
+  for (let L = 0; L < spec.numLayers; L++) entries.push(...layerTensors(spec, L));
+  for (const e of entries) {
+    const info = ckpt.tensors.get(e.name);
+    if (!info) throw new Error(`checkpoint has no tensor "${e.name}"`);
+    out.set(e.name, Float64Array.from(decodeF32(info.dtype, await ckpt.readTensor(e.name))));
+  }
+  return out;
+}
+
+function need(tensors: RefTensors, e: TensorEntry | undefined, what: string): Float64Array {
+  if (!e) throw new Error(`refForward: the spec has no ${what}`);
+  const t = tensors.get(e.name);
+  if (!t) throw new Error(`refForward: no tensor "${e.name}"`);
+  const n = e.shape.reduce((a, b) => a * b, 1);
+  if (t.length !== n) throw new Error(`refForward: "${e.name}" has ${t.length} elements, expected ${n} [${e.shape}]`);
+  return t;
+}
+
+interface LayerW {
+  get(role: TensorRole): Float64Array;
+  opt(role: TensorRole): Float64Array | null;
+}
+
+function layerWeights(spec: ModelSpec, L: number, tensors: RefTensors): LayerW {
+  const byRole = new Map<TensorRole, TensorEntry>();
+  for (const e of layerTensors(spec, L)) if (e.expert === undefined) byRole.set(e.role, e);
+  return {
+    get: (role) => need(tensors, byRole.get(role), `layer ${L} ${role}`),
+    opt: (role) => (byRole.has(role) ? need(tensors, byRole.get(role), role) : null),
+  };
+}
+
+/** Routed experts of layer L stacked as gate, up [E, IE, H] and down [E, H, IE] (per-expert or fused checkpoints). */
+function stackedExperts(spec: ModelSpec, L: number, tensors: RefTensors): { gate: Float64Array; up: Float64Array; down: Float64Array } {
+  const { numExperts: E, expertIntermediate: IE } = spec.moe;
+  const per = IE * spec.hidden;
+  const gate = new Float64Array(E * per), up = new Float64Array(E * per), down = new Float64Array(E * per);
+  for (const e of layerTensors(spec, L)) {
+    if (e.role === 'expert.gate') gate.set(need(tensors, e, e.role), e.expert! * per);
+    else if (e.role === 'expert.up') up.set(need(tensors, e, e.role), e.expert! * per);
+    else if (e.role === 'expert.down') down.set(need(tensors, e, e.role), e.expert! * per);
+    else if (e.role === 'expert.down_fused') down.set(need(tensors, e, e.role));
+    else if (e.role === 'expert.gate_up_fused') {
+      // [E, 2*IE, H]: per expert, the gate rows then the up rows
+      const w = need(tensors, e, e.role);
+      for (let x = 0; x < E; x++) {
+        gate.set(w.subarray(2 * x * per, (2 * x + 1) * per), x * per);
+        up.set(w.subarray((2 * x + 1) * per, (2 * x + 2) * per), x * per);
+      }
+    }
+  }
+  return { gate, up, down };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// forward
+
+/** targets[t] = ids[t+1] within each sample; the last position of each sample is ignored. */
+export function refNextTokenTargets(ids: ArrayLike<number>, batch: number, seq: number): Uint32Array {
+  const tg = new Uint32Array(batch * seq).fill(XENT_IGNORE);
+  for (let b = 0; b < batch; b++) for (let i = 0; i + 1 < seq; i++) tg[b * seq + i] = ids[b * seq + i + 1]!;
+  return tg;
+}
+
+/** Smallest probs[K-1] - probs[K] (sorted descending) over the rows of probs [T, E]. */
+function topkGap(probs: Float64Array, T: number, E: number, K: number): number {
+  if (K >= E) return Infinity;
+  let gap = Infinity;
+  for (let t = 0; t < T; t++) {
+    const row = Array.from(probs.subarray(t * E, (t + 1) * E)).sort((a, b) => b - a);
+    gap = Math.min(gap, row[K - 1]! - row[K]!);
+  }
+  return gap;
+}
+
+/** Forward of batch × seq tokens ids [T]; see RefForwardResult. */
+export function refForward(spec: ModelSpec, tensors: RefTensors, ids: ArrayLike<number>, batch: number, seq: number, opts: RefForwardOptions = {}): RefForwardResult {
+  const s = spec;
+  const att = s.attention;
+  if (att.kind !== 'mha') throw new Error(`refForward: ${att.kind} attention is not in the reference`);
+  if (att.clipQkv !== null) throw new Error('refForward: clip_qkv is not in the reference');
+  if (s.moe.sharedExperts) throw new Error('refForward: shared experts are not in the reference');
+  const T = batch * seq;
+  if (ids.length !== T) throw new Error(`refForward: ${ids.length} ids for batch ${batch} × seq ${seq}`);
+  const { hidden: H, numHeads: NH, numKvHeads: NKV, headDim: D, vocab: V, rmsEps: eps } = s;
+  const { numExperts: E, topK: K, expertIntermediate: IE } = s.moe;
+  const I = s.denseIntermediate;
+  const f64 = (n: number) => new Float64Array(n);
+  const lin = (y: Float64Array, x: Float64Array, w: Float64Array, b: Float64Array | null, N: number, Kin: number, accumulate = false) =>
+    matmulForward(y, x, w, b, { M: T, N, K: Kin, wDtype: 'f32', accumulate });
+
+  const globals = new Map(globalTensors(s).map((e) => [e.role, e]));
+  const embed = need(tensors, globals.get('embed'), 'embedding'); // [V, H]
+  const finalNorm = need(tensors, globals.get('final_norm'), 'final norm'); // [H]
+  const lmHead = s.tieEmbeddings ? embed : need(tensors, globals.get('lm_head'), 'lm_head'); // [V, H]
+
+  const rotDim = s.rope.partialDim ?? D;
+  const rope = ropeTables(s.rope.theta, rotDim, Math.max(s.maxPos, seq), s.rope.scaling);
+  const positions = Uint32Array.from({ length: T }, (_, t) => t % seq); // [T]
+
+  const x = f64(T * H); // [T, H] residual stream
+  embeddingForward(x, ids, embed, { tokens: T, hidden: H, vocab: V, tableDtype: 'f32' });
+  const res: RefForwardResult = {
+    hidden: [x.slice()], mlpInput: [], routerLogits: [], topIdx: [], minTopkGap: Infinity,
+    logits: null, rowLoss: f64(T), loss: NaN, tokens: 0,
+  };
+
+  const xn = f64(T * H), rstd = f64(T); // [T, H], [T]
+  const q = f64(T * NH * D), k = f64(T * NKV * D), v = f64(T * NKV * D); // [T, NH, D], [T, NKV, D] x2
+  const qRaw = f64(T * NH * D), kRaw = f64(T * NKV * D);
+  const o = f64(T * NH * D), lse = f64(T * NH); // [T, NH, D], [T, NH]
+  const h = f64(T * H); // [T, H] residual after attention
+
+  for (let L = 0; L < s.numLayers; L++) {
+    const w = layerWeights(s, L, tensors);
+    // attention
+    rmsnormForward(xn, rstd, x, w.get('input_norm'), T, H, eps);
+    lin(qRaw, xn, w.get('attn.q'), w.opt('attn.q_bias'), NH * D, H);
+    lin(kRaw, xn, w.get('attn.k'), w.opt('attn.k_bias'), NKV * D, H);
+    lin(v, xn, w.get('attn.v'), w.opt('attn.v_bias'), NKV * D, H);
+    if (att.qkNorm === 'per_head') {
+      rmsnormForward(q, f64(T * NH), qRaw, w.get('attn.q_norm'), T * NH, D, eps);
+      rmsnormForward(k, f64(T * NKV), kRaw, w.get('attn.k_norm'), T * NKV, D, eps);
+    } else if (att.qkNorm === 'full') {
+      rmsnormForward(q, f64(T), qRaw, w.get('attn.q_norm'), T, NH * D, eps);
+      rmsnormForward(k, f64(T), kRaw, w.get('attn.k_norm'), T, NKV * D, eps);
+    } else {
+      q.set(qRaw);
+      k.set(kRaw);
+    }
+    const rd = { tokens: T, headDim: D, rotDim, interleave: s.rope.interleave };
+    ropeForward(q, positions, rope.cos, rope.sin, { ...rd, nHeads: NH });
+    ropeForward(k, positions, rope.cos, rope.sin, { ...rd, nHeads: NKV });
+    attentionForward(o, lse, q, k, v, { batch, seq, nHeads: NH, nKvHeads: NKV, dQK: D, dV: D, scale: att.softmaxScale, window: s.layers[L]!.slidingWindow });
+    h.set(x);
+    lin(h, o, w.get('attn.o'), w.opt('attn.o_bias'), H, NH * D, true);
+
+    // MLP input
+    const hn = f64(T * H); // [T, H]
+    rmsnormForward(hn, rstd, h, w.get('post_attn_norm'), T, H, eps);
+    res.mlpInput.push(hn);
+
+    const mlpOut = f64(T * H); // [T, H]
+    if (s.layers[L]!.mlp === 'dense') {
+      const g = f64(T * I), u = f64(T * I), a = f64(T * I); // [T, I]
+      lin(g, hn, w.get('dense.gate'), null, I, H);
+      lin(u, hn, w.get('dense.up'), null, I, H);
+      siluMul(a, g, u, T * I);
+      lin(mlpOut, a, w.get('dense.down'), null, H, I);
+      res.routerLogits.push(null);
+      res.topIdx.push(null);
+    } else {
+      const logits = f64(T * E), probs = f64(T * E); // [T, E]
+      const topIdx = new Uint32Array(T * K), topW = f64(T * K); // [T, K]
+      routerLogits(logits, hn, w.get('router'), T, H, E);
+      routerForward(topIdx, topW, probs, logits, w.opt('router.bias_correction'), {
+        T, E, K, scoring: s.moe.scoring, nGroup: s.moe.nGroup, topkGroup: s.moe.topkGroup,
+        normTopkProb: s.moe.normTopkProb, routedScalingFactor: s.moe.routedScalingFactor,
+      });
+      if (s.moe.scoring === 'softmax' && s.moe.nGroup === 1 && !s.moe.hasCorrectionBias) res.minTopkGap = Math.min(res.minTopkGap, topkGap(probs, T, E, K));
+      const counts = new Uint32Array(E), offsets = new Uint32Array(E + 1); // [E], [E+1]
+      const slot = new Uint32Array(T * K), rowPair = new Uint32Array(T * K); // [T*K]
+      const rd2 = { T, K, E, tileM: 16 };
+      const tiles = new Uint32Array(4 * moeRouteMaxTiles(rd2)); // [maxTiles, 4] (unused by the oracle's experts)
+      moeRoute(counts, offsets, slot, rowPair, tiles, topIdx, rd2);
+      const R = T * K;
+      const saved = { G: f64(R * IE), U: f64(R * IE), A: f64(R * IE), Y: f64(R * H) };
+      expertsForward(mlpOut, saved, hn, stackedExperts(s, L, tensors), topW, { offsets, slot, rowPair, tiles }, { T, H, E, K, IE, wDtype: 'f32' });
+      res.routerLogits.push(logits);
+      res.topIdx.push(topIdx);
+    }
+    add(x, h, mlpOut, T * H);
+    if (L < s.numLayers - 1) res.hidden.push(x.slice());
+  }
+
+  // final norm, logits, loss
+  const final = f64(T * H); // [T, H]
+  rmsnormForward(final, rstd, x, finalNorm, T, H, eps);
+  res.hidden.push(final);
+  const ld = { T, H, V, wDtype: 'f32' as const };
+  if (opts.logits ?? true) {
+    res.logits = f64(T * V);
+    logitsForward(res.logits, final, lmHead, ld);
+  }
+  const targets = opts.targets ?? refNextTokenTargets(ids, batch, seq);
+  if (targets.length !== T) throw new Error(`refForward: ${targets.length} targets for ${T} tokens`);
+  xentForward(res.rowLoss, f64(T), final, lmHead, targets, ld);
+  let sum = 0;
+  for (let t = 0; t < T; t++) if (targets[t] !== XENT_IGNORE) (sum += res.rowLoss[t]!), res.tokens++;
+  res.loss = sum / Math.max(1, res.tokens);
+  return res;
+}
