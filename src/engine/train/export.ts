@@ -113,16 +113,19 @@ export function shardName(i: number, n: number): string {
   return `model-${pad(i + 1)}-of-${pad(n)}.safetensors`;
 }
 
-/** Yields what the thunks produce, in order, starting each one before the previous is consumed (one ahead). */
-async function* readAhead(pieces: Iterable<() => Promise<Bytes>>): AsyncGenerator<Bytes> {
-  let pending: Promise<Bytes> | null = null;
+/** One piece of a shard's data: how to get its bytes, and whether it ends a tensor. */
+interface Piece { get: () => Promise<Bytes>; endsTensor: boolean }
+
+/** Yields the pieces' bytes in order, starting each read before the previous piece is consumed (one ahead). */
+async function* readAhead(pieces: Iterable<Piece>): AsyncGenerator<{ bytes: Bytes; endsTensor: boolean }> {
+  let pending: { bytes: Promise<Bytes>; endsTensor: boolean } | null = null;
   for (const piece of pieces) {
-    const next = piece();
-    next.catch(() => undefined); // rejection is seen when awaited; avoid an unhandled one if the consumer stops first
-    if (pending) yield await pending;
+    const next = { bytes: piece.get(), endsTensor: piece.endsTensor };
+    next.bytes.catch(() => undefined); // a rejection is seen when awaited; none unhandled if the consumer stops first
+    if (pending) yield { bytes: await pending.bytes, endsTensor: pending.endsTensor };
     pending = next;
   }
-  if (pending) yield await pending;
+  if (pending) yield { bytes: await pending.bytes, endsTensor: pending.endsTensor };
 }
 
 /** A whole byte source, in pieces. */
@@ -172,28 +175,27 @@ export async function exportModel(
     const tensors = shards[s];
     const file = shardName(s, shards.length);
     const { header } = safetensorsHeader(tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })), { format: 'pt' });
-    async function* pieces(): AsyncGenerator<Bytes> {
-      yield header;
+    function* plan(): Generator<Piece> {
       for (const t of tensors) {
         const values = changed.get(t.name);
         if (values) {
-          const bytes = encodeAs(t.dtype, values);
-          yield bytes;
-          progress.bytes += bytes.byteLength;
+          yield { get: async () => encodeAs(t.dtype, values), endsTensor: true };
+        } else if (t.byteLength === 0) {
+          yield { get: async () => new Uint8Array(0), endsTensor: true };
         } else {
-          const thunks = function* (): Generator<() => Promise<Bytes>> {
-            for (let at = 0; at < t.byteLength; at += chunkBytes) {
-              const len = Math.min(chunkBytes, t.byteLength - at);
-              yield () => base.readTensorRange(t.name, at, len);
-            }
-          };
-          for await (const piece of readAhead(thunks())) {
-            yield piece;
-            progress.bytes += piece.byteLength;
-            if (piece.byteLength < t.byteLength) report();
+          for (let at = 0; at < t.byteLength; at += chunkBytes) {
+            const len = Math.min(chunkBytes, t.byteLength - at);
+            yield { get: () => base.readTensorRange(t.name, at, len), endsTensor: at + len === t.byteLength };
           }
         }
-        progress.tensors++;
+      }
+    }
+    async function* pieces(): AsyncGenerator<Bytes> {
+      yield header;
+      for await (const { bytes, endsTensor } of readAhead(plan())) {
+        yield bytes;
+        progress.bytes += bytes.byteLength;
+        if (endsTensor) progress.tensors++;
         report();
       }
     }
