@@ -333,30 +333,48 @@ export class AppState {
     });
   }
 
+  /** A fresh live view; it exists before the run starts so that no early event is missed. */
+  private newLive(summary: RunSummary): LiveRun {
+    return { summary, steps: [], evals: [], reselects: [], log: [], paused: false, finished: false, error: null };
+  }
+
   async startRun(): Promise<void> {
     this.runError = null;
     if (!this.modelId || !this.trainDatasetId) {
       this.runError = 'Choose a model and a training dataset first.';
       return;
     }
+    const settings = $state.snapshot(this.settings);
+    const now = Date.now();
+    const previous = this.live;
+    this.live = this.newLive({
+      id: '', name: 'starting…', modelId: this.modelId, trainDatasetId: this.trainDatasetId, heldoutDatasetId: this.heldoutDatasetId,
+      settings, status: 'running', createdAt: now, updatedAt: now, steps: settings.steps, stepsDone: 0, checkpointStep: 0,
+      lastLoss: null, pplBefore: null, pplAfter: null, error: null,
+    });
     try {
       const summary = await this.trainer!.startRun({
-        modelId: this.modelId, trainDatasetId: this.trainDatasetId, heldoutDatasetId: this.heldoutDatasetId,
-        settings: $state.snapshot(this.settings),
+        modelId: this.modelId, trainDatasetId: this.trainDatasetId, heldoutDatasetId: this.heldoutDatasetId, settings,
       }, this.runCallbacks());
-      this.live = { summary, steps: [], evals: [], reselects: [], log: [], paused: false, finished: false, error: null };
+      if (this.live) this.live.summary = summary;
       this.runs = await this.trainer!.listRuns();
     } catch (e) {
+      this.live = previous;
       this.runError = message(e);
     }
   }
 
   async resumeRun(id: string): Promise<void> {
     this.runError = null;
+    const rec = this.runs.find((r) => r.id === id);
+    const previous = this.live;
+    if (rec) this.live = this.newLive({ ...rec, status: 'running' });
     try {
       const summary = await this.trainer!.resumeRun(id, this.runCallbacks());
-      this.live = { summary, steps: [], evals: [], reselects: [], log: [], paused: false, finished: false, error: null };
+      if (this.live) this.live.summary = summary;
+      this.runs = await this.trainer!.listRuns();
     } catch (e) {
+      this.live = previous;
       this.runError = message(e);
     }
   }

@@ -1,49 +1,65 @@
 // Contract: the one place where the training engine plugs into the worker. The worker handles storage, datasets,
-// runs' records and the protocol; the engine provides the memory plan, the training loop and the export writers.
-//
-// Until `bindEngine` is called, the Trainer methods that need it reject with "<what> is not available yet".
+// run records, logs and the protocol (runs.ts); the engine provides the memory plan, the training loop and the export
+// writers. Until `bindEngine` is called, the Trainer methods that need it reject with "<what> is not available yet".
 
 import type { GpuContext } from '../engine/gpu/device.ts';
 import type { FileSet } from '../engine/io/folder.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import type { TokenStream } from '../data/stream.ts';
-import type { ExportFile, MemoryPlan, RunCallbacks, RunSummary, Settings } from './protocol.ts';
+import type { EvalEvent, ExportFile, MemoryPlan, ReselectEvent, RunSummary, Settings, StepEvent } from './protocol.ts';
 
-/** What a run needs from the worker: the model, the token streams and a place for checkpoints. */
+/** What the training loop reports; the worker records it (run.json, log.jsonl) and forwards it to the page. */
+export interface EngineEvents {
+  onStep(e: StepEvent): void;
+  /** Evaluations; the one at step 0 (before any update) is the "before" perplexity, the last one the "after". */
+  onEval(e: EvalEvent): void;
+  onReselect(e: ReselectEvent): void;
+  /** One line of the run log: a JSON object in the seed's log format. Stored in the run's log.jsonl as given. */
+  onLog(line: string): void;
+  /** A resumable checkpoint of the state after `step` is now in the run folder. */
+  onCheckpoint(step: number): void;
+}
+
+/** What a run needs from the worker: the model, the token streams and a folder for checkpoints. */
 export interface RunInputs {
   gpu: GpuContext;
   spec: ModelSpec;
   /** The stored model's files (Hub layout). */
   model: FileSet;
+  /** EOS id of the model's tokenizer (pads the last window of a stream; its label is ignored). */
+  padId: number;
   settings: Settings;
   /** STEPS with EPOCHS resolved. */
   steps: number;
   /** TRAIN_FROM with auto resolved. */
   trainFrom: number;
   train: TokenStream;
-  /** In-domain evaluation windows (the train stream itself when the dataset has no eval part). */
+  /** In-domain evaluation stream (the train stream itself when the dataset has no eval part). */
   inDomainEval: TokenStream;
   heldout: TokenStream | null;
-  /** The run's own folder for checkpoints and logs (OPFS). */
+  /** The run's own OPFS folder, for checkpoints (the worker keeps run.json and log.jsonl there too). */
   runFolder: FileSystemDirectoryHandle;
-  /** Set for resumeRun: the summary as last saved. */
+  /** Set by resumeRun: the record as last saved; continue from its checkpointStep. */
   resumeFrom: RunSummary | null;
-  events: RunCallbacks;
+  events: EngineEvents;
 }
 
-/** Controls of a started run. `done` settles when the loop has ended (finished, stopped or failed). */
+/**
+ * A started run. `done` resolves with how it ended ('done' after the last step, 'stopped' after stop()) or rejects
+ * with the error that ended it (a DeviceLostError when the GPU device was lost).
+ */
 export interface RunHandle {
   pause(): void;
   resume(): void;
   stop(): void;
-  done: Promise<void>;
+  done: Promise<'done' | 'stopped'>;
 }
 
 export interface EngineBinding {
   plan(args: { gpu: GpuContext | null; spec: ModelSpec; settings: Settings; trainTokens: number | null }): Promise<MemoryPlan>;
   start(inputs: RunInputs): RunHandle;
   exportModel(args: { spec: ModelSpec; model: FileSet; runFolder: FileSystemDirectoryHandle }): Promise<ExportFile[]>;
-  exportDelta(args: { spec: ModelSpec; runFolder: FileSystemDirectoryHandle }): Promise<ExportFile[]>;
+  exportDelta(args: { spec: ModelSpec; model: FileSet; runFolder: FileSystemDirectoryHandle }): Promise<ExportFile[]>;
 }
 
 let bound: EngineBinding | null = null;

@@ -50,6 +50,25 @@ export async function writeRunRecord(run: RunSummary): Promise<void> {
   await writeWhole(dir, RECORD, JSON.stringify({ ...run, updatedAt: Date.now() }));
 }
 
+/** Appends lines (each one JSON object) to the run's log.jsonl. */
+export async function appendRunLog(id: string, lines: string[]): Promise<void> {
+  const dir = (await runFolder(id, true))!;
+  const h = (await fileAt(dir, LOG, true))!;
+  const size = (await h.getFile()).size;
+  const w = await h.createWritable({ keepExistingData: true });
+  try {
+    await w.seek(size);
+    await w.write(lines.map((l) => `${l}\n`).join(''));
+    await w.close();
+  } catch (e) {
+    await w.abort().catch(() => {});
+    throw e;
+  }
+}
+
+/** The OPFS implementation of the records a run keeps. */
+export const opfsRunRecords = { write: writeRunRecord, appendLog: appendRunLog };
+
 export async function readRunLog(id: string): Promise<Blob | null> {
   const dir = await runFolder(id, false);
   const h = dir ? await fileAt(dir, LOG, false) : null;

@@ -6,7 +6,7 @@ import { boundEngine, type EngineBinding } from './engine-binding.ts';
 import { buildDataset } from '../data/build.ts';
 import type { SourceFile } from '../data/parse.ts';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.ts';
-import { datasetsBytes, deleteStoredDataset, listStoredDatasets, saveDataset, storedDataset } from './dataset-store.ts';
+import { datasetsBytes, deleteStoredDataset, listStoredDatasets, loadDatasetStreams, saveDataset, storedDataset } from './dataset-store.ts';
 import { shortHash, slug } from './ids.ts';
 import {
   cancelRunningImport, deleteStoredModel, importModel, listStoredModels, modelFiles, modelsBytes, storedModel, stripCommonFolder,
@@ -17,7 +17,11 @@ import {
   type ImportProgress, type MemoryPlan, type ModelSource, type RunCallbacks, type RunRequest, type RunSummary, type Settings,
   type StorageReport, type StoredModel, type Trainer, type WorkerEnv,
 } from './protocol.ts';
-import { listRunRecords, markInterruptedRuns, readRunLog } from './run-store.ts';
+import { listRunRecords, markInterruptedRuns, newRunId, opfsRunRecords, readRunLog, readRunRecord, runFolder } from './run-store.ts';
+import { ActiveRun } from './runs.ts';
+import { openCheckpoint } from '../engine/io/checkpoint.ts';
+import { detectExpertLayout, parseConfig, withExpertLayout, type ModelSpec } from '../engine/model/index.ts';
+import { checkAgainstModel, resolveSteps, resolveTrainFrom, validateSettings } from '../presets/schema.ts';
 
 function notAvailable(what: string): Error {
   return new Error(`${what} ${NOT_AVAILABLE}.`);
@@ -189,42 +193,124 @@ export class WorkerTrainer implements Trainer {
   // -------------------------------------------------------------------------------------------
   // Plan, runs, export
 
-  async plan(_modelId: string, _settings: Settings, _trainDatasetId?: string | null): Promise<MemoryPlan> {
-    this.engine('The memory plan');
-    throw notAvailable('The memory plan');
+  /** The stored model's spec, its files and its tokenizer's EOS (pad) id. */
+  private async modelParts(modelId: string) {
+    const model = await storedModel(modelId);
+    if (!model) throw new Error(`no stored model "${modelId}"`);
+    const files = await modelFiles(model.id);
+    const ckpt = await openCheckpoint(files);
+    let spec: ModelSpec;
+    try {
+      spec = withExpertLayout(parseConfig(model.config), detectExpertLayout(ckpt.tensors.keys()));
+    } finally {
+      await ckpt.close();
+    }
+    const tok = await this.tokenizer(model);
+    const eos = (model.config as { eos_token_id?: unknown }).eos_token_id;
+    const padId = tok?.eosId ?? (typeof eos === 'number' ? eos : Array.isArray(eos) && typeof eos[0] === 'number' ? eos[0] : 0);
+    return { model, files, spec, padId };
   }
 
-  async startRun(_request: RunRequest, _callbacks: RunCallbacks): Promise<RunSummary> {
+  async plan(modelId: string, settings: Settings, trainDatasetId?: string | null): Promise<MemoryPlan> {
+    const engine = this.engine('The memory plan');
+    const v = validateSettings(settings);
+    if (!v.ok) throw new Error(`invalid settings: ${v.errors.join('; ')}`);
+    const { spec } = await this.modelParts(modelId);
+    const ds = trainDatasetId ? await storedDataset(trainDatasetId) : null;
+    const gpu = await this.device().catch(() => null);
+    return engine.plan({ gpu, spec, settings: v.settings, trainTokens: ds?.trainTokens ?? null });
+  }
+
+  private active: ActiveRun | null = null;
+
+  private async launch(summary: RunSummary, resumeFrom: RunSummary | null, callbacks: RunCallbacks): Promise<RunSummary> {
+    const engine = this.engine(resumeFrom ? 'Resuming a run' : 'Training');
+    if (this.active) throw new Error(`run ${this.active.summary.id} is still going: stop it first`);
+    const { files, spec, padId } = await this.modelParts(summary.modelId);
+    const train = await loadDatasetStreams(summary.trainDatasetId);
+    const heldout = summary.heldoutDatasetId ? await loadDatasetStreams(summary.heldoutDatasetId) : null;
+    const gpu = await this.device();
+    const steps = resolveSteps(summary.settings, train.summary.trainTokens);
+    const trainFrom = resolveTrainFrom(summary.settings, spec.numLayers);
+    const issues = checkAgainstModel(summary.settings, { numLayers: spec.numLayers, maxPos: spec.maxPos });
+    const firstIssue = Object.entries(issues)[0];
+    if (firstIssue) throw new Error(`${firstIssue[0]}: ${firstIssue[1]}`);
+    const run = new ActiveRun({ ...summary, steps, status: 'running', error: null }, opfsRunRecords, callbacks);
+    const folder = (await runFolder(summary.id, true))!;
+    const handle = engine.start({
+      gpu, spec, model: files, padId, settings: summary.settings, steps, trainFrom,
+      train: train.train, inDomainEval: train.eval ?? train.train, heldout: heldout?.train ?? null,
+      runFolder: folder, resumeFrom, events: run.events(),
+    });
+    this.active = run;
+    run.setStatus('running');
+    void run.follow(handle).finally(() => { if (this.active === run) this.active = null; });
+    return { ...run.summary };
+  }
+
+  async startRun(request: RunRequest, callbacks: RunCallbacks): Promise<RunSummary> {
     this.engine('Training');
-    throw notAvailable('Training');
+    const v = validateSettings(request.settings);
+    if (!v.ok) throw new Error(`invalid settings: ${v.errors.join('; ')}`);
+    if (!(await storedDataset(request.trainDatasetId))) throw new Error(`no stored dataset "${request.trainDatasetId}"`);
+    const now = Date.now();
+    const id = newRunId(now);
+    const summary: RunSummary = {
+      id, name: request.name?.trim() || id, modelId: request.modelId, trainDatasetId: request.trainDatasetId,
+      heldoutDatasetId: request.heldoutDatasetId, settings: v.settings, status: 'running', createdAt: now, updatedAt: now,
+      steps: v.settings.steps, stepsDone: 0, checkpointStep: 0, lastLoss: null, pplBefore: null, pplAfter: null, error: null,
+    };
+    return this.launch(summary, null, callbacks);
+  }
+
+  private current(what: string): ActiveRun {
+    if (!this.active?.handle) throw new Error(`${what}: no run is going`);
+    return this.active;
   }
 
   async pause(): Promise<void> {
-    throw notAvailable('Pausing a run');
+    const run = this.current('Pause');
+    run.handle!.pause();
+    run.setStatus('paused');
   }
 
   async resume(): Promise<void> {
-    throw notAvailable('Resuming a run');
+    const run = this.current('Resume');
+    run.handle!.resume();
+    run.setStatus('running');
   }
 
   async stop(): Promise<void> {
-    throw notAvailable('Stopping a run');
+    this.current('Stop').handle!.stop();
   }
 
-  async resumeRun(_runId: string, _callbacks: RunCallbacks): Promise<RunSummary> {
-    throw notAvailable('Resuming a run');
+  async resumeRun(runId: string, callbacks: RunCallbacks): Promise<RunSummary> {
+    this.engine('Resuming a run');
+    const rec = await readRunRecord(runId);
+    if (!rec) throw new Error(`no run "${runId}"`);
+    if (rec.status === 'done') throw new Error(`run ${runId} is finished`);
+    return this.launch(rec, rec, callbacks);
   }
 
   listRuns(): Promise<RunSummary[]> {
     return listRunRecords();
   }
 
-  async exportModel(_runId: string): Promise<ExportFile[]> {
-    throw notAvailable('Exporting a fine-tuned model');
+  private async exportParts(runId: string) {
+    const rec = await readRunRecord(runId);
+    if (!rec) throw new Error(`no run "${runId}"`);
+    const { files, spec } = await this.modelParts(rec.modelId);
+    return { spec, model: files, runFolder: (await runFolder(runId, false))! };
   }
 
-  async exportDelta(_runId: string): Promise<ExportFile[]> {
-    throw notAvailable('Exporting the sparse delta');
+  async exportModel(runId: string): Promise<ExportFile[]> {
+    const engine = this.engine('Exporting a fine-tuned model');
+    return engine.exportModel(await this.exportParts(runId));
+  }
+
+  async exportDelta(runId: string): Promise<ExportFile[]> {
+    const engine = this.engine('Exporting the sparse delta');
+    return engine.exportDelta(await this.exportParts(runId));
   }
 
   async exportLog(runId: string): Promise<ExportFile> {
