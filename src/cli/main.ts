@@ -7,8 +7,9 @@ import { parity } from './commands/parity.ts';
 import { evalCmd } from './commands/eval.ts';
 import { tokenize } from './commands/tokenize.ts';
 import { bench } from './commands/bench.ts';
+import { train } from './commands/train.ts';
 
-const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, bench];
+const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, train, bench];
 
 function usage(): string {
   return ['usage: usaf <command> [flags]', '', ...COMMANDS.map((c) => `  ${c.name.padEnd(12)} ${c.summary}`), '', 'usaf <command> --help for its flags'].join('\n');

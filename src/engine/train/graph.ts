@@ -8,6 +8,7 @@ import { Forward, LayerActs, nextTokenTargets, IGNORE } from './forward.ts';
 import { BackwardWork, headBackward, layerBackward, type ExpertGradMode, type FrozenGrads } from './backward.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { ModelWeights } from './weights.ts';
+import type { FrozenCache } from './frozen-cache.ts';
 
 export interface PassResult {
   /** Mean loss over the valid targets. */
@@ -47,7 +48,16 @@ export class TrainGraph {
     ids: Uint32Array,
     batch: number,
     seq: number,
-    o: { targets?: Uint32Array; frozenInput?: GPUBuffer; dRouters: (GPUBuffer | null)[]; modes: ExpertGradMode[]; frozenGrads?: FrozenGrads; gradScale?: number },
+    o: {
+      targets?: Uint32Array;
+      /** The frozen cache and the sample index of each of the batch rows: cached inputs skip the frozen layers. */
+      cache?: { cache: FrozenCache; samples: number[] };
+      dRouters: (GPUBuffer | null)[];
+      modes: ExpertGradMode[];
+      frozenGrads?: FrozenGrads;
+      /** Multiplies the gradient of the mean loss (1/ACCUM when microbatches are averaged). */
+      gradScale?: number;
+    },
   ): Promise<PassResult> {
     const f = this.fwd;
     const T = batch * seq;
@@ -57,8 +67,12 @@ export class TrainGraph {
     for (const t of targets) if (t !== IGNORE) valid++;
     f.setBatch(ids, batch, seq, targets);
     const enc = new Encoder(this.gpu, 'train-pass');
-    if (o.frozenInput) enc.copy(o.frozenInput, 0, f.resid, 0, T * H * 4);
-    else this.frozenForward(enc, batch, seq);
+    const c = o.cache;
+    if (c && this.trainFrom > 0 && c.samples.every((x) => c.cache.has(x))) c.samples.forEach((x, i) => c.cache.load(enc, x, f.resid, i));
+    else {
+      this.frozenForward(enc, batch, seq);
+      if (c && this.trainFrom > 0) c.samples.forEach((x, i) => c.cache.store(enc, x, f.resid, i));
+    }
     this.trained.forEach((L, i) => {
       enc.copy(f.resid, 0, this.xIn[i]!, 0, T * H * 4);
       f.layer(enc, L, f.resid, this.acts[i]!, batch, seq);

@@ -1,0 +1,402 @@
+// The seed's training method on the GPU (METHOD.md): importance → top-k selection per tensor, SparseAdam over compact
+// masters of the active entries, router SGD with momentum, RigL-style reselection, warm-up + cosine LR, skipped
+// non-finite steps, periodic in-domain and held-out evaluation. Weights and optimizer state stay on the GPU.
+//
+// Per trained MoE layer, two selection tensors: G = gate and up of all experts ([2, E, IE, H] flat), D = down ([E, H, IE]).
+
+import type { GpuContext } from '../gpu/device.ts';
+import { createBuffer, readU32, writeBuffer } from '../gpu/buffers.ts';
+import { Encoder } from '../gpu/encoder.ts';
+import type { ModelSpec } from '../model/spec.ts';
+import type { ModelWeights } from './weights.ts';
+import { TrainGraph } from './graph.ts';
+import { FrozenCache } from './frozen-cache.ts';
+import type { ExpertGradMode } from './backward.ts';
+import { activeCount, isReselectStep, learningRate } from './schedule.ts';
+import { absAddInPlace } from '../ops/elementwise.ts';
+import { topkSelect, TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
+import { checkFinite, gatherMasters, routerSgd, scatterMasters, sparseAdam } from '../ops/adam.ts';
+
+export interface TrainSettings {
+  frac: number;
+  steps: number;
+  microbatch: number;
+  accum: number;
+  seq: number;
+  lrPeak: number;
+  wd: number;
+  trainFrom: number;
+  reselectEvery: number;
+  evalEvery: number;
+  nImportance: number;
+  /** Samples whose frozen-layer output is cached on the GPU (0 = no cache). */
+  frozenCacheN: number;
+  seed: number;
+  /** Cap on the windows of each eval set (null = all). */
+  evalWindows: number | null;
+}
+
+/** A fixed set of SEQ-token samples: ids and next-token targets, sample-major. */
+export interface SampleSet {
+  count: number;
+  seq: number;
+  /** Writes sample `i`'s ids and targets (IGNORE = 0xffffffff) into the given arrays at `offset`. */
+  fill(i: number, ids: Uint32Array, targets: Uint32Array, offset: number): void;
+}
+
+export interface StepRecord { step: number; loss: number; lr: number; finite: boolean; sec: number; tok_s: number }
+export interface EvalRecord { step: number; eval_loss: number; eval_ppl: number; heldout_loss: number | null; heldout_ppl: number | null }
+export interface ReselectRecord { step: number; turnover: number; turnovers: number[] }
+
+/** Per selection tensor state: indices [k] ascending, masters/m/v/grad [k]. */
+class Selection {
+  readonly idx: GPUBuffer;
+  readonly master: GPUBuffer;
+  readonly m: GPUBuffer;
+  readonly v: GPUBuffer;
+  readonly grad: GPUBuffer;
+  host: Uint32Array = new Uint32Array(0); // CPU copy of idx
+  touched: Uint32Array = new Uint32Array(0); // every index ever active (sorted)
+  constructor(gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number) {
+    const f = (label: string, kind: string) => createBuffer(gpu, { label: `${name}.${label}`, size: k * 4, kind });
+    this.idx = f('idx', 'masters');
+    this.master = f('master', 'masters');
+    this.m = f('m', 'optimizer');
+    this.v = f('v', 'optimizer');
+    this.grad = f('grad', 'workspace');
+  }
+}
+
+interface LayerState {
+  layer: number;
+  /** Current expert weights, f32: gu = [gate | up] ([2, E, IE, H], the G index space), down = [E, H, IE] (D). */
+  gu: GPUBuffer;
+  down: GPUBuffer;
+  /** Base weights W0 (f32 copies made at start). */
+  baseGu: GPUBuffer;
+  baseDown: GPUBuffer;
+  G: Selection;
+  D: Selection;
+  router: GPUBuffer; // [E, H] f32 (the weights' own buffer)
+  dRouter: GPUBuffer; // [E, H]
+  routerBuf: GPUBuffer; // [E, H] momentum
+  /** Dense gradient scratch: [2*E*IE*H] (gate then up) and [E*H*IE]. */
+  denseG: GPUBuffer;
+  denseD: GPUBuffer;
+}
+
+/** Sorted-set difference size |a − b| (both ascending). */
+export function countNotIn(a: Uint32Array, b: Uint32Array): number {
+  let i = 0, j = 0, n = 0;
+  while (i < a.length) {
+    if (j >= b.length || a[i]! < b[j]!) (n++, i++);
+    else if (a[i] === b[j]) (i++, j++);
+    else j++;
+  }
+  return n;
+}
+
+/** Elements of a not in b (ascending). */
+export function setMinus(a: Uint32Array, b: Uint32Array): Uint32Array {
+  const out: number[] = [];
+  let j = 0;
+  for (let i = 0; i < a.length; i++) {
+    while (j < b.length && b[j]! < a[i]!) j++;
+    if (j >= b.length || b[j] !== a[i]) out.push(a[i]!);
+  }
+  return Uint32Array.from(out);
+}
+
+export function union(a: Uint32Array, b: Uint32Array): Uint32Array {
+  const out = new Uint32Array(a.length + b.length);
+  let i = 0, j = 0, n = 0;
+  while (i < a.length || j < b.length) {
+    const x = j >= b.length || (i < a.length && a[i]! <= b[j]!) ? a[i++]! : b[j++]!;
+    if (n === 0 || out[n - 1] !== x) out[n++] = x;
+    else if (i <= a.length && j <= b.length) continue;
+  }
+  return out.slice(0, n);
+}
+
+/** Seeded PRNG (mulberry32); its state is one u32, saved in checkpoints. */
+export class Rng {
+  constructor(public state: number) {}
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  shuffle(n: number): Uint32Array {
+    const a = Uint32Array.from({ length: n }, (_, i) => i);
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor(this.next() * (i + 1));
+      [a[i], a[j]] = [a[j]!, a[i]!];
+    }
+    return a;
+  }
+}
+
+export class Trainer {
+  readonly graph: TrainGraph;
+  readonly layers: LayerState[] = [];
+  readonly cache: FrozenCache;
+  readonly topkWork: GPUBuffer;
+  readonly flag: GPUBuffer; // [1] u32: non-finite seen this step
+  step = 0; // last completed step
+  adamT = 0;
+  skipped = 0;
+  routerHasBuf = false;
+  turnovers: number[] = [];
+  rng: Rng;
+  order: Uint32Array;
+  cursor = 0;
+  epoch = 0;
+  readonly T: number;
+  private retired: GPUBuffer[] = [];
+
+  constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
+    if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
+    this.T = s.microbatch * s.seq;
+    this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T);
+    this.cache = new FrozenCache(gpu, s.trainFrom > 0 ? Math.min(s.frozenCacheN, data.count) : 0, s.seq, spec.hidden, `${spec.arch}:${s.trainFrom}:${s.seq}`);
+    this.topkWork = createBuffer(gpu, { label: 'topk.work', size: TOPK_WORKSPACE_WORDS * 4, kind: 'workspace' });
+    this.flag = createBuffer(gpu, { label: 'finite.flag', size: 4, kind: 'workspace' });
+    this.rng = new Rng(s.seed >>> 0);
+    this.order = this.rng.shuffle(data.count);
+    const { numExperts: E, expertIntermediate: IE } = spec.moe;
+    const H = spec.hidden;
+    const per = E * IE * H;
+    const enc = new Encoder(gpu, 'trainer.init');
+    for (const L of this.graph.trained) {
+      if (spec.layers[L]!.mlp !== 'moe') continue;
+      const lw = weights.layers[L]!;
+      const ex = lw.experts!;
+      if (ex.gate.dtype !== 'f32') throw new Error(`layer ${L}: trained expert weights must be loaded as f32 (loadWeights f32ExpertLayers)`);
+      if ((per * 4) % gpu.device.limits.minStorageBufferOffsetAlignment) throw new Error(`layer ${L}: expert tensor of ${per} elements is not aligned for a buffer binding`);
+      const f = (label: string, n: number, kind: string) => createBuffer(gpu, { label: `L${L}.${label}`, size: n * 4, kind });
+      // gate and up move into one buffer so that the G selection tensor is one index space.
+      const gu = f('gate_up', 2 * per, 'weights');
+      enc.copy(ex.gate.buf, ex.gate.offset * 4, gu, 0, per * 4);
+      enc.copy(ex.up.buf, ex.up.offset * 4, gu, per * 4, per * 4);
+      const baseGu = f('base.gate_up', 2 * per, 'weights');
+      const baseDown = f('base.down', per, 'weights');
+      enc.copy(gu, 0, baseGu, 0, 2 * per * 4);
+      enc.copy(ex.down.buf, ex.down.offset * 4, baseDown, 0, per * 4);
+      const old = [ex.gate.buf, ex.up.buf];
+      lw.experts = { gate: { ...ex.gate, buf: gu, offset: 0 }, up: { ...ex.up, buf: gu, offset: per }, down: ex.down };
+      this.retired.push(...old);
+      this.layers.push({
+        layer: L,
+        gu,
+        down: ex.down.buf,
+        baseGu,
+        baseDown,
+        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per)),
+        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per)),
+        router: lw.t.router!.buf,
+        dRouter: f('dRouter', E * H, 'workspace'),
+        routerBuf: f('routerBuf', E * H, 'optimizer'),
+        denseG: f('denseG', 2 * per, 'workspace'),
+        denseD: f('denseD', per, 'workspace'),
+      });
+    }
+    enc.submit();
+  }
+
+  /** Trainable parameter count: active expert entries + router weights. */
+  get trainableParams(): number {
+    const r = this.spec.moe.numExperts * this.spec.hidden;
+    return this.layers.reduce((a, l) => a + l.G.k + l.D.k + r, 0);
+  }
+
+  /** The next microbatch's sample indices (epoch-wise seeded shuffle). */
+  nextSamples(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.s.microbatch; i++) {
+      if (this.cursor >= this.order.length) {
+        this.epoch++;
+        this.order = this.rng.shuffle(this.data.count);
+        this.cursor = 0;
+      }
+      out.push(this.order[this.cursor++]!);
+    }
+    return out;
+  }
+
+  private batch(samples: number[]): { ids: Uint32Array; targets: Uint32Array } {
+    const ids = new Uint32Array(samples.length * this.s.seq);
+    const targets = new Uint32Array(samples.length * this.s.seq);
+    samples.forEach((x, i) => this.data.fill(x, ids, targets, i * this.s.seq));
+    return { ids, targets };
+  }
+
+  private trainedIndex(L: number): number {
+    return this.graph.trained.indexOf(L);
+  }
+
+  /** Modes for every trained layer (dense layers get none). */
+  private modes(make: (l: LayerState) => ExpertGradMode): ExpertGradMode[] {
+    return this.graph.trained.map((L) => {
+      const l = this.layers.find((x) => x.layer === L);
+      return l ? make(l) : { kind: 'none' };
+    });
+  }
+
+  private routers(on: boolean): (GPUBuffer | null)[] {
+    return this.graph.trained.map((L) => (on ? this.layers.find((x) => x.layer === L)?.dRouter ?? null : null));
+  }
+
+  private denseMode(l: LayerState): ExpertGradMode {
+    const per = l.D.numel;
+    return { kind: 'dense', dGate: { buffer: l.denseG, offset: 0, size: per * 4 }, dUp: { buffer: l.denseG, offset: per * 4, size: per * 4 }, dDown: l.denseD, accumulate: false };
+  }
+
+  /** One dense-gradient pass on `samples` into every layer's denseG/denseD (assigned). */
+  private async densePass(samples: number[]): Promise<number> {
+    const { ids, targets } = this.batch(samples);
+    const r = await this.graph.pass(ids, this.s.microbatch, this.s.seq, { targets, cache: { cache: this.cache, samples }, dRouters: this.routers(false), modes: this.modes((l) => this.denseMode(l)) });
+    return r.loss;
+  }
+
+  /** Importance (Σ|grad| over N_IMPORTANCE microbatches at W0) → first active sets, masters from W0. */
+  async init(importanceSamples: number[][]): Promise<void> {
+    const imp = this.layers.map((l) => ({ G: createBuffer(this.gpu, { label: 'impG', size: l.G.numel * 4, kind: 'workspace' }), D: createBuffer(this.gpu, { label: 'impD', size: l.D.numel * 4, kind: 'workspace' }) }));
+    for (const samples of importanceSamples) {
+      await this.densePass(samples);
+      const enc = new Encoder(this.gpu, 'importance');
+      this.layers.forEach((l, i) => {
+        absAddInPlace(enc, imp[i]!.G, l.denseG, l.G.numel);
+        absAddInPlace(enc, imp[i]!.D, l.denseD, l.D.numel);
+      });
+      enc.submit();
+    }
+    await this.select((l, i) => [imp[i]!.G, imp[i]!.D], false);
+    for (const b of imp) (b.G.destroy(), b.D.destroy());
+  }
+
+  /**
+   * New active sets = top-k of the given scores; grown entries restart from W0 (when `resetGrown`), masters gathered
+   * from the current weights, Adam state cleared. Returns the turnover of each tensor (share of the new set not in the old).
+   */
+  private async select(scores: (l: LayerState, i: number) => [GPUBuffer, GPUBuffer], resetGrown: boolean): Promise<number[]> {
+    let enc = new Encoder(this.gpu, 'select');
+    this.layers.forEach((l, i) => {
+      const [sg, sd] = scores(l, i);
+      topkSelect(enc, l.G.idx, sg, this.topkWork, l.G.numel, l.G.k);
+      topkSelect(enc, l.D.idx, sd, this.topkWork, l.D.numel, l.D.k);
+    });
+    enc.submit();
+    const turnovers: number[] = [];
+    const scratch: GPUBuffer[] = [];
+    enc = new Encoder(this.gpu, 'select.masters');
+    for (const l of this.layers) {
+      for (const [sel, w, base] of [[l.G, l.gu, l.baseGu], [l.D, l.down, l.baseDown]] as const) {
+        const fresh = await readU32(this.gpu, sel.idx, 0, sel.k);
+        const grown = setMinus(fresh, sel.host);
+        turnovers.push(sel.host.length ? grown.length / fresh.length : 1);
+        if (resetGrown && grown.length) {
+          const idx = createBuffer(this.gpu, { label: 'grown.idx', size: grown.length * 4 });
+          const vals = createBuffer(this.gpu, { label: 'grown.vals', size: grown.length * 4 });
+          writeBuffer(this.gpu, idx, 0, grown);
+          gatherMasters(enc, vals, base, idx, grown.length, { dtype: 'f32' });
+          scatterMasters(enc, w, vals, idx, null, grown.length, { dtype: 'f32' });
+          scratch.push(idx, vals);
+        }
+        sel.host = fresh;
+        sel.touched = union(sel.touched, fresh);
+        gatherMasters(enc, sel.master, w, sel.idx, sel.k, { dtype: 'f32' });
+        enc.clear(sel.m);
+        enc.clear(sel.v);
+      }
+    }
+    enc.submit();
+    this.adamT = 0;
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    for (const b of scratch) b.destroy();
+    return turnovers;
+  }
+
+  /** One training step s (1-based): reselection when due, ACCUM microbatches, then the update unless non-finite. */
+  async trainStep(): Promise<{ record: StepRecord; reselect: ReselectRecord | null }> {
+    const s = this.step + 1;
+    const t0 = performance.now();
+    const batches = Array.from({ length: this.s.accum }, () => this.nextSamples());
+    let reselect: ReselectRecord | null = null;
+    if (isReselectStep(s, this.s.reselectEvery)) {
+      await this.densePass(batches[0]!);
+      const turnovers = await this.select((l) => [l.denseG, l.denseD], true);
+      const turnover = turnovers.reduce((a, b) => a + b, 0) / Math.max(1, turnovers.length);
+      this.turnovers.push(turnover);
+      reselect = { step: s, turnover, turnovers };
+    }
+    let enc = new Encoder(this.gpu, 'step.zero');
+    for (const l of this.layers) {
+      enc.clear(l.G.grad);
+      enc.clear(l.D.grad);
+      enc.clear(l.dRouter);
+    }
+    enc.clear(this.flag);
+    enc.submit();
+    let loss = 0;
+    let tokens = 0;
+    for (const samples of batches) {
+      const { ids, targets } = this.batch(samples);
+      const r = await this.graph.pass(ids, this.s.microbatch, this.s.seq, {
+        targets,
+        cache: { cache: this.cache, samples },
+        dRouters: this.routers(true),
+        modes: this.modes((l) => ({ kind: 'sparse', idxG: l.G.idx, nG: l.G.k, gradG: l.G.grad, idxD: l.D.idx, nD: l.D.k, gradD: l.D.grad })),
+        gradScale: 1 / this.s.accum,
+      });
+      loss += r.loss / this.s.accum;
+      tokens += this.s.microbatch * this.s.seq;
+    }
+    enc = new Encoder(this.gpu, 'step.check');
+    for (const l of this.layers) {
+      checkFinite(enc, this.flag, l.G.grad, l.G.k);
+      checkFinite(enc, this.flag, l.D.grad, l.D.k);
+      checkFinite(enc, this.flag, l.dRouter, l.dRouter.size / 4);
+    }
+    enc.submit();
+    const finite = Number.isFinite(loss) && (await readU32(this.gpu, this.flag, 0, 1))[0] === 0;
+    const lr = learningRate(s, this.s.steps, this.s.lrPeak);
+    if (finite) {
+      this.adamT++;
+      enc = new Encoder(this.gpu, 'step.update');
+      for (const l of this.layers) {
+        for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
+          sparseAdam(enc, sel.master, sel.m, sel.v, sel.grad, null, sel.k, { lr, t: this.adamT, weightDecay: this.s.wd });
+          scatterMasters(enc, w, sel.master, sel.idx, null, sel.k, { dtype: 'f32' });
+        }
+        routerSgd(enc, l.router, l.routerBuf, l.dRouter, null, l.dRouter.size / 4, { lr, weightDecay: this.s.wd, hasBuf: this.routerHasBuf });
+      }
+      enc.submit();
+      this.routerHasBuf = true;
+    } else this.skipped++;
+    this.step = s;
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    const sec = (performance.now() - t0) / 1000;
+    return { record: { step: s, loss, lr, finite, sec, tok_s: tokens / sec }, reselect };
+  }
+
+  /** Mean loss over the windows of a sample set (forward only, current weights). */
+  async evaluate(set: SampleSet, maxWindows: number | null): Promise<{ loss: number; ppl: number; tokens: number }> {
+    const n = Math.min(set.count, maxWindows ?? set.count);
+    const B = this.s.microbatch;
+    let sum = 0;
+    let tokens = 0;
+    for (let w = 0; w < n; w += B) {
+      const count = Math.min(B, n - w);
+      const ids = new Uint32Array(count * set.seq);
+      const targets = new Uint32Array(count * set.seq);
+      for (let i = 0; i < count; i++) set.fill(w + i, ids, targets, i * set.seq);
+      const r = await this.graph.fwd.run(ids, count, set.seq, { targets });
+      sum += r.sumLoss;
+      tokens += r.tokens;
+    }
+    const loss = sum / Math.max(1, tokens);
+    return { loss, ppl: Math.exp(loss), tokens };
+  }
+}
