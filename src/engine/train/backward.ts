@@ -1,24 +1,25 @@
-// Backward pass of the trained top layers (llm.c style: each block's backward beside the forward it inverts).
-// Activation gradients assign (=) except dResid, the residual stream's gradient, which each block adds into (+=);
-// parameter gradients accumulate (+=) over the microbatches of a step.
+// Backward pass of the trained top layers (llm.c style: each block's backward beside the forward it inverts; MLA in
+// mla-attention.ts, shared experts in shared-expert.ts). Activation gradients assign (=) except dResid, the residual
+// stream's gradient, which each block adds into (+=); parameter gradients accumulate (+=) over the microbatches of a step.
 //
-// Legend: T tokens, H hidden, NH/NKV heads, D head dim, E experts, K top-k, IE expert width, R = T*K expert rows.
+// Legend: T tokens, H hidden, NH/NKV heads, D head dim, DV value width, E experts, K top-k, IE expert width, R = T*K rows.
 
 import type { GpuContext } from '../gpu/device.ts';
 import { createBuffer } from '../gpu/buffers.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
-import type { GpuTensor, LayerWeights } from './weights.ts';
-import { expertDims, type Forward, type LayerActs } from './forward.ts';
+import { linearBackBias, linearBackInput, linearBackWeight, type GpuTensor, type LayerWeights } from './weights.ts';
+import { attentionWidths, expertDims, mhaDims, type Forward, type LayerActs } from './forward.ts';
+import { MlaWork, mlaBackward } from './mla-attention.ts';
+import { SharedWork, sharedBackward } from './shared-expert.ts';
 import { rmsnormBackward } from '../ops/rmsnorm.ts';
-import { matmulBackwardInput, matmulBackwardWeight, matmulBackwardBias } from '../ops/matmul.ts';
 import { ropeBackward } from '../ops/rope.ts';
 import { attentionBackward } from '../ops/attention.ts';
 import { routerBackward, routerLogitsBackward } from '../ops/router.ts';
 import { expertsBackward, expertsBackwardWeights } from '../ops/experts.ts';
 import { sparseGradDown, sparseGradGateUp } from '../ops/sparse_grad.ts';
 import { xentBackward } from '../ops/xent.ts';
-import { addInPlace, siluMulBackward } from '../ops/elementwise.ts';
+import { addInPlace, clampBackward, siluMulBackward } from '../ops/elementwise.ts';
 
 /** Where a trained layer's expert-weight gradients go this pass. */
 export type ExpertGradMode =
@@ -26,7 +27,10 @@ export type ExpertGradMode =
   | { kind: 'dense'; dGate: GPUBuffer | GPUBufferBinding; dUp: GPUBuffer | GPUBufferBinding; dDown: GPUBuffer | GPUBufferBinding; accumulate: boolean }
   | { kind: 'none' };
 
-/** Gradients of frozen weights (parity --all-grads only): role -> f32 buffer of the weight's shape. */
+/**
+ * Dense gradients (+=) of non-routed weights by checkpoint name -> f32 buffer of the weight's shape: every frozen weight for
+ * parity --all-grads, or weights trained densely such as DeepSeek's shared experts (`shared.*` roles).
+ */
 export type FrozenGrads = Map<string, GPUBuffer>;
 
 /** Shared backward workspace for T ≤ maxTokens tokens. */
@@ -41,17 +45,20 @@ export class BackwardWork {
   readonly dG: GPUBuffer; // [R, IE]
   readonly dU: GPUBuffer; // [R, IE]
   readonly dXr: GPUBuffer; // [R, H]
-  readonly dO: GPUBuffer; // [T, NH*D]
+  readonly dO: GPUBuffer; // [T, NH*D]  (MLA: [T, NH*DV])
   readonly dq: GPUBuffer; // [T, NH*D]
-  readonly dk: GPUBuffer; // [T, NKV*D]
-  readonly dv: GPUBuffer; // [T, NKV*D]
-  readonly dqRaw: GPUBuffer; // [T, NH*D]
+  readonly dk: GPUBuffer; // [T, NKV*D]  (MLA: [T, NH*D])
+  readonly dv: GPUBuffer; // [T, NKV*D]  (MLA: [T, NH*DV])
+  readonly dqRaw: GPUBuffer; // [T, NH*D]   (MHA with q/k norm or clip_qkv; else 1 element)
   readonly dkRaw: GPUBuffer; // [T, NKV*D]
+  readonly dvClip: GPUBuffer | null; // [T, NKV*D]  (clip_qkv only)
   readonly delta: GPUBuffer; // [T, NH]
   readonly dDense: [GPUBuffer, GPUBuffer, GPUBuffer] | null; // dG, dU, dA of dense MLP layers [T, I]
+  readonly mla: MlaWork | null;
+  readonly shared: SharedWork | null;
 
   constructor(gpu: GpuContext, spec: ModelSpec, T: number) {
-    const { hidden: H, numHeads: NH, numKvHeads: NKV, headDim: D } = spec;
+    const { hidden: H, numHeads: NH } = spec;
     const { numExperts: E, topK: K, expertIntermediate: IE } = spec.moe;
     const R = T * K;
     const f = (label: string, n: number) => createBuffer(gpu, { label, size: n * 4, kind: 'workspace' });
@@ -65,29 +72,29 @@ export class BackwardWork {
     this.dG = f('dG', R * IE);
     this.dU = f('dU', R * IE);
     this.dXr = f('dXr', R * H);
-    this.dO = f('dO', T * NH * D);
-    this.dq = f('dq', T * NH * D);
-    this.dk = f('dk', T * NKV * D);
-    this.dv = f('dv', T * NKV * D);
-    this.dqRaw = f('dqRaw', T * NH * D);
-    this.dkRaw = f('dkRaw', T * NKV * D);
+    const att = spec.attention;
+    const w = attentionWidths(spec);
+    const raw = att.kind === 'mha' && (att.qkNorm !== 'none' || att.clipQkv !== null);
+    this.dO = f('dO', T * w.o);
+    this.dq = f('dq', T * w.q);
+    this.dk = f('dk', T * w.k);
+    this.dv = f('dv', T * w.v);
+    this.dqRaw = f('dqRaw', raw ? T * w.q : 1);
+    this.dkRaw = f('dkRaw', raw ? T * w.k : 1);
+    this.dvClip = att.kind === 'mha' && att.clipQkv !== null ? f('dvClip', T * w.v) : null;
     this.delta = f('delta', T * NH);
     const I = spec.denseIntermediate;
     this.dDense = spec.layers.some((l) => l.mlp === 'dense') ? [f('dDenseG', T * I), f('dDenseU', T * I), f('dDenseA', T * I)] : null;
+    this.mla = att.kind === 'mla' ? new MlaWork(gpu, spec, T) : null;
+    this.shared = spec.moe.sharedExperts && spec.layers.some((l) => l.mlp === 'moe') ? new SharedWork(gpu, spec, T) : null;
   }
 }
 
-function linBackInput(enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, w: GpuTensor, M: number, accumulate: boolean): void {
-  const [N, K] = w.shape as [number, number];
-  matmulBackwardInput(enc, dx, dy, w.buf, { M, N, K, wDtype: w.dtype, wOffset: w.offset, accumulate });
-}
+const linBackInput = (enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, w: GpuTensor, M: number, accumulate: boolean): void =>
+  linearBackInput(enc, dx, dy, w, M, accumulate);
 
-function linBackWeight(enc: Encoder, grads: FrozenGrads | null, name: string, dy: GPUBuffer, x: GPUBuffer, w: GpuTensor, M: number): void {
-  const dw = grads?.get(name);
-  if (!dw) return;
-  const [N, K] = w.shape as [number, number];
-  matmulBackwardWeight(enc, dw, dy, x, { M, N, K });
-}
+const linBackWeight = (enc: Encoder, grads: FrozenGrads | null, name: string, dy: GPUBuffer, x: GPUBuffer, w: GpuTensor, M: number): void =>
+  linearBackWeight(enc, grads?.get(name), dy, x, w, M);
 
 /** Backward of the head: dResid (=) from the chunked cross-entropy through the final norm. `scale` = 1/valid tokens. */
 export function headBackward(enc: Encoder, f: Forward, wk: BackwardWork, T: number, scale: number, frozen: FrozenGrads | null): void {
@@ -117,9 +124,9 @@ export function layerBackward(
   const lw: LayerWeights = f.w.layers[L]!;
   const t = lw.t;
   const T = batch * seq;
-  const { hidden: H, numHeads: NH, numKvHeads: NKV, headDim: D } = s;
-  const p = `model.layers.${L}.`;
-  const name = (role: keyof LayerWeights['t']) => s.layers[L]!.tensors.find((e) => e.role === role)!.name;
+  const H = s.hidden;
+  const names = new Map(s.layers[L]!.tensors.map((e) => [e.role, e.name]));
+  const name = (role: keyof LayerWeights['t']) => names.get(role)!;
 
   // ---- MLP block: out = h + mlp(rmsnorm(h)).  dHn = d mlp input; dA = dh = dResid + norm backward.
   if (s.layers[L]!.mlp === 'dense') {
@@ -134,46 +141,61 @@ export function layerBackward(
     linBackWeight(enc, frozen, name('dense.up'), dDU, a.hn, t['dense.up']!, T);
   } else {
     moeBackward(enc, f, lw, a, wk, T, dRouter, mode);
+    if (a.shared) sharedBackward(enc, s, L, lw, a.shared, wk.shared!, wk.dHn, wk.dResid, a.hn, T, frozen);
   }
   rmsnormBackward(enc, wk.dA, frozen?.get(name('post_attn_norm')) ?? null, wk.dHn, a.h, t.post_attn_norm!.buf, a.rstd2, T, H);
   addInPlace(enc, wk.dA, wk.dResid, T * H);
 
-  // ---- attention block: h = x + o_proj(attn(rope(norm(q)), rope(norm(k)), v)), q/k/v from rmsnorm(x).
-  const att = s.attention;
-  if (att.kind !== 'mha') throw new Error(`${s.arch}: backward of ${att.kind} attention is not implemented yet`);
-  if (att.clipQkv !== null) throw new Error(`${s.arch}: backward through clip_qkv is not implemented yet`);
+  // ---- attention block: h = x + o_proj(attention(rmsnorm(x))).  wk.dHn = d(input-norm output).
   linBackInput(enc, wk.dO, wk.dA, t['attn.o']!, T, false);
   linBackWeight(enc, frozen, name('attn.o'), wk.dA, a.o, t['attn.o']!, T);
-  if (frozen?.has(p + 'self_attn.o_proj.bias')) matmulBackwardBias(enc, frozen.get(p + 'self_attn.o_proj.bias')!, wk.dA, { M: T, N: H, K: NH * D });
-  attentionBackward(enc, wk.dq, wk.dk, wk.dv, wk.delta, wk.dO, a.q, a.k, a.v, a.o, a.lse, {
-    batch, seq, nHeads: NH, nKvHeads: NKV, dQK: D, dV: D, scale: att.softmaxScale, window: s.layers[L]!.slidingWindow,
-  });
-  const rope = { tokens: T, headDim: D, rotDim: f.rotDim, interleave: s.rope.interleave };
-  ropeBackward(enc, wk.dq, f.positions, f.cos, f.sin, { ...rope, nHeads: NH });
-  ropeBackward(enc, wk.dk, f.positions, f.cos, f.sin, { ...rope, nHeads: NKV });
-  let dq = wk.dq;
-  let dk = wk.dk;
-  if (att.qkNorm !== 'none') {
-    const [rq, dq_, rk, dk_] = att.qkNorm === 'per_head' ? [T * NH, D, T * NKV, D] : [T, NH * D, T, NKV * D];
-    rmsnormBackward(enc, wk.dqRaw, frozen?.get(name('attn.q_norm')) ?? null, wk.dq, a.qRaw, t['attn.q_norm']!.buf, a.qRstd, rq, dq_);
-    rmsnormBackward(enc, wk.dkRaw, frozen?.get(name('attn.k_norm')) ?? null, wk.dk, a.kRaw, t['attn.k_norm']!.buf, a.kRstd, rk, dk_);
-    dq = wk.dqRaw;
-    dk = wk.dkRaw;
-  }
-  linBackInput(enc, wk.dHn, dq, t['attn.q']!, T, false);
-  linBackInput(enc, wk.dHn, dk, t['attn.k']!, T, true);
-  linBackInput(enc, wk.dHn, wk.dv, t['attn.v']!, T, true);
-  linBackWeight(enc, frozen, name('attn.q'), dq, a.xn, t['attn.q']!, T);
-  linBackWeight(enc, frozen, name('attn.k'), dk, a.xn, t['attn.k']!, T);
-  linBackWeight(enc, frozen, name('attn.v'), wk.dv, a.xn, t['attn.v']!, T);
-  for (const [role, g] of [['attn.q_bias', dq], ['attn.k_bias', dk], ['attn.v_bias', wk.dv]] as const) {
-    const w = t[role];
-    const db = w ? frozen?.get(name(role)) : undefined;
-    if (w && db) matmulBackwardBias(enc, db, g, { M: T, N: w.shape[0]!, K: 1 });
-  }
+  if (t['attn.o_bias']) linearBackBias(enc, frozen?.get(name('attn.o_bias')), wk.dA, t['attn.o']!, T);
+  if (s.attention.kind === 'mla') mlaBackward(enc, f, L, a, wk, batch, seq, frozen, f.opts.attentionTiles);
+  else mhaBackward(enc, f, L, a, wk, batch, seq, frozen);
   // dResid (input side) = dA + input-norm backward of dHn.
   rmsnormBackward(enc, wk.dResid, frozen?.get(name('input_norm')) ?? null, wk.dHn, xIn, t.input_norm!.buf, a.rstd1, T, H);
   addInPlace(enc, wk.dResid, wk.dA, T * H);
+}
+
+/** Backward of Forward.mha from wk.dO: wk.dHn (=) = d(input-norm output); q/k/v (norm, bias) grads into `frozen`. */
+function mhaBackward(enc: Encoder, f: Forward, L: number, a: LayerActs, wk: BackwardWork, batch: number, seq: number, frozen: FrozenGrads | null): void {
+  const s = f.spec;
+  const t = f.w.layers[L]!.t;
+  const T = batch * seq;
+  const { numHeads: NH, numKvHeads: NKV, headDim: D } = s;
+  const att = s.attention;
+  const names = new Map(s.layers[L]!.tensors.map((e) => [e.role, e.name]));
+  const g = (role: keyof LayerWeights['t']) => frozen?.get(names.get(role) ?? '');
+  attentionBackward(enc, wk.dq, wk.dk, wk.dv, wk.delta, wk.dO, a.q, a.k, a.v, a.o, a.lse, mhaDims(s, L, batch, seq), f.opts.attentionTiles);
+  const rope = { tokens: T, headDim: D, rotDim: f.rotDim, interleave: s.rope.interleave };
+  ropeBackward(enc, wk.dq, f.positions, f.cos, f.sin, { ...rope, nHeads: NH });
+  ropeBackward(enc, wk.dk, f.positions, f.cos, f.sin, { ...rope, nHeads: NKV });
+  // Walk q and k back through [clamp] and [norm], ping-ponging between d* and d*Raw; dq / dk end at the projection outputs.
+  let dq = wk.dq, dk = wk.dk, dv = wk.dv;
+  const other = (b: GPUBuffer, x: GPUBuffer, y: GPUBuffer) => (b === x ? y : x);
+  if (att.clipQkv !== null) {
+    const c = att.clipQkv;
+    clampBackward(enc, wk.dqRaw, dq, a.qClip!, -c, c, T * NH * D);
+    clampBackward(enc, wk.dkRaw, dk, a.kClip!, -c, c, T * NKV * D);
+    clampBackward(enc, wk.dvClip!, dv, a.vClip!, -c, c, T * NKV * D);
+    [dq, dk, dv] = [wk.dqRaw, wk.dkRaw, wk.dvClip!];
+  }
+  if (att.qkNorm !== 'none') {
+    const [rq, dimQ, rk, dimK] = att.qkNorm === 'per_head' ? [T * NH, D, T * NKV, D] : [T, NH * D, T, NKV * D];
+    const dq2 = other(dq, wk.dq, wk.dqRaw), dk2 = other(dk, wk.dk, wk.dkRaw);
+    rmsnormBackward(enc, dq2, g('attn.q_norm') ?? null, dq, a.qRaw, t['attn.q_norm']!.buf, a.qRstd, rq, dimQ);
+    rmsnormBackward(enc, dk2, g('attn.k_norm') ?? null, dk, a.kRaw, t['attn.k_norm']!.buf, a.kRstd, rk, dimK);
+    [dq, dk] = [dq2, dk2];
+  }
+  linBackInput(enc, wk.dHn, dq, t['attn.q']!, T, false);
+  linBackInput(enc, wk.dHn, dk, t['attn.k']!, T, true);
+  linBackInput(enc, wk.dHn, dv, t['attn.v']!, T, true);
+  linearBackWeight(enc, g('attn.q'), dq, a.xn, t['attn.q']!, T);
+  linearBackWeight(enc, g('attn.k'), dk, a.xn, t['attn.k']!, T);
+  linearBackWeight(enc, g('attn.v'), dv, a.xn, t['attn.v']!, T);
+  if (t['attn.q_bias']) linearBackBias(enc, g('attn.q_bias'), dq, t['attn.q']!, T);
+  if (t['attn.k_bias']) linearBackBias(enc, g('attn.k_bias'), dk, t['attn.k']!, T);
+  if (t['attn.v_bias']) linearBackBias(enc, g('attn.v_bias'), dv, t['attn.v']!, T);
 }
 
 /** Router + experts backward: wk.dHn (=) from wk.dResid (the MLP output's gradient). */

@@ -1,45 +1,64 @@
-// Forward pass of a whole MoE decoder on the GPU (all families' MHA path; MLA comes with E): embedding, layers,
-// final norm, chunked lm_head + cross-entropy. Activations are allocated once for maxTokens and reused layer to layer.
+// Forward pass of a whole MoE decoder on the GPU (Qwen3-MoE, Mixtral, OLMoE, Qwen2-MoE, DeepSeek-V3): embedding, layers
+// (MHA or MLA attention, dense / routed + shared experts), final norm, chunked lm_head + cross-entropy. Activations are
+// allocated once for maxTokens and reused layer to layer.
 //
-// Legend: T tokens (batch*seq), H hidden, NH/NKV heads, D head dim, E experts, K top-k, V vocab.
+// Legend: T tokens (batch*seq), H hidden, NH/NKV heads, D head dim (MLA: DN + DR), DV value width (MLA; else D),
+// E experts, K top-k, V vocab. MLA's own buffers live in mla-attention.ts, the shared experts' in shared-expert.ts.
 
 import type { GpuContext } from '../gpu/device.ts';
 import { createBuffer, readF32, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
-import type { ModelWeights, LayerWeights, GpuTensor, ExpertWeights } from './weights.ts';
+import { linear, type ModelWeights, type LayerWeights, type GpuTensor, type ExpertWeights } from './weights.ts';
 import { rmsnormForward } from '../ops/rmsnorm.ts';
-import { matmulForward } from '../ops/matmul.ts';
 import { ropeForward, ropeTables } from '../ops/rope.ts';
-import { attentionForward } from '../ops/attention.ts';
+import { attentionForward, type AttentionDims, type AttentionTiles } from '../ops/attention.ts';
 import { routerForward, routerLogits } from '../ops/router.ts';
 import { moeRoute } from '../ops/moe_route.ts';
 import { EXPERT_TILE_M, expertsForward, maxTilesOf, type ExpertsDims } from '../ops/experts.ts';
 import { embeddingForward } from '../ops/embedding.ts';
 import { xentForward, xentWorkElements, type XentDims } from '../ops/xent.ts';
+import { addInPlace, clamp, siluMul } from '../ops/elementwise.ts';
+import { MlaActs, mlaForward, mlaWidths } from './mla-attention.ts';
+import { SharedActs, sharedForward } from './shared-expert.ts';
 
 /** Vocabulary columns of logits held at once: T × 8192 f32 (32 MiB at 1024 tokens), never T × V. */
 export const XENT_CHUNK = 8192;
-import { addInPlace, clamp, siluMul } from '../ops/elementwise.ts';
 
 export type Capture = (name: string, data: Float32Array) => void;
 
 export interface ForwardOptions {
   maxTokens: number;
+  /** Attention kernel tiles (default ATTENTION_TILES; smaller ones compile faster, e.g. for short test sequences). */
+  attentionTiles?: AttentionTiles;
+}
+
+/** Widths per token of the attention buffers: q/k [NH*D | NKV*D], v and o [NKV*DV | NH*DV]. */
+export function attentionWidths(spec: ModelSpec): { q: number; k: number; v: number; o: number } {
+  if (spec.attention.kind === 'mla') {
+    const w = mlaWidths(spec);
+    return { ...w, o: w.v };
+  }
+  const { numHeads: NH, numKvHeads: NKV, headDim: D } = spec;
+  return { q: NH * D, k: NKV * D, v: NKV * D, o: NH * D };
 }
 
 /** Buffers for one layer's forward at T ≤ maxTokens tokens. */
 export class LayerActs {
   readonly xn: GPUBuffer; // [T, H]   input-norm output
   readonly rstd1: GPUBuffer; // [T]
-  readonly qRaw: GPUBuffer; // [T, NH*D]
+  readonly qRaw: GPUBuffer; // [T, NH*D]  q_proj output before the q/k norm (MHA with qkNorm; else 1 element)
   readonly kRaw: GPUBuffer; // [T, NKV*D]
-  readonly q: GPUBuffer; // [T, NH*D]  normed + roped
-  readonly k: GPUBuffer; // [T, NKV*D]
-  readonly v: GPUBuffer; // [T, NKV*D]
-  readonly qRstd: GPUBuffer; // [T*NH]
-  readonly kRstd: GPUBuffer; // [T*NKV]
-  readonly o: GPUBuffer; // [T, NH*D]
+  readonly q: GPUBuffer; // [T, NH*D]  normed (+ clipped) + roped
+  readonly k: GPUBuffer; // [T, NKV*D]  (MLA: [T, NH*D])
+  readonly v: GPUBuffer; // [T, NKV*D]  (MLA: [T, NH*DV])
+  readonly qRstd: GPUBuffer; // [T*NH] per_head, [T] full
+  readonly kRstd: GPUBuffer; // [T*NKV] per_head, [T] full
+  /** OLMoE clip_qkv: q, k (after their norms) and v before the clamp; null without clipping. */
+  readonly qClip: GPUBuffer | null; // [T, NH*D]
+  readonly kClip: GPUBuffer | null; // [T, NKV*D]
+  readonly vClip: GPUBuffer | null; // [T, NKV*D]
+  readonly o: GPUBuffer; // [T, NH*D]  (MLA: [T, NH*DV])
   readonly lse: GPUBuffer; // [T, NH]
   readonly h: GPUBuffer; // [T, H]  residual after attention
   readonly hn: GPUBuffer; // [T, H]  post-attention norm (MLP input)
@@ -61,21 +80,32 @@ export class LayerActs {
   readonly denseG: GPUBuffer | null; // [T, I]
   readonly denseU: GPUBuffer | null;
   readonly denseA: GPUBuffer | null;
+  /** MLA's latent path (DeepSeek-V3); null for MHA. */
+  readonly mla: MlaActs | null;
+  /** Shared experts (DeepSeek-V3, Qwen2-MoE); null when the model has none. */
+  readonly shared: SharedActs | null;
 
   constructor(gpu: GpuContext, spec: ModelSpec, T: number, kind = 'activations') {
-    const { hidden: H, numHeads: NH, numKvHeads: NKV, headDim: D } = spec;
+    const { hidden: H, numHeads: NH, numKvHeads: NKV } = spec;
     const { numExperts: E, topK: K, expertIntermediate: IE } = spec.moe;
+    const att = spec.attention;
     const f = (label: string, n: number) => createBuffer(gpu, { label, size: n * 4, kind });
+    const w = attentionWidths(spec);
+    const qkNorm = att.kind === 'mha' && att.qkNorm !== 'none';
+    const clip = att.kind === 'mha' && att.clipQkv !== null;
     this.xn = f('xn', T * H);
     this.rstd1 = f('rstd1', T);
-    this.qRaw = f('qRaw', T * NH * D);
-    this.kRaw = f('kRaw', T * NKV * D);
-    this.q = f('q', T * NH * D);
-    this.k = f('k', T * NKV * D);
-    this.v = f('v', T * NKV * D);
-    this.qRstd = f('qRstd', T * NH);
-    this.kRstd = f('kRstd', T * NKV);
-    this.o = f('o', T * NH * D);
+    this.qRaw = f('qRaw', qkNorm ? T * w.q : 1);
+    this.kRaw = f('kRaw', qkNorm ? T * w.k : 1);
+    this.q = f('q', T * w.q);
+    this.k = f('k', T * w.k);
+    this.v = f('v', T * w.v);
+    this.qRstd = f('qRstd', qkNorm ? T * NH : 1);
+    this.kRstd = f('kRstd', qkNorm ? T * NKV : 1);
+    this.qClip = clip ? f('qClip', T * w.q) : null;
+    this.kClip = clip ? f('kClip', T * w.k) : null;
+    this.vClip = clip ? f('vClip', T * w.v) : null;
+    this.o = f('o', T * w.o);
     this.lse = f('lse', T * NH);
     this.h = f('h', T * H);
     this.hn = f('hn', T * H);
@@ -99,6 +129,8 @@ export class LayerActs {
     this.denseG = hasDense ? f('denseG', T * I) : null;
     this.denseU = hasDense ? f('denseU', T * I) : null;
     this.denseA = hasDense ? f('denseA', T * I) : null;
+    this.mla = att.kind === 'mla' ? new MlaActs(gpu, spec, T, kind) : null;
+    this.shared = spec.moe.sharedExperts && spec.layers.some((l) => l.mlp === 'moe') ? new SharedActs(gpu, spec, T, kind) : null;
   }
 }
 
@@ -109,10 +141,8 @@ export function expertDims(spec: ModelSpec, T: number, wDtype: 'f32' | 'bf16', e
   return d;
 }
 
-function lin(enc: Encoder, y: GPUBuffer, x: GPUBuffer, w: GpuTensor, bias: GpuTensor | undefined, M: number, accumulate = false): void {
-  const [N, K] = w.shape as [number, number];
-  matmulForward(enc, y, x, w.buf, bias?.buf ?? null, { M, N, K, wDtype: w.dtype, wOffset: w.offset, accumulate });
-}
+const lin = (enc: Encoder, y: GPUBuffer, x: GPUBuffer, w: GpuTensor, bias: GpuTensor | undefined, M: number, accumulate = false): void =>
+  linear(enc, y, x, w, bias, M, accumulate);
 
 export class Forward {
   readonly acts: LayerActs;
@@ -176,41 +206,16 @@ export class Forward {
     const lw: LayerWeights = this.w.layers[L]!;
     const t = lw.t;
     const T = batch * seq;
-    const { hidden: H, numHeads: NH, numKvHeads: NKV, headDim: D } = s;
-    const att = s.attention;
-    if (att.kind !== 'mha') throw new Error(`${s.arch}: ${att.kind} attention is not implemented yet`);
+    const H = s.hidden;
 
+    // ---- attention block: h = x + o_proj(attention(rmsnorm(x)))
     rmsnormForward(enc, a.xn, a.rstd1, x, t.input_norm!.buf, T, H, s.rmsEps);
-    lin(enc, a.qRaw, a.xn, t['attn.q']!, t['attn.q_bias'], T);
-    lin(enc, a.kRaw, a.xn, t['attn.k']!, t['attn.k_bias'], T);
-    lin(enc, a.v, a.xn, t['attn.v']!, t['attn.v_bias'], T);
-    if (att.clipQkv !== null) {
-      const c = att.clipQkv;
-      clamp(enc, a.q, a.qRaw, -c, c, T * NH * D);
-      clamp(enc, a.k, a.kRaw, -c, c, T * NKV * D);
-      enc.copy(a.q, 0, a.qRaw, 0, T * NH * D * 4);
-      enc.copy(a.k, 0, a.kRaw, 0, T * NKV * D * 4);
-      clamp(enc, a.q, a.v, -c, c, T * NKV * D);
-      enc.copy(a.q, 0, a.v, 0, T * NKV * D * 4);
-    }
-    if (att.qkNorm === 'per_head') {
-      rmsnormForward(enc, a.q, a.qRstd, a.qRaw, t['attn.q_norm']!.buf, T * NH, D, s.rmsEps);
-      rmsnormForward(enc, a.k, a.kRstd, a.kRaw, t['attn.k_norm']!.buf, T * NKV, D, s.rmsEps);
-    } else if (att.qkNorm === 'full') {
-      rmsnormForward(enc, a.q, a.qRstd, a.qRaw, t['attn.q_norm']!.buf, T, NH * D, s.rmsEps);
-      rmsnormForward(enc, a.k, a.kRstd, a.kRaw, t['attn.k_norm']!.buf, T, NKV * D, s.rmsEps);
-    } else {
-      enc.copy(a.qRaw, 0, a.q, 0, T * NH * D * 4);
-      enc.copy(a.kRaw, 0, a.k, 0, T * NKV * D * 4);
-    }
-    const rope = { tokens: T, headDim: D, rotDim: this.rotDim, interleave: s.rope.interleave };
-    ropeForward(enc, a.q, this.positions, this.cos, this.sin, { ...rope, nHeads: NH });
-    ropeForward(enc, a.k, this.positions, this.cos, this.sin, { ...rope, nHeads: NKV });
-    attentionForward(enc, a.o, a.lse, a.q, a.k, a.v, { batch, seq, nHeads: NH, nKvHeads: NKV, dQK: D, dV: D, scale: att.softmaxScale, window: s.layers[L]!.slidingWindow });
-    // h = x + o·Wo^T
+    if (s.attention.kind === 'mla') mlaForward(enc, this, L, a, batch, seq, this.opts.attentionTiles);
+    else this.mha(enc, L, a, batch, seq);
     enc.copy(x, 0, a.h, 0, T * H * 4);
     lin(enc, a.h, a.o, t['attn.o']!, t['attn.o_bias'], T, true);
 
+    // ---- MLP block: out = h + mlp(rmsnorm(h)), written over x
     rmsnormForward(enc, a.hn, a.rstd2, a.h, t.post_attn_norm!.buf, T, H, s.rmsEps);
     if (s.layers[L]!.mlp === 'dense') {
       const I = s.denseIntermediate;
@@ -222,8 +227,47 @@ export class Forward {
       return;
     }
     this.moe(enc, lw, a, T);
+    if (a.shared) {
+      sharedForward(enc, s, lw, a.shared, x, a.h, a.mlpOut, a.hn, T);
+      return;
+    }
     enc.copy(a.h, 0, x, 0, T * H * 4);
     addInPlace(enc, x, a.mlpOut, T * H);
+  }
+
+  /**
+   * Multi-head attention: a.o [T, NH, D], a.lse from a.xn. q/k/v projections (+ biases), the q/k RMSNorm (Qwen3 per head,
+   * OLMoE over the whole projection), OLMoE's clip_qkv clamp of the normed q, k and of v, RoPE, causal GQA attention.
+   */
+  mha(enc: Encoder, L: number, a: LayerActs, batch: number, seq: number): void {
+    const s = this.spec;
+    const t = this.w.layers[L]!.t;
+    const T = batch * seq;
+    const { numHeads: NH, numKvHeads: NKV, headDim: D } = s;
+    const att = s.attention;
+    const clip = att.clipQkv;
+    // Each of q, k, v: projection -> [norm] -> [clamp] -> a.q / a.k / a.v; the stage outputs are what backward reads.
+    const qIn = clip !== null ? a.qClip! : a.q;
+    const kIn = clip !== null ? a.kClip! : a.k;
+    lin(enc, att.qkNorm !== 'none' ? a.qRaw : qIn, a.xn, t['attn.q']!, t['attn.q_bias'], T);
+    lin(enc, att.qkNorm !== 'none' ? a.kRaw : kIn, a.xn, t['attn.k']!, t['attn.k_bias'], T);
+    lin(enc, clip !== null ? a.vClip! : a.v, a.xn, t['attn.v']!, t['attn.v_bias'], T);
+    if (att.qkNorm === 'per_head') {
+      rmsnormForward(enc, qIn, a.qRstd, a.qRaw, t['attn.q_norm']!.buf, T * NH, D, s.rmsEps);
+      rmsnormForward(enc, kIn, a.kRstd, a.kRaw, t['attn.k_norm']!.buf, T * NKV, D, s.rmsEps);
+    } else if (att.qkNorm === 'full') {
+      rmsnormForward(enc, qIn, a.qRstd, a.qRaw, t['attn.q_norm']!.buf, T, NH * D, s.rmsEps);
+      rmsnormForward(enc, kIn, a.kRstd, a.kRaw, t['attn.k_norm']!.buf, T, NKV * D, s.rmsEps);
+    }
+    if (clip !== null) {
+      clamp(enc, a.q, a.qClip!, -clip, clip, T * NH * D);
+      clamp(enc, a.k, a.kClip!, -clip, clip, T * NKV * D);
+      clamp(enc, a.v, a.vClip!, -clip, clip, T * NKV * D);
+    }
+    const rope = { tokens: T, headDim: D, rotDim: this.rotDim, interleave: s.rope.interleave };
+    ropeForward(enc, a.q, this.positions, this.cos, this.sin, { ...rope, nHeads: NH });
+    ropeForward(enc, a.k, this.positions, this.cos, this.sin, { ...rope, nHeads: NKV });
+    attentionForward(enc, a.o, a.lse, a.q, a.k, a.v, mhaDims(s, L, batch, seq), this.opts.attentionTiles);
   }
 
   /** Router + routed experts: a.mlpOut [T, H] from a.hn. */
@@ -301,6 +345,12 @@ export class Forward {
     out.destroy();
     return r;
   }
+}
+
+/** Attention dims of an MHA layer. */
+export function mhaDims(s: ModelSpec, L: number, batch: number, seq: number): AttentionDims {
+  const { numHeads: NH, numKvHeads: NKV, headDim: D } = s;
+  return { batch, seq, nHeads: NH, nKvHeads: NKV, dQK: D, dV: D, scale: s.attention.softmaxScale, window: s.layers[L]!.slidingWindow };
 }
 
 export const IGNORE = 0xffffffff;

@@ -2,7 +2,7 @@
 // routers of the trained layers; with `all`, every weight (frozen ones included, embedding and lm_head on the CPU).
 
 import type { GpuContext } from '../gpu/device.ts';
-import { createBuffer, readF32 } from '../gpu/buffers.ts';
+import { createBuffer, readF32, readU32 } from '../gpu/buffers.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import { globalTensors } from '../model/tensors.ts';
 import type { ModelWeights } from './weights.ts';
@@ -27,7 +27,7 @@ export async function gradients(gpu: GpuContext, spec: ModelSpec, weights: Model
   if (all) {
     for (const L of g.trained) {
       for (const e of spec.layers[L]!.tensors) {
-        if (e.role.startsWith('expert.') || e.role === 'router') continue;
+        if (e.role.startsWith('expert.') || e.role === 'router' || e.role === 'router.bias_correction') continue; // the bias has no gradient
         frozen.set(e.name, zero(e.name, e.shape.reduce((a, b) => a * b, 1)));
       }
     }
@@ -67,12 +67,17 @@ export async function gradients(gpu: GpuContext, spec: ModelSpec, weights: Model
   return out;
 }
 
-/** d embed (scatter of the residual gradient) and d lm_head (dlogits^T · final hidden), computed on the CPU. */
+/**
+ * d embed (scatter of the residual gradient) and d lm_head (dlogits^T · final hidden), computed on the CPU. As torch's
+ * nn.Embedding(padding_idx) does, the padding token's row gets no gradient: transformers zero-initializes it, so an
+ * all-zero embedding row is taken as the padding row (the spec does not carry pad_token_id).
+ */
 async function cpuEmbeddingAndHeadGrads(gpu: GpuContext, spec: ModelSpec, g: TrainGraph, ids: Uint32Array, targets: Uint32Array, T: number, out: Map<string, Float32Array>): Promise<void> {
   const { hidden: H, vocab: V } = spec;
   const dEmb = new Float32Array(V * H);
   const dRes = await readF32(gpu, g.work.dResid, 0, T * H);
-  for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) dEmb[ids[t]! * H + h] += dRes[t * H + h]!;
+  const padRows = await zeroEmbeddingRows(gpu, g, new Set(ids));
+  for (let t = 0; t < T; t++) if (!padRows.has(ids[t]!)) for (let h = 0; h < H; h++) dEmb[ids[t]! * H + h] += dRes[t * H + h]!;
   const logits = await g.fwd.logits(T);
   const fh = await readF32(gpu, g.fwd.finalH, 0, T * H);
   let valid = 0;
@@ -94,4 +99,20 @@ async function cpuEmbeddingAndHeadGrads(gpu: GpuContext, spec: ModelSpec, g: Tra
     for (let i = 0; i < dEmb.length; i++) dEmb[i] += dHead[i]!;
   } else out.set(names.get('lm_head')!, Float32Array.from(dHead));
   out.set(names.get('embed')!, dEmb);
+}
+
+/** Token ids among `ids` whose embedding row is all zeros (the padding row of nn.Embedding(padding_idx)). */
+async function zeroEmbeddingRows(gpu: GpuContext, g: TrainGraph, ids: Set<number>): Promise<Set<number>> {
+  const e = g.fwd.w.embed;
+  const H = g.spec.hidden;
+  const words = await readU32(gpu, e.buf); // small models only, as the rest of this file
+  // magnitude bits of element i (f32, or bf16 packed two per u32 with the even element in the low half)
+  const mag = (i: number) => (e.dtype === 'f32' ? words[i]! & 0x7fffffff : (i & 1 ? words[i >> 1]! >>> 16 : words[i >> 1]! & 0xffff) & 0x7fff);
+  const out = new Set<number>();
+  for (const id of ids) {
+    let zero = true;
+    for (let h = 0; h < H && zero; h++) zero = mag(e.offset + id * H + h) === 0;
+    if (zero) out.add(id);
+  }
+  return out;
 }

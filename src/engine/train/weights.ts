@@ -1,10 +1,14 @@
 // Loads a checkpoint's tensors onto the GPU as the spec names them: big matrices bf16 (packed two per u32),
 // norms, biases and routers f32; routed experts of a layer concatenated per role ([E, IE, H] gate/up, [E, H, IE] down).
+// FP8 (E4M3 + `*_scale_inv` block scales) weights are dequantized on the way in. Also: linear layers on a GpuTensor.
 
 import type { GpuContext } from '../gpu/device.ts';
 import { createBuffer, writeBuffer } from '../gpu/buffers.ts';
+import type { Encoder } from '../gpu/encoder.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { decodeF32, packBf16Pairs, encodeBf16, type Dtype } from '../io/dtype.ts';
+import { dequantFp8, fp8ScaleName } from '../io/fp8.ts';
+import { matmulBackwardBias, matmulBackwardInput, matmulBackwardWeight, matmulForward } from '../ops/matmul.ts';
 import type { ModelSpec, TensorEntry, TensorRole } from '../model/spec.ts';
 import { globalTensors, layerTensors } from '../model/tensors.ts';
 
@@ -48,6 +52,8 @@ const F32_ROLES = new Set<TensorRole>([
 export interface LoadOptions {
   /** Layers whose routed experts are kept in f32 (trained layers). */
   f32ExpertLayers?: Set<number>;
+  /** Layers whose shared experts (DeepSeek, Qwen2-MoE) are kept in f32, for training them in place. */
+  f32SharedLayers?: Set<number>;
   onTensor?: (name: string, done: number, total: number) => void;
 }
 
@@ -66,19 +72,37 @@ function byteSize(n: number, dtype: WDtype): number {
   return dtype === 'f32' ? n * 4 : Math.ceil(n / 2) * 4;
 }
 
+/**
+ * A checkpoint tensor's bytes with the spec's shape checked. An F8_E4M3 weight with a `<name>_scale_inv` beside it comes
+ * back dequantized to F32 (W = fp8 · scale_inv per 128×128 block); one without its scale is an error in an fp8 checkpoint.
+ */
+export async function readWeight(ckpt: Checkpoint, e: { name: string; shape: number[] }, quantization: string | null = null): Promise<{ dtype: Dtype; bytes: Uint8Array }> {
+  const info = ckpt.tensors.get(e.name);
+  if (!info) throw new Error(`checkpoint has no tensor "${e.name}"`);
+  if (info.shape.join(',') !== e.shape.join(',')) throw new Error(`tensor "${e.name}" has shape [${info.shape}], expected [${e.shape}]`);
+  const bytes = await ckpt.readTensor(e.name);
+  if (info.dtype !== 'F8_E4M3') return { dtype: info.dtype, bytes };
+  const scaleInfo = ckpt.tensors.get(fp8ScaleName(e.name));
+  if (!scaleInfo) {
+    if (quantization === 'fp8') throw new Error(`fp8 weight "${e.name}" has no "${fp8ScaleName(e.name)}" block scales`);
+    return { dtype: info.dtype, bytes };
+  }
+  const scale = decodeF32(scaleInfo.dtype, await ckpt.readTensor(fp8ScaleName(e.name)));
+  const w = dequantFp8(bytes, scale, e.shape);
+  return { dtype: 'F32', bytes: new Uint8Array(w.buffer, w.byteOffset, w.byteLength) };
+}
+
 export async function loadWeights(gpu: GpuContext, spec: ModelSpec, ckpt: Checkpoint, opts: LoadOptions = {}): Promise<ModelWeights> {
   const total = ckpt.tensors.size;
   let done = 0;
   const read = async (e: TensorEntry) => {
-    const info = ckpt.tensors.get(e.name);
-    if (!info) throw new Error(`checkpoint has no tensor "${e.name}" (expected by the ${spec.arch} spec)`);
-    if (info.shape.join(',') !== e.shape.join(',')) throw new Error(`tensor "${e.name}" has shape [${info.shape}], expected [${e.shape}]`);
-    const bytes = await ckpt.readTensor(e.name);
+    if (!ckpt.tensors.has(e.name)) throw new Error(`checkpoint has no tensor "${e.name}" (expected by the ${spec.arch} spec)`);
+    const r = await readWeight(ckpt, e, spec.quantization);
     opts.onTensor?.(e.name, ++done, total);
-    return { dtype: info.dtype, bytes };
+    return r;
   };
-  const single = async (e: TensorEntry, kind = 'weights'): Promise<GpuTensor> => {
-    const want: WDtype = F32_ROLES.has(e.role) ? 'f32' : 'bf16';
+  const single = async (e: TensorEntry, kind = 'weights', L = -1): Promise<GpuTensor> => {
+    const want: WDtype = F32_ROLES.has(e.role) || (e.role.startsWith('shared.') && opts.f32SharedLayers?.has(L)) ? 'f32' : 'bf16';
     const { dtype, bytes } = await read(e);
     const data = toGpuBytes(dtype, bytes, want);
     const buf = createBuffer(gpu, { label: e.name, size: byteSize(elements(e.shape), want), kind });
@@ -98,7 +122,7 @@ export async function loadWeights(gpu: GpuContext, spec: ModelSpec, ckpt: Checkp
     const expertEntries: TensorEntry[] = [];
     for (const e of entries) {
       if (e.role.startsWith('expert.')) expertEntries.push(e);
-      else t[e.role] = await single(e);
+      else t[e.role] = await single(e, 'weights', L);
     }
     const experts = expertEntries.length ? await loadExperts(gpu, spec, L, expertEntries, read, opts.f32ExpertLayers?.has(L) ? 'f32' : 'bf16') : null;
     layers.push({ index: L, t, experts });
@@ -142,4 +166,41 @@ async function loadExperts(gpu: GpuContext, spec: ModelSpec, L: number, entries:
     }
   }
   return { gate, up, down };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear layers on a GpuTensor W [N, K] (PyTorch [out, in]); `rows` picks a row range [start, start + count) of W
+// (e.g. the latent and rope parts of MLA's kv_a_proj), whose bias and gradient rows are the same range.
+
+export type Rows = [start: number, count: number];
+
+function rowsOf(w: GpuTensor, rows?: Rows): { N: number; K: number; r0: number } {
+  const K = w.shape[w.shape.length - 1]!;
+  return rows ? { N: rows[1], K, r0: rows[0] } : { N: w.shape[0]!, K, r0: 0 };
+}
+
+/** y [M, N] (=|+=) x [M, K] · W^T (+ bias [N]) */
+export function linear(enc: Encoder, y: GPUBuffer, x: GPUBuffer, w: GpuTensor, bias: GpuTensor | undefined, M: number, accumulate = false, rows?: Rows): void {
+  const { N, K, r0 } = rowsOf(w, rows);
+  matmulForward(enc, y, x, w.buf, bias?.buf ?? null, { M, N, K, wDtype: w.dtype, wOffset: w.offset + r0 * K, biasOffset: (bias?.offset ?? 0) + r0, accumulate });
+}
+
+/** dx [M, K] (=|+=) dy [M, N] · W */
+export function linearBackInput(enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, w: GpuTensor, M: number, accumulate: boolean, rows?: Rows): void {
+  const { N, K, r0 } = rowsOf(w, rows);
+  matmulBackwardInput(enc, dx, dy, w.buf, { M, N, K, wDtype: w.dtype, wOffset: w.offset + r0 * K, accumulate });
+}
+
+/** dW [N, K] += dy [M, N]^T · x [M, K]   (dW f32 of W's full shape; nothing when dw is absent) */
+export function linearBackWeight(enc: Encoder, dw: GPUBuffer | undefined, dy: GPUBuffer, x: GPUBuffer, w: GpuTensor, M: number, rows?: Rows): void {
+  if (!dw) return;
+  const { N, K, r0 } = rowsOf(w, rows);
+  matmulBackwardWeight(enc, dw, dy, x, { M, N, K, dwOffset: r0 * K });
+}
+
+/** dbias [N] += column sums of dy [M, N]   (nothing when db is absent) */
+export function linearBackBias(enc: Encoder, db: GPUBuffer | undefined, dy: GPUBuffer, w: GpuTensor, M: number, rows?: Rows): void {
+  if (!db) return;
+  const { N, K, r0 } = rowsOf(w, rows);
+  matmulBackwardBias(enc, db, dy, { M, N, K, dwOffset: r0 });
 }
