@@ -233,6 +233,8 @@ export class AppState {
       this.presetNotice = null;
       this.screen = 'preset';
     } else if (r.applied) {
+      // The app's own link to the settings already in use (it keeps the URL up to date): nothing to announce.
+      if (encodePresetHash(r.settings) === encodePresetHash(this.settings)) return;
       this.settings = r.settings;
       this.settingsRevision++;
       this.presetError = null;

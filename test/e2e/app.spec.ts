@@ -6,16 +6,23 @@ import { foreignRequests, gotoScreen, test, waitForDemo } from './harness.ts';
 
 test('first launch: the demo model is stored and ready, with its config and the demo data counted', async (env) => {
   const { page, requests } = await env.open();
-  // The page never blocks: importing 31 MB and tokenizing 232k tokens happen in the worker.
+  // The page never blocks: importing 31 MB and tokenizing 232k tokens happen in the worker. Long tasks on the page's
+  // thread are recorded from the first render of the shell on (the initial script evaluation is not "work").
   await page.addInitScript(() => {
-    const w = window as unknown as { longTasks: number[] };
+    const w = window as unknown as { longTasks: { start: number; duration: number }[] };
     w.longTasks = [];
-    new PerformanceObserver((list) => { for (const e of list.getEntries()) w.longTasks.push(e.duration); }).observe({ type: 'longtask', buffered: true });
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) w.longTasks.push({ start: e.startTime, duration: e.duration });
+    }).observe({ type: 'longtask', buffered: true });
   });
   await page.goto(env.baseUrl);
+  await page.locator('nav').waitFor();
+  const shellAt = await page.evaluate(() => performance.now());
   await waitForDemo(page);
-  const longTasks = await page.evaluate(() => (window as unknown as { longTasks: number[] }).longTasks);
-  assert.ok(longTasks.every((d) => d < 300), `the page's main thread was blocked: long tasks of ${longTasks.map((d) => Math.round(d)).join(', ')} ms`);
+  const longTasks = (await page.evaluate(() => (window as unknown as { longTasks: { start: number; duration: number }[] }).longTasks))
+    .filter((t) => t.start > shellAt);
+  assert.ok(longTasks.every((t) => t.duration < 300),
+    `the page's main thread was blocked: long tasks of ${longTasks.map((t) => Math.round(t.duration)).join(', ')} ms`);
   const card = page.locator('[data-model-id="usaf-demo-moe"]');
   const text = (await card.textContent()) ?? '';
   assert.match(text, /Qwen3-MoE/);
@@ -129,11 +136,12 @@ test('hostile preset links show an error and change nothing', async (env) => {
   assert.equal(await page.locator('img[src=x]').count(), 0, 'no markup from the link reached the page');
   await env.screenshot(page, '07-preset-hostile');
 
-  // A fresh launch with a hostile link: the error, and the settings from before (stored), untouched.
+  // A first launch with a hostile link: the error, and the defaults, untouched.
   const fresh = await env.open();
   await fresh.page.goto(`${env.baseUrl}#p=1.st:5,qq:1`);
   await fresh.page.locator('[data-testid=preset-error]', { hasText: 'unknown setting code "qq"' }).waitFor();
   assert.equal(await fresh.page.inputValue('#set-steps'), '180');
+  assert.equal(await fresh.page.evaluate(() => localStorage.getItem('usaf.settings')), null);
 });
 
 test('offline: after the first visit the app reloads and works with the network off', async (env) => {
@@ -159,12 +167,27 @@ test('offline: after the first visit the app reloads and works with the network 
   await context.setOffline(false);
 });
 
-test('no request left the app\'s origin in any test', async (env) => {
-  // Checked per session by the runner too; this one loads the app and visits every screen once more.
+test('every screen: labelled inputs, keyboard navigation, and no request leaving the app\'s origin', async (env) => {
+  // Foreign requests are checked for every session by the runner too; this one visits every screen once more.
   const { page, requests } = await env.open();
   await page.goto(env.baseUrl);
   await waitForDemo(page);
-  for (const s of ['datasets', 'preset', 'run', 'export', 'models'] as const) await gotoScreen(page, s);
+  for (const s of ['datasets', 'preset', 'run', 'export', 'models'] as const) {
+    await gotoScreen(page, s);
+    const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
+      .filter((el) => {
+        const e = el as HTMLInputElement;
+        return !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby');
+      })
+      .map((el) => el.outerHTML.slice(0, 80)));
+    assert.deepEqual(unlabelled, [], `unlabelled inputs on ${s}`);
+  }
+  // The screens are reachable with the keyboard alone: Tab to the navigation, Enter on a screen's button.
+  await page.locator('nav [data-screen=models]').focus();
+  for (let i = 0; i < 2; i++) await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.screen), 'preset');
+  await page.keyboard.press('Enter');
+  await page.locator('nav [data-screen=preset][aria-current=page]').waitFor();
   assert.deepEqual(foreignRequests(requests, env.baseUrl), []);
   assert.ok(requests.some((u) => u.includes('/models/usaf-demo-moe/')), 'the demo model came from the app itself');
 });
