@@ -232,8 +232,16 @@ export async function importModel(source: ModelSource, appBase: string, onProgre
 
 async function copyAndRecord(plan: Plan, progress: ImportProgress, onProgress: (p: ImportProgress) => void, signal: AbortSignal): Promise<StoredModel> {
   const dir = (await dirAt(`${MODELS}/${plan.id}`, true))!;
-  // A different earlier import into this folder (other file sizes) is discarded, not resumed.
   const wanted = plan.files.map((f) => ({ path: f.path, bytes: f.bytes }));
+  // Already imported, every file complete: nothing to do.
+  const existing = await readText(dir, RECORD);
+  if (existing !== null) {
+    const stored = opfsFolder(dir, plan.id);
+    const sizes = await Promise.all(wanted.map(async (f) => (await stored.open(f.path))?.size()));
+    if (sizes.every((n, i) => n === wanted[i]!.bytes)) return JSON.parse(existing) as StoredModel;
+    await removeEntry(dir, RECORD);
+  }
+  // A different earlier import into this folder (other file sizes) is discarded, not resumed.
   const before = await readText(dir, PARTIAL);
   if (before !== null && before !== JSON.stringify(wanted)) {
     for (const f of plan.files) await removeEntry(dir, f.path);

@@ -80,9 +80,18 @@ export async function deleteRun(id: string): Promise<void> {
   if (dir) await removeEntry(dir, safeRunId(id));
 }
 
-/** At worker start no run is live: a record still "running" or "paused" belongs to a closed or reloaded page. */
+/** Name of the Web Lock a live run holds (so that another tab does not take it for interrupted). */
+export const runLockName = (id: string): string => `usaf-run-${id}`;
+
+/**
+ * At worker start, a record still "running" or "paused" belongs to a closed or reloaded page — unless another tab's
+ * worker holds its lock (the run is live there).
+ */
 export async function markInterruptedRuns(): Promise<void> {
+  const held = new Set((await navigator.locks?.query().catch(() => null))?.held?.map((l) => l.name) ?? []);
   for (const r of await listRunRecords()) {
-    if (r.status === 'running' || r.status === 'paused') await writeRunRecord({ ...r, status: 'interrupted' });
+    if ((r.status === 'running' || r.status === 'paused') && !held.has(runLockName(r.id))) {
+      await writeRunRecord({ ...r, status: 'interrupted' });
+    }
   }
 }

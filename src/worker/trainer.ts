@@ -17,7 +17,9 @@ import {
   type ImportProgress, type MemoryPlan, type ModelSource, type RunCallbacks, type RunRequest, type RunSummary, type Settings,
   type StorageReport, type StoredModel, type Trainer, type WorkerEnv,
 } from './protocol.ts';
-import { listRunRecords, markInterruptedRuns, newRunId, opfsRunRecords, readRunLog, readRunRecord, runFolder } from './run-store.ts';
+import {
+  listRunRecords, markInterruptedRuns, newRunId, opfsRunRecords, readRunLog, readRunRecord, runFolder, runLockName,
+} from './run-store.ts';
 import { ActiveRun } from './runs.ts';
 import { openCheckpoint } from '../engine/io/checkpoint.ts';
 import { detectExpertLayout, parseConfig, withExpertLayout, type ModelSpec } from '../engine/model/index.ts';
@@ -244,7 +246,10 @@ export class WorkerTrainer implements Trainer {
     });
     this.active = run;
     run.setStatus('running');
-    void run.follow(handle).finally(() => { if (this.active === run) this.active = null; });
+    const follow = () => run.follow(handle).finally(() => { if (this.active === run) this.active = null; });
+    // The lock says "this run is live" to workers of other tabs (see markInterruptedRuns).
+    if (navigator.locks) void navigator.locks.request(runLockName(summary.id), follow);
+    else void follow();
     return { ...run.summary };
   }
 
