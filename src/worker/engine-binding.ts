@@ -4,6 +4,7 @@
 
 import type { GpuContext } from '../engine/gpu/device.ts';
 import type { FileSet } from '../engine/io/folder.ts';
+import type { FileSink } from '../engine/io/sink.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import type { TokenStream } from '../data/stream.ts';
 import type { EvalEvent, ExportFile, MemoryPlan, ReselectEvent, RunSummary, Settings, StepEvent } from './protocol.ts';
@@ -37,8 +38,11 @@ export interface RunInputs {
   /** In-domain evaluation stream (the train stream itself when the dataset has no eval part). */
   inDomainEval: TokenStream;
   heldout: TokenStream | null;
-  /** The run's own OPFS folder, for checkpoints (the worker keeps run.json and log.jsonl there too). */
+  /** The run's own OPFS folder, for checkpoints (the worker keeps run.json and log.jsonl there too)... */
   runFolder: FileSystemDirectoryHandle;
+  /** ...the same folder to read from (loadTrainCheckpoint) and to write into (saveTrainCheckpoint). */
+  runFiles: FileSet;
+  runSink: FileSink;
   /** Set by resumeRun: the record as last saved; continue from its checkpointStep. */
   resumeFrom: RunSummary | null;
   events: EngineEvents;
@@ -55,11 +59,19 @@ export interface RunHandle {
   done: Promise<'done' | 'stopped'>;
 }
 
+export interface ExportArgs {
+  spec: ModelSpec;
+  model: FileSet;
+  runFolder: FileSystemDirectoryHandle;
+  runFiles: FileSet;
+}
+
 export interface EngineBinding {
   plan(args: { gpu: GpuContext | null; spec: ModelSpec; settings: Settings; trainTokens: number | null }): Promise<MemoryPlan>;
   start(inputs: RunInputs): RunHandle;
-  exportModel(args: { spec: ModelSpec; model: FileSet; runFolder: FileSystemDirectoryHandle }): Promise<ExportFile[]>;
-  exportDelta(args: { spec: ModelSpec; model: FileSet; runFolder: FileSystemDirectoryHandle }): Promise<ExportFile[]>;
+  /** Files of the run folder (its last checkpoint) + the base model → the downloads. */
+  exportModel(args: ExportArgs): Promise<ExportFile[]>;
+  exportDelta(args: ExportArgs): Promise<ExportFile[]>;
 }
 
 let bound: EngineBinding | null = null;

@@ -22,6 +22,8 @@ import {
 } from './run-store.ts';
 import { ActiveRun } from './runs.ts';
 import { openCheckpoint } from '../engine/io/checkpoint.ts';
+import { opfsSink } from '../engine/io/sink.ts';
+import { opfsFolder } from './opfs.ts';
 import { detectExpertLayout, parseConfig, withExpertLayout, type ModelSpec } from '../engine/model/index.ts';
 import { checkAgainstModel, resolveSteps, resolveTrainFrom, validateSettings } from '../presets/schema.ts';
 
@@ -242,7 +244,7 @@ export class WorkerTrainer implements Trainer {
     const handle = engine.start({
       gpu, spec, model: files, padId, settings: summary.settings, steps, trainFrom,
       train: train.train, inDomainEval: train.eval ?? train.train, heldout: heldout?.train ?? null,
-      runFolder: folder, resumeFrom, events: run.events(),
+      runFolder: folder, runFiles: opfsFolder(folder, summary.id), runSink: opfsSink(folder), resumeFrom, events: run.events(),
     });
     this.active = run;
     run.setStatus('running');
@@ -305,7 +307,9 @@ export class WorkerTrainer implements Trainer {
     const rec = await readRunRecord(runId);
     if (!rec) throw new Error(`no run "${runId}"`);
     const { files, spec } = await this.modelParts(rec.modelId);
-    return { spec, model: files, runFolder: (await runFolder(runId, false))! };
+    const folder = await runFolder(runId, false);
+    if (!folder) throw new Error(`run ${runId} has no files`);
+    return { spec, model: files, runFolder: folder, runFiles: opfsFolder(folder, runId) };
   }
 
   async exportModel(runId: string): Promise<ExportFile[]> {
