@@ -168,7 +168,7 @@ export function refForward(spec: ModelSpec, tensors: RefTensors, ids: ArrayLike<
 
   const xn = f64(T * H), rstd = f64(T); // [T, H], [T]
   const q = f64(T * NH * D), k = f64(T * NKV * D), v = f64(T * NKV * D); // [T, NH, D], [T, NKV, D] x2
-  const qRaw = f64(T * NH * D), kRaw = f64(T * NKV * D);
+  const qRaw = f64(T * NH * D), kRaw = f64(T * NKV * D); // [T, NH, D], [T, NKV, D] before q/k norm and rope
   const o = f64(T * NH * D), lse = f64(T * NH); // [T, NH, D], [T, NH]
   const h = f64(T * H); // [T, H] residual after attention
 
