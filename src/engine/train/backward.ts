@@ -150,7 +150,7 @@ export function layerBackward(
   linBackInput(enc, wk.dO, wk.dA, t['attn.o']!, T, false);
   linBackWeight(enc, frozen, name('attn.o'), wk.dA, a.o, t['attn.o']!, T);
   if (t['attn.o_bias']) linearBackBias(enc, frozen?.get(name('attn.o_bias')), wk.dA, t['attn.o']!, T);
-  if (s.attention.kind === 'mla') mlaBackward(enc, f, L, a, wk, batch, seq, frozen, f.opts.attentionTiles);
+  if (s.attention.kind === 'mla') mlaBackward(enc, f, L, a, wk, batch, seq, frozen, f.tiles(seq));
   else mhaBackward(enc, f, L, a, wk, batch, seq, frozen);
   // dResid (input side) = dA + input-norm backward of dHn.
   rmsnormBackward(enc, wk.dResid, frozen?.get(name('input_norm')) ?? null, wk.dHn, xIn, t.input_norm!.buf, a.rstd1, T, H);
@@ -166,7 +166,7 @@ function mhaBackward(enc: Encoder, f: Forward, L: number, a: LayerActs, wk: Back
   const att = s.attention;
   const names = new Map(s.layers[L]!.tensors.map((e) => [e.role, e.name]));
   const g = (role: keyof LayerWeights['t']) => frozen?.get(names.get(role) ?? '');
-  attentionBackward(enc, wk.dq, wk.dk, wk.dv, wk.delta, wk.dO, a.q, a.k, a.v, a.o, a.lse, mhaDims(s, L, batch, seq), f.opts.attentionTiles);
+  attentionBackward(enc, wk.dq, wk.dk, wk.dv, wk.delta, wk.dO, a.q, a.k, a.v, a.o, a.lse, mhaDims(s, L, batch, seq), f.tiles(seq));
   const rope = { tokens: T, headDim: D, rotDim: f.rotDim, interleave: s.rope.interleave };
   ropeBackward(enc, wk.dq, f.positions, f.cos, f.sin, { ...rope, nHeads: NH });
   ropeBackward(enc, wk.dk, f.positions, f.cos, f.sin, { ...rope, nHeads: NKV });

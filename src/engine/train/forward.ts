@@ -12,7 +12,7 @@ import type { ModelSpec } from '../model/spec.ts';
 import { linear, type ModelWeights, type LayerWeights, type GpuTensor, type ExpertWeights } from './weights.ts';
 import { rmsnormForward } from '../ops/rmsnorm.ts';
 import { ropeForward, ropeTables } from '../ops/rope.ts';
-import { attentionForward, type AttentionDims, type AttentionTiles } from '../ops/attention.ts';
+import { ATTENTION_TILES, attentionForward, type AttentionDims, type AttentionTiles } from '../ops/attention.ts';
 import { routerForward, routerLogits } from '../ops/router.ts';
 import { moeRoute } from '../ops/moe_route.ts';
 import { EXPERT_TILE_M, expertsForward, maxTilesOf, type ExpertsDims } from '../ops/experts.ts';
@@ -29,7 +29,7 @@ export type Capture = (name: string, data: Float32Array) => void;
 
 export interface ForwardOptions {
   maxTokens: number;
-  /** Attention kernel tiles (default ATTENTION_TILES; smaller ones compile faster, e.g. for short test sequences). */
+  /** Attention kernel tiles for every sequence length (default: Forward.tiles' choice by length). */
   attentionTiles?: AttentionTiles;
 }
 
@@ -210,7 +210,7 @@ export class Forward {
 
     // ---- attention block: h = x + o_proj(attention(rmsnorm(x)))
     rmsnormForward(enc, a.xn, a.rstd1, x, t.input_norm!.buf, T, H, s.rmsEps);
-    if (s.attention.kind === 'mla') mlaForward(enc, this, L, a, batch, seq, this.opts.attentionTiles);
+    if (s.attention.kind === 'mla') mlaForward(enc, this, L, a, batch, seq, this.tiles(seq));
     else this.mha(enc, L, a, batch, seq);
     enc.copy(x, 0, a.h, 0, T * H * 4);
     lin(enc, a.h, a.o, t['attn.o']!, t['attn.o_bias'], T, true);
@@ -267,7 +267,19 @@ export class Forward {
     const rope = { tokens: T, headDim: D, rotDim: this.rotDim, interleave: s.rope.interleave };
     ropeForward(enc, a.q, this.positions, this.cos, this.sin, { ...rope, nHeads: NH });
     ropeForward(enc, a.k, this.positions, this.cos, this.sin, { ...rope, nHeads: NKV });
-    attentionForward(enc, a.o, a.lse, a.q, a.k, a.v, mhaDims(s, L, batch, seq), this.opts.attentionTiles);
+    attentionForward(enc, a.o, a.lse, a.q, a.k, a.v, mhaDims(s, L, batch, seq), this.tiles(seq));
+  }
+
+  /**
+   * Attention tiles for sequences of `seq` tokens: opts.attentionTiles if set; else ATTENTION_TILES (64-query blocks), or
+   * 32-query blocks (8 × 8 threads, wider along keys for heads over 128) up to 32 tokens, where 64-query blocks sit idle.
+   */
+  tiles(seq: number): AttentionTiles {
+    if (this.opts.attentionTiles) return this.opts.attentionTiles;
+    if (seq > 32) return ATTENTION_TILES;
+    const w = attentionWidths(this.spec);
+    const maxD = Math.max(w.q / this.spec.numHeads, w.o / this.spec.numHeads);
+    return { tx: Math.max(8, Math.ceil(maxD / 16)), ty: 8 };
   }
 
   /** Router + routed experts: a.mlpOut [T, H] from a.hn. */
