@@ -6,9 +6,17 @@
 import type { GpuContext } from '../gpu/device.ts';
 import { createBuffer } from '../gpu/buffers.ts';
 import type { Encoder } from '../gpu/encoder.ts';
-import type { ModelSpec } from '../model/spec.ts';
+import type { ModelSpec, TensorEntry } from '../model/spec.ts';
 import { linear, linearBackInput, linearBackWeight, type LayerWeights } from './weights.ts';
 import { addInPlace, sigmoidGate, sigmoidGateBackward, siluMul, siluMulBackward } from '../ops/elementwise.ts';
+
+/**
+ * Layer L's shared-expert weights (gate/up/down, and Qwen2-MoE's shared_expert_gate), by checkpoint name: the names whose
+ * f32 buffers, put in layerBackward's FrozenGrads map, receive their dense gradients (+=) to train them. [] when none.
+ */
+export function sharedExpertTensors(spec: ModelSpec, L: number): TensorEntry[] {
+  return spec.layers[L]!.tensors.filter((e) => e.role.startsWith('shared.'));
+}
 
 /** Forward activations of the shared MLP, kept for its backward. */
 export class SharedActs {
