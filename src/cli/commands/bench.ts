@@ -9,6 +9,7 @@ import type { GpuContext } from '../../engine/gpu/device.ts';
 import { matmulForward } from '../../engine/ops/matmul.ts';
 import { openModel } from '../load-model.ts';
 import { Forward } from '../../engine/train/forward.ts';
+import { trainBench } from '../train-bench.ts';
 
 const SHAPES = [
   { name: 'expert gate/up 2048->768', K: 2048, N: 768 },
@@ -55,29 +56,31 @@ export const bench = command(
     model: { type: 'string', default: 'public/models/usaf-demo-moe', help: 'model for the forward bench' },
     seq: { type: 'number', help: 'forward bench sequence (default 512 on a GPU, 64 on SwiftShader)' },
     reps: { type: 'number', default: 3, help: 'timed repetitions' },
+    'train-seq': { type: 'number', help: 'training bench sequence (default 512 on a GPU, 32 on SwiftShader)' },
+    'train-steps': { type: 'number', help: 'timed training steps (default 4 on a GPU, 2 on SwiftShader)' },
+    only: { type: 'string', help: 'run only one part: matmul | forward | train' },
   },
   async (f) => {
     const gpu = await nodeGpu();
     const cpu = /swiftshader/i.test(gpu.info.description + gpu.info.architecture + gpu.info.vendor);
     const M = num(f, 'tokens') ?? (cpu ? 32 : 1024);
     const reps = num(f, 'reps')!;
-    const matmul = await matmulBench(gpu, M, reps);
-    const seq = num(f, 'seq') ?? (cpu ? 64 : 512);
-    const batch = 2;
-    const model = await openModel(gpu, String(f.model));
-    const fwd = new Forward(gpu, model.spec, model.weights, { maxTokens: batch * seq });
-    const ids = Uint32Array.from({ length: batch * seq }, (_, i) => (i * 7919) % model.spec.vocab);
-    await fwd.run(ids, batch, seq);
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) await fwd.run(ids, batch, seq);
-    const sec = (performance.now() - t0) / 1000 / reps;
-    const result = {
-      date: new Date().toISOString(),
-      adapter: gpu.info,
-      cpu_adapter: cpu,
-      matmul,
-      forward: { model: String(f.model), batch, seq, ms: +(sec * 1e3).toFixed(1), tokens_per_s: +((batch * seq) / sec).toFixed(1) },
-    };
+    const only = f.only ? String(f.only) : null;
+    const result: Record<string, unknown> = { date: new Date().toISOString(), adapter: gpu.info, cpu_adapter: cpu };
+    if (!only || only === 'matmul') result.matmul = await matmulBench(gpu, M, reps);
+    if (!only || only === 'forward') {
+      const seq = num(f, 'seq') ?? (cpu ? 64 : 512);
+      const batch = 2;
+      const model = await openModel(gpu, String(f.model));
+      const fwd = new Forward(gpu, model.spec, model.weights, { maxTokens: batch * seq });
+      const ids = Uint32Array.from({ length: batch * seq }, (_, i) => (i * 7919) % model.spec.vocab);
+      await fwd.run(ids, batch, seq);
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) await fwd.run(ids, batch, seq);
+      const sec = (performance.now() - t0) / 1000 / reps;
+      result.forward = { model: String(f.model), batch, seq, ms: +(sec * 1e3).toFixed(1), tokens_per_s: +((batch * seq) / sec).toFixed(1) };
+    }
+    if (!only || only === 'train') result.train = await trainBench(gpu, String(f.model), 2, num(f, 'train-seq') ?? (cpu ? 32 : 512), num(f, 'train-steps') ?? (cpu ? 2 : 4));
     console.log(JSON.stringify(result, null, 2));
     return 0;
   },

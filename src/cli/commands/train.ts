@@ -7,7 +7,14 @@ import { command, str, num } from '../command.ts';
 import { nodeGpu } from '../../node/gpu.ts';
 import { openModel } from '../load-model.ts';
 import { tokenizeFile } from '../dataset.ts';
-import { Trainer, Rng, type TrainSettings, type SampleSet } from '../../engine/train/trainer.ts';
+import { Trainer, type TrainSettings, type SampleSet } from '../../engine/train/trainer.ts';
+import { runTraining } from '../../engine/train/run.ts';
+import { loadTrainCheckpoint } from '../../engine/train/checkpoint-file.ts';
+import { exportModel } from '../../engine/train/export.ts';
+import { makeDelta, DELTA_FILE } from '../../engine/train/delta.ts';
+import { nodeFileSink } from '../../node/file-sink.ts';
+import { nodeFolder } from '../../node/folder.ts';
+import { readSpec } from '../load-model.ts';
 import { windowSamples } from '../../engine/train/samples.ts';
 import { allocatedBytes } from '../../engine/gpu/buffers.ts';
 
@@ -30,7 +37,10 @@ export const TRAIN_FLAGS = {
   'frozen-cache-n': { type: 'number', env: 'FROZEN_CACHE_N', help: 'samples whose frozen-layer output is cached (default all)' },
   'eval-windows': { type: 'number', help: 'cap on windows per eval set (default all)' },
   seed: { type: 'number', env: 'SEED', default: 0, help: 'random seed (data order, importance batches)' },
-  out: { type: 'string', default: 'runs/latest', help: 'output folder: log.jsonl, summary.json, checkpoints, export' },
+  out: { type: 'string', default: 'runs/latest', help: 'output folder: log.jsonl, summary.json, train-state.safetensors, export/, usaf-delta.safetensors' },
+  'checkpoint-every': { type: 'number', default: 50, help: 'save a resumable checkpoint every N steps (and at the end)' },
+  resume: { type: 'boolean', help: 'continue the run saved in --out' },
+  'no-export': { type: 'boolean', help: 'skip the Hub-format export and the sparse delta at the end' },
 } as const;
 
 export function defaultTrainFrom(numLayers: number): number {
@@ -42,12 +52,12 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const out = String(f.out);
   await mkdir(out, { recursive: true });
   const logPath = join(out, 'log.jsonl');
-  await writeFile(logPath, '');
-  const log = async (rec: object) => appendFile(logPath, JSON.stringify(rec) + '\n');
+  const resume = f.resume ? await loadTrainCheckpoint(nodeFolder(out)) : undefined;
+  if (!resume) await writeFile(logPath, '');
+  const say = (s: string) => process.stderr.write(s + '\n');
 
   const gpu = await nodeGpu();
-  const spec0 = (await import('../load-model.ts')).readSpec;
-  const numLayers = (await spec0(modelDir)).numLayers;
+  const numLayers = (await readSpec(modelDir)).numLayers;
   const trainFrom = num(f, 'train-from') ?? defaultTrainFrom(numLayers);
   const model = await openModel(gpu, modelDir, { trainFrom });
   const seq = num(f, 'seq')!;
@@ -64,51 +74,42 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     reselectEvery: num(f, 'reselect-every')!, evalEvery: num(f, 'eval-every')!, nImportance: num(f, 'n-importance')!,
     frozenCacheN: num(f, 'frozen-cache-n') ?? trainSet.count, seed: num(f, 'seed')!, evalWindows: num(f, 'eval-windows') ?? null,
   };
-  const trainer = new Trainer(gpu, model.spec, model.weights, settings, trainSet);
-  const say = (s: string) => process.stderr.write(s + '\n');
-  say(`usaf train: ${model.spec.arch}, layers ${trainFrom}-${numLayers - 1} trained, ${trainSet.count} samples of ${seq} tokens, ${steps} steps`);
-
-  const evalBoth = async (step: number) => {
-    const e = await trainer.evaluate(trainSet, settings.evalWindows);
-    const h = heldout ? await trainer.evaluate(heldout, settings.evalWindows) : null;
-    const rec = { step, eval_loss: e.loss, eval_ppl: e.ppl, heldout_loss: h?.loss ?? null, heldout_ppl: h?.ppl ?? null };
-    await log(rec);
-    say(`eval @${step}: in-domain PPL ${e.ppl.toFixed(3)}${h ? `, held-out PPL ${h.ppl.toFixed(3)}` : ''}`);
-    return rec;
-  };
-  const before = await evalBoth(0);
-  const impRng = new Rng((settings.seed ^ 0x9e3779b9) >>> 0);
-  const impBatches = Array.from({ length: settings.nImportance }, () => Array.from({ length: microbatch }, () => Math.floor(impRng.next() * trainSet.count)));
-  const t0 = performance.now();
-  await trainer.init(impBatches);
-  say(`selected ${trainer.trainableParams} trainable parameters (importance over ${settings.nImportance} microbatches)`);
-  let last = before;
-  const losses: number[] = [];
-  for (let s = 1; s <= steps; s++) {
-    const { record, reselect } = await trainer.trainStep();
-    losses.push(record.loss);
-    if (reselect) {
-      await log(reselect);
-      say(`reselect @${s}: turnover ${(reselect.turnover * 100).toFixed(1)} %`);
-    }
-    await log(record);
-    const elapsed = (performance.now() - t0) / 1000;
-    const eta = (elapsed / s) * (steps - s);
-    say(`step ${s}/${steps}  loss ${record.loss.toFixed(4)}  lr ${record.lr.toExponential(2)}  ${record.tok_s.toFixed(0)} tok/s  ETA ${eta.toFixed(0)} s${record.finite ? '' : '  (skipped: non-finite)'}`);
-    if ((settings.evalEvery > 0 && s % settings.evalEvery === 0) || s === steps) last = await evalBoth(s);
+  if (resume) {
+    for (const k of ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed'] as const)
+      if (resume.settings[k] !== settings[k]) throw new Error(`--resume: ${k} was ${String(resume.settings[k])} in the saved run, now ${settings[k]}; resume with the same settings`);
   }
-  const sec = (performance.now() - t0) / 1000;
-  const summary = {
-    model: modelDir, arch: model.spec.arch, settings, trainable_params: trainer.trainableParams,
-    ppl_before: { eval: before.eval_ppl, heldout: before.heldout_ppl }, ppl_after: { eval: last.eval_ppl, heldout: last.heldout_ppl },
-    loss_first10: mean(losses.slice(0, 10)), loss_last10: mean(losses.slice(-10)), turnovers: trainer.turnovers, skipped: trainer.skipped,
-    tok_s: (steps * microbatch * accum * seq) / sec, sec, frozen_cache: { hits: trainer.cache.hits, misses: trainer.cache.misses }, gpu_bytes: allocatedBytes(gpu),
-  };
-  await writeFile(join(out, 'summary.json'), JSON.stringify(summary, null, 2));
-  console.log(JSON.stringify(summary));
+  const trainer = new Trainer(gpu, model.spec, model.weights, settings, trainSet);
+  say(`usaf train: ${model.spec.arch}, layers ${trainFrom}-${numLayers - 1} trained, ${trainSet.count} samples of ${seq} tokens, ${steps} steps${resume ? `, resuming after step ${resume.step}` : ''}`);
+  const t0 = performance.now();
+  const summary = await runTraining(trainer, {
+    inDomain: trainSet,
+    heldout,
+    sink: nodeFileSink(out),
+    checkpointEvery: num(f, 'checkpoint-every')!,
+    settings: settings as unknown as Record<string, unknown>,
+    resume,
+    events: {
+      onLog: (r) => appendFile(logPath, JSON.stringify(r) + '\n'),
+      onEval: (r) => say(`eval @${r.step}: in-domain PPL ${r.eval_ppl.toFixed(3)}${r.heldout_ppl !== null ? `, held-out PPL ${r.heldout_ppl.toFixed(3)}` : ''}`),
+      onReselect: (r) => say(`reselect @${r.step}: turnover ${(r.turnover * 100).toFixed(1)} %`),
+      onStep: (r) => {
+        const done = r.step - (resume?.step ?? 0);
+        const eta = ((performance.now() - t0) / 1000 / done) * (steps - r.step);
+        say(`step ${r.step}/${steps}  loss ${r.loss.toFixed(4)}  lr ${r.lr.toExponential(2)}  ${r.tok_s.toFixed(0)} tok/s  ETA ${eta.toFixed(0)} s${r.finite ? '' : '  (skipped: non-finite)'}`);
+      },
+    },
+  });
+  let exported: object | null = null;
+  if (!f['no-export']) {
+    const changed = await trainer.changedTensors();
+    const exportDir = join(out, 'export');
+    const r = await exportModel(nodeFileSink(exportDir), model.ckpt, nodeFolder(modelDir), changed);
+    const d = await makeDelta(model.ckpt, changed, { frac: settings.frac, steps });
+    await nodeFileSink(out).write(DELTA_FILE, d.chunks);
+    exported = { hub: exportDir, shards: r.shards.length, delta: join(out, DELTA_FILE), delta_bytes: d.bytes };
+  }
+  const result = { model: modelDir, arch: model.spec.arch, settings, ...summary, frozen_cache: { hits: trainer.cache.hits, misses: trainer.cache.misses }, gpu_bytes: allocatedBytes(gpu), exported };
+  await writeFile(join(out, 'summary.json'), JSON.stringify(result, null, 2));
+  console.log(JSON.stringify(result));
   return 0;
 });
-
-function mean(a: number[]): number {
-  return a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
-}

@@ -57,6 +57,8 @@ export class TrainGraph {
       frozenGrads?: FrozenGrads;
       /** Multiplies the gradient of the mean loss (1/ACCUM when microbatches are averaged). */
       gradScale?: number;
+      /** When given, the pass syncs between phases and adds their wall time (ms) here (profiling only). */
+      phases?: Record<string, number>;
     },
   ): Promise<PassResult> {
     const f = this.fwd;
@@ -66,22 +68,36 @@ export class TrainGraph {
     let valid = 0;
     for (const t of targets) if (t !== IGNORE) valid++;
     f.setBatch(ids, batch, seq, targets);
-    const enc = new Encoder(this.gpu, 'train-pass');
+    let enc = new Encoder(this.gpu, 'train-pass');
+    const ph = o.phases;
+    let tPhase = performance.now();
+    const phase = async (name: string) => {
+      if (!ph) return;
+      enc.submit();
+      await this.gpu.device.queue.onSubmittedWorkDone();
+      const now = performance.now();
+      ph[name] = (ph[name] ?? 0) + now - tPhase;
+      tPhase = now;
+      enc = new Encoder(this.gpu, 'train-pass');
+    };
     const c = o.cache;
     if (c && this.trainFrom > 0 && c.samples.every((x) => c.cache.has(x))) c.samples.forEach((x, i) => c.cache.load(enc, x, f.resid, i));
     else {
       this.frozenForward(enc, batch, seq);
       if (c && this.trainFrom > 0) c.samples.forEach((x, i) => c.cache.store(enc, x, f.resid, i));
     }
+    await phase('frozen_forward');
     this.trained.forEach((L, i) => {
       enc.copy(f.resid, 0, this.xIn[i]!, 0, T * H * 4);
       f.layer(enc, L, f.resid, this.acts[i]!, batch, seq);
     });
     f.head(enc, T);
+    await phase('trained_forward');
     headBackward(enc, f, this.work, T, (o.gradScale ?? 1) / Math.max(1, valid), o.frozenGrads ?? null);
     for (let i = this.trained.length - 1; i >= 0; i--) {
       layerBackward(enc, f, this.trained[i]!, this.xIn[i]!, this.acts[i]!, this.work, batch, seq, o.dRouters[i] ?? null, o.modes[i]!, o.frozenGrads ?? null);
     }
+    await phase('backward');
     enc.submit();
     const rows = await readF32(this.gpu, f.rowLoss, 0, T);
     let sum = 0;

@@ -5,7 +5,9 @@
 // Per trained MoE layer, two selection tensors: G = gate and up of all experts ([2, E, IE, H] flat), D = down ([E, H, IE]).
 
 import type { GpuContext } from '../gpu/device.ts';
-import { createBuffer, readU32, writeBuffer } from '../gpu/buffers.ts';
+import { createBuffer, readF32, readU32, writeBuffer } from '../gpu/buffers.ts';
+import type { TrainCheckpoint, LayerState as SavedLayer } from './checkpoint-file.ts';
+import { TRAIN_CHECKPOINT_VERSION } from './checkpoint-file.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { ModelWeights } from './weights.ts';
@@ -154,6 +156,8 @@ export class Trainer {
   cursor = 0;
   epoch = 0;
   readonly T: number;
+  /** Set to an object to collect wall time per phase (syncs between phases: slower; for the bench). */
+  phases: Record<string, number> | null = null;
   private retired: GPUBuffer[] = [];
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
@@ -324,12 +328,14 @@ export class Trainer {
     const t0 = performance.now();
     const batches = Array.from({ length: this.s.accum }, () => this.nextSamples());
     let reselect: ReselectRecord | null = null;
+    const tRes = performance.now();
     if (isReselectStep(s, this.s.reselectEvery)) {
       await this.densePass(batches[0]!);
       const turnovers = await this.select((l) => [l.denseG, l.denseD], true);
       const turnover = turnovers.reduce((a, b) => a + b, 0) / Math.max(1, turnovers.length);
       this.turnovers.push(turnover);
       reselect = { step: s, turnover, turnovers };
+      if (this.phases) this.phases.reselection = (this.phases.reselection ?? 0) + performance.now() - tRes;
     }
     let enc = new Encoder(this.gpu, 'step.zero');
     for (const l of this.layers) {
@@ -349,10 +355,12 @@ export class Trainer {
         dRouters: this.routers(true),
         modes: this.modes((l) => ({ kind: 'sparse', idxG: l.G.idx, nG: l.G.k, gradG: l.G.grad, idxD: l.D.idx, nD: l.D.k, gradD: l.D.grad })),
         gradScale: 1 / this.s.accum,
+        phases: this.phases ?? undefined,
       });
       loss += r.loss / this.s.accum;
       tokens += this.s.microbatch * this.s.seq;
     }
+    const tOpt = performance.now();
     enc = new Encoder(this.gpu, 'step.check');
     for (const l of this.layers) {
       checkFinite(enc, this.flag, l.G.grad, l.G.k);
@@ -377,6 +385,7 @@ export class Trainer {
     } else this.skipped++;
     this.step = s;
     await this.gpu.device.queue.onSubmittedWorkDone();
+    if (this.phases) this.phases.optimizer = (this.phases.optimizer ?? 0) + performance.now() - tOpt;
     const sec = (performance.now() - t0) / 1000;
     return { record: { step: s, loss, lr, finite, sec, tok_s: tokens / sec }, reselect };
   }
@@ -398,5 +407,129 @@ export class Trainer {
     }
     const loss = sum / Math.max(1, tokens);
     return { loss, ppl: Math.exp(loss), tokens };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Checkpoint and export
+
+  /** Everything needed to continue this run exactly (read back from the GPU). */
+  async snapshot(settings: Record<string, unknown>, log: object[]): Promise<TrainCheckpoint> {
+    const layers: SavedLayer[] = [];
+    for (const l of this.layers) {
+      const vals = async (w: GPUBuffer, idx: Uint32Array) => {
+        if (!idx.length) return new Float32Array(0);
+        const ib = createBuffer(this.gpu, { label: 'touched.idx', size: idx.length * 4 });
+        const vb = createBuffer(this.gpu, { label: 'touched.vals', size: idx.length * 4 });
+        writeBuffer(this.gpu, ib, 0, idx);
+        const enc = new Encoder(this.gpu, 'snapshot');
+        gatherMasters(enc, vb, w, ib, idx.length, { dtype: 'f32' });
+        enc.submit();
+        const out = await readF32(this.gpu, vb, 0, idx.length);
+        ib.destroy();
+        vb.destroy();
+        return out;
+      };
+      layers.push({
+        layer: l.layer,
+        idxG: l.G.host.slice(),
+        idxD: l.D.host.slice(),
+        masterG: await readF32(this.gpu, l.G.master, 0, l.G.k),
+        mG: await readF32(this.gpu, l.G.m, 0, l.G.k),
+        vG: await readF32(this.gpu, l.G.v, 0, l.G.k),
+        masterD: await readF32(this.gpu, l.D.master, 0, l.D.k),
+        mD: await readF32(this.gpu, l.D.m, 0, l.D.k),
+        vD: await readF32(this.gpu, l.D.v, 0, l.D.k),
+        touchedG: l.G.touched.slice(),
+        touchedValG: await vals(l.gu, l.G.touched),
+        touchedD: l.D.touched.slice(),
+        touchedValD: await vals(l.down, l.D.touched),
+        router: await readF32(this.gpu, l.router),
+        routerBuf: this.routerHasBuf ? await readF32(this.gpu, l.routerBuf) : null,
+      });
+    }
+    return {
+      version: TRAIN_CHECKPOINT_VERSION,
+      settings,
+      step: this.step,
+      rng: { seed: this.s.seed, state: [this.rng.state] },
+      dataOrder: { epoch: this.epoch, cursor: this.cursor, order: this.order.slice() },
+      frozenCacheId: this.cache.id,
+      skipped: this.skipped,
+      turnovers: this.turnovers.slice(),
+      adamT: this.adamT,
+      layers,
+      log,
+    };
+  }
+
+  /** Continue from a snapshot: weights = base with every touched entry restored, optimizer and data state as saved. */
+  async restore(c: TrainCheckpoint): Promise<void> {
+    if (c.layers.length !== this.layers.length) throw new Error(`checkpoint has ${c.layers.length} trained layers, this run has ${this.layers.length}`);
+    const scratch: GPUBuffer[] = [];
+    const up = (data: Uint32Array | Float32Array, label: string) => {
+      const b = createBuffer(this.gpu, { label, size: Math.max(4, data.byteLength) });
+      if (data.length) writeBuffer(this.gpu, b, 0, data);
+      scratch.push(b);
+      return b;
+    };
+    const enc = new Encoder(this.gpu, 'restore');
+    this.layers.forEach((l, i) => {
+      const c1 = c.layers[i]!;
+      if (c1.layer !== l.layer || c1.idxG.length !== l.G.k || c1.idxD.length !== l.D.k) throw new Error(`checkpoint layer ${c1.layer} does not match this run's settings (layer ${l.layer}, k ${l.G.k}/${l.D.k})`);
+      for (const [sel, w, base, idx, master, m, v, touched, tvals] of [
+        [l.G, l.gu, l.baseGu, c1.idxG, c1.masterG, c1.mG, c1.vG, c1.touchedG, c1.touchedValG],
+        [l.D, l.down, l.baseDown, c1.idxD, c1.masterD, c1.mD, c1.vD, c1.touchedD, c1.touchedValD],
+      ] as const) {
+        enc.copy(base, 0, w, 0, sel.numel * 4);
+        if (touched.length) scatterMasters(enc, w, up(tvals, 'touched.vals'), up(touched, 'touched.idx'), null, touched.length, { dtype: 'f32' });
+        writeBuffer(this.gpu, sel.idx, 0, idx);
+        writeBuffer(this.gpu, sel.master, 0, master);
+        writeBuffer(this.gpu, sel.m, 0, m);
+        writeBuffer(this.gpu, sel.v, 0, v);
+        sel.host = idx.slice();
+        sel.touched = touched.slice();
+      }
+      writeBuffer(this.gpu, l.router, 0, c1.router);
+      if (c1.routerBuf) writeBuffer(this.gpu, l.routerBuf, 0, c1.routerBuf);
+    });
+    enc.submit();
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    for (const b of scratch) b.destroy();
+    this.routerHasBuf = c.layers.some((x) => x.routerBuf !== null);
+    this.step = c.step;
+    this.adamT = c.adamT;
+    this.skipped = c.skipped;
+    this.turnovers = c.turnovers.slice();
+    this.rng.state = c.rng.state[0]! >>> 0;
+    this.order = c.dataOrder.order.slice();
+    this.cursor = c.dataOrder.cursor;
+    this.epoch = c.dataOrder.epoch;
+  }
+
+  /** Full current values of the trained tensors, by checkpoint name (per-expert or fused, as the spec names them). */
+  async changedTensors(): Promise<Map<string, Float32Array>> {
+    const out = new Map<string, Float32Array>();
+    const { numExperts: E, expertIntermediate: IE } = this.spec.moe;
+    const per = IE * this.spec.hidden;
+    for (const l of this.layers) {
+      const gu = await readF32(this.gpu, l.gu);
+      const down = await readF32(this.gpu, l.down);
+      for (const e of this.spec.layers[l.layer]!.tensors) {
+        const x = e.expert ?? 0;
+        if (e.role === 'router') out.set(e.name, await readF32(this.gpu, l.router));
+        else if (e.role === 'expert.gate') out.set(e.name, gu.slice(x * per, (x + 1) * per));
+        else if (e.role === 'expert.up') out.set(e.name, gu.slice((E + x) * per, (E + x + 1) * per));
+        else if (e.role === 'expert.down') out.set(e.name, down.slice(x * per, (x + 1) * per));
+        else if (e.role === 'expert.gate_up_fused') {
+          const fused = new Float32Array(2 * E * per);
+          for (let k = 0; k < E; k++) {
+            fused.set(gu.subarray(k * per, (k + 1) * per), 2 * k * per);
+            fused.set(gu.subarray((E + k) * per, (E + k + 1) * per), (2 * k + 1) * per);
+          }
+          out.set(e.name, fused);
+        } else if (e.role === 'expert.down_fused') out.set(e.name, down);
+      }
+    }
+    return out;
   }
 }

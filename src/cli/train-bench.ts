@@ -1,0 +1,40 @@
+// Training throughput of a model at microbatch × seq with the seed's settings, and the share of time per phase
+// (frozen forward, trained forward, backward, optimizer, reselection). Used by `usaf bench`.
+import type { GpuContext } from '../engine/gpu/device.ts';
+import { openModel } from './load-model.ts';
+import { Trainer, type SampleSet } from '../engine/train/trainer.ts';
+import { defaultTrainFrom } from './commands/train.ts';
+import { readSpec } from './load-model.ts';
+
+export async function trainBench(gpu: GpuContext, modelDir: string, microbatch: number, seq: number, steps: number) {
+  const spec = await readSpec(modelDir);
+  const trainFrom = defaultTrainFrom(spec.numLayers);
+  const model = await openModel(gpu, modelDir, { trainFrom });
+  const V = model.spec.vocab;
+  // Synthetic samples (bench only): deterministic ids; enough samples that the frozen cache is exercised.
+  const count = microbatch * (steps + 4);
+  const data: SampleSet = {
+    count,
+    seq,
+    fill(i, ids, targets, off) {
+      for (let j = 0; j < seq; j++) ids[off + j] = (i * 7919 + j * 104729) % V;
+      for (let j = 0; j < seq; j++) targets[off + j] = j + 1 < seq ? ids[off + j + 1]! : 0xffffffff;
+    },
+  };
+  const t = new Trainer(gpu, model.spec, model.weights, {
+    frac: 0.005, steps: 180, microbatch, accum: 1, seq, lrPeak: 2e-4, wd: 0.005, trainFrom, reselectEvery: 2, evalEvery: 0,
+    nImportance: 1, frozenCacheN: count, seed: 0, evalWindows: null,
+  }, data);
+  await t.init([Array.from({ length: microbatch }, (_, i) => i)]);
+  await t.trainStep(); // warm-up: compiles every kernel
+  // Timed steps without phase syncs (includes one reselection at step 2 → no: step 2 was the warm-up's successor).
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) await t.trainStep();
+  const sec = (performance.now() - t0) / 1000 / steps;
+  // Phase shares from one more run of the same number of steps with syncs between phases.
+  t.phases = {};
+  for (let i = 0; i < steps; i++) await t.trainStep();
+  const total = Object.values(t.phases).reduce((a, b) => a + b, 0);
+  const share = Object.fromEntries(Object.entries(t.phases).map(([k, v]) => [k, +(v / total).toFixed(3)]));
+  return { model: modelDir, train_from: trainFrom, microbatch, seq, steps_timed: steps, sec_per_step: +sec.toFixed(3), tokens_per_s: +((microbatch * seq) / sec).toFixed(1), phase_share: share, phase_ms_per_step: Object.fromEntries(Object.entries(t.phases).map(([k, v]) => [k, +(v / steps).toFixed(1)])) };
+}

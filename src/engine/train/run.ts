@@ -1,0 +1,119 @@
+// The training run around a Trainer: evaluation before, every EVAL_EVERY steps and at the end; the seed's log records;
+// atomic checkpoints every N steps and at the end; pause/stop; resume from a checkpoint. Shared by the CLI and the worker.
+
+import type { FileSink } from '../io/sink.ts';
+import { saveTrainCheckpoint, type TrainCheckpoint } from './checkpoint-file.ts';
+import { Rng, type EvalRecord, type ReselectRecord, type SampleSet, type StepRecord, type Trainer } from './trainer.ts';
+
+export interface RunEvents {
+  onStep?(r: StepRecord): void;
+  onEval?(r: EvalRecord): void;
+  onReselect?(r: ReselectRecord): void;
+  /** Every log record, in order (the seed's JSONL format). */
+  onLog?(r: object): void | Promise<void>;
+  onCheckpoint?(step: number): void;
+}
+
+export interface RunOptions {
+  inDomain: SampleSet;
+  heldout: SampleSet | null;
+  /** Where checkpoints go (train-state.safetensors under `checkpointDir`); null = none. */
+  sink: FileSink | null;
+  checkpointDir?: string;
+  /** Save every N steps (0 = only at the end). */
+  checkpointEvery: number;
+  settings: Record<string, unknown>;
+  events?: RunEvents;
+  /** Resume this run from a checkpoint instead of starting with the importance pass. */
+  resume?: TrainCheckpoint;
+  /** Called between steps: resolve to continue, throw to abort; returns 'stop' to end cleanly. */
+  control?: () => Promise<'go' | 'stop'>;
+}
+
+export interface RunSummaryRecord {
+  steps_done: number;
+  trainable_params: number;
+  ppl_before: { eval: number; heldout: number | null } | null;
+  ppl_after: { eval: number; heldout: number | null };
+  loss_first10: number;
+  loss_last10: number;
+  turnovers: number[];
+  skipped: number;
+  tok_s: number;
+  sec: number;
+  stopped: boolean;
+}
+
+/** Importance microbatches: N_IMPORTANCE random microbatches from a stream of its own (seed-derived). */
+export function importanceBatches(seed: number, n: number, microbatch: number, count: number): number[][] {
+  const rng = new Rng((seed ^ 0x9e3779b9) >>> 0);
+  return Array.from({ length: n }, () => Array.from({ length: microbatch }, () => Math.floor(rng.next() * count)));
+}
+
+export async function runTraining(t: Trainer, o: RunOptions): Promise<RunSummaryRecord> {
+  const s = t.s;
+  const log: object[] = o.resume ? [...o.resume.log] : [];
+  const emit = async (r: object) => {
+    log.push(r);
+    await o.events?.onLog?.(r);
+  };
+  const evaluate = async (step: number): Promise<EvalRecord> => {
+    const e = await t.evaluate(o.inDomain, s.evalWindows);
+    const h = o.heldout ? await t.evaluate(o.heldout, s.evalWindows) : null;
+    const rec: EvalRecord = { step, eval_loss: e.loss, eval_ppl: e.ppl, heldout_loss: h?.loss ?? null, heldout_ppl: h?.ppl ?? null };
+    await emit(rec);
+    o.events?.onEval?.(rec);
+    return rec;
+  };
+  const save = async () => {
+    if (!o.sink) return;
+    await saveTrainCheckpoint(o.sink, o.checkpointDir ?? '', await t.snapshot(o.settings, log));
+    o.events?.onCheckpoint?.(t.step);
+  };
+
+  let before: EvalRecord | null = null;
+  if (o.resume) await t.restore(o.resume);
+  else {
+    before = await evaluate(0);
+    await t.init(importanceBatches(s.seed, s.nImportance, s.microbatch, t.data.count));
+  }
+  const t0 = performance.now();
+  const startStep = t.step;
+  const losses: number[] = log.filter((r): r is StepRecord => 'loss' in r).map((r) => r.loss);
+  let last: EvalRecord | null = null;
+  let stopped = false;
+  while (t.step < s.steps) {
+    if (o.control && (await o.control()) === 'stop') {
+      stopped = true;
+      break;
+    }
+    const { record, reselect } = await t.trainStep();
+    if (reselect) {
+      await emit(reselect);
+      o.events?.onReselect?.(reselect);
+    }
+    await emit(record);
+    o.events?.onStep?.(record);
+    losses.push(record.loss);
+    if (s.evalEvery > 0 && t.step % s.evalEvery === 0 && t.step < s.steps) last = await evaluate(t.step);
+    if (o.checkpointEvery > 0 && t.step % o.checkpointEvery === 0 && t.step < s.steps) await save();
+  }
+  if (!last || last.step !== t.step) last = await evaluate(t.step);
+  await save();
+  const sec = (performance.now() - t0) / 1000;
+  const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
+  const beforeRec = before ?? (log.find((r) => (r as EvalRecord).step === 0 && 'eval_ppl' in r) as EvalRecord | undefined) ?? null;
+  return {
+    steps_done: t.step,
+    trainable_params: t.trainableParams,
+    ppl_before: beforeRec ? { eval: beforeRec.eval_ppl, heldout: beforeRec.heldout_ppl } : null,
+    ppl_after: { eval: last.eval_ppl, heldout: last.heldout_ppl },
+    loss_first10: mean(losses.slice(0, 10)),
+    loss_last10: mean(losses.slice(-10)),
+    turnovers: t.turnovers,
+    skipped: t.skipped,
+    tok_s: ((t.step - startStep) * s.microbatch * s.accum * s.seq) / Math.max(1e-9, sec),
+    sec,
+    stopped,
+  };
+}
