@@ -16,7 +16,7 @@ import { expectClose, relErr } from '../../helpers/compare.ts';
 import { f32Buffer, poisoned, readF32, run, testGpu } from '../../helpers/gpu.ts';
 
 const here = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
-const SHARED = here('../../../../shared/fixtures/hf-reference/');
+const SHARED = here('../../fixtures/');
 const folders: [string, string][] = [['qwen3_moe', here('../../fixtures/qwen3_moe/')]];
 for (const a of ['mixtral', 'olmoe', 'qwen2_moe', 'deepseek_v3'])
   if (existsSync(`${SHARED}${a}/reference.safetensors`)) folders.push([a, `${SHARED}${a}/`]);

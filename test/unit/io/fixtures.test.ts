@@ -12,9 +12,10 @@ import { fileSource } from '../../../src/node/file-source.ts';
 import { nodeFolder } from '../../../src/node/folder.ts';
 import { recordingFolder } from './helpers.ts';
 
-const SHARED = fileURLToPath(new URL('../../../../shared/', import.meta.url));
-const QWEN = join(SHARED, 'fixtures/hf-reference/qwen3_moe');
-const DEMO = join(SHARED, 'demo/usaf-demo-moe');
+// The repository's own copies (CI and users have no ../shared).
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const QWEN = join(ROOT, 'test/fixtures/qwen3_moe');
+const DEMO = join(ROOT, 'public/models/usaf-demo-moe');
 
 interface QwenConfig {
   num_hidden_layers: number; num_experts: number; hidden_size: number; moe_intermediate_size: number;

@@ -104,7 +104,7 @@ describe('urlSource with a fake fetch', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-const QWEN = fileURLToPath(new URL('../../../../shared/fixtures/hf-reference/qwen3_moe/', import.meta.url));
+const QWEN = fileURLToPath(new URL('../../fixtures/qwen3_moe/', import.meta.url));
 
 describe('urlSource against a local HTTP server', { timeout: 15_000 }, () => {
   let server: Server;
