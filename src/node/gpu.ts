@@ -30,8 +30,23 @@ function instance(): GPU {
   return g;
 }
 
-/** A GPUDevice in Node. Tries the default Vulkan driver, then SwiftShader (CPU) if the first finds no adapter. */
-export async function nodeGpu(opts: { swiftshader?: boolean } = {}): Promise<GpuContext> {
+let shared: Promise<GpuContext> | null = null;
+
+/**
+ * A GPUDevice in Node, shared by every caller of the process (compiled kernels are per device) unless `fresh`.
+ * Tries the default Vulkan driver, then SwiftShader (CPU) if the first finds no adapter.
+ */
+export async function nodeGpu(opts: { swiftshader?: boolean; fresh?: boolean } = {}): Promise<GpuContext> {
+  if (opts.fresh) return openGpu(opts);
+  if (shared) {
+    const g = await shared.catch(() => null);
+    if (g && !g.isLost()) return g;
+  }
+  shared = openGpu(opts);
+  return shared;
+}
+
+async function openGpu(opts: { swiftshader?: boolean }): Promise<GpuContext> {
   if (!dawn) {
     dawn = await loadDawn();
     Object.assign(globalThis, dawn.globals);

@@ -13,7 +13,7 @@ const GOOD = `@group(0) @binding(0) var<storage, read_write> y: array<f32>;
 
 describe('GPU errors name the kernel', () => {
   it('a WGSL compile error', async () => {
-    const gpu = await nodeGpu();
+    const gpu = await nodeGpu({ fresh: true });
     const k = kernel(gpu, { name: 'test.broken', code: 'fn main( {', entryPoint: 'main' });
     const enc = new Encoder(gpu);
     k.dispatch(enc, [createBuffer(gpu, { label: 'y', size: 4 })], [1]);
@@ -22,7 +22,7 @@ describe('GPU errors name the kernel', () => {
   });
 
   it('a binding that does not match the shader', async () => {
-    const gpu = await nodeGpu();
+    const gpu = await nodeGpu({ fresh: true });
     const enc = new Encoder(gpu);
     const tiny = createBuffer(gpu, { label: 'tiny', size: 4 });
     // rmsnorm.forward wants 4 storage buffers + params: give it one too few.
@@ -35,19 +35,19 @@ describe('GPU errors name the kernel', () => {
   });
 
   it('an out-of-range workgroup count is refused before submission', async () => {
-    const gpu = await nodeGpu();
+    const gpu = await nodeGpu({ fresh: true });
     const enc = new Encoder(gpu);
     const y = createBuffer(gpu, { label: 'y', size: 16 });
     expect(() => rmsnormForward(enc, y, y, y, y, 1e9, 4, 1e-6)).toThrow(/rmsnorm\.forward/);
   });
 
   it('a buffer larger than the device allows', async () => {
-    const gpu = await nodeGpu();
+    const gpu = await nodeGpu({ fresh: true });
     expect(() => createBuffer(gpu, { label: 'huge', size: gpu.info.maxBufferSize + 4 })).toThrow(GpuMemoryError);
   });
 
   it('a lost device turns readbacks into DeviceLostError', async () => {
-    const gpu = await nodeGpu();
+    const gpu = await nodeGpu({ fresh: true });
     const y = createBuffer(gpu, { label: 'y', size: 16 });
     gpu.device.destroy();
     expect(await gpu.lost).toMatch(/lost/);

@@ -62,6 +62,7 @@ export async function runParity(modelDir: string, referencePath: string, opts: {
   }
   const expected = [...ref.tensors.keys()].filter((n) => n !== 'input_ids' && !n.startsWith('grad.'));
   await model.ckpt.close();
+  await ref.source.close?.();
   for (const n of expected) if (!(n in errors)) errors[n] = Infinity; // a reference tensor we did not produce fails
   let worst = { name: '', rel_err: -1 };
   for (const [name, e] of Object.entries(errors)) if (e > worst.rel_err) worst = { name, rel_err: e };
