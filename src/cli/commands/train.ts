@@ -37,6 +37,8 @@ export const TRAIN_FLAGS = {
   'frozen-cache-n': { type: 'number', env: 'FROZEN_CACHE_N', help: 'samples whose frozen-layer output is cached (default all)' },
   'eval-windows': { type: 'number', help: 'cap on windows per eval set (default all)' },
   seed: { type: 'number', env: 'SEED', default: 0, help: 'random seed (data order, importance batches)' },
+  'eval-split': { type: 'number', env: 'EVAL_SPLIT', default: 0, help: 'share of the documents held apart for in-domain eval (0: evaluate on the training set, as the seed)' },
+  'keep-adam-state': { type: 'boolean', env: 'KEEP_ADAM_STATE', help: 'improvement over the seed: kept entries keep their Adam state at reselection' },
   out: { type: 'string', default: 'runs/latest', help: 'output folder: log.jsonl, summary.json, train-state.safetensors, export/, usaf-delta.safetensors' },
   'checkpoint-every': { type: 'number', default: 50, help: 'save a resumable checkpoint every N steps (and at the end)' },
   resume: { type: 'boolean', help: 'continue the run saved in --out' },
@@ -61,18 +63,20 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const trainFrom = num(f, 'train-from') ?? defaultTrainFrom(numLayers);
   const model = await openModel(gpu, modelDir, { trainFrom });
   const seq = num(f, 'seq')!;
-  const ds = await tokenizeFile(modelDir, str(f, 'dataset'));
+  const ds = await tokenizeFile(modelDir, str(f, 'dataset'), num(f, 'eval-split')!);
   const pad = 0;
-  const trainSet = windowSamples(ds.all, seq, pad);
+  const trainSet = windowSamples(ds.train, seq, pad);
+  const inDomain = ds.eval ? windowSamples(ds.eval, seq, pad) : trainSet;
   const heldout: SampleSet | null = f.heldout ? windowSamples((await tokenizeFile(modelDir, String(f.heldout))).all, seq, pad) : null;
   const microbatch = num(f, 'microbatch')!;
   const accum = num(f, 'accum')!;
   const epochs = num(f, 'epochs')!;
-  const steps = epochs > 0 ? Math.max(1, Math.floor((epochs * ds.all.ids.length) / (microbatch * accum * seq))) : num(f, 'steps')!;
+  const steps = epochs > 0 ? Math.max(1, Math.floor((epochs * ds.train.ids.length) / (microbatch * accum * seq))) : num(f, 'steps')!;
   const settings: TrainSettings = {
     frac: num(f, 'frac')!, steps, microbatch, accum, seq, lrPeak: num(f, 'lr-peak')!, wd: num(f, 'wd')!, trainFrom,
     reselectEvery: num(f, 'reselect-every')!, evalEvery: num(f, 'eval-every')!, nImportance: num(f, 'n-importance')!,
     frozenCacheN: num(f, 'frozen-cache-n') ?? trainSet.count, seed: num(f, 'seed')!, evalWindows: num(f, 'eval-windows') ?? null,
+    keepAdamState: !!f['keep-adam-state'],
   };
   if (resume) {
     for (const k of ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed'] as const)
@@ -82,7 +86,7 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   say(`usaf train: ${model.spec.arch}, layers ${trainFrom}-${numLayers - 1} trained, ${trainSet.count} samples of ${seq} tokens, ${steps} steps${resume ? `, resuming after step ${resume.step}` : ''}`);
   const t0 = performance.now();
   const summary = await runTraining(trainer, {
-    inDomain: trainSet,
+    inDomain,
     heldout,
     sink: nodeFileSink(out),
     checkpointEvery: num(f, 'checkpoint-every')!,

@@ -36,6 +36,8 @@ export interface TrainSettings {
   seed: number;
   /** Cap on the windows of each eval set (null = all). */
   evalWindows: number | null;
+  /** Improvement over the seed (off by default): at reselection, entries that stay active keep their Adam moments and the step count goes on. */
+  keepAdamState?: boolean;
 }
 
 /** A fixed set of SEQ-token samples: ids and next-token targets, sample-major. */
@@ -115,9 +117,20 @@ export function union(a: Uint32Array, b: Uint32Array): Uint32Array {
   while (i < a.length || j < b.length) {
     const x = j >= b.length || (i < a.length && a[i]! <= b[j]!) ? a[i++]! : b[j++]!;
     if (n === 0 || out[n - 1] !== x) out[n++] = x;
-    else if (i <= a.length && j <= b.length) continue;
   }
   return out.slice(0, n);
+}
+
+/** Adam moments of the entries of `fresh` that were in `old` (both ascending); zero for grown entries. */
+export function carryMoments(old: Uint32Array, m: Float32Array, v: Float32Array, fresh: Uint32Array): [Float32Array, Float32Array] {
+  const nm = new Float32Array(fresh.length);
+  const nv = new Float32Array(fresh.length);
+  let j = 0;
+  for (let i = 0; i < fresh.length; i++) {
+    while (j < old.length && old[j]! < fresh[i]!) j++;
+    if (j < old.length && old[j] === fresh[i]) (nm[i] = m[j]!), (nv[i] = v[j]!);
+  }
+  return [nm, nv];
 }
 
 /** Seeded PRNG (mulberry32); its state is one u32, saved in checkpoints. */
@@ -294,6 +307,9 @@ export class Trainer {
     enc.submit();
     const turnovers: number[] = [];
     const scratch: GPUBuffer[] = [];
+    const keep = resetGrown && !!this.s.keepAdamState;
+    const kept = new Map<Selection, { m: Float32Array; v: Float32Array; old: Uint32Array }>();
+    if (keep) for (const l of this.layers) for (const sel of [l.G, l.D]) kept.set(sel, { m: await readF32(this.gpu, sel.m, 0, sel.k), v: await readF32(this.gpu, sel.v, 0, sel.k), old: sel.host });
     enc = new Encoder(this.gpu, 'select.masters');
     for (const l of this.layers) {
       for (const [sel, w, base] of [[l.G, l.gu, l.baseGu], [l.D, l.down, l.baseDown]] as const) {
@@ -311,12 +327,19 @@ export class Trainer {
         sel.host = fresh;
         sel.touched = union(sel.touched, fresh);
         gatherMasters(enc, sel.master, w, sel.idx, sel.k, { dtype: 'f32' });
-        enc.clear(sel.m);
-        enc.clear(sel.v);
+        const k = kept.get(sel);
+        if (k) {
+          const [m, v] = carryMoments(k.old, k.m, k.v, fresh);
+          writeBuffer(this.gpu, sel.m, 0, m);
+          writeBuffer(this.gpu, sel.v, 0, v);
+        } else {
+          enc.clear(sel.m);
+          enc.clear(sel.v);
+        }
       }
     }
     enc.submit();
-    this.adamT = 0;
+    if (!keep) this.adamT = 0;
     await this.gpu.device.queue.onSubmittedWorkDone();
     for (const b of scratch) b.destroy();
     return turnovers;
