@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { countParams, parseConfig } from '../../../src/engine/model/config.ts';
 import { allTensors, detectExpertLayout } from '../../../src/engine/model/tensors.ts';
 import type { ModelSpec } from '../../../src/engine/model/spec.ts';
-import { loadJson, loadJsonFile, loadShapes, numel, readSafetensorsShapes, SHARED, type Shapes } from './load.ts';
+import { here, loadJson, loadJsonFile, loadShapes, numel, readSafetensorsShapes, type Shapes } from './load.ts';
 
 const ARCHS = ['qwen3_moe', 'mixtral', 'olmoe', 'qwen2_moe', 'deepseek_v3'] as const;
 const MODELS = [...ARCHS, 'usaf-demo-moe'] as const;
@@ -59,8 +59,8 @@ describe.each(MODELS)('checkpoint %s', (name) => {
     expect(countParams(spec(name)).total).toBe(numel(header));
   });
 
-  it.skipIf(!SHARED)('snapshot matches the live ../shared checkpoint', () => {
-    const dir = join(SHARED!, name === 'usaf-demo-moe' ? 'demo/usaf-demo-moe' : `fixtures/hf-reference/${name}`);
+  it('snapshot matches the checkpoint the repository ships', () => {
+    const dir = here(name === 'usaf-demo-moe' ? '../../../public/models/usaf-demo-moe' : `../../fixtures/${name}`);
     let files = ['model.safetensors'];
     if (name === 'usaf-demo-moe') {
       const index = loadJsonFile(join(dir, 'model.safetensors.index.json')) as { weight_map: Record<string, string> };
