@@ -1,0 +1,345 @@
+// Contract: GPU bytes by kind that a training run allocates (loadWeights + Trainer + TrainGraph: Forward, LayerActs, xIn,
+// BackwardWork), computed from a ModelSpec and the run's settings without a GPU; plus host RAM, storage and `fits`.
+//
+// Every item mirrors one createBuffer call of those constructors (same label, kind and size, rounded as createBuffer
+// rounds: to a multiple of 4, at least 4). Keep this file in step with them: test/gpu/plan.test.ts compares it with
+// allocatedBytes on the demo model. Legend: T = microbatch·seq tokens, H hidden, E experts, K top-k, IE expert width,
+// per = E·IE·H (one expert role of a layer), V vocab.
+
+import type { ModelSpec, TensorEntry, TensorRole } from '../model/spec.ts';
+import { globalTensors, layerTensors } from '../model/tensors.ts';
+import { attentionWidths, XENT_CHUNK } from '../train/forward.ts';
+import { EXPERT_TILE_M } from '../ops/experts.ts';
+import { moeRouteMaxTiles } from '../ops/moe_route.ts';
+import { xentWorkElements } from '../ops/xent.ts';
+import { TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
+import { activeCount } from '../train/schedule.ts';
+import { layerQ4Bytes, numel, planStorage, type StoragePlan } from './storage.ts';
+
+export const KINDS = ['weights', 'masters', 'optimizer', 'activations', 'cache', 'workspace'] as const;
+export type Kind = (typeof KINDS)[number];
+
+export interface PlanSettings {
+  /** First trained layer (layers trainFrom..N-1 train; 0 < trainFrom enables the frozen cache). */
+  trainFrom: number;
+  microbatch: number;
+  seq: number;
+  /** Trained share of each selection tensor (FRAC). */
+  frac: number;
+  /** Samples whose frozen-layer output the cache holds (the Trainer uses min(this, dataset samples)). */
+  frozenCacheN: number;
+}
+
+export interface PlanItem {
+  label: string;
+  kind: Kind;
+  /** Bytes of one buffer (createBuffer's rounding applied). */
+  bytes: number;
+  /** Buffers of this size (e.g. one per trained layer). */
+  count: number;
+}
+
+export type ByKind = Record<Kind, number> & { total: number };
+
+export interface MemoryPlan {
+  settings: PlanSettings;
+  /** GPU bytes held from the Trainer's construction on, by kind (what allocatedBytes reports then). */
+  gpu: ByKind;
+  /** Extra GPU bytes held for a while on top of `gpu`: the importance scores of Trainer.init, [2·per] + [per] per trained MoE layer. */
+  transient: number;
+  /** gpu.total + transient: what must fit. */
+  peak: number;
+  /**
+   * Host memory the engine needs besides the program and the dataset: the largest tensor while loading (checkpoint bytes
+   * + the converted copy uploaded), or a checkpoint snapshot of the trained state, whichever is larger.
+   */
+  ram: number;
+  storage: StoragePlan;
+  /**
+   * Not built yet: the same run with frozen layers kept in 4-bit storage and streamed in (two layers' worth of 4-bit
+   * staging on the GPU, double-buffered) instead of resident in bf16. Trained layers, activations and the rest unchanged.
+   */
+  streamedFrozen: { gpu: ByKind; peak: number; fits: (gpuBytes: number) => boolean };
+  items: PlanItem[];
+  fits(gpuBytes: number): boolean;
+}
+
+/** Bytes createBuffer allocates for `size` bytes. */
+export const bufBytes = (size: number): number => Math.max(4, Math.ceil(size / 4) * 4);
+
+/** Roles kept in f32 on the GPU (as loadWeights' F32_ROLES): small vectors and the router (which trains). */
+const F32_ROLES = new Set<TensorRole>([
+  'input_norm', 'post_attn_norm', 'final_norm', 'attn.q_norm', 'attn.k_norm', 'attn.q_a_norm', 'attn.kv_a_norm',
+  'attn.q_bias', 'attn.k_bias', 'attn.v_bias', 'attn.o_bias', 'attn.q_a_bias', 'attn.kv_a_bias',
+  'router', 'router.bias_correction', 'shared.expert_gate',
+]);
+
+/** GPU bytes of one weight as loadWeights stores it: f32 (4 bytes/elt) or bf16 packed two per u32. */
+export function weightBytes(n: number, f32: boolean): number {
+  return bufBytes(f32 ? n * 4 : Math.ceil(n / 2) * 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Items, constructor by constructor.
+
+class Items {
+  readonly list: PlanItem[] = [];
+  /** `n` f32 elements (the constructors' `f(label, n)`). */
+  f32(label: string, kind: Kind, n: number, count = 1): void {
+    this.bytes(label, kind, n * 4, count);
+  }
+  bytes(label: string, kind: Kind, size: number, count = 1): void {
+    if (count > 0) this.list.push({ label, kind, bytes: bufBytes(size), count });
+  }
+}
+
+/** loadWeights: globals, then per layer its single tensors and the routed experts ([E, IE, H] × gate, up, [E, H, IE] down). */
+function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: number[]): void {
+  for (const e of globalTensors(spec)) if (!(e.role === 'lm_head' && spec.tieEmbeddings)) single(it, e);
+  const { numExperts: E, expertIntermediate: IE } = spec.moe;
+  const per = E * IE * spec.hidden;
+  for (const L of layers) {
+    let experts = false;
+    for (const e of layerTensors(spec, L)) {
+      if (e.role.startsWith('expert.')) experts = true;
+      else single(it, e);
+    }
+    if (experts) it.bytes(`layer${L}.experts.gate|up|down`, 'weights', weightBytes(per, trained.has(L)), 3);
+  }
+}
+
+function single(it: Items, e: TensorEntry): void {
+  it.bytes(e.name, 'weights', weightBytes(numel(e.shape), F32_ROLES.has(e.role)));
+}
+
+/** LayerActs(spec, T): one layer's forward activations. */
+function layerActsItems(it: Items, spec: ModelSpec, T: number, count: number, kind: Kind = 'activations'): void {
+  const { hidden: H, numHeads: NH, numKvHeads: NKV } = spec;
+  const { numExperts: E, topK: K, expertIntermediate: IE } = spec.moe;
+  const att = spec.attention;
+  const f = (label: string, n: number) => it.f32(`acts.${label}`, kind, n, count);
+  const w = attentionWidths(spec);
+  const qkNorm = att.kind === 'mha' && att.qkNorm !== 'none';
+  const clip = att.kind === 'mha' && att.clipQkv !== null;
+  f('xn', T * H);
+  f('rstd1', T);
+  f('qRaw', qkNorm ? T * w.q : 1);
+  f('kRaw', qkNorm ? T * w.k : 1);
+  f('q', T * w.q);
+  f('k', T * w.k);
+  f('v', T * w.v);
+  f('qRstd', qkNorm ? T * NH : 1);
+  f('kRstd', qkNorm ? T * NKV : 1);
+  if (clip) (f('qClip', T * w.q), f('kClip', T * w.k), f('vClip', T * w.v));
+  f('o', T * w.o);
+  f('lse', T * NH);
+  f('h', T * H);
+  f('hn', T * H);
+  f('rstd2', T);
+  f('routerLogits', T * E);
+  f('probs', T * E);
+  f('topIdx', T * K);
+  f('topW', T * K);
+  f('counts', E);
+  f('offsets', E + 1);
+  f('slot', T * K);
+  f('rowPair', T * K);
+  f('tiles', moeRouteMaxTiles({ T, K, E, tileM: EXPERT_TILE_M }) * 4);
+  f('G', T * K * IE);
+  f('U', T * K * IE);
+  f('A', T * K * IE);
+  f('Y', T * K * H);
+  f('mlpOut', T * H);
+  if (spec.layers.some((l) => l.mlp === 'dense')) for (const x of ['denseG', 'denseU', 'denseA']) f(x, T * spec.denseIntermediate);
+  const m = spec.attention.mla;
+  if (att.kind === 'mla' && m) {
+    if (m.qLoraRank !== null) (f('mla.qA', T * m.qLoraRank), f('mla.qAn', T * m.qLoraRank), f('mla.qARstd', T));
+    f('mla.kvLat', T * m.kvLoraRank);
+    f('mla.kvLatN', T * m.kvLoraRank);
+    f('mla.kvRstd', T);
+    f('mla.kRope', T * m.qkRopeHeadDim);
+    f('mla.kvB', T * NH * (m.qkNopeHeadDim + m.vHeadDim));
+  }
+  const sh = spec.moe.sharedExperts;
+  if (sh && spec.layers.some((l) => l.mlp === 'moe')) {
+    for (const x of ['shared.g', 'shared.u', 'shared.a']) f(x, T * sh.intermediate);
+    if (sh.gated) (f('shared.y', T * H), f('shared.gate', T));
+  }
+}
+
+/** Forward(spec, {maxTokens: T}) beyond its LayerActs: residual, head, xent work, rope tables. */
+function forwardItems(it: Items, spec: ModelSpec, T: number): void {
+  const H = spec.hidden;
+  layerActsItems(it, spec, T, 1);
+  for (const [label, n] of [['resid', T * H], ['finalH', T * H], ['finalRstd', T], ['ids', T], ['targets', T], ['positions', T], ['rowLoss', T], ['rowLse', T]] as const) it.f32(label, 'activations', n);
+  it.f32('xent.work', 'workspace', xentWorkElements({ T, H, V: spec.vocab, VC: XENT_CHUNK, wDtype: 'bf16', wOffset: 0 }));
+  const rot = spec.rope.partialDim ?? spec.headDim;
+  it.f32('rope.cos|sin', 'workspace', spec.maxPos * (rot / 2), 2);
+}
+
+/** BackwardWork(spec, T). */
+function backwardItems(it: Items, spec: ModelSpec, T: number): void {
+  const { hidden: H, numHeads: NH } = spec;
+  const { numExperts: E, topK: K, expertIntermediate: IE } = spec.moe;
+  const R = T * K;
+  const f = (label: string, n: number) => it.f32(label, 'workspace', n);
+  for (const x of ['dResid', 'dA', 'dHn', 'dTmp']) f(x, T * H);
+  f('dTopW', T * K);
+  f('dLogits', T * E);
+  f('dY', R * H);
+  f('dG', R * IE);
+  f('dU', R * IE);
+  f('dXr', R * H);
+  const att = spec.attention;
+  const w = attentionWidths(spec);
+  const raw = att.kind === 'mha' && (att.qkNorm !== 'none' || att.clipQkv !== null);
+  f('dO', T * w.o);
+  f('dq', T * w.q);
+  f('dk', T * w.k);
+  f('dv', T * w.v);
+  f('dqRaw', raw ? T * w.q : 1);
+  f('dkRaw', raw ? T * w.k : 1);
+  if (att.kind === 'mha' && att.clipQkv !== null) f('dvClip', T * w.v);
+  f('delta', T * NH);
+  if (spec.layers.some((l) => l.mlp === 'dense')) for (const x of ['dDenseG', 'dDenseU', 'dDenseA']) f(x, T * spec.denseIntermediate);
+  const m = att.mla;
+  if (att.kind === 'mla' && m) {
+    if (m.qLoraRank !== null) (f('dMla.qAn', T * m.qLoraRank), f('dMla.qA', T * m.qLoraRank));
+    f('dMla.kvLatN', T * m.kvLoraRank);
+    f('dMla.kvLat', T * m.kvLoraRank);
+    f('dMla.kRope', T * m.qkRopeHeadDim);
+    f('dMla.kvB', T * NH * (m.qkNopeHeadDim + m.vHeadDim));
+  }
+  const sh = spec.moe.sharedExperts;
+  if (sh && spec.layers.some((l) => l.mlp === 'moe')) {
+    for (const x of ['dShared.g', 'dShared.u', 'dShared.a']) f(x, T * sh.intermediate);
+    if (sh.gated) (f('dShared.y', T * H), f('dShared.gate', T));
+  }
+}
+
+/** Trainer: frozen cache, topk work, flag, and per trained MoE layer its expert copies, selections, router state, dense grads. */
+function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: number): void {
+  const H = spec.hidden;
+  const { numExperts: E, expertIntermediate: IE } = spec.moe;
+  const per = E * IE * H;
+  it.bytes('frozen-cache', 'cache', (s.trainFrom > 0 ? s.frozenCacheN : 0) * s.seq * H * 4, s.trainFrom > 0 && s.frozenCacheN > 0 ? 1 : 0);
+  it.f32('topk.work', 'workspace', TOPK_WORKSPACE_WORDS);
+  it.f32('finite.flag', 'workspace', 1);
+  const n = moeTrained;
+  // The Trainer moves gate and up into one [2, E, IE, H] buffer; the loaded f32 gate/up buffers stay allocated (retired, not destroyed).
+  it.f32('L.gate_up', 'weights', 2 * per, n);
+  it.f32('L.base.gate_up', 'weights', 2 * per, n);
+  it.f32('L.base.down', 'weights', per, n);
+  for (const [sel, numelSel] of [['G', 2 * per], ['D', per]] as const) {
+    const k = activeCount(s.frac, numelSel);
+    it.f32(`L.${sel}.idx|master`, 'masters', k, 2 * n);
+    it.f32(`L.${sel}.m|v`, 'optimizer', k, 2 * n);
+    it.f32(`L.${sel}.grad`, 'workspace', k, n);
+  }
+  it.f32('L.dRouter', 'workspace', E * H, n);
+  it.f32('L.routerBuf', 'optimizer', E * H, n);
+  it.f32('L.denseG', 'workspace', 2 * per, n);
+  it.f32('L.denseD', 'workspace', per, n);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export function sumByKind(items: PlanItem[]): ByKind {
+  const out = Object.fromEntries(KINDS.map((k) => [k, 0])) as ByKind;
+  out.total = 0;
+  for (const i of items) {
+    out[i.kind] += i.bytes * i.count;
+    out.total += i.bytes * i.count;
+  }
+  return out;
+}
+
+function checkSettings(spec: ModelSpec, s: PlanSettings): void {
+  if (!Number.isInteger(s.trainFrom) || s.trainFrom < 0 || s.trainFrom >= spec.numLayers) throw new RangeError(`train-from ${s.trainFrom} outside 0..${spec.numLayers - 1}`);
+  for (const k of ['microbatch', 'seq'] as const) if (!Number.isInteger(s[k]) || s[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${s[k]}`);
+  if (!(s.frac > 0 && s.frac <= 1)) throw new RangeError(`frac must be in (0, 1], got ${s.frac}`);
+  if (!Number.isInteger(s.frozenCacheN) || s.frozenCacheN < 0) throw new RangeError(`frozen-cache-n must be a non-negative integer, got ${s.frozenCacheN}`);
+}
+
+/** Every GPU buffer of a training run; `residentLayers` = the layers whose weights are loaded (default all). */
+export function planItems(spec: ModelSpec, s: PlanSettings, residentLayers?: number[]): PlanItem[] {
+  checkSettings(spec, s);
+  const it = new Items();
+  const T = s.microbatch * s.seq;
+  const trained = Array.from({ length: spec.numLayers - s.trainFrom }, (_, i) => s.trainFrom + i);
+  weightItems(it, spec, new Set(trained), residentLayers ?? spec.layers.map((l) => l.index));
+  forwardItems(it, spec, T);
+  layerActsItems(it, spec, T, trained.length);
+  it.f32('xIn', 'activations', T * spec.hidden, trained.length);
+  backwardItems(it, spec, T);
+  trainerItems(it, spec, s, trained.filter((L) => spec.layers[L]!.mlp === 'moe').length);
+  return it.list;
+}
+
+/** Host bytes: the largest tensor while loading (raw bf16 + its converted copy), or a snapshot of the trained state. */
+function planRam(spec: ModelSpec, s: PlanSettings): number {
+  const trained = new Set(Array.from({ length: spec.numLayers - s.trainFrom }, (_, i) => s.trainFrom + i));
+  let load = 0;
+  for (const L of spec.layers.map((l) => l.index)) {
+    for (const e of layerTensors(spec, L)) {
+      const n = numel(e.shape);
+      const f32 = F32_ROLES.has(e.role) || (e.role.startsWith('expert.') && trained.has(L));
+      load = Math.max(load, 2 * n + (f32 ? 4 * n : 2 * n));
+    }
+  }
+  for (const e of globalTensors(spec)) load = Math.max(load, 4 * numel(e.shape));
+  const per = spec.moe.numExperts * spec.moe.expertIntermediate * spec.hidden;
+  const moeTrained = [...trained].filter((L) => spec.layers[L]!.mlp === 'moe').length;
+  const k = activeCount(s.frac, 2 * per) + activeCount(s.frac, per);
+  const snapshot = moeTrained * (k * 4 * 4 + 2 * spec.moe.numExperts * spec.hidden * 4);
+  return Math.max(load, snapshot);
+}
+
+export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
+  const items = planItems(spec, s);
+  const gpu = sumByKind(items);
+  const per = spec.moe.numExperts * spec.moe.expertIntermediate * spec.hidden;
+  const moeTrained = spec.layers.filter((l) => l.index >= s.trainFrom && l.mlp === 'moe').length;
+  const transient = moeTrained * bufBytes(2 * per * 4) + moeTrained * bufBytes(per * 4);
+  const peak = gpu.total + transient;
+
+  // Streamed variant: only the trained layers' weights are resident; two frozen layers' 4-bit bytes are staged.
+  const trainedLayers = spec.layers.map((l) => l.index).filter((L) => L >= s.trainFrom);
+  const sItems = planItems(spec, s, trainedLayers);
+  let staging = 0;
+  for (let L = 0; L < s.trainFrom; L++) staging = Math.max(staging, layerQ4Bytes(spec, L));
+  if (s.trainFrom > 0) sItems.push({ label: 'frozen-layer staging (4-bit, double-buffered)', kind: 'weights', bytes: bufBytes(staging), count: 2 });
+  const sGpu = sumByKind(sItems);
+  const sPeak = sGpu.total + transient;
+
+  return {
+    settings: { ...s },
+    gpu,
+    transient,
+    peak,
+    ram: planRam(spec, s),
+    storage: planStorage(spec),
+    streamedFrozen: { gpu: sGpu, peak: sPeak, fits: (b) => sPeak <= b },
+    items,
+    fits: (b) => peak <= b,
+  };
+}
+
+/** The plan as plain JSON (byte counts; `fits` against `gpuBytes`), the largest items first. */
+export function planJson(p: MemoryPlan, gpuBytes: number, topItems = 12): Record<string, unknown> {
+  const GiB = 2 ** 30;
+  const gib = (b: number) => Math.round((b / GiB) * 1000) / 1000;
+  return {
+    settings: p.settings,
+    gpuBytes,
+    gpu: p.gpu,
+    transient: p.transient,
+    peak: p.peak,
+    peakGiB: gib(p.peak),
+    ram: p.ram,
+    storage: p.storage,
+    fits: p.fits(gpuBytes),
+    streamedFrozen: { gpu: p.streamedFrozen.gpu, peak: p.streamedFrozen.peak, peakGiB: gib(p.streamedFrozen.peak), fits: p.streamedFrozen.fits(gpuBytes) },
+    largest: [...p.items].sort((a, b) => b.bytes * b.count - a.bytes * a.count).slice(0, topItems).map((i) => ({ ...i, total: i.bytes * i.count })),
+  };
+}
