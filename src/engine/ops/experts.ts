@@ -101,12 +101,21 @@ export function expertsForward(
   route: ExpertRouting<GPUBuffer>,
   d: ExpertsDims,
 ): void {
-  const gpu = enc.gpu, params = expertsParams(d), c = gemmConstants(d), tiles = maxTilesOf(d);
-  const gu = kernel(gpu, { name: 'experts.gate_up', code: gateUpSrc, entryPoint: 'gate_up', constants: c });
-  gu.dispatch(enc, [x, w.gate, w.up, route.rowPair, route.tiles, s.G, s.U, s.A], [Math.ceil(d.IE / TN), tiles], params);
-  const dn = kernel(gpu, { name: 'experts.down', code: downSrc, entryPoint: 'down', constants: c });
-  dn.dispatch(enc, [s.A, w.down, route.tiles, s.Y], [Math.ceil(d.H / TN), tiles], params);
+  expertsGateUp(enc, s, x, w, route, d);
+  expertsDown(enc, s.Y, s.A, w, route, d);
   expertsCombine(enc, out, s.Y, route.slot, topW, d.T, d.H, d.K);
+}
+
+/** G, U, A [R, IE] (=) <- x [T, H] gathered per sorted row, gate/up. Forward 1/3. */
+export function expertsGateUp(enc: Encoder, s: Pick<ExpertSaved<GPUBuffer>, 'G' | 'U' | 'A'>, x: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+  const gu = kernel(enc.gpu, { name: 'experts.gate_up', code: gateUpSrc, entryPoint: 'gate_up', constants: gemmConstants(d) });
+  gu.dispatch(enc, [x, w.gate, w.up, route.rowPair, route.tiles, s.G, s.U, s.A], [Math.ceil(d.IE / TN), maxTilesOf(d)], expertsParams(d));
+}
+
+/** Y [R, H] (=) <- A [R, IE], down. Forward 2/3. */
+export function expertsDown(enc: Encoder, Y: GPUBuffer, A: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+  const dn = kernel(enc.gpu, { name: 'experts.down', code: downSrc, entryPoint: 'down', constants: gemmConstants(d) });
+  dn.dispatch(enc, [A, w.down, route.tiles, Y], [Math.ceil(d.H / TN), maxTilesOf(d)], expertsParams(d));
 }
 
 /** out [T, H] = sum_k w[t,k] * rows[slot(t,k)], w = topW [T, K] or 1 when topW is null. rows [R, H]. */
@@ -134,15 +143,28 @@ export function expertsBackward(
   route: ExpertRouting<GPUBuffer>,
   d: ExpertsDims,
 ): void {
-  const gpu = enc.gpu, params = expertsParams(d), c = gemmConstants(d), tiles = maxTilesOf(d);
-  const R = d.T * d.K;
-  const b = kernel(gpu, { name: 'experts.backward_combine', code: bwdSrc, entryPoint: 'backward_combine', constants: { WG: 64 } });
-  b.dispatch(enc, [dOut, s.Y, route.slot, topW, dTopW, g.dY], [groups(R, 1)], params);
-  const act = kernel(gpu, { name: 'experts.backward_act', code: actSrc, entryPoint: 'backward_act', constants: c });
-  act.dispatch(enc, [g.dY, w.down, s.G, s.U, route.tiles, g.dG, g.dU], [Math.ceil(d.IE / TN), tiles], params);
-  const inp = kernel(gpu, { name: 'experts.backward_input', code: inSrc, entryPoint: 'backward_input', constants: c });
-  inp.dispatch(enc, [g.dG, g.dU, w.gate, w.up, route.tiles, g.dXr], [Math.ceil(d.H / TN), tiles], params);
+  expertsBackwardCombine(enc, dTopW, g.dY, dOut, s.Y, topW, route, d);
+  expertsBackwardAct(enc, g.dG, g.dU, g.dY, w, s.G, s.U, route, d);
+  expertsBackwardInput(enc, g.dXr, g.dG, g.dU, w, route, d);
   expertsCombine(enc, dx, g.dXr, route.slot, null, d.T, d.H, d.K);
+}
+
+/** dTopW [T, K] (=) = dOut[t]·Y[slot], dY [R, H] (=) = topW * dOut[t] <- dOut [T, H], Y [R, H], topW [T, K]. Backward 1/4. */
+export function expertsBackwardCombine(enc: Encoder, dTopW: GPUBuffer, dY: GPUBuffer, dOut: GPUBuffer, Y: GPUBuffer, topW: GPUBuffer, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+  const b = kernel(enc.gpu, { name: 'experts.backward_combine', code: bwdSrc, entryPoint: 'backward_combine', constants: { WG: 64 } });
+  b.dispatch(enc, [dOut, Y, route.slot, topW, dTopW, dY], [groups(d.T * d.K, 1)], expertsParams(d));
+}
+
+/** dG, dU [R, IE] (=) <- dY [R, H], down, saved G, U [R, IE]. Backward 2/4. */
+export function expertsBackwardAct(enc: Encoder, dG: GPUBuffer, dU: GPUBuffer, dY: GPUBuffer, w: ExpertWeights<GPUBuffer>, G: GPUBuffer, U: GPUBuffer, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+  const act = kernel(enc.gpu, { name: 'experts.backward_act', code: actSrc, entryPoint: 'backward_act', constants: gemmConstants(d) });
+  act.dispatch(enc, [dY, w.down, G, U, route.tiles, dG, dU], [Math.ceil(d.IE / TN), maxTilesOf(d)], expertsParams(d));
+}
+
+/** dXr [R, H] (=) = dG·gate_e + dU·up_e <- dG, dU [R, IE], gate/up. Backward 3/4 (experts_combine gathers dx). */
+export function expertsBackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer, dU: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+  const inp = kernel(enc.gpu, { name: 'experts.backward_input', code: inSrc, entryPoint: 'backward_input', constants: gemmConstants(d) });
+  inp.dispatch(enc, [dG, dU, w.gate, w.up, route.tiles, dXr], [Math.ceil(d.H / TN), maxTilesOf(d)], expertsParams(d));
 }
 
 /**
