@@ -1,0 +1,43 @@
+// The memory planner against reality: on the demo model (trainFrom 4, 2×32), the bytes planMemory predicts per kind and
+// in total are within 10 % of what allocatedBytes counts after openModel + new Trainer (deltas: the device is shared).
+// The five family fixtures (MLA, shared experts, dense layers, clip_qkv, biases) are held to the same bound.
+import { describe, expect, it } from 'vitest';
+import { openModel } from '../../src/cli/load-model.ts';
+import { nodeGpu } from '../../src/node/gpu.ts';
+import { allocatedBytes } from '../../src/engine/gpu/buffers.ts';
+import { Trainer, type SampleSet, type TrainSettings } from '../../src/engine/train/trainer.ts';
+import { KINDS, planMemory } from '../../src/engine/plan/memory.ts';
+
+const DEMO = 'public/models/usaf-demo-moe';
+
+function samples(count: number, seq: number): SampleSet {
+  return { count, seq, fill(i, ids, targets, off) { for (let j = 0; j < seq; j++) (ids[off + j] = (i * 7 + j) % 64, targets[off + j] = j + 1 < seq ? (i * 7 + j + 1) % 64 : 0xffffffff); } };
+}
+
+async function compare(dir: string, trainFrom: number, seq: number): Promise<void> {
+  const gpu = await nodeGpu();
+  const s: TrainSettings = { frac: 0.005, steps: 1, microbatch: 2, accum: 1, seq, lrPeak: 1e-3, wd: 0, trainFrom, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null };
+  const data = samples(10, s.seq);
+  const before = allocatedBytes(gpu);
+  const m = await openModel(gpu, dir, { trainFrom: s.trainFrom });
+  const t = new Trainer(gpu, m.spec, m.weights, s, data);
+  const after = allocatedBytes(gpu);
+  const real = Object.fromEntries(KINDS.map((k) => [k, (after[k] ?? 0) - (before[k] ?? 0)])) as Record<string, number>;
+  real.total = KINDS.reduce((a, k) => a + real[k]!, 0);
+  const p = planMemory(m.spec, { trainFrom: s.trainFrom, microbatch: s.microbatch, seq: s.seq, frac: s.frac, frozenCacheN: Math.min(s.frozenCacheN, data.count) });
+  const rows = [...KINDS, 'total'].map((k) => ({ kind: k, planned: p.gpu[k as keyof typeof p.gpu], allocated: real[k]! }));
+  console.log(dir);
+  console.table(rows);
+  for (const r of rows) {
+    expect(Math.abs(r.planned - r.allocated), `${r.kind}: planned ${r.planned}, allocated ${r.allocated}`).toBeLessThanOrEqual(0.1 * r.allocated);
+  }
+  expect(real.total).toBeGreaterThan(0);
+  expect(t.layers.length).toBe(m.spec.layers.filter((l) => l.index >= trainFrom && l.mlp === 'moe').length);
+}
+
+describe('memory plan vs allocation', () => {
+  it('demo model, trainFrom 4, 2×32: planned bytes per kind and in total within 10 % of allocatedBytes', () => compare(DEMO, 4, 32), 60_000);
+  for (const fam of ['qwen3_moe', 'mixtral', 'olmoe', 'qwen2_moe', 'deepseek_v3']) {
+    it(`${fam} fixture, trainFrom 1, 2×12: the same`, () => compare(`test/fixtures/${fam}`, 1, 12), 60_000);
+  }
+});
