@@ -1,0 +1,34 @@
+// Contract: `usaf plan` prints the plan as JSON with "fits" and returns 0 iff it fits, from a config.json or a model folder.
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { plan } from '../../../src/cli/commands/plan.ts';
+
+async function runPlan(argv: string[]): Promise<{ code: number; out: Record<string, unknown> }> {
+  const lines: string[] = [];
+  vi.spyOn(console, 'log').mockImplementation((s: unknown) => void lines.push(String(s)));
+  const code = await plan.run(argv);
+  return { code, out: JSON.parse(lines.join('\n')) as Record<string, unknown> };
+}
+
+describe('usaf plan', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('Qwen3-30B-A3B config.json, TRAIN_FROM 40, 2×512, 12 GiB: does not fit today, exit 1', async () => {
+    const { code, out } = await runPlan(['--model', 'test/unit/model/configs/Qwen3-30B-A3B.json', '--train-from', '40', '--microbatch', '2', '--seq', '512', '--gpu-gib', '12']);
+    expect(out.fits).toBe(false);
+    expect(code).toBe(1);
+    expect(out.settings).toMatchObject({ trainFrom: 40, microbatch: 2, seq: 512, frozenCacheN: 0 });
+    const gpu = out.gpu as Record<string, number>;
+    for (const k of ['weights', 'masters', 'optimizer', 'activations', 'cache', 'workspace', 'total']) expect(typeof gpu[k]).toBe('number');
+    expect((out.storage as Record<string, number>).q4).toBeGreaterThan(15e9);
+  });
+
+  it('the demo model folder fits 1 GiB (exit 0) and not 64 MiB (exit 1); defaults to the top half for ≤ 16 layers', async () => {
+    const a = await runPlan(['--model', 'public/models/usaf-demo-moe', '--seq', '32', '--gpu-gib', '1']);
+    expect(a.code).toBe(0);
+    expect(a.out.fits).toBe(true);
+    expect((a.out.settings as Record<string, number>).trainFrom).toBe(4);
+    const b = await runPlan(['--model', 'public/models/usaf-demo-moe', '--seq', '32', '--gpu-gib', '0.0625', '--frozen-cache-n', '8']);
+    expect(b.code).toBe(1);
+    expect((b.out.gpu as Record<string, number>).cache).toBe(8 * 32 * 256 * 4);
+  });
+});
