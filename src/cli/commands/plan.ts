@@ -6,7 +6,7 @@ import { command, str, num } from '../command.ts';
 import { readSpec } from '../load-model.ts';
 import { parseConfig } from '../../engine/model/config.ts';
 import type { ModelSpec } from '../../engine/model/spec.ts';
-import { planJson, planMemory } from '../../engine/plan/memory.ts';
+import { planJson, planMemory, suggestSettings } from '../../engine/plan/memory.ts';
 import { defaultTrainFrom } from './train.ts';
 
 /** A model folder (its config.json) or a config.json path. */
@@ -35,15 +35,18 @@ export const plan = command(
   },
   async (f) => {
     const spec = await readSpecOrConfig(str(f, 'model'));
-    const p = planMemory(spec, {
+    const settings = {
       trainFrom: num(f, 'train-from') ?? defaultTrainFrom(spec.numLayers),
       microbatch: num(f, 'microbatch')!,
       seq: num(f, 'seq')!,
       frac: num(f, 'frac')!,
       frozenCacheN: num(f, 'frozen-cache-n')!,
-    });
+    };
+    const p = planMemory(spec, settings);
     const gpuBytes = Math.floor(num(f, 'gpu-gib')! * 2 ** 30);
-    console.log(JSON.stringify({ model: spec.arch, ...planJson(p, gpuBytes) }, null, 2));
+    // When it does not fit: the closest settings that do (null: none with this design).
+    const suggestion = p.fits(gpuBytes) ? undefined : suggestSettings(spec, settings, gpuBytes);
+    console.log(JSON.stringify({ model: spec.arch, ...planJson(p, gpuBytes), suggestion }, null, 2));
     return p.fits(gpuBytes) ? 0 : 1;
   },
 );

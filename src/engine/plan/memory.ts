@@ -343,3 +343,21 @@ export function planJson(p: MemoryPlan, gpuBytes: number, topItems = 12): Record
     largest: [...p.items].sort((a, b) => b.bytes * b.count - a.bytes * a.count).slice(0, topItems).map((i) => ({ ...i, total: i.bytes * i.count })),
   };
 }
+
+/**
+ * Settings that fit `gpuBytes`, changing as little as possible: the most trained layers (smallest trainFrom ≥ the asked
+ * one), then the largest microbatch ≤ the asked one, then as much of the asked frozen cache as the rest leaves room for.
+ * Same seq and frac. null when not even the top layer at microbatch 1 fits.
+ */
+export function suggestSettings(spec: ModelSpec, s: PlanSettings, gpuBytes: number): PlanSettings | null {
+  for (let trainFrom = s.trainFrom; trainFrom < spec.numLayers; trainFrom++) {
+    for (let microbatch = s.microbatch; microbatch >= 1; microbatch--) {
+      const p = planMemory(spec, { ...s, trainFrom, microbatch, frozenCacheN: 0 });
+      if (!p.fits(gpuBytes)) continue;
+      const perSample = bufBytes(s.seq * spec.hidden * 4);
+      const frozenCacheN = trainFrom > 0 ? Math.min(s.frozenCacheN, Math.floor((gpuBytes - p.peak) / perSample)) : s.frozenCacheN;
+      return { ...s, trainFrom, microbatch, frozenCacheN };
+    }
+  }
+  return null;
+}

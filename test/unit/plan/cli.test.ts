@@ -20,6 +20,7 @@ describe('usaf plan', () => {
     const gpu = out.gpu as Record<string, number>;
     for (const k of ['weights', 'masters', 'optimizer', 'activations', 'cache', 'workspace', 'total']) expect(typeof gpu[k]).toBe('number');
     expect((out.storage as Record<string, number>).q4).toBeGreaterThan(15e9);
+    expect(out.suggestion).toBe(null); // the frozen layers alone (bf16, resident) exceed 12 GiB
   });
 
   it('the demo model folder fits 1 GiB (exit 0) and not 64 MiB (exit 1); defaults to the top half for ≤ 16 layers', async () => {
@@ -30,5 +31,7 @@ describe('usaf plan', () => {
     const b = await runPlan(['--model', 'public/models/usaf-demo-moe', '--seq', '32', '--gpu-gib', '0.0625', '--frozen-cache-n', '8']);
     expect(b.code).toBe(1);
     expect((b.out.gpu as Record<string, number>).cache).toBe(8 * 32 * 256 * 4);
+    expect(b.out.suggestion).toMatchObject({ seq: 32 });
+    expect((b.out.suggestion as Record<string, number>).trainFrom).toBeGreaterThan(4);
   });
 });

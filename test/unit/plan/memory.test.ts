@@ -2,7 +2,7 @@
 // 4-bit storage of Qwen3-30B-A3B is ~16 GB, items add up, and hand-derived sizes of the big buffers match.
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/engine/model/config.ts';
-import { KINDS, planJson, planMemory, type PlanSettings } from '../../../src/engine/plan/memory.ts';
+import { KINDS, planJson, planMemory, suggestSettings, type PlanSettings } from '../../../src/engine/plan/memory.ts';
 import { q4Bytes } from '../../../src/engine/plan/storage.ts';
 import { loadJson } from '../model/load.ts';
 
@@ -87,5 +87,16 @@ describe('settings', () => {
     const b = planMemory(spec, { trainFrom: 40, microbatch: 2, seq: 512, frac: 0.005, frozenCacheN: 100 });
     expect(b.gpu.cache - a.gpu.cache).toBe(100 * 512 * 2048 * 4);
     expect(b.gpu.total - a.gpu.total).toBe(100 * 512 * 2048 * 4);
+  });
+  it('suggestSettings: the closest settings that fit, or null', () => {
+    const s: PlanSettings = { trainFrom: 40, microbatch: 8, seq: 512, frac: 0.005, frozenCacheN: 1000 };
+    const p = planMemory(spec, s);
+    expect(suggestSettings(spec, s, p.peak)).toEqual(s); // fits as asked: unchanged
+    const tight = planMemory(spec, { ...s, frozenCacheN: 0 }).peak + 10 * 512 * 2048 * 4;
+    expect(suggestSettings(spec, s, tight)).toEqual({ ...s, frozenCacheN: 10 }); // cache shrinks first
+    const fewer = suggestSettings(spec, s, planMemory(spec, { ...s, trainFrom: 44, frozenCacheN: 0 }).peak)!;
+    expect(fewer.trainFrom).toBeGreaterThanOrEqual(42);
+    expect(planMemory(spec, fewer).fits(planMemory(spec, { ...s, trainFrom: 44, frozenCacheN: 0 }).peak)).toBe(true);
+    expect(suggestSettings(spec, s, 12 * GiB)).toBe(null);
   });
 });
