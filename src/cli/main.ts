@@ -8,8 +8,9 @@ import { evalCmd } from './commands/eval.ts';
 import { tokenize } from './commands/tokenize.ts';
 import { bench } from './commands/bench.ts';
 import { train } from './commands/train.ts';
+import { plan } from './commands/plan.ts';
 
-const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, train, bench];
+const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, train, plan, bench];
 
 function usage(): string {
   return ['usage: usaf <command> [flags]', '', ...COMMANDS.map((c) => `  ${c.name.padEnd(12)} ${c.summary}`), '', 'usaf <command> --help for its flags'].join('\n');

@@ -104,7 +104,9 @@ function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: n
       if (e.role.startsWith('expert.')) experts = true;
       else single(it, e);
     }
-    if (experts) it.bytes(`layer${L}.experts.gate|up|down`, 'weights', weightBytes(per, trained.has(L)), 3);
+    // Trained layers: the Trainer moves gate and up into its own [gate|up] buffer and frees the loaded ones; down stays.
+    if (experts && trained.has(L)) it.bytes(`layer${L}.experts.down`, 'weights', weightBytes(per, true), 1);
+    else if (experts) it.bytes(`layer${L}.experts.gate|up|down`, 'weights', weightBytes(per, false), 3);
   }
 }
 
@@ -226,7 +228,7 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
   it.f32('topk.work', 'workspace', TOPK_WORKSPACE_WORDS);
   it.f32('finite.flag', 'workspace', 1);
   const n = moeTrained;
-  // The Trainer moves gate and up into one [2, E, IE, H] buffer; the loaded f32 gate/up buffers stay allocated (retired, not destroyed).
+  // The Trainer moves gate and up into one [2, E, IE, H] buffer (the loaded f32 gate/up buffers are freed).
   it.f32('L.gate_up', 'weights', 2 * per, n);
   it.f32('L.base.gate_up', 'weights', 2 * per, n);
   it.f32('L.base.down', 'weights', per, n);

@@ -171,7 +171,6 @@ export class Trainer {
   readonly T: number;
   /** Set to an object to collect wall time per phase (syncs between phases: slower; for the bench). */
   phases: Record<string, number> | null = null;
-  private retired: GPUBuffer[] = [];
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
     if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
@@ -186,6 +185,7 @@ export class Trainer {
     const H = spec.hidden;
     const per = E * IE * H;
     const enc = new Encoder(gpu, 'trainer.init');
+    const retired: GPUBuffer[] = [];
     for (const L of this.graph.trained) {
       if (spec.layers[L]!.mlp !== 'moe') continue;
       const lw = weights.layers[L]!;
@@ -203,7 +203,7 @@ export class Trainer {
       enc.copy(ex.down.buf, ex.down.offset * 4, baseDown, 0, per * 4);
       const old = [ex.gate.buf, ex.up.buf];
       lw.experts = { gate: { ...ex.gate, buf: gu, offset: 0 }, up: { ...ex.up, buf: gu, offset: per }, down: ex.down };
-      this.retired.push(...old);
+      retired.push(...old);
       this.layers.push({
         layer: L,
         gu,
@@ -220,6 +220,8 @@ export class Trainer {
       });
     }
     enc.submit();
+    // The loaded gate/up buffers were copied into gu by the submitted work; WebGPU frees them once it has run.
+    for (const b of retired) b.destroy();
   }
 
   /** Trainable parameter count: active expert entries + router weights. */
