@@ -1,5 +1,5 @@
 // Times each routed-expert kernel (and sparse_grad) at the demo model's shapes: wall time per dispatch, synced, best of N.
-// Build: node scripts/build-cli.mjs bench/experts-bench.ts .eb.mjs && node .eb.mjs [T,T..] [reps] [--dump dir] [--h200]
+// Build: node scripts/build-cli.mjs bench/experts-bench.ts .eb.mjs && node .eb.mjs [T,T..] [reps] [--dump dir] [--only k1,k2] [--tiling NX,BK] [--h200]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { nodeGpu } from '../src/node/gpu.ts';
 import type { GpuContext } from '../src/engine/gpu/device.ts';
@@ -13,7 +13,7 @@ import { sparseGradDown, sparseGradGateUp } from '../src/engine/ops/sparse_grad.
 const args = process.argv.slice(2);
 const flag = (n: string) => args.includes(n);
 const opt = (n: string) => (args.includes(n) ? args[args.indexOf(n) + 1] : undefined);
-const pos = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1]!.startsWith('--dump')));
+const pos = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && ['--dump', '--only', '--tiling'].includes(args[i - 1]!)));
 const Ts = (pos[0] ?? '256,1024').split(',').map(Number);
 const reps = Number(pos[1] ?? 2);
 const dumpDir = opt('--dump');
@@ -59,7 +59,9 @@ function activeSet(size: number, n: number): Uint32Array {
 }
 
 const gpu = await nodeGpu();
-console.log(`adapter: ${gpu.info.vendor} / ${gpu.info.architecture} / ${gpu.info.description}`);
+const forced = opt('--tiling')?.split(',').map(Number);
+if (forced) ex.forceExpertsTiling({ NX: forced[0]!, BK: forced[1]! });
+console.log(`adapter: ${gpu.info.vendor} / ${gpu.info.architecture} / ${gpu.info.description}; tiling ${JSON.stringify(ex.expertsTiling(gpu))}`);
 
 /** Best wall ms and best process CPU ms (all threads: SwiftShader's workers run in this process) of one synced dispatch. */
 async function time(f: (enc: Encoder) => void): Promise<[number, number]> {
@@ -111,6 +113,7 @@ for (const T of Ts) {
   const gemm = 2 * R * IE * H; // flops of one [R, IE] x [IE, H] product
   const rows: [string, number, number, number][] = [];
   const add = async (name: string, flops: number, f: (enc: Encoder) => void) => {
+    if (opt('--only') && !opt('--only')!.split(',').some((o) => name.startsWith(o))) return;
     const [ms, cpu] = await time(f);
     rows.push([name, ms, cpu, flops]);
     if (flag('--verbose')) console.log(`  ... ${name} ${ms.toFixed(1)} ms`);

@@ -1,5 +1,6 @@
 // Routed experts forward 1/3, grouped GEMM over expert-sorted rows: for row r of expert e (token t = rowPair[r] / K),
-// G = x_t·gate_e^T, U = x_t·up_e^T, A = silu(G)*U. Workgroup = one row tile (TM rows, one expert) x TN columns of IE.
+// G = x_t·gate_e^T, U = x_t·up_e^T, A = silu(G)*U. Workgroup = one row tile (TM rows, one expert) x TN columns of IE;
+// thread = 8 rows x 4 columns of both G and U.
 
 struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32 }
 
@@ -14,81 +15,126 @@ struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32,
 @group(0) @binding(8) var<uniform> p: Params;
 
 override W_BF16: bool = false;
-override WX: u32 = 16;   // threads along n; each owns RN columns strided by WX
-override WY: u32 = 16;   // threads along m; each owns RM consecutive rows
-override TK: u32 = 16;   // reduction tile
-const RM = 2u;
-const RN = 4u;
-override TM: u32 = WY * RM;
-override TN: u32 = WX * RN;
+override NX: u32 = 16;            // threads along n; thread x owns columns x + NX*j (j < 4)
+override BK: u32 = 16;            // reduction slice staged per barrier (multiple of 4)
+const TM = 32u;                   // rows per tile (EXPERT_TILE_M); 4 threads along m, thread y owns rows y + 4*i (i < 8)
+override TN: u32 = 4u * NX;
+override BQ: u32 = BK / 4u + 1u;  // vec4s per staged row, padded against bank conflicts
 
-var<workgroup> xs: array<f32, TM * TK>;   // [m][k]
-var<workgroup> gs: array<f32, TK * TN>;   // [k][n]
-var<workgroup> us: array<f32, TK * TN>;   // [k][n]
+var<workgroup> xs: array<vec4f, TM * BQ>;   // [m][k/4]
+var<workgroup> gs: array<vec4f, TN * BQ>;   // [n][k/4]
+var<workgroup> us: array<vec4f, TN * BQ>;   // [n][k/4]
+var<workgroup> tok: array<u32, TM>;
 
-fn unpack(word: u32, i: u32) -> f32 {
-  return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u));
+fn bf(word: u32, hi: bool) -> f32 { return bitcast<f32>(select(word << 16u, word & 0xffff0000u, hi)); }
+// 4 weights from element i on, the ones at k + c >= kEnd zero.
+fn gate4(i: u32, k: u32, kEnd: u32) -> vec4f {
+  if (k + 4u <= kEnd) {
+    if (!W_BF16) { return bitcast<vec4f>(vec4u(wGate[i], wGate[i + 1u], wGate[i + 2u], wGate[i + 3u])); }
+    let w = i >> 1u;
+    if ((i & 1u) == 0u) { let a = wGate[w]; let b = wGate[w + 1u]; return vec4f(bf(a, false), bf(a, true), bf(b, false), bf(b, true)); }
+    let a = wGate[w]; let b = wGate[w + 1u]; let c = wGate[w + 2u];
+    return vec4f(bf(a, true), bf(b, false), bf(b, true), bf(c, false));
+  }
+  var v = vec4f(0.0);
+  for (var c = 0u; c < 4u; c++) {
+    if (k + c < kEnd) { let j = i + c; v[c] = select(bitcast<f32>(wGate[j]), bf(wGate[j >> 1u], (j & 1u) == 1u), W_BF16); }
+  }
+  return v;
 }
-fn gateAt(i: u32) -> f32 { if (W_BF16) { return unpack(wGate[i >> 1u], i); } return bitcast<f32>(wGate[i]); }
-fn upAt(i: u32) -> f32 { if (W_BF16) { return unpack(wUp[i >> 1u], i); } return bitcast<f32>(wUp[i]); }
+fn up4(i: u32, k: u32, kEnd: u32) -> vec4f {
+  if (k + 4u <= kEnd) {
+    if (!W_BF16) { return bitcast<vec4f>(vec4u(wUp[i], wUp[i + 1u], wUp[i + 2u], wUp[i + 3u])); }
+    let w = i >> 1u;
+    if ((i & 1u) == 0u) { let a = wUp[w]; let b = wUp[w + 1u]; return vec4f(bf(a, false), bf(a, true), bf(b, false), bf(b, true)); }
+    let a = wUp[w]; let b = wUp[w + 1u]; let c = wUp[w + 2u];
+    return vec4f(bf(a, true), bf(b, false), bf(b, true), bf(c, false));
+  }
+  var v = vec4f(0.0);
+  for (var c = 0u; c < 4u; c++) {
+    if (k + c < kEnd) { let j = i + c; v[c] = select(bitcast<f32>(wUp[j]), bf(wUp[j >> 1u], (j & 1u) == 1u), W_BF16); }
+  }
+  return v;
+}
+fn x4(i: u32, k: u32, kEnd: u32) -> vec4f {
+  if (k + 4u <= kEnd) { return vec4f(x[i], x[i + 1u], x[i + 2u], x[i + 3u]); }
+  var v = vec4f(0.0);
+  for (var c = 0u; c < 4u; c++) { if (k + c < kEnd) { v[c] = x[i + c]; } }
+  return v;
+}
+fn dots(a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f { return vec4f(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3)); }
 
-@compute @workgroup_size(WX, WY)
+fn put(m: u32, nr: u32, r: u32, n0: u32, g: vec4f, u: vec4f) {
+  if (m >= nr) { return; }
+  for (var j = 0u; j < 4u; j++) {
+    let n = n0 + j * NX;
+    if (n < p.IE) {
+      let at = r * p.IE + n;
+      G[at] = g[j];
+      U[at] = u[j];
+      A[at] = g[j] / (1.0 + exp(-g[j])) * u[j];
+    }
+  }
+}
+
+@compute @workgroup_size(NX, 4)
 fn gate_up(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let tile = tiles[wid.y];
   if (tile.x == 0xffffffffu) { return; }
   let e = tile.x;
   let r0 = tile.y;
-  let r1 = tile.z;
+  let nr = tile.z - tile.y;   // rows in this tile, 1..TM
   let n0 = wid.x * TN;
   let H = p.H;
   let IE = p.IE;
-  let li = lid.y * WX + lid.x;
-  var accG: array<f32, RM * RN>;
-  var accU: array<f32, RM * RN>;
-  for (var k0 = 0u; k0 < H; k0 += TK) {
-    for (var q = li; q < TM * TK; q += WX * WY) {
-      let m = q / TK;
-      let k = k0 + q % TK;
-      var v = 0.0;
-      if (r0 + m < r1 && k < H) { v = x[(rowPair[r0 + m] / p.K) * H + k]; }
-      xs[q] = v;
+  let li = lid.y * NX + lid.x;
+  for (var m = li; m < TM; m += NX * 4u) { tok[m] = rowPair[r0 + min(m, nr - 1u)] / p.K; }
+  workgroupBarrier();
+  var g: array<vec4f, 8>;   // rows y + 4i, columns x + NX*j
+  var u: array<vec4f, 8>;
+  for (var k0 = 0u; k0 < H; k0 += BK) {
+    for (var q = li; q < TM * (BK / 4u); q += NX * 4u) {
+      let m = q / (BK / 4u);
+      let k = k0 + 4u * (q % (BK / 4u));
+      var v = vec4f(0.0);
+      if (m < nr) { v = x4(tok[m] * H + k, k, H); }
+      xs[m * BQ + q % (BK / 4u)] = v;
     }
-    for (var q = li; q < TN * TK; q += WX * WY) {
-      let n = n0 + q / TK;
-      let k = k0 + q % TK;
-      var gv = 0.0;
-      var uv = 0.0;
-      if (n < IE && k < H) {
-        let row = (e * IE + n) * H + k;
-        gv = gateAt(p.gateOff + row);
-        uv = upAt(p.upOff + row);
-      }
-      gs[(q % TK) * TN + q / TK] = gv;
-      us[(q % TK) * TN + q / TK] = uv;
+    for (var q = li; q < TN * (BK / 4u); q += NX * 4u) {
+      let n = q / (BK / 4u);
+      let k = k0 + 4u * (q % (BK / 4u));
+      let row = (e * IE + min(n0 + n, IE - 1u)) * H + k;   // columns past IE compute garbage that is never stored
+      gs[n * BQ + q % (BK / 4u)] = gate4(p.gateOff + row, k, H);
+      us[n * BQ + q % (BK / 4u)] = up4(p.upOff + row, k, H);
     }
     workgroupBarrier();
-    for (var k = 0u; k < TK; k++) {
-      for (var i = 0u; i < RM; i++) {
-        let a = xs[(lid.y * RM + i) * TK + k];
-        for (var j = 0u; j < RN; j++) {
-          accG[i * RN + j] += a * gs[k * TN + lid.x + j * WX];
-          accU[i * RN + j] += a * us[k * TN + lid.x + j * WX];
-        }
+    for (var kq = 0u; kq < BK / 4u; kq++) {
+      let b0 = gs[lid.x * BQ + kq]; let b1 = gs[(lid.x + NX) * BQ + kq];
+      let b2 = gs[(lid.x + 2u * NX) * BQ + kq]; let b3 = gs[(lid.x + 3u * NX) * BQ + kq];
+      let c0 = us[lid.x * BQ + kq]; let c1 = us[(lid.x + NX) * BQ + kq];
+      let c2 = us[(lid.x + 2u * NX) * BQ + kq]; let c3 = us[(lid.x + 3u * NX) * BQ + kq];
+      var a = xs[lid.y * BQ + kq];
+      g[0] += dots(a, b0, b1, b2, b3); u[0] += dots(a, c0, c1, c2, c3);
+      a = xs[(lid.y + 4u) * BQ + kq]; g[1] += dots(a, b0, b1, b2, b3); u[1] += dots(a, c0, c1, c2, c3);
+      a = xs[(lid.y + 8u) * BQ + kq]; g[2] += dots(a, b0, b1, b2, b3); u[2] += dots(a, c0, c1, c2, c3);
+      a = xs[(lid.y + 12u) * BQ + kq]; g[3] += dots(a, b0, b1, b2, b3); u[3] += dots(a, c0, c1, c2, c3);
+      if (nr > 16u) {
+        a = xs[(lid.y + 16u) * BQ + kq]; g[4] += dots(a, b0, b1, b2, b3); u[4] += dots(a, c0, c1, c2, c3);
+        a = xs[(lid.y + 20u) * BQ + kq]; g[5] += dots(a, b0, b1, b2, b3); u[5] += dots(a, c0, c1, c2, c3);
+        a = xs[(lid.y + 24u) * BQ + kq]; g[6] += dots(a, b0, b1, b2, b3); u[6] += dots(a, c0, c1, c2, c3);
+        a = xs[(lid.y + 28u) * BQ + kq]; g[7] += dots(a, b0, b1, b2, b3); u[7] += dots(a, c0, c1, c2, c3);
       }
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < RM; i++) {
-    let r = r0 + lid.y * RM + i;
-    for (var j = 0u; j < RN; j++) {
-      let n = n0 + lid.x + j * WX;
-      if (r < r1 && n < IE) {
-        let g = accG[i * RN + j];
-        let u = accU[i * RN + j];
-        G[r * IE + n] = g;
-        U[r * IE + n] = u;
-        A[r * IE + n] = g / (1.0 + exp(-g)) * u;
-      }
-    }
-  }
+  let n = n0 + lid.x;
+  let m = lid.y;
+  put(m, nr, r0 + m, n, g[0], u[0]);
+  put(m + 4u, nr, r0 + m + 4u, n, g[1], u[1]);
+  put(m + 8u, nr, r0 + m + 8u, n, g[2], u[2]);
+  put(m + 12u, nr, r0 + m + 12u, n, g[3], u[3]);
+  put(m + 16u, nr, r0 + m + 16u, n, g[4], u[4]);
+  put(m + 20u, nr, r0 + m + 20u, n, g[5], u[5]);
+  put(m + 24u, nr, r0 + m + 24u, n, g[6], u[6]);
+  put(m + 28u, nr, r0 + m + 28u, n, g[7], u[7]);
 }

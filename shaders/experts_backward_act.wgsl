@@ -1,5 +1,6 @@
 // Routed experts backward 2/3, grouped GEMM over expert-sorted rows: dA = dY·down_e, then through A = silu(G)*U:
-// dG = dA * U * silu'(G), dU = dA * silu(G) (=). Workgroup = one row tile (TM rows, one expert) x TN columns of IE.
+// dG = dA * U * silu'(G), dU = dA * silu(G) (=). Workgroup = one row tile (TM rows, one expert) x TN columns of IE;
+// thread = 8 rows x 8 columns (two runs of 4).
 
 struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32 }
 
@@ -13,69 +14,108 @@ struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32,
 @group(0) @binding(7) var<uniform> p: Params;
 
 override W_BF16: bool = false;
-override WX: u32 = 16;
-override WY: u32 = 16;
-override TK: u32 = 16;
-const RM = 2u;
-const RN = 4u;
-override TM: u32 = WY * RM;
-override TN: u32 = WX * RN;
+override NX: u32 = 16;            // threads along n; thread x owns columns 4*(x + NX*b) + c (b < 2, c < 4)
+override BK: u32 = 16;            // reduction slice staged per barrier (multiple of 4)
+const TM = 32u;                   // rows per tile (EXPERT_TILE_M); 4 threads along m, thread y owns rows y + 4*i (i < 8)
+override NQ: u32 = 2u * NX;       // vec4 columns per tile (TN = 4*NQ)
+override BQ: u32 = BK / 4u + 1u;  // vec4s per staged row of dY, padded against bank conflicts
 
-var<workgroup> xs: array<f32, TM * TK>;   // [m][k]
-var<workgroup> ws: array<f32, TK * TN>;   // [k][n]
+var<workgroup> ys: array<vec4f, TM * BQ>;   // dY [m][k/4]
+var<workgroup> ws: array<vec4f, BK * NQ>;   // down [k][n/4]
 
-fn downAt(i: u32) -> f32 {
-  if (W_BF16) { let w = wDown[i >> 1u]; return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u)); }
-  return bitcast<f32>(wDown[i]);
+fn bf(word: u32, hi: bool) -> f32 { return bitcast<f32>(select(word << 16u, word & 0xffff0000u, hi)); }
+// 4 weights from element i on (columns n..n+3), the ones at n + c >= nEnd zero.
+fn down4(i: u32, n: u32, nEnd: u32) -> vec4f {
+  if (n + 4u <= nEnd) {
+    if (!W_BF16) { return bitcast<vec4f>(vec4u(wDown[i], wDown[i + 1u], wDown[i + 2u], wDown[i + 3u])); }
+    let w = i >> 1u;
+    if ((i & 1u) == 0u) { let a = wDown[w]; let b = wDown[w + 1u]; return vec4f(bf(a, false), bf(a, true), bf(b, false), bf(b, true)); }
+    let a = wDown[w]; let b = wDown[w + 1u]; let c = wDown[w + 2u];
+    return vec4f(bf(a, true), bf(b, false), bf(b, true), bf(c, false));
+  }
+  var v = vec4f(0.0);
+  for (var c = 0u; c < 4u; c++) {
+    if (n + c < nEnd) { let j = i + c; v[c] = select(bitcast<f32>(wDown[j]), bf(wDown[j >> 1u], (j & 1u) == 1u), W_BF16); }
+  }
+  return v;
+}
+fn dy4(i: u32, k: u32, kEnd: u32) -> vec4f {
+  if (k + 4u <= kEnd) { return vec4f(dY[i], dY[i + 1u], dY[i + 2u], dY[i + 3u]); }
+  var v = vec4f(0.0);
+  for (var c = 0u; c < 4u; c++) { if (k + c < kEnd) { v[c] = dY[i + c]; } }
+  return v;
+}
+// a = 4 reduction steps of one row, b* = the matching 4 rows of 4 columns.
+fn fma4(a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f { return a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3; }
+
+fn put(m: u32, nr: u32, r: u32, n: u32, da: vec4f) {
+  if (m >= nr) { return; }
+  for (var c = 0u; c < 4u; c++) {
+    if (n + c < p.IE) {
+      let at = r * p.IE + n + c;
+      let g = G[at];
+      let sg = 1.0 / (1.0 + exp(-g));
+      dG[at] = da[c] * U[at] * sg * (1.0 + g * (1.0 - sg));
+      dU[at] = da[c] * g * sg;
+    }
+  }
 }
 
-@compute @workgroup_size(WX, WY)
+@compute @workgroup_size(NX, 4)
 fn backward_act(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let tile = tiles[wid.y];
   if (tile.x == 0xffffffffu) { return; }
   let e = tile.x;
   let r0 = tile.y;
-  let r1 = tile.z;
-  let n0 = wid.x * TN;
+  let nr = tile.z - tile.y;   // rows in this tile, 1..TM
+  let n0 = wid.x * 4u * NQ;
   let H = p.H;
   let IE = p.IE;
-  let li = lid.y * WX + lid.x;
-  var acc: array<f32, RM * RN>;
-  for (var k0 = 0u; k0 < H; k0 += TK) {
-    for (var q = li; q < TM * TK; q += WX * WY) {
-      let m = q / TK;
-      let k = k0 + q % TK;
-      var v = 0.0;
-      if (r0 + m < r1 && k < H) { v = dY[(r0 + m) * H + k]; }
-      xs[q] = v;
+  let li = lid.y * NX + lid.x;
+  var lo: array<vec4f, 8>;   // row y + 4i: columns 4*x + c
+  var hi: array<vec4f, 8>;   // columns 4*(x + NX) + c
+  for (var k0 = 0u; k0 < H; k0 += BK) {
+    for (var q = li; q < TM * (BK / 4u); q += NX * 4u) {
+      let m = q / (BK / 4u);
+      let k = k0 + 4u * (q % (BK / 4u));
+      var v = vec4f(0.0);
+      if (m < nr) { v = dy4((r0 + m) * H + k, k, H); }
+      ys[m * BQ + q % (BK / 4u)] = v;
     }
-    for (var q = li; q < TK * TN; q += WX * WY) {
-      let k = k0 + q / TN;
-      let n = n0 + q % TN;
-      var v = 0.0;
-      if (n < IE && k < H) { v = downAt(p.downOff + (e * H + k) * IE + n); }
+    for (var q = li; q < BK * NQ; q += NX * 4u) {
+      let k = k0 + q / NQ;
+      let n = n0 + 4u * (q % NQ);
+      var v = vec4f(0.0);
+      if (k < H) { v = down4(p.downOff + (e * H + k) * IE + n, n, IE); }
       ws[q] = v;
     }
     workgroupBarrier();
-    for (var k = 0u; k < TK; k++) {
-      for (var i = 0u; i < RM; i++) {
-        let a = xs[(lid.y * RM + i) * TK + k];
-        for (var j = 0u; j < RN; j++) { acc[i * RN + j] += a * ws[k * TN + lid.x + j * WX]; }
+    for (var kq = 0u; kq < BK / 4u; kq++) {
+      let w = 4u * kq * NQ + lid.x;
+      let b0 = ws[w]; let b1 = ws[w + NQ]; let b2 = ws[w + 2u * NQ]; let b3 = ws[w + 3u * NQ];
+      let c0 = ws[w + NX]; let c1 = ws[w + NX + NQ]; let c2 = ws[w + NX + 2u * NQ]; let c3 = ws[w + NX + 3u * NQ];
+      var a = ys[lid.y * BQ + kq]; lo[0] += fma4(a, b0, b1, b2, b3); hi[0] += fma4(a, c0, c1, c2, c3);
+      a = ys[(lid.y + 4u) * BQ + kq]; lo[1] += fma4(a, b0, b1, b2, b3); hi[1] += fma4(a, c0, c1, c2, c3);
+      a = ys[(lid.y + 8u) * BQ + kq]; lo[2] += fma4(a, b0, b1, b2, b3); hi[2] += fma4(a, c0, c1, c2, c3);
+      a = ys[(lid.y + 12u) * BQ + kq]; lo[3] += fma4(a, b0, b1, b2, b3); hi[3] += fma4(a, c0, c1, c2, c3);
+      if (nr > 16u) {
+        a = ys[(lid.y + 16u) * BQ + kq]; lo[4] += fma4(a, b0, b1, b2, b3); hi[4] += fma4(a, c0, c1, c2, c3);
+        a = ys[(lid.y + 20u) * BQ + kq]; lo[5] += fma4(a, b0, b1, b2, b3); hi[5] += fma4(a, c0, c1, c2, c3);
+        a = ys[(lid.y + 24u) * BQ + kq]; lo[6] += fma4(a, b0, b1, b2, b3); hi[6] += fma4(a, c0, c1, c2, c3);
+        a = ys[(lid.y + 28u) * BQ + kq]; lo[7] += fma4(a, b0, b1, b2, b3); hi[7] += fma4(a, c0, c1, c2, c3);
       }
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < RM; i++) {
-    let r = r0 + lid.y * RM + i;
-    for (var j = 0u; j < RN; j++) {
-      let n = n0 + lid.x + j * WX;
-      if (r < r1 && n < IE) {
-        let g = G[r * IE + n];
-        let sg = 1.0 / (1.0 + exp(-g));
-        let da = acc[i * RN + j];
-        dG[r * IE + n] = da * U[r * IE + n] * sg * (1.0 + g * (1.0 - sg));
-        dU[r * IE + n] = da * g * sg;
-      }
-    }
-  }
+  let m = lid.y;
+  let nLo = n0 + 4u * lid.x;
+  let nHi = nLo + 4u * NX;
+  put(m, nr, r0 + m, nLo, lo[0]); put(m, nr, r0 + m, nHi, hi[0]);
+  put(m + 4u, nr, r0 + m + 4u, nLo, lo[1]); put(m + 4u, nr, r0 + m + 4u, nHi, hi[1]);
+  put(m + 8u, nr, r0 + m + 8u, nLo, lo[2]); put(m + 8u, nr, r0 + m + 8u, nHi, hi[2]);
+  put(m + 12u, nr, r0 + m + 12u, nLo, lo[3]); put(m + 12u, nr, r0 + m + 12u, nHi, hi[3]);
+  put(m + 16u, nr, r0 + m + 16u, nLo, lo[4]); put(m + 16u, nr, r0 + m + 16u, nHi, hi[4]);
+  put(m + 20u, nr, r0 + m + 20u, nLo, lo[5]); put(m + 20u, nr, r0 + m + 20u, nHi, hi[5]);
+  put(m + 24u, nr, r0 + m + 24u, nLo, lo[6]); put(m + 24u, nr, r0 + m + 24u, nHi, hi[6]);
+  put(m + 28u, nr, r0 + m + 28u, nLo, lo[7]); put(m + 28u, nr, r0 + m + 28u, nHi, hi[7]);
 }

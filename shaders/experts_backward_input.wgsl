@@ -1,5 +1,6 @@
 // Routed experts backward 3/3, grouped GEMM over expert-sorted rows: dXr = dG·gate_e + dU·up_e [R, H] (=), which
-// experts_combine then gathers per token into dx. Workgroup = one row tile (TM rows, one expert) x TN columns of H.
+// experts_combine then gathers per token into dx. Workgroup = one row tile (TM rows, one expert) x TN columns of H;
+// thread = 8 rows x 4 columns.
 
 struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32 }
 
@@ -12,81 +13,133 @@ struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32,
 @group(0) @binding(6) var<uniform> p: Params;
 
 override W_BF16: bool = false;
-override WX: u32 = 16;
-override WY: u32 = 16;
-override TK: u32 = 16;
-const RM = 2u;
-const RN = 4u;
-override TM: u32 = WY * RM;
-override TN: u32 = WX * RN;
+override NX: u32 = 16;            // threads along n; thread x owns columns 4*x + c (c < 4)
+override BK: u32 = 16;            // reduction slice staged per barrier (multiple of 4)
+const TM = 32u;                   // rows per tile (EXPERT_TILE_M); 4 threads along m, thread y owns rows y + 4*i (i < 8)
+override BQ: u32 = BK / 4u + 1u;  // vec4s per staged row of dG/dU, padded against bank conflicts
 
-var<workgroup> gxs: array<f32, TM * TK>;  // dG [m][k]
-var<workgroup> uxs: array<f32, TM * TK>;  // dU [m][k]
-var<workgroup> gws: array<f32, TK * TN>;  // gate [k][n]
-var<workgroup> uws: array<f32, TK * TN>;  // up [k][n]
+var<workgroup> gxs: array<vec4f, TM * BQ>;  // dG [m][k/4]
+var<workgroup> uxs: array<vec4f, TM * BQ>;  // dU [m][k/4]
+var<workgroup> gws: array<vec4f, BK * NX>;  // gate [k][n/4]
+var<workgroup> uws: array<vec4f, BK * NX>;  // up [k][n/4]
 
-fn unpack(word: u32, i: u32) -> f32 {
-  return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (i & 1u) == 1u));
+fn bf(word: u32, hi: bool) -> f32 { return bitcast<f32>(select(word << 16u, word & 0xffff0000u, hi)); }
+// 4 weights from element i on (columns n..n+3), the ones at n + c >= nEnd zero.
+fn gate4(i: u32, n: u32, nEnd: u32) -> vec4f {
+  if (n + 4u <= nEnd) {
+    if (!W_BF16) { return bitcast<vec4f>(vec4u(wGate[i], wGate[i + 1u], wGate[i + 2u], wGate[i + 3u])); }
+    let w = i >> 1u;
+    if ((i & 1u) == 0u) { let a = wGate[w]; let b = wGate[w + 1u]; return vec4f(bf(a, false), bf(a, true), bf(b, false), bf(b, true)); }
+    let a = wGate[w]; let b = wGate[w + 1u]; let c = wGate[w + 2u];
+    return vec4f(bf(a, true), bf(b, false), bf(b, true), bf(c, false));
+  }
+  var v = vec4f(0.0);
+  for (var c = 0u; c < 4u; c++) {
+    if (n + c < nEnd) { let j = i + c; v[c] = select(bitcast<f32>(wGate[j]), bf(wGate[j >> 1u], (j & 1u) == 1u), W_BF16); }
+  }
+  return v;
 }
-fn gateAt(i: u32) -> f32 { if (W_BF16) { return unpack(wGate[i >> 1u], i); } return bitcast<f32>(wGate[i]); }
-fn upAt(i: u32) -> f32 { if (W_BF16) { return unpack(wUp[i >> 1u], i); } return bitcast<f32>(wUp[i]); }
+fn up4(i: u32, n: u32, nEnd: u32) -> vec4f {
+  if (n + 4u <= nEnd) {
+    if (!W_BF16) { return bitcast<vec4f>(vec4u(wUp[i], wUp[i + 1u], wUp[i + 2u], wUp[i + 3u])); }
+    let w = i >> 1u;
+    if ((i & 1u) == 0u) { let a = wUp[w]; let b = wUp[w + 1u]; return vec4f(bf(a, false), bf(a, true), bf(b, false), bf(b, true)); }
+    let a = wUp[w]; let b = wUp[w + 1u]; let c = wUp[w + 2u];
+    return vec4f(bf(a, true), bf(b, false), bf(b, true), bf(c, false));
+  }
+  var v = vec4f(0.0);
+  for (var c = 0u; c < 4u; c++) {
+    if (n + c < nEnd) { let j = i + c; v[c] = select(bitcast<f32>(wUp[j]), bf(wUp[j >> 1u], (j & 1u) == 1u), W_BF16); }
+  }
+  return v;
+}
+fn dg4(i: u32, k: u32, kEnd: u32) -> vec4f {
+  if (k + 4u <= kEnd) { return vec4f(dG[i], dG[i + 1u], dG[i + 2u], dG[i + 3u]); }
+  var v = vec4f(0.0);
+  for (var c = 0u; c < 4u; c++) { if (k + c < kEnd) { v[c] = dG[i + c]; } }
+  return v;
+}
+fn du4(i: u32, k: u32, kEnd: u32) -> vec4f {
+  if (k + 4u <= kEnd) { return vec4f(dU[i], dU[i + 1u], dU[i + 2u], dU[i + 3u]); }
+  var v = vec4f(0.0);
+  for (var c = 0u; c < 4u; c++) { if (k + c < kEnd) { v[c] = dU[i + c]; } }
+  return v;
+}
+// a = 4 reduction steps of one row, b* = the matching 4 rows of 4 columns.
+fn fma4(a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f { return a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3; }
 
-@compute @workgroup_size(WX, WY)
+fn put(m: u32, nr: u32, r: u32, n: u32, v: vec4f) {
+  if (m >= nr) { return; }
+  for (var c = 0u; c < 4u; c++) {
+    if (n + c < p.H) { dXr[r * p.H + n + c] = v[c]; }
+  }
+}
+
+@compute @workgroup_size(NX, 4)
 fn backward_input(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let tile = tiles[wid.y];
   if (tile.x == 0xffffffffu) { return; }
   let e = tile.x;
   let r0 = tile.y;
-  let r1 = tile.z;
-  let n0 = wid.x * TN;
+  let nr = tile.z - tile.y;   // rows in this tile, 1..TM
+  let n0 = wid.x * 4u * NX;
   let H = p.H;
   let IE = p.IE;
-  let li = lid.y * WX + lid.x;
-  var acc: array<f32, RM * RN>;
-  for (var k0 = 0u; k0 < IE; k0 += TK) {
-    for (var q = li; q < TM * TK; q += WX * WY) {
-      let m = q / TK;
-      let k = k0 + q % TK;
-      var gv = 0.0;
-      var uv = 0.0;
-      if (r0 + m < r1 && k < IE) {
-        gv = dG[(r0 + m) * IE + k];
-        uv = dU[(r0 + m) * IE + k];
+  let li = lid.y * NX + lid.x;
+  var acc: array<vec4f, 8>;   // row y + 4i: columns 4*x + c
+  for (var k0 = 0u; k0 < IE; k0 += BK) {
+    for (var q = li; q < TM * (BK / 4u); q += NX * 4u) {
+      let m = q / (BK / 4u);
+      let k = k0 + 4u * (q % (BK / 4u));
+      var g = vec4f(0.0);
+      var u = vec4f(0.0);
+      if (m < nr) {
+        g = dg4((r0 + m) * IE + k, k, IE);
+        u = du4((r0 + m) * IE + k, k, IE);
       }
-      gxs[q] = gv;
-      uxs[q] = uv;
+      gxs[m * BQ + q % (BK / 4u)] = g;
+      uxs[m * BQ + q % (BK / 4u)] = u;
     }
-    for (var q = li; q < TK * TN; q += WX * WY) {
-      let k = k0 + q / TN;
-      let n = n0 + q % TN;
-      var gv = 0.0;
-      var uv = 0.0;
-      if (n < H && k < IE) {
+    for (var q = li; q < BK * NX; q += NX * 4u) {
+      let k = k0 + q / NX;
+      let n = n0 + 4u * (q % NX);
+      var g = vec4f(0.0);
+      var u = vec4f(0.0);
+      if (k < IE) {
         let at = (e * IE + k) * H + n;
-        gv = gateAt(p.gateOff + at);
-        uv = upAt(p.upOff + at);
+        g = gate4(p.gateOff + at, n, H);
+        u = up4(p.upOff + at, n, H);
       }
-      gws[q] = gv;
-      uws[q] = uv;
+      gws[q] = g;
+      uws[q] = u;
     }
     workgroupBarrier();
-    for (var k = 0u; k < TK; k++) {
-      for (var i = 0u; i < RM; i++) {
-        let ag = gxs[(lid.y * RM + i) * TK + k];
-        let au = uxs[(lid.y * RM + i) * TK + k];
-        for (var j = 0u; j < RN; j++) {
-          let n = k * TN + lid.x + j * WX;
-          acc[i * RN + j] += ag * gws[n] + au * uws[n];
-        }
+    for (var kq = 0u; kq < BK / 4u; kq++) {
+      let w = 4u * kq * NX + lid.x;
+      let b0 = gws[w]; let b1 = gws[w + NX]; let b2 = gws[w + 2u * NX]; let b3 = gws[w + 3u * NX];
+      let c0 = uws[w]; let c1 = uws[w + NX]; let c2 = uws[w + 2u * NX]; let c3 = uws[w + 3u * NX];
+      var at = lid.y * BQ + kq;
+      acc[0] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
+      at += 4u * BQ; acc[1] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
+      at += 4u * BQ; acc[2] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
+      at += 4u * BQ; acc[3] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
+      if (nr > 16u) {
+        at += 4u * BQ; acc[4] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
+        at += 4u * BQ; acc[5] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
+        at += 4u * BQ; acc[6] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
+        at += 4u * BQ; acc[7] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
       }
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < RM; i++) {
-    let r = r0 + lid.y * RM + i;
-    for (var j = 0u; j < RN; j++) {
-      let n = n0 + lid.x + j * WX;
-      if (r < r1 && n < H) { dXr[r * H + n] = acc[i * RN + j]; }
-    }
-  }
+  let m = lid.y;
+  let n = n0 + 4u * lid.x;
+  put(m, nr, r0 + m, n, acc[0]);
+  put(m + 4u, nr, r0 + m + 4u, n, acc[1]);
+  put(m + 8u, nr, r0 + m + 8u, n, acc[2]);
+  put(m + 12u, nr, r0 + m + 12u, n, acc[3]);
+  put(m + 16u, nr, r0 + m + 16u, n, acc[4]);
+  put(m + 20u, nr, r0 + m + 20u, n, acc[5]);
+  put(m + 24u, nr, r0 + m + 24u, n, acc[6]);
+  put(m + 28u, nr, r0 + m + 28u, n, acc[7]);
 }

@@ -1,5 +1,5 @@
 // Routed experts forward 2/3, grouped GEMM over expert-sorted rows: Y[r] = A[r]·down_e^T for the rows r of expert e.
-// Workgroup = one row tile (TM rows, one expert) x TN columns of H.
+// Workgroup = one row tile (TM rows, one expert) x TN columns of H; thread = 8 rows x 8 columns.
 
 struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32 }
 
@@ -10,63 +10,102 @@ struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32,
 @group(0) @binding(4) var<uniform> p: Params;
 
 override W_BF16: bool = false;
-override WX: u32 = 16;
-override WY: u32 = 16;
-override TK: u32 = 16;
-const RM = 2u;
-const RN = 4u;
-override TM: u32 = WY * RM;
-override TN: u32 = WX * RN;
+override NX: u32 = 16;            // threads along n; thread x owns columns x + NX*j (j < 8)
+override BK: u32 = 16;            // reduction slice staged per barrier (multiple of 4)
+const TM = 32u;                   // rows per tile (EXPERT_TILE_M); 4 threads along m, thread y owns rows y + 4*i (i < 8)
+override TN: u32 = 8u * NX;
+override BQ: u32 = BK / 4u + 1u;  // vec4s per staged row, padded against bank conflicts
 
-var<workgroup> as_: array<f32, TM * TK>;  // [m][k]
-var<workgroup> ws: array<f32, TK * TN>;   // [k][n]
+var<workgroup> as_: array<vec4f, TM * BQ>;  // [m][k/4]
+var<workgroup> ws: array<vec4f, TN * BQ>;   // [n][k/4]
 
-fn downAt(i: u32) -> f32 {
-  if (W_BF16) { let w = wDown[i >> 1u]; return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u)); }
-  return bitcast<f32>(wDown[i]);
+fn bf(word: u32, hi: bool) -> f32 { return bitcast<f32>(select(word << 16u, word & 0xffff0000u, hi)); }
+// 4 weights from element i on, the ones at k + c >= kEnd zero.
+fn down4(i: u32, k: u32, kEnd: u32) -> vec4f {
+  if (k + 4u <= kEnd) {
+    if (!W_BF16) { return bitcast<vec4f>(vec4u(wDown[i], wDown[i + 1u], wDown[i + 2u], wDown[i + 3u])); }
+    let w = i >> 1u;
+    if ((i & 1u) == 0u) { let a = wDown[w]; let b = wDown[w + 1u]; return vec4f(bf(a, false), bf(a, true), bf(b, false), bf(b, true)); }
+    let a = wDown[w]; let b = wDown[w + 1u]; let c = wDown[w + 2u];
+    return vec4f(bf(a, true), bf(b, false), bf(b, true), bf(c, false));
+  }
+  var v = vec4f(0.0);
+  for (var c = 0u; c < 4u; c++) {
+    if (k + c < kEnd) { let j = i + c; v[c] = select(bitcast<f32>(wDown[j]), bf(wDown[j >> 1u], (j & 1u) == 1u), W_BF16); }
+  }
+  return v;
+}
+fn a4(i: u32, k: u32, kEnd: u32) -> vec4f {
+  if (k + 4u <= kEnd) { return vec4f(A[i], A[i + 1u], A[i + 2u], A[i + 3u]); }
+  var v = vec4f(0.0);
+  for (var c = 0u; c < 4u; c++) { if (k + c < kEnd) { v[c] = A[i + c]; } }
+  return v;
+}
+fn dots(a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f { return vec4f(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3)); }
+
+// Row m of the tile: columns n + NX*j, j < 4 from lo and 4 <= j < 8 from hi.
+fn put(m: u32, nr: u32, r: u32, n: u32, lo: vec4f, hi: vec4f) {
+  if (m >= nr) { return; }
+  for (var j = 0u; j < 4u; j++) {
+    if (n + j * NX < p.H) { Y[r * p.H + n + j * NX] = lo[j]; }
+    if (n + (j + 4u) * NX < p.H) { Y[r * p.H + n + (j + 4u) * NX] = hi[j]; }
+  }
 }
 
-@compute @workgroup_size(WX, WY)
+@compute @workgroup_size(NX, 4)
 fn down(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let tile = tiles[wid.y];
   if (tile.x == 0xffffffffu) { return; }
   let e = tile.x;
   let r0 = tile.y;
-  let r1 = tile.z;
+  let nr = tile.z - tile.y;   // rows in this tile, 1..TM
   let n0 = wid.x * TN;
   let H = p.H;
   let IE = p.IE;
-  let li = lid.y * WX + lid.x;
-  var acc: array<f32, RM * RN>;
-  for (var k0 = 0u; k0 < IE; k0 += TK) {
-    for (var q = li; q < TM * TK; q += WX * WY) {
-      let m = q / TK;
-      let k = k0 + q % TK;
-      var v = 0.0;
-      if (r0 + m < r1 && k < IE) { v = A[(r0 + m) * IE + k]; }
-      as_[q] = v;
+  let li = lid.y * NX + lid.x;
+  var lo: array<vec4f, 8>;   // row y + 4i: columns x + NX*j, j < 4
+  var hi: array<vec4f, 8>;   // j = 4..7
+  for (var k0 = 0u; k0 < IE; k0 += BK) {
+    for (var q = li; q < TM * (BK / 4u); q += NX * 4u) {
+      let m = q / (BK / 4u);
+      let k = k0 + 4u * (q % (BK / 4u));
+      var v = vec4f(0.0);
+      if (m < nr) { v = a4((r0 + m) * IE + k, k, IE); }
+      as_[m * BQ + q % (BK / 4u)] = v;
     }
-    for (var q = li; q < TN * TK; q += WX * WY) {
-      let n = n0 + q / TK;
-      let k = k0 + q % TK;
-      var v = 0.0;
-      if (n < H && k < IE) { v = downAt(p.downOff + (e * H + n) * IE + k); }
-      ws[(q % TK) * TN + q / TK] = v;
+    for (var q = li; q < TN * (BK / 4u); q += NX * 4u) {
+      let n = q / (BK / 4u);
+      let k = k0 + 4u * (q % (BK / 4u));
+      // columns past H compute garbage that is never stored
+      ws[n * BQ + q % (BK / 4u)] = down4(p.downOff + (e * H + min(n0 + n, H - 1u)) * IE + k, k, IE);
     }
     workgroupBarrier();
-    for (var k = 0u; k < TK; k++) {
-      for (var i = 0u; i < RM; i++) {
-        let a = as_[(lid.y * RM + i) * TK + k];
-        for (var j = 0u; j < RN; j++) { acc[i * RN + j] += a * ws[k * TN + lid.x + j * WX]; }
+    for (var kq = 0u; kq < BK / 4u; kq++) {
+      let b0 = ws[lid.x * BQ + kq]; let b1 = ws[(lid.x + NX) * BQ + kq];
+      let b2 = ws[(lid.x + 2u * NX) * BQ + kq]; let b3 = ws[(lid.x + 3u * NX) * BQ + kq];
+      let b4 = ws[(lid.x + 4u * NX) * BQ + kq]; let b5 = ws[(lid.x + 5u * NX) * BQ + kq];
+      let b6 = ws[(lid.x + 6u * NX) * BQ + kq]; let b7 = ws[(lid.x + 7u * NX) * BQ + kq];
+      var a = as_[lid.y * BQ + kq]; lo[0] += dots(a, b0, b1, b2, b3); hi[0] += dots(a, b4, b5, b6, b7);
+      a = as_[(lid.y + 4u) * BQ + kq]; lo[1] += dots(a, b0, b1, b2, b3); hi[1] += dots(a, b4, b5, b6, b7);
+      a = as_[(lid.y + 8u) * BQ + kq]; lo[2] += dots(a, b0, b1, b2, b3); hi[2] += dots(a, b4, b5, b6, b7);
+      a = as_[(lid.y + 12u) * BQ + kq]; lo[3] += dots(a, b0, b1, b2, b3); hi[3] += dots(a, b4, b5, b6, b7);
+      if (nr > 16u) {
+        a = as_[(lid.y + 16u) * BQ + kq]; lo[4] += dots(a, b0, b1, b2, b3); hi[4] += dots(a, b4, b5, b6, b7);
+        a = as_[(lid.y + 20u) * BQ + kq]; lo[5] += dots(a, b0, b1, b2, b3); hi[5] += dots(a, b4, b5, b6, b7);
+        a = as_[(lid.y + 24u) * BQ + kq]; lo[6] += dots(a, b0, b1, b2, b3); hi[6] += dots(a, b4, b5, b6, b7);
+        a = as_[(lid.y + 28u) * BQ + kq]; lo[7] += dots(a, b0, b1, b2, b3); hi[7] += dots(a, b4, b5, b6, b7);
       }
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < RM; i++) {
-    let r = r0 + lid.y * RM + i;
-    for (var j = 0u; j < RN; j++) {
-      let n = n0 + lid.x + j * WX;
-      if (r < r1 && n < H) { Y[r * H + n] = acc[i * RN + j]; }
-    }
-  }
+  let m = lid.y;
+  let n = n0 + lid.x;
+  put(m, nr, r0 + m, n, lo[0], hi[0]);
+  put(m + 4u, nr, r0 + m + 4u, n, lo[1], hi[1]);
+  put(m + 8u, nr, r0 + m + 8u, n, lo[2], hi[2]);
+  put(m + 12u, nr, r0 + m + 12u, n, lo[3], hi[3]);
+  put(m + 16u, nr, r0 + m + 16u, n, lo[4], hi[4]);
+  put(m + 20u, nr, r0 + m + 20u, n, lo[5], hi[5]);
+  put(m + 24u, nr, r0 + m + 24u, n, lo[6], hi[6]);
+  put(m + 28u, nr, r0 + m + 28u, n, lo[7], hi[7]);
 }

@@ -1,6 +1,7 @@
 // Routed-expert (SwiGLU) launchers: grouped GEMMs over the expert-sorted rows of moe_route, weighted combine, backward
 // to dx/dTopW/per-row grads, and dense expert weight grads (+=). Same signatures as ref/experts.ts.
 
+import type { GpuContext } from '../gpu/device.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
 import { moeRouteMaxTiles } from './moe_route.ts';
@@ -61,16 +62,40 @@ export interface ExpertGrads<B> {
 
 type Binding = GPUBuffer | GPUBufferBinding;
 
-// GEMM tiling: WX x WY threads, each RM=2 rows x RN=4 columns; moe_route must use tileM = EXPERT_TILE_M.
-const WX = 16, WY = 16, TK = 16;
-export const EXPERT_TILE_M = WY * 2;
-const TN = WX * 4;
+// GEMM tiling: moe_route must use tileM = EXPERT_TILE_M. Row-tile kernels run NX x 8 threads, each owning 4 rows x 4
+// columns (TN = 4*NX columns per workgroup) and stage BK reduction steps per barrier.
+export const EXPERT_TILE_M = 32;
 const WG = 256;
 const MAX_GROUPS = 65535;
 
-function gemmConstants(d: ExpertsDims): Record<string, number> {
-  return { WX, WY, TK, W_BF16: d.wDtype === 'bf16' ? 1 : 0 };
+export interface ExpertsTiling {
+  /** Threads along the columns of the row-tile kernels (4 columns each); 8 threads run along the TM = 32 rows. */
+  NX: number;
+  /** Reduction steps staged in workgroup memory per barrier (multiple of 4). */
+  BK: number;
 }
+
+let forced: ExpertsTiling | null = null;
+/** Tests and benchmarks: use this tiling on every adapter (null: choose by adapter again). */
+export function forceExpertsTiling(t: ExpertsTiling | null): void {
+  forced = t;
+}
+
+/** CPU adapters (SwiftShader) run a workgroup's invocations as fibers: fewer threads and more work per barrier win. */
+export function expertsTiling(gpu: GpuContext): ExpertsTiling {
+  if (forced) return forced;
+  const i = gpu.info;
+  const cpu = /swiftshader|llvmpipe|cpu/i.test(`${i.vendor} ${i.architecture} ${i.description}`);
+  return cpu ? { NX: 8, BK: 32 } : { NX: 16, BK: 16 };
+}
+
+function gemmConstants(gpu: GpuContext, d: ExpertsDims): Record<string, number> {
+  const t = expertsTiling(gpu);
+  return { NX: t.NX, BK: t.BK, W_BF16: d.wDtype === 'bf16' ? 1 : 0 };
+}
+
+/** Column tiles of a row-tile kernel whose threads own `per` columns each, over n columns. */
+const colTiles = (gpu: GpuContext, n: number, per: number) => Math.ceil(n / (per * expertsTiling(gpu).NX));
 
 /** Row tiles the GEMMs are dispatched over: moe_route's bound for tileM = EXPERT_TILE_M (tiles past the end exit). */
 export function maxTilesOf(d: ExpertsDims): number {
@@ -108,14 +133,14 @@ export function expertsForward(
 
 /** G, U, A [R, IE] (=) <- x [T, H] gathered per sorted row, gate/up. Forward 1/3. */
 export function expertsGateUp(enc: Encoder, s: Pick<ExpertSaved<GPUBuffer>, 'G' | 'U' | 'A'>, x: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  const gu = kernel(enc.gpu, { name: 'experts.gate_up', code: gateUpSrc, entryPoint: 'gate_up', constants: gemmConstants(d) });
-  gu.dispatch(enc, [x, w.gate, w.up, route.rowPair, route.tiles, s.G, s.U, s.A], [Math.ceil(d.IE / TN), maxTilesOf(d)], expertsParams(d));
+  const gu = kernel(enc.gpu, { name: 'experts.gate_up', code: gateUpSrc, entryPoint: 'gate_up', constants: gemmConstants(enc.gpu, d) });
+  gu.dispatch(enc, [x, w.gate, w.up, route.rowPair, route.tiles, s.G, s.U, s.A], [colTiles(enc.gpu, d.IE, 4), maxTilesOf(d)], expertsParams(d));
 }
 
 /** Y [R, H] (=) <- A [R, IE], down. Forward 2/3. */
 export function expertsDown(enc: Encoder, Y: GPUBuffer, A: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  const dn = kernel(enc.gpu, { name: 'experts.down', code: downSrc, entryPoint: 'down', constants: gemmConstants(d) });
-  dn.dispatch(enc, [A, w.down, route.tiles, Y], [Math.ceil(d.H / TN), maxTilesOf(d)], expertsParams(d));
+  const dn = kernel(enc.gpu, { name: 'experts.down', code: downSrc, entryPoint: 'down', constants: gemmConstants(enc.gpu, d) });
+  dn.dispatch(enc, [A, w.down, route.tiles, Y], [colTiles(enc.gpu, d.H, 8), maxTilesOf(d)], expertsParams(d));
 }
 
 /** out [T, H] = sum_k w[t,k] * rows[slot(t,k)], w = topW [T, K] or 1 when topW is null. rows [R, H]. */
@@ -151,20 +176,20 @@ export function expertsBackward(
 
 /** dTopW [T, K] (=) = dOut[t]·Y[slot], dY [R, H] (=) = topW * dOut[t] <- dOut [T, H], Y [R, H], topW [T, K]. Backward 1/4. */
 export function expertsBackwardCombine(enc: Encoder, dTopW: GPUBuffer, dY: GPUBuffer, dOut: GPUBuffer, Y: GPUBuffer, topW: GPUBuffer, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  const b = kernel(enc.gpu, { name: 'experts.backward_combine', code: bwdSrc, entryPoint: 'backward_combine', constants: { WG: 64 } });
-  b.dispatch(enc, [dOut, Y, route.slot, topW, dTopW, dY], [groups(d.T * d.K, 1)], expertsParams(d));
+  const b = kernel(enc.gpu, { name: 'experts.backward_combine', code: bwdSrc, entryPoint: 'backward_combine', constants: { WG: 64, TPP: 8 } });
+  b.dispatch(enc, [dOut, Y, route.slot, topW, dTopW, dY], [groups(d.T * d.K, 64 / 8)], expertsParams(d));
 }
 
 /** dG, dU [R, IE] (=) <- dY [R, H], down, saved G, U [R, IE]. Backward 2/4. */
 export function expertsBackwardAct(enc: Encoder, dG: GPUBuffer, dU: GPUBuffer, dY: GPUBuffer, w: ExpertWeights<GPUBuffer>, G: GPUBuffer, U: GPUBuffer, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  const act = kernel(enc.gpu, { name: 'experts.backward_act', code: actSrc, entryPoint: 'backward_act', constants: gemmConstants(d) });
-  act.dispatch(enc, [dY, w.down, G, U, route.tiles, dG, dU], [Math.ceil(d.IE / TN), maxTilesOf(d)], expertsParams(d));
+  const act = kernel(enc.gpu, { name: 'experts.backward_act', code: actSrc, entryPoint: 'backward_act', constants: gemmConstants(enc.gpu, d) });
+  act.dispatch(enc, [dY, w.down, G, U, route.tiles, dG, dU], [colTiles(enc.gpu, d.IE, 8), maxTilesOf(d)], expertsParams(d));
 }
 
 /** dXr [R, H] (=) = dG·gate_e + dU·up_e <- dG, dU [R, IE], gate/up. Backward 3/4 (experts_combine gathers dx). */
 export function expertsBackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer, dU: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  const inp = kernel(enc.gpu, { name: 'experts.backward_input', code: inSrc, entryPoint: 'backward_input', constants: gemmConstants(d) });
-  inp.dispatch(enc, [dG, dU, w.gate, w.up, route.tiles, dXr], [Math.ceil(d.H / TN), maxTilesOf(d)], expertsParams(d));
+  const inp = kernel(enc.gpu, { name: 'experts.backward_input', code: inSrc, entryPoint: 'backward_input', constants: gemmConstants(enc.gpu, d) });
+  inp.dispatch(enc, [dG, dU, w.gate, w.up, route.tiles, dXr], [colTiles(enc.gpu, d.H, 4), maxTilesOf(d)], expertsParams(d));
 }
 
 /**
@@ -181,13 +206,13 @@ export function expertsBackwardWeights(
   d: ExpertsDims,
   accumulate = true,
 ): void {
-  const k = kernel(enc.gpu, { name: 'experts.backward_weight', code: wSrc, entryPoint: 'backward_weight', constants: { WX, WY, TK } });
-  const TM = EXPERT_TILE_M;
+  const t = expertsTiling(enc.gpu);
+  const k = kernel(enc.gpu, { name: 'experts.backward_weight', code: wSrc, entryPoint: 'backward_weight', constants: { NX: t.NX, BK: t.BK } });
   // (left [R, N], right [*, C] gathered through rowPair when gather) -> out [E, N, C]
   const one = (out: Binding | null, left: GPUBuffer, right: GPUBuffer, N: number, C: number, gather: boolean) => {
     if (!out) return;
     const p = Uint32Array.from([N, C, d.K, gather ? 1 : 0, accumulate ? 1 : 0, d.E, 0, 0]);
-    k.dispatch(enc, [left, right, route.rowPair, route.offsets, out], [Math.ceil(C / TN), Math.ceil(N / TM), d.E], p);
+    k.dispatch(enc, [left, right, route.rowPair, route.offsets, out], [Math.ceil(C / (8 * t.NX)), Math.ceil(N / 64), d.E], p);
   };
   one(dW.gate, g.dG, x, d.IE, d.H, true);
   one(dW.up, g.dU, x, d.IE, d.H, true);
