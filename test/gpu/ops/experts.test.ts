@@ -1,5 +1,5 @@
 // experts: grouped SwiGLU forward/backward and dense weight grads, GPU vs the float64 oracle (f32 and bf16 weights at
-// odd element offsets, experts spanning several row tiles, an unused expert); oracle backward vs finite differences.
+// odd element offsets, experts spanning several row tiles, an unused expert, three tilings); oracle backward vs finite differences.
 import { describe, it } from 'vitest';
 import * as gpuOp from '../../../src/engine/ops/experts.ts';
 import * as ref from '../../../src/engine/ref/experts.ts';
@@ -64,13 +64,32 @@ function refForward(d: ExpertsDims, inp: RefInputs, rt: ReturnType<typeof cpuRou
   return { out, s };
 }
 
+// Tilings the launchers pick on other adapters (a real GPU: 16 x 4 threads, BK 16) or that split every output into
+// several column tiles (4 x 4 threads, BK 8), forced here so that SwiftShader runs their code paths too.
+const tilings: { name: string; t: gpuOp.ExpertsTiling | null }[] = [
+  { name: 'adapter tiling', t: null },
+  { name: 'GPU tiling NX 16 BK 16', t: { NX: 16, BK: 16 } },
+  { name: 'narrow tiling NX 4 BK 8', t: { NX: 4, BK: 8 } },
+];
+
+/** Runs `f` with the launchers forced to tiling t (null: by adapter). */
+async function withTiling(t: gpuOp.ExpertsTiling | null, f: () => Promise<void>): Promise<void> {
+  gpuOp.forceExpertsTiling(t);
+  try {
+    await f();
+  } finally {
+    gpuOp.forceExpertsTiling(null);
+  }
+}
+
 describe('experts', () => {
-  for (const { name, d } of cases) {
+  for (const [ci, { name, d }] of cases.entries()) for (const tiling of ci === 0 ? tilings.slice(0, 1) : tilings) {
     const R = d.T * d.K;
     const inp = makeInputs(d, 100 + d.T);
     const dOut = randn(d.T * d.H, 200 + d.T);
+    const label = tiling.t ? `${name}, ${tiling.name}` : name;
 
-    it(`forward matches the oracle (${name})`, async () => {
+    it(`forward matches the oracle (${label})`, () => withTiling(tiling.t, async () => {
       const gpu = await testGpu();
       const rt = await gpuRouting(gpu, inp.topIdx, d);
       const gu = u32Buffer(gpu, inp.wWords.gateUp), dn = u32Buffer(gpu, inp.wWords.down);
@@ -85,9 +104,9 @@ describe('experts', () => {
       expectClose(await readF32(gpu, s.A), want.s.A, 1e-5, 1e-4, 'A');
       expectClose(await readF32(gpu, s.Y), want.s.Y, 1e-5, 1e-4, 'Y');
       expectClose(await readF32(gpu, out), want.out, 1e-5, 1e-4, 'out');
-    });
+    }));
 
-    it(`backward and dense weight grads match the oracle (${name})`, async () => {
+    it(`backward and dense weight grads match the oracle (${label})`, () => withTiling(tiling.t, async () => {
       const gpu = await testGpu();
       const rt = await gpuRouting(gpu, inp.topIdx, d);
       const gu = u32Buffer(gpu, inp.wWords.gateUp), dn = u32Buffer(gpu, inp.wWords.down);
@@ -118,7 +137,7 @@ describe('experts', () => {
       expectClose(await readF32(gpu, dW.gate), dWr.gate, 1e-5, 1e-4, 'dGate');
       expectClose(await readF32(gpu, dW.up), dWr.up, 1e-5, 1e-4, 'dUp');
       expectClose(await readF32(gpu, dW.down), dWr.down, 1e-5, 1e-4, 'dDown');
-    });
+    }));
   }
 
   it('oracle backward agrees with finite differences', () => {
