@@ -63,6 +63,7 @@ const forced = opt('--tiling')?.split(',').map(Number);
 if (forced) ex.forceExpertsTiling({ NX: forced[0]!, BK: forced[1]! });
 console.log(`adapter: ${gpu.info.vendor} / ${gpu.info.architecture} / ${gpu.info.description}; tiling ${JSON.stringify(ex.expertsTiling(gpu))}`);
 
+const firstMs: number[] = [];
 /** Best wall ms and best process CPU ms (all threads: SwiftShader's workers run in this process) of one synced dispatch. */
 async function time(f: (enc: Encoder) => void): Promise<[number, number]> {
   const once = async (): Promise<[number, number]> => {
@@ -75,7 +76,8 @@ async function time(f: (enc: Encoder) => void): Promise<[number, number]> {
     const c = process.cpuUsage(c0);
     return [performance.now() - t0, (c.user + c.system) / 1000];
   };
-  await once(); // compile + warm up
+  const [first] = await once(); // compile + warm up
+  firstMs.push(first);
   let best: [number, number] = [Infinity, Infinity];
   for (let i = 0; i < reps; i++) {
     const [w, c] = await once();
@@ -135,12 +137,13 @@ for (const T of Ts) {
     });
   }
   console.log(`\nT=${T} H=${H} E=${E} K=${K} IE=${IE} (R=${R}, best of ${reps})`);
-  console.log(`  ${'kernel'.padEnd(44)} ${'wall ms'.padStart(9)} ${'cpu ms'.padStart(9)} ${'GFLOP/s'.padStart(8)}`);
+  console.log(`  ${'kernel'.padEnd(44)} ${'wall ms'.padStart(9)} ${'cpu ms'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'1st run ms'.padStart(10)}`);
+  const firsts = firstMs.splice(0);
   let total = 0, totalCpu = 0;
-  for (const [name, ms, cpu, flops] of rows) {
+  for (const [i, [name, ms, cpu, flops]] of rows.entries()) {
     total += ms;
     totalCpu += cpu;
-    console.log(`  ${name.padEnd(44)} ${ms.toFixed(1).padStart(9)} ${cpu.toFixed(1).padStart(9)} ${(flops / ms / 1e6).toFixed(3).padStart(8)}`);
+    console.log(`  ${name.padEnd(44)} ${ms.toFixed(1).padStart(9)} ${cpu.toFixed(1).padStart(9)} ${(flops / ms / 1e6).toFixed(3).padStart(8)} ${firsts[i]!.toFixed(0).padStart(10)}`);
   }
   console.log(`  ${'sum'.padEnd(44)} ${total.toFixed(1).padStart(9)} ${totalCpu.toFixed(1).padStart(9)}`);
   if (dumpDir) {

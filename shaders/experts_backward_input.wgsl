@@ -1,6 +1,6 @@
 // Routed experts backward 3/3, grouped GEMM over expert-sorted rows: dXr = dG·gate_e + dU·up_e [R, H] (=), which
 // experts_combine then gathers per token into dx. Workgroup = one row tile (TM rows, one expert) x TN columns of H;
-// thread = 8 rows x 4 columns.
+// thread = 8 rows x 8 columns (two runs of 4).
 
 struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32 }
 
@@ -13,15 +13,16 @@ struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32,
 @group(0) @binding(6) var<uniform> p: Params;
 
 override W_BF16: bool = false;
-override NX: u32 = 16;            // threads along n; thread x owns columns 4*x + c (c < 4)
+override NX: u32 = 16;            // threads along n; thread x owns columns 4*(x + NX*b) + c (b < 2, c < 4)
 override BK: u32 = 16;            // reduction slice staged per barrier (multiple of 4)
 const TM = 32u;                   // rows per tile (EXPERT_TILE_M); 4 threads along m, thread y owns rows y + 4*i (i < 8)
+override NQ: u32 = 2u * NX;       // vec4 columns per tile (TN = 4*NQ)
 override BQ: u32 = BK / 4u + 1u;  // vec4s per staged row of dG/dU, padded against bank conflicts
 
 var<workgroup> gxs: array<vec4f, TM * BQ>;  // dG [m][k/4]
 var<workgroup> uxs: array<vec4f, TM * BQ>;  // dU [m][k/4]
-var<workgroup> gws: array<vec4f, BK * NX>;  // gate [k][n/4]
-var<workgroup> uws: array<vec4f, BK * NX>;  // up [k][n/4]
+var<workgroup> gws: array<vec4f, BK * NQ>;  // gate [k][n/4]
+var<workgroup> uws: array<vec4f, BK * NQ>;  // up [k][n/4]
 
 fn bf(word: u32, hi: bool) -> f32 { return bitcast<f32>(select(word << 16u, word & 0xffff0000u, hi)); }
 // 4 weights from element i on (columns n..n+3), the ones at n + c >= nEnd zero.
@@ -82,11 +83,12 @@ fn backward_input(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
   let e = tile.x;
   let r0 = tile.y;
   let nr = tile.z - tile.y;   // rows in this tile, 1..TM
-  let n0 = wid.x * 4u * NX;
+  let n0 = wid.x * 4u * NQ;
   let H = p.H;
   let IE = p.IE;
   let li = lid.y * NX + lid.x;
-  var acc: array<vec4f, 8>;   // row y + 4i: columns 4*x + c
+  var lo: array<vec4f, 8>;   // row y + 4i: columns 4*x + c
+  var hi: array<vec4f, 8>;   // columns 4*(x + NX) + c
   for (var k0 = 0u; k0 < IE; k0 += BK) {
     for (var q = li; q < TM * (BK / 4u); q += NX * 4u) {
       let m = q / (BK / 4u);
@@ -100,9 +102,9 @@ fn backward_input(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
       gxs[m * BQ + q % (BK / 4u)] = g;
       uxs[m * BQ + q % (BK / 4u)] = u;
     }
-    for (var q = li; q < BK * NX; q += NX * 4u) {
-      let k = k0 + q / NX;
-      let n = n0 + 4u * (q % NX);
+    for (var q = li; q < BK * NQ; q += NX * 4u) {
+      let k = k0 + q / NQ;
+      let n = n0 + 4u * (q % NQ);
       var g = vec4f(0.0);
       var u = vec4f(0.0);
       if (k < IE) {
@@ -115,31 +117,42 @@ fn backward_input(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
     }
     workgroupBarrier();
     for (var kq = 0u; kq < BK / 4u; kq++) {
-      let w = 4u * kq * NX + lid.x;
-      let b0 = gws[w]; let b1 = gws[w + NX]; let b2 = gws[w + 2u * NX]; let b3 = gws[w + 3u * NX];
-      let c0 = uws[w]; let c1 = uws[w + NX]; let c2 = uws[w + 2u * NX]; let c3 = uws[w + 3u * NX];
+      let w = 4u * kq * NQ + lid.x;
+      let b0 = gws[w]; let b1 = gws[w + NQ]; let b2 = gws[w + 2u * NQ]; let b3 = gws[w + 3u * NQ];
+      let c0 = uws[w]; let c1 = uws[w + NQ]; let c2 = uws[w + 2u * NQ]; let c3 = uws[w + 3u * NQ];
+      let d0 = gws[w + NX]; let d1 = gws[w + NX + NQ]; let d2 = gws[w + NX + 2u * NQ]; let d3 = gws[w + NX + 3u * NQ];
+      let f0 = uws[w + NX]; let f1 = uws[w + NX + NQ]; let f2 = uws[w + NX + 2u * NQ]; let f3 = uws[w + NX + 3u * NQ];
       var at = lid.y * BQ + kq;
-      acc[0] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
-      at += 4u * BQ; acc[1] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
-      at += 4u * BQ; acc[2] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
-      at += 4u * BQ; acc[3] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
+      var g = gxs[at]; var u = uxs[at];
+      lo[0] += fma4(g, b0, b1, b2, b3) + fma4(u, c0, c1, c2, c3); hi[0] += fma4(g, d0, d1, d2, d3) + fma4(u, f0, f1, f2, f3);
+      at += 4u * BQ; g = gxs[at]; u = uxs[at];
+      lo[1] += fma4(g, b0, b1, b2, b3) + fma4(u, c0, c1, c2, c3); hi[1] += fma4(g, d0, d1, d2, d3) + fma4(u, f0, f1, f2, f3);
+      at += 4u * BQ; g = gxs[at]; u = uxs[at];
+      lo[2] += fma4(g, b0, b1, b2, b3) + fma4(u, c0, c1, c2, c3); hi[2] += fma4(g, d0, d1, d2, d3) + fma4(u, f0, f1, f2, f3);
+      at += 4u * BQ; g = gxs[at]; u = uxs[at];
+      lo[3] += fma4(g, b0, b1, b2, b3) + fma4(u, c0, c1, c2, c3); hi[3] += fma4(g, d0, d1, d2, d3) + fma4(u, f0, f1, f2, f3);
       if (nr > 16u) {
-        at += 4u * BQ; acc[4] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
-        at += 4u * BQ; acc[5] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
-        at += 4u * BQ; acc[6] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
-        at += 4u * BQ; acc[7] += fma4(gxs[at], b0, b1, b2, b3) + fma4(uxs[at], c0, c1, c2, c3);
+        at += 4u * BQ; g = gxs[at]; u = uxs[at];
+        lo[4] += fma4(g, b0, b1, b2, b3) + fma4(u, c0, c1, c2, c3); hi[4] += fma4(g, d0, d1, d2, d3) + fma4(u, f0, f1, f2, f3);
+        at += 4u * BQ; g = gxs[at]; u = uxs[at];
+        lo[5] += fma4(g, b0, b1, b2, b3) + fma4(u, c0, c1, c2, c3); hi[5] += fma4(g, d0, d1, d2, d3) + fma4(u, f0, f1, f2, f3);
+        at += 4u * BQ; g = gxs[at]; u = uxs[at];
+        lo[6] += fma4(g, b0, b1, b2, b3) + fma4(u, c0, c1, c2, c3); hi[6] += fma4(g, d0, d1, d2, d3) + fma4(u, f0, f1, f2, f3);
+        at += 4u * BQ; g = gxs[at]; u = uxs[at];
+        lo[7] += fma4(g, b0, b1, b2, b3) + fma4(u, c0, c1, c2, c3); hi[7] += fma4(g, d0, d1, d2, d3) + fma4(u, f0, f1, f2, f3);
       }
     }
     workgroupBarrier();
   }
   let m = lid.y;
-  let n = n0 + 4u * lid.x;
-  put(m, nr, r0 + m, n, acc[0]);
-  put(m + 4u, nr, r0 + m + 4u, n, acc[1]);
-  put(m + 8u, nr, r0 + m + 8u, n, acc[2]);
-  put(m + 12u, nr, r0 + m + 12u, n, acc[3]);
-  put(m + 16u, nr, r0 + m + 16u, n, acc[4]);
-  put(m + 20u, nr, r0 + m + 20u, n, acc[5]);
-  put(m + 24u, nr, r0 + m + 24u, n, acc[6]);
-  put(m + 28u, nr, r0 + m + 28u, n, acc[7]);
+  let nLo = n0 + 4u * lid.x;
+  let nHi = nLo + 4u * NX;
+  put(m, nr, r0 + m, nLo, lo[0]); put(m, nr, r0 + m, nHi, hi[0]);
+  put(m + 4u, nr, r0 + m + 4u, nLo, lo[1]); put(m + 4u, nr, r0 + m + 4u, nHi, hi[1]);
+  put(m + 8u, nr, r0 + m + 8u, nLo, lo[2]); put(m + 8u, nr, r0 + m + 8u, nHi, hi[2]);
+  put(m + 12u, nr, r0 + m + 12u, nLo, lo[3]); put(m + 12u, nr, r0 + m + 12u, nHi, hi[3]);
+  put(m + 16u, nr, r0 + m + 16u, nLo, lo[4]); put(m + 16u, nr, r0 + m + 16u, nHi, hi[4]);
+  put(m + 20u, nr, r0 + m + 20u, nLo, lo[5]); put(m + 20u, nr, r0 + m + 20u, nHi, hi[5]);
+  put(m + 24u, nr, r0 + m + 24u, nLo, lo[6]); put(m + 24u, nr, r0 + m + 24u, nHi, hi[6]);
+  put(m + 28u, nr, r0 + m + 28u, nLo, lo[7]); put(m + 28u, nr, r0 + m + 28u, nHi, hi[7]);
 }

@@ -62,16 +62,16 @@ export interface ExpertGrads<B> {
 
 type Binding = GPUBuffer | GPUBufferBinding;
 
-// GEMM tiling: moe_route must use tileM = EXPERT_TILE_M. Row-tile kernels run NX x 8 threads, each owning 4 rows x 4
-// columns (TN = 4*NX columns per workgroup) and stage BK reduction steps per barrier.
+// GEMM tiling: moe_route must use tileM = EXPERT_TILE_M. Row-tile kernels run NX x 4 threads over one tile of 32 rows,
+// each thread owning 8 rows (strided by 4) x 4 or 8 columns, and stage BK reduction steps per barrier.
 export const EXPERT_TILE_M = 32;
 const WG = 256;
 const MAX_GROUPS = 65535;
 
 export interface ExpertsTiling {
-  /** Threads along the columns of the row-tile kernels (4 columns each); 8 threads run along the TM = 32 rows. */
+  /** Threads along the columns (x 4 along the rows; backward_weight: x 8 along n). */
   NX: number;
-  /** Reduction steps staged in workgroup memory per barrier (multiple of 4). */
+  /** Reduction steps staged in workgroup memory per barrier (multiple of 4; lowered per kernel to fit the device). */
   BK: number;
 }
 
@@ -81,17 +81,35 @@ export function forceExpertsTiling(t: ExpertsTiling | null): void {
   forced = t;
 }
 
-/** CPU adapters (SwiftShader) run a workgroup's invocations as fibers: fewer threads and more work per barrier win. */
+/**
+ * Real GPUs: 64-thread workgroups, BK 16. CPU adapters (SwiftShader runs invocations as fibers, 4 lanes wide): 32
+ * threads; there, reads of workgroup memory dominate, and BK 8..32 time the same but compile slower as BK grows.
+ */
 export function expertsTiling(gpu: GpuContext): ExpertsTiling {
   if (forced) return forced;
   const i = gpu.info;
   const cpu = /swiftshader|llvmpipe|cpu/i.test(`${i.vendor} ${i.architecture} ${i.description}`);
-  return cpu ? { NX: 8, BK: 32 } : { NX: 16, BK: 16 };
+  return cpu ? { NX: 8, BK: 16 } : { NX: 16, BK: 16 };
 }
 
-function gemmConstants(gpu: GpuContext, d: ExpertsDims): Record<string, number> {
+type Gemm = 'gate_up' | 'down' | 'backward_act' | 'backward_input' | 'backward_weight';
+
+/** Workgroup memory (bytes) of each kernel at (NX, BK); see the var<workgroup> declarations of its shader. */
+const sharedBytes: Record<Gemm, (nx: number, bk: number) => number> = {
+  gate_up: (nx, bk) => 16 * (bk / 4 + 1) * (EXPERT_TILE_M + 8 * nx) + 4 * EXPERT_TILE_M,
+  down: (nx, bk) => 16 * (bk / 4 + 1) * (EXPERT_TILE_M + 8 * nx),
+  backward_act: (nx, bk) => 16 * (bk / 4 + 1) * EXPERT_TILE_M + 32 * bk * nx,
+  backward_input: (nx, bk) => 32 * (bk / 4 + 1) * EXPERT_TILE_M + 64 * bk * nx,
+  backward_weight: (nx, bk) => 16 * bk * (16 + 2 * nx),
+};
+
+function gemmConstants(gpu: GpuContext, which: Gemm, d: ExpertsDims | null): Record<string, number> {
   const t = expertsTiling(gpu);
-  return { NX: t.NX, BK: t.BK, W_BF16: d.wDtype === 'bf16' ? 1 : 0 };
+  let bk = t.BK;
+  while (bk > 4 && sharedBytes[which](t.NX, bk) > gpu.info.maxComputeWorkgroupStorageSize) bk -= 4;
+  const c: Record<string, number> = { NX: t.NX, BK: bk };
+  if (d) c.W_BF16 = d.wDtype === 'bf16' ? 1 : 0;
+  return c;
 }
 
 /** Column tiles of a row-tile kernel whose threads own `per` columns each, over n columns. */
@@ -133,13 +151,13 @@ export function expertsForward(
 
 /** G, U, A [R, IE] (=) <- x [T, H] gathered per sorted row, gate/up. Forward 1/3. */
 export function expertsGateUp(enc: Encoder, s: Pick<ExpertSaved<GPUBuffer>, 'G' | 'U' | 'A'>, x: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  const gu = kernel(enc.gpu, { name: 'experts.gate_up', code: gateUpSrc, entryPoint: 'gate_up', constants: gemmConstants(enc.gpu, d) });
+  const gu = kernel(enc.gpu, { name: 'experts.gate_up', code: gateUpSrc, entryPoint: 'gate_up', constants: gemmConstants(enc.gpu, 'gate_up', d) });
   gu.dispatch(enc, [x, w.gate, w.up, route.rowPair, route.tiles, s.G, s.U, s.A], [colTiles(enc.gpu, d.IE, 4), maxTilesOf(d)], expertsParams(d));
 }
 
 /** Y [R, H] (=) <- A [R, IE], down. Forward 2/3. */
 export function expertsDown(enc: Encoder, Y: GPUBuffer, A: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  const dn = kernel(enc.gpu, { name: 'experts.down', code: downSrc, entryPoint: 'down', constants: gemmConstants(enc.gpu, d) });
+  const dn = kernel(enc.gpu, { name: 'experts.down', code: downSrc, entryPoint: 'down', constants: gemmConstants(enc.gpu, 'down', d) });
   dn.dispatch(enc, [A, w.down, route.tiles, Y], [colTiles(enc.gpu, d.H, 8), maxTilesOf(d)], expertsParams(d));
 }
 
@@ -182,14 +200,14 @@ export function expertsBackwardCombine(enc: Encoder, dTopW: GPUBuffer, dY: GPUBu
 
 /** dG, dU [R, IE] (=) <- dY [R, H], down, saved G, U [R, IE]. Backward 2/4. */
 export function expertsBackwardAct(enc: Encoder, dG: GPUBuffer, dU: GPUBuffer, dY: GPUBuffer, w: ExpertWeights<GPUBuffer>, G: GPUBuffer, U: GPUBuffer, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  const act = kernel(enc.gpu, { name: 'experts.backward_act', code: actSrc, entryPoint: 'backward_act', constants: gemmConstants(enc.gpu, d) });
+  const act = kernel(enc.gpu, { name: 'experts.backward_act', code: actSrc, entryPoint: 'backward_act', constants: gemmConstants(enc.gpu, 'backward_act', d) });
   act.dispatch(enc, [dY, w.down, G, U, route.tiles, dG, dU], [colTiles(enc.gpu, d.IE, 8), maxTilesOf(d)], expertsParams(d));
 }
 
 /** dXr [R, H] (=) = dG·gate_e + dU·up_e <- dG, dU [R, IE], gate/up. Backward 3/4 (experts_combine gathers dx). */
 export function expertsBackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer, dU: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  const inp = kernel(enc.gpu, { name: 'experts.backward_input', code: inSrc, entryPoint: 'backward_input', constants: gemmConstants(enc.gpu, d) });
-  inp.dispatch(enc, [dG, dU, w.gate, w.up, route.tiles, dXr], [colTiles(enc.gpu, d.H, 4), maxTilesOf(d)], expertsParams(d));
+  const inp = kernel(enc.gpu, { name: 'experts.backward_input', code: inSrc, entryPoint: 'backward_input', constants: gemmConstants(enc.gpu, 'backward_input', d) });
+  inp.dispatch(enc, [dG, dU, w.gate, w.up, route.tiles, dXr], [colTiles(enc.gpu, d.H, 8), maxTilesOf(d)], expertsParams(d));
 }
 
 /**
@@ -207,7 +225,7 @@ export function expertsBackwardWeights(
   accumulate = true,
 ): void {
   const t = expertsTiling(enc.gpu);
-  const k = kernel(enc.gpu, { name: 'experts.backward_weight', code: wSrc, entryPoint: 'backward_weight', constants: { NX: t.NX, BK: t.BK } });
+  const k = kernel(enc.gpu, { name: 'experts.backward_weight', code: wSrc, entryPoint: 'backward_weight', constants: gemmConstants(enc.gpu, 'backward_weight', null) });
   // (left [R, N], right [*, C] gathered through rowPair when gather) -> out [E, N, C]
   const one = (out: Binding | null, left: GPUBuffer, right: GPUBuffer, N: number, C: number, gather: boolean) => {
     if (!out) return;

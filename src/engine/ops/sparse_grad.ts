@@ -21,7 +21,7 @@ export interface SparseRouting<B> {
   rowPair: B;
 }
 
-const WG = 256;
+const WG = 64; // entries per workgroup; they share the staged row sources when they lie in one expert
 
 function dispatch(
   enc: Encoder,

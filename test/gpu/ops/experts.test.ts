@@ -1,12 +1,14 @@
 // experts: grouped SwiGLU forward/backward and dense weight grads, GPU vs the float64 oracle (f32 and bf16 weights at
 // odd element offsets, experts spanning several row tiles, an unused expert, three tilings); oracle backward vs finite differences.
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as gpuOp from '../../../src/engine/ops/experts.ts';
 import * as ref from '../../../src/engine/ref/experts.ts';
 import * as route from '../../../src/engine/ops/moe_route.ts';
+import * as sparseOp from '../../../src/engine/ops/sparse_grad.ts';
+import * as sparseRef from '../../../src/engine/ref/sparse_grad.ts';
 import type { ExpertsDims } from '../../../src/engine/ops/experts.ts';
 import type { GpuContext } from '../../../src/engine/gpu/device.ts';
-import { randn } from '../../helpers/random.ts';
+import { randn, rng } from '../../helpers/random.ts';
 import { expectClose, finiteDiff } from '../../helpers/compare.ts';
 import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
 import { cpuRoute, packBf16, randomRouting, roundBf16 } from '../../helpers/experts-data.ts';
@@ -139,6 +141,34 @@ describe('experts', () => {
       expectClose(await readF32(gpu, dW.down), dWr.down, 1e-5, 1e-4, 'dDown');
     }));
   }
+
+  // sparse_grad's fast path (a workgroup of entries in one expert shares the staged row sources, WG rows at a time)
+  // needs dense selections and experts with more rows than a workgroup; test/gpu/ops/sparse_grad.test.ts has the rest.
+  it('sparse_grad at a dense selection, experts over several row chunks, matches the oracle', async () => {
+    const gpu = await testGpu();
+    const d = { T: 150, H: 80, E: 6, K: 3, IE: 24 };
+    const R = d.T * d.K, nW = d.E * d.IE * d.H;
+    const rt = cpuRoute(randomRouting(d.T, d.K, d.E, 51, 4), { ...d, tileM: gpuOp.EXPERT_TILE_M });
+    expect(Math.max(...Array.from({ length: d.E }, (_, e) => rt.offsets[e + 1]! - rt.offsets[e]!))).toBeGreaterThan(2 * 64);
+    const pick = (size: number, seed: number) => {
+      const r = rng(seed);
+      return Uint32Array.from({ length: size }, (_, i) => i).filter(() => r() < 0.3);
+    };
+    const idxG = pick(2 * nW, 52), idxD = pick(nW, 53);
+    const x = randn(d.T * d.H, 54), dG = randn(R * d.IE, 55), dU = randn(R * d.IE, 56), dY = randn(R * d.H, 57), A = randn(R * d.IE, 58);
+    const g0 = randn(idxG.length, 59), d0 = randn(idxD.length, 60);
+    const gradG = f32Buffer(gpu, g0), gradD = f32Buffer(gpu, d0);
+    const rg = { offsets: u32Buffer(gpu, rt.offsets), rowPair: u32Buffer(gpu, rt.rowPair) };
+    await run(gpu, (enc) => {
+      sparseOp.sparseGradGateUp(enc, gradG, u32Buffer(gpu, idxG), f32Buffer(gpu, dG), f32Buffer(gpu, dU), f32Buffer(gpu, x), rg, idxG.length, d, true);
+      sparseOp.sparseGradDown(enc, gradD, u32Buffer(gpu, idxD), f32Buffer(gpu, dY), f32Buffer(gpu, A), rg, idxD.length, d, true);
+    });
+    const wantG = Float64Array.from(g0), wantD = Float64Array.from(d0);
+    sparseRef.sparseGradGateUp(wantG, idxG, dG, dU, x, rt, idxG.length, d, true);
+    sparseRef.sparseGradDown(wantD, idxD, dY, A, rt, idxD.length, d, true);
+    expectClose(await readF32(gpu, gradG), wantG, 1e-5, 1e-4, 'gradG');
+    expectClose(await readF32(gpu, gradD), wantD, 1e-5, 1e-4, 'gradD');
+  });
 
   it('oracle backward agrees with finite differences', () => {
     const d: ExpertsDims = { T: 4, H: 5, E: 3, K: 2, IE: 4, wDtype: 'f32', gateOffset: 2, upOffset: 1, downOffset: 3 };
