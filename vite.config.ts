@@ -2,9 +2,16 @@
 import { defineConfig } from 'vitest/config';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { VitePWA } from 'vite-plugin-pwa';
+import { fileURLToPath } from 'node:url';
+
+// transformers.js is used for tokenizers only: its ONNX and image runtimes (a 26 MB wasm among them) are replaced by a stub.
+const ML_RUNTIME_STUB = fileURLToPath(new URL('./src/worker/stubs/ml-runtimes.ts', import.meta.url));
 
 export default defineConfig({
   base: './',
+  resolve: {
+    alias: [{ find: /^(onnxruntime-web|onnxruntime-node|sharp)(\/.*)?$/, replacement: ML_RUNTIME_STUB }],
+  },
   plugins: [
     svelte(),
     // PWA: manifest + a generated service worker precaching the app shell (JS with the WGSL shaders inlined, CSS,

@@ -131,7 +131,7 @@ for (const t of tests.filter((x) => x.name.includes(filter))) {
   const t0 = Date.now();
   let error = null;
   try {
-    await withTimeout(t.run(env), config.timeoutMs, t.name);
+    await withTimeout(t.run(env), t.timeoutMs ?? config.timeoutMs, t.name);
     const foreign = sessions.flatMap((s) => foreignRequests(s.requests, baseUrl));
     if (foreign.length) throw new Error(`requests left the app's origin: ${[...new Set(foreign)].slice(0, 5).join(', ')}`);
     const errors = sessions.flatMap((s) => s.errors);

@@ -21,6 +21,9 @@ export const SCREENS: { id: Screen; title: string }[] = [
 ];
 
 const SETTINGS_KEY = 'usaf.settings';
+const EVAL_WINDOWS_KEY = 'usaf.evalWindows';
+/** Pause between the files of one export handed to the browser as downloads. */
+const DOWNLOAD_GAP_MS = 400;
 const DEMO_REMOVED_KEY = 'usaf.demoRemoved';
 
 export interface LiveRun {
@@ -29,6 +32,8 @@ export interface LiveRun {
   evals: EvalEvent[];
   reselects: ReselectEvent[];
   log: string[];
+  /** Step of the last checkpoint stored (0 = none yet): where a resume would continue from. */
+  checkpointStep: number;
   paused: boolean;
   finished: boolean;
   error: RunError | null;
@@ -70,6 +75,8 @@ export class AppState {
 
   runs = $state<RunSummary[]>([]);
   live = $state<LiveRun | null>(null);
+  /** Windows of SEQ tokens evaluated per set at each evaluation (null = all); a run option, not part of the preset. */
+  evalWindows = $state<number | null>(readEvalWindows());
   runError = $state<string | null>(null);
   exportError = $state<string | null>(null);
   exporting = $state<string | null>(null);
@@ -312,6 +319,9 @@ export class AppState {
       onStep: (e) => this.live?.steps.push(e),
       onEval: (e) => this.live?.evals.push(e),
       onReselect: (e) => this.live?.reselects.push(e),
+      onCheckpoint: (step) => {
+        if (this.live) this.live.checkpointStep = step;
+      },
       onLog: (line) => {
         if (!this.live) return;
         this.live.log.push(line);
@@ -322,22 +332,22 @@ export class AppState {
           this.live.summary = s;
           this.live.finished = true;
         }
-        void this.trainer!.listRuns().then((r) => (this.runs = r));
+        void this.refreshRuns();
       },
       onError: (err) => {
         if (this.live) {
           this.live.error = err;
           this.live.finished = true;
         }
-        if (err.kind === 'device-lost') this.deviceLost = err.message;
-        void this.trainer!.listRuns().then((r) => (this.runs = r));
+        if (err.kind === 'device-lost') this.deviceLost ??= err.message;
+        void this.refreshRuns();
       },
     });
   }
 
   /** A fresh live view; it exists before the run starts so that no early event is missed. */
   private newLive(summary: RunSummary): LiveRun {
-    return { summary, steps: [], evals: [], reselects: [], log: [], paused: false, finished: false, error: null };
+    return { summary, steps: [], evals: [], reselects: [], log: [], checkpointStep: summary.checkpointStep, paused: false, finished: false, error: null };
   }
 
   async startRun(): Promise<void> {
@@ -357,13 +367,15 @@ export class AppState {
     try {
       const summary = await this.trainer!.startRun({
         modelId: this.modelId, trainDatasetId: this.trainDatasetId, heldoutDatasetId: this.heldoutDatasetId, settings,
+        evalWindows: this.evalWindows,
       }, this.runCallbacks());
       if (this.live) this.live.summary = summary;
-      this.runs = await this.trainer!.listRuns();
     } catch (e) {
       this.live = previous;
       this.runError = message(e);
+      return;
     }
+    await this.refreshRuns();
   }
 
   async resumeRun(id: string): Promise<void> {
@@ -374,11 +386,28 @@ export class AppState {
     try {
       const summary = await this.trainer!.resumeRun(id, this.runCallbacks());
       if (this.live) this.live.summary = summary;
-      this.runs = await this.trainer!.listRuns();
+      this.deviceLost = null; // the run goes on, on a new device
     } catch (e) {
       this.live = previous;
       this.runError = message(e);
+      return;
     }
+    await this.refreshRuns();
+  }
+
+  /** The run history again (a failure to read it leaves the list as it was and says why). */
+  async refreshRuns(): Promise<void> {
+    try {
+      this.runs = await this.trainer!.listRuns();
+    } catch (e) {
+      this.runError = `Reading the run history failed: ${message(e)}`;
+    }
+  }
+
+  setEvalWindows(n: number | null): void {
+    this.evalWindows = n;
+    if (n === null) localStorage.removeItem(EVAL_WINDOWS_KEY);
+    else localStorage.setItem(EVAL_WINDOWS_KEY, String(n));
   }
 
   async control(action: 'pause' | 'resume' | 'stop'): Promise<void> {
@@ -400,7 +429,11 @@ export class AppState {
       const files = what === 'model' ? await this.trainer!.exportModel(runId)
         : what === 'delta' ? await this.trainer!.exportDelta(runId)
           : [await this.trainer!.exportLog(runId)];
-      for (const f of files) saveBlob(f.data, f.name);
+      // One download at a time: browsers drop some of many downloads started in the same moment.
+      for (const [i, f] of files.entries()) {
+        if (i) await new Promise((r) => setTimeout(r, DOWNLOAD_GAP_MS));
+        saveBlob(f.data, f.name);
+      }
     } catch (e) {
       this.exportError = message(e);
     } finally {
@@ -412,6 +445,12 @@ export class AppState {
     const body = JSON.stringify({ format: 'usaf-preset', version: 1, settings: $state.snapshot(this.settings) }, null, 2);
     saveBlob(new Blob([body], { type: 'application/json' }), 'usaf-preset.json');
   }
+}
+
+/** The stored evaluation-window cap (a whole number ≥ 1), or null (all windows). */
+function readEvalWindows(): number | null {
+  const n = Number(globalThis.localStorage?.getItem(EVAL_WINDOWS_KEY) ?? '');
+  return Number.isSafeInteger(n) && n >= 1 ? n : null;
 }
 
 /** Hands a Blob to the browser as a download. */

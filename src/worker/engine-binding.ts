@@ -19,6 +19,11 @@ export interface EngineEvents {
   onLog(line: string): void;
   /** A resumable checkpoint of the state after `step` is now in the run folder. */
   onCheckpoint(step: number): void;
+  /**
+   * On resume, before training continues: the run's log as of the checkpoint (JSON lines). The worker's log.jsonl is
+   * rewritten to it, so that steps logged after the checkpoint by the interrupted session are not kept twice.
+   */
+  onHistory?(lines: string[]): Promise<void>;
 }
 
 /** What a run needs from the worker: the model, the token streams and a folder for checkpoints. */
@@ -34,6 +39,8 @@ export interface RunInputs {
   steps: number;
   /** TRAIN_FROM with auto resolved. */
   trainFrom: number;
+  /** Cap on the windows evaluated per set at each evaluation (null = all). */
+  evalWindows: number | null;
   train: TokenStream;
   /** In-domain evaluation stream (the train stream itself when the dataset has no eval part). */
   inDomainEval: TokenStream;
@@ -60,6 +67,8 @@ export interface RunHandle {
 }
 
 export interface ExportArgs {
+  /** The device the run's checkpoint is restored on (to read back the fine-tuned tensors). */
+  gpu: GpuContext;
   spec: ModelSpec;
   model: FileSet;
   runFolder: FileSystemDirectoryHandle;

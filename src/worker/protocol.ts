@@ -189,6 +189,8 @@ export interface RunRequest {
   heldoutDatasetId: string | null;
   settings: Settings;
   name?: string;
+  /** Cap on the windows of SEQ tokens evaluated per set (in-domain, held-out) at each evaluation; null or absent = all. */
+  evalWindows?: number | null;
 }
 
 export interface StepEvent {
@@ -237,6 +239,8 @@ export interface RunSummary {
   pplBefore: { inDomain: number; heldout: number | null } | null;
   pplAfter: { inDomain: number; heldout: number | null } | null;
   error: string | null;
+  /** As requested (RunRequest.evalWindows); kept so that a resumed run evaluates the same windows. */
+  evalWindows?: number | null;
 }
 
 export interface RunError {
@@ -253,6 +257,8 @@ export interface RunCallbacks {
   onEval(e: EvalEvent): void;
   onReselect(e: ReselectEvent): void;
   onLog(line: string): void;
+  /** A resumable checkpoint after this step is stored (a resume continues from the last one). */
+  onCheckpoint?(step: number): void;
   onDone(summary: RunSummary): void;
   onError(error: RunError): void;
 }
@@ -293,7 +299,7 @@ export interface Trainer {
   listDatasets(): Promise<DatasetSummary[]>;
   deleteDataset(id: string): Promise<void>;
 
-  /** The memory plan for these settings, this model and this GPU. */
+  /** The memory plan for these settings, this model and this GPU (an estimate; its notes say so). */
   plan(modelId: string, settings: Settings, trainDatasetId?: string | null): Promise<MemoryPlan>;
 
   /** Starts a run; resolves as soon as it is started (events arrive through the callbacks). */

@@ -18,6 +18,21 @@ export function newRunId(now: number = Date.now()): string {
   return `run-${d}-${Math.floor(Math.random() * 0xffff).toString(16).padStart(4, '0')}`;
 }
 
+/**
+ * A record's text. run.json is rewritten as a run goes (a swap file replacing it on close); a read that meets the
+ * replacement fails with NotReadableError, so it is tried again a few times.
+ */
+async function readRecordText(dir: FileSystemDirectoryHandle): Promise<string | null> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await readText(dir, RECORD);
+    } catch (e) {
+      if ((e as DOMException).name !== 'NotReadableError' || attempt >= 5) throw e;
+      await new Promise((r) => setTimeout(r, 20 * 2 ** attempt));
+    }
+  }
+}
+
 export async function runFolder(id: string, create: boolean): Promise<FileSystemDirectoryHandle | null> {
   return dirAt(`${RUNS}/${safeRunId(id)}`, create);
 }
@@ -28,7 +43,7 @@ export async function listRunRecords(): Promise<RunSummary[]> {
   const out: RunSummary[] = [];
   for await (const [, h] of entries(dir)) {
     if (h.kind !== 'directory') continue;
-    const text = await readText(h as FileSystemDirectoryHandle, RECORD);
+    const text = await readRecordText(h as FileSystemDirectoryHandle);
     if (!text) continue;
     try {
       out.push(JSON.parse(text) as RunSummary);
@@ -41,7 +56,7 @@ export async function listRunRecords(): Promise<RunSummary[]> {
 
 export async function readRunRecord(id: string): Promise<RunSummary | null> {
   const dir = await runFolder(id, false);
-  const text = dir ? await readText(dir, RECORD) : null;
+  const text = dir ? await readRecordText(dir) : null;
   return text ? (JSON.parse(text) as RunSummary) : null;
 }
 
@@ -66,8 +81,14 @@ export async function appendRunLog(id: string, lines: string[]): Promise<void> {
   }
 }
 
+/** Replaces the run's log.jsonl with these lines (a resumed run: the log as of its checkpoint). */
+export async function replaceRunLog(id: string, lines: string[]): Promise<void> {
+  const dir = (await runFolder(id, true))!;
+  await writeWhole(dir, LOG, lines.map((l) => `${l}\n`).join(''));
+}
+
 /** The OPFS implementation of the records a run keeps. */
-export const opfsRunRecords = { write: writeRunRecord, appendLog: appendRunLog };
+export const opfsRunRecords = { write: writeRunRecord, appendLog: appendRunLog, replaceLog: replaceRunLog };
 
 export async function readRunLog(id: string): Promise<Blob | null> {
   const dir = await runFolder(id, false);
@@ -84,13 +105,13 @@ export async function deleteRun(id: string): Promise<void> {
 export const runLockName = (id: string): string => `usaf-run-${id}`;
 
 /**
- * At worker start, a record still "running" or "paused" belongs to a closed or reloaded page — unless another tab's
- * worker holds its lock (the run is live there).
+ * At worker start (and when runs are listed), a record still "running" or "paused" belongs to a closed or reloaded
+ * page — unless another tab's worker holds its lock (the run is live there) or it is this worker's own run (`except`).
  */
-export async function markInterruptedRuns(): Promise<void> {
+export async function markInterruptedRuns(except: string | null = null): Promise<void> {
   const held = new Set((await navigator.locks?.query().catch(() => null))?.held?.map((l) => l.name) ?? []);
   for (const r of await listRunRecords()) {
-    if ((r.status === 'running' || r.status === 'paused') && !held.has(runLockName(r.id))) {
+    if ((r.status === 'running' || r.status === 'paused') && r.id !== except && !held.has(runLockName(r.id))) {
       await writeRunRecord({ ...r, status: 'interrupted' });
     }
   }

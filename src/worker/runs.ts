@@ -9,6 +9,8 @@ import type { RunCallbacks, RunError, RunStatus, RunSummary } from './protocol.t
 export interface RunRecords {
   write(run: RunSummary): Promise<void>;
   appendLog(runId: string, lines: string[]): Promise<void>;
+  /** Replaces the whole log (a resumed run goes back to its checkpoint's log). */
+  replaceLog?(runId: string, lines: string[]): Promise<void>;
 }
 
 /** How often the record is saved while steps arrive (it is always saved at checkpoints and at the end). */
@@ -69,6 +71,13 @@ export class ActiveRun {
       onCheckpoint: (step) => {
         this.summary.checkpointStep = step;
         this.save();
+        this.page.onCheckpoint?.(step);
+      },
+      onHistory: async (lines) => {
+        this.flushLog();
+        const replace = this.logging.then(() => this.records.replaceLog?.(this.summary.id, lines));
+        this.logging = replace.catch((e: unknown) => console.warn('rewriting the run log failed', e));
+        await replace;
       },
     };
   }

@@ -88,6 +88,12 @@ export class WorkerTrainer implements Trainer {
     }
   }
 
+  /** Test aid (not part of `Trainer`): destroys the device, as a driver reset would lose it. */
+  async loseDeviceForTest(): Promise<void> {
+    const gpu = await this.gpu?.catch(() => null);
+    gpu?.device.destroy();
+  }
+
   async watchDevice(onLost: (message: string) => void): Promise<void> {
     this.onLost = onLost;
     if (this.lostMessage) onLost(this.lostMessage);
@@ -242,7 +248,7 @@ export class WorkerTrainer implements Trainer {
     const run = new ActiveRun({ ...summary, steps, status: 'running', error: null }, opfsRunRecords, callbacks);
     const folder = (await runFolder(summary.id, true))!;
     const handle = engine.start({
-      gpu, spec, model: files, padId, settings: summary.settings, steps, trainFrom,
+      gpu, spec, model: files, padId, settings: summary.settings, steps, trainFrom, evalWindows: summary.evalWindows ?? null,
       train: train.train, inDomainEval: train.eval ?? train.train, heldout: heldout?.train ?? null,
       runFolder: folder, runFiles: opfsFolder(folder, summary.id), runSink: opfsSink(folder), resumeFrom, events: run.events(),
     });
@@ -260,12 +266,17 @@ export class WorkerTrainer implements Trainer {
     const v = validateSettings(request.settings);
     if (!v.ok) throw new Error(`invalid settings: ${v.errors.join('; ')}`);
     if (!(await storedDataset(request.trainDatasetId))) throw new Error(`no stored dataset "${request.trainDatasetId}"`);
+    const evalWindows = request.evalWindows ?? null;
+    if (evalWindows !== null && !(Number.isSafeInteger(evalWindows) && evalWindows >= 1)) {
+      throw new Error(`the evaluation windows per set must be a whole number ≥ 1 (or all), got ${evalWindows}`);
+    }
     const now = Date.now();
     const id = newRunId(now);
     const summary: RunSummary = {
       id, name: request.name?.trim() || id, modelId: request.modelId, trainDatasetId: request.trainDatasetId,
       heldoutDatasetId: request.heldoutDatasetId, settings: v.settings, status: 'running', createdAt: now, updatedAt: now,
       steps: v.settings.steps, stepsDone: 0, checkpointStep: 0, lastLoss: null, pplBefore: null, pplAfter: null, error: null,
+      evalWindows,
     };
     return this.launch(summary, null, callbacks);
   }
@@ -299,8 +310,12 @@ export class WorkerTrainer implements Trainer {
     return this.launch(rec, rec, callbacks);
   }
 
-  listRuns(): Promise<RunSummary[]> {
-    return listRunRecords();
+  async listRuns(): Promise<RunSummary[]> {
+    // A run whose page was reloaded while its worker still held the lock was not marked at setup: mark it now.
+    const active = this.active?.summary ?? null;
+    await markInterruptedRuns(active?.id ?? null);
+    // The live run as it is now (its record on disk lags a little behind).
+    return (await listRunRecords()).map((r) => (r.id === active?.id ? { ...active, updatedAt: Date.now() } : r));
   }
 
   private async exportParts(runId: string) {
@@ -309,7 +324,7 @@ export class WorkerTrainer implements Trainer {
     const { files, spec } = await this.modelParts(rec.modelId);
     const folder = await runFolder(runId, false);
     if (!folder) throw new Error(`run ${runId} has no files`);
-    return { spec, model: files, runFolder: folder, runFiles: opfsFolder(folder, runId) };
+    return { gpu: await this.device(), spec, model: files, runFolder: folder, runFiles: opfsFolder(folder, runId) };
   }
 
   async exportModel(runId: string): Promise<ExportFile[]> {

@@ -26,12 +26,14 @@ export interface Env {
 export interface E2eTest {
   name: string;
   run(env: Env): Promise<void>;
+  /** This test's time limit in milliseconds (default: the config's timeoutMs). */
+  timeoutMs?: number;
 }
 
 export const tests: E2eTest[] = [];
 
-export function test(name: string, run: (env: Env) => Promise<void>): void {
-  tests.push({ name, run });
+export function test(name: string, run: (env: Env) => Promise<void>, options: { timeoutMs?: number } = {}): void {
+  tests.push({ name, run, ...options });
 }
 
 /** Builds the Env the runner hands to each test. */

@@ -1,0 +1,319 @@
+// Contract: the training engine behind the worker (EngineBinding): a run = weights + Trainer + runTraining with
+// pause/resume/stop, checkpoints in the run folder, resume from the last one; exports restore that checkpoint.
+
+import { DeviceLostError, type GpuContext } from '../engine/gpu/device.ts';
+import { allocatedBytes } from '../engine/gpu/buffers.ts';
+import { openCheckpoint, type Checkpoint } from '../engine/io/checkpoint.ts';
+import type { FileSet } from '../engine/io/folder.ts';
+import { memorySink } from '../engine/io/sink.ts';
+import type { ModelSpec } from '../engine/model/index.ts';
+import { loadTrainCheckpoint, TrainCheckpointError, type TrainCheckpoint } from '../engine/train/checkpoint-file.ts';
+import { DELTA_FILE, makeDelta } from '../engine/train/delta.ts';
+import { exportModel } from '../engine/train/export.ts';
+import { runTraining, type RunEvents } from '../engine/train/run.ts';
+import { windowSamples } from '../engine/train/samples.ts';
+import { Trainer, type EvalRecord, type ReselectRecord, type SampleSet, type StepRecord, type TrainSettings } from '../engine/train/trainer.ts';
+import { loadWeights } from '../engine/train/weights.ts';
+import type { Settings } from '../presets/schema.ts';
+import type { EngineBinding, EngineEvents, ExportArgs, RunHandle, RunInputs } from './engine-binding.ts';
+import { beginGpuJob } from './gpu-jobs.ts';
+import { estimatePlan, frozenCacheSamples } from './plan-estimate.ts';
+import type { ExportFile } from './protocol.ts';
+
+/** Checkpoint cadence when EVAL_EVERY is 0 (evaluations only before and after). */
+const CHECKPOINT_EVERY_DEFAULT = 50;
+export const DELTA_INFO_FILE = 'usaf-delta.json';
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+/** The app's settings (STEPS, TRAIN_FROM and FROZEN_CACHE_N resolved) as the Trainer takes them. */
+export function trainSettings(
+  s: Settings, r: { steps: number; trainFrom: number; evalWindows: number | null; frozenCacheN: number },
+): TrainSettings {
+  return {
+    frac: s.frac, steps: r.steps, microbatch: s.microbatch, accum: s.accum, seq: s.seq, lrPeak: s.lrPeak, wd: s.wd,
+    trainFrom: r.trainFrom, reselectEvery: s.reselectEvery, evalEvery: s.evalEvery, nImportance: s.nImportance,
+    frozenCacheN: r.frozenCacheN, seed: s.seed, evalWindows: r.evalWindows,
+  };
+}
+
+/** Settings a resumed run must share with its checkpoint (they shape the optimizer state and the data order). */
+const SAME_ON_RESUME = ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed'] as const;
+
+/** The TrainSettings stored in a checkpoint, checked. */
+function savedSettings(c: TrainCheckpoint): TrainSettings {
+  const s = c.settings as Partial<Record<keyof TrainSettings, unknown>>;
+  for (const k of [...SAME_ON_RESUME, 'steps', 'lrPeak', 'wd'] as const) {
+    if (typeof s[k] !== 'number' || !Number.isFinite(s[k])) throw new Error(`the run's checkpoint has no valid ${k} setting (${String(s[k])})`);
+  }
+  return c.settings as unknown as TrainSettings;
+}
+
+/** The run's last checkpoint, or an error in words. */
+async function lastCheckpoint(files: FileSet): Promise<TrainCheckpoint> {
+  try {
+    return await loadTrainCheckpoint(files);
+  } catch (e) {
+    if (e instanceof TrainCheckpointError && /there is none/.test(e.message)) {
+      throw new Error(`run ${files.name} has no checkpoint yet: it is written every EVAL_EVERY steps (every ${CHECKPOINT_EVERY_DEFAULT} with EVAL_EVERY 0) and at the end`);
+    }
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pause / resume / stop
+
+class Control {
+  paused = false;
+  stopped = false;
+  private wake: (() => void) | null = null;
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.wake?.();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.wake?.();
+  }
+
+  /** runTraining's `control`: called between steps; waits while paused. */
+  readonly next = async (): Promise<'go' | 'stop'> => {
+    while (this.paused && !this.stopped) await new Promise<void>((r) => (this.wake = r));
+    this.wake = null;
+    return this.stopped ? 'stop' : 'go';
+  };
+}
+
+/** How long a failure waits for the device's loss to be reported (a lost device first fails the pending calls). */
+const LOSS_GRACE_MS = 2000;
+
+/** `work`, unless the device is lost first: then a DeviceLostError (also when the loss surfaced as another error). */
+async function unlessLost<T>(gpu: GpuContext, work: Promise<T>, onLost: () => void): Promise<T> {
+  const lost = gpu.lost.then((message) => {
+    onLost();
+    throw new DeviceLostError(message);
+  });
+  lost.catch(() => undefined);
+  try {
+    return await Promise.race([work, lost]);
+  } catch (e) {
+    if (e instanceof DeviceLostError) throw e;
+    const message = await Promise.race([gpu.lost, new Promise<null>((r) => setTimeout(() => r(null), LOSS_GRACE_MS))]);
+    if (message !== null) {
+      onLost();
+      throw new DeviceLostError(message);
+    }
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+/** The stored model's weights on the GPU, experts of the trained layers in f32. */
+async function openWeights(gpu: GpuContext, spec: ModelSpec, model: FileSet, trainFrom: number) {
+  const ckpt = await openCheckpoint(model);
+  try {
+    const trained = new Set<number>();
+    for (let L = trainFrom; L < spec.numLayers; L++) trained.add(L);
+    return { ckpt, weights: await loadWeights(gpu, spec, ckpt, { f32ExpertLayers: trained }) };
+  } catch (e) {
+    await ckpt.close();
+    throw e;
+  }
+}
+
+/** Trainable share of the trained layers' expert weights. */
+function activeFraction(t: Trainer): number {
+  let k = 0;
+  let n = 0;
+  for (const l of t.layers) {
+    k += l.G.k + l.D.k;
+    n += l.G.numel + l.D.numel;
+  }
+  return n ? k / n : 0;
+}
+
+const gpuBytes = (gpu: GpuContext): number => Object.values(allocatedBytes(gpu)).reduce((a, b) => a + b, 0);
+
+// ---------------------------------------------------------------------------------------------
+// A run
+
+async function train(inp: RunInputs, control: Control): Promise<'done' | 'stopped'> {
+  const { gpu, spec, settings } = inp;
+  const trainSet = windowSamples(inp.train, settings.seq, inp.padId);
+  const inDomain = inp.inDomainEval === inp.train ? trainSet : windowSamples(inp.inDomainEval, settings.seq, inp.padId);
+  const heldout = inp.heldout ? windowSamples(inp.heldout, settings.seq, inp.padId) : null;
+  const cacheN = inp.trainFrom > 0 ? frozenCacheSamples(settings, trainSet.count, spec, gpu.info.maxBufferSize) : 0;
+  const ts = trainSettings(settings, { steps: inp.steps, trainFrom: inp.trainFrom, evalWindows: inp.evalWindows, frozenCacheN: cacheN });
+
+  const resume = inp.resumeFrom && inp.resumeFrom.checkpointStep > 0 ? await lastCheckpoint(inp.runFiles) : undefined;
+  if (resume) {
+    const saved = savedSettings(resume);
+    for (const k of SAME_ON_RESUME) {
+      if (saved[k] !== ts[k]) throw new Error(`${k} was ${saved[k]} when the run was checkpointed and is ${ts[k]} now; resume with the same settings`);
+    }
+  }
+  if (inp.resumeFrom) await inp.events.onHistory?.((resume?.log ?? []).map((r) => JSON.stringify(r)));
+  if (control.stopped) return 'stopped';
+
+  const { ckpt, weights } = await openWeights(gpu, spec, inp.model, inp.trainFrom);
+  try {
+    if (control.stopped) return 'stopped';
+    const trainer = new Trainer(gpu, spec, weights, ts, trainSet);
+    const history = resume ? replay(resume, ts, inp.events, gpu) : 0;
+    const summary = await runTraining(trainer, {
+      inDomain, heldout, sink: inp.runSink, checkpointDir: '',
+      checkpointEvery: ts.evalEvery > 0 ? ts.evalEvery : CHECKPOINT_EVERY_DEFAULT,
+      settings: ts as unknown as Record<string, unknown>,
+      events: runEvents(trainer, ts, inp.events, history),
+      resume,
+      control: control.next,
+    });
+    return summary.stopped ? 'stopped' : 'done';
+  } finally {
+    await ckpt.close();
+  }
+}
+
+/** The engine's records → the worker's events (steps with elapsed time, ETA, GPU memory; evaluations; reselections). */
+function runEvents(t: Trainer, ts: TrainSettings, ev: EngineEvents, elapsedBefore: number): RunEvents {
+  const t0 = performance.now();
+  const firstStep = t.step;
+  return {
+    onStep: (r: StepRecord) => {
+      const elapsed = performance.now() - t0;
+      const perStep = elapsed / Math.max(1, r.step - firstStep);
+      ev.onStep({
+        step: r.step, steps: ts.steps, loss: r.loss, lr: r.lr, tokensPerSecond: r.tok_s, elapsedMs: elapsedBefore + elapsed,
+        etaMs: perStep * (ts.steps - r.step), gpuMemoryBytes: gpuBytes(t.gpu), skippedSteps: t.skipped,
+      });
+    },
+    onEval: (r: EvalRecord) => ev.onEval({ step: r.step, inDomainPpl: r.eval_ppl, heldoutPpl: r.heldout_ppl }),
+    onReselect: (r: ReselectRecord) => ev.onReselect({ step: r.step, activeFraction: activeFraction(t), turnover: r.turnover }),
+    onLog: (r: object) => ev.onLog(JSON.stringify(r)),
+    onCheckpoint: (step: number) => ev.onCheckpoint(step),
+  };
+}
+
+/** A resumed run shows its history first (steps, evaluations, reselections of the checkpoint's log); returns its time. */
+function replay(c: TrainCheckpoint, ts: TrainSettings, ev: EngineEvents, gpu: GpuContext): number {
+  let elapsed = 0;
+  let skipped = 0;
+  const active = ts.frac;
+  for (const r of c.log as Record<string, unknown>[]) {
+    if ('loss' in r && typeof r.step === 'number') {
+      const s = r as unknown as StepRecord;
+      elapsed += s.sec * 1000;
+      if (!s.finite) skipped++;
+      ev.onStep({
+        step: s.step, steps: ts.steps, loss: s.loss, lr: s.lr, tokensPerSecond: s.tok_s, elapsedMs: elapsed, etaMs: null,
+        gpuMemoryBytes: gpuBytes(gpu), skippedSteps: skipped,
+      });
+    } else if ('eval_ppl' in r) {
+      const e = r as unknown as EvalRecord;
+      ev.onEval({ step: e.step, inDomainPpl: e.eval_ppl, heldoutPpl: e.heldout_ppl });
+    } else if ('turnover' in r) {
+      const x = r as unknown as ReselectRecord;
+      ev.onReselect({ step: x.step, activeFraction: active, turnover: x.turnover });
+    }
+  }
+  return elapsed;
+}
+
+function start(inputs: RunInputs): RunHandle {
+  const control = new Control();
+  const done = (async () => {
+    const end = beginGpuJob(inputs.gpu.device);
+    try {
+      return await unlessLost(inputs.gpu, train(inputs, control), () => control.stop());
+    } finally {
+      end();
+    }
+  })();
+  return {
+    pause: () => control.pause(),
+    resume: () => control.resume(),
+    stop: () => control.stop(),
+    done,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export
+
+/** The fine-tuned tensors of a run's last checkpoint (restored into a Trainer) and the base checkpoint. */
+async function withChanged<T>(args: ExportArgs, use: (base: Checkpoint, changed: Map<string, Float32Array>, s: TrainSettings, c: TrainCheckpoint) => Promise<T>): Promise<T> {
+  const c = await lastCheckpoint(args.runFiles);
+  const s = savedSettings(c);
+  const end = beginGpuJob(args.gpu.device);
+  try {
+    return await unlessLost(args.gpu, (async () => {
+      const { ckpt, weights } = await openWeights(args.gpu, args.spec, args.model, s.trainFrom);
+      try {
+        // Nothing is trained or evaluated: no samples, no frozen cache.
+        const none: SampleSet = { count: 1, seq: s.seq, fill: () => undefined };
+        const trainer = new Trainer(args.gpu, args.spec, weights, { ...s, frozenCacheN: 0 }, none);
+        await trainer.restore(c);
+        return await use(ckpt, await trainer.changedTensors(), s, c);
+      } finally {
+        await ckpt.close();
+      }
+    })(), () => undefined);
+  } finally {
+    end();
+  }
+}
+
+async function readBytes(folder: FileSet, path: string): Promise<Uint8Array | undefined> {
+  const src = await folder.open(path);
+  if (!src) return undefined;
+  try {
+    return await src.read(0, await src.size());
+  } finally {
+    await src.close?.();
+  }
+}
+
+const TYPES: Record<string, string> = { json: 'application/json', safetensors: 'application/octet-stream' };
+const typeOf = (name: string): string | undefined => TYPES[name.split('.').pop() ?? ''];
+
+async function exportHub(args: ExportArgs): Promise<ExportFile[]> {
+  return withChanged(args, async (base, changed) => {
+    const sink = memorySink('export');
+    await exportModel(sink, base, args.model, changed);
+    return [...sink.files.keys()].map((name) => ({ name, data: sink.blob(name, typeOf(name)) }));
+  });
+}
+
+async function exportDelta(args: ExportArgs): Promise<ExportFile[]> {
+  return withChanged(args, async (base, changed, s, c) => {
+    const config = await readBytes(args.model, 'config.json');
+    const d = await makeDelta(base, changed, { baseConfig: config, frac: s.frac, steps: c.step, extra: { run: args.runFiles.name } });
+    const description = {
+      file: DELTA_FILE, run: args.runFiles.name, step: c.step, settings: s,
+      base: d.info.base, tensors: d.info.tensors, bytes: d.bytes,
+    };
+    return [
+      { name: DELTA_FILE, data: new Blob(d.chunks, { type: 'application/octet-stream' }) },
+      { name: DELTA_INFO_FILE, data: new Blob([JSON.stringify(description, null, 2)], { type: 'application/json' }) },
+    ];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export const workerEngine: EngineBinding = {
+  plan: async (args) => estimatePlan(args),
+  start,
+  exportModel: exportHub,
+  exportDelta,
+};
