@@ -136,9 +136,11 @@ export class AppState {
   async importModel(source: ModelSource): Promise<void> {
     this.importError = null;
     this.importing = { phase: 'checking', file: '', bytesDone: 0, bytesTotal: 0, tensorsDone: 0, tensorsTotal: 0, etaSeconds: null, bytesResumed: 0 };
+    // Progress messages from the worker can arrive after the import has ended (cancelled or done): ignore those.
+    let ended = false;
     try {
       const m = await this.trainer!.importModel(source, progress((p: ImportProgress) => {
-        this.importing = p;
+        if (!ended) this.importing = p;
       }));
       if (source.kind === 'demo') localStorage.removeItem(DEMO_REMOVED_KEY);
       await this.refreshModels();
@@ -148,6 +150,7 @@ export class AppState {
         ? 'Import cancelled. What was copied is kept: import the same source again to resume.'
         : `Import failed: ${message(e)}`;
     } finally {
+      ended = true;
       this.importing = null;
       void this.refreshStorage();
     }
