@@ -324,6 +324,7 @@ export class AppState {
       onReselect: (e) => this.live?.reselects.push(e),
       onCheckpoint: (step) => {
         if (this.live) this.live.checkpointStep = step;
+        void this.refreshRuns();
       },
       onLog: (line) => {
         if (!this.live) return;
@@ -417,6 +418,7 @@ export class AppState {
     try {
       await this.trainer![action]();
       if (this.live && action !== 'stop') this.live.paused = action === 'pause';
+      void this.refreshRuns();
     } catch (e) {
       this.runError = message(e);
     }

@@ -20,14 +20,15 @@ export function newRunId(now: number = Date.now()): string {
 
 /**
  * A record's text. run.json is rewritten as a run goes (a swap file replacing it on close); a read that meets the
- * replacement fails with NotReadableError, so it is tried again a few times.
+ * replacement fails (NotReadableError, or NotFoundError between the handle and its file), so it is tried again.
  */
 async function readRecordText(dir: FileSystemDirectoryHandle): Promise<string | null> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await readText(dir, RECORD);
     } catch (e) {
-      if ((e as DOMException).name !== 'NotReadableError' || attempt >= 5) throw e;
+      const name = (e as DOMException).name;
+      if ((name !== 'NotReadableError' && name !== 'NotFoundError') || attempt >= 5) throw e;
       await new Promise((r) => setTimeout(r, 20 * 2 ** attempt));
     }
   }
@@ -43,7 +44,13 @@ export async function listRunRecords(): Promise<RunSummary[]> {
   const out: RunSummary[] = [];
   for await (const [, h] of entries(dir)) {
     if (h.kind !== 'directory') continue;
-    const text = await readRecordText(h as FileSystemDirectoryHandle);
+    let text: string | null;
+    try {
+      text = await readRecordText(h as FileSystemDirectoryHandle);
+    } catch (e) {
+      console.warn(`runs/${h.name}/${RECORD} could not be read; skipped`, e);
+      continue;
+    }
     if (!text) continue;
     try {
       out.push(JSON.parse(text) as RunSummary);

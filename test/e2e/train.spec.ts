@@ -1,7 +1,8 @@
-// Training in the browser, end to end, on the demo model (tiny: SEQ 16, one sequence per step, 3 steps, the top 2
+// Training in the browser, end to end, on the demo model (tiny: SEQ 16, one sequence per step, 4 steps, the top 2
 // layers, one evaluation window, a checkpoint after every step — WebGPU runs on SwiftShader here): the loss chart
-// grows; a reload mid-run and a lost GPU device are both resumed from the last checkpoint, the step numbers going on;
-// the fine-tuned model (Hub layout), its sparse delta and the run log are downloaded and checked byte for byte.
+// grows; pause holds the steps; a reload mid-run, a lost GPU device and a stop are each resumed from the last
+// checkpoint, the step numbers going on; the fine-tuned model (Hub layout), its sparse delta and the run log are
+// downloaded and checked byte for byte.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { Download, Page } from 'playwright-core';
@@ -9,10 +10,10 @@ import { gotoScreen, test, waitForDemo } from './harness.ts';
 
 const BASE = 'public/models/usaf-demo-moe';
 /**
- * STEPS 3, MICROBATCH 1, SEQ 16, TRAIN_FROM 6, N_IMPORTANCE 1, EVAL_EVERY 1 (checkpoints too), no reselection, and a
- * peak LR high enough for 3 steps to move bf16 weights.
+ * STEPS 4, MICROBATCH 1, SEQ 16, TRAIN_FROM 6, N_IMPORTANCE 1, EVAL_EVERY 1 (checkpoints too), no reselection, and a
+ * peak LR high enough for a few steps to move bf16 weights.
  */
-const PRESET = '#p=1.st:3,mb:1,sq:16,tf:6,ni:1,ee:1,re:0,lr:1e-2';
+const PRESET = '#p=1.st:4,mb:1,sq:16,tf:6,ni:1,ee:1,re:0,lr:1e-2';
 const STEP_MS = 240_000;
 
 // ---------------------------------------------------------------------------------------------
@@ -62,6 +63,8 @@ async function waitForPoints(page: Page, n: number): Promise<void> {
 }
 
 const historyRow = (page: Page) => page.locator('[data-testid=run-history] tbody tr').first();
+const stats = async (page: Page): Promise<string> => (await page.locator('[data-testid=run-stats]').textContent()) ?? '';
+const control = (page: Page, name: string) => page.locator('.controls button', { hasText: name });
 
 /** Clicks `button` and collects the downloads until the `last` one arrives; returns name → bytes. */
 async function downloads(page: Page, button: string, last: (name: string) => boolean): Promise<Map<string, Uint8Array>> {
@@ -87,7 +90,7 @@ async function downloads(page: Page, button: string, last: (name: string) => boo
 
 // ---------------------------------------------------------------------------------------------
 
-test('training: the loss chart grows; a reload and a lost GPU device resume from the last checkpoint; export', async (env) => {
+test('training: the loss chart grows; pause; a reload, a lost GPU device and a stop resume from the last checkpoint; export', async (env) => {
   const { page } = await env.open();
   await page.goto(env.baseUrl + PRESET);
   await page.locator('[data-testid=preset-notice]', { hasText: 'Settings loaded from the link' }).waitFor();
@@ -97,13 +100,19 @@ test('training: the loss chart grows; a reload and a lost GPU device resume from
   await page.fill('#run-eval-windows', '1');
   await page.click('button:has-text("Start training")');
 
-  // Step 1: a point on the loss chart, then its checkpoint.
+  // Step 1: a point on the loss chart, then its checkpoint. Paused, no step follows; resumed, it goes on.
   await waitForPoints(page, 1);
-  assert.match((await page.locator('[data-testid=run-stats]').textContent()) ?? '', /Step1 \/ 3/);
+  assert.match(await stats(page), /Step1 \/ 4/);
+  await control(page, 'Pause').click();
   await page.locator('[data-testid=run-checkpoint]', { hasText: 'step 1' }).waitFor({ timeout: STEP_MS });
-  await env.screenshot(page, 'train-01-run-step1');
+  assert.match(await stats(page), /Statuspaused/);
+  await page.waitForTimeout(3000);
+  assert.equal(await lossPoints(page).count(), 1);
+  await env.screenshot(page, 'train-01-run-paused');
+  await control(page, 'Resume').click();
+  await page.locator('[data-testid=run-stats]', { hasText: 'Statusrunning' }).waitFor();
 
-  // Reload mid-run: the run is interrupted; resumed, it shows its history and goes on from step 2.
+  // Reload mid-run (during step 2): the run is interrupted; resumed, it shows its history and goes on from step 2.
   await page.reload();
   await gotoScreen(page, 'models');
   await waitForDemo(page);
@@ -113,10 +122,10 @@ test('training: the loss chart grows; a reload and a lost GPU device resume from
   await waitForPoints(page, 1); // step 1, from the checkpoint's log
   await page.locator('[data-testid=run-checkpoint]', { hasText: 'step 1' }).waitFor();
   await waitForPoints(page, 2);
-  assert.match((await page.locator('[data-testid=run-stats]').textContent()) ?? '', /Step2 \/ 3/);
+  assert.match(await stats(page), /Step2 \/ 4/);
   await page.locator('[data-testid=run-checkpoint]', { hasText: 'step 2' }).waitFor({ timeout: STEP_MS });
 
-  // The GPU device is lost during step 3: said in words, resumable from step 2; resumed, the run finishes.
+  // The GPU device is lost during step 3: said in words, resumable from step 2.
   const worker = page.workers().find((w) => /worker/.test(w.url()));
   assert.ok(worker, 'the engine worker');
   await worker.evaluate(() => (globalThis as unknown as { usafTest: { loseDevice(): Promise<void> } }).usafTest.loseDevice());
@@ -125,23 +134,32 @@ test('training: the loss chart grows; a reload and a lost GPU device resume from
   assert.match((await lostText.textContent()) ?? '', /The GPU device was lost/);
   await historyRow(page).filter({ hasText: 'failed' }).waitFor({ timeout: 30_000 });
   await env.screenshot(page, 'train-02-device-lost');
+
+  // Resumed on a new device: step 3, then Stop: the run ends after it, stopped, with its checkpoint at step 3.
   await historyRow(page).locator('button', { hasText: 'Resume' }).click();
   await waitForPoints(page, 3);
+  await control(page, 'Stop').click();
+  await historyRow(page).filter({ hasText: 'stopped' }).waitFor({ timeout: STEP_MS });
+  assert.match(await stats(page), /Last checkpointstep 3/);
+  assert.match(await stats(page), /Statusstopped/);
+  assert.match((await historyRow(page).textContent()) ?? '', /3 \/ 4/);
+
+  // Resumed once more, it finishes.
+  await historyRow(page).locator('button', { hasText: 'Resume' }).click();
+  await waitForPoints(page, 4);
   await historyRow(page).filter({ hasText: 'done' }).waitFor({ timeout: STEP_MS });
-  assert.equal(await lossPoints(page).count(), 3);
-  const stats = (await page.locator('[data-testid=run-stats]').textContent()) ?? '';
-  assert.match(stats, /Step3 \/ 3/);
-  assert.match(stats, /Last checkpointstep 3/);
-  const row = (await historyRow(page).textContent()) ?? '';
-  assert.match(row, /3 \/ 3/);
+  assert.equal(await lossPoints(page).count(), 4);
+  assert.match(await stats(page), /Step4 \/ 4/);
+  assert.match(await stats(page), /Last checkpointstep 4/);
+  assert.match((await historyRow(page).textContent()) ?? '', /4 \/ 4/);
   await env.screenshot(page, 'train-03-run-done');
 
   // The run log holds each step and evaluation once: the resumed sessions went on from their checkpoints.
   await gotoScreen(page, 'export');
   const logs = await downloads(page, 'Download run log', (n) => n.endsWith('.log.jsonl'));
   const records = new TextDecoder().decode([...logs.values()][0]).trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
-  assert.deepEqual(records.filter((r) => 'loss' in r).map((r) => r.step), [1, 2, 3]);
-  assert.deepEqual(records.filter((r) => 'eval_ppl' in r).map((r) => r.step), [0, 1, 2, 3]);
+  assert.deepEqual(records.filter((r) => 'loss' in r).map((r) => r.step), [1, 2, 3, 4]);
+  assert.deepEqual(records.filter((r) => 'eval_ppl' in r).map((r) => r.step), [0, 1, 2, 3, 4]);
 
   // The fine-tuned model in Hub layout: config and tokenizer as in the base, shards whose headers match the index,
   // the layers below TRAIN_FROM byte for byte the base's, some trained tensor of layers 6-7 changed.
@@ -186,5 +204,5 @@ test('training: the loss chart grows; a reload and a lost GPU device resume from
   assert.ok(Object.keys(described).length > 0);
   assert.deepEqual(Object.keys(described).filter((n) => !/^model\.layers\.[67]\.mlp\./.test(n)), []);
   const info = JSON.parse(new TextDecoder().decode(delta.get('usaf-delta.json'))) as { step: number };
-  assert.equal(info.step, 3);
+  assert.equal(info.step, 4);
 }, { timeoutMs: 600_000 });
