@@ -17,7 +17,7 @@ import { routerForward, routerLogits } from '../ops/router.ts';
 import { moeRoute } from '../ops/moe_route.ts';
 import { EXPERT_TILE_M, expertsForward, maxTilesOf, type ExpertsDims } from '../ops/experts.ts';
 import { embeddingForward } from '../ops/embedding.ts';
-import { xentForward, xentWorkElements, type XentDims } from '../ops/xent.ts';
+import { xentForward, xentWorkElements, XENT_IGNORE, type XentDims } from '../ops/xent.ts';
 import { addInPlace, clamp, siluMul } from '../ops/elementwise.ts';
 import { MlaActs, mlaForward, mlaWidths } from './mla-attention.ts';
 import { SharedActs, sharedForward } from './shared-expert.ts';
@@ -365,7 +365,8 @@ export function mhaDims(s: ModelSpec, L: number, batch: number, seq: number): At
   return { batch, seq, nHeads: NH, nKvHeads: NKV, dQK: D, dV: D, scale: s.attention.softmaxScale, window: s.layers[L]!.slidingWindow };
 }
 
-export const IGNORE = 0xffffffff;
+/** Target value the loss ignores (the xent kernel's). */
+export const IGNORE = XENT_IGNORE;
 
 /** targets[t] = ids[t+1] within each sample; the last position of each sample is ignored. */
 export function nextTokenTargets(ids: Uint32Array, batch: number, seq: number): Uint32Array {
