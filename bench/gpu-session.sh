@@ -1,0 +1,28 @@
+#!/bin/bash
+# Everything a lent GPU session measures, in one call (device time is short: ~15 min a session, 10 min a command).
+# On this machine:   npm run build:cli && bash ../shared/gpu/prepare.sh dist/cli
+# Device command:    source .gpu/prologue.sh && bash bench/gpu-session.sh      (carry [".gpu"]; results under $OUT)
+# Then copy $OUT/* to bench/results/<date>-h200/ and commit.
+#   B.9  two 180-step seed-method runs of the demo model (LR 2e-4 and 2e-3, layers 4-7, unquantized), in parallel
+#   A.10/B.10  npm run bench's JSON (matmul GFLOP/s, forward and training tok/s with phase shares)
+#   C.8  the synthetic Qwen3-30B-A3B scale bench, when the CLI has it
+set -uo pipefail
+OUT=${OUT:-bench-out}; mkdir -p "$OUT"
+CLI=${CLI:-.gpu/cli/usaf.mjs}; NODE=${NODE:-node}
+M=public/models/usaf-demo-moe; D=public/data
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; date -u; git log -1 --format=%H 2>/dev/null; } > "$OUT/machine.txt" 2>&1
+train() { # name lr
+  timeout 420 "$NODE" "$CLI" train --model $M --dataset $D/finetune.jsonl --heldout $D/heldout.jsonl \
+    --steps 180 --train-from 4 --microbatch 2 --seq 512 --lr-peak "$2" --out "$OUT/$1" --no-export \
+    > "$OUT/$1.stdout" 2> "$OUT/$1.stderr"; echo "$1 rc=$?" >> "$OUT/status.txt"
+  rm -f "$OUT/$1/train-state.safetensors"
+}
+train demo-lr2e-4 2e-4 & train demo-lr2e-3 2e-3 & wait
+timeout 150 "$NODE" "$CLI" bench > "$OUT/bench.json" 2> "$OUT/bench.stderr"; echo "bench rc=$?" >> "$OUT/status.txt"
+if "$NODE" "$CLI" bench --help 2>/dev/null | grep -q -- --synthetic; then
+  for mb in 2 8; do
+    timeout 120 "$NODE" "$CLI" bench --synthetic qwen3-30b-a3b --train-layers 8 --microbatch $mb --seq 512 \
+      > "$OUT/synthetic-qwen3-30b-a3b-${mb}x512.json" 2> "$OUT/synthetic-${mb}.stderr"; echo "synthetic $mb rc=$?" >> "$OUT/status.txt"
+  done
+fi
+cat "$OUT/status.txt"; tail -n 3 "$OUT"/*/summary.json 2>/dev/null | head -40
