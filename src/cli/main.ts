@@ -9,8 +9,9 @@ import { tokenize } from './commands/tokenize.ts';
 import { bench } from './commands/bench.ts';
 import { train } from './commands/train.ts';
 import { plan } from './commands/plan.ts';
+import { quantReportCmd } from './commands/quant-report.ts';
 
-const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, train, plan, bench];
+const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, train, plan, quantReportCmd, bench];
 
 function usage(): string {
   return ['usage: usaf <command> [flags]', '', ...COMMANDS.map((c) => `  ${c.name.padEnd(12)} ${c.summary}`), '', 'usaf <command> --help for its flags'].join('\n');
