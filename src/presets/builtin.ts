@@ -7,25 +7,27 @@ export interface Preset {
   id: string;
   name: string;
   description: string;
-  /** The model the preset was written for (a Hub id), or null for any. */
+  /** The model the preset was written for (a Hub id, or the demo's id), or null for any. */
   model: string | null;
+  /** The GPU memory the preset is meant to fit in, GiB (null: whatever this GPU has). */
+  gpuGiB: number | null;
   settings: Settings;
 }
 
-function preset(id: string, name: string, model: string | null, description: string, overrides: Partial<Settings>): Preset {
+function preset(id: string, name: string, model: string | null, gpuGiB: number | null, description: string, overrides: Partial<Settings>): Preset {
   const v = validateSettings({ ...DEFAULTS, ...overrides });
   if (!v.ok) throw new Error(`built-in preset ${id}: ${v.errors.join('; ')}`);
-  return Object.freeze({ id, name, model, description, settings: Object.freeze(v.settings) as Settings });
+  return Object.freeze({ id, name, model, gpuGiB, description, settings: Object.freeze(v.settings) as Settings });
 }
 
 export const BUILTIN_PRESETS: readonly Preset[] = Object.freeze([
-  preset('demo', 'Demo', 'usaf-demo-moe',
+  preset('demo', 'Demo', 'usaf-demo-moe', null,
     'The built-in 16 M-parameter Qwen3-MoE demo: the method exactly as METHOD.md states it (180 steps of 2 × 512 tokens, 0.5 % of the expert weights of layers 4–7, peak LR 2e-4).',
     {}),
-  preset('qwen3-30b-a3b-12gb', 'Qwen3-30B-A3B on a 12 GB GPU', 'Qwen/Qwen3-30B-A3B',
+  preset('qwen3-30b-a3b-12gb', 'Qwen3-30B-A3B on a 12 GB GPU', 'Qwen/Qwen3-30B-A3B', 12,
     'Top 8 of 48 layers trained; frozen expert weights in 4 bits with groups of 64; one sequence per pass with two accumulated; the frozen layers run once per sequence (cached).',
     { quantizeExperts: true, quantGroupSize: 64, microbatch: 1, accum: 2 }),
-  preset('qwen3-30b-a3b-24gb', 'Qwen3-30B-A3B on a 24 GB GPU', 'Qwen/Qwen3-30B-A3B',
+  preset('qwen3-30b-a3b-24gb', 'Qwen3-30B-A3B on a 24 GB GPU', 'Qwen/Qwen3-30B-A3B', 24,
     'Top 8 of 48 layers trained; frozen expert weights in 4 bits with groups of 128; the method\'s microbatch of 2 × 512 tokens; the frozen layers run once per sequence (cached).',
     { quantizeExperts: true, quantGroupSize: 128, microbatch: 2, accum: 1 }),
 ]);

@@ -8,7 +8,7 @@ import {
 import { callbacks, connectTrainer, progress, type TrainerProxy } from '../worker/client.ts';
 import type {
   DatasetInput, DatasetProgress, DatasetSettings, DatasetSummary, EvalEvent, GpuReport, ImportProgress, MemoryPlan,
-  ModelSource, ReselectEvent, RunError, RunSummary, StepEvent, StorageReport, StoredModel,
+  ModelSource, PresetPlan, ReselectEvent, RunError, RunSummary, StepEvent, StorageReport, StoredModel,
 } from '../worker/protocol.ts';
 
 export type Screen = 'models' | 'datasets' | 'preset' | 'run' | 'export';
@@ -25,6 +25,7 @@ const EVAL_WINDOWS_KEY = 'usaf.evalWindows';
 /** Pause between the files of one export handed to the browser as downloads. */
 const DOWNLOAD_GAP_MS = 400;
 const DEMO_REMOVED_KEY = 'usaf.demoRemoved';
+const GPU_MEMORY_KEY = 'usaf.gpuMemoryGiB';
 
 export interface LiveRun {
   summary: RunSummary;
@@ -72,6 +73,9 @@ export class AppState {
   presetNotice = $state<string | null>(null);
   plan = $state<MemoryPlan | null>(null);
   planError = $state<string | null>(null);
+  /** GPU memory to plan for, GiB (WebGPU does not report it); null = unknown. */
+  gpuMemoryGiB = $state<number | null>(readPositive(GPU_MEMORY_KEY));
+  presetPlans = $state<PresetPlan[]>([]);
 
   runs = $state<RunSummary[]>([]);
   live = $state<LiveRun | null>(null);
@@ -301,13 +305,26 @@ export class AppState {
 
   async refreshPlan(): Promise<void> {
     if (!this.trainer || !this.modelId) return;
+    const budget = this.gpuMemoryGiB === null ? null : this.gpuMemoryGiB * 2 ** 30;
     try {
-      this.plan = await this.trainer.plan(this.modelId, $state.snapshot(this.settings), this.trainDatasetId);
+      this.plan = await this.trainer.plan(this.modelId, $state.snapshot(this.settings), this.trainDatasetId, budget);
       this.planError = null;
     } catch (e) {
       this.plan = null;
       this.planError = message(e);
     }
+    try {
+      this.presetPlans = await this.trainer.presetPlans(this.trainDatasetId, budget);
+    } catch (e) {
+      this.presetPlans = [];
+      this.planError ??= `Planning the built-in presets failed: ${message(e)}`;
+    }
+  }
+
+  setGpuMemoryGiB(n: number | null): void {
+    this.gpuMemoryGiB = n;
+    if (n === null) localStorage.removeItem(GPU_MEMORY_KEY);
+    else localStorage.setItem(GPU_MEMORY_KEY, String(n));
   }
 
   get builtinPresets(): readonly Preset[] {
@@ -456,6 +473,13 @@ export class AppState {
 function readEvalWindows(): number | null {
   const n = Number(globalThis.localStorage?.getItem(EVAL_WINDOWS_KEY) ?? '');
   return Number.isSafeInteger(n) && n >= 1 ? n : null;
+}
+
+/** A stored positive number, or null. */
+function readPositive(key: string): number | null {
+  const text = globalThis.localStorage?.getItem(key) ?? '';
+  const n = Number(text);
+  return text !== '' && Number.isFinite(n) && n > 0 ? n : null;
 }
 
 /** Hands a Blob to the browser as a download. */

@@ -1,13 +1,13 @@
 // Contract: the one place where the training engine plugs into the worker. The worker handles storage, datasets,
-// run records, logs and the protocol (runs.ts); the engine provides the memory plan, the training loop and the export
-// writers. Until `bindEngine` is called, the Trainer methods that need it reject with "<what> is not available yet".
+// run records, logs, the protocol (runs.ts) and the memory plan (plan.ts: the engine planner, pure); the engine provides
+// the training loop and the export writers. Until `bindEngine` is called, the Trainer methods that need it reject with "<what> is not available yet".
 
 import type { GpuContext } from '../engine/gpu/device.ts';
 import type { FileSet } from '../engine/io/folder.ts';
 import type { FileSink } from '../engine/io/sink.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import type { TokenStream } from '../data/stream.ts';
-import type { EvalEvent, ExportFile, MemoryPlan, ReselectEvent, RunSummary, Settings, StepEvent } from './protocol.ts';
+import type { EvalEvent, ExportFile, ReselectEvent, RunSummary, Settings, StepEvent } from './protocol.ts';
 
 /** What the training loop reports; the worker records it (run.json, log.jsonl) and forwards it to the page. */
 export interface EngineEvents {
@@ -76,7 +76,6 @@ export interface ExportArgs {
 }
 
 export interface EngineBinding {
-  plan(args: { gpu: GpuContext | null; spec: ModelSpec; settings: Settings; trainTokens: number | null }): Promise<MemoryPlan>;
   start(inputs: RunInputs): RunHandle;
   /** Files of the run folder (its last checkpoint) + the base model → the downloads. */
   exportModel(args: ExportArgs): Promise<ExportFile[]>;

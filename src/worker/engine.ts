@@ -17,7 +17,7 @@ import { loadWeights } from '../engine/train/weights.ts';
 import type { Settings } from '../presets/schema.ts';
 import type { EngineBinding, EngineEvents, ExportArgs, RunHandle, RunInputs } from './engine-binding.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
-import { estimatePlan, frozenCacheSamples } from './plan-estimate.ts';
+import { frozenCacheSamples } from './plan.ts';
 import type { ExportFile } from './protocol.ts';
 
 /** Checkpoint cadence when EVAL_EVERY is 0 (evaluations only before and after). */
@@ -312,7 +312,6 @@ async function exportDelta(args: ExportArgs): Promise<ExportFile[]> {
 // ---------------------------------------------------------------------------------------------
 
 export const workerEngine: EngineBinding = {
-  plan: async (args) => estimatePlan(args),
   start,
   exportModel: exportHub,
   exportDelta,

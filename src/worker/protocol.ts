@@ -166,18 +166,30 @@ export interface PlanItem {
 }
 
 export interface MemoryPlan {
-  /** Whether the run fits this GPU's limits with these settings. */
+  /** The peak fits the GPU memory given (when given) and every buffer fits this GPU's limits. */
   fits: boolean;
+  /** Peak GPU bytes (the engine planner's `peak`). */
   gpuBytes: number;
-  /** What the GPU offers (maxBufferSize-derived or reported), null when unknown. */
+  /** The GPU memory planned for (WebGPU does not report it: entered by the user or named by a preset); null = unknown. */
   gpuBudgetBytes: number | null;
   items: PlanItem[];
-  /** Warnings and hints (e.g. "quantize experts to fit"). */
+  /** Limits exceeded, the closest settings that fit, hints. */
   notes: string[];
   /** Trainable entries (active expert weights + routers). */
   trainableParams: number;
   /** STEPS after EPOCHS is resolved against the dataset. */
   steps: number;
+  /** TRAIN_FROM resolved. */
+  trainFrom: number;
+}
+
+/** A built-in preset's plan on the model it names (shipped config) and this GPU. */
+export interface PresetPlan {
+  presetId: string;
+  name: string;
+  /** The model the plan is for (Hub id or the demo's id). */
+  model: string;
+  plan: MemoryPlan;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -299,8 +311,10 @@ export interface Trainer {
   listDatasets(): Promise<DatasetSummary[]>;
   deleteDataset(id: string): Promise<void>;
 
-  /** The memory plan for these settings, this model and this GPU (an estimate; its notes say so). */
-  plan(modelId: string, settings: Settings, trainDatasetId?: string | null): Promise<MemoryPlan>;
+  /** The engine planner's plan for these settings, this model and this GPU; `gpuMemoryBytes` = memory to fit in (null = unknown). */
+  plan(modelId: string, settings: Settings, trainDatasetId?: string | null, gpuMemoryBytes?: number | null): Promise<MemoryPlan>;
+  /** Each built-in preset's plan on its own model and this GPU, in the GPU memory the preset names (else `gpuMemoryBytes`). */
+  presetPlans(trainDatasetId?: string | null, gpuMemoryBytes?: number | null): Promise<PresetPlan[]>;
 
   /** Starts a run; resolves as soon as it is started (events arrive through the callbacks). */
   startRun(request: RunRequest, callbacks: RunCallbacks): Promise<RunSummary>;

@@ -14,7 +14,7 @@ import {
 import {
   NOT_AVAILABLE,
   type DatasetInput, type DatasetProgress, type DatasetSettings, type DatasetSummary, type ExportFile, type GpuReport,
-  type ImportProgress, type MemoryPlan, type ModelSource, type RunCallbacks, type RunRequest, type RunSummary, type Settings,
+  type ImportProgress, type MemoryPlan, type ModelSource, type PresetPlan, type RunCallbacks, type RunRequest, type RunSummary, type Settings,
   type StorageReport, type StoredModel, type Trainer, type WorkerEnv,
 } from './protocol.ts';
 import {
@@ -26,6 +26,16 @@ import { opfsSink } from '../engine/io/sink.ts';
 import { opfsFolder } from './opfs.ts';
 import { detectExpertLayout, parseConfig, withExpertLayout, type ModelSpec } from '../engine/model/index.ts';
 import { checkAgainstModel, resolveSteps, resolveTrainFrom, validateSettings } from '../presets/schema.ts';
+import { BUILTIN_PRESETS } from '../presets/builtin.ts';
+import { PRESET_MODEL_CONFIGS } from '../presets/models.ts';
+import { appPlan } from './plan.ts';
+
+/** A GPU memory size from the page: a positive number of bytes, or null. */
+function checkedBytes(n: number | null | undefined): number | null {
+  if (n === null || n === undefined) return null;
+  if (!(Number.isFinite(n) && n > 0)) throw new Error(`the GPU memory must be a positive number of bytes, got ${n}`);
+  return n;
+}
 
 function notAvailable(what: string): Error {
   return new Error(`${what} ${NOT_AVAILABLE}.`);
@@ -221,14 +231,29 @@ export class WorkerTrainer implements Trainer {
     return { model, files, spec, padId };
   }
 
-  async plan(modelId: string, settings: Settings, trainDatasetId?: string | null): Promise<MemoryPlan> {
-    const engine = this.engine('The memory plan');
+  async plan(modelId: string, settings: Settings, trainDatasetId?: string | null, gpuMemoryBytes?: number | null): Promise<MemoryPlan> {
     const v = validateSettings(settings);
     if (!v.ok) throw new Error(`invalid settings: ${v.errors.join('; ')}`);
     const { spec } = await this.modelParts(modelId);
     const ds = trainDatasetId ? await storedDataset(trainDatasetId) : null;
     const gpu = await this.device().catch(() => null);
-    return engine.plan({ gpu, spec, settings: v.settings, trainTokens: ds?.trainTokens ?? null });
+    const trainTokens = ds && ds.modelId === modelId ? ds.trainTokens : null;
+    return appPlan({ gpu: gpu?.info ?? null, spec, settings: v.settings, trainTokens, gpuMemoryBytes: checkedBytes(gpuMemoryBytes) });
+  }
+
+  async presetPlans(trainDatasetId?: string | null, gpuMemoryBytes?: number | null): Promise<PresetPlan[]> {
+    const ds = trainDatasetId ? await storedDataset(trainDatasetId) : null;
+    const gpu = await this.device().catch(() => null);
+    const out: PresetPlan[] = [];
+    for (const p of BUILTIN_PRESETS) {
+      if (!p.model || !PRESET_MODEL_CONFIGS[p.model]) continue;
+      const spec = parseConfig(PRESET_MODEL_CONFIGS[p.model]);
+      // The dataset sizes the frozen cache only when it was tokenized for this preset's model.
+      const trainTokens = ds && ds.modelId === p.model ? ds.trainTokens : null;
+      const budget = p.gpuGiB !== null ? p.gpuGiB * 2 ** 30 : checkedBytes(gpuMemoryBytes);
+      out.push({ presetId: p.id, name: p.name, model: p.model, plan: appPlan({ gpu: gpu?.info ?? null, spec, settings: p.settings, trainTokens, gpuMemoryBytes: budget }) });
+    }
+    return out;
   }
 
   private active: ActiveRun | null = null;

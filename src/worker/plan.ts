@@ -1,0 +1,109 @@
+// Contract: the app's memory plan = the engine's planner (engine/plan: planMemory, suggestSettings), fed with the
+// settings as the worker runs them (TRAIN_FROM and FROZEN_CACHE_N resolved) and judged against this GPU's limits.
+
+import type { GpuInfo } from '../engine/gpu/device.ts';
+import type { ModelSpec } from '../engine/model/index.ts';
+import { KINDS, planMemory, suggestSettings, type Kind, type MemoryPlan as EnginePlan, type PlanSettings } from '../engine/plan/memory.ts';
+import { activeCount } from '../engine/train/schedule.ts';
+import { resolveSteps, resolveTrainFrom, type Settings } from '../presets/schema.ts';
+import type { MemoryPlan, PlanItem } from './protocol.ts';
+
+/** Frozen-cache samples the worker allocates: FROZEN_CACHE_N (auto = every training window), within one GPU buffer. */
+export function frozenCacheSamples(settings: Settings, trainWindows: number, spec: ModelSpec, maxBufferSize: number | null): number {
+  const wanted = Math.min(settings.frozenCacheN ?? trainWindows, trainWindows);
+  const perSample = settings.seq * spec.hidden * 4;
+  return maxBufferSize ? Math.min(wanted, Math.floor(maxBufferSize / perSample)) : wanted;
+}
+
+/** The planner's settings for a run of `settings` on `spec` (trainTokens: the training set's size, null = unknown). */
+export function planSettings(spec: ModelSpec, settings: Settings, trainTokens: number | null, maxBufferSize: number | null): PlanSettings {
+  const trainFrom = resolveTrainFrom(settings, spec.numLayers);
+  const windows = trainTokens === null ? 0 : Math.ceil(trainTokens / settings.seq);
+  const frozenCacheN = trainFrom > 0 ? frozenCacheSamples(settings, windows, spec, maxBufferSize) : 0;
+  return { trainFrom, microbatch: settings.microbatch, seq: settings.seq, frac: settings.frac, frozenCacheN };
+}
+
+const KIND_LABEL: Record<Kind, string> = {
+  weights: 'Weights (frozen bf16; trained layers\' experts f32, with base copies W0)',
+  masters: 'Selections: indices and master values',
+  optimizer: 'Adam moments and router momentum',
+  activations: 'Activations',
+  cache: 'Frozen cache',
+  workspace: 'Workspace (gradients, backward, loss)',
+};
+
+const GiB = 2 ** 30;
+const gib = (b: number): string => `${(b / GiB).toFixed(b < 10 * GiB ? 2 : 1)} GiB`;
+
+/** Buffers this GPU cannot create or bind (each item is one createBuffer; all but the frozen cache are bound whole). */
+function limitProblems(p: EnginePlan, info: GpuInfo): string[] {
+  const out: string[] = [];
+  const biggest = [...p.items].sort((a, b) => b.bytes - a.bytes)[0];
+  if (biggest && biggest.bytes > info.maxBufferSize) {
+    out.push(`The largest buffer (${biggest.label}, ${gib(biggest.bytes)}) exceeds this GPU's maxBufferSize (${gib(info.maxBufferSize)}).`);
+  }
+  const bound = p.items.filter((i) => i.kind !== 'cache').sort((a, b) => b.bytes - a.bytes)[0];
+  if (bound && bound.bytes > info.maxStorageBufferBindingSize) {
+    out.push(`The largest bound buffer (${bound.label}, ${gib(bound.bytes)}) exceeds this GPU's maxStorageBufferBindingSize (${gib(info.maxStorageBufferBindingSize)}).`);
+  }
+  return out;
+}
+
+function suggestionText(spec: ModelSpec, s: PlanSettings, budget: number): string {
+  const x = suggestSettings(spec, s, budget);
+  if (!x) return `Nothing fits in ${gib(budget)} with this engine: not even the top layer at MICROBATCH 1 (frozen layers are kept in bf16 on the GPU until 4-bit streaming lands).`;
+  return `Closest settings that fit ${gib(budget)}: TRAIN_FROM ${x.trainFrom}, MICROBATCH ${x.microbatch}, FROZEN_CACHE_N ${x.frozenCacheN}.`;
+}
+
+export interface AppPlanArgs {
+  gpu: GpuInfo | null;
+  spec: ModelSpec;
+  settings: Settings;
+  /** Tokens of the training set (sizes the frozen cache and EPOCHS); null = no dataset chosen. */
+  trainTokens: number | null;
+  /** GPU memory to fit in (WebGPU does not report it: the user or the preset says it); null = unknown. */
+  gpuMemoryBytes: number | null;
+}
+
+export function appPlan(a: AppPlanArgs): MemoryPlan {
+  const s = planSettings(a.spec, a.settings, a.trainTokens, a.gpu?.maxBufferSize ?? null);
+  const p = planMemory(a.spec, s);
+  const items: PlanItem[] = KINDS.filter((k) => p.gpu[k] > 0).map((k) => ({
+    label: k === 'cache' ? `${KIND_LABEL[k]} (${s.frozenCacheN.toLocaleString('en-US')} sequences)`
+      : k === 'activations' ? `${KIND_LABEL[k]} (${s.microbatch} × ${s.seq} tokens)` : KIND_LABEL[k],
+    bytes: p.gpu[k], where: 'gpu',
+  }));
+  items.push({ label: 'Importance scores at the start (transient)', bytes: p.transient, where: 'gpu' });
+  items.push({ label: 'Host memory (largest tensor while loading, or a checkpoint)', bytes: p.ram, where: 'cpu' });
+  items.push({ label: 'Model on disk (bf16)', bytes: p.storage.bf16, where: 'disk' });
+
+  const notes: string[] = [];
+  const problems = a.gpu ? limitProblems(p, a.gpu) : [];
+  notes.push(...problems);
+  const budget = a.gpuMemoryBytes;
+  const fitsBudget = budget === null || p.fits(budget);
+  if (budget === null) notes.push('WebGPU does not report how much memory the GPU has: enter it to check the total.');
+  else if (!fitsBudget) notes.push(`Peak ${gib(p.peak)} does not fit in ${gib(budget)}. ${suggestionText(a.spec, s, budget)}`);
+  if (s.trainFrom > 0) {
+    const sf = p.streamedFrozen;
+    notes.push(`With the frozen layers streamed in 4 bits (issue C, not in this engine build yet) the peak would be ${gib(sf.peak)}${budget === null ? '' : sf.fits(budget) ? ', which fits' : ', which does not fit either'}.`);
+  }
+  if (!a.gpu) notes.push('No GPU: training needs WebGPU.');
+  if (a.trainTokens === null) notes.push('Choose a training dataset (for this model) to size the frozen cache and EPOCHS.');
+  if (a.settings.quantizeExperts) notes.push('QUANTIZE_EXPERTS is not applied by this engine build yet: the frozen experts stay in bf16.');
+  if (a.settings.keepAdamState || a.settings.perEntryStep || a.settings.accumulatedReselect) notes.push('The improvements over the seed are not applied by this engine build yet: the run follows METHOD.md.');
+
+  const { numExperts: E, expertIntermediate: IE } = a.spec.moe;
+  const per = E * IE * a.spec.hidden;
+  const moeTrained = a.spec.layers.filter((l) => l.index >= s.trainFrom && l.mlp === 'moe').length;
+  return {
+    fits: fitsBudget && problems.length === 0,
+    gpuBytes: p.peak,
+    gpuBudgetBytes: budget,
+    items,
+    notes,
+    trainableParams: moeTrained * (activeCount(s.frac, 2 * per) + activeCount(s.frac, per) + E * a.spec.hidden),
+    steps: a.trainTokens !== null ? resolveSteps(a.settings, a.trainTokens) : a.settings.steps,
+    trainFrom: s.trainFrom,
+  };
+}

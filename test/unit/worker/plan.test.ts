@@ -1,0 +1,87 @@
+// Contract: the app's memory plan (worker/plan.ts) is the engine planner's: the same peak as `usaf plan` for the same
+// settings, each built-in preset planned on its own model, and the GPU's buffer limits and the memory given judged.
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { plan as planCommand } from '../../../src/cli/commands/plan.ts';
+import type { GpuInfo } from '../../../src/engine/gpu/device.ts';
+import { parseConfig } from '../../../src/engine/model/index.ts';
+import { BUILTIN_PRESETS, DEFAULTS, type Settings } from '../../../src/presets/index.ts';
+import { PRESET_MODEL_CONFIGS } from '../../../src/presets/models.ts';
+import { appPlan, planSettings } from '../../../src/worker/plan.ts';
+
+const GiB = 2 ** 30;
+const demo = parseConfig(PRESET_MODEL_CONFIGS['usaf-demo-moe']);
+const qwen = parseConfig(PRESET_MODEL_CONFIGS['Qwen/Qwen3-30B-A3B']);
+
+/** Limits as a browser reports them (only the two the plan reads matter). */
+const gpu = (maxBufferSize: number, maxStorageBufferBindingSize: number): GpuInfo =>
+  ({ maxBufferSize, maxStorageBufferBindingSize } as GpuInfo);
+
+async function cliPlan(argv: string[]): Promise<{ code: number; out: { peak: number; fits: boolean } }> {
+  const lines: string[] = [];
+  vi.spyOn(console, 'log').mockImplementation((s: unknown) => void lines.push(String(s)));
+  const code = await planCommand.run(argv);
+  vi.restoreAllMocks();
+  return { code, out: JSON.parse(lines.join('\n')) as { peak: number; fits: boolean } };
+}
+
+describe('app memory plan', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('agrees with `usaf plan` on the demo and Qwen3-30B-A3B configs (no dataset: no frozen cache)', async () => {
+    const cases: [string, typeof demo, Partial<Settings>, string[]][] = [
+      ['public/models/usaf-demo-moe/config.json', demo, { seq: 96, microbatch: 3 }, ['--seq', '96', '--microbatch', '3']],
+      ['src/presets/configs/Qwen3-30B-A3B.json', qwen, { trainFrom: 44, microbatch: 1 }, ['--train-from', '44', '--microbatch', '1']],
+    ];
+    for (const [path, spec, over, flags] of cases) {
+      const settings = { ...DEFAULTS, ...over };
+      for (const gib of [0.25, 24, 200]) {
+        const app = appPlan({ gpu: null, spec, settings, trainTokens: null, gpuMemoryBytes: gib * GiB });
+        const cli = await cliPlan(['--model', path, ...flags, '--gpu-gib', String(gib)]);
+        expect(app.gpuBytes).toBe(cli.out.peak);
+        expect(app.fits).toBe(cli.out.fits);
+        expect(cli.code).toBe(cli.out.fits ? 0 : 1);
+      }
+    }
+  });
+
+  it('sizes the frozen cache as the worker allocates it: every training window, capped by FROZEN_CACHE_N and maxBufferSize', () => {
+    const s = { ...DEFAULTS, seq: 100 };
+    expect(planSettings(demo, s, 1001, null).frozenCacheN).toBe(11);
+    expect(planSettings(demo, { ...s, frozenCacheN: 4 }, 1001, null).frozenCacheN).toBe(4);
+    expect(planSettings(demo, s, 1001, 5 * 100 * 256 * 4 + 3).frozenCacheN).toBe(5);
+    expect(planSettings(demo, { ...s, trainFrom: 0 }, 1001, null).frozenCacheN).toBe(0);
+    const withData = appPlan({ gpu: null, spec: demo, settings: s, trainTokens: 1001, gpuMemoryBytes: null });
+    const without = appPlan({ gpu: null, spec: demo, settings: s, trainTokens: null, gpuMemoryBytes: null });
+    expect(withData.gpuBytes - without.gpuBytes).toBe(11 * 100 * 256 * 4);
+  });
+
+  it('judges the GPU limits: a binding larger than maxStorageBufferBindingSize does not fit, and says which', () => {
+    const ok = appPlan({ gpu: gpu(2 * GiB, 2 * GiB), spec: demo, settings: DEFAULTS, trainTokens: 100_912, gpuMemoryBytes: null });
+    expect(ok.fits).toBe(true);
+    expect(ok.notes.join(' ')).toMatch(/WebGPU does not report/);
+    const tight = appPlan({ gpu: gpu(2 * GiB, 1024 * 1024), spec: demo, settings: DEFAULTS, trainTokens: 100_912, gpuMemoryBytes: null });
+    expect(tight.fits).toBe(false);
+    expect(tight.notes.join(' ')).toMatch(/largest bound buffer \(.+\) exceeds this GPU's maxStorageBufferBindingSize/);
+  });
+
+  it('plans every built-in preset on its own model; the Qwen3-30B-A3B ones say honestly that they do not fit yet', () => {
+    expect(BUILTIN_PRESETS.map((p) => p.model)).toEqual(['usaf-demo-moe', 'Qwen/Qwen3-30B-A3B', 'Qwen/Qwen3-30B-A3B']);
+    for (const p of BUILTIN_PRESETS) {
+      const spec = parseConfig(PRESET_MODEL_CONFIGS[p.model!]);
+      const budget = p.gpuGiB === null ? null : p.gpuGiB * GiB;
+      const r = appPlan({ gpu: gpu(2 ** 40, 2 * GiB - 4), spec, settings: p.settings, trainTokens: null, gpuMemoryBytes: budget });
+      expect(r.gpuBudgetBytes).toBe(budget);
+      if (p.id === 'demo') {
+        expect(r.fits).toBe(true);
+        expect(r.trainFrom).toBe(4);
+      } else {
+        // Frozen layers stay resident in bf16 until 4-bit streaming lands: ~57 GB of weights alone.
+        expect(r.trainFrom).toBe(40);
+        expect(r.gpuBytes).toBeGreaterThan(budget!);
+        expect(r.fits).toBe(false);
+        expect(r.notes.join(' ')).toMatch(/does not fit in (12|24)\.0 GiB/);
+        expect(r.notes.join(' ')).toMatch(/streamed in 4 bits/);
+      }
+    }
+  });
+});
