@@ -2,6 +2,7 @@
 // adapter, preset links (filled editor; hostile links refused, nothing changed), offline reload, and no request
 // leaving the app's origin. Training and export tests join when the engine lands.
 import assert from 'node:assert/strict';
+import type { Page } from 'playwright-core';
 import { foreignRequests, gotoScreen, test, waitForDemo } from './harness.ts';
 
 test('first launch: the demo model is stored and ready, with its config and the demo data counted', async (env) => {
@@ -51,6 +52,16 @@ test('first launch: the demo model is stored and ready, with its config and the 
   await env.screenshot(page, '05-export');
   await gotoScreen(page, 'preset');
   await page.locator('[data-testid=memory-plan]').waitFor();
+  // The live plan (engine planner) for the demo settings, and each built-in preset planned against this GPU.
+  await page.locator('[data-testid=plan-verdict]', { hasText: 'Fits' }).waitFor({ timeout: 60_000 });
+  const verdicts = page.locator('[data-testid=preset-plans] tbody tr');
+  await verdicts.nth(2).waitFor({ timeout: 60_000 });
+  assert.equal(await verdicts.count(), 3);
+  assert.match((await verdicts.nth(0).textContent()) ?? '', /^Demo.*Fits/);
+  for (const [i, gib] of [[1, 12], [2, 24]] as const) {
+    const row = (await verdicts.nth(i).textContent()) ?? '';
+    assert.match(row, new RegExp(`Qwen3-30B-A3B on a ${gib} GB GPU.*Qwen/Qwen3-30B-A3B.*Does not fit.*does not fit in ${gib}\\.0 GiB`));
+  }
   await env.screenshot(page, '03-preset');
 
   // A second launch finds everything in storage: nothing is fetched from models/ or data/ again.
@@ -167,27 +178,79 @@ test('offline: after the first visit the app reloads and works with the network 
   await context.setOffline(false);
 });
 
-test('every screen: labelled inputs, keyboard navigation, and no request leaving the app\'s origin', async (env) => {
+// The main controls of each screen, which Tab must reach (by id or by the button's text).
+const MAIN_CONTROLS: Record<Screen, string[]> = {
+  models: ['#model-url', '#model-url-name', 'Import a folder…', 'Delete usaf-demo-moe', 'Refresh'],
+  datasets: ['#ds-name', '#ds-eval', '#ds-seed', '#ds-ext', 'Choose files…', 'Choose a folder of source files…'],
+  preset: ['Demo', 'Qwen3-30B-A3B on a 12 GB GPU', 'Share link', 'Download preset', '#set-frac', '#set-steps', '#set-seq', '#set-lrPeak', '#gpu-memory'],
+  run: ['#run-train', '#run-heldout', '#run-eval-windows', 'Start training'],
+  export: ['Download preset'],
+};
+type Screen = 'models' | 'datasets' | 'preset' | 'run' | 'export';
+const SCREEN_ORDER: Screen[] = ['models', 'datasets', 'preset', 'run', 'export'];
+
+/** Inputs, selects and textareas without an accessible name (label text, aria-label, aria-labelledby or title). */
+async function unnamedInputs(page: Page): Promise<string[]> {
+  return page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
+    .filter((el) => {
+      const e = el as HTMLInputElement;
+      const by = e.getAttribute('aria-labelledby');
+      const name = by ? by.split(/\s+/).map((id) => document.getElementById(id)?.textContent ?? '').join(' ')
+        : e.getAttribute('aria-label') || [...(e.labels ?? [])].map((l) => l.textContent ?? '').join(' ') || e.getAttribute('title') || '';
+      return name.trim() === '';
+    })
+    .map((el) => el.outerHTML.slice(0, 100)));
+}
+
+/** What Tab reaches from the screen's navigation button on, until focus leaves the page or comes back round. */
+async function tabReach(page: Page, screen: Screen): Promise<Set<string>> {
+  await page.evaluate(() => document.querySelectorAll('[data-tab-seen]').forEach((e) => e.removeAttribute('data-tab-seen')));
+  await page.locator(`nav [data-screen=${screen}]`).focus();
+  const seen = new Set<string>();
+  for (let i = 0; i < 200; i++) {
+    await page.keyboard.press('Tab');
+    const d = await page.evaluate(() => {
+      const a = document.activeElement as HTMLElement | null;
+      if (!a || a === document.body || a.hasAttribute('data-tab-seen')) return null;
+      a.setAttribute('data-tab-seen', '');
+      return a.id ? `#${a.id}` : a.getAttribute('aria-label') || (a.textContent ?? '').trim() || a.outerHTML.slice(0, 60);
+    });
+    if (d === null) break;
+    seen.add(d);
+  }
+  return seen;
+}
+
+test('every screen: named inputs, Tab reaches the main controls, no horizontal scroll at 1280×800 and 1366×768, screenshots', async (env) => {
   // Foreign requests are checked for every session by the runner too; this one visits every screen once more.
   const { page, requests } = await env.open();
   await page.goto(env.baseUrl);
   await waitForDemo(page);
-  for (const s of ['datasets', 'preset', 'run', 'export', 'models'] as const) {
+  for (const s of SCREEN_ORDER) {
     await gotoScreen(page, s);
-    const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
-      .filter((el) => {
-        const e = el as HTMLInputElement;
-        return !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby');
-      })
-      .map((el) => el.outerHTML.slice(0, 80)));
-    assert.deepEqual(unlabelled, [], `unlabelled inputs on ${s}`);
+    if (s === 'preset') await page.locator('[data-testid=preset-plans]').waitFor({ timeout: 60_000 });
+    assert.deepEqual(await unnamedInputs(page), [], `inputs without an accessible name on ${s}`);
+    const reached = await tabReach(page, s);
+    const missing = MAIN_CONTROLS[s].filter((c) => !reached.has(c));
+    assert.deepEqual(missing, [], `Tab does not reach these controls of ${s} (reached: ${[...reached].join(' | ')})`);
   }
-  // The screens are reachable with the keyboard alone: Tab to the navigation, Enter on a screen's button.
+  // The screens themselves are reachable with the keyboard alone: Tab along the navigation, Enter on a screen's button.
   await page.locator('nav [data-screen=models]').focus();
   for (let i = 0; i < 2; i++) await page.keyboard.press('Tab');
   assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.screen), 'preset');
   await page.keyboard.press('Enter');
   await page.locator('nav [data-screen=preset][aria-current=page]').waitFor();
+
+  // Readable at a desktop and a laptop size: nothing wider than the window; a screenshot of each screen at each size.
+  for (const [width, height] of [[1280, 800], [1366, 768]] as const) {
+    await page.setViewportSize({ width, height });
+    for (const s of SCREEN_ORDER) {
+      await gotoScreen(page, s);
+      const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(over <= 0, `${s} at ${width}×${height} scrolls sideways by ${over} px`);
+      await env.screenshot(page, `${width}x${height}-${SCREEN_ORDER.indexOf(s) + 1}-${s}`);
+    }
+  }
   assert.deepEqual(foreignRequests(requests, env.baseUrl), []);
   assert.ok(requests.some((u) => u.includes('/models/usaf-demo-moe/')), 'the demo model came from the app itself');
 });

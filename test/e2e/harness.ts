@@ -32,6 +32,9 @@ export interface E2eTest {
 
 export const tests: E2eTest[] = [];
 
+/** Where screenshots of the screens are kept (git-ignored, under test-results/). */
+export const SCREENS_DIR = 'test-results/screens';
+
 export function test(name: string, run: (env: Env) => Promise<void>, options: { timeoutMs?: number } = {}): void {
   tests.push({ name, run, ...options });
 }
@@ -57,7 +60,8 @@ export function makeEnv(browser: Browser, baseUrl: string, sessions: Session[]):
       return s;
     },
     async screenshot(page, name) {
-      const path = `${config.outputDir}/${name}.png`;
+      mkdirSync(SCREENS_DIR, { recursive: true });
+      const path = `${SCREENS_DIR}/${name}.png`;
       await page.screenshot({ path, fullPage: true });
       return path;
     },

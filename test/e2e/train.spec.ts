@@ -1,6 +1,7 @@
 // Training in the browser, end to end, on the demo model (tiny: SEQ 16, one sequence per step, 4 steps, the top 2
-// layers, one evaluation window, a checkpoint after every step — WebGPU runs on SwiftShader here): the loss chart
-// grows; pause holds the steps; a reload mid-run, a lost GPU device and a stop are each resumed from the last
+// layers, one evaluation window, a checkpoint after every step, a reselection at step 3 — WebGPU runs on SwiftShader
+// here): the loss chart grows; pause holds the steps; a reload mid-run with the network off (the app comes from the
+// service worker, and the resumed step trains offline), a lost GPU device and a stop are each resumed from the last
 // checkpoint, the step numbers going on; the fine-tuned model (Hub layout), its sparse delta and the run log are
 // downloaded and checked byte for byte.
 import assert from 'node:assert/strict';
@@ -10,10 +11,10 @@ import { gotoScreen, test, waitForDemo } from './harness.ts';
 
 const BASE = 'public/models/usaf-demo-moe';
 /**
- * STEPS 4, MICROBATCH 1, SEQ 16, TRAIN_FROM 6, N_IMPORTANCE 1, EVAL_EVERY 1 (checkpoints too), no reselection, and a
- * peak LR high enough for a few steps to move bf16 weights.
+ * STEPS 4, MICROBATCH 1, SEQ 16, TRAIN_FROM 6, N_IMPORTANCE 1, EVAL_EVERY 1 (checkpoints too), a reselection before
+ * step 3 (RESELECT_EVERY 3), and a peak LR high enough for a few steps to move bf16 weights.
  */
-const PRESET = '#p=1.st:4,mb:1,sq:16,tf:6,ni:1,ee:1,re:0,lr:1e-2';
+const PRESET = '#p=1.st:4,mb:1,sq:16,tf:6,ni:1,ee:1,re:3,lr:1e-2';
 const STEP_MS = 240_000;
 
 // ---------------------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ async function downloads(page: Page, button: string, last: (name: string) => boo
 // ---------------------------------------------------------------------------------------------
 
 test('training: the loss chart grows; pause; a reload, a lost GPU device and a stop resume from the last checkpoint; export', async (env) => {
-  const { page } = await env.open();
+  const { context, page } = await env.open();
   await page.goto(env.baseUrl + PRESET);
   await page.locator('[data-testid=preset-notice]', { hasText: 'Settings loaded from the link' }).waitFor();
   await gotoScreen(page, 'models');
@@ -112,8 +113,12 @@ test('training: the loss chart grows; pause; a reload, a lost GPU device and a s
   await control(page, 'Resume').click();
   await page.locator('[data-testid=run-stats]', { hasText: 'Statusrunning' }).waitFor();
 
-  // Reload mid-run (during step 2): the run is interrupted; resumed, it shows its history and goes on from step 2.
+  // Reload mid-run (during step 2) with the network off: the app loads from the service worker, the run is interrupted;
+  // resumed, it shows its history and goes on from step 2, offline.
+  await page.locator('footer', { hasText: 'Ready to work offline' }).waitFor({ timeout: 60_000 });
+  await context.setOffline(true);
   await page.reload();
+  await page.locator('[role=status]', { hasText: 'You are offline' }).waitFor();
   await gotoScreen(page, 'models');
   await waitForDemo(page);
   await gotoScreen(page, 'run');
@@ -124,6 +129,8 @@ test('training: the loss chart grows; pause; a reload, a lost GPU device and a s
   await waitForPoints(page, 2);
   assert.match(await stats(page), /Step2 \/ 4/);
   await page.locator('[data-testid=run-checkpoint]', { hasText: 'step 2' }).waitFor({ timeout: STEP_MS });
+  await env.screenshot(page, 'train-02-offline-step2');
+  await context.setOffline(false);
 
   // The GPU device is lost during step 3: said in words, resumable from step 2.
   const worker = page.workers().find((w) => /worker/.test(w.url()));
@@ -138,6 +145,11 @@ test('training: the loss chart grows; pause; a reload, a lost GPU device and a s
   // Resumed on a new device: step 3, then Stop: the run ends after it, stopped, with its checkpoint at step 3.
   await historyRow(page).locator('button', { hasText: 'Resume' }).click();
   await waitForPoints(page, 3);
+  // Step 3 began with a reselection: its turnover and the active fraction are shown.
+  const reselections = page.locator('table', { has: page.locator('caption', { hasText: 'Reselections' }) }).locator('tbody tr');
+  await reselections.first().waitFor();
+  assert.match((await reselections.first().textContent()) ?? '', /^3\s*0\.5\d*\s*%\s*\d+(\.\d+)?\s*%$/);
+  assert.doesNotMatch(await stats(page), /Last turnover–/);
   await control(page, 'Stop').click();
   await historyRow(page).filter({ hasText: 'stopped' }).waitFor({ timeout: STEP_MS });
   assert.match(await stats(page), /Last checkpointstep 3/);
