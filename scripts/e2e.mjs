@@ -17,7 +17,8 @@ const filter = process.argv[2] ?? '';
 
 // ---------------------------------------------------------------------------------------------
 // A static server like any static host: GET/HEAD, single byte ranges, 404 for what is not there (no SPA fallback).
-// Test aid: paths under /slow/ serve the same files, byte ranges 300 ms late (a slow download, to cancel an import).
+// Test aids: paths under /slow/ serve the same files, byte ranges 300 ms late (a slow download, to cancel an import);
+// paths under /deploy/sub/ serve the same files (the app uploaded into a sub-folder).
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
@@ -29,6 +30,10 @@ const TYPES = {
 function serve(dir) {
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname.startsWith('/deploy/sub/')) {
+      req.url = url.pathname.slice('/deploy/sub'.length) + url.search;
+      return server.emit('request', req, res);
+    }
     if (url.pathname.startsWith('/slow/')) {
       req.url = url.pathname.slice(5) + url.search;
       if (req.headers.range) {

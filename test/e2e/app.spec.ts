@@ -2,6 +2,7 @@
 // adapter, preset links (filled editor; hostile links refused, nothing changed), offline reload, and no request
 // leaving the app's origin. Training and export tests join when the engine lands.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { foreignRequests, gotoScreen, test, waitForDemo } from './harness.ts';
 
@@ -36,6 +37,8 @@ test('first launch: the demo model is stored and ready, with its config and the 
   const config = JSON.parse((await card.locator('[data-testid=model-config]').textContent()) ?? '{}') as Record<string, unknown>;
   assert.equal(config.model_type, 'qwen3_moe');
   assert.equal(config.num_experts, 16);
+  assert.match((await page.locator('[data-testid=storage-text]').textContent()) ?? '',
+    /^Used [\d.]+ MB of [\d.]+ [MGT]B available to this site, [\d.]+ [MGT]B free \(models 31\.\d MB, datasets [\d.]+ [KM]B\)/);
   await env.screenshot(page, '01-models');
 
   await gotoScreen(page, 'datasets');
@@ -103,6 +106,13 @@ test('a preset link fills the editor', async (env) => {
   await page.fill('#set-steps', '250');
   await page.waitForFunction(() => location.hash.includes('st:250'));
   assert.equal(new URL(page.url()).hash, '#p=1.st:250,mb:4,lr:2e-3,tf:2,qe:1,qg:64,ka:1');
+  // The preset as a file: the same settings, strictly JSON.
+  const [file] = await Promise.all([page.waitForEvent('download'), page.click('button:has-text("Download preset")')]);
+  assert.equal(file.suggestedFilename(), 'usaf-preset.json');
+  const saved = JSON.parse(readFileSync((await file.path())!, 'utf8')) as { format: string; version: number; settings: Record<string, unknown> };
+  assert.equal(saved.format, 'usaf-preset');
+  assert.equal(saved.version, 1);
+  assert.deepEqual([saved.settings.steps, saved.settings.microbatch, saved.settings.lrPeak, saved.settings.trainFrom, saved.settings.frac], [250, 4, 0.002, 2, 0.005]);
   // Inline validation: an out-of-range value is shown as an error and not applied.
   await page.fill('#set-microbatch', '0');
   await page.locator('[data-setting=microbatch] [role=alert]', { hasText: 'out of range' }).waitFor();
@@ -164,6 +174,15 @@ test('offline: after the first visit the app reloads and works with the network 
     return !!reg?.active && reg.active.state === 'activated';
   }, null, { timeout: 60_000 });
   await page.locator('footer', { hasText: 'Ready to work offline' }).waitFor({ timeout: 60_000 });
+
+  // Installable: a manifest with name, start URL, standalone display and 192 / 512 px icons, served by the app.
+  const manifest = await page.evaluate(async () => {
+    const href = document.querySelector<HTMLLinkElement>('link[rel=manifest]')!.href;
+    return (await fetch(href)).json() as Promise<{ name: string; start_url: string; display: string; icons: { sizes: string }[] }>;
+  });
+  assert.equal(manifest.display, 'standalone');
+  assert.equal(manifest.start_url, './');
+  assert.ok(manifest.name && ['192x192', '512x512'].every((s) => manifest.icons.some((i) => i.sizes === s)));
 
   await context.setOffline(true);
   await page.reload();
@@ -253,4 +272,19 @@ test('every screen: named inputs, Tab reaches the main controls, no horizontal s
   }
   assert.deepEqual(foreignRequests(requests, env.baseUrl), []);
   assert.ok(requests.some((u) => u.includes('/models/usaf-demo-moe/')), 'the demo model came from the app itself');
+});
+
+test('deployed in a sub-folder of a static host, the app loads everything from there', async (env) => {
+  // The test server also serves dist/app under /deploy/sub/ (as a static host would serve an uploaded folder).
+  const { page } = await env.open();
+  const failed: string[] = [];
+  page.context().on('response', (r) => { if (r.status() >= 400) failed.push(`${r.status()} ${r.url()}`); });
+  await page.goto(`${env.baseUrl}deploy/sub/`);
+  await page.locator('[data-testid=gpu-status]', { hasText: 'WebGPU adapter:' }).waitFor({ timeout: 60_000 });
+  await page.waitForFunction(async () => !!(await navigator.serviceWorker.getRegistration())?.active, null, { timeout: 60_000 });
+  // The demo model's files are read from the sub-folder too (the import starts right away).
+  await page.waitForFunction(() => performance.getEntriesByType('resource').some((e) => e.name.includes('/deploy/sub/models/usaf-demo-moe/')), null, { timeout: 60_000 });
+  assert.deepEqual(failed, []);
+  const scope = await page.evaluate(async () => (await navigator.serviceWorker.getRegistration())!.scope);
+  assert.equal(scope, `${env.baseUrl}deploy/sub/`);
 });

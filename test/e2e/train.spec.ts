@@ -91,7 +91,7 @@ async function downloads(page: Page, button: string, last: (name: string) => boo
 
 // ---------------------------------------------------------------------------------------------
 
-test('training: the loss chart grows; pause; a reload, a lost GPU device and a stop resume from the last checkpoint; export', async (env) => {
+test('training: the loss chart grows; pause; an offline reload, a lost GPU device and a stop resume from the last checkpoint; reselection; export', async (env) => {
   const { context, page } = await env.open();
   await page.goto(env.baseUrl + PRESET);
   await page.locator('[data-testid=preset-notice]', { hasText: 'Settings loaded from the link' }).waitFor();
@@ -104,6 +104,8 @@ test('training: the loss chart grows; pause; a reload, a lost GPU device and a s
   // Step 1: a point on the loss chart, then its checkpoint. Paused, no step follows; resumed, it goes on.
   await waitForPoints(page, 1);
   assert.match(await stats(page), /Step1 \/ 4/);
+  // Elapsed, ETA and the GPU memory in use are shown from the first step on.
+  assert.match(await stats(page), /Elapsed\d.*ETA\d.*GPU memory[\d.]+ [KMG]B/);
   await control(page, 'Pause').click();
   await page.locator('[data-testid=run-checkpoint]', { hasText: 'step 1' }).waitFor({ timeout: STEP_MS });
   assert.match(await stats(page), /Statuspaused/);
