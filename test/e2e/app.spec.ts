@@ -38,7 +38,7 @@ test('first launch: the demo model is stored and ready, with its config and the 
   assert.equal(config.model_type, 'qwen3_moe');
   assert.equal(config.num_experts, 16);
   assert.match((await page.locator('[data-testid=storage-text]').textContent()) ?? '',
-    /^Used [\d.]+ MB of [\d.]+ [MGT]B available to this site, [\d.]+ [MGT]B free \(models 31\.\d MB, datasets [\d.]+ [KM]B\)/);
+    /^Used [\d.]+ MB of [\d.]+ [MGT]B available to this site, [\d.]+ [MGT]B free\s+\(models 31\.\d MB, datasets [\d.]+ [KM]B\)/);
   await env.screenshot(page, '01-models');
 
   await gotoScreen(page, 'datasets');
@@ -276,15 +276,19 @@ test('every screen: named inputs, Tab reaches the main controls, no horizontal s
 
 test('deployed in a sub-folder of a static host, the app loads everything from there', async (env) => {
   // The test server also serves dist/app under /deploy/sub/ (as a static host would serve an uploaded folder).
-  const { page } = await env.open();
+  const { page, requests } = await env.open();
   const failed: string[] = [];
   page.context().on('response', (r) => { if (r.status() >= 400) failed.push(`${r.status()} ${r.url()}`); });
   await page.goto(`${env.baseUrl}deploy/sub/`);
   await page.locator('[data-testid=gpu-status]', { hasText: 'WebGPU adapter:' }).waitFor({ timeout: 60_000 });
   await page.waitForFunction(async () => !!(await navigator.serviceWorker.getRegistration())?.active, null, { timeout: 60_000 });
   // The demo model's files are read from the sub-folder too (the import starts right away).
-  await page.waitForFunction(() => performance.getEntriesByType('resource').some((e) => e.name.includes('/deploy/sub/models/usaf-demo-moe/')), null, { timeout: 60_000 });
-  assert.deepEqual(failed, []);
+  for (let t = 0; !requests.some((u) => u.startsWith(`${env.baseUrl}deploy/sub/models/usaf-demo-moe/`)); t += 250) {
+    assert.ok(t < 60_000, 'the demo model was not requested from the sub-folder');
+    await page.waitForTimeout(250);
+  }
+  // (The demo import probes optional files such as model.safetensors beside the index: those 404s are expected.)
+  assert.deepEqual(failed.filter((u) => !u.includes('/deploy/sub/models/usaf-demo-moe/')), []);
   const scope = await page.evaluate(async () => (await navigator.serviceWorker.getRegistration())!.scope);
   assert.equal(scope, `${env.baseUrl}deploy/sub/`);
 });
