@@ -169,7 +169,7 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
   try {
     if (control.stopped) return 'stopped';
     const trainer = new Trainer(gpu, spec, weights, ts, trainSet);
-    const history = resume ? replay(resume, ts, inp.events, gpu) : 0;
+    const history = resume ? replay(resume, ts, inp.events, gpu, activeFraction(trainer)) : 0;
     const summary = await runTraining(trainer, {
       inDomain, heldout, sink: inp.runSink, checkpointDir: '',
       checkpointEvery: ts.evalEvery > 0 ? ts.evalEvery : CHECKPOINT_EVERY_DEFAULT,
@@ -195,6 +195,7 @@ function runEvents(t: Trainer, ts: TrainSettings, ev: EngineEvents, elapsedBefor
       ev.onStep({
         step: r.step, steps: ts.steps, loss: r.loss, lr: r.lr, tokensPerSecond: r.tok_s, elapsedMs: elapsedBefore + elapsed,
         etaMs: perStep * (ts.steps - r.step), gpuMemoryBytes: gpuBytes(t.gpu), skippedSteps: t.skipped,
+        activeFraction: activeFraction(t),
       });
     },
     onEval: (r: EvalRecord) => ev.onEval({ step: r.step, inDomainPpl: r.eval_ppl, heldoutPpl: r.heldout_ppl }),
@@ -205,10 +206,9 @@ function runEvents(t: Trainer, ts: TrainSettings, ev: EngineEvents, elapsedBefor
 }
 
 /** A resumed run shows its history first (steps, evaluations, reselections of the checkpoint's log); returns its time. */
-function replay(c: TrainCheckpoint, ts: TrainSettings, ev: EngineEvents, gpu: GpuContext): number {
+function replay(c: TrainCheckpoint, ts: TrainSettings, ev: EngineEvents, gpu: GpuContext, active: number): number {
   let elapsed = 0;
   let skipped = 0;
-  const active = ts.frac;
   for (const r of c.log as Record<string, unknown>[]) {
     if ('loss' in r && typeof r.step === 'number') {
       const s = r as unknown as StepRecord;
@@ -216,7 +216,7 @@ function replay(c: TrainCheckpoint, ts: TrainSettings, ev: EngineEvents, gpu: Gp
       if (!s.finite) skipped++;
       ev.onStep({
         step: s.step, steps: ts.steps, loss: s.loss, lr: s.lr, tokensPerSecond: s.tok_s, elapsedMs: elapsed, etaMs: null,
-        gpuMemoryBytes: gpuBytes(gpu), skippedSteps: skipped,
+        gpuMemoryBytes: gpuBytes(gpu), skippedSteps: skipped, activeFraction: active,
       });
     } else if ('eval_ppl' in r) {
       const e = r as unknown as EvalRecord;

@@ -215,6 +215,8 @@ export interface StepEvent {
   etaMs: number | null;
   gpuMemoryBytes: number | null;
   skippedSteps: number;
+  /** Trainable share of the trained layers' expert weights (the active set; null when unknown). */
+  activeFraction: number | null;
 }
 
 export interface EvalEvent {

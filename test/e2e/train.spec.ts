@@ -104,8 +104,8 @@ test('training: the loss chart grows; pause; an offline reload, a lost GPU devic
   // Step 1: a point on the loss chart, then its checkpoint. Paused, no step follows; resumed, it goes on.
   await waitForPoints(page, 1);
   assert.match(await stats(page), /Step1 \/ 4/);
-  // Elapsed, ETA and the GPU memory in use are shown from the first step on.
-  assert.match(await stats(page), /Elapsed\d.*ETA\d.*GPU memory[\d.]+ [KMG]B/);
+  // Elapsed, ETA, the GPU memory in use and the active fraction (FRAC of the trained layers) from the first step on.
+  assert.match(await stats(page), /Elapsed\d.*ETA\d.*GPU memory[\d.]+ [KMG]B.*Active fraction0\.50 %/);
   await control(page, 'Pause').click();
   await page.locator('[data-testid=run-checkpoint]', { hasText: 'step 1' }).waitFor({ timeout: STEP_MS });
   assert.match(await stats(page), /Statuspaused/);
