@@ -26,13 +26,14 @@ export async function readSpec(dir: string): Promise<ModelSpec> {
   return parseConfig(json);
 }
 
-export async function openModel(gpu: GpuContext, dir: string, opts: { trainFrom?: number } = {}): Promise<LoadedModel> {
+/** `trainFrom`: layers from there on get f32 routed experts (and f32 shared experts with `trainShared`), for training. */
+export async function openModel(gpu: GpuContext, dir: string, opts: { trainFrom?: number; trainShared?: boolean } = {}): Promise<LoadedModel> {
   let spec = await readSpec(dir);
   const ckpt = await openCheckpoint(nodeFolder(dir));
   const layout = detectExpertLayout(ckpt.tensors.keys());
   if (layout !== spec.expertLayout) spec = withExpertLayout(spec, layout);
   const trained = new Set<number>();
   if (opts.trainFrom !== undefined) for (let L = opts.trainFrom; L < spec.numLayers; L++) trained.add(L);
-  const weights = await loadWeights(gpu, spec, ckpt, { f32ExpertLayers: trained });
+  const weights = await loadWeights(gpu, spec, ckpt, { f32ExpertLayers: trained, f32SharedLayers: opts.trainShared ? trained : undefined });
   return { dir, spec, ckpt, weights };
 }

@@ -5,6 +5,7 @@ import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
 import { Trainer, type SampleSet } from '../../src/engine/train/trainer.ts';
 import { rng } from '../helpers/random.ts';
+import { FAMILIES } from '../../src/engine/model/families/index.ts';
 
 function samples(seq: number, V: number, seed: number): SampleSet {
   const r = rng(seed);
@@ -19,7 +20,7 @@ function samples(seq: number, V: number, seed: number): SampleSet {
   };
 }
 
-describe.each(['qwen3_moe', 'mixtral', 'olmoe', 'qwen2_moe', 'deepseek_v3'])('%s', (family) => {
+describe.each(FAMILIES.map((f) => f.arch))('%s', (family) => {
   it('3 training steps lower the loss on their microbatch', async () => {
     const gpu = await nodeGpu();
     const dir = `test/fixtures/${family}`;

@@ -29,7 +29,7 @@ export function relErr(ours: ArrayLike<number>, ref: ArrayLike<number>): number 
   return den === 0 ? num : num / den;
 }
 
-export async function runParity(modelDir: string, referencePath: string, opts: { tol: number; trainFrom?: number; grads?: boolean; allGrads?: boolean }): Promise<ParityResult> {
+export async function runParity(modelDir: string, referencePath: string, opts: { tol: number; trainFrom?: number; grads?: boolean; allGrads?: boolean; trainShared?: boolean }): Promise<ParityResult> {
   const gpu = await nodeGpu();
   const ref = await openSafetensors(fileSource(referencePath));
   const readRef = async (name: string) => decodeF32(ref.tensors.get(name)!.dtype, await ref.readTensor(name));
@@ -38,7 +38,7 @@ export async function runParity(modelDir: string, referencePath: string, opts: {
   const [batch, seq] = idsInfo.shape as [number, number];
   const ids = Uint32Array.from(decodeInt(idsInfo.dtype, await ref.readTensor('input_ids')) as ArrayLike<number>);
 
-  const model = await openModel(gpu, modelDir, { trainFrom: opts.trainFrom });
+  const model = await openModel(gpu, modelDir, { trainFrom: opts.trainFrom, trainShared: opts.trainShared });
   const fwd = new Forward(gpu, model.spec, model.weights, { maxTokens: batch * seq });
   const errors: Record<string, number> = {};
   const captured = new Map<string, Float32Array>();
@@ -51,11 +51,12 @@ export async function runParity(modelDir: string, referencePath: string, opts: {
   if (opts.grads || opts.allGrads) {
     const trainFrom = opts.trainFrom ?? 0;
     if (opts.allGrads && trainFrom !== 0) throw new Error('--all-grads needs --train-from 0 (frozen layers below it get no gradients)');
-    const g = await gradients(gpu, model.spec, model.weights, ids, batch, seq, trainFrom, !!opts.allGrads);
+    const g = await gradients(gpu, model.spec, model.weights, ids, batch, seq, trainFrom, !!opts.allGrads, !!opts.trainShared);
     for (const [name, data] of g) if (ref.tensors.has('grad.' + name)) errors['grad.' + name] = relErr(data, await readRef('grad.' + name));
     const wanted = [...ref.tensors.keys()].filter((n) => n.startsWith('grad.')).map((n) => n.slice(5));
     const isTrainedExpertOrRouter = (n: string) => {
-      const m = /^model\.layers\.(\d+)\.(mlp|block_sparse_moe)\.(experts\.|gate\.weight)/.exec(n);
+      const shared = opts.trainShared ? '|shared_experts?\\.(gate|up|down)_proj' : '';
+      const m = new RegExp(`^model\\.layers\\.(\\d+)\\.(mlp|block_sparse_moe)\\.(experts\\.|gate\\.weight${shared})`).exec(n);
       return m !== null && Number(m[1]) >= trainFrom;
     };
     for (const n of wanted) if (!(('grad.' + n) in errors) && (opts.allGrads || isTrainedExpertOrRouter(n))) errors['grad.' + n] = Infinity;
@@ -78,10 +79,11 @@ export const parity = command(
     'train-from': { type: 'number', env: 'TRAIN_FROM', help: 'first trained layer (for --grads)' },
     grads: { type: 'boolean', help: 'also compare gradients of expert weights and routers' },
     'all-grads': { type: 'boolean', help: 'compare gradients of every weight' },
+    'train-shared': { type: 'boolean', env: 'TRAIN_SHARED', help: 'with --grads: also the shared experts of the trained layers (f32, as usaf train --train-shared)' },
     tol: { type: 'number', default: 1e-3, help: 'max relative error per tensor' },
   },
   async (f) => {
-    const r = await runParity(str(f, 'model'), str(f, 'reference'), { tol: num(f, 'tol')!, trainFrom: num(f, 'train-from'), grads: !!f.grads, allGrads: !!f['all-grads'] });
+    const r = await runParity(str(f, 'model'), str(f, 'reference'), { tol: num(f, 'tol')!, trainFrom: num(f, 'train-from'), grads: !!f.grads, allGrads: !!f['all-grads'], trainShared: !!f['train-shared'] });
     for (const [name, e] of Object.entries(r.errors)) console.error(`${e <= num(f, 'tol')! ? 'ok  ' : 'FAIL'} ${name.padEnd(28)} rel_err ${e.toExponential(3)}`);
     console.log(JSON.stringify(r));
     return r.ok ? 0 : 1;

@@ -39,6 +39,7 @@ export const TRAIN_FLAGS = {
   seed: { type: 'number', env: 'SEED', default: 0, help: 'random seed (data order, importance batches)' },
   'eval-split': { type: 'number', env: 'EVAL_SPLIT', default: 0, help: 'share of the documents held apart for in-domain eval (0: evaluate on the training set, as the seed)' },
   'keep-adam-state': { type: 'boolean', env: 'KEEP_ADAM_STATE', help: 'improvement over the seed: kept entries keep their Adam state at reselection' },
+  'train-shared': { type: 'boolean', env: 'TRAIN_SHARED', help: 'also train the shared experts of the trained layers (DeepSeek-V3, Qwen2-MoE) like the routed ones' },
   out: { type: 'string', default: 'runs/latest', help: 'output folder: log.jsonl, summary.json, train-state.safetensors, export/, usaf-delta.safetensors' },
   'checkpoint-every': { type: 'number', default: 50, help: 'save a resumable checkpoint every N steps (and at the end)' },
   resume: { type: 'boolean', help: 'continue the run saved in --out' },
@@ -61,7 +62,8 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const gpu = await nodeGpu();
   const numLayers = (await readSpec(modelDir)).numLayers;
   const trainFrom = num(f, 'train-from') ?? defaultTrainFrom(numLayers);
-  const model = await openModel(gpu, modelDir, { trainFrom });
+  const trainShared = !!f['train-shared'];
+  const model = await openModel(gpu, modelDir, { trainFrom, trainShared });
   const seq = num(f, 'seq')!;
   const ds = await tokenizeFile(modelDir, str(f, 'dataset'), num(f, 'eval-split')!);
   const pad = 0;
@@ -76,11 +78,12 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     frac: num(f, 'frac')!, steps, microbatch, accum, seq, lrPeak: num(f, 'lr-peak')!, wd: num(f, 'wd')!, trainFrom,
     reselectEvery: num(f, 'reselect-every')!, evalEvery: num(f, 'eval-every')!, nImportance: num(f, 'n-importance')!,
     frozenCacheN: num(f, 'frozen-cache-n') ?? trainSet.count, seed: num(f, 'seed')!, evalWindows: num(f, 'eval-windows') ?? null,
-    keepAdamState: !!f['keep-adam-state'],
+    keepAdamState: !!f['keep-adam-state'], trainShared,
   };
   if (resume) {
-    for (const k of ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed'] as const)
-      if (resume.settings[k] !== settings[k]) throw new Error(`--resume: ${k} was ${String(resume.settings[k])} in the saved run, now ${settings[k]}; resume with the same settings`);
+    const saved: Record<string, unknown> = { trainShared: false, ...resume.settings }; // checkpoints from before trainShared existed trained none
+    for (const k of ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed', 'trainShared'] as const)
+      if (saved[k] !== settings[k]) throw new Error(`--resume: ${k} was ${String(saved[k])} in the saved run, now ${settings[k]}; resume with the same settings`);
   }
   const trainer = new Trainer(gpu, model.spec, model.weights, settings, trainSet);
   say(`usaf train: ${model.spec.arch}, layers ${trainFrom}-${numLayers - 1} trained, ${trainSet.count} samples of ${seq} tokens, ${steps} steps${resume ? `, resuming after step ${resume.step}` : ''}`);

@@ -1,9 +1,9 @@
 // Contract: parseConfig(config.json) → ModelSpec for the registry's MoE families, accepting Hub (`rope_theta`,
 // `num_experts`) and transformers-5 (`rope_parameters`, `num_local_experts`) keys with transformers' defaults.
-import { ARCH_DEFAULTS } from './arch-defaults.ts';
-import { parseAttention, parseLayerKinds, parseMoe, parseWindows } from './config-parts.ts';
+// Generic: what differs per family comes from its adapter (families/<arch>.ts).
+import { readKvHeads, readRoutedMoe } from './config-parts.ts';
 import { ConfigError, UnsupportedModelError, isRecord, readBool, readInt, readNum, type RawConfig } from './config-read.ts';
-import { isSupportedArch, SUPPORTED_MODEL_TYPES } from './registry.ts';
+import { familyAdapter, isSupportedArch, SUPPORTED_MODEL_TYPES } from './registry.ts';
 import { parseRope } from './rope.ts';
 import type { ExpertLayout, ModelSpec } from './spec.ts';
 import { buildLayerTensors, type SpecCore } from './tensors.ts';
@@ -24,7 +24,8 @@ export function parseConfig(json: unknown, opts: ParseOptions = {}): ModelSpec {
   if (typeof modelType !== 'string') throw new ConfigError('model_type', `field "model_type" must be a string, got ${JSON.stringify(modelType)}`);
   if (!isSupportedArch(modelType)) throw new UnsupportedModelError(modelType, SUPPORTED_MODEL_TYPES);
   const arch = modelType;
-  const def = ARCH_DEFAULTS[arch];
+  const family = familyAdapter(arch);
+  const def = family.defaults;
 
   const act = cfg.hidden_act ?? 'silu';
   if (act !== 'silu' && act !== 'swish') throw new ConfigError('hidden_act', `hidden_act ${JSON.stringify(act)} is not supported (only "silu")`);
@@ -34,14 +35,15 @@ export function parseConfig(json: unknown, opts: ParseOptions = {}): ModelSpec {
   const vocab = readInt(cfg, 'vocab_size', undefined, 1, arch);
   const numHeads = readInt(cfg, 'num_attention_heads', undefined, 1, arch);
   const maxPos = readInt(cfg, 'max_position_embeddings', def.maxPos);
-  const rope = parseRope(cfg, def.ropeTheta, maxPos, arch === 'deepseek_v3' ? readBool(cfg, 'rope_interleave', true) : false);
-  const { attention, numKvHeads, headDim } = parseAttention(cfg, arch, { hidden, numHeads }, def, rope);
+  const rope = parseRope(cfg, def.ropeTheta, maxPos, family.ropeInterleave(cfg));
+  const numKvHeads = readKvHeads(cfg, numHeads, def);
+  const { attention, headDim } = family.attention(cfg, { hidden, numHeads, attnBias: readBool(cfg, 'attention_bias', false), rope });
   if (attention.mla) rope.partialDim = attention.mla.qkRopeHeadDim;
-  const moe = parseMoe(cfg, arch, def);
-  const kinds = parseLayerKinds(cfg, arch, numLayers);
-  const windows = parseWindows(cfg, arch, numLayers);
+  const moe = family.moe(cfg, readRoutedMoe(cfg, arch, def, family.expertWidthKey));
+  const kinds = family.layerKinds(cfg, numLayers);
+  const windows = family.windows(cfg, numLayers);
   const hasDense = kinds.includes('dense');
-  const denseIntermediate = arch === 'mixtral' || arch === 'olmoe'
+  const denseIntermediate = family.denseWidthIsExpertWidth
     ? moe.expertIntermediate
     : readInt(cfg, 'intermediate_size', hasDense ? undefined : def.intermediate, 1, 'dense MLP layers');
 
@@ -56,7 +58,7 @@ export function parseConfig(json: unknown, opts: ParseOptions = {}): ModelSpec {
     tieEmbeddings: readBool(cfg, 'tie_word_embeddings', false),
     attention, moe, denseIntermediate,
     expertLayout: opts.expertLayout ?? 'per_expert',
-    mtpLayers: arch === 'deepseek_v3' ? readInt(cfg, 'num_nextn_predict_layers', 0, 0) : 0,
+    mtpLayers: family.mtpLayers(cfg),
     quantization: quantMethod,
     dtype,
   };

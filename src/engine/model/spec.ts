@@ -11,8 +11,10 @@
 //   DR  MLA qk_rope_head_dim             DN  MLA qk_nope_head_dim     DV  MLA v_head_dim
 // Linear weights are stored [out, in] (PyTorch nn.Linear convention).
 
-/** config.json `model_type` values this engine understands. */
-export type ArchName = 'qwen3_moe' | 'mixtral' | 'olmoe' | 'qwen2_moe' | 'deepseek_v3';
+import type { FamilyArch } from './families/index.ts';
+
+/** config.json `model_type` values this engine understands: one per adapter in families/. */
+export type ArchName = FamilyArch;
 
 /** How routed-expert weights are stored in a checkpoint. */
 export type ExpertLayout = 'per_expert' | 'fused';

@@ -1,5 +1,6 @@
 // Contract: checkpoint tensor names + shapes predicted from a ModelSpec (per layer and global), and the
 // expert storage layout detected from a checkpoint's tensor names. Pure functions, no I/O.
+import { familyAdapter } from './registry.ts';
 import type { ExpertLayout, ModelSpec, TensorEntry, TensorRole } from './spec.ts';
 
 /** The spec fields tensor naming depends on (everything but the per-layer lists). */
@@ -109,17 +110,15 @@ function attentionTensors(s: SpecCore, p: string): TensorEntry[] {
 function moeTensors(s: SpecCore, p: string, layout: ExpertLayout): TensorEntry[] {
   const { numExperts: E, expertIntermediate: IE, sharedExperts } = s.moe;
   const H = s.hidden;
-  // Mixtral's original checkpoints keep the MoE block under `block_sparse_moe` with w1/w3/w2;
-  // fused (transformers 5) checkpoints use `mlp` for every architecture.
-  const mixtralOrig = s.arch === 'mixtral' && layout === 'per_expert';
-  const m = mixtralOrig ? `${p}block_sparse_moe.` : `${p}mlp.`;
+  const naming = familyAdapter(s.arch).naming;
+  const m = `${p}${naming.moeBlock(layout)}.`;
   const out: TensorEntry[] = [{ role: 'router', name: `${m}gate.weight`, shape: [E, H] }];
   if (s.moe.hasCorrectionBias) out.push({ role: 'router.bias_correction', name: `${m}gate.e_score_correction_bias`, shape: [E] });
   if (layout === 'fused') {
     out.push({ role: 'expert.gate_up_fused', name: `${m}experts.gate_up_proj`, shape: [E, 2 * IE, H] });
     out.push({ role: 'expert.down_fused', name: `${m}experts.down_proj`, shape: [E, H, IE] });
   } else {
-    const [g, u, d] = mixtralOrig ? ['w1', 'w3', 'w2'] : ['gate_proj', 'up_proj', 'down_proj'];
+    const [g, u, d] = naming.expertProjections(layout);
     for (let e = 0; e < E; e++) {
       const x = `${m}experts.${e}.`;
       out.push({ role: 'expert.gate', name: `${x}${g}.weight`, shape: [IE, H], expert: e });
@@ -128,8 +127,8 @@ function moeTensors(s: SpecCore, p: string, layout: ExpertLayout): TensorEntry[]
     }
   }
   if (sharedExperts) {
-    // DeepSeek names the block `shared_experts`, Qwen2-MoE `shared_expert` (+ its sigmoid gate).
-    const sp = s.arch === 'deepseek_v3' ? `${m}shared_experts.` : `${m}shared_expert.`;
+    if (!naming.sharedBlock) throw new Error(`${s.arch}: the spec has shared experts but the family names no shared block`);
+    const sp = `${m}${naming.sharedBlock}.`;
     out.push(...swiglu(H, sharedExperts.intermediate, sp, 'shared'));
     if (sharedExperts.gated) out.push({ role: 'shared.expert_gate', name: `${m}shared_expert_gate.weight`, shape: [1, H] });
   }

@@ -1,5 +1,6 @@
 // Dense gradients of one microbatch by checkpoint name (for `usaf parity --grads` and tests): routed-expert weights and
-// routers of the trained layers; with `all`, every weight (frozen ones included, embedding and lm_head on the CPU).
+// routers of the trained layers (plus their shared experts with `shared`, as trainShared trains them); with `all`, every
+// weight (frozen ones included, embedding and lm_head on the CPU).
 
 import type { GpuContext } from '../gpu/device.ts';
 import { createBuffer, readF32, readU32 } from '../gpu/buffers.ts';
@@ -9,8 +10,9 @@ import type { ModelWeights } from './weights.ts';
 import { TrainGraph } from './graph.ts';
 import { IGNORE, nextTokenTargets } from './forward.ts';
 import type { ExpertGradMode, FrozenGrads } from './backward.ts';
+import { sharedExpertTensors } from './shared-expert.ts';
 
-export async function gradients(gpu: GpuContext, spec: ModelSpec, weights: ModelWeights, ids: Uint32Array, batch: number, seq: number, trainFrom: number, all: boolean): Promise<Map<string, Float32Array>> {
+export async function gradients(gpu: GpuContext, spec: ModelSpec, weights: ModelWeights, ids: Uint32Array, batch: number, seq: number, trainFrom: number, all: boolean, shared = false): Promise<Map<string, Float32Array>> {
   const T = batch * seq;
   const g = new TrainGraph(gpu, spec, weights, trainFrom, T);
   const zero = (label: string, n: number) => createBuffer(gpu, { label, size: n * 4, kind: 'workspace' }); // new buffers are zero
@@ -32,6 +34,8 @@ export async function gradients(gpu: GpuContext, spec: ModelSpec, weights: Model
       }
     }
     frozen.set('model.norm.weight', zero('dnorm', H));
+  } else if (shared) {
+    for (const L of g.trained) for (const e of sharedExpertTensors(spec, L)) if (e.role !== 'shared.expert_gate') frozen.set(e.name, zero(e.name, e.shape.reduce((a, b) => a * b, 1)));
   }
   const targets = nextTokenTargets(ids, batch, seq);
   await g.pass(ids, batch, seq, { targets, dRouters, modes, frozenGrads: frozen });
@@ -60,8 +64,8 @@ export async function gradients(gpu: GpuContext, spec: ModelSpec, weights: Model
       } else if (e.role === 'expert.down_fused') out.set(e.name, down);
     }
   }
+  if (all || shared) for (const [name, buf] of frozen) out.set(name, await readF32(gpu, buf));
   if (all) {
-    for (const [name, buf] of frozen) out.set(name, await readF32(gpu, buf));
     await cpuEmbeddingAndHeadGrads(gpu, spec, g, ids, targets, T, out);
   }
   return out;

@@ -18,6 +18,7 @@ import { activeCount, isReselectStep, learningRate } from './schedule.ts';
 import { absAddInPlace } from '../ops/elementwise.ts';
 import { topkSelect, TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
 import { checkFinite, gatherMasters, routerSgd, scatterMasters, sparseAdam } from '../ops/adam.ts';
+import { hasSharedState, SharedTraining } from './shared-train.ts';
 
 export interface TrainSettings {
   frac: number;
@@ -38,6 +39,8 @@ export interface TrainSettings {
   evalWindows: number | null;
   /** Improvement over the seed (off by default): at reselection, entries that stay active keep their Adam moments and the step count goes on. */
   keepAdamState?: boolean;
+  /** Also train the shared experts of the trained layers (DeepSeek-V3, Qwen2-MoE) as selection tensors (shared-train.ts). */
+  trainShared?: boolean;
 }
 
 /** A fixed set of SEQ-token samples: ids and next-token targets, sample-major. */
@@ -159,6 +162,8 @@ export class Trainer {
   readonly cache: FrozenCache;
   readonly topkWork: GPUBuffer;
   readonly flag: GPUBuffer; // [1] u32: non-finite seen this step
+  /** Shared-expert selections (null unless trainShared and the model has shared experts). */
+  readonly shared: SharedTraining | null;
   step = 0; // last completed step
   adamT = 0;
   skipped = 0;
@@ -222,12 +227,13 @@ export class Trainer {
     enc.submit();
     // The loaded gate/up buffers were copied into gu by the submitted work; WebGPU frees them once it has run.
     for (const b of retired) b.destroy();
+    this.shared = SharedTraining.create(gpu, spec, weights, this.graph.trained, s.frac, !!s.trainShared);
   }
 
   /** Trainable parameter count: active expert entries + router weights. */
   get trainableParams(): number {
     const r = this.spec.moe.numExperts * this.spec.hidden;
-    return this.layers.reduce((a, l) => a + l.G.k + l.D.k + r, 0);
+    return this.layers.reduce((a, l) => a + l.G.k + l.D.k + r, 0) + (this.shared?.trainableParams ?? 0);
   }
 
   /** The next microbatch's sample indices (epoch-wise seeded shuffle). */
@@ -275,12 +281,13 @@ export class Trainer {
   /** One dense-gradient pass on `samples` into every layer's denseG/denseD (assigned). */
   private async densePass(samples: number[]): Promise<number> {
     const { ids, targets } = this.batch(samples);
-    const r = await this.graph.pass(ids, this.s.microbatch, this.s.seq, { targets, cache: { cache: this.cache, samples }, dRouters: this.routers(false), modes: this.modes((l) => this.denseMode(l)) });
+    const r = await this.graph.pass(ids, this.s.microbatch, this.s.seq, { targets, cache: { cache: this.cache, samples }, dRouters: this.routers(false), modes: this.modes((l) => this.denseMode(l)), frozenGrads: this.shared?.clearedGrads() });
     return r.loss;
   }
 
   /** Importance (Σ|grad| over N_IMPORTANCE microbatches at W0) → first active sets, masters from W0. */
   async init(importanceSamples: number[][]): Promise<void> {
+    this.shared?.startImportance();
     const imp = this.layers.map((l) => ({ G: createBuffer(this.gpu, { label: 'impG', size: l.G.numel * 4, kind: 'workspace' }), D: createBuffer(this.gpu, { label: 'impD', size: l.D.numel * 4, kind: 'workspace' }) }));
     for (const samples of importanceSamples) {
       await this.densePass(samples);
@@ -289,6 +296,7 @@ export class Trainer {
         absAddInPlace(enc, imp[i]!.G, l.denseG, l.G.numel);
         absAddInPlace(enc, imp[i]!.D, l.denseD, l.D.numel);
       });
+      this.shared?.addImportance(enc);
       enc.submit();
     }
     await this.select((l, i) => [imp[i]!.G, imp[i]!.D], false);
@@ -341,6 +349,7 @@ export class Trainer {
       }
     }
     enc.submit();
+    if (this.shared) turnovers.push(...(await this.shared.select(this.topkWork, resetGrown, keep)));
     if (!keep) this.adamT = 0;
     await this.gpu.device.queue.onSubmittedWorkDone();
     for (const b of scratch) b.destroy();
@@ -369,6 +378,7 @@ export class Trainer {
       enc.clear(l.dRouter);
     }
     enc.clear(this.flag);
+    this.shared?.clearGrads(enc);
     enc.submit();
     let loss = 0;
     let tokens = 0;
@@ -379,6 +389,7 @@ export class Trainer {
         cache: { cache: this.cache, samples },
         dRouters: this.routers(true),
         modes: this.modes((l) => ({ kind: 'sparse', idxG: l.G.idx, nG: l.G.k, gradG: l.G.grad, idxD: l.D.idx, nD: l.D.k, gradD: l.D.grad })),
+        frozenGrads: this.shared?.grads,
         gradScale: 1 / this.s.accum,
         phases: this.phases ?? undefined,
       });
@@ -392,6 +403,7 @@ export class Trainer {
       checkFinite(enc, this.flag, l.D.grad, l.D.k);
       checkFinite(enc, this.flag, l.dRouter, l.dRouter.size / 4);
     }
+    this.shared?.gatherAndCheck(enc, this.flag);
     enc.submit();
     const finite = Number.isFinite(loss) && (await readU32(this.gpu, this.flag, 0, 1))[0] === 0;
     const lr = learningRate(s, this.s.steps, this.s.lrPeak);
@@ -405,6 +417,7 @@ export class Trainer {
         }
         routerSgd(enc, l.router, l.routerBuf, l.dRouter, null, l.dRouter.size / 4, { lr, weightDecay: this.s.wd, hasBuf: this.routerHasBuf });
       }
+      this.shared?.update(enc, lr, this.adamT, this.s.wd);
       enc.submit();
       this.routerHasBuf = true;
     } else this.skipped++;
@@ -472,6 +485,7 @@ export class Trainer {
         routerBuf: this.routerHasBuf ? await readF32(this.gpu, l.routerBuf) : null,
       });
     }
+    await this.shared?.save(layers);
     return {
       version: TRAIN_CHECKPOINT_VERSION,
       settings,
@@ -490,6 +504,7 @@ export class Trainer {
   /** Continue from a snapshot: weights = base with every touched entry restored, optimizer and data state as saved. */
   async restore(c: TrainCheckpoint): Promise<void> {
     if (c.layers.length !== this.layers.length) throw new Error(`checkpoint has ${c.layers.length} trained layers, this run has ${this.layers.length}`);
+    if (!this.shared && hasSharedState(c.layers)) throw new Error('checkpoint trained the shared experts (trainShared); this run does not');
     const scratch: GPUBuffer[] = [];
     const up = (data: Uint32Array | Float32Array, label: string) => {
       const b = createBuffer(this.gpu, { label, size: Math.max(4, data.byteLength) });
@@ -520,6 +535,7 @@ export class Trainer {
     enc.submit();
     await this.gpu.device.queue.onSubmittedWorkDone();
     for (const b of scratch) b.destroy();
+    await this.shared?.restore(c.layers);
     this.routerHasBuf = c.layers.some((x) => x.routerBuf !== null);
     this.step = c.step;
     this.adamT = c.adamT;
@@ -555,6 +571,7 @@ export class Trainer {
         } else if (e.role === 'expert.down_fused') out.set(e.name, down);
       }
     }
+    await this.shared?.changed(out);
     return out;
   }
 }

@@ -1,0 +1,300 @@
+// Shared experts trained like routed experts (TrainSettings.trainShared, off by default): in every trained layer with a
+// shared MLP (DeepSeek-V3 `shared_experts`, Qwen2-MoE `shared_expert`), its gate|up and its down are two more selection
+// tensors with the same FRAC, importance, SparseAdam, reselection and turnover as the routed ones (METHOD.md).
+//
+// Per layer: G = [gate | up] ([2, IS, H] flat), D = down ([H, IS]). Gradients: the shared MLP is one small dense MLP, so each
+// pass computes its dense weight gradients (sharedBackward through the FrozenGrads map; cost ≈ its forward) and the active
+// entries are gathered from them — no sparse kernel. Qwen2-MoE's scalar shared_expert_gate stays frozen.
+
+import type { GpuContext } from '../gpu/device.ts';
+import { createBuffer, readF32, readU32, writeBuffer } from '../gpu/buffers.ts';
+import { Encoder } from '../gpu/encoder.ts';
+import type { ModelSpec, TensorEntry } from '../model/spec.ts';
+import type { ModelWeights } from './weights.ts';
+import type { FrozenGrads } from './backward.ts';
+import type { ExtraArrays, LayerState as SavedLayer } from './checkpoint-file.ts';
+import { activeCount } from './schedule.ts';
+import { absAddInPlace } from '../ops/elementwise.ts';
+import { topkSelect } from '../ops/topk.ts';
+import { checkFinite, gatherMasters, scatterMasters, sparseAdam } from '../ops/adam.ts';
+import { carryMoments, setMinus, union } from './trainer.ts';
+
+/** One shared selection tensor: indices [k] ascending; masters, Adam moments and the gathered gradient [k]. */
+class SharedSelection {
+  readonly idx: GPUBuffer;
+  readonly master: GPUBuffer;
+  readonly m: GPUBuffer;
+  readonly v: GPUBuffer;
+  readonly grad: GPUBuffer;
+  /** Σ|grad| of the importance pass (only between startImportance and the first select). */
+  importance: GPUBuffer | null = null;
+  host: Uint32Array = new Uint32Array(0); // CPU copy of idx
+  touched: Uint32Array = new Uint32Array(0); // every index ever active (sorted)
+
+  constructor(readonly gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number,
+    /** Current weights (f32, this tensor's index space), W0, and the dense gradient of the current pass. */
+    readonly w: GPUBuffer, readonly base: GPUBuffer, readonly dense: GPUBuffer) {
+    const f = (label: string, kind: string) => createBuffer(gpu, { label: `${name}.${label}`, size: k * 4, kind });
+    this.idx = f('idx', 'masters');
+    this.master = f('master', 'masters');
+    this.m = f('m', 'optimizer');
+    this.v = f('v', 'optimizer');
+    this.grad = f('grad', 'workspace');
+  }
+}
+
+interface SharedLayer {
+  layer: number;
+  names: { gate: string; up: string; down: string };
+  IS: number;
+  H: number;
+  /** Dense gradients by weight: gate and up [IS, H] (packed into G's dense buffer after each pass), down [H, IS]. */
+  dGate: GPUBuffer;
+  dUp: GPUBuffer;
+  G: SharedSelection;
+  D: SharedSelection;
+}
+
+const numel = (e: TensorEntry): number => e.shape.reduce((a, b) => a * b, 1);
+
+export class SharedTraining {
+  readonly layers: SharedLayer[] = [];
+  /** Dense gradients (+=) of the trained shared weights by checkpoint name, for TrainGraph.pass. */
+  readonly grads: FrozenGrads = new Map();
+
+  /** null unless `on` and some trained layer has shared experts. Shared weights of those layers must be f32. */
+  static create(gpu: GpuContext, spec: ModelSpec, weights: ModelWeights, trained: number[], frac: number, on: boolean): SharedTraining | null {
+    if (!on || !spec.moe.sharedExperts) return null;
+    const layers = trained.filter((L) => spec.layers[L]!.mlp === 'moe');
+    return layers.length ? new SharedTraining(gpu, spec, weights, layers, frac) : null;
+  }
+
+  private constructor(readonly gpu: GpuContext, spec: ModelSpec, weights: ModelWeights, layers: number[], frac: number) {
+    const enc = new Encoder(gpu, 'shared-train.init');
+    const retired: GPUBuffer[] = [];
+    for (const L of layers) {
+      const t = weights.layers[L]!.t;
+      const entry = (role: string) => spec.layers[L]!.tensors.find((e) => e.role === role)!;
+      const [gate, up, down] = [t['shared.gate']!, t['shared.up']!, t['shared.down']!];
+      if (gate.dtype !== 'f32' || up.dtype !== 'f32' || down.dtype !== 'f32') {
+        throw new Error(`layer ${L}: trained shared-expert weights must be loaded as f32 (loadWeights f32SharedLayers)`);
+      }
+      const per = numel(entry('shared.gate'));
+      const [IS, H] = entry('shared.gate').shape as [number, number];
+      const f = (label: string, n: number, kind: string) => createBuffer(gpu, { label: `L${L}.shared.${label}`, size: n * 4, kind });
+      // gate and up move into one buffer so that G is one index space; forward and backward read them at offsets.
+      const gu = f('gate_up', 2 * per, 'weights');
+      enc.copy(gate.buf, gate.offset * 4, gu, 0, per * 4);
+      enc.copy(up.buf, up.offset * 4, gu, per * 4, per * 4);
+      retired.push(gate.buf, up.buf);
+      t['shared.gate'] = { ...gate, buf: gu, offset: 0 };
+      t['shared.up'] = { ...up, buf: gu, offset: per };
+      const baseGu = f('base.gate_up', 2 * per, 'weights');
+      const baseDown = f('base.down', per, 'weights');
+      enc.copy(gu, 0, baseGu, 0, 2 * per * 4);
+      enc.copy(down.buf, down.offset * 4, baseDown, 0, per * 4);
+      const names = { gate: entry('shared.gate').name, up: entry('shared.up').name, down: entry('shared.down').name };
+      const layer: SharedLayer = {
+        layer: L, names, IS, H,
+        dGate: f('dGate', per, 'workspace'),
+        dUp: f('dUp', per, 'workspace'),
+        G: new SharedSelection(gpu, `L${L}.SG`, 2 * per, activeCount(frac, 2 * per), gu, baseGu, f('dGateUp', 2 * per, 'workspace')),
+        D: new SharedSelection(gpu, `L${L}.SD`, per, activeCount(frac, per), down.buf, baseDown, f('dDown', per, 'workspace')),
+      };
+      this.grads.set(names.gate, layer.dGate);
+      this.grads.set(names.up, layer.dUp);
+      this.grads.set(names.down, layer.D.dense);
+      this.layers.push(layer);
+    }
+    enc.submit();
+    for (const b of retired) b.destroy();
+  }
+
+  private *selections(): Generator<SharedSelection> {
+    for (const l of this.layers) yield* [l.G, l.D];
+  }
+
+  /** Active shared entries (counted in Trainer.trainableParams). */
+  get trainableParams(): number {
+    return this.layers.reduce((a, l) => a + l.G.k + l.D.k, 0);
+  }
+
+  /** Zeroes the dense gradients (before a pass, or before the ACCUM passes of a step). */
+  clearGrads(enc: Encoder): void {
+    for (const l of this.layers) (enc.clear(l.dGate), enc.clear(l.dUp), enc.clear(l.D.dense));
+  }
+
+  /** `grads` after a submitted clear: for a dense pass that starts from zero. */
+  clearedGrads(): FrozenGrads {
+    const enc = new Encoder(this.gpu, 'shared-train.clear');
+    this.clearGrads(enc);
+    enc.submit();
+    return this.grads;
+  }
+
+  /** dGate and dUp → G's dense gradient [gate | up] (after the passes). */
+  private packGateUp(enc: Encoder): void {
+    for (const l of this.layers) {
+      const bytes = l.IS * l.H * 4;
+      enc.copy(l.dGate, 0, l.G.dense, 0, bytes);
+      enc.copy(l.dUp, 0, l.G.dense, bytes, bytes);
+    }
+  }
+
+  /** Importance accumulators (zero) for the first selection. */
+  startImportance(): void {
+    for (const s of this.selections()) s.importance = createBuffer(this.gpu, { label: `${s.name}.importance`, size: s.numel * 4, kind: 'workspace' });
+  }
+
+  /** importance += |dense gradient of the last pass|. */
+  addImportance(enc: Encoder): void {
+    this.packGateUp(enc);
+    for (const s of this.selections()) absAddInPlace(enc, s.importance!, s.dense, s.numel);
+  }
+
+  /**
+   * New active sets = top-k of the importance (first selection) or of the last dense pass's |gradient| (reselection),
+   * exactly as Trainer.select treats routed experts: grown entries restart from W0 when `resetGrown`, masters gathered from
+   * the current weights, moments cleared (or carried for kept entries when `keepAdam`). Returns each tensor's turnover.
+   */
+  async select(topkWork: GPUBuffer, resetGrown: boolean, keepAdam: boolean): Promise<number[]> {
+    let enc = new Encoder(this.gpu, 'shared-train.select');
+    this.packGateUp(enc);
+    for (const s of this.selections()) topkSelect(enc, s.idx, s.importance ?? s.dense, topkWork, s.numel, s.k);
+    enc.submit();
+    const kept = new Map<SharedSelection, { m: Float32Array; v: Float32Array; old: Uint32Array }>();
+    if (keepAdam) for (const s of this.selections()) kept.set(s, { m: await readF32(this.gpu, s.m, 0, s.k), v: await readF32(this.gpu, s.v, 0, s.k), old: s.host });
+    const turnovers: number[] = [];
+    const scratch: GPUBuffer[] = [];
+    enc = new Encoder(this.gpu, 'shared-train.masters');
+    for (const s of this.selections()) {
+      const fresh = await readU32(this.gpu, s.idx, 0, s.k);
+      const grown = setMinus(fresh, s.host);
+      turnovers.push(s.host.length ? grown.length / fresh.length : 1);
+      if (resetGrown && grown.length) {
+        const idx = this.upload(grown, 'grown.idx', scratch);
+        const vals = createBuffer(this.gpu, { label: 'grown.vals', size: grown.length * 4 });
+        scratch.push(vals);
+        gatherMasters(enc, vals, s.base, idx, grown.length, { dtype: 'f32' });
+        scatterMasters(enc, s.w, vals, idx, null, grown.length, { dtype: 'f32' });
+      }
+      s.host = fresh;
+      s.touched = union(s.touched, fresh);
+      gatherMasters(enc, s.master, s.w, s.idx, s.k, { dtype: 'f32' });
+      const k = kept.get(s);
+      if (k) {
+        const [m, v] = carryMoments(k.old, k.m, k.v, fresh);
+        writeBuffer(this.gpu, s.m, 0, m);
+        writeBuffer(this.gpu, s.v, 0, v);
+      } else (enc.clear(s.m), enc.clear(s.v));
+    }
+    enc.submit();
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    for (const b of scratch) b.destroy();
+    for (const s of this.selections()) (s.importance?.destroy(), (s.importance = null));
+    return turnovers;
+  }
+
+  /** After the step's passes: gradients at the active entries, and the non-finite check on them. */
+  gatherAndCheck(enc: Encoder, flag: GPUBuffer): void {
+    this.packGateUp(enc);
+    for (const s of this.selections()) {
+      gatherMasters(enc, s.grad, s.dense, s.idx, s.k, { dtype: 'f32' });
+      checkFinite(enc, flag, s.grad, s.k);
+    }
+  }
+
+  /** SparseAdam on every shared selection (the routed experts' hyper-parameters and step count), masters → weights. */
+  update(enc: Encoder, lr: number, t: number, weightDecay: number): void {
+    for (const s of this.selections()) {
+      sparseAdam(enc, s.master, s.m, s.v, s.grad, null, s.k, { lr, t, weightDecay });
+      scatterMasters(enc, s.w, s.master, s.idx, null, s.k, { dtype: 'f32' });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Checkpoint and export
+
+  /** Adds each layer's shared state to its saved layer as extra arrays `shared.<G|D>.<field>`. */
+  async save(saved: SavedLayer[]): Promise<void> {
+    for (const l of this.layers) {
+      const at = saved.find((x) => x.layer === l.layer);
+      if (!at) throw new Error(`layer ${l.layer}: no saved layer state to add the shared experts to`);
+      const extra: ExtraArrays = { ...at.extra };
+      for (const [tag, s] of [['G', l.G], ['D', l.D]] as const) {
+        extra[`shared.${tag}.idx`] = s.host.slice();
+        extra[`shared.${tag}.master`] = await readF32(this.gpu, s.master, 0, s.k);
+        extra[`shared.${tag}.m`] = await readF32(this.gpu, s.m, 0, s.k);
+        extra[`shared.${tag}.v`] = await readF32(this.gpu, s.v, 0, s.k);
+        extra[`shared.${tag}.touched`] = s.touched.slice();
+        extra[`shared.${tag}.touchedVal`] = await this.valuesAt(s.w, s.touched);
+      }
+      at.extra = extra;
+    }
+  }
+
+  /** Weights = W0 with every touched entry restored; indices, masters and moments as saved. */
+  async restore(saved: SavedLayer[]): Promise<void> {
+    const scratch: GPUBuffer[] = [];
+    const enc = new Encoder(this.gpu, 'shared-train.restore');
+    for (const l of this.layers) {
+      const x = saved.find((c) => c.layer === l.layer)?.extra ?? {};
+      for (const [tag, s] of [['G', l.G], ['D', l.D]] as const) {
+        const get = <T extends Float32Array | Uint32Array>(field: string, type: new (n: number) => T): T => {
+          const a = x[`shared.${tag}.${field}`];
+          if (!(a instanceof type)) throw new Error(`checkpoint layer ${l.layer} has no shared-expert state (${field}); it was saved without trainShared`);
+          return a as T;
+        };
+        const idx = get('idx', Uint32Array), touched = get('touched', Uint32Array), touchedVal = get('touchedVal', Float32Array);
+        const master = get('master', Float32Array), m = get('m', Float32Array), v = get('v', Float32Array);
+        if ([idx, master, m, v].some((a) => a.length !== s.k) || touched.length !== touchedVal.length) {
+          throw new Error(`checkpoint layer ${l.layer}: shared-expert state does not match this run's settings (k ${s.k})`);
+        }
+        enc.copy(s.base, 0, s.w, 0, s.numel * 4);
+        if (touched.length) scatterMasters(enc, s.w, this.upload(touchedVal, 'touched.vals', scratch), this.upload(touched, 'touched.idx', scratch), null, touched.length, { dtype: 'f32' });
+        for (const [buf, data] of [[s.idx, idx], [s.master, master], [s.m, m], [s.v, v]] as const) writeBuffer(this.gpu, buf, 0, data);
+        s.host = idx.slice();
+        s.touched = touched.slice();
+      }
+    }
+    enc.submit();
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    for (const b of scratch) b.destroy();
+  }
+
+  /** Current values of the trained shared tensors, by checkpoint name. */
+  async changed(out: Map<string, Float32Array>): Promise<void> {
+    for (const l of this.layers) {
+      const gu = await readF32(this.gpu, l.G.w);
+      const per = l.IS * l.H;
+      out.set(l.names.gate, gu.slice(0, per));
+      out.set(l.names.up, gu.slice(per, 2 * per));
+      out.set(l.names.down, await readF32(this.gpu, l.D.w));
+    }
+  }
+
+  private upload(data: Uint32Array | Float32Array, label: string, scratch: GPUBuffer[]): GPUBuffer {
+    const b = createBuffer(this.gpu, { label, size: Math.max(4, data.byteLength) });
+    if (data.length) writeBuffer(this.gpu, b, 0, data);
+    scratch.push(b);
+    return b;
+  }
+
+  private async valuesAt(w: GPUBuffer, idx: Uint32Array): Promise<Float32Array> {
+    if (!idx.length) return new Float32Array(0);
+    const scratch: GPUBuffer[] = [];
+    const vals = createBuffer(this.gpu, { label: 'touched.vals', size: idx.length * 4 });
+    const enc = new Encoder(this.gpu, 'shared-train.snapshot');
+    gatherMasters(enc, vals, w, this.upload(idx, 'touched.idx', scratch), idx.length, { dtype: 'f32' });
+    enc.submit();
+    const out = await readF32(this.gpu, vals, 0, idx.length);
+    vals.destroy();
+    for (const b of scratch) b.destroy();
+    return out;
+  }
+}
+
+/** A checkpoint's layers carry shared-expert state (saved with trainShared). */
+export function hasSharedState(saved: SavedLayer[]): boolean {
+  return saved.some((l) => Object.keys(l.extra ?? {}).some((k) => k.startsWith('shared.')));
+}
