@@ -10,6 +10,7 @@ import type {
   DatasetInput, DatasetProgress, DatasetSettings, DatasetSummary, EvalEvent, GpuReport, ImportProgress, MemoryPlan,
   ModelSource, PresetPlan, ReselectEvent, RunError, RunSummary, StepEvent, StorageReport, StoredModel,
 } from '../worker/protocol.ts';
+import type { ArchInfo } from '../engine/model/index.ts';
 
 export type Screen = 'models' | 'datasets' | 'preset' | 'run' | 'export';
 export const SCREENS: { id: Screen; title: string }[] = [
@@ -54,6 +55,7 @@ export class AppState {
   deviceLost = $state<string | null>(null);
 
   models = $state<StoredModel[]>([]);
+  families = $state<ArchInfo[]>([]);
   modelId = $state<string | null>(null);
   importing = $state<ImportProgress | null>(null);
   importError = $state<string | null>(null);
@@ -109,6 +111,7 @@ export class AppState {
         this.gpu = g;
         if (g.lost) this.deviceLost = g.lost;
       });
+      void trainer.families().then((f) => (this.families = f));
       await this.refreshModels();
       if (!this.models.some((m) => m.builtin) && localStorage.getItem(DEMO_REMOVED_KEY) !== '1') {
         await this.importModel({ kind: 'demo' });

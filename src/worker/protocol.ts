@@ -5,7 +5,7 @@
 // which the caller wraps in `Comlink.proxy(...)`. Sizes are bytes, times are milliseconds (epoch ms for dates).
 
 import type { GpuInfo } from '../engine/gpu/device.ts';
-import type { ArchName, ParamCounts } from '../engine/model/index.ts';
+import type { ArchInfo, ArchName, ParamCounts } from '../engine/model/index.ts';
 import type { Settings } from '../presets/schema.ts';
 
 export type { GpuInfo, Settings };
@@ -299,6 +299,8 @@ export interface Trainer {
   /** Registers the page's handler (Comlink.proxy) for a lost GPU device; called with the reason in words. */
   watchDevice(onLost: (message: string) => void): Promise<void>;
 
+  /** The MoE families this engine build loads (the engine registry's rows). */
+  families(): Promise<ArchInfo[]>;
   /** Stored models; on first launch the built-in demo model is imported from the app's own files first. */
   listModels(): Promise<StoredModel[]>;
   /** Copies a model into storage; resumes an interrupted import of the same source (bytes already stored are kept). */

@@ -24,7 +24,7 @@ import { ActiveRun } from './runs.ts';
 import { openCheckpoint } from '../engine/io/checkpoint.ts';
 import { opfsSink } from '../engine/io/sink.ts';
 import { opfsFolder } from './opfs.ts';
-import { detectExpertLayout, parseConfig, withExpertLayout, type ModelSpec } from '../engine/model/index.ts';
+import { ARCHITECTURES, detectExpertLayout, parseConfig, withExpertLayout, type ArchInfo, type ModelSpec } from '../engine/model/index.ts';
 import { checkAgainstModel, resolveSteps, resolveTrainFrom, validateSettings } from '../presets/schema.ts';
 import { BUILTIN_PRESETS } from '../presets/builtin.ts';
 import { PRESET_MODEL_CONFIGS } from '../presets/models.ts';
@@ -111,6 +111,10 @@ export class WorkerTrainer implements Trainer {
 
   // -------------------------------------------------------------------------------------------
   // Models
+
+  async families(): Promise<ArchInfo[]> {
+    return ARCHITECTURES.map((a) => ({ ...a, examples: [...a.examples] }));
+  }
 
   listModels(): Promise<StoredModel[]> {
     return listStoredModels();

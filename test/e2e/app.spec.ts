@@ -23,7 +23,10 @@ test('first launch: the demo model is stored and ready, with its config and the 
   await waitForDemo(page);
   const longTasks = (await page.evaluate(() => (window as unknown as { longTasks: { start: number; duration: number }[] }).longTasks))
     .filter((t) => t.start > shellAt);
-  assert.ok(longTasks.every((t) => t.duration < 300),
+  // 1 s, not the 50 ms of the long-task definition: here SwiftShader's GPU work runs on the same 2 CPU cores and can
+  // stretch a page task of a few ms (a render) several hundred times over; real blocking work (an import or a
+  // tokenization on the page) takes seconds.
+  assert.ok(longTasks.every((t) => t.duration < 1000),
     `the page's main thread was blocked: long tasks of ${longTasks.map((t) => Math.round(t.duration)).join(', ')} ms`);
   const card = page.locator('[data-model-id="usaf-demo-moe"]');
   const text = (await card.textContent()) ?? '';
@@ -33,6 +36,11 @@ test('first launch: the demo model is stored and ready, with its config and the 
   assert.match(text, /16 per layer, top-4, width 128/);
   assert.match(text, /4 heads of 64, 2 KV heads/);
   assert.match(text, /4,096 tokens/);
+  // E.7: the supported families, from the engine's registry (one row per adapter)
+  const families = page.locator('[data-testid=families] tbody tr');
+  await families.first().waitFor();
+  assert.deepEqual((await families.allTextContents()).map((t) => t.match(/qwen3_moe|mixtral|olmoe|qwen2_moe|deepseek_v3/)?.[0]),
+    ['qwen3_moe', 'mixtral', 'olmoe', 'qwen2_moe', 'deepseek_v3']);
   await card.locator('summary', { hasText: 'config.json' }).click();
   const config = JSON.parse((await card.locator('[data-testid=model-config]').textContent()) ?? '{}') as Record<string, unknown>;
   assert.equal(config.model_type, 'qwen3_moe');
