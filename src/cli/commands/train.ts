@@ -5,7 +5,7 @@ import { mkdir, appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { command, str, num } from '../command.ts';
 import { nodeGpu } from '../../node/gpu.ts';
-import { openModel } from '../load-model.ts';
+import { openModel, QUANT_FLAGS, quantOption } from '../load-model.ts';
 import { tokenizeFile } from '../dataset.ts';
 import { Trainer, type TrainSettings, type SampleSet } from '../../engine/train/trainer.ts';
 import { runTraining } from '../../engine/train/run.ts';
@@ -43,6 +43,7 @@ export const TRAIN_FLAGS = {
   'checkpoint-every': { type: 'number', default: 50, help: 'save a resumable checkpoint every N steps (and at the end)' },
   resume: { type: 'boolean', help: 'continue the run saved in --out' },
   'no-export': { type: 'boolean', help: 'skip the Hub-format export and the sparse delta at the end' },
+  ...QUANT_FLAGS,
 } as const;
 
 export function defaultTrainFrom(numLayers: number): number {
@@ -61,7 +62,7 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const gpu = await nodeGpu();
   const numLayers = (await readSpec(modelDir)).numLayers;
   const trainFrom = num(f, 'train-from') ?? defaultTrainFrom(numLayers);
-  const model = await openModel(gpu, modelDir, { trainFrom });
+  const model = await openModel(gpu, modelDir, { trainFrom, quantizeExperts: quantOption(f) });
   const seq = num(f, 'seq')!;
   const ds = await tokenizeFile(modelDir, str(f, 'dataset'), num(f, 'eval-split')!);
   const pad = 0;
