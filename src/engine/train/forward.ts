@@ -162,6 +162,8 @@ export class Forward {
   readonly sin: GPUBuffer;
   readonly rotDim: number;
   readonly xentWork: GPUBuffer; // logits chunk [T, VC] + running stats [T, 2]
+  /** Recorded before each layer's forward (and by TrainGraph before its backward): the trainer's 4-bit materialization. */
+  beforeLayer: ((enc: Encoder, L: number) => void) | null = null;
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly w: ModelWeights, readonly opts: ForwardOptions) {
     const T = opts.maxTokens;
@@ -207,6 +209,7 @@ export class Forward {
   /** One decoder layer on the residual stream `x` [T, H] (in place), saving into `a`. */
   layer(enc: Encoder, L: number, x: GPUBuffer, a: LayerActs, batch: number, seq: number): void {
     const s = this.spec;
+    this.beforeLayer?.(enc, L);
     const lw: LayerWeights = this.w.layers[L]!;
     const t = lw.t;
     const T = batch * seq;
