@@ -5,11 +5,34 @@ import { openModel } from './load-model.ts';
 import { Trainer, type SampleSet } from '../engine/train/trainer.ts';
 import { defaultTrainFrom } from './commands/train.ts';
 import { readSpec } from './load-model.ts';
+import { Encoder } from '../engine/gpu/encoder.ts';
+import { dequantizeExperts } from '../engine/quant/experts-q4.ts';
 
-export async function trainBench(gpu: GpuContext, modelDir: string, microbatch: number, seq: number, steps: number) {
+/**
+ * 4-bit experts: wall time of dequantizing one trained layer's base into the f32 scratch (the bulk of materializing
+ * it; the overlay and master scatters are k-sized), and how often a training step does it.
+ */
+async function materializeTiming(gpu: GpuContext, t: Trainer): Promise<{ materialize_ms: number; materializations_per_step: number }> {
+  const l = t.layers[0]!;
+  const base = l.base;
+  if (base.kind !== 'q4') throw new Error('materializeTiming: not a 4-bit run');
+  const reps = 3;
+  const run = () => {
+    const enc = new Encoder(gpu, 'bench.materialize');
+    dequantizeExperts(enc, l.gu, l.down, base.experts, t.spec);
+    enc.submit();
+    return gpu.device.queue.onSubmittedWorkDone();
+  };
+  await run();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await run();
+  return { materialize_ms: +((performance.now() - t0) / reps).toFixed(2), materializations_per_step: 2 * t.layers.length };
+}
+
+export async function trainBench(gpu: GpuContext, modelDir: string, microbatch: number, seq: number, steps: number, quantizeExperts?: { groupSize: number }) {
   const spec = await readSpec(modelDir);
   const trainFrom = defaultTrainFrom(spec.numLayers);
-  const model = await openModel(gpu, modelDir, { trainFrom });
+  const model = await openModel(gpu, modelDir, { trainFrom, quantizeExperts });
   const V = model.spec.vocab;
   // Synthetic samples (bench only): deterministic ids; enough samples that the frozen cache is exercised.
   const count = microbatch * (steps + 4);
@@ -36,5 +59,6 @@ export async function trainBench(gpu: GpuContext, modelDir: string, microbatch: 
   for (let i = 0; i < steps; i++) await t.trainStep();
   const total = Object.values(t.phases).reduce((a, b) => a + b, 0);
   const share = Object.fromEntries(Object.entries(t.phases).map(([k, v]) => [k, +(v / total).toFixed(3)]));
-  return { model: modelDir, train_from: trainFrom, microbatch, seq, steps_timed: steps, sec_per_step: +sec.toFixed(3), tokens_per_s: +((microbatch * seq) / sec).toFixed(1), phase_share: share, phase_ms_per_step: Object.fromEntries(Object.entries(t.phases).map(([k, v]) => [k, +(v / steps).toFixed(1)])) };
+  const q4 = quantizeExperts ? { group_size: quantizeExperts.groupSize, ...(await materializeTiming(gpu, t)) } : null;
+  return { model: modelDir, quantize_experts: q4, train_from: trainFrom, microbatch, seq, steps_timed: steps, sec_per_step: +sec.toFixed(3), tokens_per_s: +((microbatch * seq) / sec).toFixed(1), phase_share: share, phase_ms_per_step: Object.fromEntries(Object.entries(t.phases).map(([k, v]) => [k, +(v / steps).toFixed(1)])) };
 }

@@ -7,7 +7,7 @@ import { createBuffer, gpuSync } from '../../engine/gpu/buffers.ts';
 import { Encoder } from '../../engine/gpu/encoder.ts';
 import type { GpuContext } from '../../engine/gpu/device.ts';
 import { matmulForward } from '../../engine/ops/matmul.ts';
-import { openModel } from '../load-model.ts';
+import { openModel, QUANT_FLAGS, quantOption } from '../load-model.ts';
 import { Forward } from '../../engine/train/forward.ts';
 import { trainBench } from '../train-bench.ts';
 
@@ -59,6 +59,7 @@ export const bench = command(
     'train-seq': { type: 'number', help: 'training bench sequence (default 512 on a GPU, 32 on SwiftShader)' },
     'train-steps': { type: 'number', help: 'timed training steps (default 4 on a GPU, 2 on SwiftShader)' },
     only: { type: 'string', help: 'run only one part: matmul | forward | train' },
+    ...QUANT_FLAGS,
   },
   async (f) => {
     const gpu = await nodeGpu();
@@ -71,7 +72,7 @@ export const bench = command(
     if (!only || only === 'forward') {
       const seq = num(f, 'seq') ?? (cpu ? 64 : 512);
       const batch = 2;
-      const model = await openModel(gpu, String(f.model));
+      const model = await openModel(gpu, String(f.model), { quantizeExperts: quantOption(f) });
       const fwd = new Forward(gpu, model.spec, model.weights, { maxTokens: batch * seq });
       const ids = Uint32Array.from({ length: batch * seq }, (_, i) => (i * 7919) % model.spec.vocab);
       await fwd.run(ids, batch, seq);
@@ -80,7 +81,7 @@ export const bench = command(
       const sec = (performance.now() - t0) / 1000 / reps;
       result.forward = { model: String(f.model), batch, seq, ms: +(sec * 1e3).toFixed(1), tokens_per_s: +((batch * seq) / sec).toFixed(1) };
     }
-    if (!only || only === 'train') result.train = await trainBench(gpu, String(f.model), 2, num(f, 'train-seq') ?? (cpu ? 32 : 512), num(f, 'train-steps') ?? (cpu ? 2 : 4));
+    if (!only || only === 'train') result.train = await trainBench(gpu, String(f.model), 2, num(f, 'train-seq') ?? (cpu ? 32 : 512), num(f, 'train-steps') ?? (cpu ? 2 : 4), quantOption(f));
     console.log(JSON.stringify(result, null, 2));
     return 0;
   },

@@ -7,7 +7,8 @@ import { command, str, num } from '../command.ts';
 import { nodeGpu } from '../../node/gpu.ts';
 import { openModel, QUANT_FLAGS, quantOption } from '../load-model.ts';
 import { tokenizeFile } from '../dataset.ts';
-import { Trainer, type TrainSettings, type SampleSet } from '../../engine/train/trainer.ts';
+import { Trainer, planSettings, type TrainSettings, type SampleSet } from '../../engine/train/trainer.ts';
+import { assertFits } from '../../engine/plan/memory.ts';
 import { runTraining } from '../../engine/train/run.ts';
 import { loadTrainCheckpoint } from '../../engine/train/checkpoint-file.ts';
 import { exportModel } from '../../engine/train/export.ts';
@@ -44,6 +45,7 @@ export const TRAIN_FLAGS = {
   resume: { type: 'boolean', help: 'continue the run saved in --out' },
   'no-export': { type: 'boolean', help: 'skip the Hub-format export and the sparse delta at the end' },
   ...QUANT_FLAGS,
+  'gpu-gib': { type: 'number', env: 'GPU_GIB', help: 'GPU memory to fit in, GiB: refuse (and suggest settings) when the memory plan exceeds it' },
 } as const;
 
 export function defaultTrainFrom(numLayers: number): number {
@@ -60,9 +62,10 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const say = (s: string) => process.stderr.write(s + '\n');
 
   const gpu = await nodeGpu();
-  const numLayers = (await readSpec(modelDir)).numLayers;
+  const spec = await readSpec(modelDir);
+  const numLayers = spec.numLayers;
   const trainFrom = num(f, 'train-from') ?? defaultTrainFrom(numLayers);
-  const model = await openModel(gpu, modelDir, { trainFrom, quantizeExperts: quantOption(f) });
+  const quantizeExperts = quantOption(f);
   const seq = num(f, 'seq')!;
   const ds = await tokenizeFile(modelDir, str(f, 'dataset'), num(f, 'eval-split')!);
   const pad = 0;
@@ -78,7 +81,11 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     reselectEvery: num(f, 'reselect-every')!, evalEvery: num(f, 'eval-every')!, nImportance: num(f, 'n-importance')!,
     frozenCacheN: num(f, 'frozen-cache-n') ?? trainSet.count, seed: num(f, 'seed')!, evalWindows: num(f, 'eval-windows') ?? null,
     keepAdamState: !!f['keep-adam-state'],
+    gpuBytes: num(f, 'gpu-gib') !== undefined ? Math.floor(num(f, 'gpu-gib')! * 2 ** 30) : undefined,
   };
+  // Refuse before loading anything onto the GPU (the Trainer checks again on the loaded weights).
+  if (settings.gpuBytes !== undefined) assertFits(spec, { ...planSettings(settings, trainSet.count), quantizeExperts: quantizeExperts ?? null }, settings.gpuBytes);
+  const model = await openModel(gpu, modelDir, { trainFrom, quantizeExperts });
   if (resume) {
     for (const k of ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed'] as const)
       if (resume.settings[k] !== settings[k]) throw new Error(`--resume: ${k} was ${String(resume.settings[k])} in the saved run, now ${settings[k]}; resume with the same settings`);

@@ -11,32 +11,10 @@ import type { Dtype } from '../io/dtype.ts';
 import type { ModelSpec, TensorEntry } from '../model/spec.ts';
 import { quantize } from '../ops/quantize.ts';
 import { dequantize } from '../ops/dequant.ts';
-import { quantLayout, type QuantLayout } from './format.ts';
+import { q4ExpertLayouts, type Q4BufferLayout } from './format.ts';
 import type { ExpertTensor, ExpertWeights } from '../train/weights.ts';
 import { toGpuBytes } from '../train/weights.ts';
 
-/** Alignment of the (scale, zero) table inside a buffer (WebGPU's storage binding offset alignment). */
-const TABLE_ALIGN = 256;
-
-export interface Q4BufferLayout extends QuantLayout {
-  /** Word where the (scale, zero) table starts. */
-  szWord: number;
-  /** Bytes of the whole buffer. */
-  bytes: number;
-}
-
-/** Layout of one buffer of `rows` rows of K in groups of G: codes, padding to TABLE_ALIGN, table. */
-export function q4BufferLayout(rows: number, K: number, G: number): Q4BufferLayout {
-  const L = quantLayout(rows, K, G);
-  const szWord = Math.ceil((L.qWords * 4) / TABLE_ALIGN) * (TABLE_ALIGN / 4);
-  return { ...L, szWord, bytes: (szWord + L.groups) * 4 };
-}
-
-/** The two buffers' layouts of a layer: gate|up [2·E·IE, H] and down [E·H, IE]. */
-export function q4ExpertLayouts(spec: ModelSpec, G: number): { gateUp: Q4BufferLayout; down: Q4BufferLayout } {
-  const { numExperts: E, expertIntermediate: IE } = spec.moe;
-  return { gateUp: q4BufferLayout(2 * E * IE, spec.hidden, G), down: q4BufferLayout(E * spec.hidden, IE, G) };
-}
 
 const codes = (buf: GPUBuffer, L: Q4BufferLayout): GPUBufferBinding => ({ buffer: buf, offset: 0, size: L.qWords * 4 });
 const table = (buf: GPUBuffer, L: Q4BufferLayout): GPUBufferBinding => ({ buffer: buf, offset: L.szWord * 4, size: L.groups * 4 });

@@ -12,6 +12,7 @@ import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { ExpertWeights, ModelWeights } from './weights.ts';
 import { dequantizeExperts } from '../quant/experts-q4.ts';
+import { assertFits, overlayCapacity, type PlanSettings } from '../plan/memory.ts';
 import { TrainGraph } from './graph.ts';
 import { FrozenCache } from './frozen-cache.ts';
 import type { ExpertGradMode } from './backward.ts';
@@ -41,6 +42,11 @@ export interface TrainSettings {
   keepAdamState?: boolean;
   /** Trained layers whose importance scores exist at once (default all; 1 with 4-bit experts); each group reruns the passes. */
   importanceGroup?: number;
+  /**
+   * GPU memory the run must fit (WebGPU does not report it): when set, the Trainer refuses settings whose memory plan
+   * exceeds it, with a PlanError that proposes settings that fit.
+   */
+  gpuBytes?: number;
 }
 
 /** A fixed set of SEQ-token samples: ids and next-token targets, sample-major. */
@@ -97,11 +103,13 @@ interface LayerState {
   routerBuf: GPUBuffer; // [E, H] momentum
 }
 
-/** Entries a 4-bit run's overlay must hold: k per selection (the first and each reselection's), at most numel. */
-export function overlayCapacity(s: Pick<TrainSettings, 'frac' | 'steps' | 'reselectEvery'>, numel: number): number {
-  let selections = 1;
-  for (let step = 2; s.reselectEvery > 0 && step <= s.steps; step++) if (isReselectStep(step, s.reselectEvery)) selections++;
-  return Math.min(numel, selections * activeCount(s.frac, numel));
+/** The memory plan's settings of a run (4-bit when the loaded experts are). */
+export function planSettings(s: TrainSettings, samples: number, weights?: ModelWeights): PlanSettings {
+  const q4 = weights?.layers.find((l) => l.experts)?.experts?.gate.q4;
+  return {
+    trainFrom: s.trainFrom, microbatch: s.microbatch, seq: s.seq, frac: s.frac, frozenCacheN: Math.min(s.frozenCacheN, samples),
+    quantizeExperts: q4 ? { groupSize: q4.G } : null, steps: s.steps, reselectEvery: s.reselectEvery, importanceGroup: s.importanceGroup,
+  };
 }
 
 /** Sorted-set difference size |a − b| (both ascending). */
@@ -194,6 +202,7 @@ export class Trainer {
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
     if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
+    if (s.gpuBytes !== undefined) assertFits(spec, planSettings(s, data.count, weights), s.gpuBytes);
     this.T = s.microbatch * s.seq;
     this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T);
     this.cache = new FrozenCache(gpu, s.trainFrom > 0 ? Math.min(s.frozenCacheN, data.count) : 0, s.seq, spec.hidden, `${spec.arch}:${s.trainFrom}:${s.seq}`);
