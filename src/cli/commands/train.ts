@@ -89,6 +89,9 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   if (resume) {
     for (const k of ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed'] as const)
       if (resume.settings[k] !== settings[k]) throw new Error(`--resume: ${k} was ${String(resume.settings[k])} in the saved run, now ${settings[k]}; resume with the same settings`);
+    // the base weights differ with 4-bit experts: the saved trained values only continue on the same base
+    const was = (resume.settings.quantizeExperts as { groupSize: number } | null | undefined) ?? null;
+    if ((was?.groupSize ?? null) !== (quantizeExperts?.groupSize ?? null)) throw new Error(`--resume: the saved run had ${was ? `4-bit experts (group ${was.groupSize})` : 'unquantized experts'}; resume with the same --quantize-experts / --group-size`);
   }
   const trainer = new Trainer(gpu, model.spec, model.weights, settings, trainSet);
   say(`usaf train: ${model.spec.arch}, layers ${trainFrom}-${numLayers - 1} trained, ${trainSet.count} samples of ${seq} tokens, ${steps} steps${resume ? `, resuming after step ${resume.step}` : ''}`);
@@ -98,7 +101,7 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     heldout,
     sink: nodeFileSink(out),
     checkpointEvery: num(f, 'checkpoint-every')!,
-    settings: settings as unknown as Record<string, unknown>,
+    settings: { ...settings, quantizeExperts: quantizeExperts ?? null } as unknown as Record<string, unknown>,
     resume,
     events: {
       onLog: (r) => appendFile(logPath, JSON.stringify(r) + '\n'),
