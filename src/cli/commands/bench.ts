@@ -9,7 +9,8 @@ import type { GpuContext } from '../../engine/gpu/device.ts';
 import { matmulForward } from '../../engine/ops/matmul.ts';
 import { openModel, QUANT_FLAGS, quantOption } from '../load-model.ts';
 import { Forward } from '../../engine/train/forward.ts';
-import { trainBench } from '../train-bench.ts';
+import { syntheticTrainBench, trainBench } from '../train-bench.ts';
+import { syntheticSpec } from '../synthetic.ts';
 
 const SHAPES = [
   { name: 'expert gate/up 2048->768', K: 2048, N: 768 },
@@ -59,6 +60,9 @@ export const bench = command(
     'train-seq': { type: 'number', help: 'training bench sequence (default 512 on a GPU, 32 on SwiftShader)' },
     'train-steps': { type: 'number', help: 'timed training steps (default 4 on a GPU, 2 on SwiftShader)' },
     only: { type: 'string', help: 'run only one part: matmul | forward | train' },
+    synthetic: { type: 'string', help: 'instead: train a random model with 4-bit experts, built on the GPU (qwen3-30b-a3b, demo, or a config.json)' },
+    'train-layers': { type: 'number', default: 8, help: '--synthetic: the top N layers of the model (all of them train)' },
+    microbatch: { type: 'number', default: 2, help: '--synthetic: samples per microbatch' },
     ...QUANT_FLAGS,
   },
   async (f) => {
@@ -68,6 +72,13 @@ export const bench = command(
     const reps = num(f, 'reps')!;
     const only = f.only ? String(f.only) : null;
     const result: Record<string, unknown> = { date: new Date().toISOString(), adapter: gpu.info, cpu_adapter: cpu };
+    if (f.synthetic) {
+      const spec = await syntheticSpec(String(f.synthetic), num(f, 'train-layers')!);
+      const o = { microbatch: num(f, 'microbatch')!, seq: num(f, 'seq') ?? (cpu ? 32 : 512), steps: num(f, 'train-steps') ?? (cpu ? 1 : 4), groupSize: num(f, 'group-size')! };
+      result.synthetic_train = { model: String(f.synthetic), ...(await syntheticTrainBench(gpu, spec, o)) };
+      console.log(JSON.stringify(result, null, 2));
+      return 0;
+    }
     if (!only || only === 'matmul') result.matmul = await matmulBench(gpu, M, reps);
     if (!only || only === 'forward') {
       const seq = num(f, 'seq') ?? (cpu ? 64 : 512);
