@@ -2,7 +2,7 @@
 // (frozen forward, trained forward, backward, optimizer, reselection). Used by `usaf bench`.
 import type { GpuContext } from '../engine/gpu/device.ts';
 import { openModel } from './load-model.ts';
-import { Trainer, planSettings, type SampleSet } from '../engine/train/trainer.ts';
+import { Trainer, type SampleSet } from '../engine/train/trainer.ts';
 import { defaultTrainFrom } from './commands/train.ts';
 import { readSpec } from './load-model.ts';
 import { Encoder } from '../engine/gpu/encoder.ts';
@@ -101,7 +101,7 @@ export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: {
   const sec = (performance.now() - t1) / 1000 / o.steps;
   t.phases = {};
   for (let i = 0; i < o.steps; i++) await t.trainStep();
-  const plan = planMemory(spec, planSettings(settings, count, weights));
+  const plan = planMemory(spec, t.planned);
   const ms = (x: number) => +x.toFixed(1);
   return {
     arch: spec.arch, layers: spec.numLayers, experts: spec.moe.numExperts, hidden: spec.hidden, vocab: V, group_size: o.groupSize,

@@ -24,7 +24,7 @@ async function compare(dir: string, trainFrom: number, seq: number, q4: { groupS
   const after = allocatedBytes(gpu);
   const real = Object.fromEntries(KINDS.map((k) => [k, (after[k] ?? 0) - (before[k] ?? 0)])) as Record<string, number>;
   real.total = KINDS.reduce((a, k) => a + real[k]!, 0);
-  const p = planMemory(m.spec, planSettings(s, data.count, m.weights));
+  const p = planMemory(m.spec, t.planned);
   expect(p.settings.quantizeExperts ?? null).toEqual(q4);
   const rows = [...KINDS, 'total'].map((k) => ({ kind: k, planned: p.gpu[k as keyof typeof p.gpu], allocated: real[k]! }));
   console.log(`${dir}${q4 ? `, 4-bit experts (G ${q4.groupSize})` : ''}`);

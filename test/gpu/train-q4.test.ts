@@ -13,6 +13,7 @@ import { encodeTrainCheckpoint, decodeTrainCheckpoint } from '../../src/engine/t
 import { memorySource } from '../../src/engine/io/byte-source.ts';
 import { memorySink } from '../../src/engine/io/sink.ts';
 import { exportModel } from '../../src/engine/train/export.ts';
+import { makeDelta } from '../../src/engine/train/delta.ts';
 import { openCheckpoint } from '../../src/engine/io/checkpoint.ts';
 import { decodeF32 } from '../../src/engine/io/dtype.ts';
 import { nodeFolder } from '../../src/node/folder.ts';
@@ -106,6 +107,19 @@ describe('training on 4-bit experts (qwen3_moe fixture)', () => {
     expect(exported.tensors.get(name)!.dtype).toBe(ckpt.tensors.get(name)!.dtype);
     const got = decodeF32(exported.tensors.get(name)!.dtype, await exported.readTensor(name));
     expect(Array.from(got)).toEqual(Array.from(roundBf16(changed.get(name)!)));
+    // Sparse delta over the checkpoint's own values: only touched entries are stored (routers dense).
+    const onto = await a.changedTensors(ckpt);
+    const delta = await makeDelta(ckpt, onto, { frac: s.frac, steps: 5 });
+    let stored = 0, touched = 0;
+    for (const [n, t] of Object.entries(delta.info.tensors)) if (!/gate\.weight$/.test(n) || /experts/.test(n)) stored += t.kind === 'sparse' ? t.count : 0;
+    for (const l of a.layers) touched += l.G.touched.length + l.D.touched.length;
+    expect(stored).toBeGreaterThan(0);
+    expect(stored).toBeLessThanOrEqual(touched);
+    const orig = decodeF32(ckpt.tensors.get(name)!.dtype, await ckpt.readTensor(name));
+    const ontoGate = onto.get(name)!;
+    let same = 0;
+    for (let i = 0; i < orig.length; i++) same += ontoGate[i] === orig[i] ? 1 : 0;
+    expect(same).toBeGreaterThan(orig.length * 0.9); // untouched entries: the checkpoint's, not the dequantized base's
     for (const c of [ckpt, bCkpt, exported]) await c.close();
   });
 

@@ -119,7 +119,9 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     const changed = await trainer.changedTensors();
     const exportDir = join(out, 'export');
     const r = await exportModel(nodeFileSink(exportDir), model.ckpt, nodeFolder(modelDir), changed);
-    const d = await makeDelta(model.ckpt, changed, { frac: settings.frac, steps });
+    // 4-bit runs: the delta holds the trained entries only, over the checkpoint's own values (the export has the
+    // dequantized base in the trained layers' experts)
+    const d = await makeDelta(model.ckpt, quantizeExperts ? await trainer.changedTensors(model.ckpt) : changed, { frac: settings.frac, steps });
     await nodeFileSink(out).write(DELTA_FILE, d.chunks);
     exported = { hub: exportDir, shards: r.shards.length, delta: join(out, DELTA_FILE), delta_bytes: d.bytes };
   }

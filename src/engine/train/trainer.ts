@@ -10,7 +10,9 @@ import type { TrainCheckpoint, LayerState as SavedLayer } from './checkpoint-fil
 import { TRAIN_CHECKPOINT_VERSION } from './checkpoint-file.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
-import type { ExpertWeights, ModelWeights } from './weights.ts';
+import { readWeight, type ExpertWeights, type ModelWeights } from './weights.ts';
+import type { Checkpoint } from '../io/checkpoint.ts';
+import { decodeF32 } from '../io/dtype.ts';
 import { dequantizeExperts } from '../quant/experts-q4.ts';
 import { assertFits, overlayCapacity, type PlanSettings } from '../plan/memory.ts';
 import { TrainGraph } from './graph.ts';
@@ -194,6 +196,8 @@ export class Trainer {
   readonly T: number;
   /** Set to an object to collect wall time per phase (syncs between phases: slower; for the bench). */
   phases: Record<string, number> | null = null;
+  /** The memory plan's settings of this run (taken before the trained layers' experts are replaced). */
+  readonly planned: PlanSettings;
   /** Dense expert-gradient scratch shared by all layers (each layer's is consumed right after its backward): [2·per], [per]. */
   readonly denseG: GPUBuffer | null = null;
   readonly denseD: GPUBuffer | null = null;
@@ -202,7 +206,8 @@ export class Trainer {
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
     if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
-    if (s.gpuBytes !== undefined) assertFits(spec, planSettings(s, data.count, weights), s.gpuBytes);
+    this.planned = planSettings(s, data.count, weights);
+    if (s.gpuBytes !== undefined) assertFits(spec, this.planned, s.gpuBytes);
     this.T = s.microbatch * s.seq;
     this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T);
     this.cache = new FrozenCache(gpu, s.trainFrom > 0 ? Math.min(s.frozenCacheN, data.count) : 0, s.seq, spec.hidden, `${spec.arch}:${s.trainFrom}:${s.seq}`);
@@ -655,8 +660,40 @@ export class Trainer {
     this.epoch = c.dataOrder.epoch;
   }
 
-  /** Full current values of the trained tensors, by checkpoint name (per-expert or fused, as the spec names them). */
-  async changedTensors(): Promise<Map<string, Float32Array>> {
+  /**
+   * A 4-bit run's trained values over the checkpoint's own (not the dequantized base's): gu/down [G, D index spaces] from
+   * the checkpoint, with every touched entry from the current weights. For a sparse delta against that checkpoint.
+   */
+  private async touchedOnto(ckpt: Checkpoint, l: LayerState, gu: Float32Array, down: Float32Array): Promise<[Float32Array, Float32Array]> {
+    const { numExperts: E, expertIntermediate: IE } = this.spec.moe;
+    const per = IE * this.spec.hidden;
+    const bg = new Float32Array(gu.length), bd = new Float32Array(down.length);
+    for (const e of this.spec.layers[l.layer]!.tensors) {
+      if (!e.role.startsWith('expert.')) continue;
+      const r = await readWeight(ckpt, e, this.spec.quantization);
+      const v = decodeF32(r.dtype, r.bytes);
+      const x = e.expert ?? 0;
+      if (e.role === 'expert.gate') bg.set(v, x * per);
+      else if (e.role === 'expert.up') bg.set(v, (E + x) * per);
+      else if (e.role === 'expert.down') bd.set(v, x * per);
+      else if (e.role === 'expert.down_fused') bd.set(v);
+      else if (e.role === 'expert.gate_up_fused') {
+        for (let k = 0; k < E; k++) {
+          bg.set(v.subarray(2 * k * per, (2 * k + 1) * per), k * per);
+          bg.set(v.subarray((2 * k + 1) * per, (2 * k + 2) * per), (E + k) * per);
+        }
+      }
+    }
+    for (const i of l.G.touched) bg[i] = gu[i]!;
+    for (const i of l.D.touched) bd[i] = down[i]!;
+    return [bg, bd];
+  }
+
+  /**
+   * Full current values of the trained tensors, by checkpoint name (per-expert or fused, as the spec names them). With
+   * `onto` (4-bit runs), entries never trained keep that checkpoint's values instead of the dequantized base's.
+   */
+  async changedTensors(onto?: Checkpoint): Promise<Map<string, Float32Array>> {
     const out = new Map<string, Float32Array>();
     const { numExperts: E, expertIntermediate: IE } = this.spec.moe;
     const per = IE * this.spec.hidden;
@@ -664,8 +701,9 @@ export class Trainer {
       const enc = new Encoder(this.gpu, 'export');
       this.materialize(enc, l);
       enc.submit();
-      const gu = await readF32(this.gpu, l.gu);
-      const down = await readF32(this.gpu, l.down);
+      let gu = await readF32(this.gpu, l.gu);
+      let down = await readF32(this.gpu, l.down);
+      if (onto && l.base.kind === 'q4') [gu, down] = await this.touchedOnto(onto, l, gu, down);
       for (const e of this.spec.layers[l.layer]!.tensors) {
         const x = e.expert ?? 0;
         if (e.role === 'router') out.set(e.name, await readF32(this.gpu, l.router));
