@@ -237,7 +237,8 @@ export function expertsBackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer
 
 /**
  * Dense expert weight grads, accumulated (+=) unless accumulate is false: dGate, dUp [E, IE, H] = dG^T·x and dU^T·x
- * over each expert's rows; dDown [E, H, IE] = dY^T·A. Any of the three may be null. f32 outputs.
+ * over each expert's rows; dDown [E, H, IE] = dY^T·A. Any of the three may be null. f32 outputs. accumulate 'abs': += |grad|
+ * (importance sums, without a dense scratch).
  */
 export function expertsBackwardWeights(
   enc: Encoder,
@@ -247,14 +248,14 @@ export function expertsBackwardWeights(
   g: ExpertGrads<GPUBuffer>,
   route: ExpertRouting<GPUBuffer>,
   d: ExpertsDims,
-  accumulate = true,
+  accumulate: boolean | 'abs' = true,
 ): void {
   const t = expertsTiling(enc.gpu);
   const k = kernel(enc.gpu, { name: 'experts.backward_weight', code: wSrc, entryPoint: 'backward_weight', constants: gemmConstants(enc.gpu, 'backward_weight', null) });
   // (left [R, N], right [*, C] gathered through rowPair when gather) -> out [E, N, C]
   const one = (out: Binding | null, left: GPUBuffer, right: GPUBuffer, N: number, C: number, gather: boolean) => {
     if (!out) return;
-    const p = Uint32Array.from([N, C, d.K, gather ? 1 : 0, accumulate ? 1 : 0, d.E, 0, 0]);
+    const p = Uint32Array.from([N, C, d.K, gather ? 1 : 0, accumulate === 'abs' ? 2 : accumulate ? 1 : 0, d.E, 0, 0]);
     k.dispatch(enc, [left, right, route.rowPair, route.offsets, out], [Math.ceil(C / (8 * t.NX)), Math.ceil(N / 64), d.E], p);
   };
   one(dW.gate, g.dG, x, d.IE, d.H, true);

@@ -53,7 +53,10 @@ export interface MemoryPlan {
   settings: PlanSettings;
   /** GPU bytes held from the Trainer's construction on, by kind (what allocatedBytes reports then). */
   gpu: ByKind;
-  /** Extra GPU bytes held for a while on top of `gpu`: the importance scores of Trainer.init, [2·per] + [per] per trained MoE layer of a group. */
+  /**
+   * Extra GPU bytes held for a while on top of `gpu`: the importance scores of Trainer.init, [2·per] + [per] per trained
+   * MoE layer of a group (none when the group is one layer: its scores live in the dense-gradient scratch).
+   */
   transient: number;
   /** gpu.total + transient: what must fit. */
   peak: number;
@@ -334,8 +337,9 @@ export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
   const gpu = sumByKind(items);
   const per = spec.moe.numExperts * spec.moe.expertIntermediate * spec.hidden;
   const moeTrained = spec.layers.filter((l) => l.index >= s.trainFrom && l.mlp === 'moe').length;
+  // Importance scores: group layers' worth, or none beyond the dense scratch when layers go one at a time.
   const group = Math.min(moeTrained, Math.max(1, s.importanceGroup ?? (s.quantizeExperts ? 1 : moeTrained)));
-  const transient = group * bufBytes(2 * per * 4) + group * bufBytes(per * 4);
+  const transient = group > 1 ? group * bufBytes(2 * per * 4) + group * bufBytes(per * 4) : 0;
   const peak = gpu.total + transient;
 
   // Streamed variant: only the trained layers' weights are resident; two frozen layers' 4-bit bytes are staged.

@@ -19,7 +19,6 @@ import { TrainGraph } from './graph.ts';
 import { FrozenCache } from './frozen-cache.ts';
 import type { ExpertGradMode } from './backward.ts';
 import { activeCount, isReselectStep, learningRate } from './schedule.ts';
-import { absAddInPlace } from '../ops/elementwise.ts';
 import { topkSelect, TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
 import { checkFinite, gatherMasters, routerSgd, scatterMasters, sparseAdam } from '../ops/adam.ts';
 
@@ -325,44 +324,58 @@ export class Trainer {
   }
 
   /**
-   * One dense-gradient pass on `samples` for `layers`: each one's dense gradient is assigned into the shared denseG/denseD
-   * right after its backward and handed to `consume` (recorded in the same encoder) before the next layer overwrites it.
+   * One dense-gradient pass on `samples` for `layers`: each one's dense gradient goes into target(l) ([2·per] gate then
+   * up, [per] down; assigned, or |grad| added with 'abs') and, when given, `consume` records right after that layer's
+   * backward (before the next layer may overwrite a target shared by layers).
    */
-  private async densePass(samples: number[], layers: LayerState[], consume: (enc: Encoder, l: LayerState, dG: GPUBuffer, dD: GPUBuffer) => void): Promise<number> {
+  private async densePass(
+    samples: number[],
+    layers: LayerState[],
+    target: (l: LayerState) => [GPUBuffer, GPUBuffer],
+    accumulate: false | 'abs',
+    consume?: (enc: Encoder, l: LayerState, dG: GPUBuffer, dD: GPUBuffer) => void,
+  ): Promise<number> {
     const { ids, targets } = this.batch(samples);
-    const dG = this.denseG!, dD = this.denseD!;
     const per = this.layers[0]!.D.numel;
-    const dense: ExpertGradMode = { kind: 'dense', dGate: { buffer: dG, offset: 0, size: per * 4 }, dUp: { buffer: dG, offset: per * 4, size: per * 4 }, dDown: dD, accumulate: false };
+    const dense = (l: LayerState): ExpertGradMode => {
+      const [dG, dD] = target(l);
+      return { kind: 'dense', dGate: { buffer: dG, offset: 0, size: per * 4 }, dUp: { buffer: dG, offset: per * 4, size: per * 4 }, dDown: dD, accumulate };
+    };
     const r = await this.graph.pass(ids, this.s.microbatch, this.s.seq, {
-      targets, cache: { cache: this.cache, samples }, dRouters: this.routers(false), modes: this.modes((l) => (layers.includes(l) ? dense : { kind: 'none' })),
+      targets, cache: { cache: this.cache, samples }, dRouters: this.routers(false), modes: this.modes((l) => (layers.includes(l) ? dense(l) : { kind: 'none' })),
       afterBackward: (enc, L) => {
         const l = layers.find((x) => x.layer === L);
-        if (l) consume(enc, l, dG, dD);
+        if (l && consume) consume(enc, l, ...target(l));
       },
     });
     return r.loss;
   }
 
   /**
-   * Importance (Σ|grad| over N_IMPORTANCE microbatches at W0) → first active sets, masters from W0. The score buffers of
-   * importanceGroup layers exist at once (default: all layers; 1 with 4-bit experts): each group reruns the microbatches.
+   * Importance (Σ|grad| over N_IMPORTANCE microbatches at W0, summed by the weight-gradient kernel itself) → first active
+   * sets, masters from W0. The scores of importanceGroup layers exist at once (default: all layers; 1 with 4-bit experts,
+   * whose scores then live in the shared dense scratch): each group reruns the microbatches.
    */
   async init(importanceSamples: number[][]): Promise<void> {
     const group = Math.max(1, this.s.importanceGroup ?? (this.scratch ? 1 : this.layers.length));
     for (let g0 = 0; g0 < this.layers.length; g0 += group) {
       const part = this.layers.slice(g0, g0 + group);
-      const imp = new Map(part.map((l) => [l, { G: createBuffer(this.gpu, { label: 'impG', size: l.G.numel * 4, kind: 'workspace' }), D: createBuffer(this.gpu, { label: 'impD', size: l.D.numel * 4, kind: 'workspace' }) }]));
-      for (const samples of importanceSamples) {
-        await this.densePass(samples, part, (enc, l, dG, dD) => {
-          absAddInPlace(enc, imp.get(l)!.G, dG, l.G.numel);
-          absAddInPlace(enc, imp.get(l)!.D, dD, l.D.numel);
-        });
+      const shared = group === 1;
+      const imp = new Map<LayerState, [GPUBuffer, GPUBuffer]>(part.map((l) => [l, shared
+        ? [this.denseG!, this.denseD!]
+        : [createBuffer(this.gpu, { label: 'impG', size: l.G.numel * 4, kind: 'workspace' }), createBuffer(this.gpu, { label: 'impD', size: l.D.numel * 4, kind: 'workspace' })]]));
+      if (shared) {
+        const enc = new Encoder(this.gpu, 'importance.clear');
+        enc.clear(this.denseG!);
+        enc.clear(this.denseD!);
+        enc.submit();
       }
+      for (const samples of importanceSamples) await this.densePass(samples, part, (l) => imp.get(l)!, 'abs');
       const enc = new Encoder(this.gpu, 'select.topk');
-      for (const l of part) this.topk(enc, l, imp.get(l)!.G, imp.get(l)!.D);
+      for (const l of part) this.topk(enc, l, ...imp.get(l)!);
       enc.submit();
       await this.gpu.device.queue.onSubmittedWorkDone();
-      for (const b of imp.values()) (b.G.destroy(), b.D.destroy());
+      if (!shared) for (const [g, d] of imp.values()) (g.destroy(), d.destroy());
     }
     await this.select(false);
   }
@@ -477,7 +490,7 @@ export class Trainer {
     let reselect: ReselectRecord | null = null;
     const tRes = performance.now();
     if (isReselectStep(s, this.s.reselectEvery)) {
-      await this.densePass(batches[0]!, this.layers, (e, l, dG, dD) => this.topk(e, l, dG, dD));
+      await this.densePass(batches[0]!, this.layers, () => [this.denseG!, this.denseD!], false, (e, l, dG, dD) => this.topk(e, l, dG, dD));
       const turnovers = await this.select(true);
       const turnover = turnovers.reduce((a, b) => a + b, 0) / Math.max(1, turnovers.length);
       this.turnovers.push(turnover);

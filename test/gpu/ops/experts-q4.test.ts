@@ -48,7 +48,7 @@ const tilings: (gpuOp.ExpertsTiling | null)[] = [null, { NX: 4, BK: 8 }];
 
 describe('experts, 4-bit weights', () => {
   for (const t of tilings) {
-    it(`forward and backward match the oracle on the dequantized weights (${t ? `NX ${t.NX} BK ${t.BK}` : 'adapter tiling'})`, async () => {
+    it(`forward, backward and the |dW| importance sums match the oracle on the dequantized weights (${t ? `NX ${t.NX} BK ${t.BK}` : 'adapter tiling'})`, async () => {
       gpuOp.forceExpertsTiling(t);
       try {
         const gpu = await testGpu();
@@ -87,6 +87,17 @@ describe('experts, 4-bit weights', () => {
         expectClose(await readF32(gpu, g.dU), rg.dU, 1e-5, 1e-4, 'dU');
         expectClose(await readF32(gpu, dx), dxr, 1e-5, 1e-4, 'dx');
         expectClose(await readF32(gpu, dTopW), dtr, 1e-4, 1e-4, 'dTopW');
+
+        // importance mode of the dense weight grads: out += |grad| (the trainer's importance sums)
+        const nW = E * IE * H;
+        const w0 = { gate: randn(nW, 31).map(Math.abs), up: randn(nW, 32).map(Math.abs), down: randn(nW, 33).map(Math.abs) };
+        const dW = { gate: f32Buffer(gpu, w0.gate), up: f32Buffer(gpu, w0.up), down: f32Buffer(gpu, w0.down) };
+        await run(gpu, (enc) => gpuOp.expertsBackwardWeights(enc, dW, xb, s, g, rt, dQ4, 'abs'));
+        const dWr = { gate: new Float64Array(nW), up: new Float64Array(nW), down: new Float64Array(nW) };
+        ref.expertsBackwardWeights(dWr, x, rs, rg, crt, dRef);
+        for (const k of ['gate', 'up', 'down'] as const) {
+          expectClose(await readF32(gpu, dW[k]), dWr[k].map((v, i) => w0[k][i]! + Math.abs(v)), 1e-5, 1e-4, `|d${k}| added`);
+        }
       } finally {
         gpuOp.forceExpertsTiling(null);
       }
