@@ -396,9 +396,14 @@ export class Trainer {
   private materialize(enc: Encoder, l: LayerState): void {
     if (l.base.kind !== 'q4') return;
     dequantizeExperts(enc, l.gu, l.down, l.base.experts, this.spec);
+    this.overlayOnto(enc, l);
+  }
+
+  /** 4-bit base: the overlay, then the masters (at `masterIdx` of a selection when given, else at its idx) onto gu/down. */
+  private overlayOnto(enc: Encoder, l: LayerState, masterIdx?: Map<Selection, GPUBuffer>): void {
     for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
       if (sel.overlay) scatterMasters(enc, w, sel.overlay.val, sel.overlay.idx, null, sel.overlay.n, { dtype: 'f32' });
-      if (sel.host.length) scatterMasters(enc, w, sel.master, sel.idx, null, sel.k, { dtype: 'f32' });
+      if (sel.host.length) scatterMasters(enc, w, sel.master, masterIdx?.get(sel) ?? sel.idx, null, sel.k, { dtype: 'f32' });
     }
   }
 
@@ -442,14 +447,15 @@ export class Trainer {
       if (q4) {
         // the current weights (old overlay + old masters at the old indices: idx already holds the new set), then the
         // grown entries back at W0
-        for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
-          if (sel.overlay) scatterMasters(enc, w, sel.overlay.val, sel.overlay.idx, null, sel.overlay.n, { dtype: 'f32' });
+        const oldIdx = new Map<Selection, GPUBuffer>();
+        for (const sel of [l.G, l.D]) {
           if (!sel.host.length) continue;
-          const oldIdx = createBuffer(this.gpu, { label: 'old.idx', size: sel.k * 4 });
-          writeBuffer(this.gpu, oldIdx, 0, sel.host);
-          scatterMasters(enc, w, sel.master, oldIdx, null, sel.k, { dtype: 'f32' });
-          scratch.push(oldIdx);
+          const b = createBuffer(this.gpu, { label: 'old.idx', size: sel.k * 4 });
+          writeBuffer(this.gpu, b, 0, sel.host);
+          oldIdx.set(sel, b);
+          scratch.push(b);
         }
+        this.overlayOnto(enc, l, oldIdx);
         for (const [sel, vals, idx, n] of grownVals) scatterMasters(enc, sel === l.G ? l.gu : l.down, vals, idx, null, n, { dtype: 'f32' });
         enc.submit(); // it read the old overlay, rewritten below
         enc = new Encoder(this.gpu, 'select.masters');
