@@ -2,7 +2,7 @@
 // left[r, n] * right[src(r), c], src(r) = rowPair[r] / K when gathering tokens (gate/up: dG^T·x) else r (down: dY^T·A).
 // Workgroup = 64 n x TC c of one expert; thread = 8 n x 8 c (runs of 4); BK rows staged per barrier.
 
-struct Params { N: u32, C: u32, K: u32, gather: u32, accumulate: u32, E: u32 }
+struct Params { N: u32, C: u32, K: u32, gather: u32, accumulate: u32, E: u32 }   // accumulate: 0 =, 1 +=, 2 += |.|
 
 @group(0) @binding(0) var<storage, read> left: array<f32>;           // [R, N]
 @group(0) @binding(1) var<storage, read> right: array<f32>;          // [T, C] (gather) or [R, C]
@@ -39,7 +39,7 @@ fn put(e: u32, n: u32, c: u32, v: vec4f) {
   for (var j = 0u; j < 4u; j++) {
     if (c + j < p.C) {
       let at = (e * p.N + n) * p.C + c + j;
-      if (p.accumulate != 0u) { out[at] += v[j]; } else { out[at] = v[j]; }
+      if (p.accumulate == 2u) { out[at] += abs(v[j]); } else if (p.accumulate != 0u) { out[at] += v[j]; } else { out[at] = v[j]; }
     }
   }
 }

@@ -26,14 +26,34 @@ export async function readSpec(dir: string): Promise<ModelSpec> {
   return parseConfig(json);
 }
 
+/** Flags of the commands that load a model for training or evaluation: 4-bit routed experts. */
+export const QUANT_FLAGS = {
+  'quantize-experts': { type: 'boolean', env: 'QUANTIZE_EXPERTS', help: 'keep routed experts in 4 bits (HQQ), quantized on the GPU while loading' },
+  'group-size': { type: 'number', env: 'GROUP_SIZE', default: 128, help: '4-bit group size (a multiple of 8)' },
+} as const;
+
+/** openModel's quantizeExperts from parsed QUANT_FLAGS (undefined when off). */
+export function quantOption(f: Record<string, unknown>): OpenOptions['quantizeExperts'] {
+  return f['quantize-experts'] ? { groupSize: Number(f['group-size'] ?? 128) } : undefined;
+}
+
+export interface OpenOptions {
+  /** Layers trainFrom.. train (their experts load in f32, unless quantized). */
+  trainFrom?: number;
+  /** Routed experts in 4 bits (groups of groupSize), quantized on the GPU while loading. */
+  quantizeExperts?: { groupSize: number };
+  /** Shared experts of the trained layers load in f32 too, for training them (DeepSeek, Qwen2-MoE). */
+  trainShared?: boolean;
+}
+
 /** `trainFrom`: layers from there on get f32 routed experts (and f32 shared experts with `trainShared`), for training. */
-export async function openModel(gpu: GpuContext, dir: string, opts: { trainFrom?: number; trainShared?: boolean } = {}): Promise<LoadedModel> {
+export async function openModel(gpu: GpuContext, dir: string, opts: OpenOptions = {}): Promise<LoadedModel> {
   let spec = await readSpec(dir);
   const ckpt = await openCheckpoint(nodeFolder(dir));
   const layout = detectExpertLayout(ckpt.tensors.keys());
   if (layout !== spec.expertLayout) spec = withExpertLayout(spec, layout);
   const trained = new Set<number>();
   if (opts.trainFrom !== undefined) for (let L = opts.trainFrom; L < spec.numLayers; L++) trained.add(L);
-  const weights = await loadWeights(gpu, spec, ckpt, { f32ExpertLayers: trained, f32SharedLayers: opts.trainShared ? trained : undefined });
+  const weights = await loadWeights(gpu, spec, ckpt, { f32ExpertLayers: trained, f32SharedLayers: opts.trainShared ? trained : undefined, quantizeExperts: opts.quantizeExperts });
   return { dir, spec, ckpt, weights };
 }

@@ -5,11 +5,39 @@ import { openModel } from './load-model.ts';
 import { Trainer, type SampleSet } from '../engine/train/trainer.ts';
 import { defaultTrainFrom } from './commands/train.ts';
 import { readSpec } from './load-model.ts';
+import { Encoder } from '../engine/gpu/encoder.ts';
+import { dequantizeExperts } from '../engine/quant/experts-q4.ts';
+import { allocatedBytes } from '../engine/gpu/buffers.ts';
+import { loadWeights } from '../engine/train/weights.ts';
+import { planMemory } from '../engine/plan/memory.ts';
+import type { ModelSpec } from '../engine/model/spec.ts';
+import { syntheticCheckpoint } from './synthetic.ts';
 
-export async function trainBench(gpu: GpuContext, modelDir: string, microbatch: number, seq: number, steps: number) {
+/**
+ * 4-bit experts: wall time of dequantizing one trained layer's base into the f32 scratch (the bulk of materializing
+ * it; the overlay and master scatters are k-sized), and how often a training step does it.
+ */
+async function materializeTiming(gpu: GpuContext, t: Trainer): Promise<{ materialize_ms: number; materializations_per_step: number }> {
+  const l = t.layers[0]!;
+  const base = l.base;
+  if (base.kind !== 'q4') throw new Error('materializeTiming: not a 4-bit run');
+  const reps = 3;
+  const run = () => {
+    const enc = new Encoder(gpu, 'bench.materialize');
+    dequantizeExperts(enc, l.gu, l.down, base.experts, t.spec);
+    enc.submit();
+    return gpu.device.queue.onSubmittedWorkDone();
+  };
+  await run();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await run();
+  return { materialize_ms: +((performance.now() - t0) / reps).toFixed(2), materializations_per_step: 2 * t.layers.length };
+}
+
+export async function trainBench(gpu: GpuContext, modelDir: string, microbatch: number, seq: number, steps: number, quantizeExperts?: { groupSize: number }) {
   const spec = await readSpec(modelDir);
   const trainFrom = defaultTrainFrom(spec.numLayers);
-  const model = await openModel(gpu, modelDir, { trainFrom });
+  const model = await openModel(gpu, modelDir, { trainFrom, quantizeExperts });
   const V = model.spec.vocab;
   // Synthetic samples (bench only): deterministic ids; enough samples that the frozen cache is exercised.
   const count = microbatch * (steps + 4);
@@ -36,5 +64,52 @@ export async function trainBench(gpu: GpuContext, modelDir: string, microbatch: 
   for (let i = 0; i < steps; i++) await t.trainStep();
   const total = Object.values(t.phases).reduce((a, b) => a + b, 0);
   const share = Object.fromEntries(Object.entries(t.phases).map(([k, v]) => [k, +(v / total).toFixed(3)]));
-  return { model: modelDir, train_from: trainFrom, microbatch, seq, steps_timed: steps, sec_per_step: +sec.toFixed(3), tokens_per_s: +((microbatch * seq) / sec).toFixed(1), phase_share: share, phase_ms_per_step: Object.fromEntries(Object.entries(t.phases).map(([k, v]) => [k, +(v / steps).toFixed(1)])) };
+  const q4 = quantizeExperts ? { group_size: quantizeExperts.groupSize, ...(await materializeTiming(gpu, t)) } : null;
+  return { model: modelDir, quantize_experts: q4, train_from: trainFrom, microbatch, seq, steps_timed: steps, sec_per_step: +sec.toFixed(3), tokens_per_s: +((microbatch * seq) / sec).toFixed(1), phase_share: share, phase_ms_per_step: Object.fromEntries(Object.entries(t.phases).map(([k, v]) => [k, +(v / steps).toFixed(1)])) };
+}
+
+/**
+ * Training throughput of a synthetic model (synthetic.ts: random weights, experts quantized to 4 bits on the GPU while
+ * loading) whose layers all train: the top layers of a published model, from the embedding instead of cached hidden
+ * states (the same work per step), with the full-vocabulary loss. Reports tokens/s, seconds per phase and GPU bytes.
+ */
+export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: { microbatch: number; seq: number; steps: number; groupSize: number }) {
+  const t0 = performance.now();
+  const weights = await loadWeights(gpu, spec, syntheticCheckpoint(spec), { quantizeExperts: { groupSize: o.groupSize } });
+  const tLoad = performance.now();
+  const V = spec.vocab, seq = o.seq;
+  const count = o.microbatch * (2 * o.steps + 3);
+  const data: SampleSet = {
+    count,
+    seq,
+    fill(i, ids, targets, off) {
+      for (let j = 0; j < seq; j++) ids[off + j] = (i * 7919 + j * 104729) % V;
+      for (let j = 0; j < seq; j++) targets[off + j] = j + 1 < seq ? ids[off + j + 1]! : 0xffffffff;
+    },
+  };
+  const settings = {
+    frac: 0.005, steps: 180, microbatch: o.microbatch, accum: 1, seq, lrPeak: 2e-4, wd: 0.005, trainFrom: 0, reselectEvery: 0, evalEvery: 0,
+    nImportance: 1, frozenCacheN: 0, seed: 0, evalWindows: null,
+  };
+  const t = new Trainer(gpu, spec, weights, settings, data);
+  const setupBytes = allocatedBytes(gpu);
+  await t.init([Array.from({ length: o.microbatch }, (_, i) => i)]);
+  const tInit = performance.now();
+  await t.trainStep(); // warm-up: compiles the remaining kernels
+  const t1 = performance.now();
+  for (let i = 0; i < o.steps; i++) await t.trainStep();
+  const sec = (performance.now() - t1) / 1000 / o.steps;
+  t.phases = {};
+  for (let i = 0; i < o.steps; i++) await t.trainStep();
+  const plan = planMemory(spec, t.planned);
+  const ms = (x: number) => +x.toFixed(1);
+  return {
+    arch: spec.arch, layers: spec.numLayers, experts: spec.moe.numExperts, hidden: spec.hidden, vocab: V, group_size: o.groupSize,
+    microbatch: o.microbatch, seq, steps_timed: o.steps,
+    sec_per_step: +sec.toFixed(4), tokens_per_s: +((o.microbatch * seq) / sec).toFixed(1),
+    phase_ms_per_step: Object.fromEntries(Object.entries(t.phases).map(([k, v]) => [k, ms(v / o.steps)])),
+    load_quantize_s: +((tLoad - t0) / 1000).toFixed(2), importance_s: +((tInit - tLoad) / 1000).toFixed(2),
+    gpu_bytes_after_setup: setupBytes, gpu_bytes_now: allocatedBytes(gpu), plan_peak_bytes: plan.peak,
+    ...(await materializeTiming(gpu, t)),
+  };
 }

@@ -11,7 +11,7 @@ import { openSafetensors } from '../../src/engine/io/safetensors.ts';
 import { parseConfig } from '../../src/engine/model/config.ts';
 import { Forward } from '../../src/engine/train/forward.ts';
 import { gradients } from '../../src/engine/train/gradients.ts';
-import { loadWeights, type GpuTensor } from '../../src/engine/train/weights.ts';
+import { loadWeights, type ExpertTensor, type GpuTensor } from '../../src/engine/train/weights.ts';
 import { readF32, writeBuffer } from '../../src/engine/gpu/buffers.ts';
 import { fileSource } from '../../src/node/file-source.ts';
 import { nodeFolder } from '../../src/node/folder.ts';
@@ -86,7 +86,7 @@ describe('DeepSeek-V3 FP8 checkpoint', () => {
     const gpu = await testGpu();
     const a = await loadWeights(gpu, spec, twins.fp8, { f32ExpertLayers: new Set([1]) });
     const b = await loadWeights(gpu, spec, twins.bf16, { f32ExpertLayers: new Set([1]) });
-    const same = async (x: GpuTensor, y: GpuTensor, what: string) => {
+    const same = async (x: GpuTensor | ExpertTensor, y: GpuTensor | ExpertTensor, what: string) => {
       expect(x.dtype, what).toBe(y.dtype);
       expect(new Uint32Array((await readF32(gpu, x.buf)).buffer), what).toEqual(new Uint32Array((await readF32(gpu, y.buf)).buffer));
     };

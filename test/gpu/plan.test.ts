@@ -1,12 +1,12 @@
 // The memory planner against reality: on the demo model (trainFrom 4, 2×32), the bytes planMemory predicts per kind and
 // in total are within 10 % of what allocatedBytes counts after openModel + new Trainer (deltas: the device is shared).
-// The five family fixtures (MLA, shared experts, dense layers, clip_qkv, biases) are held to the same bound.
+// The same with 4-bit experts (every layer quantized, one shared f32 scratch). The five family fixtures (MLA, shared experts, dense layers, clip_qkv, biases) are held to the same bound.
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
 import { allocatedBytes } from '../../src/engine/gpu/buffers.ts';
-import { Trainer, type SampleSet, type TrainSettings } from '../../src/engine/train/trainer.ts';
-import { KINDS, planMemory } from '../../src/engine/plan/memory.ts';
+import { Trainer, planSettings, type SampleSet, type TrainSettings } from '../../src/engine/train/trainer.ts';
+import { KINDS, PlanError, planMemory } from '../../src/engine/plan/memory.ts';
 
 const DEMO = 'public/models/usaf-demo-moe';
 
@@ -14,19 +14,20 @@ function samples(count: number, seq: number): SampleSet {
   return { count, seq, fill(i, ids, targets, off) { for (let j = 0; j < seq; j++) (ids[off + j] = (i * 7 + j) % 64, targets[off + j] = j + 1 < seq ? (i * 7 + j + 1) % 64 : 0xffffffff); } };
 }
 
-async function compare(dir: string, trainFrom: number, seq: number): Promise<void> {
+async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null): Promise<void> {
   const gpu = await nodeGpu();
   const s: TrainSettings = { frac: 0.005, steps: 1, microbatch: 2, accum: 1, seq, lrPeak: 1e-3, wd: 0, trainFrom, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null };
   const data = samples(10, s.seq);
   const before = allocatedBytes(gpu);
-  const m = await openModel(gpu, dir, { trainFrom: s.trainFrom });
+  const m = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: q4 ?? undefined });
   const t = new Trainer(gpu, m.spec, m.weights, s, data);
   const after = allocatedBytes(gpu);
   const real = Object.fromEntries(KINDS.map((k) => [k, (after[k] ?? 0) - (before[k] ?? 0)])) as Record<string, number>;
   real.total = KINDS.reduce((a, k) => a + real[k]!, 0);
-  const p = planMemory(m.spec, { trainFrom: s.trainFrom, microbatch: s.microbatch, seq: s.seq, frac: s.frac, frozenCacheN: Math.min(s.frozenCacheN, data.count) });
+  const p = planMemory(m.spec, t.planned);
+  expect(p.settings.quantizeExperts ?? null).toEqual(q4);
   const rows = [...KINDS, 'total'].map((k) => ({ kind: k, planned: p.gpu[k as keyof typeof p.gpu], allocated: real[k]! }));
-  console.log(dir);
+  console.log(`${dir}${q4 ? `, 4-bit experts (G ${q4.groupSize})` : ''}`);
   console.table(rows);
   for (const r of rows) {
     expect(Math.abs(r.planned - r.allocated), `${r.kind}: planned ${r.planned}, allocated ${r.allocated}`).toBeLessThanOrEqual(0.1 * r.allocated);
@@ -37,6 +38,26 @@ async function compare(dir: string, trainFrom: number, seq: number): Promise<voi
 
 describe('memory plan vs allocation', () => {
   it('demo model, trainFrom 4, 2×32: planned bytes per kind and in total within 10 % of allocatedBytes', () => compare(DEMO, 4, 32), 60_000);
+  it('demo model with 4-bit experts, trainFrom 4, 2×32: the same', () => compare(DEMO, 4, 32, { groupSize: 128 }), 120_000);
+  it('the Trainer refuses settings whose plan exceeds gpuBytes, proposing ones that fit', async () => {
+    const gpu = await nodeGpu();
+    const m = await openModel(gpu, 'test/fixtures/qwen3_moe', { trainFrom: 1, quantizeExperts: { groupSize: 32 } });
+    const s: TrainSettings = { frac: 0.005, steps: 1, microbatch: 2, accum: 1, seq: 12, lrPeak: 1e-3, wd: 0, trainFrom: 1, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null };
+    const data = samples(10, s.seq);
+    const need = planMemory(m.spec, planSettings(s, data.count, m.weights)).peak;
+    const fits = planMemory(m.spec, planSettings({ ...s, trainFrom: 3, frozenCacheN: 0 }, data.count, m.weights)).peak;
+    expect(() => new Trainer(gpu, m.spec, m.weights, { ...s, gpuBytes: fits }, data)).toThrow(PlanError);
+    let err: PlanError | null = null;
+    try {
+      new Trainer(gpu, m.spec, m.weights, { ...s, gpuBytes: fits }, data);
+    } catch (e) {
+      err = e as PlanError;
+    }
+    expect(err!.message).toMatch(/needs [\d.]+ MiB of GPU memory .*Settings that fit: train-from \d, microbatch \d/);
+    expect(planMemory(m.spec, err!.suggestion!).fits(fits)).toBe(true);
+    expect(new Trainer(gpu, m.spec, m.weights, { ...s, gpuBytes: need }, data).layers.length).toBe(3);
+    await m.ckpt.close();
+  });
   for (const fam of ['qwen3_moe', 'mixtral', 'olmoe', 'qwen2_moe', 'deepseek_v3']) {
     it(`${fam} fixture, trainFrom 1, 2×12: the same`, () => compare(`test/fixtures/${fam}`, 1, 12), 60_000);
   }

@@ -7,9 +7,10 @@ import { createBuffer, gpuSync } from '../../engine/gpu/buffers.ts';
 import { Encoder } from '../../engine/gpu/encoder.ts';
 import type { GpuContext } from '../../engine/gpu/device.ts';
 import { matmulForward } from '../../engine/ops/matmul.ts';
-import { openModel } from '../load-model.ts';
+import { openModel, QUANT_FLAGS, quantOption } from '../load-model.ts';
 import { Forward } from '../../engine/train/forward.ts';
-import { trainBench } from '../train-bench.ts';
+import { syntheticTrainBench, trainBench } from '../train-bench.ts';
+import { syntheticSpec } from '../synthetic.ts';
 
 const SHAPES = [
   { name: 'expert gate/up 2048->768', K: 2048, N: 768 },
@@ -59,6 +60,10 @@ export const bench = command(
     'train-seq': { type: 'number', help: 'training bench sequence (default 512 on a GPU, 32 on SwiftShader)' },
     'train-steps': { type: 'number', help: 'timed training steps (default 4 on a GPU, 2 on SwiftShader)' },
     only: { type: 'string', help: 'run only one part: matmul | forward | train' },
+    synthetic: { type: 'string', help: 'instead: train a random model with 4-bit experts, built on the GPU (qwen3-30b-a3b, demo, or a config.json)' },
+    'train-layers': { type: 'number', default: 8, help: '--synthetic: the top N layers of the model (all of them train)' },
+    microbatch: { type: 'number', default: 2, help: '--synthetic: samples per microbatch' },
+    ...QUANT_FLAGS,
   },
   async (f) => {
     const gpu = await nodeGpu();
@@ -67,11 +72,18 @@ export const bench = command(
     const reps = num(f, 'reps')!;
     const only = f.only ? String(f.only) : null;
     const result: Record<string, unknown> = { date: new Date().toISOString(), adapter: gpu.info, cpu_adapter: cpu };
+    if (f.synthetic) {
+      const spec = await syntheticSpec(String(f.synthetic), num(f, 'train-layers')!);
+      const o = { microbatch: num(f, 'microbatch')!, seq: num(f, 'seq') ?? (cpu ? 32 : 512), steps: num(f, 'train-steps') ?? (cpu ? 1 : 4), groupSize: num(f, 'group-size')! };
+      result.synthetic_train = { model: String(f.synthetic), ...(await syntheticTrainBench(gpu, spec, o)) };
+      console.log(JSON.stringify(result, null, 2));
+      return 0;
+    }
     if (!only || only === 'matmul') result.matmul = await matmulBench(gpu, M, reps);
     if (!only || only === 'forward') {
       const seq = num(f, 'seq') ?? (cpu ? 64 : 512);
       const batch = 2;
-      const model = await openModel(gpu, String(f.model));
+      const model = await openModel(gpu, String(f.model), { quantizeExperts: quantOption(f) });
       const fwd = new Forward(gpu, model.spec, model.weights, { maxTokens: batch * seq });
       const ids = Uint32Array.from({ length: batch * seq }, (_, i) => (i * 7919) % model.spec.vocab);
       await fwd.run(ids, batch, seq);
@@ -80,7 +92,7 @@ export const bench = command(
       const sec = (performance.now() - t0) / 1000 / reps;
       result.forward = { model: String(f.model), batch, seq, ms: +(sec * 1e3).toFixed(1), tokens_per_s: +((batch * seq) / sec).toFixed(1) };
     }
-    if (!only || only === 'train') result.train = await trainBench(gpu, String(f.model), 2, num(f, 'train-seq') ?? (cpu ? 32 : 512), num(f, 'train-steps') ?? (cpu ? 2 : 4));
+    if (!only || only === 'train') result.train = await trainBench(gpu, String(f.model), 2, num(f, 'train-seq') ?? (cpu ? 32 : 512), num(f, 'train-steps') ?? (cpu ? 2 : 4), quantOption(f));
     console.log(JSON.stringify(result, null, 2));
     return 0;
   },

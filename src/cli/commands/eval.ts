@@ -1,7 +1,7 @@
 // usaf eval: mean next-token loss and PPL of a model over consecutive SEQ-token windows of a dataset (EOS after each document).
 import { command, str, num } from '../command.ts';
 import { nodeGpu } from '../../node/gpu.ts';
-import { openModel } from '../load-model.ts';
+import { openModel, QUANT_FLAGS, quantOption } from '../load-model.ts';
 import { Forward } from '../../engine/train/forward.ts';
 import { tokenizeFile, windowBatch, windowCount } from '../dataset.ts';
 
@@ -14,6 +14,7 @@ export const evalCmd = command(
     seq: { type: 'number', default: 512, env: 'SEQ', help: 'window length in tokens' },
     batch: { type: 'number', default: 2, help: 'windows per forward pass' },
     'max-windows': { type: 'number', help: 'evaluate only the first N windows' },
+    ...QUANT_FLAGS,
   },
   async (f) => {
     const modelDir = str(f, 'model');
@@ -23,7 +24,7 @@ export const evalCmd = command(
     const total = windowCount(ds.all, seq);
     const windows = Math.min(total, num(f, 'max-windows') ?? total);
     const gpu = await nodeGpu();
-    const model = await openModel(gpu, modelDir);
+    const model = await openModel(gpu, modelDir, { quantizeExperts: quantOption(f) });
     const fwd = new Forward(gpu, model.spec, model.weights, { maxTokens: batch * seq });
     const pad = ds.all.ids[ds.all.ids.length - 1] ?? 0;
     let sum = 0;

@@ -3,7 +3,7 @@
 
 import { readFile } from 'node:fs/promises';
 import { command, str, num } from '../command.ts';
-import { readSpec } from '../load-model.ts';
+import { readSpec, QUANT_FLAGS, quantOption } from '../load-model.ts';
 import { parseConfig } from '../../engine/model/config.ts';
 import type { ModelSpec } from '../../engine/model/spec.ts';
 import { planJson, planMemory, suggestSettings } from '../../engine/plan/memory.ts';
@@ -32,6 +32,7 @@ export const plan = command(
     frac: { type: 'number', env: 'FRAC', default: 0.005, help: 'trained share of each selection tensor' },
     'frozen-cache-n': { type: 'number', env: 'FROZEN_CACHE_N', default: 0, help: 'samples whose frozen-layer output is cached on the GPU' },
     'gpu-gib': { type: 'number', default: 24, help: 'GPU memory to fit in, GiB' },
+    ...QUANT_FLAGS,
   },
   async (f) => {
     const spec = await readSpecOrConfig(str(f, 'model'));
@@ -41,6 +42,7 @@ export const plan = command(
       seq: num(f, 'seq')!,
       frac: num(f, 'frac')!,
       frozenCacheN: num(f, 'frozen-cache-n')!,
+      quantizeExperts: quantOption(f) ?? null,
     };
     const p = planMemory(spec, settings);
     const gpuBytes = Math.floor(num(f, 'gpu-gib')! * 2 ** 30);

@@ -5,9 +5,10 @@ import { mkdir, appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { command, str, num } from '../command.ts';
 import { nodeGpu } from '../../node/gpu.ts';
-import { openModel } from '../load-model.ts';
+import { openModel, QUANT_FLAGS, quantOption } from '../load-model.ts';
 import { tokenizeFile } from '../dataset.ts';
-import { Trainer, type TrainSettings, type SampleSet } from '../../engine/train/trainer.ts';
+import { Trainer, planSettings, type TrainSettings, type SampleSet } from '../../engine/train/trainer.ts';
+import { assertFits } from '../../engine/plan/memory.ts';
 import { runTraining } from '../../engine/train/run.ts';
 import { loadTrainCheckpoint } from '../../engine/train/checkpoint-file.ts';
 import { exportModel } from '../../engine/train/export.ts';
@@ -44,6 +45,8 @@ export const TRAIN_FLAGS = {
   'checkpoint-every': { type: 'number', default: 50, help: 'save a resumable checkpoint every N steps (and at the end)' },
   resume: { type: 'boolean', help: 'continue the run saved in --out' },
   'no-export': { type: 'boolean', help: 'skip the Hub-format export and the sparse delta at the end' },
+  ...QUANT_FLAGS,
+  'gpu-gib': { type: 'number', env: 'GPU_GIB', help: 'GPU memory to fit in, GiB: refuse (and suggest settings) when the memory plan exceeds it' },
 } as const;
 
 export function defaultTrainFrom(numLayers: number): number {
@@ -60,10 +63,11 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const say = (s: string) => process.stderr.write(s + '\n');
 
   const gpu = await nodeGpu();
-  const numLayers = (await readSpec(modelDir)).numLayers;
+  const spec = await readSpec(modelDir);
+  const numLayers = spec.numLayers;
   const trainFrom = num(f, 'train-from') ?? defaultTrainFrom(numLayers);
   const trainShared = !!f['train-shared'];
-  const model = await openModel(gpu, modelDir, { trainFrom, trainShared });
+  const quantizeExperts = quantOption(f);
   const seq = num(f, 'seq')!;
   const ds = await tokenizeFile(modelDir, str(f, 'dataset'), num(f, 'eval-split')!);
   const pad = 0;
@@ -79,11 +83,18 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     reselectEvery: num(f, 'reselect-every')!, evalEvery: num(f, 'eval-every')!, nImportance: num(f, 'n-importance')!,
     frozenCacheN: num(f, 'frozen-cache-n') ?? trainSet.count, seed: num(f, 'seed')!, evalWindows: num(f, 'eval-windows') ?? null,
     keepAdamState: !!f['keep-adam-state'], trainShared,
+    gpuBytes: num(f, 'gpu-gib') !== undefined ? Math.floor(num(f, 'gpu-gib')! * 2 ** 30) : undefined,
   };
+  // Refuse before loading anything onto the GPU (the Trainer checks again on the loaded weights).
+  if (settings.gpuBytes !== undefined) assertFits(spec, { ...planSettings(settings, trainSet.count), quantizeExperts: quantizeExperts ?? null }, settings.gpuBytes);
+  const model = await openModel(gpu, modelDir, { trainFrom, quantizeExperts, trainShared });
   if (resume) {
     const saved: Record<string, unknown> = { trainShared: false, ...resume.settings }; // checkpoints from before trainShared existed trained none
     for (const k of ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed', 'trainShared'] as const)
       if (saved[k] !== settings[k]) throw new Error(`--resume: ${k} was ${String(saved[k])} in the saved run, now ${settings[k]}; resume with the same settings`);
+    // the base weights differ with 4-bit experts: the saved trained values only continue on the same base
+    const was = (resume.settings.quantizeExperts as { groupSize: number } | null | undefined) ?? null;
+    if ((was?.groupSize ?? null) !== (quantizeExperts?.groupSize ?? null)) throw new Error(`--resume: the saved run had ${was ? `4-bit experts (group ${was.groupSize})` : 'unquantized experts'}; resume with the same --quantize-experts / --group-size`);
   }
   const trainer = new Trainer(gpu, model.spec, model.weights, settings, trainSet);
   say(`usaf train: ${model.spec.arch}, layers ${trainFrom}-${numLayers - 1} trained, ${trainSet.count} samples of ${seq} tokens, ${steps} steps${resume ? `, resuming after step ${resume.step}` : ''}`);
@@ -93,7 +104,7 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     heldout,
     sink: nodeFileSink(out),
     checkpointEvery: num(f, 'checkpoint-every')!,
-    settings: settings as unknown as Record<string, unknown>,
+    settings: { ...settings, quantizeExperts: quantizeExperts ?? null } as unknown as Record<string, unknown>,
     resume,
     events: {
       onLog: (r) => appendFile(logPath, JSON.stringify(r) + '\n'),
@@ -111,7 +122,9 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     const changed = await trainer.changedTensors();
     const exportDir = join(out, 'export');
     const r = await exportModel(nodeFileSink(exportDir), model.ckpt, nodeFolder(modelDir), changed);
-    const d = await makeDelta(model.ckpt, changed, { frac: settings.frac, steps });
+    // 4-bit runs: the delta holds the trained entries only, over the checkpoint's own values (the export has the
+    // dequantized base in the trained layers' experts)
+    const d = await makeDelta(model.ckpt, quantizeExperts ? await trainer.changedTensors(model.ckpt) : changed, { frac: settings.frac, steps });
     await nodeFileSink(out).write(DELTA_FILE, d.chunks);
     exported = { hub: exportDir, shards: r.shards.length, delta: join(out, DELTA_FILE), delta_bytes: d.bytes };
   }

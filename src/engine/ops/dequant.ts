@@ -7,6 +7,9 @@ import { quantLayout, type DequantDims } from '../quant/format.ts';
 import { grid2d } from '../quant/dispatch.ts';
 import src from '../../../shaders/dequant.wgsl?raw';
 
+/** A whole buffer or a range of one (e.g. the codes or the table half of a layer's 4-bit buffer). */
+type Binding = GPUBuffer | GPUBufferBinding;
+
 const WG = 64;
 
 export function dequantParams(dims: DequantDims): ArrayBuffer {
@@ -15,7 +18,7 @@ export function dequantParams(dims: DequantDims): ArrayBuffer {
 }
 
 /** out [rows, K] f32 (at outOffset) <- q [rowOffset + rows, K/8], sz [rowOffset + rows, ceil(K/G)] */
-export function dequantize(enc: Encoder, out: GPUBuffer, q: GPUBuffer, sz: GPUBuffer, dims: DequantDims): void {
+export function dequantize(enc: Encoder, out: Binding, q: Binding, sz: Binding, dims: DequantDims): void {
   const L = quantLayout(dims.rows, dims.K, dims.G);
   const k = kernel(enc.gpu, { name: 'dequant', code: src, entryPoint: 'main', constants: { WG } });
   k.dispatch(enc, [q, sz, out], grid2d(L.qWords, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension), dequantParams(dims));

@@ -5,6 +5,7 @@ import type { GpuContext } from '../gpu/device.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
 import { moeRouteMaxTiles } from './moe_route.ts';
+import { DEFAULT_GROUP, quantLayout } from '../quant/format.ts';
 import gateUpSrc from '../../../shaders/experts.wgsl?raw';
 import downSrc from '../../../shaders/experts_down.wgsl?raw';
 import combineSrc from '../../../shaders/experts_combine.wgsl?raw';
@@ -21,12 +22,21 @@ export interface ExpertsDims {
   E: number;
   K: number;
   IE: number;
-  /** Storage of gate/up/down: f32, or bf16 packed two per u32 (low half = even element). */
-  wDtype: 'f32' | 'bf16';
-  /** Element offsets of expert 0 inside the weight buffers (default 0). */
+  /**
+   * Storage of gate/up/down: f32; bf16 packed two per u32 (low half = even element); or q4, 4 bits per weight
+   * (quant/FORMAT.md): each weight binding holds the code words (element i in word i / 8) and, from word
+   * gateSz / upSz / downSz on, the (scale, zero) words of the rows it holds (rows of length H for gate/up, IE for down).
+   */
+  wDtype: 'f32' | 'bf16' | 'q4';
+  /** Element offsets of expert 0 inside the weight buffers (default 0); q4: multiples of the row length. */
   gateOffset?: number;
   upOffset?: number;
   downOffset?: number;
+  /** q4 only: group size (default quant/format.ts DEFAULT_GROUP) and word offsets of the (scale, zero) tables. */
+  groupSize?: number;
+  gateSz?: number;
+  upSz?: number;
+  downSz?: number;
 }
 
 /** gate, up [E, IE, H]; down [E, H, IE] (each all experts of the layer, row-major). */
@@ -109,7 +119,21 @@ function gemmConstants(gpu: GpuContext, which: Gemm, d: ExpertsDims | null): Rec
   while (bk > 4 && sharedBytes[which](t.NX, bk) > gpu.info.maxComputeWorkgroupStorageSize) bk -= 4;
   const c: Record<string, number> = { NX: t.NX, BK: bk };
   if (d) c.W_BF16 = d.wDtype === 'bf16' ? 1 : 0;
+  if (d?.wDtype === 'q4') {
+    checkQ4(d);
+    Object.assign(c, { W_Q4: 1, QG: d.groupSize ?? DEFAULT_GROUP });
+  }
   return c;
+}
+
+/** The kernels fetch 4 weights at a time from one code word and one group: rows and offsets must keep that true. */
+function checkQ4(d: ExpertsDims): void {
+  quantLayout(1, d.H, d.groupSize ?? DEFAULT_GROUP);
+  quantLayout(1, d.IE, d.groupSize ?? DEFAULT_GROUP);
+  const aligned = (off: number | undefined, L: number) => (off ?? 0) % L === 0;
+  if (!aligned(d.gateOffset, d.H) || !aligned(d.upOffset, d.H) || !aligned(d.downOffset, d.IE)) {
+    throw new RangeError(`experts q4: weight offsets must be whole rows (gate/up of ${d.H}, down of ${d.IE})`);
+  }
 }
 
 /** Column tiles of a row-tile kernel whose threads own `per` columns each, over n columns. */
@@ -121,7 +145,8 @@ export function maxTilesOf(d: ExpertsDims): number {
 }
 
 export function expertsParams(d: ExpertsDims): Uint32Array {
-  return Uint32Array.from([d.H, d.IE, d.K, d.gateOffset ?? 0, d.upOffset ?? 0, d.downOffset ?? 0, d.T, d.E]);
+  const o = [d.gateOffset ?? 0, d.upOffset ?? 0, d.downOffset ?? 0];
+  return Uint32Array.from([d.H, d.IE, d.K, ...o, d.T, d.E, d.gateSz ?? 0, d.upSz ?? 0, d.downSz ?? 0, 0]);
 }
 
 function combineParams(T: number, H: number, K: number, weighted: boolean): Uint32Array {
@@ -212,7 +237,8 @@ export function expertsBackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer
 
 /**
  * Dense expert weight grads, accumulated (+=) unless accumulate is false: dGate, dUp [E, IE, H] = dG^T·x and dU^T·x
- * over each expert's rows; dDown [E, H, IE] = dY^T·A. Any of the three may be null. f32 outputs.
+ * over each expert's rows; dDown [E, H, IE] = dY^T·A. Any of the three may be null. f32 outputs. accumulate 'abs': += |grad|
+ * (importance sums, without a dense scratch).
  */
 export function expertsBackwardWeights(
   enc: Encoder,
@@ -222,14 +248,14 @@ export function expertsBackwardWeights(
   g: ExpertGrads<GPUBuffer>,
   route: ExpertRouting<GPUBuffer>,
   d: ExpertsDims,
-  accumulate = true,
+  accumulate: boolean | 'abs' = true,
 ): void {
   const t = expertsTiling(enc.gpu);
   const k = kernel(enc.gpu, { name: 'experts.backward_weight', code: wSrc, entryPoint: 'backward_weight', constants: gemmConstants(enc.gpu, 'backward_weight', null) });
   // (left [R, N], right [*, C] gathered through rowPair when gather) -> out [E, N, C]
   const one = (out: Binding | null, left: GPUBuffer, right: GPUBuffer, N: number, C: number, gather: boolean) => {
     if (!out) return;
-    const p = Uint32Array.from([N, C, d.K, gather ? 1 : 0, accumulate ? 1 : 0, d.E, 0, 0]);
+    const p = Uint32Array.from([N, C, d.K, gather ? 1 : 0, accumulate === 'abs' ? 2 : accumulate ? 1 : 0, d.E, 0, 0]);
     k.dispatch(enc, [left, right, route.rowPair, route.offsets, out], [Math.ceil(C / (8 * t.NX)), Math.ceil(N / 64), d.E], p);
   };
   one(dW.gate, g.dG, x, d.IE, d.H, true);

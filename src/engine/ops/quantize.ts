@@ -9,6 +9,9 @@ import { grid2d } from '../quant/dispatch.ts';
 import quantizeSrc from '../../../shaders/quantize.wgsl?raw';
 import errorSrc from '../../../shaders/quantize_error.wgsl?raw';
 
+/** A whole buffer or a range of one (e.g. the codes or the table half of a layer's 4-bit buffer). */
+type Binding = GPUBuffer | GPUBufferBinding;
+
 const WG = 64;
 
 /** The Params uniform of quantize.wgsl and quantize_error.wgsl. */
@@ -24,14 +27,14 @@ export function quantizeParams(dims: QuantizeDims): ArrayBuffer {
 }
 
 /** q [rowOffset + rows, K/8], sz [rowOffset + rows, ceil(K/G)] (rows rowOffset.. written) <- w [rows, K] at wOffset. */
-export function quantize(enc: Encoder, q: GPUBuffer, sz: GPUBuffer, w: GPUBuffer, dims: QuantizeDims): void {
+export function quantize(enc: Encoder, q: Binding, sz: Binding, w: Binding, dims: QuantizeDims): void {
   const L = quantLayout(dims.rows, dims.K, dims.G);
   const k = kernel(enc.gpu, { name: 'quantize', code: quantizeSrc, entryPoint: 'main', constants: { WG } });
   k.dispatch(enc, [w, q, sz], grid2d(L.groups, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension), quantizeParams(dims));
 }
 
 /** err2 [rows * ceil(K/G)] f32 = per-group sum of (W - Ŵ)^2, Ŵ from rows rowOffset.. of q/sz, W = w [rows, K] at wOffset. */
-export function quantizeError(enc: Encoder, err2: GPUBuffer, w: GPUBuffer, q: GPUBuffer, sz: GPUBuffer, dims: QuantizeDims): void {
+export function quantizeError(enc: Encoder, err2: Binding, w: Binding, q: Binding, sz: Binding, dims: QuantizeDims): void {
   const L = quantLayout(dims.rows, dims.K, dims.G);
   const k = kernel(enc.gpu, { name: 'quantize.error', code: errorSrc, entryPoint: 'main', constants: { WG } });
   k.dispatch(enc, [w, q, sz, err2], grid2d(L.groups, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension), quantizeParams(dims));

@@ -13,7 +13,8 @@ import { EXPERT_TILE_M } from '../ops/experts.ts';
 import { moeRouteMaxTiles } from '../ops/moe_route.ts';
 import { xentWorkElements } from '../ops/xent.ts';
 import { TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
-import { activeCount } from '../train/schedule.ts';
+import { activeCount, isReselectStep } from '../train/schedule.ts';
+import { q4ExpertLayouts } from '../quant/format.ts';
 import { layerQ4Bytes, numel, planStorage, type StoragePlan } from './storage.ts';
 
 export const KINDS = ['weights', 'masters', 'optimizer', 'activations', 'cache', 'workspace'] as const;
@@ -28,6 +29,13 @@ export interface PlanSettings {
   frac: number;
   /** Samples whose frozen-layer output the cache holds (the Trainer uses min(this, dataset samples)). */
   frozenCacheN: number;
+  /** Routed experts of every layer in 4 bits (loadWeights quantizeExperts); absent or null: bf16 frozen, f32 trained. */
+  quantizeExperts?: { groupSize: number } | null;
+  /** 4-bit runs size each selection's overlay for their reselections (default METHOD's 180 steps, every 50). */
+  steps?: number;
+  reselectEvery?: number;
+  /** Trained layers whose importance scores exist at once (the Trainer's default: all; 1 with 4-bit experts). */
+  importanceGroup?: number;
 }
 
 export interface PlanItem {
@@ -45,7 +53,10 @@ export interface MemoryPlan {
   settings: PlanSettings;
   /** GPU bytes held from the Trainer's construction on, by kind (what allocatedBytes reports then). */
   gpu: ByKind;
-  /** Extra GPU bytes held for a while on top of `gpu`: the importance scores of Trainer.init, [2·per] + [per] per trained MoE layer. */
+  /**
+   * Extra GPU bytes held for a while on top of `gpu`: the importance scores of Trainer.init, [2·per] + [per] per trained
+   * MoE layer of a group (none when the group is one layer: its scores live in the dense-gradient scratch).
+   */
   transient: number;
   /** gpu.total + transient: what must fit. */
   peak: number;
@@ -62,6 +73,13 @@ export interface MemoryPlan {
   streamedFrozen: { gpu: ByKind; peak: number; fits: (gpuBytes: number) => boolean };
   items: PlanItem[];
   fits(gpuBytes: number): boolean;
+}
+
+/** Entries a 4-bit run's overlay must hold: k per selection (the first and each reselection's), at most numel. */
+export function overlayCapacity(s: { frac: number; steps: number; reselectEvery: number }, numel: number): number {
+  let selections = 1;
+  for (let step = 2; s.reselectEvery > 0 && step <= s.steps; step++) if (isReselectStep(step, s.reselectEvery)) selections++;
+  return Math.min(numel, selections * activeCount(s.frac, numel));
 }
 
 /** Bytes createBuffer allocates for `size` bytes. */
@@ -93,8 +111,11 @@ class Items {
   }
 }
 
-/** loadWeights: globals, then per layer its single tensors and the routed experts ([E, IE, H] × gate, up, [E, H, IE] down). */
-function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: number[]): void {
+/**
+ * loadWeights: globals, then per layer its single tensors and the routed experts ([E, IE, H] × gate, up, [E, H, IE] down;
+ * 4-bit: one gate|up and one down buffer, codes + (scale, zero) table, as quant/experts-q4.ts lays them out).
+ */
+function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: number[], q4: PlanSettings['quantizeExperts']): void {
   for (const e of globalTensors(spec)) if (!(e.role === 'lm_head' && spec.tieEmbeddings)) single(it, e);
   const { numExperts: E, expertIntermediate: IE } = spec.moe;
   const per = E * IE * spec.hidden;
@@ -104,8 +125,11 @@ function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: n
       if (e.role.startsWith('expert.')) experts = true;
       else single(it, e);
     }
-    // Trained layers: the Trainer moves gate and up into its own [gate|up] buffer and frees the loaded ones; down stays.
-    if (experts && trained.has(L)) it.bytes(`layer${L}.experts.down`, 'weights', weightBytes(per, true), 1);
+    if (experts && q4) {
+      const lay = q4ExpertLayouts(spec, q4.groupSize);
+      it.bytes(`layer${L}.experts.gate_up.q4`, 'weights', lay.gateUp.bytes);
+      it.bytes(`layer${L}.experts.down.q4`, 'weights', lay.down.bytes);
+    } else if (experts && trained.has(L)) it.bytes(`layer${L}.experts.down`, 'weights', weightBytes(per, true), 1);
     else if (experts) it.bytes(`layer${L}.experts.gate|up|down`, 'weights', weightBytes(per, false), 3);
   }
 }
@@ -219,7 +243,10 @@ function backwardItems(it: Items, spec: ModelSpec, T: number): void {
   }
 }
 
-/** Trainer: frozen cache, topk work, flag, and per trained MoE layer its expert copies, selections, router state, dense grads. */
+/**
+ * Trainer: frozen cache, topk work, flag, the dense-gradient scratch shared by the layers, and per trained MoE layer its
+ * expert copies (4-bit: one shared f32 scratch instead, and each selection's overlay), selections, router state.
+ */
 function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: number): void {
   const H = spec.hidden;
   const { numExperts: E, expertIntermediate: IE } = spec.moe;
@@ -228,20 +255,28 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
   it.f32('topk.work', 'workspace', TOPK_WORKSPACE_WORDS);
   it.f32('finite.flag', 'workspace', 1);
   const n = moeTrained;
-  // The Trainer moves gate and up into one [2, E, IE, H] buffer (the loaded f32 gate/up buffers are freed).
-  it.f32('L.gate_up', 'weights', 2 * per, n);
-  it.f32('L.base.gate_up', 'weights', 2 * per, n);
-  it.f32('L.base.down', 'weights', per, n);
+  const one = n > 0 ? 1 : 0;
+  it.f32('denseG', 'workspace', 2 * per, one);
+  it.f32('denseD', 'workspace', per, one);
+  if (s.quantizeExperts) {
+    it.f32('experts.scratch.gate_up', 'workspace', 2 * per, one);
+    it.f32('experts.scratch.down', 'workspace', per, one);
+  } else {
+    // The Trainer moves gate and up into one [2, E, IE, H] buffer (the loaded f32 gate/up buffers are freed).
+    it.f32('L.gate_up', 'weights', 2 * per, n);
+    it.f32('L.base.gate_up', 'weights', 2 * per, n);
+    it.f32('L.base.down', 'weights', per, n);
+  }
+  const run = { frac: s.frac, steps: s.steps ?? 180, reselectEvery: s.reselectEvery ?? 50 };
   for (const [sel, numelSel] of [['G', 2 * per], ['D', per]] as const) {
     const k = activeCount(s.frac, numelSel);
     it.f32(`L.${sel}.idx|master`, 'masters', k, 2 * n);
     it.f32(`L.${sel}.m|v`, 'optimizer', k, 2 * n);
     it.f32(`L.${sel}.grad`, 'workspace', k, n);
+    if (s.quantizeExperts) it.f32(`L.${sel}.overlay.idx|val`, 'masters', overlayCapacity(run, numelSel), 2 * n);
   }
   it.f32('L.dRouter', 'workspace', E * H, n);
   it.f32('L.routerBuf', 'optimizer', E * H, n);
-  it.f32('L.denseG', 'workspace', 2 * per, n);
-  it.f32('L.denseD', 'workspace', per, n);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,7 +304,7 @@ export function planItems(spec: ModelSpec, s: PlanSettings, residentLayers?: num
   const it = new Items();
   const T = s.microbatch * s.seq;
   const trained = Array.from({ length: spec.numLayers - s.trainFrom }, (_, i) => s.trainFrom + i);
-  weightItems(it, spec, new Set(trained), residentLayers ?? spec.layers.map((l) => l.index));
+  weightItems(it, spec, new Set(trained), residentLayers ?? spec.layers.map((l) => l.index), s.quantizeExperts);
   forwardItems(it, spec, T);
   layerActsItems(it, spec, T, trained.length);
   it.f32('xIn', 'activations', T * spec.hidden, trained.length);
@@ -285,7 +320,7 @@ function planRam(spec: ModelSpec, s: PlanSettings): number {
   for (const L of spec.layers.map((l) => l.index)) {
     for (const e of layerTensors(spec, L)) {
       const n = numel(e.shape);
-      const f32 = F32_ROLES.has(e.role) || (e.role.startsWith('expert.') && trained.has(L));
+      const f32 = F32_ROLES.has(e.role) || (e.role.startsWith('expert.') && trained.has(L) && !s.quantizeExperts);
       load = Math.max(load, 2 * n + (f32 ? 4 * n : 2 * n));
     }
   }
@@ -302,7 +337,9 @@ export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
   const gpu = sumByKind(items);
   const per = spec.moe.numExperts * spec.moe.expertIntermediate * spec.hidden;
   const moeTrained = spec.layers.filter((l) => l.index >= s.trainFrom && l.mlp === 'moe').length;
-  const transient = moeTrained * bufBytes(2 * per * 4) + moeTrained * bufBytes(per * 4);
+  // Importance scores: group layers' worth, or none beyond the dense scratch when layers go one at a time.
+  const group = Math.min(moeTrained, Math.max(1, s.importanceGroup ?? (s.quantizeExperts ? 1 : moeTrained)));
+  const transient = group > 1 ? group * bufBytes(2 * per * 4) + group * bufBytes(per * 4) : 0;
   const peak = gpu.total + transient;
 
   // Streamed variant: only the trained layers' weights are resident; two frozen layers' 4-bit bytes are staged.
@@ -344,6 +381,28 @@ export function planJson(p: MemoryPlan, gpuBytes: number, topItems = 12): Record
     streamedFrozen: { gpu: p.streamedFrozen.gpu, peak: p.streamedFrozen.peak, peakGiB: gib(p.streamedFrozen.peak), fits: p.streamedFrozen.fits(gpuBytes) },
     largest: [...p.items].sort((a, b) => b.bytes * b.count - a.bytes * a.count).slice(0, topItems).map((i) => ({ ...i, total: i.bytes * i.count })),
   };
+}
+
+/** A run whose plan does not fit the GPU; `suggestion` = suggestSettings' proposal (null: none fits). */
+export class PlanError extends Error {
+  override name = 'PlanError';
+  constructor(readonly plan: MemoryPlan, readonly gpuBytes: number, readonly suggestion: PlanSettings | null) {
+    const GiB = 2 ** 30;
+    const g = (b: number) => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+    const s = plan.settings;
+    const what = (x: PlanSettings) => `train-from ${x.trainFrom}, microbatch ${x.microbatch}, seq ${x.seq}, frozen-cache-n ${x.frozenCacheN}${x.quantizeExperts ? `, 4-bit experts (group ${x.quantizeExperts.groupSize})` : ''}`;
+    super(
+      `this run needs ${g(plan.peak)} of GPU memory (${what(s)}); the GPU has ${g(gpuBytes)}. ` +
+        (suggestion ? `Settings that fit: ${what(suggestion)}.` : s.quantizeExperts ? 'No settings of this design fit.' : 'No unquantized settings fit; try --quantize-experts.'),
+    );
+  }
+}
+
+/** Throws a PlanError (with suggestSettings' proposal) unless the run's peak fits gpuBytes; returns the plan. */
+export function assertFits(spec: ModelSpec, s: PlanSettings, gpuBytes: number): MemoryPlan {
+  const p = planMemory(spec, s);
+  if (!p.fits(gpuBytes)) throw new PlanError(p, gpuBytes, suggestSettings(spec, s, gpuBytes));
+  return p;
 }
 
 /**

@@ -2,6 +2,7 @@
 // Pure functions on typed arrays, shared by the CPU quantizer, the oracles, the launchers and the report.
 
 import { f16ToF32 } from '../io/dtype.ts';
+import type { ModelSpec } from '../model/spec.ts';
 
 /** Default number of consecutive input-dimension weights sharing one (scale, zero). */
 export const DEFAULT_GROUP = 128;
@@ -138,4 +139,31 @@ export function unpackNibbles(q: ArrayLike<number>, n: number = q.length * 8): U
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i++) out[i] = nibble(q, i);
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A layer's routed experts in GPU buffers (quant/experts-q4.ts): gate|up = [2·E·IE rows of H] (gate rows first), down =
+// [E·H rows of IE]; each buffer is the code words, then from a 256-byte boundary the (scale, zero) words.
+
+/** Alignment of the (scale, zero) table inside a buffer (WebGPU's storage binding offset alignment). */
+const TABLE_ALIGN = 256;
+
+export interface Q4BufferLayout extends QuantLayout {
+  /** Word where the (scale, zero) table starts. */
+  szWord: number;
+  /** Bytes of the whole buffer. */
+  bytes: number;
+}
+
+/** Layout of one buffer of `rows` rows of K in groups of G: codes, padding to TABLE_ALIGN, table. */
+export function q4BufferLayout(rows: number, K: number, G: number): Q4BufferLayout {
+  const L = quantLayout(rows, K, G);
+  const szWord = Math.ceil((L.qWords * 4) / TABLE_ALIGN) * (TABLE_ALIGN / 4);
+  return { ...L, szWord, bytes: (szWord + L.groups) * 4 };
+}
+
+/** The two buffers' layouts of a layer: gate|up [2·E·IE, H] and down [E·H, IE]. */
+export function q4ExpertLayouts(spec: ModelSpec, G: number): { gateUp: Q4BufferLayout; down: Q4BufferLayout } {
+  const { numExperts: E, expertIntermediate: IE } = spec.moe;
+  return { gateUp: q4BufferLayout(2 * E * IE, spec.hidden, G), down: q4BufferLayout(E * spec.hidden, IE, G) };
 }

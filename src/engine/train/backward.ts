@@ -24,7 +24,7 @@ import { addInPlace, clampBackward, siluMulBackward } from '../ops/elementwise.t
 /** Where a trained layer's expert-weight gradients go this pass. */
 export type ExpertGradMode =
   | { kind: 'sparse'; idxG: GPUBuffer; nG: number; gradG: GPUBuffer; idxD: GPUBuffer; nD: number; gradD: GPUBuffer }
-  | { kind: 'dense'; dGate: GPUBuffer | GPUBufferBinding; dUp: GPUBuffer | GPUBufferBinding; dDown: GPUBuffer | GPUBufferBinding; accumulate: boolean }
+  | { kind: 'dense'; dGate: GPUBuffer | GPUBufferBinding; dUp: GPUBuffer | GPUBufferBinding; dDown: GPUBuffer | GPUBufferBinding; accumulate: boolean | 'abs' }
   | { kind: 'none' };
 
 /**

@@ -134,10 +134,14 @@ export class LayerActs {
   }
 }
 
-/** Expert GEMM dims; with `ex`, its dtype and the element offsets of gate/up/down (gate and up may share a buffer). */
-export function expertDims(spec: ModelSpec, T: number, wDtype: 'f32' | 'bf16', ex?: ExpertWeights): ExpertsDims {
+/**
+ * Expert GEMM dims; with `ex`, its dtype and the element offsets of gate/up/down (gate and up may share a buffer), and for
+ * 4-bit experts the group size and (scale, zero) table words.
+ */
+export function expertDims(spec: ModelSpec, T: number, wDtype: ExpertsDims['wDtype'], ex?: ExpertWeights): ExpertsDims {
   const d: ExpertsDims = { T, H: spec.hidden, E: spec.moe.numExperts, K: spec.moe.topK, IE: spec.moe.expertIntermediate, wDtype };
   if (ex) Object.assign(d, { wDtype: ex.gate.dtype, gateOffset: ex.gate.offset, upOffset: ex.up.offset, downOffset: ex.down.offset });
+  if (ex?.gate.q4) Object.assign(d, { groupSize: ex.gate.q4.G, gateSz: ex.gate.q4.sz, upSz: ex.up.q4!.sz, downSz: ex.down.q4!.sz });
   return d;
 }
 
@@ -158,6 +162,8 @@ export class Forward {
   readonly sin: GPUBuffer;
   readonly rotDim: number;
   readonly xentWork: GPUBuffer; // logits chunk [T, VC] + running stats [T, 2]
+  /** Recorded before each layer's forward (and by TrainGraph before its backward): the trainer's 4-bit materialization. */
+  beforeLayer: ((enc: Encoder, L: number) => void) | null = null;
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly w: ModelWeights, readonly opts: ForwardOptions) {
     const T = opts.maxTokens;
@@ -203,6 +209,7 @@ export class Forward {
   /** One decoder layer on the residual stream `x` [T, H] (in place), saving into `a`. */
   layer(enc: Encoder, L: number, x: GPUBuffer, a: LayerActs, batch: number, seq: number): void {
     const s = this.spec;
+    this.beforeLayer?.(enc, L);
     const lw: LayerWeights = this.w.layers[L]!;
     const t = lw.t;
     const T = batch * seq;

@@ -59,6 +59,8 @@ export class TrainGraph {
       gradScale?: number;
       /** When given, the pass syncs between phases and adds their wall time (ms) here (profiling only). */
       phases?: Record<string, number>;
+      /** Recorded right after each trained layer's backward (e.g. consuming a dense gradient scratch shared by layers). */
+      afterBackward?: (enc: Encoder, L: number) => void;
     },
   ): Promise<PassResult> {
     const f = this.fwd;
@@ -95,7 +97,9 @@ export class TrainGraph {
     await phase('trained_forward');
     headBackward(enc, f, this.work, T, (o.gradScale ?? 1) / Math.max(1, valid), o.frozenGrads ?? null);
     for (let i = this.trained.length - 1; i >= 0; i--) {
+      f.beforeLayer?.(enc, this.trained[i]!);
       layerBackward(enc, f, this.trained[i]!, this.xIn[i]!, this.acts[i]!, this.work, batch, seq, o.dRouters[i] ?? null, o.modes[i]!, o.frozenGrads ?? null);
+      o.afterBackward?.(enc, this.trained[i]!);
     }
     await phase('backward');
     enc.submit();

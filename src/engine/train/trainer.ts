@@ -10,12 +10,15 @@ import type { TrainCheckpoint, LayerState as SavedLayer } from './checkpoint-fil
 import { TRAIN_CHECKPOINT_VERSION } from './checkpoint-file.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
-import type { ModelWeights } from './weights.ts';
+import { readWeight, type ExpertWeights, type ModelWeights } from './weights.ts';
+import type { Checkpoint } from '../io/checkpoint.ts';
+import { decodeF32 } from '../io/dtype.ts';
+import { dequantizeExperts } from '../quant/experts-q4.ts';
+import { assertFits, overlayCapacity, type PlanSettings } from '../plan/memory.ts';
 import { TrainGraph } from './graph.ts';
 import { FrozenCache } from './frozen-cache.ts';
 import type { ExpertGradMode } from './backward.ts';
 import { activeCount, isReselectStep, learningRate } from './schedule.ts';
-import { absAddInPlace } from '../ops/elementwise.ts';
 import { topkSelect, TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
 import { checkFinite, gatherMasters, routerSgd, scatterMasters, sparseAdam } from '../ops/adam.ts';
 import { hasSharedState, SharedTraining } from './shared-train.ts';
@@ -41,6 +44,13 @@ export interface TrainSettings {
   keepAdamState?: boolean;
   /** Also train the shared experts of the trained layers (DeepSeek-V3, Qwen2-MoE) as selection tensors (shared-train.ts). */
   trainShared?: boolean;
+  /** Trained layers whose importance scores exist at once (default all; 1 with 4-bit experts); each group reruns the passes. */
+  importanceGroup?: number;
+  /**
+   * GPU memory the run must fit (WebGPU does not report it): when set, the Trainer refuses settings whose memory plan
+   * exceeds it, with a PlanError that proposes settings that fit.
+   */
+  gpuBytes?: number;
 }
 
 /** A fixed set of SEQ-token samples: ids and next-token targets, sample-major. */
@@ -64,8 +74,14 @@ class Selection {
   readonly grad: GPUBuffer;
   host: Uint32Array = new Uint32Array(0); // CPU copy of idx
   touched: Uint32Array = new Uint32Array(0); // every index ever active (sorted)
-  constructor(gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number) {
-    const f = (label: string, kind: string) => createBuffer(gpu, { label: `${name}.${label}`, size: k * 4, kind });
+  /**
+   * 4-bit base only: the touched entries' values on the GPU (idx, val [cap], the first n used; active entries' values
+   * are in `master`), cap = every entry the run's reselections can touch.
+   */
+  readonly overlay: { idx: GPUBuffer; val: GPUBuffer; cap: number; n: number } | null = null;
+  constructor(gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number, overlayCap = 0) {
+    const f = (label: string, kind: string, n = k) => createBuffer(gpu, { label: `${name}.${label}`, size: n * 4, kind });
+    if (overlayCap) this.overlay = { idx: f('overlay.idx', 'masters', overlayCap), val: f('overlay.val', 'masters', overlayCap), cap: overlayCap, n: 0 };
     this.idx = f('idx', 'masters');
     this.master = f('master', 'masters');
     this.m = f('m', 'optimizer');
@@ -76,20 +92,28 @@ class Selection {
 
 interface LayerState {
   layer: number;
-  /** Current expert weights, f32: gu = [gate | up] ([2, E, IE, H], the G index space), down = [E, H, IE] (D). */
+  /**
+   * Current expert weights, f32: gu = [gate | up] ([2, E, IE, H], the G index space), down = [E, H, IE] (D). With a
+   * 4-bit base these are the Trainer's one shared scratch, valid only right after materialize(this layer).
+   */
   gu: GPUBuffer;
   down: GPUBuffer;
-  /** Base weights W0 (f32 copies made at start). */
-  baseGu: GPUBuffer;
-  baseDown: GPUBuffer;
+  /** Base weights W0: f32 copies made at start, or (4-bit experts) the loaded 4-bit experts themselves. */
+  base: { kind: 'f32'; gu: GPUBuffer; down: GPUBuffer } | { kind: 'q4'; experts: ExpertWeights };
   G: Selection;
   D: Selection;
   router: GPUBuffer; // [E, H] f32 (the weights' own buffer)
   dRouter: GPUBuffer; // [E, H]
   routerBuf: GPUBuffer; // [E, H] momentum
-  /** Dense gradient scratch: [2*E*IE*H] (gate then up) and [E*H*IE]. */
-  denseG: GPUBuffer;
-  denseD: GPUBuffer;
+}
+
+/** The memory plan's settings of a run (4-bit when the loaded experts are). */
+export function planSettings(s: TrainSettings, samples: number, weights?: ModelWeights): PlanSettings {
+  const q4 = weights?.layers.find((l) => l.experts)?.experts?.gate.q4;
+  return {
+    trainFrom: s.trainFrom, microbatch: s.microbatch, seq: s.seq, frac: s.frac, frozenCacheN: Math.min(s.frozenCacheN, samples),
+    quantizeExperts: q4 ? { groupSize: q4.G } : null, steps: s.steps, reselectEvery: s.reselectEvery, importanceGroup: s.importanceGroup,
+  };
 }
 
 /** Sorted-set difference size |a − b| (both ascending). */
@@ -176,9 +200,18 @@ export class Trainer {
   readonly T: number;
   /** Set to an object to collect wall time per phase (syncs between phases: slower; for the bench). */
   phases: Record<string, number> | null = null;
+  /** The memory plan's settings of this run (taken before the trained layers' experts are replaced). */
+  readonly planned: PlanSettings;
+  /** Dense expert-gradient scratch shared by all layers (each layer's is consumed right after its backward): [2·per], [per]. */
+  readonly denseG: GPUBuffer | null = null;
+  readonly denseD: GPUBuffer | null = null;
+  /** 4-bit experts: the one f32 scratch every trained layer's current weights are materialized into ([2·per], [per]). */
+  readonly scratch: { gu: GPUBuffer; down: GPUBuffer } | null = null;
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
     if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
+    this.planned = planSettings(s, data.count, weights);
+    if (s.gpuBytes !== undefined) assertFits(spec, this.planned, s.gpuBytes);
     this.T = s.microbatch * s.seq;
     this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T);
     this.cache = new FrozenCache(gpu, s.trainFrom > 0 ? Math.min(s.frozenCacheN, data.count) : 0, s.seq, spec.hidden, `${spec.arch}:${s.trainFrom}:${s.seq}`);
@@ -191,38 +224,61 @@ export class Trainer {
     const per = E * IE * H;
     const enc = new Encoder(gpu, 'trainer.init');
     const retired: GPUBuffer[] = [];
-    for (const L of this.graph.trained) {
-      if (spec.layers[L]!.mlp !== 'moe') continue;
+    const moeLayers = this.graph.trained.filter((L) => spec.layers[L]!.mlp === 'moe');
+    if (moeLayers.length) {
+      if ((per * 4) % gpu.device.limits.minStorageBufferOffsetAlignment) throw new Error(`expert tensor of ${per} elements is not aligned for a buffer binding`);
+      this.denseG = createBuffer(gpu, { label: 'denseG', size: 2 * per * 4, kind: 'workspace' });
+      this.denseD = createBuffer(gpu, { label: 'denseD', size: per * 4, kind: 'workspace' });
+      if (weights.layers[moeLayers[0]!]!.experts!.gate.dtype === 'q4') {
+        this.scratch = {
+          gu: createBuffer(gpu, { label: 'experts.scratch.gate_up', size: 2 * per * 4, kind: 'workspace' }),
+          down: createBuffer(gpu, { label: 'experts.scratch.down', size: per * 4, kind: 'workspace' }),
+        };
+      }
+    }
+    for (const L of moeLayers) {
       const lw = weights.layers[L]!;
       const ex = lw.experts!;
-      if (ex.gate.dtype !== 'f32') throw new Error(`layer ${L}: trained expert weights must be loaded as f32 (loadWeights f32ExpertLayers)`);
-      if ((per * 4) % gpu.device.limits.minStorageBufferOffsetAlignment) throw new Error(`layer ${L}: expert tensor of ${per} elements is not aligned for a buffer binding`);
       const f = (label: string, n: number, kind: string) => createBuffer(gpu, { label: `L${L}.${label}`, size: n * 4, kind });
-      // gate and up move into one buffer so that the G selection tensor is one index space.
-      const gu = f('gate_up', 2 * per, 'weights');
-      enc.copy(ex.gate.buf, ex.gate.offset * 4, gu, 0, per * 4);
-      enc.copy(ex.up.buf, ex.up.offset * 4, gu, per * 4, per * 4);
-      const baseGu = f('base.gate_up', 2 * per, 'weights');
-      const baseDown = f('base.down', per, 'weights');
-      enc.copy(gu, 0, baseGu, 0, 2 * per * 4);
-      enc.copy(ex.down.buf, ex.down.offset * 4, baseDown, 0, per * 4);
-      const old = [ex.gate.buf, ex.up.buf];
-      lw.experts = { gate: { ...ex.gate, buf: gu, offset: 0 }, up: { ...ex.up, buf: gu, offset: per }, down: ex.down };
-      retired.push(...old);
+      let gu: GPUBuffer, down: GPUBuffer, base: LayerState['base'];
+      if (this.scratch) {
+        if (ex.gate.dtype !== 'q4') throw new Error(`layer ${L}: expert weights must all be 4-bit or none`);
+        // The layer keeps only its 4-bit base; forward and backward read the scratch, materialized right before.
+        ({ gu, down } = this.scratch);
+        base = { kind: 'q4', experts: ex };
+      } else {
+        if (ex.gate.dtype !== 'f32') throw new Error(`layer ${L}: trained expert weights must be loaded as f32 (loadWeights f32ExpertLayers)`);
+        // gate and up move into one buffer so that the G selection tensor is one index space.
+        gu = f('gate_up', 2 * per, 'weights');
+        enc.copy(ex.gate.buf, ex.gate.offset * 4, gu, 0, per * 4);
+        enc.copy(ex.up.buf, ex.up.offset * 4, gu, per * 4, per * 4);
+        const baseGu = f('base.gate_up', 2 * per, 'weights');
+        const baseDown = f('base.down', per, 'weights');
+        enc.copy(gu, 0, baseGu, 0, 2 * per * 4);
+        enc.copy(ex.down.buf, ex.down.offset * 4, baseDown, 0, per * 4);
+        retired.push(ex.gate.buf, ex.up.buf);
+        down = ex.down.buf;
+        base = { kind: 'f32', gu: baseGu, down: baseDown };
+      }
+      lw.experts = { gate: { buf: gu, dtype: 'f32', shape: ex.gate.shape, offset: 0 }, up: { buf: gu, dtype: 'f32', shape: ex.up.shape, offset: per }, down: { buf: down, dtype: 'f32', shape: ex.down.shape, offset: 0 } };
       this.layers.push({
         layer: L,
         gu,
-        down: ex.down.buf,
-        baseGu,
-        baseDown,
-        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per)),
-        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per)),
+        down,
+        base,
+        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per), this.scratch ? overlayCapacity(s, 2 * per) : 0),
+        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per), this.scratch ? overlayCapacity(s, per) : 0),
         router: lw.t.router!.buf,
         dRouter: f('dRouter', E * H, 'workspace'),
         routerBuf: f('routerBuf', E * H, 'optimizer'),
-        denseG: f('denseG', 2 * per, 'workspace'),
-        denseD: f('denseD', per, 'workspace'),
       });
+    }
+    if (this.scratch) {
+      const byLayer = new Map(this.layers.map((l) => [l.layer, l]));
+      this.graph.fwd.beforeLayer = (e, L) => {
+        const l = byLayer.get(L);
+        if (l) this.materialize(e, l);
+      };
     }
     enc.submit();
     // The loaded gate/up buffers were copied into gu by the submitted work; WebGPU frees them once it has run.
@@ -273,73 +329,165 @@ export class Trainer {
     return this.graph.trained.map((L) => (on ? this.layers.find((x) => x.layer === L)?.dRouter ?? null : null));
   }
 
-  private denseMode(l: LayerState): ExpertGradMode {
-    const per = l.D.numel;
-    return { kind: 'dense', dGate: { buffer: l.denseG, offset: 0, size: per * 4 }, dUp: { buffer: l.denseG, offset: per * 4, size: per * 4 }, dDown: l.denseD, accumulate: false };
-  }
-
-  /** One dense-gradient pass on `samples` into every layer's denseG/denseD (assigned). */
-  private async densePass(samples: number[]): Promise<number> {
+  /**
+   * One dense-gradient pass on `samples` for `layers`: each one's dense gradient goes into target(l) ([2·per] gate then
+   * up, [per] down; assigned, or |grad| added with 'abs') and, when given, `consume` records right after that layer's
+   * backward (before the next layer may overwrite a target shared by layers).
+   */
+  private async densePass(
+    samples: number[],
+    layers: LayerState[],
+    target: (l: LayerState) => [GPUBuffer, GPUBuffer],
+    accumulate: false | 'abs',
+    consume?: (enc: Encoder, l: LayerState, dG: GPUBuffer, dD: GPUBuffer) => void,
+  ): Promise<number> {
     const { ids, targets } = this.batch(samples);
-    const r = await this.graph.pass(ids, this.s.microbatch, this.s.seq, { targets, cache: { cache: this.cache, samples }, dRouters: this.routers(false), modes: this.modes((l) => this.denseMode(l)), frozenGrads: this.shared?.clearedGrads() });
+    const per = this.layers[0]!.D.numel;
+    const dense = (l: LayerState): ExpertGradMode => {
+      const [dG, dD] = target(l);
+      return { kind: 'dense', dGate: { buffer: dG, offset: 0, size: per * 4 }, dUp: { buffer: dG, offset: per * 4, size: per * 4 }, dDown: dD, accumulate };
+    };
+    const r = await this.graph.pass(ids, this.s.microbatch, this.s.seq, {
+      targets, cache: { cache: this.cache, samples }, dRouters: this.routers(false), frozenGrads: this.shared?.clearedGrads(), modes: this.modes((l) => (layers.includes(l) ? dense(l) : { kind: 'none' })),
+      afterBackward: (enc, L) => {
+        const l = layers.find((x) => x.layer === L);
+        if (l && consume) consume(enc, l, ...target(l));
+      },
+    });
     return r.loss;
   }
 
-  /** Importance (Σ|grad| over N_IMPORTANCE microbatches at W0) → first active sets, masters from W0. */
+  /**
+   * Importance (Σ|grad| over N_IMPORTANCE microbatches at W0, summed by the weight-gradient kernel itself) → first active
+   * sets, masters from W0. The scores of importanceGroup layers exist at once (default: all layers; 1 with 4-bit experts,
+   * whose scores then live in the shared dense scratch): each group reruns the microbatches.
+   */
   async init(importanceSamples: number[][]): Promise<void> {
     this.shared?.startImportance();
-    const imp = this.layers.map((l) => ({ G: createBuffer(this.gpu, { label: 'impG', size: l.G.numel * 4, kind: 'workspace' }), D: createBuffer(this.gpu, { label: 'impD', size: l.D.numel * 4, kind: 'workspace' }) }));
-    for (const samples of importanceSamples) {
-      await this.densePass(samples);
-      const enc = new Encoder(this.gpu, 'importance');
-      this.layers.forEach((l, i) => {
-        absAddInPlace(enc, imp[i]!.G, l.denseG, l.G.numel);
-        absAddInPlace(enc, imp[i]!.D, l.denseD, l.D.numel);
-      });
-      this.shared?.addImportance(enc);
+    const group = Math.max(1, this.s.importanceGroup ?? (this.scratch ? 1 : this.layers.length));
+    for (let g0 = 0; g0 < this.layers.length; g0 += group) {
+      const part = this.layers.slice(g0, g0 + group);
+      const shared = group === 1;
+      const imp = new Map<LayerState, [GPUBuffer, GPUBuffer]>(part.map((l) => [l, shared
+        ? [this.denseG!, this.denseD!]
+        : [createBuffer(this.gpu, { label: 'impG', size: l.G.numel * 4, kind: 'workspace' }), createBuffer(this.gpu, { label: 'impD', size: l.D.numel * 4, kind: 'workspace' })]]));
+      if (shared) {
+        const enc = new Encoder(this.gpu, 'importance.clear');
+        enc.clear(this.denseG!);
+        enc.clear(this.denseD!);
+        enc.submit();
+      }
+      for (const samples of importanceSamples) {
+        await this.densePass(samples, part, (l) => imp.get(l)!, 'abs');
+        if (g0 === 0 && this.shared) {
+          // shared experts: their |grad| from the first group's passes (every pass computes it)
+          const e = new Encoder(this.gpu, 'shared.importance');
+          this.shared.addImportance(e);
+          e.submit();
+        }
+      }
+      const enc = new Encoder(this.gpu, 'select.topk');
+      for (const l of part) this.topk(enc, l, ...imp.get(l)!);
       enc.submit();
+      await this.gpu.device.queue.onSubmittedWorkDone();
+      if (!shared) for (const [g, d] of imp.values()) (g.destroy(), d.destroy());
     }
-    await this.select((l, i) => [imp[i]!.G, imp[i]!.D], false);
-    for (const b of imp) (b.G.destroy(), b.D.destroy());
+    await this.select(false);
+  }
+
+  /** idx of G and D = top-k of |scores|. */
+  private topk(enc: Encoder, l: LayerState, sg: GPUBuffer, sd: GPUBuffer): void {
+    topkSelect(enc, l.G.idx, sg, this.topkWork, l.G.numel, l.G.k);
+    topkSelect(enc, l.D.idx, sd, this.topkWork, l.D.numel, l.D.k);
   }
 
   /**
-   * New active sets = top-k of the given scores; grown entries restart from W0 (when `resetGrown`), masters gathered
+   * 4-bit base: the layer's current weights into the shared scratch: W0 dequantized, then every entry ever trained (its
+   * overlay value), then the active entries' masters (after the first selection). Recorded before the layer's forward and
+   * again before its backward (the next layer overwrites the scratch). Chosen over per-layer fp16 copies for memory (an
+   * 8-layer Qwen3-30B-A3B run: 2.4 GiB of 4-bit bases + one 2.25 GiB scratch vs 9 GiB of fp16), paid in bandwidth:
+   * see quant/FORMAT.md "In the engine".
+   */
+  private materialize(enc: Encoder, l: LayerState): void {
+    if (l.base.kind !== 'q4') return;
+    dequantizeExperts(enc, l.gu, l.down, l.base.experts, this.spec);
+    this.overlayOnto(enc, l);
+  }
+
+  /** 4-bit base: the overlay, then the masters (at `masterIdx` of a selection when given, else at its idx) onto gu/down. */
+  private overlayOnto(enc: Encoder, l: LayerState, masterIdx?: Map<Selection, GPUBuffer>): void {
+    for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
+      if (sel.overlay) scatterMasters(enc, w, sel.overlay.val, sel.overlay.idx, null, sel.overlay.n, { dtype: 'f32' });
+      if (sel.host.length) scatterMasters(enc, w, sel.master, masterIdx?.get(sel) ?? sel.idx, null, sel.k, { dtype: 'f32' });
+    }
+  }
+
+  /** 4-bit base: the overlay's indices := touched (queue write: submit work that reads the old overlay first). */
+  private writeOverlay(sel: Selection, touched: Uint32Array): void {
+    const o = sel.overlay!;
+    if (touched.length > o.cap) throw new Error(`${sel.name}: ${touched.length} touched entries exceed the overlay's ${o.cap} (more reselections than the settings allow for)`);
+    if (touched.length) writeBuffer(this.gpu, o.idx, 0, touched);
+    o.n = touched.length;
+  }
+
+  /**
+   * New active sets (idx, already selected by topk); grown entries restart from W0 (when `resetGrown`), masters gathered
    * from the current weights, Adam state cleared. Returns the turnover of each tensor (share of the new set not in the old).
    */
-  private async select(scores: (l: LayerState, i: number) => [GPUBuffer, GPUBuffer], resetGrown: boolean): Promise<number[]> {
-    let enc = new Encoder(this.gpu, 'select');
-    this.layers.forEach((l, i) => {
-      const [sg, sd] = scores(l, i);
-      topkSelect(enc, l.G.idx, sg, this.topkWork, l.G.numel, l.G.k);
-      topkSelect(enc, l.D.idx, sd, this.topkWork, l.D.numel, l.D.k);
-    });
-    enc.submit();
+  private async select(resetGrown: boolean): Promise<number[]> {
     const turnovers: number[] = [];
     const scratch: GPUBuffer[] = [];
     const keep = resetGrown && !!this.s.keepAdamState;
     const kept = new Map<Selection, { m: Float32Array; v: Float32Array; old: Uint32Array }>();
     if (keep) for (const l of this.layers) for (const sel of [l.G, l.D]) kept.set(sel, { m: await readF32(this.gpu, sel.m, 0, sel.k), v: await readF32(this.gpu, sel.v, 0, sel.k), old: sel.host });
-    enc = new Encoder(this.gpu, 'select.masters');
     for (const l of this.layers) {
-      for (const [sel, w, base] of [[l.G, l.gu, l.baseGu], [l.D, l.down, l.baseDown]] as const) {
-        const fresh = await readU32(this.gpu, sel.idx, 0, sel.k);
-        const grown = setMinus(fresh, sel.host);
-        turnovers.push(sel.host.length ? grown.length / fresh.length : 1);
+      let enc = new Encoder(this.gpu, 'select.masters');
+      const q4 = l.base.kind === 'q4';
+      // 4-bit: W0 into the scratch first; grown entries' base values are gathered from it before the overlay goes on.
+      if (l.base.kind === 'q4') dequantizeExperts(enc, l.gu, l.down, l.base.experts, this.spec);
+      const fresh = { G: await readU32(this.gpu, l.G.idx, 0, l.G.k), D: await readU32(this.gpu, l.D.idx, 0, l.D.k) };
+      const grownVals: [Selection, GPUBuffer, GPUBuffer, number][] = [];
+      for (const [sel, w, base] of [[l.G, l.gu, l.base.kind === 'f32' ? l.base.gu : l.gu], [l.D, l.down, l.base.kind === 'f32' ? l.base.down : l.down]] as const) {
+        const grown = setMinus(sel === l.G ? fresh.G : fresh.D, sel.host);
         if (resetGrown && grown.length) {
           const idx = createBuffer(this.gpu, { label: 'grown.idx', size: grown.length * 4 });
           const vals = createBuffer(this.gpu, { label: 'grown.vals', size: grown.length * 4 });
           writeBuffer(this.gpu, idx, 0, grown);
           gatherMasters(enc, vals, base, idx, grown.length, { dtype: 'f32' });
-          scatterMasters(enc, w, vals, idx, null, grown.length, { dtype: 'f32' });
+          if (!q4) scatterMasters(enc, w, vals, idx, null, grown.length, { dtype: 'f32' });
+          else grownVals.push([sel, vals, idx, grown.length]);
           scratch.push(idx, vals);
         }
-        sel.host = fresh;
-        sel.touched = union(sel.touched, fresh);
+      }
+      if (q4) {
+        // the current weights (old overlay + old masters at the old indices: idx already holds the new set), then the
+        // grown entries back at W0
+        const oldIdx = new Map<Selection, GPUBuffer>();
+        for (const sel of [l.G, l.D]) {
+          if (!sel.host.length) continue;
+          const b = createBuffer(this.gpu, { label: 'old.idx', size: sel.k * 4 });
+          writeBuffer(this.gpu, b, 0, sel.host);
+          oldIdx.set(sel, b);
+          scratch.push(b);
+        }
+        this.overlayOnto(enc, l, oldIdx);
+        for (const [sel, vals, idx, n] of grownVals) scatterMasters(enc, sel === l.G ? l.gu : l.down, vals, idx, null, n, { dtype: 'f32' });
+        enc.submit(); // it read the old overlay, rewritten below
+        enc = new Encoder(this.gpu, 'select.masters');
+      }
+      for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
+        const fr = sel === l.G ? fresh.G : fresh.D;
+        turnovers.push(sel.host.length ? setMinus(fr, sel.host).length / fr.length : 1);
+        sel.host = fr;
+        sel.touched = union(sel.touched, fr);
+        if (q4) {
+          this.writeOverlay(sel, sel.touched);
+          gatherMasters(enc, sel.overlay!.val, w, sel.overlay!.idx, sel.overlay!.n, { dtype: 'f32' });
+        }
         gatherMasters(enc, sel.master, w, sel.idx, sel.k, { dtype: 'f32' });
         const k = kept.get(sel);
         if (k) {
-          const [m, v] = carryMoments(k.old, k.m, k.v, fresh);
+          const [m, v] = carryMoments(k.old, k.m, k.v, fr);
           writeBuffer(this.gpu, sel.m, 0, m);
           writeBuffer(this.gpu, sel.v, 0, v);
         } else {
@@ -347,8 +495,8 @@ export class Trainer {
           enc.clear(sel.v);
         }
       }
+      enc.submit();
     }
-    enc.submit();
     if (this.shared) turnovers.push(...(await this.shared.select(this.topkWork, resetGrown, keep)));
     if (!keep) this.adamT = 0;
     await this.gpu.device.queue.onSubmittedWorkDone();
@@ -364,8 +512,8 @@ export class Trainer {
     let reselect: ReselectRecord | null = null;
     const tRes = performance.now();
     if (isReselectStep(s, this.s.reselectEvery)) {
-      await this.densePass(batches[0]!);
-      const turnovers = await this.select((l) => [l.denseG, l.denseD], true);
+      await this.densePass(batches[0]!, this.layers, () => [this.denseG!, this.denseD!], false, (e, l, dG, dD) => this.topk(e, l, dG, dD));
+      const turnovers = await this.select(true);
       const turnover = turnovers.reduce((a, b) => a + b, 0) / Math.max(1, turnovers.length);
       this.turnovers.push(turnover);
       reselect = { step: s, turnover, turnovers };
@@ -413,7 +561,8 @@ export class Trainer {
       for (const l of this.layers) {
         for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
           sparseAdam(enc, sel.master, sel.m, sel.v, sel.grad, null, sel.k, { lr, t: this.adamT, weightDecay: this.s.wd });
-          scatterMasters(enc, w, sel.master, sel.idx, null, sel.k, { dtype: 'f32' });
+          if (l.base.kind === 'f32') scatterMasters(enc, w, sel.master, sel.idx, null, sel.k, { dtype: 'f32' }); // 4-bit: materialize() does it
+
         }
         routerSgd(enc, l.router, l.routerBuf, l.dRouter, null, l.dRouter.size / 4, { lr, weightDecay: this.s.wd, hasBuf: this.routerHasBuf });
       }
@@ -460,6 +609,7 @@ export class Trainer {
         const vb = createBuffer(this.gpu, { label: 'touched.vals', size: idx.length * 4 });
         writeBuffer(this.gpu, ib, 0, idx);
         const enc = new Encoder(this.gpu, 'snapshot');
+        this.materialize(enc, l);
         gatherMasters(enc, vb, w, ib, idx.length, { dtype: 'f32' });
         enc.submit();
         const out = await readF32(this.gpu, vb, 0, idx.length);
@@ -517,11 +667,16 @@ export class Trainer {
       const c1 = c.layers[i]!;
       if (c1.layer !== l.layer || c1.idxG.length !== l.G.k || c1.idxD.length !== l.D.k) throw new Error(`checkpoint layer ${c1.layer} does not match this run's settings (layer ${l.layer}, k ${l.G.k}/${l.D.k})`);
       for (const [sel, w, base, idx, master, m, v, touched, tvals] of [
-        [l.G, l.gu, l.baseGu, c1.idxG, c1.masterG, c1.mG, c1.vG, c1.touchedG, c1.touchedValG],
-        [l.D, l.down, l.baseDown, c1.idxD, c1.masterD, c1.mD, c1.vD, c1.touchedD, c1.touchedValD],
+        [l.G, l.gu, l.base.kind === 'f32' ? l.base.gu : null, c1.idxG, c1.masterG, c1.mG, c1.vG, c1.touchedG, c1.touchedValG],
+        [l.D, l.down, l.base.kind === 'f32' ? l.base.down : null, c1.idxD, c1.masterD, c1.mD, c1.vD, c1.touchedD, c1.touchedValD],
       ] as const) {
-        enc.copy(base, 0, w, 0, sel.numel * 4);
-        if (touched.length) scatterMasters(enc, w, up(tvals, 'touched.vals'), up(touched, 'touched.idx'), null, touched.length, { dtype: 'f32' });
+        if (base) {
+          enc.copy(base, 0, w, 0, sel.numel * 4);
+          if (touched.length) scatterMasters(enc, w, up(tvals, 'touched.vals'), up(touched, 'touched.idx'), null, touched.length, { dtype: 'f32' });
+        } else {
+          this.writeOverlay(sel, touched);
+          if (touched.length) writeBuffer(this.gpu, sel.overlay!.val, 0, tvals);
+        }
         writeBuffer(this.gpu, sel.idx, 0, idx);
         writeBuffer(this.gpu, sel.master, 0, master);
         writeBuffer(this.gpu, sel.m, 0, m);
@@ -547,14 +702,50 @@ export class Trainer {
     this.epoch = c.dataOrder.epoch;
   }
 
-  /** Full current values of the trained tensors, by checkpoint name (per-expert or fused, as the spec names them). */
-  async changedTensors(): Promise<Map<string, Float32Array>> {
+  /**
+   * A 4-bit run's trained values over the checkpoint's own (not the dequantized base's): gu/down [G, D index spaces] from
+   * the checkpoint, with every touched entry from the current weights. For a sparse delta against that checkpoint.
+   */
+  private async touchedOnto(ckpt: Checkpoint, l: LayerState, gu: Float32Array, down: Float32Array): Promise<[Float32Array, Float32Array]> {
+    const { numExperts: E, expertIntermediate: IE } = this.spec.moe;
+    const per = IE * this.spec.hidden;
+    const bg = new Float32Array(gu.length), bd = new Float32Array(down.length);
+    for (const e of this.spec.layers[l.layer]!.tensors) {
+      if (!e.role.startsWith('expert.')) continue;
+      const r = await readWeight(ckpt, e, this.spec.quantization);
+      const v = decodeF32(r.dtype, r.bytes);
+      const x = e.expert ?? 0;
+      if (e.role === 'expert.gate') bg.set(v, x * per);
+      else if (e.role === 'expert.up') bg.set(v, (E + x) * per);
+      else if (e.role === 'expert.down') bd.set(v, x * per);
+      else if (e.role === 'expert.down_fused') bd.set(v);
+      else if (e.role === 'expert.gate_up_fused') {
+        for (let k = 0; k < E; k++) {
+          bg.set(v.subarray(2 * k * per, (2 * k + 1) * per), k * per);
+          bg.set(v.subarray((2 * k + 1) * per, (2 * k + 2) * per), (E + k) * per);
+        }
+      }
+    }
+    for (const i of l.G.touched) bg[i] = gu[i]!;
+    for (const i of l.D.touched) bd[i] = down[i]!;
+    return [bg, bd];
+  }
+
+  /**
+   * Full current values of the trained tensors, by checkpoint name (per-expert or fused, as the spec names them). With
+   * `onto` (4-bit runs), entries never trained keep that checkpoint's values instead of the dequantized base's.
+   */
+  async changedTensors(onto?: Checkpoint): Promise<Map<string, Float32Array>> {
     const out = new Map<string, Float32Array>();
     const { numExperts: E, expertIntermediate: IE } = this.spec.moe;
     const per = IE * this.spec.hidden;
     for (const l of this.layers) {
-      const gu = await readF32(this.gpu, l.gu);
-      const down = await readF32(this.gpu, l.down);
+      const enc = new Encoder(this.gpu, 'export');
+      this.materialize(enc, l);
+      enc.submit();
+      let gu = await readF32(this.gpu, l.gu);
+      let down = await readF32(this.gpu, l.down);
+      if (onto && l.base.kind === 'q4') [gu, down] = await this.touchedOnto(onto, l, gu, down);
       for (const e of this.spec.layers[l.layer]!.tensors) {
         const x = e.expert ?? 0;
         if (e.role === 'router') out.set(e.name, await readF32(this.gpu, l.router));

@@ -11,6 +11,7 @@ import { dequantFp8, fp8ScaleName } from '../io/fp8.ts';
 import { matmulBackwardBias, matmulBackwardInput, matmulBackwardWeight, matmulForward } from '../ops/matmul.ts';
 import type { ModelSpec, TensorEntry, TensorRole } from '../model/spec.ts';
 import { globalTensors, layerTensors } from '../model/tensors.ts';
+import { loadExpertsQ4 } from '../quant/experts-q4.ts';
 
 export type WDtype = 'f32' | 'bf16';
 
@@ -22,10 +23,20 @@ export interface GpuTensor {
   offset: number;
 }
 
+/** A routed-expert weight: as a GpuTensor, or 4-bit (quant/experts-q4.ts; `offset` in elements, whole rows). */
+export interface ExpertTensor {
+  buf: GPUBuffer;
+  dtype: WDtype | 'q4';
+  shape: number[];
+  offset: number;
+  /** q4 only: group size and the word of `buf` where the (scale, zero) table starts. */
+  q4?: { G: number; sz: number };
+}
+
 export interface ExpertWeights {
-  gate: GpuTensor; // [E, IE, H]
-  up: GpuTensor; // [E, IE, H]
-  down: GpuTensor; // [E, H, IE]
+  gate: ExpertTensor; // [E, IE, H]
+  up: ExpertTensor; // [E, IE, H]
+  down: ExpertTensor; // [E, H, IE]
 }
 
 export interface LayerWeights {
@@ -54,11 +65,16 @@ export interface LoadOptions {
   f32ExpertLayers?: Set<number>;
   /** Layers whose shared experts (DeepSeek, Qwen2-MoE) are kept in f32, for training them in place. */
   f32SharedLayers?: Set<number>;
+  /**
+   * Every layer's routed experts in 4 bits (HQQ, groups of groupSize), quantized on the GPU on the way in; this wins over
+   * f32ExpertLayers (the trainer rebuilds trained layers' f32 weights from the 4-bit base when it needs them).
+   */
+  quantizeExperts?: { groupSize: number };
   onTensor?: (name: string, done: number, total: number) => void;
 }
 
 /** Bytes of a tensor converted to the GPU representation of `dtype`. */
-export function toGpuBytes(dtype: Dtype, bytes: Uint8Array, want: WDtype): Uint8Array | Uint32Array | Float32Array {
+export function toGpuBytes(dtype: Dtype, bytes: Uint8Array, want: WDtype): Uint32Array | Float32Array {
   if (want === 'f32') return decodeF32(dtype, bytes);
   if (dtype === 'BF16') return packBf16Pairs(bytes);
   return packBf16Pairs(encodeBf16(decodeF32(dtype, bytes)));
@@ -124,7 +140,12 @@ export async function loadWeights(gpu: GpuContext, spec: ModelSpec, ckpt: Checkp
       if (e.role.startsWith('expert.')) expertEntries.push(e);
       else t[e.role] = await single(e, 'weights', L);
     }
-    const experts = expertEntries.length ? await loadExperts(gpu, spec, L, expertEntries, read, opts.f32ExpertLayers?.has(L) ? 'f32' : 'bf16') : null;
+    const q4 = opts.quantizeExperts;
+    const experts = !expertEntries.length
+      ? null
+      : q4
+        ? await loadExpertsQ4(gpu, spec, L, expertEntries, read, q4.groupSize)
+        : await loadExperts(gpu, spec, L, expertEntries, read, opts.f32ExpertLayers?.has(L) ? 'f32' : 'bf16');
     layers.push({ index: L, t, experts });
   }
   return { embed, finalNorm, lmHead, layers };

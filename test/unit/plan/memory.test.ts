@@ -2,7 +2,7 @@
 // 4-bit storage of Qwen3-30B-A3B is ~16 GB, items add up, and hand-derived sizes of the big buffers match.
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/engine/model/config.ts';
-import { KINDS, planJson, planMemory, suggestSettings, type PlanSettings } from '../../../src/engine/plan/memory.ts';
+import { assertFits, KINDS, PlanError, planJson, planMemory, suggestSettings, type PlanSettings } from '../../../src/engine/plan/memory.ts';
 import { q4Bytes } from '../../../src/engine/plan/storage.ts';
 import { loadJson } from '../model/load.ts';
 
@@ -35,9 +35,10 @@ describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512', () => {
     const itemBytes = (label: string) => p.items.filter((i) => i.label === label).reduce((a, i) => a + i.bytes * i.count, 0);
     expect(itemBytes('layer0.experts.gate|up|down')).toBe(3 * per * 2);
     expect(itemBytes('layer47.experts.down')).toBe(per * 4); // gate and up live in the Trainer's [gate|up] copy
-    // gate_up + base.gate_up + base.down: 5·per f32 per trained layer; dense grads 3·per f32.
+    // gate_up + base.gate_up + base.down: 5·per f32 per trained layer; dense grads 3·per f32, one scratch for all layers.
     expect(itemBytes('L.gate_up') + itemBytes('L.base.gate_up') + itemBytes('L.base.down')).toBe(8 * 5 * per * 4);
-    expect(itemBytes('L.denseG') + itemBytes('L.denseD')).toBe(8 * 3 * per * 4);
+    expect(itemBytes('denseG') + itemBytes('denseD')).toBe(3 * per * 4);
+    expect(p.transient).toBe(8 * 3 * per * 4); // importance scores of all 8 layers at once
     // SparseAdam: k = floor(0.005·2·per) and floor(0.005·per) entries, m and v f32 each.
     expect(p.gpu.optimizer).toBe(8 * ((Math.floor(0.005 * 2 * per) + Math.floor(0.005 * per)) * 8 + 128 * 2048 * 4));
     // xent work: T × 8192 + 2T f32.
@@ -58,6 +59,64 @@ describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512', () => {
     expect(p.fits(12 * GiB)).toBe(false);
     expect(p.streamedFrozen.peak).toBeLessThan(p.peak);
     expect(p.streamedFrozen.fits(12 * GiB)).toBe(false);
+  });
+});
+
+describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512, 4-bit experts (G 128)', () => {
+  const spec = load('Qwen3-30B-A3B');
+  const s: PlanSettings = { trainFrom: 40, microbatch: 2, seq: 512, frac: 0.005, frozenCacheN: 0, quantizeExperts: { groupSize: 128 } };
+  const p = planMemory(spec, s);
+  show('Qwen3-30B-A3B 4-bit', p);
+  const per = 128 * 768 * 2048;
+  const itemBytes = (label: string) => p.items.filter((i) => i.label === label || i.label.endsWith(label)).reduce((a, i) => a + i.bytes * i.count, 0);
+
+  it('hand-derived sizes: every layer 4-bit, one f32 scratch, one dense scratch, one layer of importance', () => {
+    // gate|up: 2·per codes (0.5 B) + 2·128·768 rows × 16 groups × 4 B; down: per codes + 128·2048 rows × 6 groups × 4 B
+    expect(itemBytes('layer0.experts.gate_up.q4')).toBe(2 * per / 2 + 2 * 128 * 768 * 16 * 4);
+    expect(itemBytes('layer0.experts.down.q4')).toBe(per / 2 + 128 * 2048 * 6 * 4);
+    expect(p.items.filter((i) => i.label.includes('.q4')).length).toBe(2 * 48);
+    expect(itemBytes('L.gate_up')).toBe(0);
+    expect(itemBytes('experts.scratch.gate_up') + itemBytes('experts.scratch.down')).toBe(3 * per * 4);
+    expect(p.transient).toBe(0); // one layer at a time: its importance scores live in the dense-gradient scratch
+    // overlay: 4 selections' worth (the first + reselections at 50, 100, 150) of idx and val per selection tensor
+    expect(itemBytes('L.G.overlay.idx|val')).toBe(8 * 2 * 4 * Math.floor(0.005 * 2 * per) * 4);
+  });
+
+  it('honest numbers: 4-bit experts of 48 resident layers dominate; frozen layers streamed would leave 12.5 GiB, just over 12', () => {
+    const experts = p.items.filter((i) => i.label.endsWith('.q4')).reduce((a, i) => a + i.bytes * i.count, 0);
+    const frozenExperts = p.items.filter((i) => i.label.endsWith('.q4') && Number(/^layer(\d+)/.exec(i.label)![1]) < 40).reduce((a, i) => a + i.bytes * i.count, 0);
+    console.log(`  4-bit experts resident ${gib(experts)} GiB (frozen layers ${gib(frozenExperts)}); scratch + dense ${gib(6 * per * 4)}; importance ${gib(p.transient)}`);
+    expect(p.peak).toBeLessThan(planMemory(spec, { ...s, quantizeExperts: null }).peak / 3);
+    expect(p.fits(12 * GiB)).toBe(false);
+    expect(frozenExperts).toBeGreaterThan(0.4 * p.peak);
+    // what remains then: f32 scratch (2.25 GiB) + dense-gradient scratch (2.25, also the importance scores), activations
+    // (2.04), trained layers' 4-bit experts (2.39), embedding/LM head/attention in bf16, the overlay (0.9)
+    expect(p.streamedFrozen.fits(12 * GiB)).toBe(false);
+    expect(p.streamedFrozen.peak).toBeLessThan(13 * GiB);
+  });
+
+  it('assertFits refuses with suggestSettings\' proposal', () => {
+    expect(() => assertFits(spec, s, 12 * GiB)).toThrow(PlanError);
+    expect(() => assertFits(spec, s, 12 * GiB)).toThrow(/needs .* GiB of GPU memory/);
+    const roomy = assertFits(spec, s, p.peak);
+    expect(roomy.peak).toBe(p.peak);
+    try {
+      assertFits(spec, { ...s, microbatch: 8 }, p.peak);
+    } catch (e) {
+      expect((e as PlanError).suggestion).toEqual({ ...s, microbatch: 2 });
+      expect((e as Error).message).toMatch(/Settings that fit: train-from 40, microbatch 2/);
+    }
+  });
+});
+
+describe('Qwen3-235B-A22B, top 8 layers, 2×512, 4-bit experts (G 128)', () => {
+  const spec = load('Qwen3-235B-A22B');
+  const s: PlanSettings = { trainFrom: spec.numLayers - 8, microbatch: 2, seq: 512, frac: 0.005, frozenCacheN: 0, quantizeExperts: { groupSize: 128 } };
+  const p = planMemory(spec, s);
+  show('Qwen3-235B-A22B 4-bit', p);
+  it('numbers are computed; resident 4-bit frozen layers alone exceed 24 GiB', () => {
+    expect(KINDS.reduce((a, k) => a + p.gpu[k], 0)).toBe(p.gpu.total);
+    expect(p.fits(24 * GiB)).toBe(false);
   });
 });
 

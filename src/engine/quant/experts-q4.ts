@@ -1,0 +1,81 @@
+// Routed experts of a layer in 4 bits on the GPU (FORMAT.md): quantized on the way in, one expert at a time through one
+// bounded staging buffer, so the full-precision layer never exists on the GPU. Also their layout and dequantization.
+//
+// A layer holds two buffers: gate|up = [2·E·IE rows of H] (gate rows first, then up) and down = [E·H rows of IE]; each
+// is the code words, then (from a 256-byte boundary, so both halves can be bound separately) the (scale, zero) words.
+
+import type { GpuContext } from '../gpu/device.ts';
+import { createBuffer, writeBuffer } from '../gpu/buffers.ts';
+import { Encoder } from '../gpu/encoder.ts';
+import type { Dtype } from '../io/dtype.ts';
+import type { ModelSpec, TensorEntry } from '../model/spec.ts';
+import { quantize } from '../ops/quantize.ts';
+import { dequantize } from '../ops/dequant.ts';
+import { q4ExpertLayouts, type Q4BufferLayout } from './format.ts';
+import type { ExpertTensor, ExpertWeights } from '../train/weights.ts';
+import { toGpuBytes } from '../train/weights.ts';
+
+
+const codes = (buf: GPUBuffer, L: Q4BufferLayout): GPUBufferBinding => ({ buffer: buf, offset: 0, size: L.qWords * 4 });
+const table = (buf: GPUBuffer, L: Q4BufferLayout): GPUBufferBinding => ({ buffer: buf, offset: L.szWord * 4, size: L.groups * 4 });
+
+type Reader = (e: TensorEntry) => Promise<{ dtype: Dtype; bytes: Uint8Array }>;
+
+/**
+ * Reads the layer's expert tensors (per expert or fused) and quantizes them on the GPU (HQQ). GPU memory besides the
+ * result: one staging buffer of one expert's gate+up (or down) rows in their source precision (bf16 stays bf16).
+ */
+export async function loadExpertsQ4(gpu: GpuContext, spec: ModelSpec, L: number, entries: TensorEntry[], read: Reader, G: number): Promise<ExpertWeights> {
+  const { numExperts: E, expertIntermediate: IE } = spec.moe;
+  const H = spec.hidden;
+  const lay = q4ExpertLayouts(spec, G);
+  const gu = createBuffer(gpu, { label: `layer${L}.experts.gate_up.q4`, size: lay.gateUp.bytes, kind: 'weights' });
+  const dn = createBuffer(gpu, { label: `layer${L}.experts.down.q4`, size: lay.down.bytes, kind: 'weights' });
+  const stage = createBuffer(gpu, { label: `layer${L}.experts.staging`, size: 2 * IE * H * 4, kind: 'workspace' });
+  // rows [count, K] of `data` from element `from` on -> rows row0.. of the target
+  const put = (data: Uint32Array | Float32Array, bf16: boolean, parts: { from: number; rows: number; row0: number; down: boolean }[]) => {
+    writeBuffer(gpu, stage, 0, data);
+    const enc = new Encoder(gpu, 'experts.quantize');
+    for (const p of parts) {
+      const [buf, l, K] = p.down ? [dn, lay.down, IE] : [gu, lay.gateUp, H];
+      quantize(enc, codes(buf, l), table(buf, l), stage, { rows: p.rows, K, G, rowOffset: p.row0, wOffset: p.from, bf16 });
+    }
+    enc.submit();
+  };
+  for (const e of entries) {
+    const { dtype, bytes } = await read(e);
+    const bf16 = dtype === 'BF16';
+    const all = toGpuBytes(dtype, bytes, bf16 ? 'bf16' : 'f32');
+    const words = (elems: number) => (bf16 ? elems / 2 : elems);
+    const slice = (x: number, per: number) => all.subarray(words(x * per), words((x + 1) * per));
+    if (e.role === 'expert.gate_up_fused') {
+      // [E, 2·IE, H]: per expert, gate rows then up rows.
+      for (let x = 0; x < E; x++) {
+        put(slice(x, 2 * IE * H), bf16, [{ from: 0, rows: IE, row0: x * IE, down: false }, { from: IE * H, rows: IE, row0: (E + x) * IE, down: false }]);
+      }
+    } else if (e.role === 'expert.down_fused') {
+      for (let x = 0; x < E; x++) put(slice(x, H * IE), bf16, [{ from: 0, rows: H, row0: x * H, down: true }]);
+    } else {
+      const x = e.expert!;
+      const row0 = e.role === 'expert.gate' ? x * IE : e.role === 'expert.up' ? (E + x) * IE : x * H;
+      put(all, bf16, [{ from: 0, rows: e.role === 'expert.down' ? H : IE, row0, down: e.role === 'expert.down' }]);
+    }
+  }
+  await gpu.device.queue.onSubmittedWorkDone();
+  stage.destroy();
+  const t = (buf: GPUBuffer, shape: number[], offset: number, l: Q4BufferLayout): ExpertTensor => ({ buf, dtype: 'q4', shape, offset, q4: { G, sz: l.szWord } });
+  return { gate: t(gu, [E, IE, H], 0, lay.gateUp), up: t(gu, [E, IE, H], E * IE * H, lay.gateUp), down: t(dn, [E, H, IE], 0, lay.down) };
+}
+
+/**
+ * Dequantizes a layer's 4-bit experts into f32: gu [2·E·IE·H] = gate then up (the trainer's G index space), down
+ * [E·H·IE] (D). The f32 values are exactly the ones the fused kernels compute in registers.
+ */
+export function dequantizeExperts(enc: Encoder, gu: GPUBuffer, down: GPUBuffer, ex: ExpertWeights, spec: ModelSpec): void {
+  const { numExperts: E, expertIntermediate: IE } = spec.moe;
+  const H = spec.hidden;
+  const G = ex.gate.q4!.G;
+  const lay = q4ExpertLayouts(spec, G);
+  dequantize(enc, gu, codes(ex.gate.buf, lay.gateUp), table(ex.gate.buf, lay.gateUp), { rows: 2 * E * IE, K: H, G });
+  dequantize(enc, down, codes(ex.down.buf, lay.down), table(ex.down.buf, lay.down), { rows: E * H, K: IE, G });
+}
