@@ -20,6 +20,7 @@ export interface Settings {
   evalEvery: number;
   nImportance: number;
   frozenCacheN: number | null;
+  trainShared: boolean;
   quantizeExperts: boolean;
   quantGroupSize: number;
   seed: number;
@@ -135,6 +136,11 @@ export const SETTINGS: readonly SettingSpec[] = [
     description: 'Microbatches whose gradient magnitudes are summed to choose the first trained entries.',
   },
   {
+    key: 'trainShared', code: 'sh', label: 'TRAIN_SHARED', title: 'Train shared experts', kind: 'bool',
+    default: false, unit: 'on / off', group: 'selection',
+    description: 'Also train the shared experts of DeepSeek-V3 / Qwen2-MoE as sparse selection tensors (FRAC of their gate+up and of their down weights). Ignored for families without shared experts.',
+  },
+  {
     key: 'frozenCacheN', code: 'fc', label: 'FROZEN_CACHE_N', title: 'Cached frozen passes', kind: 'int', default: null,
     min: 0, max: 100_000_000, unit: 'sequences', group: 'memory', special: { value: 0, text: 'no cache' },
     auto: { text: 'as many training sequences as fit the memory plan' },
@@ -168,7 +174,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   {
     key: 'accumulatedReselect', code: 'ar', label: 'ACCUMULATED_RESELECT', title: 'Accumulated reselection scores',
     kind: 'bool', default: false, unit: 'on / off', group: 'improvements',
-    description: 'Improvement over the seed: reselection ranks entries by gradient magnitudes summed over the steps since the last selection, not one microbatch.',
+    description: 'Improvement over the seed: reselection ranks entries by |gradient| summed over N_IMPORTANCE microbatches, like the first selection, instead of one microbatch.',
   },
 ];
 

@@ -14,8 +14,8 @@ import { runTraining, type RunEvents } from '../engine/train/run.ts';
 import { windowSamples } from '../engine/train/samples.ts';
 import { Trainer, type EvalRecord, type ReselectRecord, type SampleSet, type StepRecord, type TrainSettings } from '../engine/train/trainer.ts';
 import { loadWeights } from '../engine/train/weights.ts';
-import type { Settings } from '../presets/schema.ts';
 import type { EngineBinding, EngineEvents, ExportArgs, RunHandle, RunInputs } from './engine-binding.ts';
+import { checkpointSettings, checkResume, loadOptions, quantSetting, savedSettings, trainSettings, type SavedSettings } from './engine-settings.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
 import { frozenCacheSamples } from './plan.ts';
 import type { ExportFile } from './protocol.ts';
@@ -25,30 +25,7 @@ const CHECKPOINT_EVERY_DEFAULT = 50;
 export const DELTA_INFO_FILE = 'usaf-delta.json';
 
 // ---------------------------------------------------------------------------------------------
-// Settings
-
-/** The app's settings (STEPS, TRAIN_FROM and FROZEN_CACHE_N resolved) as the Trainer takes them. */
-export function trainSettings(
-  s: Settings, r: { steps: number; trainFrom: number; evalWindows: number | null; frozenCacheN: number },
-): TrainSettings {
-  return {
-    frac: s.frac, steps: r.steps, microbatch: s.microbatch, accum: s.accum, seq: s.seq, lrPeak: s.lrPeak, wd: s.wd,
-    trainFrom: r.trainFrom, reselectEvery: s.reselectEvery, evalEvery: s.evalEvery, nImportance: s.nImportance,
-    frozenCacheN: r.frozenCacheN, seed: s.seed, evalWindows: r.evalWindows,
-  };
-}
-
-/** Settings a resumed run must share with its checkpoint (they shape the optimizer state and the data order). */
-const SAME_ON_RESUME = ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed'] as const;
-
-/** The TrainSettings stored in a checkpoint, checked. */
-function savedSettings(c: TrainCheckpoint): TrainSettings {
-  const s = c.settings as Partial<Record<keyof TrainSettings, unknown>>;
-  for (const k of [...SAME_ON_RESUME, 'steps', 'lrPeak', 'wd'] as const) {
-    if (typeof s[k] !== 'number' || !Number.isFinite(s[k])) throw new Error(`the run's checkpoint has no valid ${k} setting (${String(s[k])})`);
-  }
-  return c.settings as unknown as TrainSettings;
-}
+// Checkpoints
 
 /** The run's last checkpoint, or an error in words. */
 async function lastCheckpoint(files: FileSet): Promise<TrainCheckpoint> {
@@ -118,13 +95,11 @@ async function unlessLost<T>(gpu: GpuContext, work: Promise<T>, onLost: () => vo
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-/** The stored model's weights on the GPU, experts of the trained layers in f32. */
-async function openWeights(gpu: GpuContext, spec: ModelSpec, model: FileSet, trainFrom: number) {
+/** The stored model's weights on the GPU as the run trains them (engine-settings.ts loadOptions). */
+async function openWeights(gpu: GpuContext, spec: ModelSpec, model: FileSet, s: Pick<SavedSettings, 'trainFrom' | 'trainShared' | 'quantizeExperts'>) {
   const ckpt = await openCheckpoint(model);
   try {
-    const trained = new Set<number>();
-    for (let L = trainFrom; L < spec.numLayers; L++) trained.add(L);
-    return { ckpt, weights: await loadWeights(gpu, spec, ckpt, { f32ExpertLayers: trained }) };
+    return { ckpt, weights: await loadWeights(gpu, spec, ckpt, loadOptions(spec.numLayers, s.trainFrom, s.quantizeExperts, !!s.trainShared)) };
   } catch (e) {
     await ckpt.close();
     throw e;
@@ -154,18 +129,14 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
   const heldout = inp.heldout ? windowSamples(inp.heldout, settings.seq, inp.padId) : null;
   const cacheN = inp.trainFrom > 0 ? frozenCacheSamples(settings, trainSet.count, spec, gpu.info.maxBufferSize) : 0;
   const ts = trainSettings(settings, { steps: inp.steps, trainFrom: inp.trainFrom, evalWindows: inp.evalWindows, frozenCacheN: cacheN });
+  const quant = quantSetting(settings);
 
   const resume = inp.resumeFrom && inp.resumeFrom.checkpointStep > 0 ? await lastCheckpoint(inp.runFiles) : undefined;
-  if (resume) {
-    const saved = savedSettings(resume);
-    for (const k of SAME_ON_RESUME) {
-      if (saved[k] !== ts[k]) throw new Error(`${k} was ${saved[k]} when the run was checkpointed and is ${ts[k]} now; resume with the same settings`);
-    }
-  }
+  if (resume) checkResume(savedSettings(resume.settings), ts, quant);
   if (inp.resumeFrom) await inp.events.onHistory?.((resume?.log ?? []).map((r) => JSON.stringify(r)));
   if (control.stopped) return 'stopped';
 
-  const { ckpt, weights } = await openWeights(gpu, spec, inp.model, inp.trainFrom);
+  const { ckpt, weights } = await openWeights(gpu, spec, inp.model, { ...ts, quantizeExperts: quant });
   try {
     if (control.stopped) return 'stopped';
     const trainer = new Trainer(gpu, spec, weights, ts, trainSet);
@@ -173,7 +144,7 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
     const summary = await runTraining(trainer, {
       inDomain, heldout, sink: inp.runSink, checkpointDir: '',
       checkpointEvery: ts.evalEvery > 0 ? ts.evalEvery : CHECKPOINT_EVERY_DEFAULT,
-      settings: ts as unknown as Record<string, unknown>,
+      settings: checkpointSettings(ts, quant) as unknown as Record<string, unknown>,
       events: runEvents(trainer, ts, inp.events, history),
       resume,
       control: control.next,
@@ -250,20 +221,23 @@ function start(inputs: RunInputs): RunHandle {
 // ---------------------------------------------------------------------------------------------
 // Export
 
-/** The fine-tuned tensors of a run's last checkpoint (restored into a Trainer) and the base checkpoint. */
-async function withChanged<T>(args: ExportArgs, use: (base: Checkpoint, changed: Map<string, Float32Array>, s: TrainSettings, c: TrainCheckpoint) => Promise<T>): Promise<T> {
+/**
+ * A run's last checkpoint restored into a Trainer on the weights it was trained over (4-bit or not, shared experts or
+ * not, as the checkpoint's settings say), with the base checkpoint.
+ */
+async function withTrainer<T>(args: ExportArgs, use: (base: Checkpoint, trainer: Trainer, s: SavedSettings, c: TrainCheckpoint) => Promise<T>): Promise<T> {
   const c = await lastCheckpoint(args.runFiles);
-  const s = savedSettings(c);
+  const s = savedSettings(c.settings);
   const end = beginGpuJob(args.gpu.device);
   try {
     return await unlessLost(args.gpu, (async () => {
-      const { ckpt, weights } = await openWeights(args.gpu, args.spec, args.model, s.trainFrom);
+      const { ckpt, weights } = await openWeights(args.gpu, args.spec, args.model, s);
       try {
         // Nothing is trained or evaluated: no samples, no frozen cache.
         const none: SampleSet = { count: 1, seq: s.seq, fill: () => undefined };
         const trainer = new Trainer(args.gpu, args.spec, weights, { ...s, frozenCacheN: 0 }, none);
         await trainer.restore(c);
-        return await use(ckpt, await trainer.changedTensors(), s, c);
+        return await use(ckpt, trainer, s, c);
       } finally {
         await ckpt.close();
       }
@@ -287,15 +261,18 @@ const TYPES: Record<string, string> = { json: 'application/json', safetensors: '
 const typeOf = (name: string): string | undefined => TYPES[name.split('.').pop() ?? ''];
 
 async function exportHub(args: ExportArgs): Promise<ExportFile[]> {
-  return withChanged(args, async (base, changed) => {
+  return withTrainer(args, async (base, trainer) => {
     const sink = memorySink('export');
-    await exportModel(sink, base, args.model, changed);
+    // With 4-bit experts the trained layers' experts are written whole: the dequantized base with the trained entries.
+    await exportModel(sink, base, args.model, await trainer.changedTensors());
     return [...sink.files.keys()].map((name) => ({ name, data: sink.blob(name, typeOf(name)) }));
   });
 }
 
 async function exportDelta(args: ExportArgs): Promise<ExportFile[]> {
-  return withChanged(args, async (base, changed, s, c) => {
+  return withTrainer(args, async (base, trainer, s, c) => {
+    // With 4-bit experts the delta holds only the entries training touched, over the checkpoint's own values.
+    const changed = await trainer.changedTensors(s.quantizeExperts ? base : undefined);
     const config = await readBytes(args.model, 'config.json');
     const d = await makeDelta(base, changed, { baseConfig: config, frac: s.frac, steps: c.step, extra: { run: args.runFiles.name } });
     const description = {
