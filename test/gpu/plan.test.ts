@@ -1,6 +1,7 @@
 // The memory planner against reality: on the demo model (trainFrom 4, 2×32), the bytes planMemory predicts per kind and
 // in total are within 10 % of what allocatedBytes counts after openModel + new Trainer (deltas: the device is shared).
-// The same with 4-bit experts (every layer quantized, one shared f32 scratch). The five family fixtures (MLA, shared experts, dense layers, clip_qkv, biases) are held to the same bound.
+// The same with 4-bit experts (every layer quantized, one shared f32 scratch). The five family fixtures (MLA, shared experts, dense layers, clip_qkv, biases) are held to the same bound,
+// DeepSeek-V3 and Qwen2-MoE also with their shared experts trained (trainShared).
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
@@ -14,20 +15,22 @@ function samples(count: number, seq: number): SampleSet {
   return { count, seq, fill(i, ids, targets, off) { for (let j = 0; j < seq; j++) (ids[off + j] = (i * 7 + j) % 64, targets[off + j] = j + 1 < seq ? (i * 7 + j + 1) % 64 : 0xffffffff); } };
 }
 
-async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null): Promise<void> {
+async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null, trainShared = false): Promise<void> {
   const gpu = await nodeGpu();
-  const s: TrainSettings = { frac: 0.005, steps: 1, microbatch: 2, accum: 1, seq, lrPeak: 1e-3, wd: 0, trainFrom, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null };
+  const s: TrainSettings = { frac: 0.005, steps: 1, microbatch: 2, accum: 1, seq, lrPeak: 1e-3, wd: 0, trainFrom, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null, trainShared };
   const data = samples(10, s.seq);
   const before = allocatedBytes(gpu);
-  const m = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: q4 ?? undefined });
+  const m = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: q4 ?? undefined, trainShared });
   const t = new Trainer(gpu, m.spec, m.weights, s, data);
   const after = allocatedBytes(gpu);
   const real = Object.fromEntries(KINDS.map((k) => [k, (after[k] ?? 0) - (before[k] ?? 0)])) as Record<string, number>;
   real.total = KINDS.reduce((a, k) => a + real[k]!, 0);
   const p = planMemory(m.spec, t.planned);
   expect(p.settings.quantizeExperts ?? null).toEqual(q4);
+  expect(p.settings.trainShared).toBe(trainShared);
+  if (trainShared) expect(t.shared).not.toBeNull();
   const rows = [...KINDS, 'total'].map((k) => ({ kind: k, planned: p.gpu[k as keyof typeof p.gpu], allocated: real[k]! }));
-  console.log(`${dir}${q4 ? `, 4-bit experts (G ${q4.groupSize})` : ''}`);
+  console.log(`${dir}${q4 ? `, 4-bit experts (G ${q4.groupSize})` : ''}${trainShared ? ', shared experts trained' : ''}`);
   console.table(rows);
   for (const r of rows) {
     expect(Math.abs(r.planned - r.allocated), `${r.kind}: planned ${r.planned}, allocated ${r.allocated}`).toBeLessThanOrEqual(0.1 * r.allocated);
@@ -60,5 +63,8 @@ describe('memory plan vs allocation', () => {
   });
   for (const fam of ['qwen3_moe', 'mixtral', 'olmoe', 'qwen2_moe', 'deepseek_v3']) {
     it(`${fam} fixture, trainFrom 1, 2×12: the same`, () => compare(`test/fixtures/${fam}`, 1, 12), 60_000);
+  }
+  for (const fam of ['deepseek_v3', 'qwen2_moe']) {
+    it(`${fam} fixture with trainShared, trainFrom 1, 2×12: the same (f32 shared weights, their copies, gradients, selections)`, () => compare(`test/fixtures/${fam}`, 1, 12, null, true), 60_000);
   }
 });

@@ -32,6 +32,7 @@ export const plan = command(
     frac: { type: 'number', env: 'FRAC', default: 0.005, help: 'trained share of each selection tensor' },
     'frozen-cache-n': { type: 'number', env: 'FROZEN_CACHE_N', default: 0, help: 'samples whose frozen-layer output is cached on the GPU' },
     'gpu-gib': { type: 'number', default: 24, help: 'GPU memory to fit in, GiB' },
+    'train-shared': { type: 'boolean', env: 'TRAIN_SHARED', help: 'the shared experts of the trained layers train too (DeepSeek-V3, Qwen2-MoE)' },
     ...QUANT_FLAGS,
   },
   async (f) => {
@@ -43,6 +44,7 @@ export const plan = command(
       frac: num(f, 'frac')!,
       frozenCacheN: num(f, 'frozen-cache-n')!,
       quantizeExperts: quantOption(f) ?? null,
+      trainShared: !!f['train-shared'],
     };
     const p = planMemory(spec, settings);
     const gpuBytes = Math.floor(num(f, 'gpu-gib')! * 2 ** 30);

@@ -36,6 +36,8 @@ export interface PlanSettings {
   reselectEvery?: number;
   /** Trained layers whose importance scores exist at once (the Trainer's default: all; 1 with 4-bit experts). */
   importanceGroup?: number;
+  /** The shared experts of the trained MoE layers train too (loaded in f32; shared-train.ts's buffers). */
+  trainShared?: boolean;
 }
 
 export interface PlanItem {
@@ -55,7 +57,8 @@ export interface MemoryPlan {
   gpu: ByKind;
   /**
    * Extra GPU bytes held for a while on top of `gpu`: the importance scores of Trainer.init, [2·per] + [per] per trained
-   * MoE layer of a group (none when the group is one layer: its scores live in the dense-gradient scratch).
+   * MoE layer of a group (none when the group is one layer: its scores live in the dense-gradient scratch), plus the
+   * shared experts' [2·IS·H] + [IS·H] per trained MoE layer with trainShared.
    */
   transient: number;
   /** gpu.total + transient: what must fit. */
@@ -115,15 +118,19 @@ class Items {
  * loadWeights: globals, then per layer its single tensors and the routed experts ([E, IE, H] × gate, up, [E, H, IE] down;
  * 4-bit: one gate|up and one down buffer, codes + (scale, zero) table, as quant/experts-q4.ts lays them out).
  */
-function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: number[], q4: PlanSettings['quantizeExperts']): void {
+function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: number[], q4: PlanSettings['quantizeExperts'], trainShared: boolean): void {
   for (const e of globalTensors(spec)) if (!(e.role === 'lm_head' && spec.tieEmbeddings)) single(it, e);
   const { numExperts: E, expertIntermediate: IE } = spec.moe;
   const per = E * IE * spec.hidden;
   for (const L of layers) {
     let experts = false;
+    const sharedF32 = trainShared && trained.has(L);
     for (const e of layerTensors(spec, L)) {
       if (e.role.startsWith('expert.')) experts = true;
-      else single(it, e);
+      // trained shared experts load in f32; SharedTraining frees gate and up once copied into its gate_up buffer
+      else if (sharedF32 && e.role.startsWith('shared.')) {
+        if (e.role !== 'shared.gate' && e.role !== 'shared.up') it.bytes(e.name, 'weights', weightBytes(numel(e.shape), true));
+      } else single(it, e);
     }
     if (experts && q4) {
       const lay = q4ExpertLayouts(spec, q4.groupSize);
@@ -277,6 +284,34 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
   }
   it.f32('L.dRouter', 'workspace', E * H, n);
   it.f32('L.routerBuf', 'optimizer', E * H, n);
+  sharedTrainItems(it, spec, s, moeTrained);
+}
+
+/** SharedTraining: per trained MoE layer, gate|up moved into one buffer, W0 copies, dense gradients, two selections. */
+function sharedTrainItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: number): void {
+  const sh = spec.moe.sharedExperts;
+  const n = s.trainShared && sh ? moeTrained : 0;
+  const ps = (sh?.intermediate ?? 0) * spec.hidden; // one shared weight [IS, H]
+  it.f32('L.shared.gate_up', 'weights', 2 * ps, n);
+  it.f32('L.shared.base.gate_up', 'weights', 2 * ps, n);
+  it.f32('L.shared.base.down', 'weights', ps, n);
+  it.f32('L.shared.dGate|dUp', 'workspace', ps, 2 * n);
+  it.f32('L.shared.dGateUp', 'workspace', 2 * ps, n);
+  it.f32('L.shared.dDown', 'workspace', ps, n);
+  for (const [sel, numelSel] of [['SG', 2 * ps], ['SD', ps]] as const) {
+    const k = activeCount(s.frac, numelSel);
+    it.f32(`L.${sel}.idx|master`, 'masters', k, 2 * n);
+    it.f32(`L.${sel}.m|v`, 'optimizer', k, 2 * n);
+    it.f32(`L.${sel}.grad`, 'workspace', k, n);
+  }
+}
+
+/** Bytes of the shared experts' importance accumulators (Trainer.init: [2·IS·H] + [IS·H] per trained MoE layer). */
+function sharedImportanceBytes(spec: ModelSpec, s: PlanSettings, moeTrained: number): number {
+  const sh = spec.moe.sharedExperts;
+  if (!s.trainShared || !sh) return 0;
+  const ps = sh.intermediate * spec.hidden;
+  return moeTrained * (bufBytes(2 * ps * 4) + bufBytes(ps * 4));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -304,7 +339,7 @@ export function planItems(spec: ModelSpec, s: PlanSettings, residentLayers?: num
   const it = new Items();
   const T = s.microbatch * s.seq;
   const trained = Array.from({ length: spec.numLayers - s.trainFrom }, (_, i) => s.trainFrom + i);
-  weightItems(it, spec, new Set(trained), residentLayers ?? spec.layers.map((l) => l.index), s.quantizeExperts);
+  weightItems(it, spec, new Set(trained), residentLayers ?? spec.layers.map((l) => l.index), s.quantizeExperts, !!s.trainShared);
   forwardItems(it, spec, T);
   layerActsItems(it, spec, T, trained.length);
   it.f32('xIn', 'activations', T * spec.hidden, trained.length);
@@ -339,7 +374,7 @@ export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
   const moeTrained = spec.layers.filter((l) => l.index >= s.trainFrom && l.mlp === 'moe').length;
   // Importance scores: group layers' worth, or none beyond the dense scratch when layers go one at a time.
   const group = Math.min(moeTrained, Math.max(1, s.importanceGroup ?? (s.quantizeExperts ? 1 : moeTrained)));
-  const transient = group > 1 ? group * bufBytes(2 * per * 4) + group * bufBytes(per * 4) : 0;
+  const transient = (group > 1 ? group * bufBytes(2 * per * 4) + group * bufBytes(per * 4) : 0) + sharedImportanceBytes(spec, s, moeTrained);
   const peak = gpu.total + transient;
 
   // Streamed variant: only the trained layers' weights are resident; two frozen layers' 4-bit bytes are staged.

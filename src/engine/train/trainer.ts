@@ -113,6 +113,7 @@ export function planSettings(s: TrainSettings, samples: number, weights?: ModelW
   return {
     trainFrom: s.trainFrom, microbatch: s.microbatch, seq: s.seq, frac: s.frac, frozenCacheN: Math.min(s.frozenCacheN, samples),
     quantizeExperts: q4 ? { groupSize: q4.G } : null, steps: s.steps, reselectEvery: s.reselectEvery, importanceGroup: s.importanceGroup,
+    trainShared: !!s.trainShared,
   };
 }
 

@@ -34,4 +34,19 @@ describe('usaf plan', () => {
     expect(b.out.suggestion).toMatchObject({ seq: 32 });
     expect((b.out.suggestion as Record<string, number>).trainFrom).toBeGreaterThan(4);
   });
+
+  it('--train-shared (or TRAIN_SHARED=1) adds the shared experts\' training buffers on DeepSeek-V3 and Qwen2-MoE, nothing on Qwen3-MoE', async () => {
+    for (const [fam, grows] of [['deepseek_v3', true], ['qwen2_moe', true], ['qwen3_moe', false]] as const) {
+      const args = ['--model', `test/fixtures/${fam}`, '--train-from', '1', '--seq', '12', '--gpu-gib', '1'];
+      const off = await runPlan(args);
+      const on = await runPlan([...args, '--train-shared']);
+      expect((on.out.settings as Record<string, unknown>).trainShared).toBe(true);
+      expect((off.out.settings as Record<string, unknown>).trainShared).toBe(false);
+      const total = (r: typeof on) => (r.out.gpu as Record<string, number>).total;
+      if (grows) expect(total(on)).toBeGreaterThan(total(off));
+      else expect(total(on)).toBe(total(off));
+      expect(on.out.transient as number).toBeGreaterThanOrEqual(off.out.transient as number);
+      vi.restoreAllMocks();
+    }
+  });
 });
