@@ -4,6 +4,7 @@
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
 import adamSrc from '../../../shaders/adam.wgsl?raw';
+import adamEntryTSrc from '../../../shaders/adam_entry_t.wgsl?raw';
 import scatterSrc from '../../../shaders/adam_scatter.wgsl?raw';
 import gatherSrc from '../../../shaders/adam_gather.wgsl?raw';
 import sgdSrc from '../../../shaders/adam_sgd.wgsl?raw';
@@ -16,6 +17,17 @@ export interface AdamStep {
   /** Step count t >= 1 since the last (re)selection, for bias correction. */
   t: number;
   weightDecay: number;
+  beta1?: number; // 0.9
+  beta2?: number; // 0.999
+  eps?: number; // 1e-8
+}
+
+/** SparseAdam with a count per entry: the hyper-parameters without t; counts beyond tMax use tMax's corrections. */
+export interface AdamEntryStep {
+  lr: number;
+  weightDecay: number;
+  /** Largest count the bias-correction table holds (its length is 2 * (tMax + 1)). */
+  tMax: number;
   beta1?: number; // 0.9
   beta2?: number; // 0.999
   eps?: number; // 1e-8
@@ -46,6 +58,20 @@ export function adamParams(n: number, h: AdamStep, useGuard: boolean): ArrayBuff
   return buf;
 }
 
+/** The per-entry kernel's table [2 * (tMax + 1)]: (1 - beta1^t, 1 - beta2^t) for t = 0..tMax, as adamParams rounds them. */
+export function adamBiasTable(tMax: number, beta1 = 0.9, beta2 = 0.999): Float32Array {
+  const out = new Float32Array(2 * (tMax + 1));
+  for (let t = 0; t <= tMax; t++) (out[2 * t] = 1 - beta1 ** t, out[2 * t + 1] = 1 - beta2 ** t);
+  return out;
+}
+
+export function adamEntryParams(n: number, h: AdamEntryStep, useGuard: boolean): ArrayBuffer {
+  const buf = new ArrayBuffer(48);
+  new Uint32Array(buf, 0, 4).set([n, useGuard ? 1 : 0, h.tMax, 0]);
+  new Float32Array(buf, 16, 5).set([h.lr, h.beta1 ?? 0.9, h.beta2 ?? 0.999, h.eps ?? 1e-8, h.weightDecay]);
+  return buf;
+}
+
 export function sgdParams(n: number, h: SgdStep, useGuard: boolean): ArrayBuffer {
   const buf = new ArrayBuffer(32);
   new Uint32Array(buf, 0, 4).set([n, useGuard ? 1 : 0, h.hasBuf ? 1 : 0, 0]);
@@ -65,6 +91,16 @@ export function sparseAdam(enc: Encoder, master: GPUBuffer, m: GPUBuffer, v: GPU
   if (n === 0) return;
   const k = kernel(enc.gpu, { name: 'adam.sparse_adam', code: adamSrc, entryPoint: 'sparse_adam', constants: { WG } });
   k.dispatch(enc, [grad, guard ?? grad, master, m, v], [groups(n)], adamParams(n, h, guard !== null));
+}
+
+/**
+ * As sparseAdam, with entry j's own step count: steps[j] += 1, then bias corrections bc [2 * (tMax + 1)] (adamBiasTable,
+ * same betas as h) at that count. master, m, v, steps [n] updated in place (all skipped when guard[0] != 0).
+ */
+export function sparseAdamEntryT(enc: Encoder, master: GPUBuffer, m: GPUBuffer, v: GPUBuffer, steps: GPUBuffer, grad: GPUBuffer, guard: GPUBuffer | null, bc: GPUBuffer, n: number, h: AdamEntryStep): void {
+  if (n === 0) return;
+  const k = kernel(enc.gpu, { name: 'adam.sparse_adam_entry_t', code: adamEntryTSrc, entryPoint: 'sparse_adam_entry_t', constants: { WG } });
+  k.dispatch(enc, [grad, guard ?? grad, bc, master, m, v, steps], [groups(n)], adamEntryParams(n, h, guard !== null));
 }
 
 /**

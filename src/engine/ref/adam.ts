@@ -1,7 +1,7 @@
 // CPU float64 oracle of the optimizer steps (tests only). Same signatures as ops/adam.ts; bf16 targets are u32 words.
 // SparseAdam and router SGD exactly as METHOD.md; scatter rounds to bf16 (nearest even) when the target is bf16.
 
-import type { AdamStep, SgdStep, WeightTarget } from '../ops/adam.ts';
+import type { AdamEntryStep, AdamStep, SgdStep, WeightTarget } from '../ops/adam.ts';
 import { bf16ToF32, f32ToBf16 } from '../io/dtype.ts';
 
 type Arr = ArrayLike<number>;
@@ -17,6 +17,20 @@ export function sparseAdam(master: Float64Array, m: Float64Array, v: Float64Arra
     m[j] = b1 * m[j]! + (1 - b1) * g;
     v[j] = b2 * v[j]! + (1 - b2) * g * g;
     master[j]! -= (h.lr * (m[j]! / (1 - b1 ** h.t))) / (Math.sqrt(v[j]! / (1 - b2 ** h.t)) + eps);
+  }
+}
+
+/** As sparseAdam with entry j's own count: steps[j] += 1, bias corrections at min(steps[j], tMax) (float64, no table). */
+export function sparseAdamEntryT(master: Float64Array, m: Float64Array, v: Float64Array, steps: Uint32Array, grad: Arr, guard: Guard, n: number, h: AdamEntryStep): void {
+  if (skip(guard)) return;
+  const b1 = h.beta1 ?? 0.9, b2 = h.beta2 ?? 0.999, eps = h.eps ?? 1e-8;
+  for (let j = 0; j < n; j++) {
+    steps[j]! += 1;
+    const t = Math.min(steps[j]!, h.tMax);
+    const g = grad[j]! + h.weightDecay * master[j]!;
+    m[j] = b1 * m[j]! + (1 - b1) * g;
+    v[j] = b2 * v[j]! + (1 - b2) * g * g;
+    master[j]! -= (h.lr * (m[j]! / (1 - b1 ** t))) / (Math.sqrt(v[j]! / (1 - b2 ** t)) + eps);
   }
 }
 

@@ -1,5 +1,7 @@
 // adam: SparseAdam (3 steps), master scatter/gather (f32 and bf16 at an odd offset, neighbouring pairs), router SGD
 // (first step then momentum) and the non-finite guard, GPU vs the float64 oracle; oracle's first step is lr*sign(g).
+// SparseAdam with a step count per entry (random counts, some past the table): vs its oracle, NaN sentinels past n
+// untouched, and bit-identical to the global-t kernel when every count is the same.
 import { describe, expect, it } from 'vitest';
 import * as gpuOp from '../../../src/engine/ops/adam.ts';
 import * as ref from '../../../src/engine/ref/adam.ts';
@@ -39,6 +41,51 @@ describe('adam', () => {
     expectClose(await readF32(gpu, m), mr, 1e-7, 1e-5, 'm');
     expectClose(await readF32(gpu, v), vr, 1e-9, 1e-5, 'v');
     expectClose(await readF32(gpu, master), wr, 1e-6, 1e-5, 'master');
+  });
+
+  it('SparseAdam with per-entry step counts matches its oracle over 3 steps (guard skips, sentinels past n untouched)', async () => {
+    const gpu = await testGpu();
+    const pad = 7, tMax = 50;
+    const r = rng(50);
+    const t0 = Uint32Array.from({ length: n }, () => Math.floor(r() * 60)); // 0 = a grown entry; > tMax: clamped
+    const w0 = randn(n, 51), m0 = randn(n, 52, 0.01), v0 = randn(n, 53, 0.01).map(Math.abs);
+    for (let j = 0; j < n; j++) if (t0[j] === 0) (m0[j] = 0, v0[j] = 0);
+    const withTail = (a: ArrayLike<number>) => f32Buffer(gpu, [...Array.from(a), ...new Array(pad).fill(NaN)]);
+    const master = withTail(w0), m = withTail(m0), v = withTail(v0);
+    const steps = u32Buffer(gpu, [...Array.from(t0), ...new Array(pad).fill(0xdeadbeef)]);
+    const bc = f32Buffer(gpu, gpuOp.adamBiasTable(tMax));
+    const wr = Float64Array.from(w0), mr = Float64Array.from(m0), vr = Float64Array.from(v0), tr = t0.slice();
+    const set = u32Buffer(gpu, [1]);
+    for (let s = 1; s <= 3; s++) {
+      const g = randn(n, 60 + s, 0.1);
+      const h = { lr: 2e-3 * s, tMax, weightDecay: wd };
+      await run(gpu, (enc) => gpuOp.sparseAdamEntryT(enc, master, m, v, steps, f32Buffer(gpu, g), s === 2 ? u32Buffer(gpu, [0]) : null, bc, n, h));
+      ref.sparseAdamEntryT(wr, mr, vr, tr, g, null, n, h);
+      await run(gpu, (enc) => gpuOp.sparseAdamEntryT(enc, master, m, v, steps, f32Buffer(gpu, g), set, bc, n, h));
+      ref.sparseAdamEntryT(wr, mr, vr, tr, g, [1], n, h);
+    }
+    expect(Array.from(tr.subarray(0, 5))).toEqual(Array.from(t0.subarray(0, 5), (x) => x + 3));
+    const gotSteps = await readU32(gpu, steps);
+    expect(Array.from(gotSteps.subarray(0, n))).toEqual(Array.from(tr));
+    expect(Array.from(gotSteps.subarray(n))).toEqual(new Array(pad).fill(0xdeadbeef));
+    for (const [name, buf, want, atol] of [['m', m, mr, 1e-7], ['v', v, vr, 1e-9], ['master', master, wr, 1e-6]] as const) {
+      const got = await readF32(gpu, buf);
+      expectClose(got.subarray(0, n), want, atol, 1e-5, name);
+      expect(Array.from(got.subarray(n)).every(Number.isNaN), `${name} past n`).toBe(true);
+    }
+  });
+
+  it('SparseAdam with per-entry counts all equal to t-1 is bit-identical to the global-t kernel at t', async () => {
+    const gpu = await testGpu();
+    const t = 7;
+    const w0 = randn(n, 70), m0 = randn(n, 71, 0.01), v0 = randn(n, 72, 0.01).map(Math.abs), g = f32Buffer(gpu, randn(n, 73, 0.1));
+    const a = [f32Buffer(gpu, w0), f32Buffer(gpu, m0), f32Buffer(gpu, v0)] as const;
+    const b = [f32Buffer(gpu, w0), f32Buffer(gpu, m0), f32Buffer(gpu, v0)] as const;
+    await run(gpu, (enc) => {
+      gpuOp.sparseAdam(enc, a[0], a[1], a[2], g, null, n, { lr: 3e-3, t, weightDecay: wd });
+      gpuOp.sparseAdamEntryT(enc, b[0], b[1], b[2], u32Buffer(gpu, new Uint32Array(n).fill(t - 1)), g, null, f32Buffer(gpu, gpuOp.adamBiasTable(10)), n, { lr: 3e-3, tMax: 10, weightDecay: wd });
+    });
+    for (let i = 0; i < 3; i++) expect(Array.from(await readF32(gpu, b[i]!))).toEqual(Array.from(await readF32(gpu, a[i]!)));
   });
 
   // active entries with an even/odd pair sharing a bf16 word, a lone odd, a lone even, first and last
