@@ -2,8 +2,8 @@
 import { command, str, num } from '../command.ts';
 import { nodeGpu } from '../../node/gpu.ts';
 import { openModel, QUANT_FLAGS, quantOption } from '../load-model.ts';
-import { Forward } from '../../engine/train/forward.ts';
-import { tokenizeFile, windowBatch, windowCount } from '../dataset.ts';
+import { tokenizeFile, windowCount } from '../dataset.ts';
+import { evalWindows } from '../eval-windows.ts';
 
 export const evalCmd = command(
   'eval',
@@ -25,22 +25,8 @@ export const evalCmd = command(
     const windows = Math.min(total, num(f, 'max-windows') ?? total);
     const gpu = await nodeGpu();
     const model = await openModel(gpu, modelDir, { quantizeExperts: quantOption(f) });
-    const fwd = new Forward(gpu, model.spec, model.weights, { maxTokens: batch * seq });
-    const pad = ds.all.ids[ds.all.ids.length - 1] ?? 0;
-    let sum = 0;
-    let n = 0;
-    const t0 = performance.now();
-    for (let w = 0; w < windows; w += batch) {
-      const count = Math.min(batch, windows - w);
-      const { ids, targets } = windowBatch(ds.all, w, count, seq, pad);
-      const r = await fwd.run(ids, count, seq, { targets });
-      sum += r.sumLoss;
-      n += r.tokens;
-      if (process.stderr.isTTY || process.env.USAF_PROGRESS) process.stderr.write(`\reval ${Math.min(w + count, windows)}/${windows} windows, loss ${(sum / n).toFixed(4)}`);
-    }
-    if (process.stderr.isTTY || process.env.USAF_PROGRESS) process.stderr.write('\n');
-    const loss = sum / n;
-    console.log(JSON.stringify({ model: modelDir, data: str(f, 'data'), seq, windows, windows_total: total, tokens_total: ds.all.ids.length, tokens_scored: n, loss, ppl: Math.exp(loss), sec: +((performance.now() - t0) / 1000).toFixed(1) }));
+    const r = await evalWindows(gpu, model.spec, model.weights, ds.all, { seq, batch, windows });
+    console.log(JSON.stringify({ model: modelDir, data: str(f, 'data'), seq, windows, windows_total: total, tokens_total: ds.all.ids.length, tokens_scored: r.tokens, loss: r.loss, ppl: Math.exp(r.loss), sec: r.sec }));
     return 0;
   },
 );
