@@ -5,7 +5,8 @@
 # Then copy $OUT/* to bench/results/<date>-h200/ and commit.
 #   B.9  two 180-step seed-method runs of the demo model (LR 2e-4 and 2e-3, layers 4-7, unquantized), in parallel
 #   A.10/B.10  npm run bench's JSON (matmul GFLOP/s, forward and training tok/s with phase shares)
-#   C.8  the synthetic Qwen3-30B-A3B scale bench, when the CLI has it
+#   C.8  the synthetic Qwen3-30B-A3B scale bench (2x512 and 8x512)
+#   C.2  quant-report of the demo model with the full held-out PPL, 4-bit experts vs unquantized
 set -uo pipefail
 OUT=${OUT:-bench-out}; mkdir -p "$OUT"
 CLI=${CLI:-.gpu/cli/usaf.mjs}; NODE=${NODE:-node}
@@ -19,10 +20,10 @@ train() { # name lr
 }
 train demo-lr2e-4 2e-4 & train demo-lr2e-3 2e-3 & wait
 timeout 150 "$NODE" "$CLI" bench > "$OUT/bench.json" 2> "$OUT/bench.stderr"; echo "bench rc=$?" >> "$OUT/status.txt"
-if "$NODE" "$CLI" bench --help 2>/dev/null | grep -q -- --synthetic; then
-  for mb in 2 8; do
-    timeout 120 "$NODE" "$CLI" bench --synthetic qwen3-30b-a3b --train-layers 8 --microbatch $mb --seq 512 \
-      > "$OUT/synthetic-qwen3-30b-a3b-${mb}x512.json" 2> "$OUT/synthetic-${mb}.stderr"; echo "synthetic $mb rc=$?" >> "$OUT/status.txt"
-  done
-fi
+timeout 150 "$NODE" "$CLI" quant-report --model $M --data $D/heldout.jsonl --seq 512 > "$OUT/quant-report-demo.json" 2> "$OUT/quant-report.stderr"
+echo "quant-report rc=$?" >> "$OUT/status.txt"
+for mb in 2 8; do
+  timeout 120 "$NODE" "$CLI" bench --synthetic qwen3-30b-a3b --train-layers 8 --microbatch $mb --seq 512 \
+    > "$OUT/synthetic-qwen3-30b-a3b-${mb}x512.json" 2> "$OUT/synthetic-${mb}.stderr"; echo "synthetic $mb rc=$?" >> "$OUT/status.txt"
+done
 cat "$OUT/status.txt"; tail -n 3 "$OUT"/*/summary.json 2>/dev/null | head -40
