@@ -149,7 +149,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   {
     key: 'quantizeExperts', code: 'qe', label: 'QUANTIZE_EXPERTS', title: 'Quantize experts to 4 bits', kind: 'bool',
     default: false, unit: 'on / off', group: 'memory',
-    description: 'Store the frozen base expert weights in 4 bits (trained entries keep float32 masters).',
+    description: 'Keep the routed expert weights of every layer in 4 bits on the GPU (quantized while loading); trained entries keep float32 masters over the dequantized 4-bit base (the export writes the trained layers\' experts from that base).',
   },
   {
     key: 'quantGroupSize', code: 'qg', label: 'QUANT_GROUP', title: 'Quantization group size', kind: 'choice',

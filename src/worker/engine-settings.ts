@@ -43,6 +43,26 @@ export function loadOptions(numLayers: number, trainFrom: number, quant: QuantSe
   return o;
 }
 
+/** Everything the binding gives the engine for a run of `s` on a model of `numLayers` layers. */
+export interface RunConfig {
+  train: TrainSettings;
+  quant: QuantSetting;
+  load: LoadOptions;
+  /** The checkpoint's settings (what resume and export read back with savedSettings). */
+  checkpoint: SavedSettings;
+}
+
+export function runConfig(s: Settings, r: Resolved, numLayers: number): RunConfig {
+  const train = trainSettings(s, r);
+  const quant = quantSetting(s);
+  return { train, quant, load: loadOptions(numLayers, r.trainFrom, quant, s.trainShared), checkpoint: checkpointSettings(train, quant) };
+}
+
+/** loadWeights' options for restoring a checkpointed run (export): the weights it was trained over. */
+export function savedLoadOptions(saved: SavedSettings, numLayers: number): LoadOptions {
+  return loadOptions(numLayers, saved.trainFrom, saved.quantizeExperts, !!saved.trainShared);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checkpoints
 

@@ -13,9 +13,9 @@ import { exportModel } from '../engine/train/export.ts';
 import { runTraining, type RunEvents } from '../engine/train/run.ts';
 import { windowSamples } from '../engine/train/samples.ts';
 import { Trainer, type EvalRecord, type ReselectRecord, type SampleSet, type StepRecord, type TrainSettings } from '../engine/train/trainer.ts';
-import { loadWeights } from '../engine/train/weights.ts';
+import { loadWeights, type LoadOptions } from '../engine/train/weights.ts';
 import type { EngineBinding, EngineEvents, ExportArgs, RunHandle, RunInputs } from './engine-binding.ts';
-import { checkpointSettings, checkResume, loadOptions, quantSetting, savedSettings, trainSettings, type SavedSettings } from './engine-settings.ts';
+import { checkResume, runConfig, savedLoadOptions, savedSettings, type SavedSettings } from './engine-settings.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
 import { frozenCacheSamples } from './plan.ts';
 import type { ExportFile } from './protocol.ts';
@@ -95,11 +95,11 @@ async function unlessLost<T>(gpu: GpuContext, work: Promise<T>, onLost: () => vo
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-/** The stored model's weights on the GPU as the run trains them (engine-settings.ts loadOptions). */
-async function openWeights(gpu: GpuContext, spec: ModelSpec, model: FileSet, s: Pick<SavedSettings, 'trainFrom' | 'trainShared' | 'quantizeExperts'>) {
+/** The stored model's weights on the GPU, loaded as the run trains them (engine-settings.ts loadOptions). */
+async function openWeights(gpu: GpuContext, spec: ModelSpec, model: FileSet, opts: LoadOptions) {
   const ckpt = await openCheckpoint(model);
   try {
-    return { ckpt, weights: await loadWeights(gpu, spec, ckpt, loadOptions(spec.numLayers, s.trainFrom, s.quantizeExperts, !!s.trainShared)) };
+    return { ckpt, weights: await loadWeights(gpu, spec, ckpt, opts) };
   } catch (e) {
     await ckpt.close();
     throw e;
@@ -128,15 +128,15 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
   const inDomain = inp.inDomainEval === inp.train ? trainSet : windowSamples(inp.inDomainEval, settings.seq, inp.padId);
   const heldout = inp.heldout ? windowSamples(inp.heldout, settings.seq, inp.padId) : null;
   const cacheN = inp.trainFrom > 0 ? frozenCacheSamples(settings, trainSet.count, spec, gpu.info.maxBufferSize) : 0;
-  const ts = trainSettings(settings, { steps: inp.steps, trainFrom: inp.trainFrom, evalWindows: inp.evalWindows, frozenCacheN: cacheN });
-  const quant = quantSetting(settings);
+  const cfg = runConfig(settings, { steps: inp.steps, trainFrom: inp.trainFrom, evalWindows: inp.evalWindows, frozenCacheN: cacheN }, spec.numLayers);
+  const ts = cfg.train;
 
   const resume = inp.resumeFrom && inp.resumeFrom.checkpointStep > 0 ? await lastCheckpoint(inp.runFiles) : undefined;
-  if (resume) checkResume(savedSettings(resume.settings), ts, quant);
+  if (resume) checkResume(savedSettings(resume.settings), ts, cfg.quant);
   if (inp.resumeFrom) await inp.events.onHistory?.((resume?.log ?? []).map((r) => JSON.stringify(r)));
   if (control.stopped) return 'stopped';
 
-  const { ckpt, weights } = await openWeights(gpu, spec, inp.model, { ...ts, quantizeExperts: quant });
+  const { ckpt, weights } = await openWeights(gpu, spec, inp.model, cfg.load);
   try {
     if (control.stopped) return 'stopped';
     const trainer = new Trainer(gpu, spec, weights, ts, trainSet);
@@ -144,7 +144,7 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
     const summary = await runTraining(trainer, {
       inDomain, heldout, sink: inp.runSink, checkpointDir: '',
       checkpointEvery: ts.evalEvery > 0 ? ts.evalEvery : CHECKPOINT_EVERY_DEFAULT,
-      settings: checkpointSettings(ts, quant) as unknown as Record<string, unknown>,
+      settings: cfg.checkpoint as unknown as Record<string, unknown>,
       events: runEvents(trainer, ts, inp.events, history),
       resume,
       control: control.next,
@@ -231,7 +231,7 @@ async function withTrainer<T>(args: ExportArgs, use: (base: Checkpoint, trainer:
   const end = beginGpuJob(args.gpu.device);
   try {
     return await unlessLost(args.gpu, (async () => {
-      const { ckpt, weights } = await openWeights(args.gpu, args.spec, args.model, s);
+      const { ckpt, weights } = await openWeights(args.gpu, args.spec, args.model, savedLoadOptions(s, args.spec.numLayers));
       try {
         // Nothing is trained or evaluated: no samples, no frozen cache.
         const none: SampleSet = { count: 1, seq: s.seq, fill: () => undefined };

@@ -6,6 +6,7 @@ import type { ModelSpec } from '../engine/model/index.ts';
 import { KINDS, planMemory, suggestSettings, type Kind, type MemoryPlan as EnginePlan, type PlanSettings } from '../engine/plan/memory.ts';
 import { activeCount } from '../engine/train/schedule.ts';
 import { resolveSteps, resolveTrainFrom, type Settings } from '../presets/schema.ts';
+import { quantSetting } from './engine-settings.ts';
 import type { MemoryPlan, PlanItem } from './protocol.ts';
 
 /** Frozen-cache samples the worker allocates: FROZEN_CACHE_N (auto = every training window), within one GPU buffer. */
@@ -20,7 +21,12 @@ export function planSettings(spec: ModelSpec, settings: Settings, trainTokens: n
   const trainFrom = resolveTrainFrom(settings, spec.numLayers);
   const windows = trainTokens === null ? 0 : Math.ceil(trainTokens / settings.seq);
   const frozenCacheN = trainFrom > 0 ? frozenCacheSamples(settings, windows, spec, maxBufferSize) : 0;
-  return { trainFrom, microbatch: settings.microbatch, seq: settings.seq, frac: settings.frac, frozenCacheN };
+  return {
+    trainFrom, microbatch: settings.microbatch, seq: settings.seq, frac: settings.frac, frozenCacheN,
+    quantizeExperts: quantSetting(settings), trainShared: settings.trainShared,
+    // 4-bit runs size their overlays for the run's reselections
+    steps: trainTokens === null ? settings.steps : resolveSteps(settings, trainTokens), reselectEvery: settings.reselectEvery,
+  };
 }
 
 const KIND_LABEL: Record<Kind, string> = {
@@ -31,6 +37,8 @@ const KIND_LABEL: Record<Kind, string> = {
   cache: 'Frozen cache',
   workspace: 'Workspace (gradients, backward, loss)',
 };
+
+const WEIGHTS_Q4 = 'Weights (routed experts of every layer in 4 bits, also the trained layers\' base W0; the rest bf16, routers f32)';
 
 const GiB = 2 ** 30;
 const gib = (b: number): string => `${(b / GiB).toFixed(b < 10 * GiB ? 2 : 1)} GiB`;
@@ -49,11 +57,17 @@ function limitProblems(p: EnginePlan, info: GpuInfo): string[] {
   return out;
 }
 
-function suggestionText(spec: ModelSpec, s: PlanSettings, budget: number): string {
+function suggestionText(spec: ModelSpec, s: PlanSettings, budget: number, groupSize: number): string {
   const x = suggestSettings(spec, s, budget);
-  if (!x) return `Nothing fits in ${gib(budget)} with this engine: not even the top layer at MICROBATCH 1 (frozen layers are kept in bf16 on the GPU until 4-bit streaming lands).`;
-  return `Closest settings that fit ${gib(budget)}: TRAIN_FROM ${x.trainFrom}, MICROBATCH ${x.microbatch}, FROZEN_CACHE_N ${x.frozenCacheN}.`;
+  const fit = (y: PlanSettings) => `TRAIN_FROM ${y.trainFrom}, MICROBATCH ${y.microbatch}, FROZEN_CACHE_N ${y.frozenCacheN}`;
+  if (x) return `Closest settings that fit ${gib(budget)}: ${fit(x)}.`;
+  const q = s.quantizeExperts ? null : suggestSettings(spec, { ...s, quantizeExperts: { groupSize } }, budget);
+  if (q) return `Nothing fits ${gib(budget)} with unquantized experts; with QUANTIZE_EXPERTS on: ${fit(q)}.`;
+  return `Nothing fits in ${gib(budget)} with this engine: not even the top layer at MICROBATCH 1 (frozen layers stay resident on the GPU until streaming them lands).`;
 }
+
+/** Settings the worker's engine binding does not pass on yet (engine-settings.ts trainSettings). */
+const NOT_APPLIED: [keyof Settings, string][] = [['perEntryStep', 'PER_ENTRY_STEP'], ['accumulatedReselect', 'ACCUMULATED_RESELECT']];
 
 export interface AppPlanArgs {
   gpu: GpuInfo | null;
@@ -70,6 +84,7 @@ export function appPlan(a: AppPlanArgs): MemoryPlan {
   const p = planMemory(a.spec, s);
   const items: PlanItem[] = KINDS.filter((k) => p.gpu[k] > 0).map((k) => ({
     label: k === 'cache' ? `${KIND_LABEL[k]} (${s.frozenCacheN.toLocaleString('en-US')} sequences)`
+      : k === 'weights' && s.quantizeExperts ? WEIGHTS_Q4
       : k === 'activations' ? `${KIND_LABEL[k]} (${s.microbatch} × ${s.seq} tokens)` : KIND_LABEL[k],
     bytes: p.gpu[k], where: 'gpu',
   }));
@@ -83,15 +98,15 @@ export function appPlan(a: AppPlanArgs): MemoryPlan {
   const budget = a.gpuMemoryBytes;
   const fitsBudget = budget === null || p.fits(budget);
   if (budget === null) notes.push('WebGPU does not report how much memory the GPU has: enter it to check the total.');
-  else if (!fitsBudget) notes.push(`Peak ${gib(p.peak)} does not fit in ${gib(budget)}. ${suggestionText(a.spec, s, budget)}`);
+  else if (!fitsBudget) notes.push(`Peak ${gib(p.peak)} does not fit in ${gib(budget)}. ${suggestionText(a.spec, s, budget, a.settings.quantGroupSize)}`);
   if (s.trainFrom > 0) {
     const sf = p.streamedFrozen;
-    notes.push(`With the frozen layers streamed in 4 bits (issue C, not in this engine build yet) the peak would be ${gib(sf.peak)}${budget === null ? '' : sf.fits(budget) ? ', which fits' : ', which does not fit either'}.`);
+    notes.push(`With the frozen layers streamed in from 4-bit storage instead of resident (not in this engine build yet), the peak would be ${gib(sf.peak)}${budget === null ? '' : sf.fits(budget) ? ', which fits' : ', which does not fit either'}.`);
   }
   if (!a.gpu) notes.push('No GPU: training needs WebGPU.');
   if (a.trainTokens === null) notes.push('Choose a training dataset (for this model) to size the frozen cache and EPOCHS.');
-  if (a.settings.quantizeExperts) notes.push('QUANTIZE_EXPERTS is not applied by this engine build yet: the frozen experts stay in bf16.');
-  if (a.settings.keepAdamState || a.settings.perEntryStep || a.settings.accumulatedReselect) notes.push('The improvements over the seed are not applied by this engine build yet: the run follows METHOD.md.');
+  const notApplied = NOT_APPLIED.filter(([k]) => a.settings[k]).map(([, label]) => label);
+  if (notApplied.length) notes.push(`${notApplied.join(' and ')} ${notApplied.length > 1 ? 'are' : 'is'} not applied by this engine build yet: the run trains without ${notApplied.length > 1 ? 'them' : 'it'}.`);
 
   const { numExperts: E, expertIntermediate: IE } = a.spec.moe;
   const per = E * IE * a.spec.hidden;

@@ -23,6 +23,14 @@ describe('encode', () => {
     expect(h).toBe('#p=1.st:300,lr:2e-3,tf:2,qe:1');
   });
 
+  it('TRAIN_SHARED travels as sh:1 and reads back', () => {
+    expect(encodePresetHash({ ...DEFAULTS, trainShared: true })).toBe('#p=1.sh:1');
+    const r = decodePresetHash('#p=1.sh:1,qe:1');
+    expect(r && r.ok && [r.settings.trainShared, r.settings.quantizeExperts, r.changed]).toEqual([true, true, ['trainShared', 'quantizeExperts']]);
+    expect(decodePresetHash('#p=1.sh:0')).toMatchObject({ ok: true, settings: { trainShared: false } });
+    expect(refused('#p=1.sh:2')).toMatch(/TRAIN_SHARED: expected 1 \(on\) or 0 \(off\), got "2"/);
+  });
+
   it('writes numbers in their shortest exact form', () => {
     expect(formatNumber(0.0002)).toBe('2e-4');
     expect(formatNumber(0.05)).toBe('0.05');
@@ -52,6 +60,8 @@ describe('round trip', () => {
       { frac: 1e-6, steps: 1_000_000, epochs: 0.25, seq: 8, lrPeak: 3.3e-7, wd: 0, trainFrom: 0 },
       { trainFrom: 1023, reselectEvery: 0, evalEvery: 0, nImportance: 10_000, frozenCacheN: 100_000_000 },
       { quantizeExperts: true, quantGroupSize: 64, seed: 4_294_967_295, keepAdamState: true, perEntryStep: true, accumulatedReselect: true },
+      { trainShared: true },
+      { trainShared: true, quantizeExperts: true, keepAdamState: true },
       { lrPeak: 0.1 + 0.2, frac: 1 / 3 },
     ];
     for (const c of cases) {
@@ -173,7 +183,7 @@ describe('schema', () => {
     expect(DEFAULTS).toMatchObject({
       frac: 0.005, steps: 180, epochs: 0, microbatch: 2, accum: 1, seq: 512, lrPeak: 2e-4, wd: 0.005,
       trainFrom: null, reselectEvery: 50, evalEvery: 15, nImportance: 3, quantGroupSize: 128,
-      keepAdamState: false, perEntryStep: false, accumulatedReselect: false,
+      keepAdamState: false, perEntryStep: false, accumulatedReselect: false, trainShared: false,
     });
   });
 });

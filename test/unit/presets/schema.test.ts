@@ -59,6 +59,25 @@ describe('validateSettings', () => {
     for (const p of BUILTIN_PRESETS) expect(validateSettings(p.settings).ok).toBe(true);
     expect(BUILTIN_PRESETS.map((p) => p.name)).toEqual(['Demo', 'Qwen3-30B-A3B on a 12 GB GPU', 'Qwen3-30B-A3B on a 24 GB GPU']);
   });
+
+  it('the Qwen3-30B-A3B presets run with 4-bit experts; the demo follows METHOD.md (all defaults)', () => {
+    expect(BUILTIN_PRESETS.map((p) => [p.id, p.settings.quantizeExperts, p.settings.quantGroupSize])).toEqual([
+      ['demo', false, 128], ['qwen3-30b-a3b-12gb', true, 64], ['qwen3-30b-a3b-24gb', true, 128],
+    ]);
+    expect(BUILTIN_PRESETS[0]!.settings).toEqual(DEFAULTS);
+  });
+
+  it('TRAIN_SHARED: an on/off setting of the trained entries, off by default, saying where it applies', () => {
+    const spec = SETTING_BY_KEY.get('trainShared')!;
+    expect(spec).toMatchObject({ code: 'sh', label: 'TRAIN_SHARED', kind: 'bool', default: false, group: 'selection' });
+    expect(spec.description).toMatch(/shared experts of DeepSeek-V3 \/ Qwen2-MoE as sparse selection tensors.*Ignored for families without shared experts/);
+    expect(validateSettings({ trainShared: true })).toEqual({ ok: true, settings: { ...DEFAULTS, trainShared: true } });
+    expect(validateSettings({ trainShared: 'yes' })).toEqual({ ok: false, errors: ['TRAIN_SHARED: expected on or off (true/false), got "yes"'] });
+  });
+
+  it('ACCUMULATED_RESELECT says what the engine does: N_IMPORTANCE microbatches, like the first selection', () => {
+    expect(SETTING_BY_KEY.get('accumulatedReselect')!.description).toMatch(/\|gradient\| summed over N_IMPORTANCE microbatches, like the first selection, instead of one microbatch/);
+  });
 });
 
 describe('resolution', () => {

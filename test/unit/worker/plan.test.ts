@@ -1,5 +1,6 @@
 // Contract: the app's memory plan (worker/plan.ts) is the engine planner's: the same peak as `usaf plan` for the same
 // settings, each built-in preset planned on its own model, and the GPU's buffer limits and the memory given judged.
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { plan as planCommand } from '../../../src/cli/commands/plan.ts';
 import type { GpuInfo } from '../../../src/engine/gpu/device.ts';
@@ -11,6 +12,7 @@ import { appPlan, planSettings } from '../../../src/worker/plan.ts';
 const GiB = 2 ** 30;
 const demo = parseConfig(PRESET_MODEL_CONFIGS['usaf-demo-moe']);
 const qwen = parseConfig(PRESET_MODEL_CONFIGS['Qwen/Qwen3-30B-A3B']);
+const qwen2 = parseConfig(JSON.parse(readFileSync('test/unit/model/configs/Qwen1.5-MoE-A2.7B.json', 'utf8')));
 
 /** Limits as a browser reports them (only the two the plan reads matter). */
 const gpu = (maxBufferSize: number, maxStorageBufferBindingSize: number): GpuInfo =>
@@ -27,10 +29,13 @@ async function cliPlan(argv: string[]): Promise<{ code: number; out: { peak: num
 describe('app memory plan', () => {
   afterEach(() => vi.restoreAllMocks());
 
-  it('agrees with `usaf plan` on the demo and Qwen3-30B-A3B configs (no dataset: no frozen cache)', async () => {
+  it('agrees with `usaf plan` on the demo, Qwen3-30B-A3B (also with 4-bit experts) and Qwen1.5-MoE (trained shared experts) configs (no dataset: no frozen cache)', async () => {
     const cases: [string, typeof demo, Partial<Settings>, string[]][] = [
       ['public/models/usaf-demo-moe/config.json', demo, { seq: 96, microbatch: 3 }, ['--seq', '96', '--microbatch', '3']],
       ['src/presets/configs/Qwen3-30B-A3B.json', qwen, { trainFrom: 44, microbatch: 1 }, ['--train-from', '44', '--microbatch', '1']],
+      ['public/models/usaf-demo-moe/config.json', demo, { quantizeExperts: true, quantGroupSize: 64 }, ['--quantize-experts', '--group-size', '64']],
+      ['src/presets/configs/Qwen3-30B-A3B.json', qwen, { quantizeExperts: true }, ['--quantize-experts']],
+      ['test/unit/model/configs/Qwen1.5-MoE-A2.7B.json', qwen2, { trainShared: true, microbatch: 1 }, ['--train-shared', '--microbatch', '1']],
     ];
     for (const [path, spec, over, flags] of cases) {
       const settings = { ...DEFAULTS, ...over };
@@ -75,13 +80,60 @@ describe('app memory plan', () => {
         expect(r.fits).toBe(true);
         expect(r.trainFrom).toBe(4);
       } else {
-        // Frozen layers stay resident in bf16 until 4-bit streaming lands: ~57 GB of weights alone.
+        // 4-bit experts, but every frozen layer resident (streaming them is future work): ~18 GB of weights alone.
+        expect(p.settings.quantizeExperts).toBe(true);
+        expect(r.items[0]!.label).toMatch(/4 bits/);
         expect(r.trainFrom).toBe(40);
         expect(r.gpuBytes).toBeGreaterThan(budget!);
         expect(r.fits).toBe(false);
         expect(r.notes.join(' ')).toMatch(/does not fit in (12|24)\.0 GiB/);
-        expect(r.notes.join(' ')).toMatch(/streamed in 4 bits/);
+        expect(r.notes.join(' ')).toMatch(/streamed in from 4-bit storage instead of resident \(not in this engine build yet\)/);
+        expect(r.notes.join(' ')).not.toMatch(/not applied/);
       }
     }
+  });
+
+  it('QUANTIZE_EXPERTS: the demo plan has 4-bit experts and a smaller peak; QUANT_GROUP 64 costs more tables than 128', () => {
+    const plan = (over: Partial<Settings>) => appPlan({ gpu: null, spec: demo, settings: { ...DEFAULTS, ...over }, trainTokens: 100_912, gpuMemoryBytes: null });
+    const bf16 = plan({});
+    const q128 = plan({ quantizeExperts: true });
+    const q64 = plan({ quantizeExperts: true, quantGroupSize: 64 });
+    expect(planSettings(demo, { ...DEFAULTS, quantizeExperts: true, quantGroupSize: 64 }, 100_912, null).quantizeExperts).toEqual({ groupSize: 64 });
+    expect(planSettings(demo, DEFAULTS, 100_912, null).quantizeExperts).toBeNull();
+    const weights = (p: typeof bf16) => p.items.find((i) => i.label.startsWith('Weights'))!;
+    expect(weights(bf16).label).toMatch(/frozen bf16/);
+    expect(weights(q128).label).toMatch(/4 bits/);
+    expect(weights(q128).bytes).toBeLessThan(weights(bf16).bytes / 2);
+    expect(weights(q64).bytes).toBeGreaterThan(weights(q128).bytes);
+    expect(q128.gpuBytes).toBeLessThan(bf16.gpuBytes);
+    expect(q128.notes.join(' ')).not.toMatch(/QUANTIZE_EXPERTS|not applied/);
+  });
+
+  it('4-bit overlays are sized for the run: STEPS (EPOCHS resolved) and RESELECT_EVERY reach the planner', () => {
+    const s = { ...DEFAULTS, quantizeExperts: true };
+    expect(planSettings(demo, { ...s, epochs: 2 }, 100_912, null)).toMatchObject({ steps: 197, reselectEvery: 50 });
+    const few = appPlan({ gpu: null, spec: demo, settings: { ...s, reselectEvery: 0 }, trainTokens: null, gpuMemoryBytes: null });
+    const many = appPlan({ gpu: null, spec: demo, settings: { ...s, reselectEvery: 10 }, trainTokens: null, gpuMemoryBytes: null });
+    expect(many.gpuBytes).toBeGreaterThan(few.gpuBytes);
+  });
+
+  it('TRAIN_SHARED: more memory on a model with shared experts (Qwen1.5-MoE), none on the demo (it has none)', () => {
+    const plan = (spec: typeof demo, trainShared: boolean) =>
+      appPlan({ gpu: null, spec, settings: { ...DEFAULTS, trainShared, microbatch: 1 }, trainTokens: null, gpuMemoryBytes: null }).gpuBytes;
+    expect(planSettings(qwen2, { ...DEFAULTS, trainShared: true }, null, null).trainShared).toBe(true);
+    expect(plan(qwen2, true)).toBeGreaterThan(plan(qwen2, false));
+    expect(plan(demo, true)).toBe(plan(demo, false));
+  });
+
+  it('says which improvements are not applied yet, and only those', () => {
+    const notes = (over: Partial<Settings>) => appPlan({ gpu: null, spec: demo, settings: { ...DEFAULTS, ...over }, trainTokens: null, gpuMemoryBytes: null }).notes.join(' ');
+    expect(notes({ keepAdamState: true, trainShared: true, quantizeExperts: true })).not.toMatch(/not applied/);
+    expect(notes({ perEntryStep: true })).toMatch(/PER_ENTRY_STEP is not applied by this engine build yet/);
+    expect(notes({ perEntryStep: true, accumulatedReselect: true })).toMatch(/PER_ENTRY_STEP and ACCUMULATED_RESELECT are not applied/);
+  });
+
+  it('an unquantized run that fits nowhere proposes QUANTIZE_EXPERTS', () => {
+    const r = appPlan({ gpu: null, spec: qwen, settings: { ...DEFAULTS }, trainTokens: null, gpuMemoryBytes: 24 * GiB });
+    expect(r.notes.join(' ')).toMatch(/with QUANTIZE_EXPERTS on: TRAIN_FROM \d+, MICROBATCH \d+/);
   });
 });

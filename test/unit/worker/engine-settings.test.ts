@@ -1,0 +1,105 @@
+// Contract: the worker's engine binding gives the engine what the preset says (engine-settings.ts): each setting of the
+// method in TrainSettings, 4-bit experts and trained shared experts in loadWeights' options, the checkpoint's settings
+// read back for resume and export, and resume refused when the base weights or the trained tensors would differ.
+import { describe, expect, it } from 'vitest';
+import { BUILTIN_PRESETS, DEFAULTS, type Settings } from '../../../src/presets/index.ts';
+import { checkResume, runConfig, savedLoadOptions, savedSettings, type Resolved } from '../../../src/worker/engine-settings.ts';
+
+const resolved: Resolved = { steps: 37, trainFrom: 5, evalWindows: 3, frozenCacheN: 11 };
+const LAYERS = 9;
+const config = (over: Partial<Settings>) => runConfig({ ...DEFAULTS, ...over }, resolved, LAYERS);
+/** What a checkpoint's settings look like after the run folder's JSON round trip. */
+const stored = (over: Partial<Settings>) => JSON.parse(JSON.stringify(config(over).checkpoint)) as Record<string, unknown>;
+
+describe('settings → TrainSettings', () => {
+  it('carries every setting of the method, resolved values from the worker', () => {
+    const s: Settings = {
+      ...DEFAULTS, frac: 0.03, microbatch: 3, accum: 2, seq: 96, lrPeak: 1e-3, wd: 0.01, reselectEvery: 7, evalEvery: 4,
+      nImportance: 5, seed: 1234,
+    };
+    expect(runConfig(s, resolved, LAYERS).train).toEqual({
+      frac: 0.03, steps: 37, microbatch: 3, accum: 2, seq: 96, lrPeak: 1e-3, wd: 0.01, trainFrom: 5, reselectEvery: 7,
+      evalEvery: 4, nImportance: 5, frozenCacheN: 11, seed: 1234, evalWindows: 3, keepAdamState: false, trainShared: false,
+    });
+  });
+
+  it('KEEP_ADAM_STATE and TRAIN_SHARED reach the Trainer, each on its own', () => {
+    expect(config({ keepAdamState: true }).train).toMatchObject({ keepAdamState: true, trainShared: false });
+    expect(config({ trainShared: true }).train).toMatchObject({ keepAdamState: false, trainShared: true });
+  });
+});
+
+describe('settings → loadWeights options', () => {
+  const trained = new Set([5, 6, 7, 8]);
+
+  it('METHOD.md defaults: trained layers\' routed experts in f32, nothing quantized, shared experts frozen', () => {
+    const c = config({});
+    expect(c.load).toEqual({ f32ExpertLayers: trained });
+    expect(c.quant).toBeNull();
+  });
+
+  it('QUANTIZE_EXPERTS loads 4-bit experts in groups of QUANT_GROUP', () => {
+    expect(config({ quantizeExperts: true, quantGroupSize: 64 }).load).toEqual({ f32ExpertLayers: trained, quantizeExperts: { groupSize: 64 } });
+    expect(config({ quantizeExperts: true }).load.quantizeExperts).toEqual({ groupSize: 128 });
+    // QUANT_GROUP alone changes nothing
+    expect(config({ quantGroupSize: 64 }).load).toEqual({ f32ExpertLayers: trained });
+  });
+
+  it('TRAIN_SHARED loads the trained layers\' shared experts in f32', () => {
+    expect(config({ trainShared: true }).load).toEqual({ f32ExpertLayers: trained, f32SharedLayers: trained });
+  });
+
+  it('the Qwen3-30B-A3B presets load 4-bit experts with their group sizes; the demo does not', () => {
+    const groups = BUILTIN_PRESETS.map((p) => runConfig(p.settings, resolved, LAYERS).load.quantizeExperts?.groupSize ?? null);
+    expect(BUILTIN_PRESETS.map((p) => p.id)).toEqual(['demo', 'qwen3-30b-a3b-12gb', 'qwen3-30b-a3b-24gb']);
+    expect(groups).toEqual([null, 64, 128]);
+  });
+});
+
+describe('checkpoints: what resume and export read back', () => {
+  it('the checkpoint keeps the 4-bit setting and TRAIN_SHARED; export loads the same weights as the run', () => {
+    for (const over of [{}, { quantizeExperts: true, quantGroupSize: 64 }, { trainShared: true }, { quantizeExperts: true, trainShared: true }] as Partial<Settings>[]) {
+      const c = config(over);
+      const saved = savedSettings(stored(over));
+      expect(saved.quantizeExperts).toEqual(c.quant);
+      expect(saved.trainShared).toBe(c.train.trainShared);
+      expect(savedLoadOptions(saved, LAYERS)).toEqual(c.load);
+    }
+  });
+
+  it('checkpoints written before 4-bit experts and TRAIN_SHARED existed read as unquantized, shared experts frozen', () => {
+    const old = stored({});
+    delete old.quantizeExperts;
+    delete old.trainShared;
+    const saved = savedSettings(old);
+    expect([saved.quantizeExperts, saved.trainShared]).toEqual([null, false]);
+    expect(() => checkResume(saved, config({}).train, null)).not.toThrow();
+  });
+
+  it('refuses a malformed stored setting, naming it', () => {
+    expect(() => savedSettings({ ...stored({}), quantizeExperts: { groupSize: 'x' } })).toThrow(/no valid quantizeExperts setting/);
+    expect(() => savedSettings({ ...stored({}), frac: null })).toThrow(/no valid frac setting/);
+  });
+});
+
+describe('resume', () => {
+  const cases: [string, Partial<Settings>, Partial<Settings>, RegExp][] = [
+    ['4-bit run resumed unquantized', { quantizeExperts: true }, {}, /4-bit experts \(QUANTIZE_EXPERTS on, QUANT_GROUP 128\) and would resume with unquantized/],
+    ['unquantized run resumed in 4 bits', {}, { quantizeExperts: true, quantGroupSize: 64 }, /unquantized experts .* would resume with 4-bit experts \(QUANTIZE_EXPERTS on, QUANT_GROUP 64\)/],
+    ['another group size', { quantizeExperts: true, quantGroupSize: 64 }, { quantizeExperts: true, quantGroupSize: 128 }, /QUANT_GROUP 64.*QUANT_GROUP 128/],
+    ['TRAIN_SHARED switched on', {}, { trainShared: true }, /TRAIN_SHARED was off .* is on now/],
+    ['another FRAC', {}, { frac: 0.01 }, /frac was 0.005 .* is 0.01 now/],
+  ];
+  for (const [what, before, after, message] of cases) {
+    it(`refuses: ${what}`, () => {
+      const now = config(after);
+      expect(() => checkResume(savedSettings(stored(before)), now.train, now.quant)).toThrow(message);
+    });
+  }
+
+  it('continues with the same settings, and with changes that do not touch the trained state (STEPS, LR_PEAK, KEEP_ADAM_STATE)', () => {
+    const over: Partial<Settings> = { quantizeExperts: true, quantGroupSize: 64, trainShared: true };
+    const now = runConfig({ ...DEFAULTS, ...over, lrPeak: 1e-3, keepAdamState: true }, { ...resolved, steps: 90 }, LAYERS);
+    expect(() => checkResume(savedSettings(stored(over)), now.train, now.quant)).not.toThrow();
+  });
+});
