@@ -29,7 +29,7 @@ export function trainSettings(s: Settings, r: Resolved): TrainSettings {
     frac: s.frac, steps: r.steps, microbatch: s.microbatch, accum: s.accum, seq: s.seq, lrPeak: s.lrPeak, wd: s.wd,
     trainFrom: r.trainFrom, reselectEvery: s.reselectEvery, evalEvery: s.evalEvery, nImportance: s.nImportance,
     frozenCacheN: r.frozenCacheN, seed: s.seed, evalWindows: r.evalWindows,
-    keepAdamState: s.keepAdamState, trainShared: s.trainShared,
+    keepAdamState: s.keepAdamState, trainShared: s.trainShared, perEntryStep: s.perEntryStep, accumulatedReselect: s.accumulatedReselect,
   };
 }
 
@@ -74,7 +74,7 @@ export function checkpointSettings(ts: TrainSettings, quant: QuantSetting): Save
 /** Settings a resumed run must share with its checkpoint (they shape the optimizer state and the data order). */
 export const SAME_ON_RESUME = ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed'] as const;
 
-/** The settings stored in a checkpoint, checked; checkpoints from before trainShared / 4-bit experts had neither. */
+/** The settings stored in a checkpoint, checked; checkpoints from before trainShared / perEntryStep / 4-bit experts had none. */
 export function savedSettings(raw: Record<string, unknown>): SavedSettings {
   for (const k of [...SAME_ON_RESUME, 'steps', 'lrPeak', 'wd'] as const) {
     const v = raw[k];
@@ -89,7 +89,7 @@ export function savedSettings(raw: Record<string, unknown>): SavedSettings {
     }
     quant = { groupSize: g };
   }
-  return { ...(raw as unknown as TrainSettings), trainShared: raw.trainShared === true, quantizeExperts: quant };
+  return { ...(raw as unknown as TrainSettings), trainShared: raw.trainShared === true, perEntryStep: raw.perEntryStep === true, quantizeExperts: quant };
 }
 
 const quantText = (q: QuantSetting): string => (q ? `4-bit experts (QUANTIZE_EXPERTS on, QUANT_GROUP ${q.groupSize})` : 'unquantized experts (QUANTIZE_EXPERTS off)');
@@ -99,8 +99,11 @@ export function checkResume(saved: SavedSettings, now: TrainSettings, quant: Qua
   for (const k of SAME_ON_RESUME) {
     if (saved[k] !== now[k]) throw new Error(`${k} was ${saved[k]} when the run was checkpointed and is ${now[k]} now; resume with the same settings`);
   }
-  if (!!saved.trainShared !== !!now.trainShared) {
-    throw new Error(`TRAIN_SHARED was ${saved.trainShared ? 'on' : 'off'} when the run was checkpointed and is ${now.trainShared ? 'on' : 'off'} now; resume with the same settings`);
+  // Both shape the checkpointed state: shared experts' selections, per-entry update counts.
+  for (const [k, label] of [['trainShared', 'TRAIN_SHARED'], ['perEntryStep', 'PER_ENTRY_STEP']] as const) {
+    if (!!saved[k] !== !!now[k]) {
+      throw new Error(`${label} was ${saved[k] ? 'on' : 'off'} when the run was checkpointed and is ${now[k] ? 'on' : 'off'} now; resume with the same settings`);
+    }
   }
   // The trained values only continue on the base they were trained over (4-bit bases differ from bf16 and by group size).
   if ((saved.quantizeExperts?.groupSize ?? null) !== (quant?.groupSize ?? null)) {

@@ -23,7 +23,7 @@ export function planSettings(spec: ModelSpec, settings: Settings, trainTokens: n
   const frozenCacheN = trainFrom > 0 ? frozenCacheSamples(settings, windows, spec, maxBufferSize) : 0;
   return {
     trainFrom, microbatch: settings.microbatch, seq: settings.seq, frac: settings.frac, frozenCacheN,
-    quantizeExperts: quantSetting(settings), trainShared: settings.trainShared,
+    quantizeExperts: quantSetting(settings), trainShared: settings.trainShared, perEntryStep: settings.perEntryStep,
     // 4-bit runs size their overlays for the run's reselections
     steps: trainTokens === null ? settings.steps : resolveSteps(settings, trainTokens), reselectEvery: settings.reselectEvery,
   };
@@ -66,9 +66,6 @@ function suggestionText(spec: ModelSpec, s: PlanSettings, budget: number, groupS
   return `Nothing fits in ${gib(budget)} with this engine: not even the top layer at MICROBATCH 1 (frozen layers stay resident on the GPU until streaming them lands).`;
 }
 
-/** Settings the worker's engine binding does not pass on yet (engine-settings.ts trainSettings). */
-const NOT_APPLIED: [keyof Settings, string][] = [['perEntryStep', 'PER_ENTRY_STEP'], ['accumulatedReselect', 'ACCUMULATED_RESELECT']];
-
 export interface AppPlanArgs {
   gpu: GpuInfo | null;
   spec: ModelSpec;
@@ -105,8 +102,6 @@ export function appPlan(a: AppPlanArgs): MemoryPlan {
   }
   if (!a.gpu) notes.push('No GPU: training needs WebGPU.');
   if (a.trainTokens === null) notes.push('Choose a training dataset (for this model) to size the frozen cache and EPOCHS.');
-  const notApplied = NOT_APPLIED.filter(([k]) => a.settings[k]).map(([, label]) => label);
-  if (notApplied.length) notes.push(`${notApplied.join(' and ')} ${notApplied.length > 1 ? 'are' : 'is'} not applied by this engine build yet: the run trains without ${notApplied.length > 1 ? 'them' : 'it'}.`);
 
   const { numExperts: E, expertIntermediate: IE } = a.spec.moe;
   const per = E * IE * a.spec.hidden;

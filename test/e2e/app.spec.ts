@@ -96,7 +96,7 @@ test('the GPU adapter is shown', async (env) => {
 
 test('a preset link fills the editor', async (env) => {
   const { page } = await env.open();
-  await page.goto(`${env.baseUrl}#p=1.st:300,mb:4,lr:2e-3,tf:2,qe:1,qg:64,ka:1`);
+  await page.goto(`${env.baseUrl}#p=1.st:300,mb:4,lr:2e-3,tf:2,sh:1,qe:1,qg:64,ka:1`);
   await page.locator('[data-testid=preset-notice]', { hasText: 'Settings loaded from the link' }).waitFor();
   assert.equal(await page.inputValue('#set-steps'), '300');
   assert.equal(await page.inputValue('#set-microbatch'), '4');
@@ -105,6 +105,10 @@ test('a preset link fills the editor', async (env) => {
   assert.equal(await page.isChecked('#set-quantizeExperts'), true);
   assert.equal(await page.inputValue('#set-quantGroupSize'), '64');
   assert.equal(await page.isChecked('#set-keepAdamState'), true);
+  // TRAIN_SHARED: among the trained-entries settings, labelled, on from the link.
+  const shared = page.locator('fieldset:has(legend:text("Trained entries")) [data-setting=trainShared]');
+  assert.equal(await shared.locator('label[for=set-trainShared]').innerText(), 'TRAIN_SHARED Train shared experts');
+  assert.equal(await page.isChecked('#set-trainShared'), true);
   // Untouched settings keep their defaults.
   assert.equal(await page.inputValue('#set-frac'), '0.005');
   assert.equal(await page.inputValue('#set-seq'), '512');
@@ -113,14 +117,14 @@ test('a preset link fills the editor', async (env) => {
   // Editing a field updates the link (only non-default values).
   await page.fill('#set-steps', '250');
   await page.waitForFunction(() => location.hash.includes('st:250'));
-  assert.equal(new URL(page.url()).hash, '#p=1.st:250,mb:4,lr:2e-3,tf:2,qe:1,qg:64,ka:1');
+  assert.equal(new URL(page.url()).hash, '#p=1.st:250,mb:4,lr:2e-3,tf:2,sh:1,qe:1,qg:64,ka:1');
   // The preset as a file: the same settings, strictly JSON.
   const [file] = await Promise.all([page.waitForEvent('download'), page.click('button:has-text("Download preset")')]);
   assert.equal(file.suggestedFilename(), 'usaf-preset.json');
   const saved = JSON.parse(readFileSync((await file.path())!, 'utf8')) as { format: string; version: number; settings: Record<string, unknown> };
   assert.equal(saved.format, 'usaf-preset');
   assert.equal(saved.version, 1);
-  assert.deepEqual([saved.settings.steps, saved.settings.microbatch, saved.settings.lrPeak, saved.settings.trainFrom, saved.settings.frac], [250, 4, 0.002, 2, 0.005]);
+  assert.deepEqual([saved.settings.steps, saved.settings.microbatch, saved.settings.lrPeak, saved.settings.trainFrom, saved.settings.frac, saved.settings.trainShared], [250, 4, 0.002, 2, 0.005, true]);
   // Inline validation: an out-of-range value is shown as an error and not applied.
   await page.fill('#set-microbatch', '0');
   await page.locator('[data-setting=microbatch] [role=alert]', { hasText: 'out of range' }).waitFor();

@@ -1,5 +1,5 @@
 // Contract: the worker's engine binding gives the engine what the preset says (engine-settings.ts): each setting of the
-// method in TrainSettings, 4-bit experts and trained shared experts in loadWeights' options, the checkpoint's settings
+// method in TrainSettings (the improvements over the seed included), 4-bit experts and trained shared experts in loadWeights' options, the checkpoint's settings
 // read back for resume and export, and resume refused when the base weights or the trained tensors would differ.
 import { describe, expect, it } from 'vitest';
 import { BUILTIN_PRESETS, DEFAULTS, type Settings } from '../../../src/presets/index.ts';
@@ -20,12 +20,16 @@ describe('settings → TrainSettings', () => {
     expect(runConfig(s, resolved, LAYERS).train).toEqual({
       frac: 0.03, steps: 37, microbatch: 3, accum: 2, seq: 96, lrPeak: 1e-3, wd: 0.01, trainFrom: 5, reselectEvery: 7,
       evalEvery: 4, nImportance: 5, frozenCacheN: 11, seed: 1234, evalWindows: 3, keepAdamState: false, trainShared: false,
+      perEntryStep: false, accumulatedReselect: false,
     });
   });
 
-  it('KEEP_ADAM_STATE and TRAIN_SHARED reach the Trainer, each on its own', () => {
-    expect(config({ keepAdamState: true }).train).toMatchObject({ keepAdamState: true, trainShared: false });
-    expect(config({ trainShared: true }).train).toMatchObject({ keepAdamState: false, trainShared: true });
+  it('KEEP_ADAM_STATE, TRAIN_SHARED, PER_ENTRY_STEP and ACCUMULATED_RESELECT reach the Trainer, each on its own', () => {
+    const keys = ['keepAdamState', 'trainShared', 'perEntryStep', 'accumulatedReselect'] as const;
+    for (const on of keys) {
+      const t = config({ [on]: true }).train;
+      expect(Object.fromEntries(keys.map((k) => [k, t[k]]))).toEqual(Object.fromEntries(keys.map((k) => [k, k === on])));
+    }
   });
 });
 
@@ -71,8 +75,9 @@ describe('checkpoints: what resume and export read back', () => {
     const old = stored({});
     delete old.quantizeExperts;
     delete old.trainShared;
+    delete old.perEntryStep;
     const saved = savedSettings(old);
-    expect([saved.quantizeExperts, saved.trainShared]).toEqual([null, false]);
+    expect([saved.quantizeExperts, saved.trainShared, saved.perEntryStep]).toEqual([null, false, false]);
     expect(() => checkResume(saved, config({}).train, null)).not.toThrow();
   });
 
@@ -88,6 +93,7 @@ describe('resume', () => {
     ['unquantized run resumed in 4 bits', {}, { quantizeExperts: true, quantGroupSize: 64 }, /unquantized experts .* would resume with 4-bit experts \(QUANTIZE_EXPERTS on, QUANT_GROUP 64\)/],
     ['another group size', { quantizeExperts: true, quantGroupSize: 64 }, { quantizeExperts: true, quantGroupSize: 128 }, /QUANT_GROUP 64.*QUANT_GROUP 128/],
     ['TRAIN_SHARED switched on', {}, { trainShared: true }, /TRAIN_SHARED was off .* is on now/],
+    ['PER_ENTRY_STEP switched off', { perEntryStep: true }, {}, /PER_ENTRY_STEP was on .* is off now/],
     ['another FRAC', {}, { frac: 0.01 }, /frac was 0.005 .* is 0.01 now/],
   ];
   for (const [what, before, after, message] of cases) {
@@ -97,9 +103,9 @@ describe('resume', () => {
     });
   }
 
-  it('continues with the same settings, and with changes that do not touch the trained state (STEPS, LR_PEAK, KEEP_ADAM_STATE)', () => {
-    const over: Partial<Settings> = { quantizeExperts: true, quantGroupSize: 64, trainShared: true };
-    const now = runConfig({ ...DEFAULTS, ...over, lrPeak: 1e-3, keepAdamState: true }, { ...resolved, steps: 90 }, LAYERS);
+  it('continues with the same settings, and with changes that do not shape the saved state (STEPS, LR_PEAK, KEEP_ADAM_STATE, ACCUMULATED_RESELECT)', () => {
+    const over: Partial<Settings> = { quantizeExperts: true, quantGroupSize: 64, trainShared: true, perEntryStep: true };
+    const now = runConfig({ ...DEFAULTS, ...over, lrPeak: 1e-3, keepAdamState: true, accumulatedReselect: true }, { ...resolved, steps: 90 }, LAYERS);
     expect(() => checkResume(savedSettings(stored(over)), now.train, now.quant)).not.toThrow();
   });
 });

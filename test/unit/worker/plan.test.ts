@@ -125,11 +125,13 @@ describe('app memory plan', () => {
     expect(plan(demo, true)).toBe(plan(demo, false));
   });
 
-  it('says which improvements are not applied yet, and only those', () => {
-    const notes = (over: Partial<Settings>) => appPlan({ gpu: null, spec: demo, settings: { ...DEFAULTS, ...over }, trainTokens: null, gpuMemoryBytes: null }).notes.join(' ');
-    expect(notes({ keepAdamState: true, trainShared: true, quantizeExperts: true })).not.toMatch(/not applied/);
-    expect(notes({ perEntryStep: true })).toMatch(/PER_ENTRY_STEP is not applied by this engine build yet/);
-    expect(notes({ perEntryStep: true, accumulatedReselect: true })).toMatch(/PER_ENTRY_STEP and ACCUMULATED_RESELECT are not applied/);
+  it('every setting is applied: no note says otherwise; PER_ENTRY_STEP adds its update counts to the optimizer state', () => {
+    const plan = (over: Partial<Settings>) => appPlan({ gpu: null, spec: demo, settings: { ...DEFAULTS, ...over }, trainTokens: null, gpuMemoryBytes: null });
+    const all = plan({ keepAdamState: true, trainShared: true, quantizeExperts: true, perEntryStep: true, accumulatedReselect: true });
+    expect(all.notes.join(' ')).not.toMatch(/not applied/);
+    const optimizer = (p: typeof all) => p.items.find((i) => i.label.startsWith('Adam'))!.bytes;
+    expect(planSettings(demo, { ...DEFAULTS, perEntryStep: true }, null, null).perEntryStep).toBe(true);
+    expect(optimizer(plan({ perEntryStep: true }))).toBeGreaterThan(optimizer(plan({})));
   });
 
   it('an unquantized run that fits nowhere proposes QUANTIZE_EXPERTS', () => {
