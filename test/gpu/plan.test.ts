@@ -15,9 +15,9 @@ function samples(count: number, seq: number): SampleSet {
   return { count, seq, fill(i, ids, targets, off) { for (let j = 0; j < seq; j++) (ids[off + j] = (i * 7 + j) % 64, targets[off + j] = j + 1 < seq ? (i * 7 + j + 1) % 64 : 0xffffffff); } };
 }
 
-async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null, trainShared = false): Promise<void> {
+async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null, trainShared = false, perEntryStep = false): Promise<void> {
   const gpu = await nodeGpu();
-  const s: TrainSettings = { frac: 0.005, steps: 1, microbatch: 2, accum: 1, seq, lrPeak: 1e-3, wd: 0, trainFrom, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null, trainShared };
+  const s: TrainSettings = { frac: 0.005, steps: 7, microbatch: 2, accum: 1, seq, lrPeak: 1e-3, wd: 0, trainFrom, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null, trainShared, perEntryStep };
   const data = samples(10, s.seq);
   const before = allocatedBytes(gpu);
   const m = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: q4 ?? undefined, trainShared });
@@ -28,9 +28,10 @@ async function compare(dir: string, trainFrom: number, seq: number, q4: { groupS
   const p = planMemory(m.spec, t.planned);
   expect(p.settings.quantizeExperts ?? null).toEqual(q4);
   expect(p.settings.trainShared).toBe(trainShared);
+  expect(p.settings.perEntryStep).toBe(perEntryStep);
   if (trainShared) expect(t.shared).not.toBeNull();
   const rows = [...KINDS, 'total'].map((k) => ({ kind: k, planned: p.gpu[k as keyof typeof p.gpu], allocated: real[k]! }));
-  console.log(`${dir}${q4 ? `, 4-bit experts (G ${q4.groupSize})` : ''}${trainShared ? ', shared experts trained' : ''}`);
+  console.log(`${dir}${q4 ? `, 4-bit experts (G ${q4.groupSize})` : ''}${trainShared ? ', shared experts trained' : ''}${perEntryStep ? ', per-entry Adam steps' : ''}`);
   console.table(rows);
   for (const r of rows) {
     expect(Math.abs(r.planned - r.allocated), `${r.kind}: planned ${r.planned}, allocated ${r.allocated}`).toBeLessThanOrEqual(0.1 * r.allocated);
@@ -67,4 +68,5 @@ describe('memory plan vs allocation', () => {
   for (const fam of ['deepseek_v3', 'qwen2_moe']) {
     it(`${fam} fixture with trainShared, trainFrom 1, 2×12: the same (f32 shared weights, their copies, gradients, selections)`, () => compare(`test/fixtures/${fam}`, 1, 12, null, true), 60_000);
   }
+  it('deepseek_v3 fixture with trainShared and perEntryStep (step counts, bias table): the same', () => compare('test/fixtures/deepseek_v3', 1, 12, null, true, true), 60_000);
 });

@@ -34,12 +34,14 @@ export const TRAIN_FLAGS = {
   wd: { type: 'number', env: 'WD', default: 0.005, help: 'L2 weight decay' },
   'reselect-every': { type: 'number', env: 'RESELECT_EVERY', default: 50, help: 'steps between reselections (0 = never)' },
   'eval-every': { type: 'number', env: 'EVAL_EVERY', default: 15, help: 'steps between evaluations (0 = only before and after)' },
-  'n-importance': { type: 'number', env: 'N_IMPORTANCE', default: 3, help: 'microbatches summed for the first selection' },
+  'n-importance': { type: 'number', env: 'N_IMPORTANCE', default: 3, help: 'microbatches summed for the first selection (and each reselection with --accumulated-reselect)' },
   'frozen-cache-n': { type: 'number', env: 'FROZEN_CACHE_N', help: 'samples whose frozen-layer output is cached (default all)' },
   'eval-windows': { type: 'number', help: 'cap on windows per eval set (default all)' },
   seed: { type: 'number', env: 'SEED', default: 0, help: 'random seed (data order, importance batches)' },
   'eval-split': { type: 'number', env: 'EVAL_SPLIT', default: 0, help: 'share of the documents held apart for in-domain eval (0: evaluate on the training set, as the seed)' },
   'keep-adam-state': { type: 'boolean', env: 'KEEP_ADAM_STATE', help: 'improvement over the seed: kept entries keep their Adam state at reselection' },
+  'per-entry-step': { type: 'boolean', env: 'PER_ENTRY_STEP', help: 'improvement over the seed: Adam bias correction counts each active entry\'s own updates' },
+  'accumulated-reselect': { type: 'boolean', env: 'ACCUMULATED_RESELECT', help: 'improvement over the seed: reselection ranks |grad| summed over N_IMPORTANCE microbatches' },
   'train-shared': { type: 'boolean', env: 'TRAIN_SHARED', help: 'also train the shared experts of the trained layers (DeepSeek-V3, Qwen2-MoE) like the routed ones' },
   out: { type: 'string', default: 'runs/latest', help: 'output folder: log.jsonl, summary.json, train-state.safetensors, export/, usaf-delta.safetensors' },
   'checkpoint-every': { type: 'number', default: 50, help: 'save a resumable checkpoint every N steps (and at the end)' },
@@ -82,15 +84,16 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     frac: num(f, 'frac')!, steps, microbatch, accum, seq, lrPeak: num(f, 'lr-peak')!, wd: num(f, 'wd')!, trainFrom,
     reselectEvery: num(f, 'reselect-every')!, evalEvery: num(f, 'eval-every')!, nImportance: num(f, 'n-importance')!,
     frozenCacheN: num(f, 'frozen-cache-n') ?? trainSet.count, seed: num(f, 'seed')!, evalWindows: num(f, 'eval-windows') ?? null,
-    keepAdamState: !!f['keep-adam-state'], trainShared,
+    keepAdamState: !!f['keep-adam-state'], perEntryStep: !!f['per-entry-step'], accumulatedReselect: !!f['accumulated-reselect'], trainShared,
     gpuBytes: num(f, 'gpu-gib') !== undefined ? Math.floor(num(f, 'gpu-gib')! * 2 ** 30) : undefined,
   };
   // Refuse before loading anything onto the GPU (the Trainer checks again on the loaded weights).
   if (settings.gpuBytes !== undefined) assertFits(spec, { ...planSettings(settings, trainSet.count), quantizeExperts: quantizeExperts ?? null }, settings.gpuBytes);
   const model = await openModel(gpu, modelDir, { trainFrom, quantizeExperts, trainShared });
   if (resume) {
-    const saved: Record<string, unknown> = { trainShared: false, ...resume.settings }; // checkpoints from before trainShared existed trained none
-    for (const k of ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed', 'trainShared'] as const)
+    // checkpoints from before these flags existed ran without them
+    const saved: Record<string, unknown> = { trainShared: false, keepAdamState: false, perEntryStep: false, accumulatedReselect: false, ...resume.settings };
+    for (const k of ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed', 'trainShared', 'keepAdamState', 'perEntryStep', 'accumulatedReselect'] as const)
       if (saved[k] !== settings[k]) throw new Error(`--resume: ${k} was ${String(saved[k])} in the saved run, now ${settings[k]}; resume with the same settings`);
     // the base weights differ with 4-bit experts: the saved trained values only continue on the same base
     const was = (resume.settings.quantizeExperts as { groupSize: number } | null | undefined) ?? null;

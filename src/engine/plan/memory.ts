@@ -38,6 +38,8 @@ export interface PlanSettings {
   importanceGroup?: number;
   /** The shared experts of the trained MoE layers train too (loaded in f32; shared-train.ts's buffers). */
   trainShared?: boolean;
+  /** Per-entry Adam step counts: a u32 [k] beside each selection's moments, and the bias-correction table [2·(steps+1)]. */
+  perEntryStep?: boolean;
 }
 
 export interface PlanItem {
@@ -261,6 +263,7 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
   it.bytes('frozen-cache', 'cache', (s.trainFrom > 0 ? s.frozenCacheN : 0) * s.seq * H * 4, s.trainFrom > 0 && s.frozenCacheN > 0 ? 1 : 0);
   it.f32('topk.work', 'workspace', TOPK_WORKSPACE_WORDS);
   it.f32('finite.flag', 'workspace', 1);
+  if (s.perEntryStep) it.f32('adam.bias', 'optimizer', 2 * ((s.steps ?? 180) + 1));
   const n = moeTrained;
   const one = n > 0 ? 1 : 0;
   it.f32('denseG', 'workspace', 2 * per, one);
@@ -279,6 +282,7 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
     const k = activeCount(s.frac, numelSel);
     it.f32(`L.${sel}.idx|master`, 'masters', k, 2 * n);
     it.f32(`L.${sel}.m|v`, 'optimizer', k, 2 * n);
+    if (s.perEntryStep) it.f32(`L.${sel}.steps`, 'optimizer', k, n);
     it.f32(`L.${sel}.grad`, 'workspace', k, n);
     if (s.quantizeExperts) it.f32(`L.${sel}.overlay.idx|val`, 'masters', overlayCapacity(run, numelSel), 2 * n);
   }
@@ -302,6 +306,7 @@ function sharedTrainItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTraine
     const k = activeCount(s.frac, numelSel);
     it.f32(`L.${sel}.idx|master`, 'masters', k, 2 * n);
     it.f32(`L.${sel}.m|v`, 'optimizer', k, 2 * n);
+    if (s.perEntryStep) it.f32(`L.${sel}.steps`, 'optimizer', k, n);
     it.f32(`L.${sel}.grad`, 'workspace', k, n);
   }
 }

@@ -4,8 +4,9 @@
 // Tensors: `dataOrder.order` (I32 holding u32 bits), `layer.<k>.<field>` for the k-th entry of `layers` (u32 fields
 // idxG/idxD/touchedG/touchedD as I32 bits, the rest F32; routerBuf only when not null), `extra.<key>` and
 // `layer.<k>.extra.<key>` for the optional extra arrays (trained shared experts: `shared.<G|D>.<idx|master|m|v|touched|
-// touchedVal>`, see shared-train.ts; settings.trainShared says they are there). Metadata: format 'usaf-train-checkpoint',
-// version '1', state.
+// touchedVal>`, see shared-train.ts; settings.trainShared says they are there; per-entry Adam step counts `stepsG`/`stepsD`
+// and `shared.<G|D>.steps` with settings.perEntryStep). rng.state = [data order] or, with settings.accumulatedReselect,
+// [data order, importance stream]. Metadata: format 'usaf-train-checkpoint', version '1', state.
 
 import type { ByteSource, Bytes } from '../io/byte-source.ts';
 import type { FileSet } from '../io/folder.ts';

@@ -3,7 +3,7 @@
 
 import type { FileSink } from '../io/sink.ts';
 import { saveTrainCheckpoint, type TrainCheckpoint } from './checkpoint-file.ts';
-import { Rng, type EvalRecord, type ReselectRecord, type SampleSet, type StepRecord, type Trainer } from './trainer.ts';
+import { drawBatches, importanceRng, type EvalRecord, type ReselectRecord, type SampleSet, type StepRecord, type Trainer } from './trainer.ts';
 
 export interface RunEvents {
   onStep?(r: StepRecord): void;
@@ -46,8 +46,7 @@ export interface RunSummaryRecord {
 
 /** Importance microbatches: N_IMPORTANCE random microbatches from a stream of its own (seed-derived). */
 export function importanceBatches(seed: number, n: number, microbatch: number, count: number): number[][] {
-  const rng = new Rng((seed ^ 0x9e3779b9) >>> 0);
-  return Array.from({ length: n }, () => Array.from({ length: microbatch }, () => Math.floor(rng.next() * count)));
+  return drawBatches(importanceRng(seed), n, microbatch, count);
 }
 
 export async function runTraining(t: Trainer, o: RunOptions): Promise<RunSummaryRecord> {

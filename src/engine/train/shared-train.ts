@@ -16,15 +16,19 @@ import type { ExtraArrays, LayerState as SavedLayer } from './checkpoint-file.ts
 import { activeCount } from './schedule.ts';
 import { absAddInPlace } from '../ops/elementwise.ts';
 import { topkSelect } from '../ops/topk.ts';
-import { checkFinite, gatherMasters, scatterMasters, sparseAdam } from '../ops/adam.ts';
-import { carryMoments, setMinus, union } from './trainer.ts';
+import { checkFinite, gatherMasters, scatterMasters, sparseAdam, sparseAdamEntryT } from '../ops/adam.ts';
+import { carryMoments, carryValues, setMinus, union } from './trainer.ts';
 
-/** One shared selection tensor: indices [k] ascending; masters, Adam moments and the gathered gradient [k]. */
+/** perEntryStep: the Trainer's bias-correction table (adamBiasTable(tMax)). */
+export interface EntrySteps { bias: GPUBuffer; tMax: number }
+
+/** One shared selection tensor: indices [k] ascending; masters, Adam moments, update counts (perEntryStep) and the gathered gradient [k]. */
 class SharedSelection {
   readonly idx: GPUBuffer;
   readonly master: GPUBuffer;
   readonly m: GPUBuffer;
   readonly v: GPUBuffer;
+  readonly steps: GPUBuffer | null;
   readonly grad: GPUBuffer;
   /** Σ|grad| of the importance pass (only between startImportance and the first select). */
   importance: GPUBuffer | null = null;
@@ -33,12 +37,13 @@ class SharedSelection {
 
   constructor(readonly gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number,
     /** Current weights (f32, this tensor's index space), W0, and the dense gradient of the current pass. */
-    readonly w: GPUBuffer, readonly base: GPUBuffer, readonly dense: GPUBuffer) {
+    readonly w: GPUBuffer, readonly base: GPUBuffer, readonly dense: GPUBuffer, perEntryStep: boolean) {
     const f = (label: string, kind: string) => createBuffer(gpu, { label: `${name}.${label}`, size: k * 4, kind });
     this.idx = f('idx', 'masters');
     this.master = f('master', 'masters');
     this.m = f('m', 'optimizer');
     this.v = f('v', 'optimizer');
+    this.steps = perEntryStep ? f('steps', 'optimizer') : null;
     this.grad = f('grad', 'workspace');
   }
 }
@@ -63,13 +68,13 @@ export class SharedTraining {
   readonly grads: FrozenGrads = new Map();
 
   /** null unless `on` and some trained layer has shared experts. Shared weights of those layers must be f32. */
-  static create(gpu: GpuContext, spec: ModelSpec, weights: ModelWeights, trained: number[], frac: number, on: boolean): SharedTraining | null {
+  static create(gpu: GpuContext, spec: ModelSpec, weights: ModelWeights, trained: number[], frac: number, on: boolean, entrySteps: EntrySteps | null = null): SharedTraining | null {
     if (!on || !spec.moe.sharedExperts) return null;
     const layers = trained.filter((L) => spec.layers[L]!.mlp === 'moe');
-    return layers.length ? new SharedTraining(gpu, spec, weights, layers, frac) : null;
+    return layers.length ? new SharedTraining(gpu, spec, weights, layers, frac, entrySteps) : null;
   }
 
-  private constructor(readonly gpu: GpuContext, spec: ModelSpec, weights: ModelWeights, layers: number[], frac: number) {
+  private constructor(readonly gpu: GpuContext, spec: ModelSpec, weights: ModelWeights, layers: number[], frac: number, readonly entrySteps: EntrySteps | null) {
     const enc = new Encoder(gpu, 'shared-train.init');
     const retired: GPUBuffer[] = [];
     for (const L of layers) {
@@ -98,8 +103,8 @@ export class SharedTraining {
         layer: L, names, IS, H,
         dGate: f('dGate', per, 'workspace'),
         dUp: f('dUp', per, 'workspace'),
-        G: new SharedSelection(gpu, `L${L}.SG`, 2 * per, activeCount(frac, 2 * per), gu, baseGu, f('dGateUp', 2 * per, 'workspace')),
-        D: new SharedSelection(gpu, `L${L}.SD`, per, activeCount(frac, per), down.buf, baseDown, f('dDown', per, 'workspace')),
+        G: new SharedSelection(gpu, `L${L}.SG`, 2 * per, activeCount(frac, 2 * per), gu, baseGu, f('dGateUp', 2 * per, 'workspace'), !!entrySteps),
+        D: new SharedSelection(gpu, `L${L}.SD`, per, activeCount(frac, per), down.buf, baseDown, f('dDown', per, 'workspace'), !!entrySteps),
       };
       this.grads.set(names.gate, layer.dGate);
       this.grads.set(names.up, layer.dUp);
@@ -162,8 +167,12 @@ export class SharedTraining {
     this.packGateUp(enc);
     for (const s of this.selections()) topkSelect(enc, s.idx, s.importance ?? s.dense, topkWork, s.numel, s.k);
     enc.submit();
-    const kept = new Map<SharedSelection, { m: Float32Array; v: Float32Array; old: Uint32Array }>();
-    if (keepAdam) for (const s of this.selections()) kept.set(s, { m: await readF32(this.gpu, s.m, 0, s.k), v: await readF32(this.gpu, s.v, 0, s.k), old: s.host });
+    const kept = new Map<SharedSelection, { m: Float32Array; v: Float32Array; steps: Uint32Array | null; old: Uint32Array }>();
+    if (keepAdam) {
+      for (const s of this.selections()) {
+        kept.set(s, { m: await readF32(this.gpu, s.m, 0, s.k), v: await readF32(this.gpu, s.v, 0, s.k), steps: s.steps && (await readU32(this.gpu, s.steps, 0, s.k)), old: s.host });
+      }
+    }
     const turnovers: number[] = [];
     const scratch: GPUBuffer[] = [];
     enc = new Encoder(this.gpu, 'shared-train.masters');
@@ -186,7 +195,12 @@ export class SharedTraining {
         const [m, v] = carryMoments(k.old, k.m, k.v, fresh);
         writeBuffer(this.gpu, s.m, 0, m);
         writeBuffer(this.gpu, s.v, 0, v);
-      } else (enc.clear(s.m), enc.clear(s.v));
+        if (s.steps) writeBuffer(this.gpu, s.steps, 0, carryValues(k.old, k.steps!, fresh));
+      } else {
+        enc.clear(s.m);
+        enc.clear(s.v);
+        if (s.steps) enc.clear(s.steps);
+      }
     }
     enc.submit();
     await this.gpu.device.queue.onSubmittedWorkDone();
@@ -204,10 +218,12 @@ export class SharedTraining {
     }
   }
 
-  /** SparseAdam on every shared selection (the routed experts' hyper-parameters and step count), masters → weights. */
+  /** SparseAdam on every shared selection (the routed experts' hyper-parameters and step count, or per-entry counts), masters → weights. */
   update(enc: Encoder, lr: number, t: number, weightDecay: number): void {
+    const es = this.entrySteps;
     for (const s of this.selections()) {
-      sparseAdam(enc, s.master, s.m, s.v, s.grad, null, s.k, { lr, t, weightDecay });
+      if (s.steps && es) sparseAdamEntryT(enc, s.master, s.m, s.v, s.steps, s.grad, null, es.bias, s.k, { lr, tMax: es.tMax, weightDecay });
+      else sparseAdam(enc, s.master, s.m, s.v, s.grad, null, s.k, { lr, t, weightDecay });
       scatterMasters(enc, s.w, s.master, s.idx, null, s.k, { dtype: 'f32' });
     }
   }
@@ -226,6 +242,7 @@ export class SharedTraining {
         extra[`shared.${tag}.master`] = await readF32(this.gpu, s.master, 0, s.k);
         extra[`shared.${tag}.m`] = await readF32(this.gpu, s.m, 0, s.k);
         extra[`shared.${tag}.v`] = await readF32(this.gpu, s.v, 0, s.k);
+        if (s.steps) extra[`shared.${tag}.steps`] = await readU32(this.gpu, s.steps, 0, s.k);
         extra[`shared.${tag}.touched`] = s.touched.slice();
         extra[`shared.${tag}.touchedVal`] = await this.valuesAt(s.w, s.touched);
       }
@@ -253,6 +270,11 @@ export class SharedTraining {
         enc.copy(s.base, 0, s.w, 0, s.numel * 4);
         if (touched.length) scatterMasters(enc, s.w, this.upload(touchedVal, 'touched.vals', scratch), this.upload(touched, 'touched.idx', scratch), null, touched.length, { dtype: 'f32' });
         for (const [buf, data] of [[s.idx, idx], [s.master, master], [s.m, m], [s.v, v]] as const) writeBuffer(this.gpu, buf, 0, data);
+        if (s.steps) {
+          const steps = get('steps', Uint32Array);
+          if (steps.length !== s.k) throw new Error(`checkpoint layer ${l.layer}: shared-expert step counts do not match k ${s.k}`);
+          writeBuffer(this.gpu, s.steps, 0, steps);
+        } else if (x[`shared.${tag}.steps`]) throw new Error(`checkpoint layer ${l.layer} has per-entry step counts; resume with perEntryStep`);
         s.host = idx.slice();
         s.touched = touched.slice();
       }

@@ -20,7 +20,7 @@ import { FrozenCache } from './frozen-cache.ts';
 import type { ExpertGradMode } from './backward.ts';
 import { activeCount, isReselectStep, learningRate } from './schedule.ts';
 import { topkSelect, TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
-import { checkFinite, gatherMasters, routerSgd, scatterMasters, sparseAdam } from '../ops/adam.ts';
+import { adamBiasTable, checkFinite, gatherMasters, routerSgd, scatterMasters, sparseAdam, sparseAdamEntryT } from '../ops/adam.ts';
 import { hasSharedState, SharedTraining } from './shared-train.ts';
 
 export interface TrainSettings {
@@ -44,6 +44,16 @@ export interface TrainSettings {
   keepAdamState?: boolean;
   /** Also train the shared experts of the trained layers (DeepSeek-V3, Qwen2-MoE) as selection tensors (shared-train.ts). */
   trainShared?: boolean;
+  /**
+   * Improvement over the seed (off by default): Adam's bias correction uses each active entry's own update count (grown
+   * entries start at 0; kept entries keep theirs with keepAdamState, else all restart at reselection like the moments).
+   */
+  perEntryStep?: boolean;
+  /**
+   * Improvement over the seed (off by default): each reselection ranks entries by |gradient| summed over N_IMPORTANCE
+   * microbatches (the step's own + N_IMPORTANCE - 1 drawn like the first importance pass) instead of the step's one.
+   */
+  accumulatedReselect?: boolean;
   /** Trained layers whose importance scores exist at once (default all; 1 with 4-bit experts); each group reruns the passes. */
   importanceGroup?: number;
   /**
@@ -65,12 +75,13 @@ export interface StepRecord { step: number; loss: number; lr: number; finite: bo
 export interface EvalRecord { step: number; eval_loss: number; eval_ppl: number; heldout_loss: number | null; heldout_ppl: number | null }
 export interface ReselectRecord { step: number; turnover: number; turnovers: number[] }
 
-/** Per selection tensor state: indices [k] ascending, masters/m/v/grad [k]. */
+/** Per selection tensor state: indices [k] ascending, masters/m/v/grad [k], and with perEntryStep the update counts [k] u32. */
 class Selection {
   readonly idx: GPUBuffer;
   readonly master: GPUBuffer;
   readonly m: GPUBuffer;
   readonly v: GPUBuffer;
+  readonly steps: GPUBuffer | null;
   readonly grad: GPUBuffer;
   host: Uint32Array = new Uint32Array(0); // CPU copy of idx
   touched: Uint32Array = new Uint32Array(0); // every index ever active (sorted)
@@ -79,13 +90,14 @@ class Selection {
    * are in `master`), cap = every entry the run's reselections can touch.
    */
   readonly overlay: { idx: GPUBuffer; val: GPUBuffer; cap: number; n: number } | null = null;
-  constructor(gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number, overlayCap = 0) {
+  constructor(gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number, overlayCap: number, perEntryStep: boolean) {
     const f = (label: string, kind: string, n = k) => createBuffer(gpu, { label: `${name}.${label}`, size: n * 4, kind });
     if (overlayCap) this.overlay = { idx: f('overlay.idx', 'masters', overlayCap), val: f('overlay.val', 'masters', overlayCap), cap: overlayCap, n: 0 };
     this.idx = f('idx', 'masters');
     this.master = f('master', 'masters');
     this.m = f('m', 'optimizer');
     this.v = f('v', 'optimizer');
+    this.steps = perEntryStep ? f('steps', 'optimizer') : null;
     this.grad = f('grad', 'workspace');
   }
 }
@@ -113,7 +125,7 @@ export function planSettings(s: TrainSettings, samples: number, weights?: ModelW
   return {
     trainFrom: s.trainFrom, microbatch: s.microbatch, seq: s.seq, frac: s.frac, frozenCacheN: Math.min(s.frozenCacheN, samples),
     quantizeExperts: q4 ? { groupSize: q4.G } : null, steps: s.steps, reselectEvery: s.reselectEvery, importanceGroup: s.importanceGroup,
-    trainShared: !!s.trainShared,
+    trainShared: !!s.trainShared, perEntryStep: !!s.perEntryStep,
   };
 }
 
@@ -151,14 +163,18 @@ export function union(a: Uint32Array, b: Uint32Array): Uint32Array {
 
 /** Adam moments of the entries of `fresh` that were in `old` (both ascending); zero for grown entries. */
 export function carryMoments(old: Uint32Array, m: Float32Array, v: Float32Array, fresh: Uint32Array): [Float32Array, Float32Array] {
-  const nm = new Float32Array(fresh.length);
-  const nv = new Float32Array(fresh.length);
+  return [carryValues(old, m, fresh), carryValues(old, v, fresh)];
+}
+
+/** Per-entry values (`vals` [old.length]) of the entries of `fresh` that were in `old` (both ascending); zero for grown ones. */
+export function carryValues<T extends Float32Array | Uint32Array>(old: Uint32Array, vals: T, fresh: Uint32Array): T {
+  const out = new (vals.constructor as new (n: number) => T)(fresh.length);
   let j = 0;
   for (let i = 0; i < fresh.length; i++) {
     while (j < old.length && old[j]! < fresh[i]!) j++;
-    if (j < old.length && old[j] === fresh[i]) (nm[i] = m[j]!), (nv[i] = v[j]!);
+    if (j < old.length && old[j] === fresh[i]) out[i] = vals[j]!;
   }
-  return [nm, nv];
+  return out;
 }
 
 /** Seeded PRNG (mulberry32); its state is one u32, saved in checkpoints. */
@@ -181,6 +197,14 @@ export class Rng {
   }
 }
 
+/** The importance microbatches' own stream: seeded from the run's seed with this salt (run.ts importanceBatches). */
+export const importanceRng = (seed: number): Rng => new Rng((seed ^ 0x9e3779b9) >>> 0);
+
+/** n microbatches of `microbatch` sample indices drawn uniformly from `count` samples (importance passes). */
+export function drawBatches(rng: Rng, n: number, microbatch: number, count: number): number[][] {
+  return Array.from({ length: n }, () => Array.from({ length: microbatch }, () => Math.floor(rng.next() * count)));
+}
+
 export class Trainer {
   readonly graph: TrainGraph;
   readonly layers: LayerState[] = [];
@@ -195,6 +219,8 @@ export class Trainer {
   routerHasBuf = false;
   turnovers: number[] = [];
   rng: Rng;
+  /** accumulatedReselect: the importance stream, past the first selection's N_IMPORTANCE microbatches (saved in checkpoints). */
+  readonly impRng: Rng;
   order: Uint32Array;
   cursor = 0;
   epoch = 0;
@@ -208,6 +234,8 @@ export class Trainer {
   readonly denseD: GPUBuffer | null = null;
   /** 4-bit experts: the one f32 scratch every trained layer's current weights are materialized into ([2·per], [per]). */
   readonly scratch: { gu: GPUBuffer; down: GPUBuffer } | null = null;
+  /** perEntryStep: Adam's bias corrections by step count, [2·(steps + 1)] (adamBiasTable). */
+  readonly adamBias: GPUBuffer | null = null;
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
     if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
@@ -220,6 +248,12 @@ export class Trainer {
     this.flag = createBuffer(gpu, { label: 'finite.flag', size: 4, kind: 'workspace' });
     this.rng = new Rng(s.seed >>> 0);
     this.order = this.rng.shuffle(data.count);
+    this.impRng = importanceRng(s.seed);
+    drawBatches(this.impRng, s.nImportance, s.microbatch, data.count);
+    if (s.perEntryStep) {
+      this.adamBias = createBuffer(gpu, { label: 'adam.bias', size: 2 * (s.steps + 1) * 4, kind: 'optimizer' });
+      writeBuffer(gpu, this.adamBias, 0, adamBiasTable(s.steps));
+    }
     const { numExperts: E, expertIntermediate: IE } = spec.moe;
     const H = spec.hidden;
     const per = E * IE * H;
@@ -267,8 +301,8 @@ export class Trainer {
         gu,
         down,
         base,
-        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per), this.scratch ? overlayCapacity(s, 2 * per) : 0),
-        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per), this.scratch ? overlayCapacity(s, per) : 0),
+        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per), this.scratch ? overlayCapacity(s, 2 * per) : 0, !!s.perEntryStep),
+        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per), this.scratch ? overlayCapacity(s, per) : 0, !!s.perEntryStep),
         router: lw.t.router!.buf,
         dRouter: f('dRouter', E * H, 'workspace'),
         routerBuf: f('routerBuf', E * H, 'optimizer'),
@@ -284,7 +318,7 @@ export class Trainer {
     enc.submit();
     // The loaded gate/up buffers were copied into gu by the submitted work; WebGPU frees them once it has run.
     for (const b of retired) b.destroy();
-    this.shared = SharedTraining.create(gpu, spec, weights, this.graph.trained, s.frac, !!s.trainShared);
+    this.shared = SharedTraining.create(gpu, spec, weights, this.graph.trained, s.frac, !!s.trainShared, this.adamBias ? { bias: this.adamBias, tMax: s.steps } : null);
   }
 
   /** Trainable parameter count: active expert entries + router weights. */
@@ -364,7 +398,24 @@ export class Trainer {
    * whose scores then live in the shared dense scratch): each group reruns the microbatches.
    */
   async init(importanceSamples: number[][]): Promise<void> {
+    await this.rankByImportance(importanceSamples);
+    await this.select(false);
+  }
+
+  /**
+   * idx of every selection (routed and shared) := top-k of Σ|grad| over the microbatches `importanceSamples`, at the
+   * current weights, layers in importance groups (see init). The first selection, and accumulatedReselect's reselections.
+   */
+  private async rankByImportance(importanceSamples: number[][]): Promise<void> {
     this.shared?.startImportance();
+    // A reselection on a 4-bit base: materialize() places the masters at idx until select(), so the new sets wait aside.
+    const waiting = new Map<Selection, GPUBuffer>();
+    const dest = (sel: Selection): GPUBuffer => {
+      if (!this.scratch || !sel.host.length) return sel.idx;
+      let b = waiting.get(sel);
+      if (!b) waiting.set(sel, (b = createBuffer(this.gpu, { label: `${sel.name}.idx.new`, size: sel.k * 4, kind: 'workspace' })));
+      return b;
+    };
     const group = Math.max(1, this.s.importanceGroup ?? (this.scratch ? 1 : this.layers.length));
     for (let g0 = 0; g0 < this.layers.length; g0 += group) {
       const part = this.layers.slice(g0, g0 + group);
@@ -388,18 +439,23 @@ export class Trainer {
         }
       }
       const enc = new Encoder(this.gpu, 'select.topk');
-      for (const l of part) this.topk(enc, l, ...imp.get(l)!);
+      for (const l of part) this.topk(enc, l, ...imp.get(l)!, dest);
       enc.submit();
       await this.gpu.device.queue.onSubmittedWorkDone();
       if (!shared) for (const [g, d] of imp.values()) (g.destroy(), d.destroy());
     }
-    await this.select(false);
+    if (!waiting.size) return;
+    const enc = new Encoder(this.gpu, 'select.idx');
+    for (const [sel, b] of waiting) enc.copy(b, 0, sel.idx, 0, sel.k * 4);
+    enc.submit();
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    for (const b of waiting.values()) b.destroy();
   }
 
   /** idx of G and D = top-k of |scores|. */
-  private topk(enc: Encoder, l: LayerState, sg: GPUBuffer, sd: GPUBuffer): void {
-    topkSelect(enc, l.G.idx, sg, this.topkWork, l.G.numel, l.G.k);
-    topkSelect(enc, l.D.idx, sd, this.topkWork, l.D.numel, l.D.k);
+  private topk(enc: Encoder, l: LayerState, sg: GPUBuffer, sd: GPUBuffer, dest = (sel: Selection) => sel.idx): void {
+    topkSelect(enc, dest(l.G), sg, this.topkWork, l.G.numel, l.G.k);
+    topkSelect(enc, dest(l.D), sd, this.topkWork, l.D.numel, l.D.k);
   }
 
   /**
@@ -439,8 +495,12 @@ export class Trainer {
     const turnovers: number[] = [];
     const scratch: GPUBuffer[] = [];
     const keep = resetGrown && !!this.s.keepAdamState;
-    const kept = new Map<Selection, { m: Float32Array; v: Float32Array; old: Uint32Array }>();
-    if (keep) for (const l of this.layers) for (const sel of [l.G, l.D]) kept.set(sel, { m: await readF32(this.gpu, sel.m, 0, sel.k), v: await readF32(this.gpu, sel.v, 0, sel.k), old: sel.host });
+    const kept = new Map<Selection, { m: Float32Array; v: Float32Array; steps: Uint32Array | null; old: Uint32Array }>();
+    if (keep) {
+      for (const l of this.layers) for (const sel of [l.G, l.D]) {
+        kept.set(sel, { m: await readF32(this.gpu, sel.m, 0, sel.k), v: await readF32(this.gpu, sel.v, 0, sel.k), steps: sel.steps && (await readU32(this.gpu, sel.steps, 0, sel.k)), old: sel.host });
+      }
+    }
     for (const l of this.layers) {
       let enc = new Encoder(this.gpu, 'select.masters');
       const q4 = l.base.kind === 'q4';
@@ -491,9 +551,11 @@ export class Trainer {
           const [m, v] = carryMoments(k.old, k.m, k.v, fr);
           writeBuffer(this.gpu, sel.m, 0, m);
           writeBuffer(this.gpu, sel.v, 0, v);
+          if (sel.steps) writeBuffer(this.gpu, sel.steps, 0, carryValues(k.old, k.steps!, fr));
         } else {
           enc.clear(sel.m);
           enc.clear(sel.v);
+          if (sel.steps) enc.clear(sel.steps);
         }
       }
       enc.submit();
@@ -513,7 +575,10 @@ export class Trainer {
     let reselect: ReselectRecord | null = null;
     const tRes = performance.now();
     if (isReselectStep(s, this.s.reselectEvery)) {
-      await this.densePass(batches[0]!, this.layers, () => [this.denseG!, this.denseD!], false, (e, l, dG, dD) => this.topk(e, l, dG, dD));
+      if (this.s.accumulatedReselect) {
+        // the step's own microbatch + N_IMPORTANCE - 1 more from the importance stream, as the first selection
+        await this.rankByImportance([batches[0]!, ...drawBatches(this.impRng, this.s.nImportance - 1, this.s.microbatch, this.data.count)]);
+      } else await this.densePass(batches[0]!, this.layers, () => [this.denseG!, this.denseD!], false, (e, l, dG, dD) => this.topk(e, l, dG, dD));
       const turnovers = await this.select(true);
       const turnover = turnovers.reduce((a, b) => a + b, 0) / Math.max(1, turnovers.length);
       this.turnovers.push(turnover);
@@ -561,7 +626,8 @@ export class Trainer {
       enc = new Encoder(this.gpu, 'step.update');
       for (const l of this.layers) {
         for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
-          sparseAdam(enc, sel.master, sel.m, sel.v, sel.grad, null, sel.k, { lr, t: this.adamT, weightDecay: this.s.wd });
+          if (sel.steps) sparseAdamEntryT(enc, sel.master, sel.m, sel.v, sel.steps, sel.grad, null, this.adamBias!, sel.k, { lr, tMax: this.s.steps, weightDecay: this.s.wd });
+          else sparseAdam(enc, sel.master, sel.m, sel.v, sel.grad, null, sel.k, { lr, t: this.adamT, weightDecay: this.s.wd });
           if (l.base.kind === 'f32') scatterMasters(enc, w, sel.master, sel.idx, null, sel.k, { dtype: 'f32' }); // 4-bit: materialize() does it
 
         }
@@ -634,6 +700,7 @@ export class Trainer {
         touchedValD: await vals(l.down, l.D.touched),
         router: await readF32(this.gpu, l.router),
         routerBuf: this.routerHasBuf ? await readF32(this.gpu, l.routerBuf) : null,
+        ...(l.G.steps && l.D.steps ? { extra: { stepsG: await readU32(this.gpu, l.G.steps, 0, l.G.k), stepsD: await readU32(this.gpu, l.D.steps, 0, l.D.k) } } : {}),
       });
     }
     await this.shared?.save(layers);
@@ -641,7 +708,7 @@ export class Trainer {
       version: TRAIN_CHECKPOINT_VERSION,
       settings,
       step: this.step,
-      rng: { seed: this.s.seed, state: [this.rng.state] },
+      rng: { seed: this.s.seed, state: this.s.accumulatedReselect ? [this.rng.state, this.impRng.state] : [this.rng.state] },
       dataOrder: { epoch: this.epoch, cursor: this.cursor, order: this.order.slice() },
       frozenCacheId: this.cache.id,
       skipped: this.skipped,
@@ -656,6 +723,9 @@ export class Trainer {
   async restore(c: TrainCheckpoint): Promise<void> {
     if (c.layers.length !== this.layers.length) throw new Error(`checkpoint has ${c.layers.length} trained layers, this run has ${this.layers.length}`);
     if (!this.shared && hasSharedState(c.layers)) throw new Error('checkpoint trained the shared experts (trainShared); this run does not');
+    if (!!this.s.accumulatedReselect !== c.rng.state.length > 1) {
+      throw new Error(`checkpoint was saved ${c.rng.state.length > 1 ? 'with' : 'without'} accumulatedReselect (its importance stream); resume the same way`);
+    }
     const scratch: GPUBuffer[] = [];
     const up = (data: Uint32Array | Float32Array, label: string) => {
       const b = createBuffer(this.gpu, { label, size: Math.max(4, data.byteLength) });
@@ -667,10 +737,15 @@ export class Trainer {
     this.layers.forEach((l, i) => {
       const c1 = c.layers[i]!;
       if (c1.layer !== l.layer || c1.idxG.length !== l.G.k || c1.idxD.length !== l.D.k) throw new Error(`checkpoint layer ${c1.layer} does not match this run's settings (layer ${l.layer}, k ${l.G.k}/${l.D.k})`);
-      for (const [sel, w, base, idx, master, m, v, touched, tvals] of [
-        [l.G, l.gu, l.base.kind === 'f32' ? l.base.gu : null, c1.idxG, c1.masterG, c1.mG, c1.vG, c1.touchedG, c1.touchedValG],
-        [l.D, l.down, l.base.kind === 'f32' ? l.base.down : null, c1.idxD, c1.masterD, c1.mD, c1.vD, c1.touchedD, c1.touchedValD],
+      for (const [sel, w, base, idx, master, m, v, touched, tvals, steps] of [
+        [l.G, l.gu, l.base.kind === 'f32' ? l.base.gu : null, c1.idxG, c1.masterG, c1.mG, c1.vG, c1.touchedG, c1.touchedValG, c1.extra?.stepsG],
+        [l.D, l.down, l.base.kind === 'f32' ? l.base.down : null, c1.idxD, c1.masterD, c1.mD, c1.vD, c1.touchedD, c1.touchedValD, c1.extra?.stepsD],
       ] as const) {
+        if (!!sel.steps !== (steps !== undefined)) throw new Error(`checkpoint layer ${l.layer} ${steps ? 'has' : 'has no'} per-entry step counts; resume with${steps ? '' : 'out'} perEntryStep`);
+        if (sel.steps && steps) {
+          if (!(steps instanceof Uint32Array) || steps.length !== sel.k) throw new Error(`checkpoint layer ${l.layer}: per-entry step counts do not match k ${sel.k}`);
+          writeBuffer(this.gpu, sel.steps, 0, steps);
+        }
         if (base) {
           enc.copy(base, 0, w, 0, sel.numel * 4);
           if (touched.length) scatterMasters(enc, w, up(tvals, 'touched.vals'), up(touched, 'touched.idx'), null, touched.length, { dtype: 'f32' });
@@ -698,6 +773,7 @@ export class Trainer {
     this.skipped = c.skipped;
     this.turnovers = c.turnovers.slice();
     this.rng.state = c.rng.state[0]! >>> 0;
+    if (this.s.accumulatedReselect) this.impRng.state = c.rng.state[1]! >>> 0;
     this.order = c.dataOrder.order.slice();
     this.cursor = c.dataOrder.cursor;
     this.epoch = c.dataOrder.epoch;

@@ -1,14 +1,35 @@
-// usaf train's --train-shared flag: off by default, on from the flag or from the seed-style env var TRAIN_SHARED=1.
-import { describe, expect, it } from 'vitest';
+// usaf train's improvement flags (--train-shared, --keep-adam-state, --per-entry-step, --accumulated-reselect): off by
+// default, on from the flag or from the seed-style env var, and listed by `usaf train --help`.
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseArgs } from '../../../src/cli/args.ts';
-import { TRAIN_FLAGS } from '../../../src/cli/commands/train.ts';
+import { train, TRAIN_FLAGS } from '../../../src/cli/commands/train.ts';
 
-describe('usaf train --train-shared', () => {
-  it('is off by default, on with the flag or TRAIN_SHARED=1, off with TRAIN_SHARED=0', () => {
-    expect(!!parseArgs([], TRAIN_FLAGS, {}).flags['train-shared']).toBe(false);
-    expect(parseArgs(['--train-shared'], TRAIN_FLAGS, {}).flags['train-shared']).toBe(true);
-    expect(parseArgs([], TRAIN_FLAGS, { TRAIN_SHARED: '1' }).flags['train-shared']).toBe(true);
-    expect(parseArgs([], TRAIN_FLAGS, { TRAIN_SHARED: '0' }).flags['train-shared']).toBe(false);
-    expect(parseArgs(['--train-shared=false'], TRAIN_FLAGS, { TRAIN_SHARED: '1' }).flags['train-shared']).toBe(false);
+const FLAGS = [
+  ['train-shared', 'TRAIN_SHARED'],
+  ['keep-adam-state', 'KEEP_ADAM_STATE'],
+  ['per-entry-step', 'PER_ENTRY_STEP'],
+  ['accumulated-reselect', 'ACCUMULATED_RESELECT'],
+] as const;
+
+describe('usaf train improvement flags', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  for (const [flag, env] of FLAGS) {
+    it(`--${flag} is off by default, on with the flag or ${env}=1, off with ${env}=0`, () => {
+      expect(!!parseArgs([], TRAIN_FLAGS, {}).flags[flag]).toBe(false);
+      expect(parseArgs([`--${flag}`], TRAIN_FLAGS, {}).flags[flag]).toBe(true);
+      expect(parseArgs([], TRAIN_FLAGS, { [env]: '1' }).flags[flag]).toBe(true);
+      expect(parseArgs([], TRAIN_FLAGS, { [env]: '0' }).flags[flag]).toBe(false);
+      expect(parseArgs([`--${flag}=false`], TRAIN_FLAGS, { [env]: '1' }).flags[flag]).toBe(false);
+    });
+  }
+
+  it('usaf train --help lists every improvement flag', async () => {
+    const lines: string[] = [];
+    vi.spyOn(console, 'log').mockImplementation((s: unknown) => void lines.push(String(s)));
+    expect(await train.run(['--help'])).toBe(0);
+    const help = lines.join('\n');
+    for (const [flag] of FLAGS) expect(help).toContain(`--${flag}`);
+    for (const flag of ['--quantize-experts', '--group-size', '--gpu-gib']) expect(help).toContain(flag);
   });
 });
