@@ -5,7 +5,7 @@ import { mkdir, appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { command, str, num } from '../command.ts';
 import { nodeGpu } from '../../node/gpu.ts';
-import { openModel, QUANT_FLAGS, quantOption } from '../load-model.ts';
+import { openModel, QUANT_FLAGS, quantOption, storedQuantOption } from '../load-model.ts';
 import { tokenizeFile } from '../dataset.ts';
 import { Trainer, planSettings, type TrainSettings, type SampleSet } from '../../engine/train/trainer.ts';
 import { assertFits } from '../../engine/plan/memory.ts';
@@ -67,7 +67,7 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const numLayers = spec.numLayers;
   const trainFrom = num(f, 'train-from') ?? defaultTrainFrom(numLayers);
   const trainShared = !!f['train-shared'];
-  const quantizeExperts = quantOption(f);
+  const quantizeExperts = quantOption(f) ?? (await storedQuantOption(modelDir)); // a stored 4-bit model says so itself
   const seq = num(f, 'seq')!;
   const ds = await tokenizeFile(modelDir, str(f, 'dataset'), num(f, 'eval-split')!);
   const pad = 0;
