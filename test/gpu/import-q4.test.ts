@@ -16,6 +16,13 @@ import { planStorage } from '../../src/engine/plan/storage.ts';
 import { q4ExpertLayouts } from '../../src/engine/quant/format.ts';
 import { importQ4, type ImportOptions } from '../../src/engine/quant/import-q4.ts';
 import { storedQ4Info } from '../../src/engine/quant/stored-q4.ts';
+import { dequantizeExperts } from '../../src/engine/quant/experts-q4.ts';
+import { hubView } from '../../src/engine/quant/hub-view.ts';
+import { createBuffer, readF32 } from '../../src/engine/gpu/buffers.ts';
+import { Encoder } from '../../src/engine/gpu/encoder.ts';
+import { decodeBf16, encodeBf16 } from '../../src/engine/io/dtype.ts';
+import { exportModel } from '../../src/engine/train/export.ts';
+import { applyDelta, makeDelta } from '../../src/engine/train/delta.ts';
 import { Forward } from '../../src/engine/train/forward.ts';
 import { loadWeights, type ModelWeights } from '../../src/engine/train/weights.ts';
 import { nodeFolder } from '../../src/node/folder.ts';
@@ -24,6 +31,7 @@ import { testGpu } from '../helpers/gpu.ts';
 
 const DEMO = 'public/models/usaf-demo-moe';
 const QWEN2 = 'test/fixtures/qwen2_moe';
+const QWEN3 = 'test/fixtures/qwen3_moe';
 
 async function sourceOf(dir: string): Promise<{ spec: ModelSpec; src: Checkpoint; folder: FileSet }> {
   const folder = nodeFolder(dir);
@@ -153,4 +161,66 @@ describe('stored 4-bit checkpoint', () => {
     await stored.close();
     await src.close();
   }, 240_000);
+
+  it('exports a stored model under Hub names in bf16 (experts = the GPU dequantization), and a delta on it applies', async () => {
+    const gpu = await testGpu();
+    const G = 32;
+    const { spec, src, folder } = await sourceOf(QWEN3);
+    const sink = memorySink('store');
+    await importQ4(gpu, spec, sink, src, folder, { groupSize: G });
+    const stored = await openCheckpoint(sink.folder());
+    const view = hubView(stored, spec);
+    expect([...view.tensors.keys()].sort()).toEqual([...src.tensors.keys()].sort());
+
+    // the view's expert values are the GPU's dequantized f32, rounded to bf16
+    const w = await loadWeights(gpu, spec, stored);
+    const { numExperts: E, expertIntermediate: IE } = spec.moe;
+    const per = IE * spec.hidden;
+    const gu = createBuffer(gpu, { label: 'test.gu', size: 2 * E * per * 4 });
+    const dn = createBuffer(gpu, { label: 'test.down', size: E * per * 4 });
+    const bf = (v: Float32Array): Float32Array => decodeBf16(encodeBf16(v));
+    for (const L of [0, spec.numLayers - 1]) {
+      const enc = new Encoder(gpu, 'test.dequant');
+      dequantizeExperts(enc, gu, dn, w.layers[L]!.experts!, spec);
+      enc.submit();
+      const g = await readF32(gpu, gu), d = await readF32(gpu, dn);
+      for (const e of layerTensorsOf(spec, L)) {
+        const x = e.expert!;
+        const want = e.role === 'expert.gate' ? g.subarray(x * per, (x + 1) * per) : e.role === 'expert.up' ? g.subarray((E + x) * per, (E + x + 1) * per) : d.subarray(x * per, (x + 1) * per);
+        expect(view.tensors.get(e.name)!.dtype).toBe('BF16');
+        expect(decodeBf16(await view.readTensor(e.name))).toEqual(bf(want));
+      }
+    }
+
+    // export with one trained expert: Hub names, bf16, the changed values; the rest as the view reads them
+    const trained = layerTensorsOf(spec, 1)[4]!;
+    const changedValues = decodeBf16(await view.readTensor(trained.name));
+    for (let i = 0; i < changedValues.length; i += 7) changedValues[i] += 0.25;
+    const changed = new Map([[trained.name, changedValues]]);
+    const out = memorySink('export');
+    await exportModel(out, view, folder, changed);
+    const hub = await openCheckpoint(out.folder());
+    expect([...hub.tensors.keys()].sort()).toEqual([...src.tensors.keys()].sort());
+    expect(Object.values(hub.files.values().next().value!.metadata)).not.toContain('usaf-q4/1');
+    expect(decodeBf16(await hub.readTensor(trained.name))).toEqual(bf(changedValues));
+    const other = layerTensorsOf(spec, 1)[0]!;
+    expect(await hub.readTensor(other.name)).toEqual(await view.readTensor(other.name));
+
+    // the delta over the view carries exactly the changed entries and applies back onto it
+    const delta = await makeDelta(view, changed, {});
+    const bytes = new Uint8Array(delta.chunks.reduce((n, c) => n + c.byteLength, 0));
+    let at = 0;
+    for (const c of delta.chunks) { bytes.set(c, at); at += c.byteLength; }
+    const applied = await applyDelta(view, bytes);
+    expect([...applied.keys()]).toEqual([trained.name]);
+    expect(applied.get(trained.name)).toEqual(changedValues);
+    await hub.close();
+    await stored.close();
+    await src.close();
+  }, 120_000);
 });
+
+/** The routed-expert entries of layer L (per-expert layout). */
+function layerTensorsOf(spec: ModelSpec, L: number) {
+  return spec.layers[L]!.tensors.filter((e) => e.role.startsWith('expert.'));
+}
