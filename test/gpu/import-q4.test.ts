@@ -162,6 +162,13 @@ describe('stored 4-bit checkpoint', () => {
     await src.close();
   }, 240_000);
 
+  it('mixtral (block_sparse_moe names) and deepseek_v3 (dense layer 0, MLA): planned size, identical buffers and logits', async () => {
+    for (const dir of ['test/fixtures/mixtral', 'test/fixtures/deepseek_v3']) {
+      const { src } = await checkRoundTrip(dir, 32);
+      await src.close();
+    }
+  }, 120_000);
+
   it('exports a stored model under Hub names in bf16 (experts = the GPU dequantization), and a delta on it applies', async () => {
     const gpu = await testGpu();
     const G = 32;
