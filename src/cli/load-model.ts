@@ -7,6 +7,7 @@ import { parseConfig, withExpertLayout } from '../engine/model/config.ts';
 import { detectExpertLayout } from '../engine/model/tensors.ts';
 import type { ModelSpec } from '../engine/model/spec.ts';
 import { loadWeights, type ModelWeights } from '../engine/train/weights.ts';
+import { storedQ4Info } from '../engine/quant/stored-q4.ts';
 import { nodeFolder } from '../node/folder.ts';
 
 export interface LoadedModel {
@@ -14,6 +15,8 @@ export interface LoadedModel {
   spec: ModelSpec;
   ckpt: Checkpoint;
   weights: ModelWeights;
+  /** The 4-bit setting in effect: the one asked for, or the stored checkpoint's own. */
+  quantizeExperts?: { groupSize: number };
 }
 
 export async function readSpec(dir: string): Promise<ModelSpec> {
@@ -50,10 +53,23 @@ export interface OpenOptions {
 export async function openModel(gpu: GpuContext, dir: string, opts: OpenOptions = {}): Promise<LoadedModel> {
   let spec = await readSpec(dir);
   const ckpt = await openCheckpoint(nodeFolder(dir));
-  const layout = detectExpertLayout(ckpt.tensors.keys());
+  const stored = storedQ4Info(ckpt);
+  const layout = stored ? stored.expertLayout : detectExpertLayout(ckpt.tensors.keys());
   if (layout !== spec.expertLayout) spec = withExpertLayout(spec, layout);
   const trained = new Set<number>();
   if (opts.trainFrom !== undefined) for (let L = opts.trainFrom; L < spec.numLayers; L++) trained.add(L);
   const weights = await loadWeights(gpu, spec, ckpt, { f32ExpertLayers: trained, f32SharedLayers: opts.trainShared ? trained : undefined, quantizeExperts: opts.quantizeExperts });
-  return { dir, spec, ckpt, weights };
+  const quantizeExperts = opts.quantizeExperts ?? (stored ? { groupSize: stored.groupSize } : undefined);
+  return { dir, spec, ckpt, weights, quantizeExperts };
+}
+
+/** The group size of a stored 4-bit checkpoint in `dir` (quant/stored-q4.ts), or undefined for a plain one. */
+export async function storedQuantOption(dir: string): Promise<{ groupSize: number } | undefined> {
+  const ckpt = await openCheckpoint(nodeFolder(dir));
+  try {
+    const info = storedQ4Info(ckpt);
+    return info ? { groupSize: info.groupSize } : undefined;
+  } finally {
+    await ckpt.close();
+  }
 }

@@ -10,8 +10,9 @@ import { bench } from './commands/bench.ts';
 import { train } from './commands/train.ts';
 import { plan } from './commands/plan.ts';
 import { quantReportCmd } from './commands/quant-report.ts';
+import { importCmd } from './commands/import.ts';
 
-const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, train, plan, quantReportCmd, bench];
+const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, train, plan, quantReportCmd, bench, importCmd];
 
 function usage(): string {
   return ['usage: usaf <command> [flags]', '', ...COMMANDS.map((c) => `  ${c.name.padEnd(12)} ${c.summary}`), '', 'usaf <command> --help for its flags'].join('\n');

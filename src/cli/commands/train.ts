@@ -5,13 +5,14 @@ import { mkdir, appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { command, str, num } from '../command.ts';
 import { nodeGpu } from '../../node/gpu.ts';
-import { openModel, QUANT_FLAGS, quantOption } from '../load-model.ts';
+import { openModel, QUANT_FLAGS, quantOption, storedQuantOption } from '../load-model.ts';
 import { tokenizeFile } from '../dataset.ts';
 import { Trainer, planSettings, type TrainSettings, type SampleSet } from '../../engine/train/trainer.ts';
 import { assertFits } from '../../engine/plan/memory.ts';
 import { runTraining } from '../../engine/train/run.ts';
 import { loadTrainCheckpoint } from '../../engine/train/checkpoint-file.ts';
 import { exportModel } from '../../engine/train/export.ts';
+import { hubView } from '../../engine/quant/hub-view.ts';
 import { makeDelta, DELTA_FILE } from '../../engine/train/delta.ts';
 import { nodeFileSink } from '../../node/file-sink.ts';
 import { nodeFolder } from '../../node/folder.ts';
@@ -69,7 +70,7 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const numLayers = spec.numLayers;
   const trainFrom = num(f, 'train-from') ?? defaultTrainFrom(numLayers);
   const trainShared = !!f['train-shared'];
-  const quantizeExperts = quantOption(f);
+  const quantizeExperts = quantOption(f) ?? (await storedQuantOption(modelDir)); // a stored 4-bit model says so itself
   const seq = num(f, 'seq')!;
   const ds = await tokenizeFile(modelDir, str(f, 'dataset'), num(f, 'eval-split')!);
   const pad = 0;
@@ -124,10 +125,11 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   if (!f['no-export']) {
     const changed = await trainer.changedTensors();
     const exportDir = join(out, 'export');
-    const r = await exportModel(nodeFileSink(exportDir), model.ckpt, nodeFolder(modelDir), changed);
+    const base = hubView(model.ckpt, model.spec); // a stored 4-bit model exports under Hub names, experts dequantized
+    const r = await exportModel(nodeFileSink(exportDir), base, nodeFolder(modelDir), changed);
     // 4-bit runs: the delta holds the trained entries only, over the checkpoint's own values (the export has the
     // dequantized base in the trained layers' experts)
-    const d = await makeDelta(model.ckpt, quantizeExperts ? await trainer.changedTensors(model.ckpt) : changed, { frac: settings.frac, steps });
+    const d = await makeDelta(base, quantizeExperts ? await trainer.changedTensors(base) : changed, { frac: settings.frac, steps });
     await nodeFileSink(out).write(DELTA_FILE, d.chunks);
     exported = { hub: exportDir, shards: r.shards.length, delta: join(out, DELTA_FILE), delta_bytes: d.bytes };
   }

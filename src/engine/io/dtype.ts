@@ -1,11 +1,11 @@
 // Safetensors dtypes: byte sizes, decoders from raw little-endian bytes to f32, and bf16 pack/convert helpers.
 // Pure functions on typed arrays; assumes a little-endian host (every WebGPU platform is) and never mutates its input.
 
-export const DTYPES = ['BF16', 'F16', 'F32', 'F64', 'I32', 'I64', 'U8', 'I8', 'BOOL', 'F8_E4M3', 'F8_E5M2'] as const;
+export const DTYPES = ['BF16', 'F16', 'F32', 'F64', 'I32', 'I64', 'U8', 'I8', 'BOOL', 'F8_E4M3', 'F8_E5M2', 'U32'] as const;
 export type Dtype = (typeof DTYPES)[number];
 
 export const DTYPE_BYTES: Readonly<Record<Dtype, number>> = {
-  BF16: 2, F16: 2, F32: 4, F64: 8, I32: 4, I64: 8, U8: 1, I8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+  BF16: 2, F16: 2, F32: 4, F64: 8, I32: 4, I64: 8, U8: 1, I8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1, U32: 4,
 };
 
 export function isDtype(s: unknown): s is Dtype {
@@ -124,6 +124,10 @@ export function decodeF32(dtype: Dtype, bytes: Uint8Array): Float32Array {
 export function decodeInt(dtype: Dtype, bytes: Uint8Array): Int32Array | number[] {
   switch (dtype) {
     case 'I32': return view(bytes, 4, (buf, o, n) => new Int32Array(buf, o, n)).slice();
+    case 'U32': {
+      const src = view(bytes, 4, (buf, o, n) => new Uint32Array(buf, o, n));
+      return src.every((v) => v <= 0x7fffffff) ? Int32Array.from(src) : Array.from(src);
+    }
     case 'U8': case 'BOOL': return Int32Array.from(bytes);
     case 'I8': return Int32Array.from(new Int8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     case 'I64': {

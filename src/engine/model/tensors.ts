@@ -8,18 +8,23 @@ export type SpecCore = Omit<ModelSpec, 'layers'>;
 
 const FUSED_RE = /\.experts\.(gate_up_proj|down_proj)$/;
 const PER_EXPERT_RE = /\.experts\.\d+\./;
+/** A stored 4-bit checkpoint's expert buffers (quant/stored-q4.ts). */
+const Q4_RE = /\.experts\.(gate_up|down)\.q4$/;
 
 /** 'fused' when names hold `…experts.gate_up_proj`, 'per_expert' when `…experts.<e>.…`; throws if neither or both. */
 export function detectExpertLayout(names: Iterable<string>): ExpertLayout {
   let fused = false;
   let perExpert = false;
+  let q4Seen = false;
   for (const n of names) {
-    if (FUSED_RE.test(n)) fused = true;
+    if (Q4_RE.test(n)) q4Seen = true;
+    else if (FUSED_RE.test(n)) fused = true;
     else if (PER_EXPERT_RE.test(n)) perExpert = true;
   }
   if (fused && perExpert) throw new Error('checkpoint mixes fused (experts.gate_up_proj) and per-expert (experts.N.*) expert tensors');
   if (fused) return 'fused';
   if (perExpert) return 'per_expert';
+  if (q4Seen) throw new Error('a stored 4-bit checkpoint (…experts.gate_up.q4): its expert layout is in the shards\' metadata (quant/stored-q4.ts storedQ4Info)');
   throw new Error('no routed-expert tensors found (expected "…mlp.experts.N.gate_proj.weight", "…block_sparse_moe.experts.N.w1.weight" or "…mlp.experts.gate_up_proj")');
 }
 

@@ -1,11 +1,12 @@
 // Routed experts of a layer in 4 bits on the GPU (FORMAT.md): quantized on the way in, one expert at a time through one
-// bounded staging buffer, so the full-precision layer never exists on the GPU. Also their layout and dequantization.
+// bounded staging buffer, so the full-precision layer never exists on the GPU. The same buffers are read back for the
+// stored 4-bit checkpoint (import-q4.ts) and uploaded from it as they are. Also their dequantization.
 //
 // A layer holds two buffers: gate|up = [2·E·IE rows of H] (gate rows first, then up) and down = [E·H rows of IE]; each
 // is the code words, then (from a 256-byte boundary, so both halves can be bound separately) the (scale, zero) words.
 
 import type { GpuContext } from '../gpu/device.ts';
-import { createBuffer, writeBuffer } from '../gpu/buffers.ts';
+import { createBuffer, readBuffer, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { Dtype } from '../io/dtype.ts';
 import type { ModelSpec, TensorEntry } from '../model/spec.ts';
@@ -63,8 +64,33 @@ export async function loadExpertsQ4(gpu: GpuContext, spec: ModelSpec, L: number,
   }
   await gpu.device.queue.onSubmittedWorkDone();
   stage.destroy();
+  return q4Tensors(gu, dn, spec, G);
+}
+
+const q4Tensors = (gu: GPUBuffer, dn: GPUBuffer, spec: ModelSpec, G: number): ExpertWeights => {
+  const { numExperts: E, expertIntermediate: IE } = spec.moe;
+  const H = spec.hidden;
+  const lay = q4ExpertLayouts(spec, G);
   const t = (buf: GPUBuffer, shape: number[], offset: number, l: Q4BufferLayout): ExpertTensor => ({ buf, dtype: 'q4', shape, offset, q4: { G, sz: l.szWord } });
   return { gate: t(gu, [E, IE, H], 0, lay.gateUp), up: t(gu, [E, IE, H], E * IE * H, lay.gateUp), down: t(dn, [E, H, IE], 0, lay.down) };
+};
+
+/** The two buffers' bytes exactly as the GPU holds them (codes, zero padding, table): what the stored format keeps. */
+export async function readExpertsQ4(gpu: GpuContext, ex: ExpertWeights): Promise<{ gateUp: Uint8Array; down: Uint8Array }> {
+  if (ex.gate.dtype !== 'q4' || ex.down.dtype !== 'q4') throw new Error('readExpertsQ4: the experts are not 4-bit');
+  return { gateUp: new Uint8Array(await readBuffer(gpu, ex.gate.buf)), down: new Uint8Array(await readBuffer(gpu, ex.down.buf)) };
+}
+
+/** A layer's 4-bit experts from stored buffer bytes (readExpertsQ4's), uploaded as they are; sizes checked. */
+export function uploadExpertsQ4(gpu: GpuContext, spec: ModelSpec, L: number, G: number, gateUp: Uint8Array, down: Uint8Array): ExpertWeights {
+  const lay = q4ExpertLayouts(spec, G);
+  const mk = (name: string, bytes: Uint8Array, want: number): GPUBuffer => {
+    if (bytes.byteLength !== want) throw new Error(`layer ${L}: stored 4-bit ${name} has ${bytes.byteLength} bytes, group size ${G} needs ${want}`);
+    const buf = createBuffer(gpu, { label: `layer${L}.experts.${name}.q4`, size: want, kind: 'weights' });
+    writeBuffer(gpu, buf, 0, bytes);
+    return buf;
+  };
+  return q4Tensors(mk('gate_up', gateUp, lay.gateUp.bytes), mk('down', down, lay.down.bytes), spec, G);
 }
 
 /**

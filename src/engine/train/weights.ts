@@ -11,7 +11,8 @@ import { dequantFp8, fp8ScaleName } from '../io/fp8.ts';
 import { matmulBackwardBias, matmulBackwardInput, matmulBackwardWeight, matmulForward } from '../ops/matmul.ts';
 import type { ModelSpec, TensorEntry, TensorRole } from '../model/spec.ts';
 import { globalTensors, layerTensors } from '../model/tensors.ts';
-import { loadExpertsQ4 } from '../quant/experts-q4.ts';
+import { loadExpertsQ4, uploadExpertsQ4 } from '../quant/experts-q4.ts';
+import { q4ExpertNames, storedQ4Info } from '../quant/stored-q4.ts';
 
 export type WDtype = 'f32' | 'bf16';
 
@@ -54,7 +55,7 @@ export interface ModelWeights {
 }
 
 /** Roles kept in f32 on the GPU: small vectors and the router (which trains). */
-const F32_ROLES = new Set<TensorRole>([
+export const F32_ROLES: ReadonlySet<TensorRole> = new Set<TensorRole>([
   'input_norm', 'post_attn_norm', 'final_norm', 'attn.q_norm', 'attn.k_norm', 'attn.q_a_norm', 'attn.kv_a_norm',
   'attn.q_bias', 'attn.k_bias', 'attn.v_bias', 'attn.o_bias', 'attn.q_a_bias', 'attn.kv_a_bias',
   'router', 'router.bias_correction', 'shared.expert_gate',
@@ -70,6 +71,8 @@ export interface LoadOptions {
    * f32ExpertLayers (the trainer rebuilds trained layers' f32 weights from the 4-bit base when it needs them).
    */
   quantizeExperts?: { groupSize: number };
+  // A stored 4-bit checkpoint (quant/stored-q4.ts) is detected by itself: its experts are uploaded as stored, as if
+  // quantizeExperts had been given with its group size (giving another group size is an error).
   onTensor?: (name: string, done: number, total: number) => void;
 }
 
@@ -126,6 +129,24 @@ export async function loadWeights(gpu: GpuContext, spec: ModelSpec, ckpt: Checkp
     return { buf, dtype: want, shape: e.shape, offset: 0 };
   };
 
+  const info = storedQ4Info(ckpt);
+  const stored = info ? { groupSize: info.groupSize } : undefined;
+  if (info && opts.quantizeExperts && opts.quantizeExperts.groupSize !== info.groupSize) {
+    throw new Error(`the checkpoint stores experts in 4 bits with group size ${info.groupSize}; it cannot be loaded with group size ${opts.quantizeExperts.groupSize}`);
+  }
+  const loadStoredExperts = async (L: number): Promise<ExpertWeights> => {
+    const names = q4ExpertNames(spec, L);
+    const raw = async (name: string): Promise<Uint8Array> => {
+      const t = ckpt.tensors.get(name);
+      if (!t) throw new Error(`stored 4-bit checkpoint has no tensor "${name}"`);
+      if (t.dtype !== 'U32') throw new Error(`stored 4-bit tensor "${name}" is ${t.dtype}, expected U32`);
+      const b = await ckpt.readTensor(name);
+      opts.onTensor?.(name, ++done, total);
+      return b;
+    };
+    return uploadExpertsQ4(gpu, spec, L, info!.groupSize, await raw(names.gateUp), await raw(names.down));
+  };
+
   const globals = new Map(globalTensors(spec).map((e) => [e.role, e]));
   const embed = await single(globals.get('embed')!);
   const finalNorm = await single(globals.get('final_norm')!);
@@ -140,10 +161,12 @@ export async function loadWeights(gpu: GpuContext, spec: ModelSpec, ckpt: Checkp
       if (e.role.startsWith('expert.')) expertEntries.push(e);
       else t[e.role] = await single(e, 'weights', L);
     }
-    const q4 = opts.quantizeExperts;
+    const q4 = stored ?? opts.quantizeExperts;
     const experts = !expertEntries.length
       ? null
-      : q4
+      : stored
+        ? await loadStoredExperts(L)
+        : q4
         ? await loadExpertsQ4(gpu, spec, L, expertEntries, read, q4.groupSize)
         : await loadExperts(gpu, spec, L, expertEntries, read, opts.f32ExpertLayers?.has(L) ? 'f32' : 'bf16');
     layers.push({ index: L, t, experts });
