@@ -6,7 +6,7 @@ import { openCheckpoint, type Checkpoint } from '../engine/io/checkpoint.ts';
 import { parseConfig, withExpertLayout } from '../engine/model/config.ts';
 import { detectExpertLayout } from '../engine/model/tensors.ts';
 import type { ModelSpec } from '../engine/model/spec.ts';
-import { loadWeights, type ModelWeights } from '../engine/train/weights.ts';
+import { loadWeights, type LoadOptions, type ModelWeights } from '../engine/train/weights.ts';
 import { nodeFolder } from '../node/folder.ts';
 
 export interface LoadedModel {
@@ -14,6 +14,8 @@ export interface LoadedModel {
   spec: ModelSpec;
   ckpt: Checkpoint;
   weights: ModelWeights;
+  /** The options the weights were loaded with (the frozen pass loads streamed layers with the same). */
+  load: LoadOptions;
 }
 
 export async function readSpec(dir: string): Promise<ModelSpec> {
@@ -44,6 +46,8 @@ export interface OpenOptions {
   quantizeExperts?: { groupSize: number };
   /** Shared experts of the trained layers load in f32 too, for training them (DeepSeek, Qwen2-MoE). */
   trainShared?: boolean;
+  /** Layers below trainFrom are not uploaded (the layer-major frozen pass streams them from `ckpt`). */
+  streamFrozen?: boolean;
 }
 
 /** `trainFrom`: layers from there on get f32 routed experts (and f32 shared experts with `trainShared`), for training. */
@@ -54,6 +58,11 @@ export async function openModel(gpu: GpuContext, dir: string, opts: OpenOptions 
   if (layout !== spec.expertLayout) spec = withExpertLayout(spec, layout);
   const trained = new Set<number>();
   if (opts.trainFrom !== undefined) for (let L = opts.trainFrom; L < spec.numLayers; L++) trained.add(L);
-  const weights = await loadWeights(gpu, spec, ckpt, { f32ExpertLayers: trained, f32SharedLayers: opts.trainShared ? trained : undefined, quantizeExperts: opts.quantizeExperts });
-  return { dir, spec, ckpt, weights };
+  const load: LoadOptions = { f32ExpertLayers: trained, f32SharedLayers: opts.trainShared ? trained : undefined, quantizeExperts: opts.quantizeExperts };
+  if (opts.streamFrozen) {
+    if (!opts.trainFrom) throw new Error('streaming frozen layers needs trainFrom > 0');
+    load.streamFrozenBelow = opts.trainFrom;
+  }
+  const weights = await loadWeights(gpu, spec, ckpt, load);
+  return { dir, spec, ckpt, weights, load };
 }

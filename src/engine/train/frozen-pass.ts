@@ -51,7 +51,7 @@ export class HostStore implements WindowStore {
   }
   async flush(): Promise<void> {
     const n = this.seq * this.hidden;
-    for (const p of this.pending) this.data[p.w]!.set(await readF32(this.gpu, p.src, p.i * n, n));
+    for (const p of this.pending) this.data[p.w]!.set(await readF32(this.gpu, p.src, p.i * n * 4, n)); // byte offset
     this.pending = [];
   }
 }
