@@ -6,7 +6,7 @@ import { openCheckpoint, type Checkpoint } from '../engine/io/checkpoint.ts';
 import { parseConfig, withExpertLayout } from '../engine/model/config.ts';
 import { detectExpertLayout } from '../engine/model/tensors.ts';
 import type { ModelSpec } from '../engine/model/spec.ts';
-import { loadWeights, type ModelWeights } from '../engine/train/weights.ts';
+import { loadWeights, type LoadOptions, type ModelWeights } from '../engine/train/weights.ts';
 import { storedQ4Info } from '../engine/quant/stored-q4.ts';
 import { nodeFolder } from '../node/folder.ts';
 
@@ -17,6 +17,8 @@ export interface LoadedModel {
   weights: ModelWeights;
   /** The 4-bit setting in effect: the one asked for, or the stored checkpoint's own. */
   quantizeExperts?: { groupSize: number };
+  /** The options the weights were loaded with (the frozen pass loads streamed layers with the same). */
+  load: LoadOptions;
 }
 
 export async function readSpec(dir: string): Promise<ModelSpec> {
@@ -47,6 +49,8 @@ export interface OpenOptions {
   quantizeExperts?: { groupSize: number };
   /** Shared experts of the trained layers load in f32 too, for training them (DeepSeek, Qwen2-MoE). */
   trainShared?: boolean;
+  /** Layers below trainFrom are not uploaded (the layer-major frozen pass streams them from `ckpt`). */
+  streamFrozen?: boolean;
 }
 
 /** `trainFrom`: layers from there on get f32 routed experts (and f32 shared experts with `trainShared`), for training. */
@@ -58,9 +62,14 @@ export async function openModel(gpu: GpuContext, dir: string, opts: OpenOptions 
   if (layout !== spec.expertLayout) spec = withExpertLayout(spec, layout);
   const trained = new Set<number>();
   if (opts.trainFrom !== undefined) for (let L = opts.trainFrom; L < spec.numLayers; L++) trained.add(L);
-  const weights = await loadWeights(gpu, spec, ckpt, { f32ExpertLayers: trained, f32SharedLayers: opts.trainShared ? trained : undefined, quantizeExperts: opts.quantizeExperts });
+  const load: LoadOptions = { f32ExpertLayers: trained, f32SharedLayers: opts.trainShared ? trained : undefined, quantizeExperts: opts.quantizeExperts };
+  if (opts.streamFrozen) {
+    if (!opts.trainFrom) throw new Error('streaming frozen layers needs trainFrom > 0');
+    load.streamFrozenBelow = opts.trainFrom;
+  }
+  const weights = await loadWeights(gpu, spec, ckpt, load);
   const quantizeExperts = opts.quantizeExperts ?? (stored ? { groupSize: stored.groupSize } : undefined);
-  return { dir, spec, ckpt, weights, quantizeExperts };
+  return { dir, spec, ckpt, weights, quantizeExperts, load };
 }
 
 /** The group size of a stored 4-bit checkpoint in `dir` (quant/stored-q4.ts), or undefined for a plain one. */

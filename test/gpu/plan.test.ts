@@ -8,6 +8,7 @@ import { nodeGpu } from '../../src/node/gpu.ts';
 import { allocatedBytes } from '../../src/engine/gpu/buffers.ts';
 import { Trainer, planSettings, type SampleSet, type TrainSettings } from '../../src/engine/train/trainer.ts';
 import { KINDS, PlanError, planMemory } from '../../src/engine/plan/memory.ts';
+import { destroyLayer, loadLayer, readEntry } from '../../src/engine/train/weights.ts';
 
 const DEMO = 'public/models/usaf-demo-moe';
 
@@ -15,12 +16,12 @@ function samples(count: number, seq: number): SampleSet {
   return { count, seq, fill(i, ids, targets, off) { for (let j = 0; j < seq; j++) (ids[off + j] = (i * 7 + j) % 64, targets[off + j] = j + 1 < seq ? (i * 7 + j + 1) % 64 : 0xffffffff); } };
 }
 
-async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null, trainShared = false, perEntryStep = false): Promise<void> {
+async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null, trainShared = false, perEntryStep = false, streamFrozen = false): Promise<void> {
   const gpu = await nodeGpu();
   const s: TrainSettings = { frac: 0.005, steps: 7, microbatch: 2, accum: 1, seq, lrPeak: 1e-3, wd: 0, trainFrom, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null, trainShared, perEntryStep };
   const data = samples(10, s.seq);
   const before = allocatedBytes(gpu);
-  const m = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: q4 ?? undefined, trainShared });
+  const m = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: q4 ?? undefined, trainShared, streamFrozen });
   const t = new Trainer(gpu, m.spec, m.weights, s, data);
   const after = allocatedBytes(gpu);
   const real = Object.fromEntries(KINDS.map((k) => [k, (after[k] ?? 0) - (before[k] ?? 0)])) as Record<string, number>;
@@ -29,6 +30,24 @@ async function compare(dir: string, trainFrom: number, seq: number, q4: { groupS
   expect(p.settings.quantizeExperts ?? null).toEqual(q4);
   expect(p.settings.trainShared).toBe(trainShared);
   expect(p.settings.perEntryStep).toBe(perEntryStep);
+  expect(!!p.settings.streamFrozen).toBe(streamFrozen);
+  if (streamFrozen) {
+    // the layer-major pass's staging: the most loadLayer holds at once for a frozen layer (sampled at every tensor read:
+    // the 4-bit quantizer's staging lives while the experts are read; and after), freed after
+    const total = () => KINDS.reduce((a, k) => a + (allocatedBytes(gpu)[k] ?? 0), 0);
+    let staged = 0;
+    for (let L = 0; L < trainFrom; L++) {
+      const b = total();
+      const lw = await loadLayer(gpu, m.spec, L, m.ckpt, m.load, (e) => ((staged = Math.max(staged, total() - b)), readEntry(m.ckpt, m.spec, e)));
+      staged = Math.max(staged, total() - b);
+      destroyLayer(lw);
+    }
+    console.log(`staging: planned ${p.staging}, allocated at most ${staged}`);
+    expect(Math.abs(p.staging - staged)).toBeLessThanOrEqual(0.1 * staged);
+    const resident = planMemory(m.spec, { ...p.settings, streamFrozen: false });
+    console.log(`peak: streamed ${p.peak}, resident ${resident.peak}`);
+    expect(p.peak).toBeLessThan(resident.peak);
+  }
   if (trainShared) expect(t.shared).not.toBeNull();
   const rows = [...KINDS, 'total'].map((k) => ({ kind: k, planned: p.gpu[k as keyof typeof p.gpu], allocated: real[k]! }));
   console.log(`${dir}${q4 ? `, 4-bit experts (G ${q4.groupSize})` : ''}${trainShared ? ', shared experts trained' : ''}${perEntryStep ? ', per-entry Adam steps' : ''}`);
@@ -43,6 +62,8 @@ async function compare(dir: string, trainFrom: number, seq: number, q4: { groupS
 describe('memory plan vs allocation', () => {
   it('demo model, trainFrom 4, 2×32: planned bytes per kind and in total within 10 % of allocatedBytes', () => compare(DEMO, 4, 32), 60_000);
   it('demo model with 4-bit experts, trainFrom 4, 2×32: the same', () => compare(DEMO, 4, 32, { groupSize: 128 }), 120_000);
+  it('demo model, trainFrom 4, 2×32, frozen layers streamed: the same, and the staging of one frozen layer', () => compare(DEMO, 4, 32, null, false, false, true), 60_000);
+  it('demo model with 4-bit experts, frozen layers streamed: the same', () => compare(DEMO, 4, 32, { groupSize: 128 }, false, false, true), 120_000);
   it('the Trainer refuses settings whose plan exceeds gpuBytes, proposing ones that fit', async () => {
     const gpu = await nodeGpu();
     const m = await openModel(gpu, 'test/fixtures/qwen3_moe', { trainFrom: 1, quantizeExperts: { groupSize: 32 } });

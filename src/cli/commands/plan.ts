@@ -34,6 +34,7 @@ export const plan = command(
     'gpu-gib': { type: 'number', default: 24, help: 'GPU memory to fit in, GiB' },
     'train-shared': { type: 'boolean', env: 'TRAIN_SHARED', help: 'the shared experts of the trained layers train too (DeepSeek-V3, Qwen2-MoE)' },
     ...QUANT_FLAGS,
+    'stream-frozen': { type: 'boolean', env: 'STREAM_FROZEN', help: 'frozen layers streamed from storage (one layer on the GPU at a time); give --frozen-cache-n = the training samples: all are cached' },
   },
   async (f) => {
     const spec = await readSpecOrConfig(str(f, 'model'));
@@ -45,6 +46,7 @@ export const plan = command(
       frozenCacheN: num(f, 'frozen-cache-n')!,
       quantizeExperts: quantOption(f) ?? null,
       trainShared: !!f['train-shared'],
+      streamFrozen: !!f['stream-frozen'],
     };
     const p = planMemory(spec, settings);
     const gpuBytes = Math.floor(num(f, 'gpu-gib')! * 2 ** 30);

@@ -49,6 +49,7 @@ export const TRAIN_FLAGS = {
   resume: { type: 'boolean', help: 'continue the run saved in --out' },
   'no-export': { type: 'boolean', help: 'skip the Hub-format export and the sparse delta at the end' },
   ...QUANT_FLAGS,
+  'stream-frozen': { type: 'boolean', env: 'STREAM_FROZEN', help: 'keep frozen layers off the GPU: one layer-major pass reads each once from storage and caches every sample\'s (and eval window\'s) input of TRAIN_FROM' },
   'gpu-gib': { type: 'number', env: 'GPU_GIB', help: 'GPU memory to fit in, GiB: refuse (and suggest settings) when the memory plan exceeds it' },
 } as const;
 
@@ -70,6 +71,7 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const numLayers = spec.numLayers;
   const trainFrom = num(f, 'train-from') ?? defaultTrainFrom(numLayers);
   const trainShared = !!f['train-shared'];
+  const streamFrozen = !!f['stream-frozen'] && trainFrom > 0;
   const quantizeExperts = quantOption(f) ?? (await storedQuantOption(modelDir)); // a stored 4-bit model says so itself
   const seq = num(f, 'seq')!;
   const ds = await tokenizeFile(modelDir, str(f, 'dataset'), num(f, 'eval-split')!);
@@ -89,8 +91,8 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     gpuBytes: num(f, 'gpu-gib') !== undefined ? Math.floor(num(f, 'gpu-gib')! * 2 ** 30) : undefined,
   };
   // Refuse before loading anything onto the GPU (the Trainer checks again on the loaded weights).
-  if (settings.gpuBytes !== undefined) assertFits(spec, { ...planSettings(settings, trainSet.count), quantizeExperts: quantizeExperts ?? null }, settings.gpuBytes);
-  const model = await openModel(gpu, modelDir, { trainFrom, quantizeExperts, trainShared });
+  if (settings.gpuBytes !== undefined) assertFits(spec, { ...planSettings(streamFrozen ? { ...settings, frozenCacheN: trainSet.count } : settings, trainSet.count), quantizeExperts: quantizeExperts ?? null, streamFrozen }, settings.gpuBytes);
+  const model = await openModel(gpu, modelDir, { trainFrom, quantizeExperts, trainShared, streamFrozen });
   if (resume) {
     // checkpoints from before these flags existed ran without them
     const saved: Record<string, unknown> = { trainShared: false, keepAdamState: false, perEntryStep: false, accumulatedReselect: false, ...resume.settings };
@@ -108,8 +110,9 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     heldout,
     sink: nodeFileSink(out),
     checkpointEvery: num(f, 'checkpoint-every')!,
-    settings: { ...settings, quantizeExperts: quantizeExperts ?? null } as unknown as Record<string, unknown>,
+    settings: { ...settings, quantizeExperts: quantizeExperts ?? null, streamFrozen } as unknown as Record<string, unknown>,
     resume,
+    frozenSource: streamFrozen ? { ckpt: model.ckpt, load: model.load } : undefined,
     events: {
       onLog: (r) => appendFile(logPath, JSON.stringify(r) + '\n'),
       onEval: (r) => say(`eval @${r.step}: in-domain PPL ${r.eval_ppl.toFixed(3)}${r.heldout_ppl !== null ? `, held-out PPL ${r.heldout_ppl.toFixed(3)}` : ''}`),

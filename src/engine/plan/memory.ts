@@ -15,7 +15,7 @@ import { xentWorkElements } from '../ops/xent.ts';
 import { TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
 import { activeCount, isReselectStep } from '../train/schedule.ts';
 import { q4ExpertLayouts } from '../quant/format.ts';
-import { layerQ4Bytes, numel, planStorage, type StoragePlan } from './storage.ts';
+import { numel, planStorage, type StoragePlan } from './storage.ts';
 
 export const KINDS = ['weights', 'masters', 'optimizer', 'activations', 'cache', 'workspace'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -40,6 +40,11 @@ export interface PlanSettings {
   trainShared?: boolean;
   /** Per-entry Adam step counts: a u32 [k] beside each selection's moments, and the bias-correction table [2·(steps+1)]. */
   perEntryStep?: boolean;
+  /**
+   * Frozen layers are not resident (loadWeights streamFrozenBelow): the layer-major pass loads one at a time, and every
+   * training sample's frozen output is cached (set frozenCacheN to the sample count; planSettings does).
+   */
+  streamFrozen?: boolean;
 }
 
 export interface PlanItem {
@@ -63,7 +68,12 @@ export interface MemoryPlan {
    * shared experts' [2·IS·H] + [IS·H] per trained MoE layer with trainShared.
    */
   transient: number;
-  /** gpu.total + transient: what must fit. */
+  /**
+   * Streamed runs: GPU bytes of the largest frozen layer as the layer-major pass loads it (its buffers, and the 4-bit
+   * quantizer's staging), held during that pass only; 0 when resident.
+   */
+  staging: number;
+  /** gpu.total + max(transient, staging): what must fit. */
   peak: number;
   /**
    * Host memory the engine needs besides the program and the dataset: the largest tensor while loading (checkpoint bytes
@@ -71,10 +81,7 @@ export interface MemoryPlan {
    */
   ram: number;
   storage: StoragePlan;
-  /**
-   * Not built yet: the same run with frozen layers kept in 4-bit storage and streamed in (two layers' worth of 4-bit
-   * staging on the GPU, double-buffered) instead of resident in bf16. Trained layers, activations and the rest unchanged.
-   */
+  /** The same run with streamFrozen (its planMemory figures), for comparison. */
   streamedFrozen: { gpu: ByKind; peak: number; fits: (gpuBytes: number) => boolean };
   items: PlanItem[];
   fits(gpuBytes: number): boolean;
@@ -372,33 +379,41 @@ function planRam(spec: ModelSpec, s: PlanSettings): number {
   return Math.max(load, snapshot);
 }
 
+/** GPU bytes loadLayer allocates for frozen layer L (its weights; the 4-bit quantizer's staging [2·IE·H] f32). */
+function frozenLayerBytes(spec: ModelSpec, s: PlanSettings, L: number): number {
+  const only = (layers: number[]) => {
+    const it = new Items();
+    weightItems(it, spec, new Set(), layers, s.quantizeExperts, false);
+    return sumByKind(it.list).total;
+  };
+  const q4Stage = s.quantizeExperts && spec.layers[L]!.mlp === 'moe' ? bufBytes(2 * spec.moe.expertIntermediate * spec.hidden * 4) : 0;
+  return only([L]) - only([]) + q4Stage;
+}
+
 export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
-  const items = planItems(spec, s);
+  const streamed = !!s.streamFrozen && s.trainFrom > 0;
+  const trainedLayers = spec.layers.map((l) => l.index).filter((L) => L >= s.trainFrom);
+  const items = planItems(spec, s, streamed ? trainedLayers : undefined);
   const gpu = sumByKind(items);
   const per = spec.moe.numExperts * spec.moe.expertIntermediate * spec.hidden;
   const moeTrained = spec.layers.filter((l) => l.index >= s.trainFrom && l.mlp === 'moe').length;
   // Importance scores: group layers' worth, or none beyond the dense scratch when layers go one at a time.
   const group = Math.min(moeTrained, Math.max(1, s.importanceGroup ?? (s.quantizeExperts ? 1 : moeTrained)));
   const transient = (group > 1 ? group * bufBytes(2 * per * 4) + group * bufBytes(per * 4) : 0) + sharedImportanceBytes(spec, s, moeTrained);
-  const peak = gpu.total + transient;
-
-  // Streamed variant: only the trained layers' weights are resident; two frozen layers' 4-bit bytes are staged.
-  const trainedLayers = spec.layers.map((l) => l.index).filter((L) => L >= s.trainFrom);
-  const sItems = planItems(spec, s, trainedLayers);
   let staging = 0;
-  for (let L = 0; L < s.trainFrom; L++) staging = Math.max(staging, layerQ4Bytes(spec, L));
-  if (s.trainFrom > 0) sItems.push({ label: 'frozen-layer staging (4-bit, double-buffered)', kind: 'weights', bytes: bufBytes(staging), count: 2 });
-  const sGpu = sumByKind(sItems);
-  const sPeak = sGpu.total + transient;
+  if (streamed) for (let L = 0; L < s.trainFrom; L++) staging = Math.max(staging, frozenLayerBytes(spec, s, L));
+  const peak = gpu.total + Math.max(transient, staging);
+  const other = streamed ? null : s.trainFrom > 0 ? planMemory(spec, { ...s, streamFrozen: true }) : null;
 
   return {
     settings: { ...s },
     gpu,
     transient,
+    staging,
     peak,
     ram: planRam(spec, s),
     storage: planStorage(spec),
-    streamedFrozen: { gpu: sGpu, peak: sPeak, fits: (b) => sPeak <= b },
+    streamedFrozen: other ? other.streamedFrozen : { gpu, peak, fits: (b) => peak <= b },
     items,
     fits: (b) => peak <= b,
   };
@@ -413,6 +428,7 @@ export function planJson(p: MemoryPlan, gpuBytes: number, topItems = 12): Record
     gpuBytes,
     gpu: p.gpu,
     transient: p.transient,
+    staging: p.staging,
     peak: p.peak,
     peakGiB: gib(p.peak),
     ram: p.ram,

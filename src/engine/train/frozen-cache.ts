@@ -30,6 +30,24 @@ export class FrozenCache {
     this.hits++;
   }
 
+  /** Write row block `i` of `src` as `sample`'s input (the layer-major pass: not a miss); it must have or get a slot. */
+  put(enc: Encoder, sample: number, src: GPUBuffer, i: number): void {
+    let slot = this.slots.get(sample);
+    if (slot === undefined) {
+      if (this.slots.size >= this.capacity) throw new Error(`frozen cache full (${this.capacity} samples)`);
+      slot = this.slots.size;
+      this.slots.set(sample, slot);
+    }
+    enc.copy(src, i * this.bytesPerSample, this.buf!, slot * this.bytesPerSample, this.bytesPerSample);
+  }
+
+  /** Copy `sample`'s stored row block into `dst` at row block `i` without counting a hit (the layer-major pass). */
+  get(enc: Encoder, sample: number, dst: GPUBuffer, i: number): void {
+    const slot = this.slots.get(sample);
+    if (slot === undefined) throw new Error(`sample ${sample} is not in the frozen cache`);
+    enc.copy(this.buf!, slot * this.bytesPerSample, dst, i * this.bytesPerSample, this.bytesPerSample);
+  }
+
   /** Store row block `i` of `src` as `sample`'s input, if there is room. */
   store(enc: Encoder, sample: number, src: GPUBuffer, i: number): void {
     this.misses++;

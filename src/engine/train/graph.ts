@@ -37,7 +37,10 @@ export class TrainGraph {
   /** Embedding + frozen layers: leaves the input of layer trainFrom in fwd.resid. */
   frozenForward(enc: Encoder, batch: number, seq: number): void {
     this.fwd.embed(enc, batch * seq);
-    for (let L = 0; L < this.trainFrom; L++) this.fwd.layer(enc, L, this.fwd.resid, this.fwd.acts, batch, seq);
+    for (let L = 0; L < this.trainFrom; L++) {
+      if (this.fwd.w.layers[L]!.streamed) throw new Error(`layer ${L} is streamed (not on the GPU): the layer-major frozen pass must cache every sample first`);
+      this.fwd.layer(enc, L, this.fwd.resid, this.fwd.acts, batch, seq);
+    }
   }
 
   /**

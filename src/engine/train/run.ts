@@ -3,7 +3,8 @@
 
 import type { FileSink } from '../io/sink.ts';
 import { saveTrainCheckpoint, type TrainCheckpoint } from './checkpoint-file.ts';
-import { drawBatches, importanceRng, type EvalRecord, type ReselectRecord, type SampleSet, type StepRecord, type Trainer } from './trainer.ts';
+import { fillFrozen, type FrozenSource } from './frozen-pass.ts';
+import { drawBatches, importanceRng, Rng, type EvalRecord, type ReselectRecord, type SampleSet, type StepRecord, type Trainer } from './trainer.ts';
 
 export interface RunEvents {
   onStep?(r: StepRecord): void;
@@ -26,6 +27,12 @@ export interface RunOptions {
   events?: RunEvents;
   /** Resume this run from a checkpoint instead of starting with the importance pass. */
   resume?: TrainCheckpoint;
+  /**
+   * Streamed frozen layers (Trainer.streamed): where to read them. Before the first step, the layer-major pass fills the
+   * frozen cache for every sample and stores the eval windows' inputs of TRAIN_FROM; evaluations then run the trained
+   * layers only.
+   */
+  frozenSource?: FrozenSource;
   /** Called between steps: resolve to continue, throw to abort; returns 'stop' to end cleanly. */
   control?: () => Promise<'go' | 'stop'>;
 }
@@ -71,6 +78,10 @@ export async function runTraining(t: Trainer, o: RunOptions): Promise<RunSummary
   };
 
   let before: EvalRecord | null = null;
+  if (t.streamed) {
+    if (!o.frozenSource) throw new Error('frozen layers are streamed: runTraining needs frozenSource');
+    await fillFrozen(t, o.frozenSource, [o.inDomain, o.heldout].filter((x): x is SampleSet => !!x));
+  }
   if (o.resume) await t.restore(o.resume);
   else {
     before = await evaluate(0);

@@ -22,6 +22,7 @@ import { activeCount, isReselectStep, learningRate } from './schedule.ts';
 import { topkSelect, TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
 import { adamBiasTable, checkFinite, gatherMasters, routerSgd, scatterMasters, sparseAdam, sparseAdamEntryT } from '../ops/adam.ts';
 import { hasSharedState, SharedTraining } from './shared-train.ts';
+import { evaluateFromStore, type WindowStore } from './frozen-pass.ts';
 
 export interface TrainSettings {
   frac: number;
@@ -121,11 +122,12 @@ interface LayerState {
 
 /** The memory plan's settings of a run (4-bit when the loaded experts are). */
 export function planSettings(s: TrainSettings, samples: number, weights?: ModelWeights): PlanSettings {
+  if (weights?.layers.some((l) => l.streamed)) s = { ...s, frozenCacheN: samples }; // streamed: every sample cached
   const q4 = weights?.layers.find((l) => l.experts)?.experts?.gate.q4;
   return {
     trainFrom: s.trainFrom, microbatch: s.microbatch, seq: s.seq, frac: s.frac, frozenCacheN: Math.min(s.frozenCacheN, samples),
     quantizeExperts: q4 ? { groupSize: q4.G } : null, steps: s.steps, reselectEvery: s.reselectEvery, importanceGroup: s.importanceGroup,
-    trainShared: !!s.trainShared, perEntryStep: !!s.perEntryStep,
+    trainShared: !!s.trainShared, perEntryStep: !!s.perEntryStep, streamFrozen: !!weights?.layers.some((l) => l.streamed),
   };
 }
 
@@ -236,6 +238,10 @@ export class Trainer {
   readonly scratch: { gu: GPUBuffer; down: GPUBuffer } | null = null;
   /** perEntryStep: Adam's bias corrections by step count, [2·(steps + 1)] (adamBiasTable). */
   readonly adamBias: GPUBuffer | null = null;
+  /** Eval sets whose inputs of layer trainFrom are stored (frozen-pass.ts): evaluate runs only the trained layers. */
+  readonly evalStores = new Map<SampleSet, { store: WindowStore; count: number }>();
+  /** Frozen layers are streamed (not on the GPU): every sample's frozen output is cached by the layer-major pass. */
+  readonly streamed: boolean;
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
     if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
@@ -243,7 +249,8 @@ export class Trainer {
     if (s.gpuBytes !== undefined) assertFits(spec, this.planned, s.gpuBytes);
     this.T = s.microbatch * s.seq;
     this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T);
-    this.cache = new FrozenCache(gpu, s.trainFrom > 0 ? Math.min(s.frozenCacheN, data.count) : 0, s.seq, spec.hidden, `${spec.arch}:${s.trainFrom}:${s.seq}`);
+    this.streamed = weights.layers.some((l) => l.streamed);
+    this.cache = new FrozenCache(gpu, s.trainFrom > 0 ? (this.streamed ? data.count : Math.min(s.frozenCacheN, data.count)) : 0, s.seq, spec.hidden, `${spec.arch}:${s.trainFrom}:${s.seq}`);
     this.topkWork = createBuffer(gpu, { label: 'topk.work', size: TOPK_WORKSPACE_WORDS * 4, kind: 'workspace' });
     this.flag = createBuffer(gpu, { label: 'finite.flag', size: 4, kind: 'workspace' });
     this.rng = new Rng(s.seed >>> 0);
@@ -648,6 +655,13 @@ export class Trainer {
   async evaluate(set: SampleSet, maxWindows: number | null): Promise<{ loss: number; ppl: number; tokens: number }> {
     const n = Math.min(set.count, maxWindows ?? set.count);
     const B = this.s.microbatch;
+    const stored = this.evalStores.get(set);
+    if (stored && stored.count >= n) {
+      const r = await evaluateFromStore(this.graph.fwd, this.spec, this.s.trainFrom, set, n, B, stored.store);
+      const loss = r.sum / Math.max(1, r.tokens);
+      return { loss, ppl: Math.exp(loss), tokens: r.tokens };
+    }
+    if (this.streamed) throw new Error('frozen layers are streamed: fill the frozen cache (frozen-pass.ts) before evaluating');
     let sum = 0;
     let tokens = 0;
     for (let w = 0; w < n; w += B) {

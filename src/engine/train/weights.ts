@@ -45,6 +45,8 @@ export interface LayerWeights {
   /** Single tensors by role (attention, norms, router, shared and dense MLP). */
   t: Partial<Record<TensorRole, GpuTensor>>;
   experts: ExpertWeights | null;
+  /** Not on the GPU (LoadOptions.streamFrozenBelow): loadLayer brings it in when needed. */
+  streamed?: boolean;
 }
 
 export interface ModelWeights {
@@ -74,6 +76,11 @@ export interface LoadOptions {
   // A stored 4-bit checkpoint (quant/stored-q4.ts) is detected by itself: its experts are uploaded as stored, as if
   // quantizeExperts had been given with its group size (giving another group size is an error).
   onTensor?: (name: string, done: number, total: number) => void;
+  /**
+   * Layers below this one (the frozen layers, TRAIN_FROM) are not uploaded: their LayerWeights stay empty (`streamed`)
+   * and frozen-pass.ts loads each one with loadLayer when it runs them.
+   */
+  streamFrozenBelow?: number;
 }
 
 /** Bytes of a tensor converted to the GPU representation of `dtype`. */
@@ -112,69 +119,96 @@ export async function readWeight(ckpt: Checkpoint, e: { name: string; shape: num
 }
 
 export async function loadWeights(gpu: GpuContext, spec: ModelSpec, ckpt: Checkpoint, opts: LoadOptions = {}): Promise<ModelWeights> {
-  const total = ckpt.tensors.size;
   let done = 0;
   const read = async (e: TensorEntry) => {
-    if (!ckpt.tensors.has(e.name)) throw new Error(`checkpoint has no tensor "${e.name}" (expected by the ${spec.arch} spec)`);
-    const r = await readWeight(ckpt, e, spec.quantization);
-    opts.onTensor?.(e.name, ++done, total);
+    const r = await readEntry(ckpt, spec, e);
+    opts.onTensor?.(e.name, ++done, ckpt.tensors.size);
     return r;
   };
-  const single = async (e: TensorEntry, kind = 'weights', L = -1): Promise<GpuTensor> => {
-    const want: WDtype = F32_ROLES.has(e.role) || (e.role.startsWith('shared.') && opts.f32SharedLayers?.has(L)) ? 'f32' : 'bf16';
-    const { dtype, bytes } = await read(e);
-    const data = toGpuBytes(dtype, bytes, want);
-    const buf = createBuffer(gpu, { label: e.name, size: byteSize(elements(e.shape), want), kind });
-    writeBuffer(gpu, buf, 0, data);
-    return { buf, dtype: want, shape: e.shape, offset: 0 };
-  };
-
-  const info = storedQ4Info(ckpt);
-  const stored = info ? { groupSize: info.groupSize } : undefined;
-  if (info && opts.quantizeExperts && opts.quantizeExperts.groupSize !== info.groupSize) {
-    throw new Error(`the checkpoint stores experts in 4 bits with group size ${info.groupSize}; it cannot be loaded with group size ${opts.quantizeExperts.groupSize}`);
+  const stored = storedQ4Info(ckpt);
+  if (stored && opts.quantizeExperts && opts.quantizeExperts.groupSize !== stored.groupSize) {
+    throw new Error(`the checkpoint stores experts in 4 bits with group size ${stored.groupSize}; it cannot be loaded with group size ${opts.quantizeExperts.groupSize}`);
   }
-  const loadStoredExperts = async (L: number): Promise<ExpertWeights> => {
-    const names = q4ExpertNames(spec, L);
-    const raw = async (name: string): Promise<Uint8Array> => {
-      const t = ckpt.tensors.get(name);
-      if (!t) throw new Error(`stored 4-bit checkpoint has no tensor "${name}"`);
-      if (t.dtype !== 'U32') throw new Error(`stored 4-bit tensor "${name}" is ${t.dtype}, expected U32`);
-      const b = await ckpt.readTensor(name);
-      opts.onTensor?.(name, ++done, total);
-      return b;
-    };
-    return uploadExpertsQ4(gpu, spec, L, info!.groupSize, await raw(names.gateUp), await raw(names.down));
-  };
-
   const globals = new Map(globalTensors(spec).map((e) => [e.role, e]));
-  const embed = await single(globals.get('embed')!);
-  const finalNorm = await single(globals.get('final_norm')!);
-  const lmHead = spec.tieEmbeddings ? embed : await single(globals.get('lm_head')!);
+  const embed = await uploadSingle(gpu, globals.get('embed')!, read, opts);
+  const finalNorm = await uploadSingle(gpu, globals.get('final_norm')!, read, opts);
+  const lmHead = spec.tieEmbeddings ? embed : await uploadSingle(gpu, globals.get('lm_head')!, read, opts);
 
   const layers: LayerWeights[] = [];
   for (let L = 0; L < spec.numLayers; L++) {
-    const entries = layerTensors(spec, L);
-    const t: LayerWeights['t'] = {};
-    const expertEntries: TensorEntry[] = [];
-    for (const e of entries) {
-      if (e.role.startsWith('expert.')) expertEntries.push(e);
-      else t[e.role] = await single(e, 'weights', L);
-    }
-    const q4 = stored ?? opts.quantizeExperts;
-    const experts = !expertEntries.length
-      ? null
-      : stored
-        ? await loadStoredExperts(L)
-        : q4
-        ? await loadExpertsQ4(gpu, spec, L, expertEntries, read, q4.groupSize)
-        : await loadExperts(gpu, spec, L, expertEntries, read, opts.f32ExpertLayers?.has(L) ? 'f32' : 'bf16');
-    layers.push({ index: L, t, experts });
+    if (L < (opts.streamFrozenBelow ?? 0)) layers.push({ index: L, t: {}, experts: null, streamed: true });
+    else layers.push(await loadLayer(gpu, spec, L, ckpt, opts, read, (name) => opts.onTensor?.(name, ++done, ckpt.tensors.size)));
   }
   return { embed, finalNorm, lmHead, layers };
 }
 
-type Reader = (e: TensorEntry) => Promise<{ dtype: Dtype; bytes: Uint8Array }>;
+/** A checkpoint tensor the spec expects, converted as readWeight does. */
+export async function readEntry(ckpt: Checkpoint, spec: ModelSpec, e: TensorEntry): Promise<{ dtype: Dtype; bytes: Uint8Array }> {
+  if (!ckpt.tensors.has(e.name)) throw new Error(`checkpoint has no tensor "${e.name}" (expected by the ${spec.arch} spec)`);
+  return readWeight(ckpt, e, spec.quantization);
+}
+
+async function uploadSingle(gpu: GpuContext, e: TensorEntry, read: Reader, opts: LoadOptions, L = -1): Promise<GpuTensor> {
+  const want: WDtype = F32_ROLES.has(e.role) || (e.role.startsWith('shared.') && opts.f32SharedLayers?.has(L)) ? 'f32' : 'bf16';
+  const { dtype, bytes } = await read(e);
+  const data = toGpuBytes(dtype, bytes, want);
+  const buf = createBuffer(gpu, { label: e.name, size: byteSize(elements(e.shape), want), kind: 'weights' });
+  writeBuffer(gpu, buf, 0, data);
+  return { buf, dtype: want, shape: e.shape, offset: 0 };
+}
+
+/**
+ * Layer L's weights on the GPU as loadWeights puts them there (each in buffers of its own; destroyLayer frees them).
+ * A stored 4-bit checkpoint's experts are uploaded as stored.
+ */
+export async function loadLayer(
+  gpu: GpuContext,
+  spec: ModelSpec,
+  L: number,
+  ckpt: Checkpoint,
+  opts: LoadOptions,
+  read: Reader = (e) => readEntry(ckpt, spec, e),
+  onRaw: (name: string) => void = () => {},
+): Promise<LayerWeights> {
+  const t: LayerWeights['t'] = {};
+  const expertEntries: TensorEntry[] = [];
+  for (const e of layerTensors(spec, L)) {
+    if (e.role.startsWith('expert.')) expertEntries.push(e);
+    else t[e.role] = await uploadSingle(gpu, e, read, opts, L);
+  }
+  const stored = storedQ4Info(ckpt);
+  const q4 = opts.quantizeExperts;
+  const experts = !expertEntries.length
+    ? null
+    : stored
+      ? await loadStoredExperts(gpu, spec, L, ckpt, stored.groupSize, onRaw)
+      : q4
+      ? await loadExpertsQ4(gpu, spec, L, expertEntries, read, q4.groupSize)
+      : await loadExperts(gpu, spec, L, expertEntries, read, opts.f32ExpertLayers?.has(L) ? 'f32' : 'bf16');
+  return { index: L, t, experts };
+}
+
+async function loadStoredExperts(gpu: GpuContext, spec: ModelSpec, L: number, ckpt: Checkpoint, G: number, onRaw: (name: string) => void): Promise<ExpertWeights> {
+  const names = q4ExpertNames(spec, L);
+  const raw = async (name: string): Promise<Uint8Array> => {
+    const t = ckpt.tensors.get(name);
+    if (!t) throw new Error(`stored 4-bit checkpoint has no tensor "${name}"`);
+    if (t.dtype !== 'U32') throw new Error(`stored 4-bit tensor "${name}" is ${t.dtype}, expected U32`);
+    const b = await ckpt.readTensor(name);
+    onRaw(name);
+    return b;
+  };
+  return uploadExpertsQ4(gpu, spec, L, G, await raw(names.gateUp), await raw(names.down));
+}
+
+/** Frees every buffer of a layer loaded by loadLayer. */
+export function destroyLayer(lw: LayerWeights): void {
+  const bufs = new Set<GPUBuffer>(Object.values(lw.t).map((x) => x!.buf));
+  if (lw.experts) for (const x of [lw.experts.gate, lw.experts.up, lw.experts.down]) bufs.add(x.buf);
+  for (const b of bufs) b.destroy();
+}
+
+export type Reader = (e: TensorEntry) => Promise<{ dtype: Dtype; bytes: Uint8Array }>;
 
 async function loadExperts(gpu: GpuContext, spec: ModelSpec, L: number, entries: TensorEntry[], read: Reader, want: WDtype): Promise<ExpertWeights> {
   const { numExperts: E, expertIntermediate: IE } = spec.moe;

@@ -14,7 +14,7 @@ function show(name: string, p: ReturnType<typeof planMemory>): void {
   const k = (g: Record<string, number>) => [...KINDS, 'total'].map((x) => `${x} ${gib(g[x]!)}`).join(', ');
   console.log(`${name}: GPU GiB ${k(p.gpu)}; peak ${gib(p.peak)} (+${gib(p.transient)} init); RAM ${gib(p.ram)}; ` +
     `storage bf16 ${(p.storage.bf16 / 1e9).toFixed(2)} GB, 4-bit ${(p.storage.q4 / 1e9).toFixed(2)} GB (experts ${(p.storage.q4Experts / 1e9).toFixed(2)} GB)\n` +
-    `  frozen layers 4-bit streamed (not built): ${k(p.streamedFrozen.gpu)}; peak ${gib(p.streamedFrozen.peak)}`);
+    `  frozen layers streamed (streamFrozen): ${k(p.streamedFrozen.gpu)}; peak ${gib(p.streamedFrozen.peak)}`);
 }
 
 describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512', () => {

@@ -1,0 +1,155 @@
+// Layer-major frozen pass: the hidden state entering layer TRAIN_FROM for many windows at once. Embedding for all
+// windows, then per frozen layer: its weights on the GPU (resident, or streamed from the checkpoint and freed after),
+// every window through it in chunks of the run's microbatch. Storage is read once per pass, not once per window.
+//
+// Where windows' hidden states live between layers: training samples in the FrozenCache (GPU, one slot per sample);
+// eval windows in a HostStore (f32 in host memory: seq·H·4 bytes per window, 4 MiB for Qwen3-30B-A3B at SEQ 512), or
+// in the FrozenCache when the eval set is the training set itself.
+
+import type { GpuContext } from '../gpu/device.ts';
+import { readF32, writeBuffer } from '../gpu/buffers.ts';
+import { Encoder } from '../gpu/encoder.ts';
+import type { Checkpoint } from '../io/checkpoint.ts';
+import type { ModelSpec } from '../model/spec.ts';
+import type { Forward } from './forward.ts';
+import type { FrozenCache } from './frozen-cache.ts';
+import { destroyLayer, loadLayer, type LoadOptions, type ModelWeights } from './weights.ts';
+import type { SampleSet, Trainer } from './trainer.ts';
+
+/** Where streamed frozen layers come from: the checkpoint and the options loadWeights was given. */
+export interface FrozenSource {
+  ckpt: Checkpoint;
+  load: LoadOptions;
+}
+
+/** A window's hidden state [seq, H] between layers. */
+export interface WindowStore {
+  /** Window `w` into row block `i` of `dst` (recorded in enc, or queued before it). */
+  load(enc: Encoder, w: number, dst: GPUBuffer, i: number): void;
+  /** Row block `i` of `src` as window `w`'s (recorded in enc; `flush` completes it after the submit). */
+  save(enc: Encoder, w: number, src: GPUBuffer, i: number): void;
+  flush?(): Promise<void>;
+}
+
+/** The FrozenCache as a store: window w = sample w. */
+export function cacheStore(cache: FrozenCache): WindowStore {
+  return { load: (enc, w, dst, i) => cache.get(enc, w, dst, i), save: (enc, w, src, i) => cache.put(enc, w, src, i) };
+}
+
+/** Host-side f32 store of `count` windows of seq × H. */
+export class HostStore implements WindowStore {
+  readonly data: Float32Array[];
+  private pending: { w: number; src: GPUBuffer; i: number }[] = [];
+  constructor(private readonly gpu: GpuContext, count: number, readonly seq: number, readonly hidden: number) {
+    this.data = Array.from({ length: count }, () => new Float32Array(seq * hidden));
+  }
+  load(_enc: Encoder, w: number, dst: GPUBuffer, i: number): void {
+    writeBuffer(this.gpu, dst, i * this.data[w]!.byteLength, this.data[w]!);
+  }
+  save(_enc: Encoder, w: number, src: GPUBuffer, i: number): void {
+    this.pending.push({ w, src, i });
+  }
+  async flush(): Promise<void> {
+    const n = this.seq * this.hidden;
+    for (const p of this.pending) this.data[p.w]!.set(await readF32(this.gpu, p.src, p.i * n * 4, n)); // byte offset
+    this.pending = [];
+  }
+}
+
+/** Windows 0..count-1 of a sample set and where their hidden states go. */
+export interface WindowGroup {
+  set: SampleSet;
+  count: number;
+  store: WindowStore;
+}
+
+/**
+ * Runs embedding + layers 0..trainFrom-1 for every window of every group, layer-major, in chunks of `chunk` windows;
+ * leaves each window's input of layer trainFrom in its store. Streamed layers (LayerWeights.streamed) are loaded from
+ * `source` just before they run and freed right after.
+ */
+export async function frozenPass(fwd: Forward, weights: ModelWeights, trainFrom: number, chunk: number, groups: WindowGroup[], source: FrozenSource | null): Promise<void> {
+  const gpu = fwd.gpu;
+  const spec = fwd.spec;
+  const step = async (g: WindowGroup, w0: number, count: number, body: (enc: Encoder, batch: number, seq: number) => void, fromStore: boolean) => {
+    const seq = g.set.seq;
+    const enc = new Encoder(gpu, 'frozen-pass');
+    if (fromStore) for (let i = 0; i < count; i++) g.store.load(enc, w0 + i, fwd.resid, i);
+    body(enc, count, seq);
+    for (let i = 0; i < count; i++) g.store.save(enc, w0 + i, fwd.resid, i);
+    enc.submit();
+    await g.store.flush?.();
+  };
+  const chunks = function* (g: WindowGroup) {
+    for (let w = 0; w < g.count; w += chunk) yield [w, Math.min(chunk, g.count - w)] as const;
+  };
+  for (const g of groups) {
+    for (const [w0, count] of chunks(g)) {
+      const seq = g.set.seq;
+      const ids = new Uint32Array(count * seq);
+      const targets = new Uint32Array(count * seq);
+      for (let i = 0; i < count; i++) g.set.fill(w0 + i, ids, targets, i * seq);
+      fwd.setBatch(ids, count, seq, targets); // positions too (t mod seq): valid for every later chunk of this length
+      await step(g, w0, count, (enc, _b, _s) => fwd.embed(enc, count * seq), false);
+    }
+  }
+  for (let L = 0; L < trainFrom; L++) {
+    const placeholder = weights.layers[L]!;
+    if (placeholder.streamed) {
+      if (!source) throw new Error(`layer ${L} is streamed but no checkpoint was given to read it from`);
+      weights.layers[L] = await loadLayer(gpu, spec, L, source.ckpt, source.load);
+    }
+    for (const g of groups) for (const [w0, count] of chunks(g)) await step(g, w0, count, (enc, b, s) => fwd.layer(enc, L, fwd.resid, fwd.acts, b, s), true);
+    if (placeholder.streamed) {
+      await gpu.device.queue.onSubmittedWorkDone();
+      destroyLayer(weights.layers[L]!);
+      weights.layers[L] = placeholder;
+    }
+  }
+  await gpu.device.queue.onSubmittedWorkDone();
+}
+
+/**
+ * Sum of next-token losses over windows 0..n-1 of `set` from their stored inputs of layer trainFrom: the trained layers
+ * and the head only, in chunks of `chunk` windows (the same kernels and chunks as Forward.run).
+ */
+export async function evaluateFromStore(fwd: Forward, spec: ModelSpec, trainFrom: number, set: SampleSet, n: number, chunk: number, store: WindowStore): Promise<{ sum: number; tokens: number }> {
+  let sum = 0;
+  let tokens = 0;
+  for (let w = 0; w < n; w += chunk) {
+    const count = Math.min(chunk, n - w);
+    const seq = set.seq;
+    const ids = new Uint32Array(count * seq);
+    const targets = new Uint32Array(count * seq);
+    for (let i = 0; i < count; i++) set.fill(w + i, ids, targets, i * seq);
+    fwd.setBatch(ids, count, seq, targets);
+    const enc = new Encoder(fwd.gpu, 'eval-cached');
+    for (let i = 0; i < count; i++) store.load(enc, w + i, fwd.resid, i);
+    for (let L = trainFrom; L < spec.numLayers; L++) fwd.layer(enc, L, fwd.resid, fwd.acts, count, seq);
+    fwd.head(enc, count * seq);
+    enc.submit();
+    const rows = await readF32(fwd.gpu, fwd.rowLoss, 0, count * seq);
+    for (let t = 0; t < count * seq; t++) if (targets[t] !== 0xffffffff) (sum += rows[t]!), tokens++;
+  }
+  return { sum, tokens };
+}
+
+/**
+ * A Trainer's frozen inputs, layer-major: every training sample into its frozen cache, and the first evalWindows windows
+ * of each eval set into Trainer.evalStores (the cache itself when the set is the training set, else a HostStore).
+ */
+export async function fillFrozen(t: Trainer, source: FrozenSource | null, evalSets: SampleSet[]): Promise<void> {
+  if (t.s.trainFrom === 0) return;
+  const groups: WindowGroup[] = [{ set: t.data, count: t.data.count, store: cacheStore(t.cache) }];
+  if (t.cache.capacity < t.data.count) throw new Error(`the frozen cache holds ${t.cache.capacity} of ${t.data.count} samples; the layer-major pass needs all`);
+  for (const set of evalSets) {
+    const count = Math.min(set.count, t.s.evalWindows ?? set.count);
+    if (set === t.data) t.evalStores.set(set, { store: groups[0]!.store, count });
+    else if (!t.evalStores.has(set)) {
+      const store = new HostStore(t.gpu, count, set.seq, t.spec.hidden);
+      groups.push({ set, count, store });
+      t.evalStores.set(set, { store, count });
+    }
+  }
+  await frozenPass(t.graph.fwd, t.weights, t.s.trainFrom, t.s.microbatch, groups, source);
+}
