@@ -127,7 +127,8 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
   const trainSet = windowSamples(inp.train, settings.seq, inp.padId);
   const inDomain = inp.inDomainEval === inp.train ? trainSet : windowSamples(inp.inDomainEval, settings.seq, inp.padId);
   const heldout = inp.heldout ? windowSamples(inp.heldout, settings.seq, inp.padId) : null;
-  const cacheN = inp.trainFrom > 0 ? frozenCacheSamples(settings, trainSet.count, spec, gpu.info.maxBufferSize) : 0;
+  const streamed = settings.streamFrozen && inp.trainFrom > 0; // every window cached (host memory) by the layer-major pass
+  const cacheN = inp.trainFrom === 0 ? 0 : streamed ? trainSet.count : frozenCacheSamples(settings, trainSet.count, spec, gpu.info.maxBufferSize);
   const cfg = runConfig(settings, { steps: inp.steps, trainFrom: inp.trainFrom, evalWindows: inp.evalWindows, frozenCacheN: cacheN }, spec.numLayers);
   const ts = cfg.train;
 
@@ -147,6 +148,7 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
       settings: cfg.checkpoint as unknown as Record<string, unknown>,
       events: runEvents(trainer, ts, inp.events, history),
       resume,
+      frozenSource: streamed ? { ckpt, load: cfg.load } : undefined,
       control: control.next,
     });
     return summary.stopped ? 'stopped' : 'done';

@@ -20,10 +20,12 @@ export function frozenCacheSamples(settings: Settings, trainWindows: number, spe
 export function planSettings(spec: ModelSpec, settings: Settings, trainTokens: number | null, maxBufferSize: number | null): PlanSettings {
   const trainFrom = resolveTrainFrom(settings, spec.numLayers);
   const windows = trainTokens === null ? 0 : Math.ceil(trainTokens / settings.seq);
-  const frozenCacheN = trainFrom > 0 ? frozenCacheSamples(settings, windows, spec, maxBufferSize) : 0;
+  // streamed frozen layers: every training window is cached, in host memory
+  const frozenCacheN = trainFrom === 0 ? 0 : settings.streamFrozen ? windows : frozenCacheSamples(settings, windows, spec, maxBufferSize);
   return {
     trainFrom, microbatch: settings.microbatch, seq: settings.seq, frac: settings.frac, frozenCacheN,
     quantizeExperts: quantSetting(settings), trainShared: settings.trainShared, perEntryStep: settings.perEntryStep,
+    streamFrozen: settings.streamFrozen && trainFrom > 0,
     // 4-bit runs size their overlays for the run's reselections
     steps: trainTokens === null ? settings.steps : resolveSteps(settings, trainTokens), reselectEvery: settings.reselectEvery,
   };
