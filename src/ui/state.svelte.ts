@@ -142,7 +142,7 @@ export class AppState {
 
   async importModel(source: ModelSource): Promise<void> {
     this.importError = null;
-    this.importing = { phase: 'checking', file: '', bytesDone: 0, bytesTotal: 0, tensorsDone: 0, tensorsTotal: 0, etaSeconds: null, bytesResumed: 0 };
+    this.importing = { phase: 'checking', file: '', bytesDone: 0, bytesTotal: 0, bytesRead: 0, tensorsDone: 0, tensorsTotal: 0, etaSeconds: null, bytesResumed: 0 };
     // Progress messages from the worker can arrive after the import has ended (cancelled or done): ignore those.
     let ended = false;
     try {
