@@ -85,6 +85,11 @@ export function storedSpec(model: StoredModel, ckpt: Checkpoint): ModelSpec {
   return withExpertLayout(parseConfig(model.config), q4 ? q4.expertLayout : detectExpertLayout(ckpt.tensors.keys()));
 }
 
+/** A model stored with 4-bit experts is trained, evaluated and exported with them: QUANTIZE_EXPERTS on, its group size. */
+export function impliedSettings<S extends { quantizeExperts: boolean; quantGroupSize: number }>(s: S, model: StoredModel): S {
+  return model.storage === 'q4' && model.groupSize ? { ...s, quantizeExperts: true, quantGroupSize: model.groupSize } : s;
+}
+
 /** Every file below `dir` with its size ('/'-separated paths, sorted). */
 async function listFiles(dir: FileSystemDirectoryHandle, prefix = ''): Promise<{ path: string; bytes: number }[]> {
   const out: { path: string; bytes: number }[] = [];

@@ -9,7 +9,7 @@ import { q4Importer } from '../store/q4-importer.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
 import type { ImportProgress, ModelSource, StoredModel } from './protocol.ts';
 
-export { DEMO_MODEL_ID, storedSpec } from '../store/model-store.ts';
+export { DEMO_MODEL_ID, impliedSettings, storedSpec } from '../store/model-store.ts';
 export { stripCommonFolder } from '../store/sources.ts';
 
 export function workerModelStore(gpu: () => Promise<GpuContext>): ModelStore {

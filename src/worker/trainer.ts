@@ -8,7 +8,7 @@ import type { SourceFile } from '../data/parse.ts';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.ts';
 import { datasetsBytes, deleteStoredDataset, listStoredDatasets, loadDatasetStreams, saveDataset, storedDataset } from './dataset-store.ts';
 import { shortHash, slug } from './ids.ts';
-import { cancelRunningImport, importModel, storedSpec, stripCommonFolder, workerModelStore } from './model-store.ts';
+import { cancelRunningImport, impliedSettings, importModel, storedSpec, stripCommonFolder, workerModelStore } from './model-store.ts';
 import {
   NOT_AVAILABLE,
   type DatasetInput, type DatasetProgress, type DatasetSettings, type DatasetSummary, type ExportFile, type GpuReport,
@@ -33,11 +33,6 @@ function checkedBytes(n: number | null | undefined): number | null {
   if (n === null || n === undefined) return null;
   if (!(Number.isFinite(n) && n > 0)) throw new Error(`the GPU memory must be a positive number of bytes, got ${n}`);
   return n;
-}
-
-/** A model stored with 4-bit experts is trained, evaluated and exported with them: QUANTIZE_EXPERTS on, its group size. */
-function impliedSettings(s: Settings, model: StoredModel): Settings {
-  return model.storage === 'q4' && model.groupSize ? { ...s, quantizeExperts: true, quantGroupSize: model.groupSize } : s;
 }
 
 function notAvailable(what: string): Error {

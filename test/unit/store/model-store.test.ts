@@ -7,7 +7,7 @@ import { INDEX_FILE, openCheckpoint } from '../../../src/engine/io/checkpoint.ts
 import { storedQ4Info } from '../../../src/engine/quant/stored-q4.ts';
 import { StorageRefusal } from '../../../src/store/fits.ts';
 import { memoryManifests } from '../../../src/store/manifests.ts';
-import { ModelStore, STORE_DIR, storedSpec, type StoreDeps } from '../../../src/store/model-store.ts';
+import { impliedSettings, ModelStore, STORE_DIR, storedSpec, type StoreDeps } from '../../../src/store/model-store.ts';
 import type { ImportProgress, ModelSource, StoredModel } from '../../../src/worker/protocol.ts';
 import { asRoot, FakeDir } from './fake-opfs.ts';
 import { fakeImporter, type FakeImporter } from './fake-importer.ts';
@@ -61,6 +61,8 @@ describe('model store', () => {
     expect(storedQ4Info(ckpt)).toEqual({ groupSize: 128, expertLayout: 'per_expert' });
     expect(storedSpec(m, ckpt).numLayers).toBe(4);
     await ckpt.close();
+    // runs on it use its 4-bit experts whatever the preset says
+    expect(impliedSettings({ quantizeExperts: false, quantGroupSize: 64 }, m)).toEqual({ quantizeExperts: true, quantGroupSize: 128 });
     // the same source again: nothing is redone
     expect((await (await run(store)).p).importedAt).toBe(m.importedAt);
   });
@@ -126,6 +128,8 @@ describe('model store', () => {
     const ckpt = await openCheckpoint(await store.files('old-model'));
     expect(storedQ4Info(ckpt)).toBeNull();
     expect(storedSpec(old as StoredModel, ckpt).numLayers).toBe(4);
+    const asSet = { quantizeExperts: false, quantGroupSize: 64 };
+    expect(impliedSettings(asSet, old as StoredModel)).toBe(asSet);
     await ckpt.close();
 
     const converted = await (await run(store, { kind: 'stored', id: 'old-model' })).p;
