@@ -83,6 +83,10 @@ test('a model folder is checked, quantized into the 4-bit store, shown, and dele
   assert.ok(files && files['config.json'] && files['model.safetensors.index.json'], `stored files: ${JSON.stringify(files)}`);
   assert.ok(!Object.keys(files).some((f) => f.endsWith('.partial')));
   await env.screenshot(page, '09-model-imported');
+  // The imported model is the chosen one: its plan says runs use its 4-bit experts (QUANTIZE_EXPERTS implied).
+  await gotoScreen(page, 'preset');
+  await page.locator('[data-testid=memory-plan]', { hasText: 'qwen3_moe is stored with its experts in 4 bits (groups of 128)' }).waitFor({ timeout: 60_000 });
+  await gotoScreen(page, 'models');
   await card.getByRole('button', { name: /^Delete / }).click();
   await card.waitFor({ state: 'detached' });
   assert.equal(await page.locator('[data-testid=model-card]').count(), 1);
