@@ -181,3 +181,50 @@ test('a URL import (Range requests) shows progress, can be cancelled, and resume
   // the demo model was imported from the same files at first launch, uninterrupted
   assert.match(await sameStoredBytes(page, 'usaf-demo-moe', id), /^\d+ files identical$/);
 }, { timeoutMs: 480_000 });
+
+test('a model copied by an earlier version (Hub files) stays listed and usable, and converts into the 4-bit store keeping the copy', async (env) => {
+  const { page } = await env.open();
+  await page.goto(env.baseUrl);
+  await waitForDemo(page);
+  // What an earlier version left: the demo's Hub files in models/<id>/ and its record usaf-model.json, written last.
+  await page.evaluate(async (base) => {
+    const names = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors.index.json',
+      ...[1, 2, 3, 4].map((i) => `model-0000${i}-of-00004.safetensors`)];
+    const dir = await (await (await navigator.storage.getDirectory()).getDirectoryHandle('models', { create: true }))
+      .getDirectoryHandle('legacy-demo', { create: true });
+    const files: { path: string; bytes: number }[] = [];
+    for (const n of names) {
+      const data = await (await fetch(`${base}models/usaf-demo-moe/${n}`)).arrayBuffer();
+      const w = await (await dir.getFileHandle(n, { create: true })).createWritable();
+      await w.write(data);
+      await w.close();
+      files.push({ path: n, bytes: data.byteLength });
+    }
+    const manifest = await new Promise<Record<string, unknown>>((ok, fail) => {
+      const open = indexedDB.open('usaf-store');
+      open.onerror = () => fail(open.error);
+      open.onsuccess = () => {
+        const get = open.result.transaction('models').objectStore('models').get('usaf-demo-moe');
+        get.onsuccess = () => ok(get.result as Record<string, unknown>);
+        get.onerror = () => fail(get.error);
+      };
+    });
+    const { storage: _s, groupSize: _g, ...old } = manifest;
+    const record = { ...old, id: 'legacy-demo', name: 'legacy demo', builtin: false, files, bytes: files.reduce((a, f) => a + f.bytes, 0), source: 'folder "usaf-demo-moe"' };
+    const w = await (await dir.getFileHandle('usaf-model.json', { create: true })).createWritable();
+    await w.write(JSON.stringify(record));
+    await w.close();
+  }, env.baseUrl);
+  await page.reload();
+  await waitForDemo(page);
+  const legacy = page.locator('[data-testid=model-card][data-model-id="legacy-demo"]');
+  await legacy.waitFor();
+  assert.match((await legacy.textContent()) ?? '', /full-precision copy \(earlier version\).*31\.\d MB in 9 files/s);
+  await legacy.locator('[data-testid=model-migrate] button', { hasText: 'Convert to 4-bit' }).click();
+  const converted = page.locator('[data-testid=model-card][data-model-id="legacy-demo-4bit"]');
+  await converted.waitFor({ timeout: 120_000 });
+  assert.match((await converted.textContent()) ?? '', /legacy demo \(4-bit\).*4-bit experts.*1\d\.\d MB in \d+ files/s);
+  assert.equal(await legacy.count(), 1, 'the earlier copy is kept');
+  assert.match(await sameStoredBytes(page, 'usaf-demo-moe', 'legacy-demo-4bit'), /^\d+ files identical$/);
+  await env.screenshot(page, '13-model-converted');
+}, { timeoutMs: 300_000 });
