@@ -10,7 +10,9 @@ export function q4Importer(gpu: () => Promise<GpuContext>, job: <T>(g: GpuContex
   return {
     size: (spec, src, opts) => importQ4Size(spec, src, opts),
     run: async (j) => {
-      const g = await gpu();
+      const g = await gpu().catch((e: unknown) => {
+        throw new Error(`importing quantizes the experts to 4 bits on the GPU, and there is none: ${(e as Error).message}`);
+      });
       await job(g, () => importQ4(g, j.spec, j.sink, j.src, j.folder, {
         groupSize: j.groupSize, maxShardBytes: j.maxShardBytes, copyFiles: j.copyFiles, resumeFrom: j.resumeFrom, onProgress: j.onProgress,
       }));
