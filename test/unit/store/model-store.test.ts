@@ -80,6 +80,9 @@ describe('model store', () => {
     expect(shardsBefore.length).toBe(2);
     expect([...storeFiles(root).keys()].some((k) => k.endsWith('.partial'))).toBe(false);
 
+    // a worker killed mid-write (page closed) leaves its shard under the temporary name: dropped, never read as a shard
+    const dir = await (await (await root.getDirectoryHandle('store')).getDirectoryHandle('models')).getDirectoryHandle(ref.id);
+    (await dir.getFileHandle('model-00003-of-00004.safetensors.partial', { create: true })).data = new Uint8Array(100).fill(7);
     const again = await run(store);
     const m = await again.p;
     expect(importer.written.slice(shardsBefore.length)).toEqual(whole.importer.written.slice(2));
