@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { Download, Page } from 'playwright-core';
-import { gotoScreen, test, waitForDemo } from './harness.ts';
+import { gotoScreen, reloadOffline, test, waitForDemo } from './harness.ts';
 
 const BASE = 'public/models/usaf-demo-moe';
 /**
@@ -118,8 +118,7 @@ test('training: the loss chart grows; pause; an offline reload, a lost GPU devic
   // Reload mid-run (during step 2) with the network off: the app loads from the service worker, the run is interrupted;
   // resumed, it shows its history and goes on from step 2, offline.
   await page.locator('footer', { hasText: 'Ready to work offline' }).waitFor({ timeout: 60_000 });
-  await context.setOffline(true);
-  await page.reload();
+  await reloadOffline(context, page);
   await page.locator('[role=status]', { hasText: 'You are offline' }).waitFor();
   await gotoScreen(page, 'models');
   await waitForDemo(page);

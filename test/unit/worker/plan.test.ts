@@ -100,7 +100,7 @@ describe('app memory plan', () => {
         expect(r.gpuBytes).toBeGreaterThan(budget!);
         expect(r.fits).toBe(false);
         expect(r.notes.join(' ')).toMatch(/does not fit in (12|24)\.0 GiB/);
-        expect(r.notes.join(' ')).toMatch(/streamed in from 4-bit storage instead of resident \(not in this engine build yet\)/);
+        expect(r.notes.join(' ')).toMatch(/With STREAM_FROZEN on \(frozen layers read once from storage instead of resident on the GPU\), the peak would be/);
         expect(r.notes.join(' ')).not.toMatch(/not applied/);
       }
     }
