@@ -37,6 +37,11 @@ export interface ExpertsDims {
   gateSz?: number;
   upSz?: number;
   downSz?: number;
+  /**
+   * Only the rows of experts e0..e1-1 (default all): the GEMMs skip other experts' row tiles and the weight bindings
+   * hold just these experts (expert e at slot e - e0). Running every chunk in turn gives the unchunked result bit for bit.
+   */
+  experts?: [e0: number, e1: number];
 }
 
 /** gate, up [E, IE, H]; down [E, H, IE] (each all experts of the layer, row-major). */
@@ -146,7 +151,8 @@ export function maxTilesOf(d: ExpertsDims): number {
 
 export function expertsParams(d: ExpertsDims): Uint32Array {
   const o = [d.gateOffset ?? 0, d.upOffset ?? 0, d.downOffset ?? 0];
-  return Uint32Array.from([d.H, d.IE, d.K, ...o, d.T, d.E, d.gateSz ?? 0, d.upSz ?? 0, d.downSz ?? 0, 0]);
+  const [e0, e1] = d.experts ?? [0, d.E];
+  return Uint32Array.from([d.H, d.IE, d.K, ...o, d.T, d.E, d.gateSz ?? 0, d.upSz ?? 0, d.downSz ?? 0, e0, e1, 0, 0, 0]);
 }
 
 function combineParams(T: number, H: number, K: number, weighted: boolean): Uint32Array {
