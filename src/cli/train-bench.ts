@@ -6,7 +6,6 @@ import { Trainer, type SampleSet } from '../engine/train/trainer.ts';
 import { defaultTrainFrom } from './commands/train.ts';
 import { readSpec } from './load-model.ts';
 import { Encoder } from '../engine/gpu/encoder.ts';
-import { dequantizeExperts } from '../engine/quant/experts-q4.ts';
 import { allocatedBytes } from '../engine/gpu/buffers.ts';
 import { loadWeights } from '../engine/train/weights.ts';
 import { planMemory } from '../engine/plan/memory.ts';
@@ -14,8 +13,8 @@ import type { ModelSpec } from '../engine/model/spec.ts';
 import { syntheticCheckpoint } from './synthetic.ts';
 
 /**
- * 4-bit experts: wall time of dequantizing one trained layer's base into the f32 scratch (the bulk of materializing
- * it; the overlay and master scatters are k-sized), and how often a training step does it.
+ * 4-bit experts: wall time of materializing one trained layer into the f32 scratch, every expert chunk in turn (mostly
+ * dequantizing its base; the overlay and master scatters are k-sized), and how often a training step does it.
  */
 async function materializeTiming(gpu: GpuContext, t: Trainer): Promise<{ materialize_ms: number; materializations_per_step: number }> {
   const l = t.layers[0]!;
@@ -24,7 +23,7 @@ async function materializeTiming(gpu: GpuContext, t: Trainer): Promise<{ materia
   const reps = 3;
   const run = () => {
     const enc = new Encoder(gpu, 'bench.materialize');
-    dequantizeExperts(enc, l.gu, l.down, base.experts, t.spec);
+    t.chunks.forEach((_, c) => t.loadChunk(enc, l, c)); // every expert chunk of the layer
     enc.submit();
     return gpu.device.queue.onSubmittedWorkDone();
   };

@@ -45,6 +45,11 @@ export interface PlanSettings {
    * training sample's frozen output is cached (set frozenCacheN to the sample count; planSettings does).
    */
   streamFrozen?: boolean;
+  /**
+   * 4-bit runs: experts per chunk of a trained layer's f32 scratch (its weights are materialized one chunk at a time;
+   * splitExperts balances the chunks). Default all experts (one chunk); chooseExpertChunk picks one for a budget.
+   */
+  expertChunk?: number;
 }
 
 export interface PlanItem {
@@ -92,6 +97,45 @@ export function overlayCapacity(s: { frac: number; steps: number; reselectEvery:
   let selections = 1;
   for (let step = 2; s.reselectEvery > 0 && step <= s.steps; step++) if (isReselectStep(step, s.reselectEvery)) selections++;
   return Math.min(numel, selections * activeCount(s.frac, numel));
+}
+
+/**
+ * A layer's E experts in chunks of at most `chunk`: ceil(E / chunk) chunks as even as possible (the first ones one larger),
+ * [e0, e1) each. The scratch holds the first (largest) one.
+ */
+export function splitExperts(E: number, chunk = E): [number, number][] {
+  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`expert chunk must be a positive integer, got ${chunk}`);
+  const n = Math.ceil(E / Math.min(chunk, E));
+  const out: [number, number][] = [];
+  for (let c = 0, e0 = 0; c < n; c++) {
+    const e1 = e0 + Math.floor(E / n) + (c < E % n ? 1 : 0);
+    out.push([e0, e1]);
+    e0 = e1;
+  }
+  return out;
+}
+
+/** Experts the f32 scratch of a 4-bit run holds (the largest chunk). */
+export function scratchExperts(spec: ModelSpec, s: PlanSettings): number {
+  const [e0, e1] = splitExperts(spec.moe.numExperts, s.expertChunk)[0]!;
+  return e1 - e0;
+}
+
+/**
+ * 4-bit runs: the largest expert chunk (fewest chunks, i.e. the least re-reading of the 4-bit base) whose plan fits
+ * `gpuBytes` and whose gate|up scratch buffer fits `maxBuffer` bytes (the adapter's maxStorageBufferBindingSize /
+ * maxBufferSize); 1 when none does (the plan then says it does not fit). All experts when not 4-bit.
+ */
+export function chooseExpertChunk(spec: ModelSpec, s: PlanSettings, gpuBytes = Infinity, maxBuffer = Infinity): number {
+  const E = spec.moe.numExperts;
+  if (!s.quantizeExperts) return E;
+  const row = 2 * spec.moe.expertIntermediate * spec.hidden * 4; // one expert's gate|up in the scratch
+  for (let n = 1; n <= E; n++) {
+    const chunk = Math.ceil(E / n);
+    if (n > 1 && Math.ceil(E / (n - 1)) === chunk) continue;
+    if (chunk * row <= maxBuffer && planMemory(spec, { ...s, expertChunk: chunk }).fits(gpuBytes)) return chunk;
+  }
+  return 1;
 }
 
 /** Bytes createBuffer allocates for `size` bytes. */
@@ -276,8 +320,9 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
   it.f32('denseG', 'workspace', 2 * per, one);
   it.f32('denseD', 'workspace', per, one);
   if (s.quantizeExperts) {
-    it.f32('experts.scratch.gate_up', 'workspace', 2 * per, one);
-    it.f32('experts.scratch.down', 'workspace', per, one);
+    const chunk = scratchExperts(spec, s) * IE * H; // one role of the largest expert chunk
+    it.f32('experts.scratch.gate_up', 'workspace', 2 * chunk, one);
+    it.f32('experts.scratch.down', 'workspace', chunk, one);
   } else {
     // The Trainer moves gate and up into one [2, E, IE, H] buffer (the loaded f32 gate/up buffers are freed).
     it.f32('L.gate_up', 'weights', 2 * per, n);

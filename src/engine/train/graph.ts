@@ -100,7 +100,6 @@ export class TrainGraph {
     await phase('trained_forward');
     headBackward(enc, f, this.work, T, (o.gradScale ?? 1) / Math.max(1, valid), o.frozenGrads ?? null);
     for (let i = this.trained.length - 1; i >= 0; i--) {
-      f.beforeLayer?.(enc, this.trained[i]!);
       layerBackward(enc, f, this.trained[i]!, this.xIn[i]!, this.acts[i]!, this.work, batch, seq, o.dRouters[i] ?? null, o.modes[i]!, o.frozenGrads ?? null);
       o.afterBackward?.(enc, this.trained[i]!);
     }

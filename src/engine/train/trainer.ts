@@ -14,7 +14,7 @@ import { readWeight, type ExpertWeights, type ModelWeights } from './weights.ts'
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { decodeF32 } from '../io/dtype.ts';
 import { dequantizeExperts } from '../quant/experts-q4.ts';
-import { assertFits, overlayCapacity, type PlanSettings } from '../plan/memory.ts';
+import { assertFits, chooseExpertChunk, overlayCapacity, splitExperts, type PlanSettings } from '../plan/memory.ts';
 import { TrainGraph } from './graph.ts';
 import { FrozenCache } from './frozen-cache.ts';
 import type { ExpertGradMode } from './backward.ts';
@@ -62,6 +62,12 @@ export interface TrainSettings {
    * exceeds it, with a PlanError that proposes settings that fit.
    */
   gpuBytes?: number;
+  /**
+   * 4-bit experts: experts per chunk of the f32 scratch a trained layer's weights are materialized into, one chunk at a
+   * time (results are the same for every chunk size). Default: all experts, or with gpuBytes the largest chunk that fits
+   * (plan/memory.ts chooseExpertChunk); either way within the adapter's largest buffer binding.
+   */
+  expertChunk?: number;
 }
 
 /** A fixed set of SEQ-token samples: ids and next-token targets, sample-major. */
@@ -107,7 +113,7 @@ interface LayerState {
   layer: number;
   /**
    * Current expert weights, f32: gu = [gate | up] ([2, E, IE, H], the G index space), down = [E, H, IE] (D). With a
-   * 4-bit base these are the Trainer's one shared scratch, valid only right after materialize(this layer).
+   * 4-bit base these are the Trainer's one shared scratch, valid only right after loadChunk (one chunk of experts).
    */
   gu: GPUBuffer;
   down: GPUBuffer;
@@ -128,6 +134,7 @@ export function planSettings(s: TrainSettings, samples: number, weights?: ModelW
     trainFrom: s.trainFrom, microbatch: s.microbatch, seq: s.seq, frac: s.frac, frozenCacheN: Math.min(s.frozenCacheN, samples),
     quantizeExperts: q4 ? { groupSize: q4.G } : null, steps: s.steps, reselectEvery: s.reselectEvery, importanceGroup: s.importanceGroup,
     trainShared: !!s.trainShared, perEntryStep: !!s.perEntryStep, streamFrozen: !!weights?.layers.some((l) => l.streamed),
+    ...(q4 && s.expertChunk !== undefined ? { expertChunk: s.expertChunk } : {}),
   };
 }
 
@@ -234,8 +241,13 @@ export class Trainer {
   /** Dense expert-gradient scratch shared by all layers (each layer's is consumed right after its backward): [2·per], [per]. */
   readonly denseG: GPUBuffer | null = null;
   readonly denseD: GPUBuffer | null = null;
-  /** 4-bit experts: the one f32 scratch every trained layer's current weights are materialized into ([2·per], [per]). */
-  readonly scratch: { gu: GPUBuffer; down: GPUBuffer } | null = null;
+  /**
+   * 4-bit experts: the one f32 scratch every trained layer's current weights are materialized into, one chunk of experts
+   * at a time: gu = [gate | up] of `cap` experts each ([2, cap, IE, H]), down [cap, H, IE].
+   */
+  readonly scratch: { gu: GPUBuffer; down: GPUBuffer; cap: number } | null = null;
+  /** The expert chunks [e0, e1) of a trained layer (one chunk = all experts unless 4-bit with a smaller expertChunk). */
+  readonly chunks: [number, number][];
   /** perEntryStep: Adam's bias corrections by step count, [2·(steps + 1)] (adamBiasTable). */
   readonly adamBias: GPUBuffer | null = null;
   /** Eval sets whose inputs of layer trainFrom are stored (frozen-pass.ts): evaluate runs only the trained layers. */
@@ -245,8 +257,15 @@ export class Trainer {
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
     if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
-    this.planned = planSettings(s, data.count, weights);
+    let planned = planSettings(s, data.count, weights);
+    if (planned.quantizeExperts && s.expertChunk === undefined) {
+      const lim = gpu.device.limits;
+      const chunk = chooseExpertChunk(spec, planned, s.gpuBytes, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
+      if (chunk < spec.moe.numExperts) planned = { ...planned, expertChunk: chunk };
+    }
+    this.planned = planned;
     if (s.gpuBytes !== undefined) assertFits(spec, this.planned, s.gpuBytes);
+    this.chunks = splitExperts(spec.moe.numExperts, this.planned.expertChunk);
     this.T = s.microbatch * s.seq;
     this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T);
     this.streamed = weights.layers.some((l) => l.streamed);
@@ -272,11 +291,13 @@ export class Trainer {
       this.denseG = createBuffer(gpu, { label: 'denseG', size: 2 * per * 4, kind: 'workspace' });
       this.denseD = createBuffer(gpu, { label: 'denseD', size: per * 4, kind: 'workspace' });
       if (weights.layers[moeLayers[0]!]!.experts!.gate.dtype === 'q4') {
+        const cap = this.chunks[0]![1] - this.chunks[0]![0];
         this.scratch = {
-          gu: createBuffer(gpu, { label: 'experts.scratch.gate_up', size: 2 * per * 4, kind: 'workspace' }),
-          down: createBuffer(gpu, { label: 'experts.scratch.down', size: per * 4, kind: 'workspace' }),
+          gu: createBuffer(gpu, { label: 'experts.scratch.gate_up', size: 2 * cap * IE * H * 4, kind: 'workspace' }),
+          down: createBuffer(gpu, { label: 'experts.scratch.down', size: cap * IE * H * 4, kind: 'workspace' }),
+          cap,
         };
-      }
+      } else if (this.chunks.length > 1) throw new Error('expertChunk applies to 4-bit experts only');
     }
     for (const L of moeLayers) {
       const lw = weights.layers[L]!;
@@ -302,7 +323,8 @@ export class Trainer {
         down = ex.down.buf;
         base = { kind: 'f32', gu: baseGu, down: baseDown };
       }
-      lw.experts = { gate: { buf: gu, dtype: 'f32', shape: ex.gate.shape, offset: 0 }, up: { buf: gu, dtype: 'f32', shape: ex.up.shape, offset: per }, down: { buf: down, dtype: 'f32', shape: ex.down.shape, offset: 0 } };
+      const upAt = this.scratch ? this.scratch.cap * IE * H : per;
+      lw.experts = { gate: { buf: gu, dtype: 'f32', shape: ex.gate.shape, offset: 0 }, up: { buf: gu, dtype: 'f32', shape: ex.up.shape, offset: upAt }, down: { buf: down, dtype: 'f32', shape: ex.down.shape, offset: 0 } };
       this.layers.push({
         layer: L,
         gu,
@@ -315,13 +337,7 @@ export class Trainer {
         routerBuf: f('routerBuf', E * H, 'optimizer'),
       });
     }
-    if (this.scratch) {
-      const byLayer = new Map(this.layers.map((l) => [l.layer, l]));
-      this.graph.fwd.beforeLayer = (e, L) => {
-        const l = byLayer.get(L);
-        if (l) this.materialize(e, l);
-      };
-    }
+    if (this.scratch) for (const l of this.layers) weights.layers[l.layer]!.expertChunks = { ranges: this.chunks, load: (e, c) => this.loadChunk(e, l, c) };
     enc.submit();
     // The loaded gate/up buffers were copied into gu by the submitted work; WebGPU frees them once it has run.
     for (const b of retired) b.destroy();
@@ -415,7 +431,7 @@ export class Trainer {
    */
   private async rankByImportance(importanceSamples: number[][]): Promise<void> {
     this.shared?.startImportance();
-    // A reselection on a 4-bit base: materialize() places the masters at idx until select(), so the new sets wait aside.
+    // A reselection on a 4-bit base: loadChunk() places the masters at idx until select(), so the new sets wait aside.
     const waiting = new Map<Selection, GPUBuffer>();
     const dest = (sel: Selection): GPUBuffer => {
       if (!this.scratch || !sel.host.length) return sel.idx;
@@ -466,24 +482,49 @@ export class Trainer {
   }
 
   /**
-   * 4-bit base: the layer's current weights into the shared scratch: W0 dequantized, then every entry ever trained (its
-   * overlay value), then the active entries' masters (after the first selection). Recorded before the layer's forward and
-   * again before its backward (the next layer overwrites the scratch). Chosen over per-layer fp16 copies for memory (an
-   * 8-layer Qwen3-30B-A3B run: 2.4 GiB of 4-bit bases + one 2.25 GiB scratch vs 9 GiB of fp16), paid in bandwidth:
-   * see quant/FORMAT.md "In the engine".
+   * 4-bit base: chunk c of the layer's current weights into the shared scratch: its experts' W0 dequantized, then every
+   * entry ever trained (its overlay value), then the active entries' masters (after the first selection), each scatter
+   * filtered to the chunk's index ranges. Recorded before the chunk's GEMMs in forward and again in backward (the next
+   * chunk or layer overwrites the scratch). Chosen over per-layer fp16 copies for memory (an 8-layer Qwen3-30B-A3B run:
+   * 2.4 GiB of 4-bit bases + one scratch of at most 2.25 GiB vs 9 GiB of fp16), paid in bandwidth: see quant/FORMAT.md
+   * "In the engine". f32 base: nothing to do (the weights are resident, one chunk).
    */
-  private materialize(enc: Encoder, l: LayerState): void {
+  loadChunk(enc: Encoder, l: LayerState, c: number, masterIdx?: Map<Selection, GPUBuffer>): void {
     if (l.base.kind !== 'q4') return;
-    dequantizeExperts(enc, l.gu, l.down, l.base.experts, this.spec);
-    this.overlayOnto(enc, l);
+    dequantizeExperts(enc, l.gu, l.down, l.base.experts, this.spec, { experts: this.chunks[c]!, upAt: this.scratch!.cap * this.spec.moe.expertIntermediate * this.spec.hidden });
+    this.overlayOnto(enc, l, c, masterIdx);
   }
 
-  /** 4-bit base: the overlay, then the masters (at `masterIdx` of a selection when given, else at its idx) onto gu/down. */
-  private overlayOnto(enc: Encoder, l: LayerState, masterIdx?: Map<Selection, GPUBuffer>): void {
+  /**
+   * Where chunk c of a selection tensor lives in the layer's weight buffers: index ranges [lo, hi) of the G or D index
+   * space and the element offset each starts at (G: the chunk's gate rows, then its up rows at the scratch's up half).
+   */
+  private chunkTargets(l: LayerState, sel: Selection, c: number): { range: [number, number]; offset: number }[] {
+    const [e0, e1] = this.chunks[c]!;
+    const one = this.spec.moe.expertIntermediate * this.spec.hidden; // one expert's gate, up or down
+    const per = l.D.numel;
+    const upAt = l.base.kind === 'q4' ? this.scratch!.cap * one : per;
+    if (sel === l.D) return [{ range: [e0 * one, e1 * one], offset: 0 }];
+    return [{ range: [e0 * one, e1 * one], offset: 0 }, { range: [per + e0 * one, per + e1 * one], offset: upAt }];
+  }
+
+  /** 4-bit base: the overlay, then the masters (at `masterIdx` of a selection when given, else at its idx) onto chunk c. */
+  private overlayOnto(enc: Encoder, l: LayerState, c: number, masterIdx?: Map<Selection, GPUBuffer>): void {
     for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
-      if (sel.overlay) scatterMasters(enc, w, sel.overlay.val, sel.overlay.idx, null, sel.overlay.n, { dtype: 'f32' });
-      if (sel.host.length) scatterMasters(enc, w, sel.master, masterIdx?.get(sel) ?? sel.idx, null, sel.k, { dtype: 'f32' });
+      for (const { range, offset } of this.chunkTargets(l, sel, c)) {
+        const t = { dtype: 'f32', offset, range } as const;
+        if (sel.overlay) scatterMasters(enc, w, sel.overlay.val, sel.overlay.idx, null, sel.overlay.n, t);
+        if (sel.host.length) scatterMasters(enc, w, sel.master, masterIdx?.get(sel) ?? sel.idx, null, sel.k, t);
+      }
     }
+  }
+
+  /** out[j] = the current weight at idx[j] (j < n) of selection tensor `sel`, chunk by chunk. */
+  private gatherCurrent(enc: Encoder, l: LayerState, sel: Selection, out: GPUBuffer, idx: GPUBuffer, n: number): void {
+    this.chunks.forEach((_, c) => {
+      this.loadChunk(enc, l, c);
+      for (const { range, offset } of this.chunkTargets(l, sel, c)) gatherMasters(enc, out, sel === l.G ? l.gu : l.down, idx, n, { dtype: 'f32', offset, range });
+    });
   }
 
   /** 4-bit base: the overlay's indices := touched (queue write: submit work that reads the old overlay first). */
@@ -509,50 +550,30 @@ export class Trainer {
       }
     }
     for (const l of this.layers) {
-      let enc = new Encoder(this.gpu, 'select.masters');
-      const q4 = l.base.kind === 'q4';
-      // 4-bit: W0 into the scratch first; grown entries' base values are gathered from it before the overlay goes on.
-      if (l.base.kind === 'q4') dequantizeExperts(enc, l.gu, l.down, l.base.experts, this.spec);
       const fresh = { G: await readU32(this.gpu, l.G.idx, 0, l.G.k), D: await readU32(this.gpu, l.D.idx, 0, l.D.k) };
-      const grownVals: [Selection, GPUBuffer, GPUBuffer, number][] = [];
-      for (const [sel, w, base] of [[l.G, l.gu, l.base.kind === 'f32' ? l.base.gu : l.gu], [l.D, l.down, l.base.kind === 'f32' ? l.base.down : l.down]] as const) {
-        const grown = setMinus(sel === l.G ? fresh.G : fresh.D, sel.host);
-        if (resetGrown && grown.length) {
-          const idx = createBuffer(this.gpu, { label: 'grown.idx', size: grown.length * 4 });
-          const vals = createBuffer(this.gpu, { label: 'grown.vals', size: grown.length * 4 });
-          writeBuffer(this.gpu, idx, 0, grown);
-          gatherMasters(enc, vals, base, idx, grown.length, { dtype: 'f32' });
-          if (!q4) scatterMasters(enc, w, vals, idx, null, grown.length, { dtype: 'f32' });
-          else grownVals.push([sel, vals, idx, grown.length]);
-          scratch.push(idx, vals);
-        }
-      }
-      if (q4) {
-        // the current weights (old overlay + old masters at the old indices: idx already holds the new set), then the
-        // grown entries back at W0
-        const oldIdx = new Map<Selection, GPUBuffer>();
-        for (const sel of [l.G, l.D]) {
-          if (!sel.host.length) continue;
-          const b = createBuffer(this.gpu, { label: 'old.idx', size: sel.k * 4 });
-          writeBuffer(this.gpu, b, 0, sel.host);
-          oldIdx.set(sel, b);
-          scratch.push(b);
-        }
-        this.overlayOnto(enc, l, oldIdx);
-        for (const [sel, vals, idx, n] of grownVals) scatterMasters(enc, sel === l.G ? l.gu : l.down, vals, idx, null, n, { dtype: 'f32' });
-        enc.submit(); // it read the old overlay, rewritten below
-        enc = new Encoder(this.gpu, 'select.masters');
-      }
-      for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
+      const q4 = l.base.kind === 'q4' ? this.selectValuesQ4(l, fresh, resetGrown, scratch) : null;
+      const enc = new Encoder(this.gpu, 'select.masters');
+      for (const [sel, w, base] of [[l.G, l.gu, l.base.kind === 'f32' ? l.base.gu : null], [l.D, l.down, l.base.kind === 'f32' ? l.base.down : null]] as const) {
         const fr = sel === l.G ? fresh.G : fresh.D;
-        turnovers.push(sel.host.length ? setMinus(fr, sel.host).length / fr.length : 1);
+        const grown = setMinus(fr, sel.host);
+        if (base && resetGrown && grown.length) {
+          const idx = createBuffer(this.gpu, { label: 'grown.idx', size: grown.length * 4 });
+          writeBuffer(this.gpu, idx, 0, grown);
+          scratch.push(idx);
+          const vals = createBuffer(this.gpu, { label: 'grown.vals', size: grown.length * 4 });
+          scratch.push(vals);
+          gatherMasters(enc, vals, base, idx, grown.length, { dtype: 'f32' });
+          scatterMasters(enc, w, vals, idx, null, grown.length, { dtype: 'f32' });
+        }
+        turnovers.push(sel.host.length ? grown.length / fr.length : 1);
         sel.host = fr;
         sel.touched = union(sel.touched, fr);
-        if (q4) {
+        const v = q4?.get(sel);
+        if (v) {
           this.writeOverlay(sel, sel.touched);
-          gatherMasters(enc, sel.overlay!.val, w, sel.overlay!.idx, sel.overlay!.n, { dtype: 'f32' });
-        }
-        gatherMasters(enc, sel.master, w, sel.idx, sel.k, { dtype: 'f32' });
+          if (sel.touched.length) enc.copy(v.overlay, 0, sel.overlay!.val, 0, sel.touched.length * 4);
+          enc.copy(v.master, 0, sel.master, 0, sel.k * 4);
+        } else gatherMasters(enc, sel.master, w, sel.idx, sel.k, { dtype: 'f32' });
         const k = kept.get(sel);
         if (k) {
           const [m, v] = carryMoments(k.old, k.m, k.v, fr);
@@ -572,6 +593,51 @@ export class Trainer {
     await this.gpu.device.queue.onSubmittedWorkDone();
     for (const b of scratch) b.destroy();
     return turnovers;
+  }
+
+  /**
+   * 4-bit base, at a new selection `fresh` (idx already holds it): the values the new overlay (every entry ever touched)
+   * and the new masters take, per selection, in scratch buffers. Chunk by chunk: W0 dequantized; grown entries' W0
+   * values gathered (when `resetGrown`); the current weights put on (old overlay + old masters at the old indices); the
+   * grown entries back at W0; then the values gathered. Submitted here: the old overlay is rewritten after.
+   */
+  private selectValuesQ4(l: LayerState, fresh: { G: Uint32Array; D: Uint32Array }, resetGrown: boolean, scratch: GPUBuffer[]): Map<Selection, { overlay: GPUBuffer; master: GPUBuffer }> {
+    const up = (data: Uint32Array, label: string) => {
+      const b = createBuffer(this.gpu, { label, size: Math.max(4, data.byteLength) });
+      if (data.length) writeBuffer(this.gpu, b, 0, data);
+      scratch.push(b);
+      return b;
+    };
+    const f32 = (n: number, label: string) => {
+      const b = createBuffer(this.gpu, { label, size: Math.max(4, n * 4), kind: 'workspace' });
+      scratch.push(b);
+      return b;
+    };
+    const oldIdx = new Map<Selection, GPUBuffer>();
+    const plan = [l.G, l.D].map((sel) => {
+      const fr = sel === l.G ? fresh.G : fresh.D;
+      const grown = resetGrown ? setMinus(fr, sel.host) : new Uint32Array(0);
+      const touched = union(sel.touched, fr);
+      if (sel.host.length) oldIdx.set(sel, up(sel.host, 'old.idx'));
+      return {
+        sel, w: sel === l.G ? l.gu : l.down, grown: grown.length, grownIdx: up(grown, 'grown.idx'), grownVals: f32(grown.length, 'grown.vals'),
+        touched: touched.length, touchedIdx: up(touched, 'touched.idx'), overlay: f32(touched.length, 'overlay.new'), master: f32(sel.k, 'master.new'),
+      };
+    });
+    const enc = new Encoder(this.gpu, 'select.masters');
+    this.chunks.forEach((experts, c) => {
+      const each = (f: (p: (typeof plan)[number], t: { dtype: 'f32'; offset: number; range: [number, number] }) => void) => {
+        for (const p of plan) for (const { range, offset } of this.chunkTargets(l, p.sel, c)) f(p, { dtype: 'f32', offset, range });
+      };
+      dequantizeExperts(enc, l.gu, l.down, (l.base as { experts: ExpertWeights }).experts, this.spec, { experts, upAt: this.scratch!.cap * this.spec.moe.expertIntermediate * this.spec.hidden });
+      each((p, t) => gatherMasters(enc, p.grownVals, p.w, p.grownIdx, p.grown, t));
+      this.overlayOnto(enc, l, c, oldIdx);
+      each((p, t) => scatterMasters(enc, p.w, p.grownVals, p.grownIdx, null, p.grown, t));
+      each((p, t) => gatherMasters(enc, p.overlay, p.w, p.touchedIdx, p.touched, t));
+      each((p, t) => gatherMasters(enc, p.master, p.w, p.sel.idx, p.sel.k, t));
+    });
+    enc.submit();
+    return new Map(plan.map((p) => [p.sel, { overlay: p.overlay, master: p.master }]));
   }
 
   /** One training step s (1-based): reselection when due, ACCUM microbatches, then the update unless non-finite. */
@@ -635,7 +701,7 @@ export class Trainer {
         for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
           if (sel.steps) sparseAdamEntryT(enc, sel.master, sel.m, sel.v, sel.steps, sel.grad, null, this.adamBias!, sel.k, { lr, tMax: this.s.steps, weightDecay: this.s.wd });
           else sparseAdam(enc, sel.master, sel.m, sel.v, sel.grad, null, sel.k, { lr, t: this.adamT, weightDecay: this.s.wd });
-          if (l.base.kind === 'f32') scatterMasters(enc, w, sel.master, sel.idx, null, sel.k, { dtype: 'f32' }); // 4-bit: materialize() does it
+          if (l.base.kind === 'f32') scatterMasters(enc, w, sel.master, sel.idx, null, sel.k, { dtype: 'f32' }); // 4-bit: loadChunk() does it
 
         }
         routerSgd(enc, l.router, l.routerBuf, l.dRouter, null, l.dRouter.size / 4, { lr, weightDecay: this.s.wd, hasBuf: this.routerHasBuf });
@@ -684,14 +750,13 @@ export class Trainer {
   async snapshot(settings: Record<string, unknown>, log: object[]): Promise<TrainCheckpoint> {
     const layers: SavedLayer[] = [];
     for (const l of this.layers) {
-      const vals = async (w: GPUBuffer, idx: Uint32Array) => {
+      const vals = async (sel: Selection, idx: Uint32Array) => {
         if (!idx.length) return new Float32Array(0);
         const ib = createBuffer(this.gpu, { label: 'touched.idx', size: idx.length * 4 });
         const vb = createBuffer(this.gpu, { label: 'touched.vals', size: idx.length * 4 });
         writeBuffer(this.gpu, ib, 0, idx);
         const enc = new Encoder(this.gpu, 'snapshot');
-        this.materialize(enc, l);
-        gatherMasters(enc, vb, w, ib, idx.length, { dtype: 'f32' });
+        this.gatherCurrent(enc, l, sel, vb, ib, idx.length);
         enc.submit();
         const out = await readF32(this.gpu, vb, 0, idx.length);
         ib.destroy();
@@ -709,9 +774,9 @@ export class Trainer {
         mD: await readF32(this.gpu, l.D.m, 0, l.D.k),
         vD: await readF32(this.gpu, l.D.v, 0, l.D.k),
         touchedG: l.G.touched.slice(),
-        touchedValG: await vals(l.gu, l.G.touched),
+        touchedValG: await vals(l.G, l.G.touched),
         touchedD: l.D.touched.slice(),
-        touchedValD: await vals(l.down, l.D.touched),
+        touchedValD: await vals(l.D, l.D.touched),
         router: await readF32(this.gpu, l.router),
         routerBuf: this.routerHasBuf ? await readF32(this.gpu, l.routerBuf) : null,
         ...(l.G.steps && l.D.steps ? { extra: { stepsG: await readU32(this.gpu, l.G.steps, 0, l.G.k), stepsD: await readU32(this.gpu, l.D.steps, 0, l.D.k) } } : {}),
@@ -822,6 +887,24 @@ export class Trainer {
     return [bg, bd];
   }
 
+  /** A layer's current expert weights on the host: gu [2·per] (gate then up), down [per]; 4-bit: chunk by chunk. */
+  private async currentWeights(l: LayerState): Promise<[Float32Array, Float32Array]> {
+    if (l.base.kind === 'f32') return [await readF32(this.gpu, l.gu), await readF32(this.gpu, l.down)];
+    const one = this.spec.moe.expertIntermediate * this.spec.hidden;
+    const per = l.D.numel;
+    const gu = new Float32Array(2 * per), down = new Float32Array(per);
+    for (const [c, [e0, e1]] of this.chunks.entries()) {
+      const enc = new Encoder(this.gpu, 'export');
+      this.loadChunk(enc, l, c);
+      enc.submit();
+      const n = (e1 - e0) * one;
+      gu.set(await readF32(this.gpu, l.gu, 0, n), e0 * one);
+      gu.set(await readF32(this.gpu, l.gu, this.scratch!.cap * one * 4, n), per + e0 * one);
+      down.set(await readF32(this.gpu, l.down, 0, n), e0 * one);
+    }
+    return [gu, down];
+  }
+
   /**
    * Full current values of the trained tensors, by checkpoint name (per-expert or fused, as the spec names them). With
    * `onto` (4-bit runs), entries never trained keep that checkpoint's values instead of the dequantized base's.
@@ -831,11 +914,7 @@ export class Trainer {
     const { numExperts: E, expertIntermediate: IE } = this.spec.moe;
     const per = IE * this.spec.hidden;
     for (const l of this.layers) {
-      const enc = new Encoder(this.gpu, 'export');
-      this.materialize(enc, l);
-      enc.submit();
-      let gu = await readF32(this.gpu, l.gu);
-      let down = await readF32(this.gpu, l.down);
+      let [gu, down] = await this.currentWeights(l);
       if (onto && l.base.kind === 'q4') [gu, down] = await this.touchedOnto(onto, l, gu, down);
       for (const e of this.spec.layers[l.layer]!.tensors) {
         const x = e.expert ?? 0;
