@@ -244,7 +244,7 @@ export function expertsBackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer
 /**
  * Dense expert weight grads, accumulated (+=) unless accumulate is false: dGate, dUp [E, IE, H] = dG^T·x and dU^T·x
  * over each expert's rows; dDown [E, H, IE] = dY^T·A. Any of the three may be null. f32 outputs. accumulate 'abs': += |grad|
- * (importance sums, without a dense scratch).
+ * (importance sums, without a dense scratch). With d.experts = [e0, e1]: those experts only, expert e at slot e - e0.
  */
 export function expertsBackwardWeights(
   enc: Encoder,
@@ -257,12 +257,13 @@ export function expertsBackwardWeights(
   accumulate: boolean | 'abs' = true,
 ): void {
   const t = expertsTiling(enc.gpu);
+  const [e0, e1] = d.experts ?? [0, d.E];
   const k = kernel(enc.gpu, { name: 'experts.backward_weight', code: wSrc, entryPoint: 'backward_weight', constants: gemmConstants(enc.gpu, 'backward_weight', null) });
   // (left [R, N], right [*, C] gathered through rowPair when gather) -> out [E, N, C]
   const one = (out: Binding | null, left: GPUBuffer, right: GPUBuffer, N: number, C: number, gather: boolean) => {
     if (!out) return;
-    const p = Uint32Array.from([N, C, d.K, gather ? 1 : 0, accumulate === 'abs' ? 2 : accumulate ? 1 : 0, d.E, 0, 0]);
-    k.dispatch(enc, [left, right, route.rowPair, route.offsets, out], [Math.ceil(C / (8 * t.NX)), Math.ceil(N / 64), d.E], p);
+    const p = Uint32Array.from([N, C, d.K, gather ? 1 : 0, accumulate === 'abs' ? 2 : accumulate ? 1 : 0, d.E, e0, 0]);
+    k.dispatch(enc, [left, right, route.rowPair, route.offsets, out], [Math.ceil(C / (8 * t.NX)), Math.ceil(N / 64), e1 - e0], p);
   };
   one(dW.gate, g.dG, x, d.IE, d.H, true);
   one(dW.up, g.dU, x, d.IE, d.H, true);

@@ -138,6 +138,13 @@ export function chooseExpertChunk(spec: ModelSpec, s: PlanSettings, gpuBytes = I
   return 1;
 }
 
+/** `s` with the expert chunk chooseExpertChunk picks when it is not set and fewer than all experts are needed; else `s`. */
+export function withExpertChunk(spec: ModelSpec, s: PlanSettings, gpuBytes?: number, maxBuffer?: number): PlanSettings {
+  if (s.expertChunk !== undefined || !s.quantizeExperts) return s;
+  const chunk = chooseExpertChunk(spec, s, gpuBytes, maxBuffer);
+  return chunk < spec.moe.numExperts ? { ...s, expertChunk: chunk } : s;
+}
+
 /** Bytes createBuffer allocates for `size` bytes. */
 export const bufBytes = (size: number): number => Math.max(4, Math.ceil(size / 4) * 4);
 
@@ -388,6 +395,10 @@ function checkSettings(spec: ModelSpec, s: PlanSettings): void {
   for (const k of ['microbatch', 'seq'] as const) if (!Number.isInteger(s[k]) || s[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${s[k]}`);
   if (!(s.frac > 0 && s.frac <= 1)) throw new RangeError(`frac must be in (0, 1], got ${s.frac}`);
   if (!Number.isInteger(s.frozenCacheN) || s.frozenCacheN < 0) throw new RangeError(`frozen-cache-n must be a non-negative integer, got ${s.frozenCacheN}`);
+  if (s.expertChunk !== undefined) {
+    if (!Number.isInteger(s.expertChunk) || s.expertChunk < 1) throw new RangeError(`expert-chunk must be a positive integer, got ${s.expertChunk}`);
+    if (!s.quantizeExperts && s.expertChunk < spec.moe.numExperts) throw new RangeError('expert-chunk applies to 4-bit experts (--quantize-experts) only');
+  }
 }
 
 /** Every GPU buffer of a training run; `residentLayers` = the layers whose weights are loaded (default all). */
@@ -491,7 +502,7 @@ export class PlanError extends Error {
     const GiB = 2 ** 30;
     const g = (b: number) => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
     const s = plan.settings;
-    const what = (x: PlanSettings) => `train-from ${x.trainFrom}, microbatch ${x.microbatch}, seq ${x.seq}, frozen-cache-n ${x.frozenCacheN}${x.quantizeExperts ? `, 4-bit experts (group ${x.quantizeExperts.groupSize})` : ''}`;
+    const what = (x: PlanSettings) => `train-from ${x.trainFrom}, microbatch ${x.microbatch}, seq ${x.seq}, frozen-cache-n ${x.frozenCacheN}${x.quantizeExperts ? `, 4-bit experts (group ${x.quantizeExperts.groupSize}${x.expertChunk ? `, in chunks of ${x.expertChunk}` : ''})` : ''}`;
     super(
       `this run needs ${g(plan.peak)} of GPU memory (${what(s)}); the GPU has ${g(gpuBytes)}. ` +
         (suggestion ? `Settings that fit: ${what(suggestion)}.` : s.quantizeExperts ? 'No settings of this design fit.' : 'No unquantized settings fit; try --quantize-experts.'),

@@ -14,7 +14,7 @@ import { readWeight, type ExpertWeights, type ModelWeights } from './weights.ts'
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { decodeF32 } from '../io/dtype.ts';
 import { dequantizeExperts } from '../quant/experts-q4.ts';
-import { assertFits, chooseExpertChunk, overlayCapacity, splitExperts, type PlanSettings } from '../plan/memory.ts';
+import { assertFits, overlayCapacity, splitExperts, withExpertChunk, type PlanSettings } from '../plan/memory.ts';
 import { TrainGraph } from './graph.ts';
 import { FrozenCache } from './frozen-cache.ts';
 import type { ExpertGradMode } from './backward.ts';
@@ -257,13 +257,8 @@ export class Trainer {
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
     if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
-    let planned = planSettings(s, data.count, weights);
-    if (planned.quantizeExperts && s.expertChunk === undefined) {
-      const lim = gpu.device.limits;
-      const chunk = chooseExpertChunk(spec, planned, s.gpuBytes, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
-      if (chunk < spec.moe.numExperts) planned = { ...planned, expertChunk: chunk };
-    }
-    this.planned = planned;
+    const lim = gpu.device.limits;
+    this.planned = withExpertChunk(spec, planSettings(s, data.count, weights), s.gpuBytes, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
     if (s.gpuBytes !== undefined) assertFits(spec, this.planned, s.gpuBytes);
     this.chunks = splitExperts(spec.moe.numExperts, this.planned.expertChunk);
     this.T = s.microbatch * s.seq;

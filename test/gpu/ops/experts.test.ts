@@ -144,7 +144,7 @@ describe('experts', () => {
 
   // The trainer's expert chunks: each chunk's weights in their own small buffer (gate then up, expert e at slot e - e0),
   // the GEMMs run chunk after chunk over the same row buffers; every output must equal the one-chunk run bit for bit.
-  it('experts in chunks (weights of experts e0..e1-1 only) give the unchunked results bit for bit', async () => {
+  it('experts in chunks (weights of experts e0..e1-1 only) give the unchunked results bit for bit, dense weight grads too', async () => {
     const gpu = await testGpu();
     const d: ExpertsDims = { ...base, T: 70, wDtype: 'f32' };
     const R = d.T * d.K, per = d.IE * d.H;
@@ -192,6 +192,21 @@ describe('experts', () => {
       expect(x.some(Number.isNaN), what).toBe(false);
       expect(Buffer.from(y.buffer).equals(Buffer.from(x.buffer)), what).toBe(true);
     };
+    // dense weight gradients of each chunk's experts only (slot e - e0) = the chunk's slice of the whole layer's
+    const nW = d.E * per;
+    const full = { gate: poisoned(gpu, nW), up: poisoned(gpu, nW), down: poisoned(gpu, nW) };
+    const byChunk = chunks.map(([e0, e1]) => ({ gate: poisoned(gpu, (e1 - e0) * per), up: poisoned(gpu, (e1 - e0) * per), down: poisoned(gpu, (e1 - e0) * per) }));
+    await run(gpu, (enc) => {
+      gpuOp.expertsBackwardWeights(enc, full, xb, whole.s, whole.g, rt.gpu, d, false);
+      chunks.forEach((experts, i) => gpuOp.expertsBackwardWeights(enc, byChunk[i]!, xb, whole.s, whole.g, rt.gpu, { ...d, experts }, false));
+    });
+    for (const k of ['gate', 'up', 'down'] as const) {
+      const all = new Uint32Array((await readF32(gpu, full[k])).buffer);
+      for (const [i, [e0, e1]] of chunks.entries()) {
+        const part = new Uint32Array((await readF32(gpu, byChunk[i]![k])).buffer);
+        expect(Array.from(part), `d${k} experts ${e0}..${e1}`).toEqual(Array.from(all.subarray(e0 * per, e1 * per)));
+      }
+    }
     for (const k of ['G', 'U', 'A', 'Y'] as const) await same(whole.s[k], c.s[k], k);
     for (const k of ['dY', 'dG', 'dU', 'dXr'] as const) await same(whole.g[k], c.g[k], k);
     await same(whole.out, c.out, 'out');
