@@ -324,8 +324,19 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
   if (s.perEntryStep) it.f32('adam.bias', 'optimizer', 2 * ((s.steps ?? 180) + 1));
   const n = moeTrained;
   const one = n > 0 ? 1 : 0;
-  it.f32('denseG', 'workspace', 2 * per, one);
-  it.f32('denseD', 'workspace', per, one);
+  const chunked = !!s.quantizeExperts && scratchExperts(spec, s) < E;
+  if (chunked) {
+    // one chunk's dense gradient and the exact top-k over chunks (train/chunked-topk.ts): running sets, merger
+    const kG = activeCount(s.frac, 2 * per), kD = activeCount(s.frac, per);
+    it.f32('dense.chunk.gate|up|down', 'workspace', scratchExperts(spec, s) * IE * H, 3 * one);
+    it.f32('topk.run.gate|up.val|idx', 'workspace', kG, 4 * one);
+    it.f32('topk.run.down.val|idx', 'workspace', kD, 2 * one);
+    it.f32('topk.cand.val|idx', 'workspace', 2 * kG, 2 * one);
+    it.f32('topk.pick', 'workspace', kG, one);
+  } else {
+    it.f32('denseG', 'workspace', 2 * per, one);
+    it.f32('denseD', 'workspace', per, one);
+  }
   if (s.quantizeExperts) {
     const chunk = scratchExperts(spec, s) * IE * H; // one role of the largest expert chunk
     it.f32('experts.scratch.gate_up', 'workspace', 2 * chunk, one);
@@ -454,7 +465,9 @@ export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
   const per = spec.moe.numExperts * spec.moe.expertIntermediate * spec.hidden;
   const moeTrained = spec.layers.filter((l) => l.index >= s.trainFrom && l.mlp === 'moe').length;
   // Importance scores: group layers' worth, or none beyond the dense scratch when layers go one at a time.
-  const group = Math.min(moeTrained, Math.max(1, s.importanceGroup ?? (s.quantizeExperts ? 1 : moeTrained)));
+  // (dense gradient in expert chunks: one layer at a time, its scores per chunk)
+  const chunked = !!s.quantizeExperts && scratchExperts(spec, s) < spec.moe.numExperts;
+  const group = chunked ? 1 : Math.min(moeTrained, Math.max(1, s.importanceGroup ?? (s.quantizeExperts ? 1 : moeTrained)));
   const transient = (group > 1 ? group * bufBytes(2 * per * 4) + group * bufBytes(per * 4) : 0) + sharedImportanceBytes(spec, s, moeTrained);
   let staging = 0;
   if (streamed) for (let L = 0; L < s.trainFrom; L++) staging = Math.max(staging, frozenLayerBytes(spec, s, L));

@@ -20,6 +20,9 @@ import { FrozenCache } from './frozen-cache.ts';
 import type { ExpertGradMode } from './backward.ts';
 import { activeCount, isReselectStep, learningRate } from './schedule.ts';
 import { topkSelect, TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
+import { expertsBackwardWeights } from '../ops/experts.ts';
+import { expertDims } from './forward.ts';
+import { RunningTopk, TopkMerger } from './chunked-topk.ts';
 import { adamBiasTable, checkFinite, gatherMasters, routerSgd, scatterMasters, sparseAdam, sparseAdamEntryT } from '../ops/adam.ts';
 import { hasSharedState, SharedTraining } from './shared-train.ts';
 import { evaluateFromStore, type WindowStore } from './frozen-pass.ts';
@@ -242,6 +245,11 @@ export class Trainer {
   readonly denseG: GPUBuffer | null = null;
   readonly denseD: GPUBuffer | null = null;
   /**
+   * Instead of denseG/denseD when a layer's experts come in several chunks: one chunk's dense gradient (gate, up, down
+   * [cap·IE·H] each) and the exact top-k over chunks (running sets of gate, up and down, one merger).
+   */
+  readonly denseChunk: { gate: GPUBuffer; up: GPUBuffer; down: GPUBuffer; runGate: RunningTopk; runUp: RunningTopk; runDown: RunningTopk; merger: TopkMerger } | null = null;
+  /**
    * 4-bit experts: the one f32 scratch every trained layer's current weights are materialized into, one chunk of experts
    * at a time: gu = [gate | up] of `cap` experts each ([2, cap, IE, H]), down [cap, H, IE].
    */
@@ -283,8 +291,19 @@ export class Trainer {
     const moeLayers = this.graph.trained.filter((L) => spec.layers[L]!.mlp === 'moe');
     if (moeLayers.length) {
       if ((per * 4) % gpu.device.limits.minStorageBufferOffsetAlignment) throw new Error(`expert tensor of ${per} elements is not aligned for a buffer binding`);
-      this.denseG = createBuffer(gpu, { label: 'denseG', size: 2 * per * 4, kind: 'workspace' });
-      this.denseD = createBuffer(gpu, { label: 'denseD', size: per * 4, kind: 'workspace' });
+      if (this.chunks.length > 1) {
+        const n = (this.chunks[0]![1] - this.chunks[0]![0]) * IE * H;
+        const kG = activeCount(s.frac, 2 * per), kD = activeCount(s.frac, per);
+        const b = (label: string) => createBuffer(gpu, { label, size: n * 4, kind: 'workspace' });
+        this.denseChunk = {
+          gate: b('dense.chunk.gate'), up: b('dense.chunk.up'), down: b('dense.chunk.down'),
+          runGate: new RunningTopk(gpu, kG, 'topk.run.gate'), runUp: new RunningTopk(gpu, kG, 'topk.run.up'), runDown: new RunningTopk(gpu, kD, 'topk.run.down'),
+          merger: new TopkMerger(gpu, kG, this.topkWork),
+        };
+      } else {
+        this.denseG = createBuffer(gpu, { label: 'denseG', size: 2 * per * 4, kind: 'workspace' });
+        this.denseD = createBuffer(gpu, { label: 'denseD', size: per * 4, kind: 'workspace' });
+      }
       if (weights.layers[moeLayers[0]!]!.experts!.gate.dtype === 'q4') {
         const cap = this.chunks[0]![1] - this.chunks[0]![0];
         this.scratch = {
@@ -434,8 +453,9 @@ export class Trainer {
       if (!b) waiting.set(sel, (b = createBuffer(this.gpu, { label: `${sel.name}.idx.new`, size: sel.k * 4, kind: 'workspace' })));
       return b;
     };
-    const group = Math.max(1, this.s.importanceGroup ?? (this.scratch ? 1 : this.layers.length));
-    for (let g0 = 0; g0 < this.layers.length; g0 += group) {
+    if (this.denseChunk) await this.chunkedImportance(importanceSamples, dest);
+    const group = this.denseChunk ? this.layers.length : Math.max(1, this.s.importanceGroup ?? (this.scratch ? 1 : this.layers.length));
+    for (let g0 = 0; !this.denseChunk && g0 < this.layers.length; g0 += group) {
       const part = this.layers.slice(g0, g0 + group);
       const shared = group === 1;
       const imp = new Map<LayerState, [GPUBuffer, GPUBuffer]>(part.map((l) => [l, shared
@@ -468,6 +488,85 @@ export class Trainer {
     enc.submit();
     await this.gpu.device.queue.onSubmittedWorkDone();
     for (const b of waiting.values()) b.destroy();
+  }
+
+  /**
+   * Importance with the dense gradient in chunks of experts: per layer, per chunk, Σ|grad| of that chunk's experts over
+   * the microbatches (each chunk reruns them: N_IMPORTANCE passes per chunk and layer, and no memory beyond one chunk's
+   * gradient, where keeping every microbatch's per-row gradients and inputs of a layer instead would take
+   * N_IMPORTANCE·T·K·(3·IE + H)·4 bytes), offered to the exact top-k over chunks; the new sets go to dest(sel).
+   */
+  private async chunkedImportance(importanceSamples: number[][], dest: (sel: Selection) => GPUBuffer): Promise<void> {
+    const dc = this.denseChunk!;
+    for (const [i, l] of this.layers.entries()) {
+      for (let c = 0; c < this.chunks.length; c++) {
+        let enc = new Encoder(this.gpu, 'importance.clear');
+        for (const b of [dc.gate, dc.up, dc.down]) enc.clear(b);
+        enc.submit();
+        for (const samples of importanceSamples) {
+          await this.chunkedPass(samples, [l], (e) => this.denseChunkGrads(e, l, c, 'abs'));
+          if (i === 0 && c === 0 && this.shared) {
+            // shared experts: their |grad| from the first layer's first chunk's passes (every pass computes it)
+            const e = new Encoder(this.gpu, 'shared.importance');
+            this.shared.addImportance(e);
+            e.submit();
+          }
+        }
+        enc = new Encoder(this.gpu, 'select.topk');
+        this.offerChunk(enc, l, c);
+        enc.submit();
+      }
+      const enc = new Encoder(this.gpu, 'select.topk');
+      this.finishTopk(enc, l, dest);
+      enc.submit();
+      await this.gpu.device.queue.onSubmittedWorkDone();
+    }
+  }
+
+  /**
+   * One pass on `samples` with no expert weight gradients in the backward (per-row gradients only); `consume` is recorded
+   * right after each of `layers`' backward, while its per-row gradients are still in the backward workspace.
+   */
+  private async chunkedPass(samples: number[], layers: LayerState[], consume: (enc: Encoder, l: LayerState) => void): Promise<number> {
+    const { ids, targets } = this.batch(samples);
+    const r = await this.graph.pass(ids, this.s.microbatch, this.s.seq, {
+      targets, cache: { cache: this.cache, samples }, dRouters: this.routers(false), frozenGrads: this.shared?.clearedGrads(), modes: this.modes(() => ({ kind: 'none' })),
+      afterBackward: (enc, L) => {
+        const l = layers.find((x) => x.layer === L);
+        if (l) consume(enc, l);
+      },
+    });
+    return r.loss;
+  }
+
+  /** Dense gradient of chunk c's experts (=, or += |.| with 'abs') into denseChunk, from the layer's last backward. */
+  private denseChunkGrads(enc: Encoder, l: LayerState, c: number, accumulate: false | 'abs'): void {
+    const dc = this.denseChunk!;
+    const a = this.graph.acts[this.trainedIndex(l.layer)]!;
+    const wk = this.graph.work;
+    const d = { ...expertDims(this.spec, this.T, 'f32'), experts: this.chunks[c]! };
+    expertsBackwardWeights(enc, { gate: dc.gate, up: dc.up, down: dc.down }, a.hn, a, { dY: wk.dY, dG: wk.dG, dU: wk.dU, dXr: wk.dXr },
+      { offsets: a.offsets, slot: a.slot, rowPair: a.rowPair, tiles: a.tiles }, d, accumulate);
+  }
+
+  /** Offers chunk c's dense gradient (in denseChunk) to the running top-k sets of gate, up and down. */
+  private offerChunk(enc: Encoder, l: LayerState, c: number): void {
+    const dc = this.denseChunk!;
+    const [e0, e1] = this.chunks[c]!;
+    const one = this.spec.moe.expertIntermediate * this.spec.hidden;
+    const n = (e1 - e0) * one;
+    dc.merger.offer(enc, dc.runGate, dc.gate, n, e0 * one);
+    dc.merger.offer(enc, dc.runUp, dc.up, n, l.D.numel + e0 * one);
+    dc.merger.offer(enc, dc.runDown, dc.down, n, e0 * one);
+  }
+
+  /** G := top-k of gate ∪ up (every up index is above every gate index), D := top-k of down; into dest(sel). */
+  private finishTopk(enc: Encoder, l: LayerState, dest: (sel: Selection) => GPUBuffer): void {
+    const dc = this.denseChunk!;
+    dc.merger.append(enc, dc.runGate, dc.runUp);
+    dc.runUp.have = 0;
+    dc.merger.finish(enc, dest(l.G), dc.runGate);
+    dc.merger.finish(enc, dest(l.D), dc.runDown);
   }
 
   /** idx of G and D = top-k of |scores|. */
@@ -646,6 +745,14 @@ export class Trainer {
       if (this.s.accumulatedReselect) {
         // the step's own microbatch + N_IMPORTANCE - 1 more from the importance stream, as the first selection
         await this.rankByImportance([batches[0]!, ...drawBatches(this.impRng, this.s.nImportance - 1, this.s.microbatch, this.data.count)]);
+      } else if (this.denseChunk) {
+        await this.chunkedPass(batches[0]!, this.layers, (e, l) => {
+          this.chunks.forEach((_, c) => {
+            this.denseChunkGrads(e, l, c, false);
+            this.offerChunk(e, l, c);
+          });
+          this.finishTopk(e, l, (sel) => sel.idx);
+        });
       } else await this.densePass(batches[0]!, this.layers, () => [this.denseG!, this.denseD!], false, (e, l, dG, dD) => this.topk(e, l, dG, dD));
       const turnovers = await this.select(true);
       const turnover = turnovers.reduce((a, b) => a + b, 0) / Math.max(1, turnovers.length);
