@@ -1,6 +1,7 @@
 // 4-bit training with the trained layers' weights materialized in chunks of experts (expertChunk) against one chunk of
-// all experts (the unchunked reference): forward loss, every step's loss through a reselection, the selections, masters,
-// overlays, last gradients, routers and the exported weights must be bit-identical. qwen3_moe fixture and the demo model.
+// all experts (the unchunked reference): forward loss, every step's loss through a reselection, the selections (dense
+// gradients per chunk, exact top-k over chunks), masters, overlays, last gradients, routers and the exported weights must
+// be bit-identical. qwen3_moe fixture (also with accumulatedReselect) and the demo model.
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
@@ -48,11 +49,12 @@ async function runOnce(gpu: GpuContext, dir: string, s: TrainSettings, data: Sam
   }
   const changed = new Map([...(await t.changedTensors())].map(([k, v]) => [k, Array.from(new Uint32Array(v.buffer))]));
   await m.ckpt.close();
-  return { chunks: t.chunks, scratch: t.scratch!.gu.size, evalBefore, evalAfter, losses, turnovers: t.turnovers, state, changed };
+  return { chunks: t.chunks, dense: t.denseChunk !== null, scratch: t.scratch!.gu.size, evalBefore, evalAfter, losses, turnovers: t.turnovers, state, changed };
 }
 
-const cases = [
+const cases: { name: string; dir: string; chunk: number; want: number; V: number; groupSize: number; trainFrom: number; steps: number; accumulatedReselect?: boolean }[] = [
   { name: 'qwen3_moe fixture (8 experts in chunks of 3, 3, 2)', dir: 'test/fixtures/qwen3_moe', chunk: 3, want: 3, V: 512, groupSize: 32, trainFrom: 2, steps: 5 },
+  { name: 'qwen3_moe fixture with accumulatedReselect (importance at the reselection too)', dir: 'test/fixtures/qwen3_moe', chunk: 3, want: 3, V: 512, groupSize: 32, trainFrom: 2, steps: 5, accumulatedReselect: true },
   { name: 'demo model (16 experts in chunks of 6, 5, 5)', dir: 'public/models/usaf-demo-moe', chunk: 6, want: 3, V: 4096, groupSize: 128, trainFrom: 6, steps: 4 },
 ];
 
@@ -63,12 +65,13 @@ describe('4-bit training in expert chunks equals one chunk bit for bit', () => {
       const data = randomSamples(6, 12, c.V, 11);
       const s: TrainSettings = {
         frac: 0.01, steps: c.steps, microbatch: 2, accum: 1, seq: 12, lrPeak: 5e-3, wd: 0.005, trainFrom: c.trainFrom, reselectEvery: 3,
-        evalEvery: 0, nImportance: 2, frozenCacheN: 100, seed: 5, evalWindows: null,
+        evalEvery: 0, nImportance: 2, frozenCacheN: 100, seed: 5, evalWindows: null, accumulatedReselect: !!c.accumulatedReselect,
       };
       const one = await runOnce(gpu, c.dir, s, data, c.groupSize);
       const many = await runOnce(gpu, c.dir, { ...s, expertChunk: c.chunk }, data, c.groupSize);
       expect(one.chunks.length).toBe(1);
       expect(many.chunks.length).toBe(c.want);
+      expect([one.dense, many.dense]).toEqual([false, true]); // dense gradients (importance, reselection) in chunks too
       expect(many.scratch).toBeLessThan(one.scratch);
       expect(one.turnovers.length).toBe(1); // a reselection happened
       expect(one.losses.every(Number.isFinite)).toBe(true);
