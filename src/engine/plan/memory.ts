@@ -92,11 +92,15 @@ export interface MemoryPlan {
   fits(gpuBytes: number): boolean;
 }
 
-/** Entries a 4-bit run's overlay must hold: k per selection (the first and each reselection's), at most numel. */
+/**
+ * Entries a 4-bit run's overlay must hold: the entries once trained and no longer active (the active ones are in the
+ * masters) = at most k per reselection, and at most numel - k.
+ */
 export function overlayCapacity(s: { frac: number; steps: number; reselectEvery: number }, numel: number): number {
   let selections = 1;
   for (let step = 2; s.reselectEvery > 0 && step <= s.steps; step++) if (isReselectStep(step, s.reselectEvery)) selections++;
-  return Math.min(numel, selections * activeCount(s.frac, numel));
+  const k = activeCount(s.frac, numel);
+  return Math.min(numel, selections * k) - k;
 }
 
 /**

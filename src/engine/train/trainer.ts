@@ -96,13 +96,13 @@ class Selection {
   host: Uint32Array = new Uint32Array(0); // CPU copy of idx
   touched: Uint32Array = new Uint32Array(0); // every index ever active (sorted)
   /**
-   * 4-bit base only: the touched entries' values on the GPU (idx, val [cap], the first n used; active entries' values
-   * are in `master`), cap = every entry the run's reselections can touch.
+   * 4-bit base only: the values of the entries once trained and no longer active on the GPU (idx, val [cap], the first n
+   * used; the active entries' values are in `master`), cap = every entry the run's reselections can drop.
    */
   readonly overlay: { idx: GPUBuffer; val: GPUBuffer; cap: number; n: number } | null = null;
-  constructor(gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number, overlayCap: number, perEntryStep: boolean) {
+  constructor(gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number, overlayCap: number | null, perEntryStep: boolean) {
     const f = (label: string, kind: string, n = k) => createBuffer(gpu, { label: `${name}.${label}`, size: n * 4, kind });
-    if (overlayCap) this.overlay = { idx: f('overlay.idx', 'masters', overlayCap), val: f('overlay.val', 'masters', overlayCap), cap: overlayCap, n: 0 };
+    if (overlayCap !== null) this.overlay = { idx: f('overlay.idx', 'masters', overlayCap), val: f('overlay.val', 'masters', overlayCap), cap: overlayCap, n: 0 };
     this.idx = f('idx', 'masters');
     this.master = f('master', 'masters');
     this.m = f('m', 'optimizer');
@@ -344,8 +344,8 @@ export class Trainer {
         gu,
         down,
         base,
-        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per), this.scratch ? overlayCapacity(s, 2 * per) : 0, !!s.perEntryStep),
-        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per), this.scratch ? overlayCapacity(s, per) : 0, !!s.perEntryStep),
+        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per), this.scratch ? overlayCapacity(s, 2 * per) : null, !!s.perEntryStep),
+        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per), this.scratch ? overlayCapacity(s, per) : null, !!s.perEntryStep),
         router: lw.t.router!.buf,
         dRouter: f('dRouter', E * H, 'workspace'),
         routerBuf: f('routerBuf', E * H, 'optimizer'),
@@ -621,12 +621,12 @@ export class Trainer {
     });
   }
 
-  /** 4-bit base: the overlay's indices := touched (queue write: submit work that reads the old overlay first). */
-  private writeOverlay(sel: Selection, touched: Uint32Array): void {
+  /** 4-bit base: the overlay's indices := `dropped` (queue write: submit work that reads the old overlay first). */
+  private writeOverlay(sel: Selection, dropped: Uint32Array): void {
     const o = sel.overlay!;
-    if (touched.length > o.cap) throw new Error(`${sel.name}: ${touched.length} touched entries exceed the overlay's ${o.cap} (more reselections than the settings allow for)`);
-    if (touched.length) writeBuffer(this.gpu, o.idx, 0, touched);
-    o.n = touched.length;
+    if (dropped.length > o.cap) throw new Error(`${sel.name}: ${dropped.length} entries no longer active exceed the overlay's ${o.cap} (more reselections than the settings allow for)`);
+    if (dropped.length) writeBuffer(this.gpu, o.idx, 0, dropped);
+    o.n = dropped.length;
   }
 
   /**
@@ -664,8 +664,9 @@ export class Trainer {
         sel.touched = union(sel.touched, fr);
         const v = q4?.get(sel);
         if (v) {
-          this.writeOverlay(sel, sel.touched);
-          if (sel.touched.length) enc.copy(v.overlay, 0, sel.overlay!.val, 0, sel.touched.length * 4);
+          const dropped = setMinus(sel.touched, fr);
+          this.writeOverlay(sel, dropped);
+          if (dropped.length) enc.copy(v.overlay, 0, sel.overlay!.val, 0, dropped.length * 4);
           enc.copy(v.master, 0, sel.master, 0, sel.k * 4);
         } else gatherMasters(enc, sel.master, w, sel.idx, sel.k, { dtype: 'f32' });
         const k = kept.get(sel);
@@ -690,8 +691,8 @@ export class Trainer {
   }
 
   /**
-   * 4-bit base, at a new selection `fresh` (idx already holds it): the values the new overlay (every entry ever touched)
-   * and the new masters take, per selection, in scratch buffers. Chunk by chunk: W0 dequantized; grown entries' W0
+   * 4-bit base, at a new selection `fresh` (idx already holds it): the values the new overlay (every entry ever touched
+   * and not in `fresh`) and the new masters take, per selection, in scratch buffers. Chunk by chunk: W0 dequantized; grown entries' W0
    * values gathered (when `resetGrown`); the current weights put on (old overlay + old masters at the old indices); the
    * grown entries back at W0; then the values gathered. Submitted here: the old overlay is rewritten after.
    */
@@ -711,7 +712,7 @@ export class Trainer {
     const plan = [l.G, l.D].map((sel) => {
       const fr = sel === l.G ? fresh.G : fresh.D;
       const grown = resetGrown ? setMinus(fr, sel.host) : new Uint32Array(0);
-      const touched = union(sel.touched, fr);
+      const touched = setMinus(union(sel.touched, fr), fr); // the new overlay's entries
       if (sel.host.length) oldIdx.set(sel, up(sel.host, 'old.idx'));
       return {
         sel, w: sel === l.G ? l.gu : l.down, grown: grown.length, grownIdx: up(grown, 'grown.idx'), grownVals: f32(grown.length, 'grown.vals'),
@@ -931,8 +932,12 @@ export class Trainer {
           enc.copy(base, 0, w, 0, sel.numel * 4);
           if (touched.length) scatterMasters(enc, w, up(tvals, 'touched.vals'), up(touched, 'touched.idx'), null, touched.length, { dtype: 'f32' });
         } else {
-          this.writeOverlay(sel, touched);
-          if (touched.length) writeBuffer(this.gpu, sel.overlay!.val, 0, tvals);
+          // the overlay holds the touched entries that are not active
+          const active = new Set(idx);
+          const keep = Array.from(touched, (i) => !active.has(i));
+          this.writeOverlay(sel, touched.filter((_, j) => keep[j]));
+          const vals = tvals.filter((_, j) => keep[j]);
+          if (vals.length) writeBuffer(this.gpu, sel.overlay!.val, 0, vals);
         }
         writeBuffer(this.gpu, sel.idx, 0, idx);
         writeBuffer(this.gpu, sel.master, 0, master);
