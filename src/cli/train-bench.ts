@@ -72,7 +72,7 @@ export async function trainBench(gpu: GpuContext, modelDir: string, microbatch: 
  * loading) whose layers all train: the top layers of a published model, from the embedding instead of cached hidden
  * states (the same work per step), with the full-vocabulary loss. Reports tokens/s, seconds per phase and GPU bytes.
  */
-export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: { microbatch: number; seq: number; steps: number; groupSize: number }) {
+export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: { microbatch: number; seq: number; steps: number; groupSize: number; expertChunk?: number; gpuBytes?: number }) {
   const t0 = performance.now();
   const weights = await loadWeights(gpu, spec, syntheticCheckpoint(spec), { quantizeExperts: { groupSize: o.groupSize } });
   const tLoad = performance.now();
@@ -88,7 +88,7 @@ export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: {
   };
   const settings = {
     frac: 0.005, steps: 180, microbatch: o.microbatch, accum: 1, seq, lrPeak: 2e-4, wd: 0.005, trainFrom: 0, reselectEvery: 0, evalEvery: 0,
-    nImportance: 1, frozenCacheN: 0, seed: 0, evalWindows: null,
+    nImportance: 1, frozenCacheN: 0, seed: 0, evalWindows: null, expertChunk: o.expertChunk, gpuBytes: o.gpuBytes,
   };
   const t = new Trainer(gpu, spec, weights, settings, data);
   const setupBytes = allocatedBytes(gpu);
@@ -104,7 +104,7 @@ export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: {
   const ms = (x: number) => +x.toFixed(1);
   return {
     arch: spec.arch, layers: spec.numLayers, experts: spec.moe.numExperts, hidden: spec.hidden, vocab: V, group_size: o.groupSize,
-    microbatch: o.microbatch, seq, steps_timed: o.steps,
+    microbatch: o.microbatch, seq, steps_timed: o.steps, expert_chunks: t.chunks.length,
     sec_per_step: +sec.toFixed(4), tokens_per_s: +((o.microbatch * seq) / sec).toFixed(1),
     phase_ms_per_step: Object.fromEntries(Object.entries(t.phases).map(([k, v]) => [k, ms(v / o.steps)])),
     load_quantize_s: +((tLoad - t0) / 1000).toFixed(2), importance_s: +((tInit - tLoad) / 1000).toFixed(2),
