@@ -267,7 +267,7 @@ function layerActsItems(it: Items, spec: ModelSpec, T: number, count: number, ki
 /** Forward(spec, {maxTokens: T}) beyond its LayerActs: residual, head, xent work, rope tables. */
 function forwardItems(it: Items, spec: ModelSpec, T: number): void {
   const H = spec.hidden;
-  layerActsItems(it, spec, T, 1);
+  // (its LayerActs: the first trained layer's, see TrainGraph)
   for (const [label, n] of [['resid', T * H], ['finalH', T * H], ['finalRstd', T], ['ids', T], ['targets', T], ['positions', T], ['rowLoss', T], ['rowLse', T]] as const) it.f32(label, 'activations', n);
   it.f32('xent.work', 'workspace', xentWorkElements({ T, H, V: spec.vocab, VC: XENT_CHUNK, wDtype: 'bf16', wOffset: 0 }));
   const rot = spec.rope.partialDim ?? spec.headDim;
@@ -286,7 +286,6 @@ function backwardItems(it: Items, spec: ModelSpec, T: number): void {
   f('dY', R * H);
   f('dG', R * IE);
   f('dU', R * IE);
-  f('dXr', R * H);
   const att = spec.attention;
   const w = attentionWidths(spec);
   const raw = att.kind === 'mha' && (att.qkNorm !== 'none' || att.clipQkv !== null);

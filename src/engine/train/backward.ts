@@ -44,7 +44,6 @@ export class BackwardWork {
   readonly dY: GPUBuffer; // [R, H]
   readonly dG: GPUBuffer; // [R, IE]
   readonly dU: GPUBuffer; // [R, IE]
-  readonly dXr: GPUBuffer; // [R, H]
   readonly dO: GPUBuffer; // [T, NH*D]  (MLA: [T, NH*DV])
   readonly dq: GPUBuffer; // [T, NH*D]
   readonly dk: GPUBuffer; // [T, NKV*D]  (MLA: [T, NH*D])
@@ -71,7 +70,6 @@ export class BackwardWork {
     this.dY = f('dY', R * H);
     this.dG = f('dG', R * IE);
     this.dU = f('dU', R * IE);
-    this.dXr = f('dXr', R * H);
     const att = spec.attention;
     const w = attentionWidths(spec);
     const raw = att.kind === 'mha' && (att.qkNorm !== 'none' || att.clipQkv !== null);
@@ -206,7 +204,7 @@ function moeBackward(enc: Encoder, f: Forward, lw: LayerWeights, a: LayerActs, w
   const d = expertDims(s, T, ex.gate.dtype, ex);
   const w = { gate: ex.gate.buf, up: ex.up.buf, down: ex.down.buf };
   const route = { offsets: a.offsets, slot: a.slot, rowPair: a.rowPair, tiles: a.tiles };
-  const g = { dY: wk.dY, dG: wk.dG, dU: wk.dU, dXr: wk.dXr };
+  const g = { dY: wk.dY, dG: wk.dG, dU: wk.dU, dXr: a.Y }; // dXr over the saved Y: read (dTopW) before it is written
   const ch = lw.expertChunks;
   if (!ch) expertsBackward(enc, wk.dHn, wk.dTopW, g, wk.dResid, w, a.topW, a, route, d);
   else {

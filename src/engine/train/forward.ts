@@ -31,6 +31,11 @@ export interface ForwardOptions {
   maxTokens: number;
   /** Attention kernel tiles for every sequence length (default: Forward.tiles' choice by length). */
   attentionTiles?: AttentionTiles;
+  /**
+   * Activations of forward-only layers to reuse instead of allocating (TrainGraph: its first trained layer's, free
+   * whenever frozen layers, evaluation or the layer-major pass run: before that layer's forward or outside a pass).
+   */
+  acts?: LayerActs;
 }
 
 /** Widths per token of the attention buffers: q/k [NH*D | NKV*D], v and o [NKV*DV | NH*DV]. */
@@ -167,7 +172,7 @@ export class Forward {
     const T = opts.maxTokens;
     const H = spec.hidden;
     const f = (label: string, n: number, kind = 'activations') => createBuffer(gpu, { label, size: n * 4, kind });
-    this.acts = new LayerActs(gpu, spec, T);
+    this.acts = opts.acts ?? new LayerActs(gpu, spec, T);
     this.resid = f('resid', T * H);
     this.finalH = f('finalH', T * H);
     this.finalRstd = f('finalRstd', T);

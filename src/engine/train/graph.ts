@@ -25,12 +25,13 @@ export class TrainGraph {
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, weights: ModelWeights, readonly trainFrom: number, readonly maxTokens: number) {
     if (trainFrom < 0 || trainFrom >= spec.numLayers) throw new Error(`train-from ${trainFrom} outside 0..${spec.numLayers - 1}`);
-    this.fwd = new Forward(gpu, spec, weights, { maxTokens });
     this.trained = Array.from({ length: spec.numLayers - trainFrom }, (_, i) => trainFrom + i);
     for (const L of this.trained) {
       this.acts.push(new LayerActs(gpu, spec, maxTokens));
       this.xIn.push(createBuffer(gpu, { label: `xIn${L}`, size: maxTokens * spec.hidden * 4, kind: 'activations' }));
     }
+    // frozen layers' forward and evaluation reuse the first trained layer's activations (free at those times)
+    this.fwd = new Forward(gpu, spec, weights, { maxTokens, acts: this.acts[0] });
     this.work = new BackwardWork(gpu, spec, maxTokens);
   }
 

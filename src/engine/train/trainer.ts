@@ -545,7 +545,7 @@ export class Trainer {
     const a = this.graph.acts[this.trainedIndex(l.layer)]!;
     const wk = this.graph.work;
     const d = { ...expertDims(this.spec, this.T, 'f32'), experts: this.chunks[c]! };
-    expertsBackwardWeights(enc, { gate: dc.gate, up: dc.up, down: dc.down }, a.hn, a, { dY: wk.dY, dG: wk.dG, dU: wk.dU, dXr: wk.dXr },
+    expertsBackwardWeights(enc, { gate: dc.gate, up: dc.up, down: dc.down }, a.hn, a, { dY: wk.dY, dG: wk.dG, dU: wk.dU, dXr: a.Y },
       { offsets: a.offsets, slot: a.slot, rowPair: a.rowPair, tiles: a.tiles }, d, accumulate);
   }
 
