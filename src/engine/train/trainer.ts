@@ -58,7 +58,10 @@ export interface TrainSettings {
    * microbatches (the step's own + N_IMPORTANCE - 1 drawn like the first importance pass) instead of the step's one.
    */
   accumulatedReselect?: boolean;
-  /** Trained layers whose importance scores exist at once (default all; 1 with 4-bit experts); each group reruns the passes. */
+  /**
+   * Trained layers whose importance scores exist at once (default all; 1 with 4-bit experts); each group reruns the passes.
+   * With experts in several chunks: always 1 (each chunk of each layer reruns them).
+   */
   importanceGroup?: number;
   /**
    * GPU memory the run must fit (WebGPU does not report it): when set, the Trainer refuses settings whose memory plan
