@@ -23,6 +23,7 @@ export interface Settings {
   trainShared: boolean;
   quantizeExperts: boolean;
   quantGroupSize: number;
+  streamFrozen: boolean;
   seed: number;
   keepAdamState: boolean;
   perEntryStep: boolean;
@@ -155,6 +156,11 @@ export const SETTINGS: readonly SettingSpec[] = [
     key: 'quantGroupSize', code: 'qg', label: 'QUANT_GROUP', title: 'Quantization group size', kind: 'choice',
     default: 128, choices: [128, 64], unit: 'weights per scale', group: 'memory',
     description: 'Consecutive input weights that share one scale and zero point (smaller: more accurate, larger).',
+  },
+  {
+    key: 'streamFrozen', code: 'sf', label: 'STREAM_FROZEN', title: 'Stream frozen layers', kind: 'bool',
+    default: false, unit: 'on / off', group: 'memory',
+    description: 'Keep the frozen layers off the GPU: before training, each frozen layer is read once from storage and every training sequence and evaluation window goes through it; their inputs of the first trained layer are kept in memory. Then only the trained layers are on the GPU.',
   },
   {
     key: 'seed', code: 'sd', label: 'SEED', title: 'Seed', kind: 'int', default: 0, min: 0, max: 4_294_967_295,

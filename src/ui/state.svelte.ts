@@ -142,10 +142,12 @@ export class AppState {
 
   async importModel(source: ModelSource): Promise<void> {
     this.importError = null;
-    this.importing = { phase: 'checking', file: '', bytesDone: 0, bytesTotal: 0, tensorsDone: 0, tensorsTotal: 0, etaSeconds: null, bytesResumed: 0 };
+    this.importing = { phase: 'checking', file: '', bytesDone: 0, bytesTotal: 0, bytesRead: 0, tensorsDone: 0, tensorsTotal: 0, etaSeconds: null, bytesResumed: 0 };
     // Progress messages from the worker can arrive after the import has ended (cancelled or done): ignore those.
     let ended = false;
     try {
+      // Storage the browser may not evict; only the page can ask (the worker checks the space itself).
+      await navigator.storage?.persist?.().catch(() => false);
       const m = await this.trainer!.importModel(source, progress((p: ImportProgress) => {
         if (!ended) this.importing = p;
       }));
@@ -155,7 +157,7 @@ export class AppState {
     } catch (e) {
       this.importError = (e as Error).name === 'AbortError' || /cancel/i.test(message(e))
         ? 'Import cancelled. What was copied is kept: import the same source again to resume.'
-        : `Import failed: ${message(e)}`;
+        : /^Not enough storage/.test(message(e)) ? `Import refused. ${message(e)}` : `Import failed: ${message(e)}`;
     } finally {
       ended = true;
       this.importing = null;

@@ -33,13 +33,17 @@ export function trainSettings(s: Settings, r: Resolved): TrainSettings {
   };
 }
 
-/** loadWeights' options: layers trainFrom.. keep f32 routed experts (and shared experts when they train), or 4 bits. */
-export function loadOptions(numLayers: number, trainFrom: number, quant: QuantSetting, trainShared: boolean): LoadOptions {
+/**
+ * loadWeights' options: layers trainFrom.. keep f32 routed experts (and shared experts when they train), or 4 bits;
+ * with streamFrozen the layers below trainFrom are not uploaded (the layer-major frozen pass reads them from storage).
+ */
+export function loadOptions(numLayers: number, trainFrom: number, quant: QuantSetting, trainShared: boolean, streamFrozen = false): LoadOptions {
   const trained = new Set<number>();
   for (let L = trainFrom; L < numLayers; L++) trained.add(L);
   const o: LoadOptions = { f32ExpertLayers: trained };
   if (trainShared) o.f32SharedLayers = trained;
   if (quant) o.quantizeExperts = { groupSize: quant.groupSize };
+  if (streamFrozen && trainFrom > 0) o.streamFrozenBelow = trainFrom;
   return o;
 }
 
@@ -55,12 +59,15 @@ export interface RunConfig {
 export function runConfig(s: Settings, r: Resolved, numLayers: number): RunConfig {
   const train = trainSettings(s, r);
   const quant = quantSetting(s);
-  return { train, quant, load: loadOptions(numLayers, r.trainFrom, quant, s.trainShared), checkpoint: checkpointSettings(train, quant) };
+  return { train, quant, load: loadOptions(numLayers, r.trainFrom, quant, s.trainShared, s.streamFrozen), checkpoint: checkpointSettings(train, quant) };
 }
 
-/** loadWeights' options for restoring a checkpointed run (export): the weights it was trained over. */
+/**
+ * loadWeights' options for restoring a checkpointed run (export): the weights it was trained over. Nothing runs the
+ * frozen layers in an export, so they stay in storage.
+ */
 export function savedLoadOptions(saved: SavedSettings, numLayers: number): LoadOptions {
-  return loadOptions(numLayers, saved.trainFrom, saved.quantizeExperts, !!saved.trainShared);
+  return loadOptions(numLayers, saved.trainFrom, saved.quantizeExperts, !!saved.trainShared, true);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import { runTraining, type RunEvents } from '../engine/train/run.ts';
 import { windowSamples } from '../engine/train/samples.ts';
 import { Trainer, type EvalRecord, type ReselectRecord, type SampleSet, type StepRecord, type TrainSettings } from '../engine/train/trainer.ts';
 import { loadWeights, type LoadOptions } from '../engine/train/weights.ts';
+import { hubView } from '../engine/quant/hub-view.ts';
 import type { EngineBinding, EngineEvents, ExportArgs, RunHandle, RunInputs } from './engine-binding.ts';
 import { checkResume, runConfig, savedLoadOptions, savedSettings, type SavedSettings } from './engine-settings.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
@@ -95,11 +96,14 @@ async function unlessLost<T>(gpu: GpuContext, work: Promise<T>, onLost: () => vo
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-/** The stored model's weights on the GPU, loaded as the run trains them (engine-settings.ts loadOptions). */
+/**
+ * The stored model's weights on the GPU, loaded as the run trains them (engine-settings.ts loadOptions; a 4-bit store's
+ * experts are uploaded as stored), and `base`: the checkpoint under Hub names (experts dequantized) for exports.
+ */
 async function openWeights(gpu: GpuContext, spec: ModelSpec, model: FileSet, opts: LoadOptions) {
   const ckpt = await openCheckpoint(model);
   try {
-    return { ckpt, weights: await loadWeights(gpu, spec, ckpt, opts) };
+    return { ckpt, base: hubView(ckpt, spec), weights: await loadWeights(gpu, spec, ckpt, opts) };
   } catch (e) {
     await ckpt.close();
     throw e;
@@ -127,7 +131,8 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
   const trainSet = windowSamples(inp.train, settings.seq, inp.padId);
   const inDomain = inp.inDomainEval === inp.train ? trainSet : windowSamples(inp.inDomainEval, settings.seq, inp.padId);
   const heldout = inp.heldout ? windowSamples(inp.heldout, settings.seq, inp.padId) : null;
-  const cacheN = inp.trainFrom > 0 ? frozenCacheSamples(settings, trainSet.count, spec, gpu.info.maxBufferSize) : 0;
+  const streamed = settings.streamFrozen && inp.trainFrom > 0; // every window cached (host memory) by the layer-major pass
+  const cacheN = inp.trainFrom === 0 ? 0 : streamed ? trainSet.count : frozenCacheSamples(settings, trainSet.count, spec, gpu.info.maxBufferSize);
   const cfg = runConfig(settings, { steps: inp.steps, trainFrom: inp.trainFrom, evalWindows: inp.evalWindows, frozenCacheN: cacheN }, spec.numLayers);
   const ts = cfg.train;
 
@@ -147,6 +152,7 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
       settings: cfg.checkpoint as unknown as Record<string, unknown>,
       events: runEvents(trainer, ts, inp.events, history),
       resume,
+      frozenSource: streamed ? { ckpt, load: cfg.load } : undefined,
       control: control.next,
     });
     return summary.stopped ? 'stopped' : 'done';
@@ -231,13 +237,13 @@ async function withTrainer<T>(args: ExportArgs, use: (base: Checkpoint, trainer:
   const end = beginGpuJob(args.gpu.device);
   try {
     return await unlessLost(args.gpu, (async () => {
-      const { ckpt, weights } = await openWeights(args.gpu, args.spec, args.model, savedLoadOptions(s, args.spec.numLayers));
+      const { ckpt, base, weights } = await openWeights(args.gpu, args.spec, args.model, savedLoadOptions(s, args.spec.numLayers));
       try {
         // Nothing is trained or evaluated: no samples, no frozen cache.
         const none: SampleSet = { count: 1, seq: s.seq, fill: () => undefined };
         const trainer = new Trainer(args.gpu, args.spec, weights, { ...s, frozenCacheN: 0 }, none);
         await trainer.restore(c);
-        return await use(ckpt, trainer, s, c);
+        return await use(base, trainer, s, c);
       } finally {
         await ckpt.close();
       }

@@ -20,10 +20,12 @@ export function frozenCacheSamples(settings: Settings, trainWindows: number, spe
 export function planSettings(spec: ModelSpec, settings: Settings, trainTokens: number | null, maxBufferSize: number | null): PlanSettings {
   const trainFrom = resolveTrainFrom(settings, spec.numLayers);
   const windows = trainTokens === null ? 0 : Math.ceil(trainTokens / settings.seq);
-  const frozenCacheN = trainFrom > 0 ? frozenCacheSamples(settings, windows, spec, maxBufferSize) : 0;
+  // streamed frozen layers: every training window is cached, in host memory
+  const frozenCacheN = trainFrom === 0 ? 0 : settings.streamFrozen ? windows : frozenCacheSamples(settings, windows, spec, maxBufferSize);
   return {
     trainFrom, microbatch: settings.microbatch, seq: settings.seq, frac: settings.frac, frozenCacheN,
     quantizeExperts: quantSetting(settings), trainShared: settings.trainShared, perEntryStep: settings.perEntryStep,
+    streamFrozen: settings.streamFrozen && trainFrom > 0,
     // 4-bit runs size their overlays for the run's reselections
     steps: trainTokens === null ? settings.steps : resolveSteps(settings, trainTokens), reselectEvery: settings.reselectEvery,
   };
@@ -63,7 +65,11 @@ function suggestionText(spec: ModelSpec, s: PlanSettings, budget: number, groupS
   if (x) return `Closest settings that fit ${gib(budget)}: ${fit(x)}.`;
   const q = s.quantizeExperts ? null : suggestSettings(spec, { ...s, quantizeExperts: { groupSize } }, budget);
   if (q) return `Nothing fits ${gib(budget)} with unquantized experts; with QUANTIZE_EXPERTS on: ${fit(q)}.`;
-  return `Nothing fits in ${gib(budget)} with this engine: not even the top layer at MICROBATCH 1 (frozen layers stay resident on the GPU until streaming them lands).`;
+  if (!s.streamFrozen && s.trainFrom > 0) {
+    const sf = suggestSettings(spec, { ...s, quantizeExperts: s.quantizeExperts ?? { groupSize }, streamFrozen: true }, budget);
+    if (sf) return `Nothing fits ${gib(budget)} with the frozen layers on the GPU; with STREAM_FROZEN${s.quantizeExperts ? '' : ' and QUANTIZE_EXPERTS'} on: ${fit(sf)}.`;
+  }
+  return `Nothing fits in ${gib(budget)}: not even the top layer at MICROBATCH 1.`;
 }
 
 export interface AppPlanArgs {
@@ -86,7 +92,7 @@ export function appPlan(a: AppPlanArgs): MemoryPlan {
     bytes: p.gpu[k], where: 'gpu',
   }));
   items.push({ label: 'Importance scores at the start (transient)', bytes: p.transient, where: 'gpu' });
-  items.push({ label: 'Host memory (largest tensor while loading, or a checkpoint)', bytes: p.ram, where: 'cpu' });
+  items.push({ label: s.streamFrozen ? 'Host memory (the frozen cache, plus the largest tensor while loading or a checkpoint)' : 'Host memory (largest tensor while loading, or a checkpoint)', bytes: p.ram, where: 'cpu' });
   items.push({ label: 'Model on disk (bf16)', bytes: p.storage.bf16, where: 'disk' });
 
   const notes: string[] = [];
@@ -96,9 +102,11 @@ export function appPlan(a: AppPlanArgs): MemoryPlan {
   const fitsBudget = budget === null || p.fits(budget);
   if (budget === null) notes.push('WebGPU does not report how much memory the GPU has: enter it to check the total.');
   else if (!fitsBudget) notes.push(`Peak ${gib(p.peak)} does not fit in ${gib(budget)}. ${suggestionText(a.spec, s, budget, a.settings.quantGroupSize)}`);
-  if (s.trainFrom > 0) {
+  if (s.trainFrom > 0 && s.streamFrozen) {
+    notes.push(`STREAM_FROZEN: the frozen layers stay in storage; before training each is read once and every training sequence goes through it. Their outputs (${s.frozenCacheN.toLocaleString('en-US')} sequences) are kept in host memory.`);
+  } else if (s.trainFrom > 0) {
     const sf = p.streamedFrozen;
-    notes.push(`With the frozen layers streamed in from 4-bit storage instead of resident (not in this engine build yet), the peak would be ${gib(sf.peak)}${budget === null ? '' : sf.fits(budget) ? ', which fits' : ', which does not fit either'}.`);
+    notes.push(`With STREAM_FROZEN on (frozen layers read once from storage instead of resident on the GPU), the peak would be ${gib(sf.peak)}${budget === null ? '' : sf.fits(budget) ? ', which fits' : ', which does not fit either'}.`);
   }
   if (!a.gpu) notes.push('No GPU: training needs WebGPU.');
   if (a.trainTokens === null) notes.push('Choose a training dataset (for this model) to size the frozen cache and EPOCHS.');

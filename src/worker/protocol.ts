@@ -48,9 +48,19 @@ export interface StoredFile {
   bytes: number;
 }
 
+/**
+ * How a model is kept: 'q4' = the store (src/store): routed experts in 4 bits (HQQ), the rest bf16, manifest in
+ * IndexedDB; 'hub-copy' = the Hub files copied as they were, by earlier versions of the app (still usable).
+ */
+export type ModelStorage = 'q4' | 'hub-copy';
+
 export interface StoredModel {
   /** Stable id (folder name in storage). */
   id: string;
+  /** Absent in records of earlier versions: 'hub-copy'. */
+  storage?: ModelStorage;
+  /** Group size of the 4-bit experts ('q4' storage), else null: runs on a 'q4' model always use 4-bit experts. */
+  groupSize?: number | null;
   name: string;
   arch: ArchName;
   /** Registry display name, e.g. "Qwen3-MoE". */
@@ -79,14 +89,19 @@ export interface PickedFile {
 export type ModelSource =
   | { kind: 'demo' }
   | { kind: 'url'; url: string; name?: string }
-  | { kind: 'files'; name: string; files: PickedFile[] };
+  | { kind: 'files'; name: string; files: PickedFile[] }
+  /** A model stored by an earlier version ('hub-copy'), imported again into the 4-bit store (the copy is kept). */
+  | { kind: 'stored'; id: string };
 
 export interface ImportProgress {
-  phase: 'checking' | 'copying' | 'verifying' | 'done';
-  /** The file being copied. */
+  phase: 'checking' | 'importing' | 'verifying' | 'done';
+  /** The file being written. */
   file: string;
+  /** Bytes stored (4-bit experts, bf16 rest), of bytesTotal. */
   bytesDone: number;
   bytesTotal: number;
+  /** Bytes of the source read by this import so far. */
+  bytesRead: number;
   /** Tensors whose bytes are fully stored. */
   tensorsDone: number;
   tensorsTotal: number;
@@ -303,7 +318,11 @@ export interface Trainer {
   families(): Promise<ArchInfo[]>;
   /** Stored models; on first launch the built-in demo model is imported from the app's own files first. */
   listModels(): Promise<StoredModel[]>;
-  /** Copies a model into storage; resumes an interrupted import of the same source (bytes already stored are kept). */
+  /**
+   * Stores a model with its routed experts quantized to 4 bits, streamed tensor by tensor; resumes an interrupted import
+   * of the same source (files already stored are kept). Refuses, naming both figures, when the storage it needs is more
+   * than navigator.storage.estimate() leaves.
+   */
   importModel(source: ModelSource, onProgress?: (p: ImportProgress) => void): Promise<StoredModel>;
   /** Cancels the import in progress (it rejects with an AbortError); what was stored is kept for a later resume. */
   cancelImport(): Promise<void>;

@@ -8,9 +8,7 @@ import type { SourceFile } from '../data/parse.ts';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.ts';
 import { datasetsBytes, deleteStoredDataset, listStoredDatasets, loadDatasetStreams, saveDataset, storedDataset } from './dataset-store.ts';
 import { shortHash, slug } from './ids.ts';
-import {
-  cancelRunningImport, deleteStoredModel, importModel, listStoredModels, modelFiles, modelsBytes, storedModel, stripCommonFolder,
-} from './model-store.ts';
+import { cancelRunningImport, impliedSettings, importModel, storedSpec, stripCommonFolder, workerModelStore } from './model-store.ts';
 import {
   NOT_AVAILABLE,
   type DatasetInput, type DatasetProgress, type DatasetSettings, type DatasetSummary, type ExportFile, type GpuReport,
@@ -24,7 +22,7 @@ import { ActiveRun } from './runs.ts';
 import { openCheckpoint } from '../engine/io/checkpoint.ts';
 import { opfsSink } from '../engine/io/sink.ts';
 import { opfsFolder } from './opfs.ts';
-import { ARCHITECTURES, detectExpertLayout, parseConfig, withExpertLayout, type ArchInfo, type ModelSpec } from '../engine/model/index.ts';
+import { ARCHITECTURES, parseConfig, type ArchInfo, type ModelSpec } from '../engine/model/index.ts';
 import { checkAgainstModel, resolveSteps, resolveTrainFrom, validateSettings } from '../presets/schema.ts';
 import { BUILTIN_PRESETS } from '../presets/builtin.ts';
 import { PRESET_MODEL_CONFIGS } from '../presets/models.ts';
@@ -46,6 +44,7 @@ export class WorkerTrainer implements Trainer {
   private gpu: Promise<GpuContext> | null = null;
   private lostMessage: string | null = null;
   private onLost: ((message: string) => void) | null = null;
+  private readonly store = workerModelStore(() => this.device());
 
   async setup(env: WorkerEnv): Promise<void> {
     this.env = { appBase: new URL(env.appBase).href };
@@ -117,11 +116,11 @@ export class WorkerTrainer implements Trainer {
   }
 
   listModels(): Promise<StoredModel[]> {
-    return listStoredModels();
+    return this.store.list();
   }
 
   importModel(source: ModelSource, onProgress?: (p: ImportProgress) => void): Promise<StoredModel> {
-    return importModel(source, this.appBase(), (p) => onProgress?.(p));
+    return importModel(this.store, source, this.appBase(), (p) => onProgress?.(p));
   }
 
   async cancelImport(): Promise<void> {
@@ -130,7 +129,7 @@ export class WorkerTrainer implements Trainer {
 
   async deleteModel(id: string): Promise<void> {
     this.tokenizers.delete(id);
-    await deleteStoredModel(id);
+    await this.store.delete(id);
   }
 
   async storageEstimate(): Promise<StorageReport> {
@@ -140,7 +139,7 @@ export class WorkerTrainer implements Trainer {
       usedBytes: est.usage ?? null,
       quotaBytes: est.quota ?? null,
       persisted,
-      modelsBytes: await modelsBytes(),
+      modelsBytes: await this.store.bytes(),
       datasetsBytes: await datasetsBytes(),
     };
   }
@@ -153,7 +152,7 @@ export class WorkerTrainer implements Trainer {
   private tokenizer(model: StoredModel): Promise<TextTokenizer | null> {
     let t = this.tokenizers.get(model.id);
     if (!t) {
-      t = model.hasTokenizer ? modelFiles(model.id).then(loadTokenizer) : Promise.resolve(null);
+      t = model.hasTokenizer ? this.store.files(model.id).then(loadTokenizer) : Promise.resolve(null);
       t.catch(() => this.tokenizers.delete(model.id));
       this.tokenizers.set(model.id, t);
     }
@@ -161,7 +160,7 @@ export class WorkerTrainer implements Trainer {
   }
 
   async loadDataset(input: DatasetInput, settings: DatasetSettings, onProgress?: (p: DatasetProgress) => void): Promise<DatasetSummary> {
-    const model = await storedModel(settings.modelId);
+    const model = await this.store.get(settings.modelId);
     if (!model) throw new Error(`no stored model "${settings.modelId}"`);
     const evalFraction = settings.evalFraction;
     if (!(evalFraction >= 0 && evalFraction < 1)) throw new Error(`the eval fraction must be at least 0 and below 1, got ${evalFraction}`);
@@ -219,13 +218,13 @@ export class WorkerTrainer implements Trainer {
 
   /** The stored model's spec, its files and its tokenizer's EOS (pad) id. */
   private async modelParts(modelId: string) {
-    const model = await storedModel(modelId);
+    const model = await this.store.get(modelId);
     if (!model) throw new Error(`no stored model "${modelId}"`);
-    const files = await modelFiles(model.id);
+    const files = await this.store.files(model.id);
     const ckpt = await openCheckpoint(files);
     let spec: ModelSpec;
     try {
-      spec = withExpertLayout(parseConfig(model.config), detectExpertLayout(ckpt.tensors.keys()));
+      spec = storedSpec(model, ckpt);
     } finally {
       await ckpt.close();
     }
@@ -238,11 +237,16 @@ export class WorkerTrainer implements Trainer {
   async plan(modelId: string, settings: Settings, trainDatasetId?: string | null, gpuMemoryBytes?: number | null): Promise<MemoryPlan> {
     const v = validateSettings(settings);
     if (!v.ok) throw new Error(`invalid settings: ${v.errors.join('; ')}`);
-    const { spec } = await this.modelParts(modelId);
+    const { spec, model } = await this.modelParts(modelId);
     const ds = trainDatasetId ? await storedDataset(trainDatasetId) : null;
     const gpu = await this.device().catch(() => null);
     const trainTokens = ds && ds.modelId === modelId ? ds.trainTokens : null;
-    return appPlan({ gpu: gpu?.info ?? null, spec, settings: v.settings, trainTokens, gpuMemoryBytes: checkedBytes(gpuMemoryBytes) });
+    const used = impliedSettings(v.settings, model);
+    const plan = appPlan({ gpu: gpu?.info ?? null, spec, settings: used, trainTokens, gpuMemoryBytes: checkedBytes(gpuMemoryBytes) });
+    if (used !== v.settings) {
+      plan.notes.unshift(`${model.name} is stored with its experts in 4 bits (groups of ${model.groupSize}): runs on it use 4-bit experts, QUANTIZE_EXPERTS is implied.`);
+    }
+    return plan;
   }
 
   async presetPlans(trainDatasetId?: string | null, gpuMemoryBytes?: number | null): Promise<PresetPlan[]> {
@@ -265,7 +269,8 @@ export class WorkerTrainer implements Trainer {
   private async launch(summary: RunSummary, resumeFrom: RunSummary | null, callbacks: RunCallbacks): Promise<RunSummary> {
     const engine = this.engine(resumeFrom ? 'Resuming a run' : 'Training');
     if (this.active) throw new Error(`run ${this.active.summary.id} is still going: stop it first`);
-    const { files, spec, padId } = await this.modelParts(summary.modelId);
+    const { files, spec, padId, model } = await this.modelParts(summary.modelId);
+    summary = { ...summary, settings: impliedSettings(summary.settings, model) };
     const train = await loadDatasetStreams(summary.trainDatasetId);
     const heldout = summary.heldoutDatasetId ? await loadDatasetStreams(summary.heldoutDatasetId) : null;
     const gpu = await this.device();

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
-import { foreignRequests, gotoScreen, test, waitForDemo } from './harness.ts';
+import { foreignRequests, gotoScreen, reloadOffline, test, waitForDemo } from './harness.ts';
 
 test('first launch: the demo model is stored and ready, with its config and the demo data counted', async (env) => {
   const { page, requests } = await env.open();
@@ -46,7 +46,7 @@ test('first launch: the demo model is stored and ready, with its config and the 
   assert.equal(config.model_type, 'qwen3_moe');
   assert.equal(config.num_experts, 16);
   assert.match((await page.locator('[data-testid=storage-text]').textContent()) ?? '',
-    /^Used [\d.]+ MB of [\d.]+ [MGT]B available to this site, [\d.]+ [MGT]B free\s+\(models 31\.\d MB, datasets [\d.]+ [KM]B\)/);
+    /^Used [\d.]+ MB of [\d.]+ [MGT]B available to this site, [\d.]+ [MGT]B free\s+\(models 13\.\d MB, datasets [\d.]+ [KM]B\)/);
   await env.screenshot(page, '01-models');
 
   await gotoScreen(page, 'datasets');
@@ -196,8 +196,7 @@ test('offline: after the first visit the app reloads and works with the network 
   assert.equal(manifest.start_url, './');
   assert.ok(manifest.name && ['192x192', '512x512'].every((s) => manifest.icons.some((i) => i.sizes === s)));
 
-  await context.setOffline(true);
-  await page.reload();
+  await reloadOffline(context, page);
   await page.locator('[role=status]', { hasText: 'You are offline' }).waitFor();
   await waitForDemo(page);
   await page.locator('[data-testid=gpu-status]', { hasText: 'WebGPU adapter:' }).waitFor({ timeout: 60_000 });

@@ -75,6 +75,18 @@ export function foreignRequests(requests: readonly string[], baseUrl: string): s
 }
 
 /** Waits until the demo model is stored and shown as ready, and its datasets are tokenized. */
+/**
+ * Reloads the page with the network off. Chromium 150 under Playwright keeps the emulated offline network across a
+ * reload (requests fail, the service worker serves the app) but the new document reads navigator.onLine as true and
+ * gets no 'offline' event; setting the emulation again tells it.
+ */
+export async function reloadOffline(context: BrowserContext, page: Page): Promise<void> {
+  await context.setOffline(true);
+  await page.reload();
+  await context.setOffline(false);
+  await context.setOffline(true);
+}
+
 export async function waitForDemo(page: Page): Promise<void> {
   await page.locator('[data-model-id="usaf-demo-moe"] [data-testid=model-status]', { hasText: 'ready' }).waitFor({ timeout: 120_000 });
   await page.waitForFunction(() => !document.body.textContent?.includes('Starting the engine')

@@ -86,7 +86,10 @@ describe('layer-major frozen pass', () => {
       const m = stream ? await open(gpu, DEMO, s.trainFrom, { stream: true }) : ref;
       const t = stream ? new Trainer(gpu, m.spec, m.weights, s, data) : tr;
       expect(t.streamed).toBe(stream);
-      poison(gpu, t.cache.buf!);
+      // streamed: the cache is in host memory (its slots start as NaN until the pass's readback fills them)
+      expect(t.cache.place).toBe(stream ? 'host' : 'gpu');
+      if (stream) expect(t.cache.buf).toBeNull();
+      else poison(gpu, t.cache.buf!);
       await fillFrozen(t, stream ? { ckpt: m.ckpt, load: m.load } : null, [evalSet]);
       const host = t.evalStores.get(evalSet)!.store as HostStore;
       expect(host).toBeInstanceOf(HostStore);
@@ -128,6 +131,9 @@ describe('layer-major frozen pass', () => {
       const resident = await run(false);
       const streamed = await run(true);
       expect(streamed.t.cache.misses).toBe(0);
+      expect(streamed.t.cache.place).toBe('host');
+      expect(streamed.t.cache.buf).toBeNull();
+      expect(streamed.t.cache.hostBytes).toBe(data.count * s.seq * streamed.t.spec.hidden * 4);
       expect(streamed.steps.length).toBe(s.steps);
       expect(streamed.evals.length).toBe(resident.evals.length);
       for (let i = 0; i < s.steps; i++) expect(Math.abs(streamed.steps[i]!.loss - resident.steps[i]!.loss), `step ${i + 1}`).toBeLessThanOrEqual(1e-5);

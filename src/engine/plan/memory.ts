@@ -82,7 +82,8 @@ export interface MemoryPlan {
   peak: number;
   /**
    * Host memory the engine needs besides the program and the dataset: the largest tensor while loading (checkpoint bytes
-   * + the converted copy uploaded), or a checkpoint snapshot of the trained state, whichever is larger.
+   * + the converted copy uploaded), or a checkpoint snapshot of the trained state, whichever is larger; with streamFrozen
+   * plus the frozen cache, which is then in host memory.
    */
   ram: number;
   storage: StoragePlan;
@@ -321,7 +322,9 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
   const H = spec.hidden;
   const { numExperts: E, expertIntermediate: IE } = spec.moe;
   const per = E * IE * H;
-  it.bytes('frozen-cache', 'cache', (s.trainFrom > 0 ? s.frozenCacheN : 0) * s.seq * H * 4, s.trainFrom > 0 && s.frozenCacheN > 0 ? 1 : 0);
+  // streamed frozen layers: the cache is in host memory (planRam)
+  const cached = s.trainFrom > 0 && !s.streamFrozen ? s.frozenCacheN : 0;
+  it.bytes('frozen-cache', 'cache', cached * s.seq * H * 4, cached > 0 ? 1 : 0);
   it.f32('topk.work', 'workspace', TOPK_WORKSPACE_WORDS);
   it.f32('finite.flag', 'workspace', 1);
   if (s.perEntryStep) it.f32('adam.bias', 'optimizer', 2 * ((s.steps ?? 180) + 1));
@@ -446,7 +449,9 @@ function planRam(spec: ModelSpec, s: PlanSettings): number {
   const moeTrained = [...trained].filter((L) => spec.layers[L]!.mlp === 'moe').length;
   const k = activeCount(s.frac, 2 * per) + activeCount(s.frac, per);
   const snapshot = moeTrained * (k * 4 * 4 + 2 * spec.moe.numExperts * spec.hidden * 4);
-  return Math.max(load, snapshot);
+  // streamed frozen layers: every training sample's input of trainFrom, in host memory (FrozenCache 'host')
+  const hostCache = s.streamFrozen && s.trainFrom > 0 ? s.frozenCacheN * s.seq * spec.hidden * 4 : 0;
+  return Math.max(load, snapshot) + hostCache;
 }
 
 /** GPU bytes loadLayer allocates for frozen layer L (its weights; the 4-bit quantizer's staging [2·IE·H] f32). */

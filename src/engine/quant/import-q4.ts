@@ -158,6 +158,25 @@ async function shardPresent(folder: FileSet, path: string, header: Bytes, dataBy
   }
 }
 
+/**
+ * Bytes importQ4 will write for `src` with these options: every shard (headers included) and the index, not the copied
+ * files. Computed from the headers alone (nothing is read or quantized), so a store can check it fits before starting.
+ */
+export function importQ4Size(spec: ModelSpec, src: Checkpoint, options: Pick<ImportOptions, 'groupSize' | 'maxShardBytes'> = {}): number {
+  const G = options.groupSize ?? DEFAULT_GROUP;
+  const metadata = storedQ4Metadata({ groupSize: G, expertLayout: spec.expertLayout });
+  // the tensors' make() (the only user of the GPU) is never called here
+  const tensors = planTensors(undefined as unknown as GpuContext, spec, src, G, () => undefined);
+  const shards = packShards(tensors, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
+  let total = 0;
+  for (const list of shards) {
+    const { header, dataBytes } = safetensorsHeader(list.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })), metadata);
+    total += header.byteLength + dataBytes;
+  }
+  // the index: one line per tensor (name and shard), bounded generously
+  return total + 256 + tensors.reduce((n, t) => n + t.name.length + 48, 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Import
 

@@ -2,7 +2,8 @@
 // windows, then per frozen layer: its weights on the GPU (resident, or streamed from the checkpoint and freed after),
 // every window through it in chunks of the run's microbatch. Storage is read once per pass, not once per window.
 //
-// Where windows' hidden states live between layers: training samples in the FrozenCache (GPU, one slot per sample);
+// Where windows' hidden states live between layers: training samples in the FrozenCache (one slot per sample: on the
+// GPU, or in host memory when the frozen layers are streamed);
 // eval windows in a HostStore (f32 in host memory: seq·H·4 bytes per window, 4 MiB for Qwen3-30B-A3B at SEQ 512), or
 // in the FrozenCache when the eval set is the training set itself.
 
@@ -33,7 +34,7 @@ export interface WindowStore {
 
 /** The FrozenCache as a store: window w = sample w. */
 export function cacheStore(cache: FrozenCache): WindowStore {
-  return { load: (enc, w, dst, i) => cache.get(enc, w, dst, i), save: (enc, w, src, i) => cache.put(enc, w, src, i) };
+  return { load: (enc, w, dst, i) => cache.get(enc, w, dst, i), save: (enc, w, src, i) => cache.put(enc, w, src, i), flush: () => cache.flush() };
 }
 
 /** Host-side f32 store of `count` windows of seq × H. */

@@ -49,6 +49,13 @@ describe('settings → loadWeights options', () => {
     expect(config({ quantGroupSize: 64 }).load).toEqual({ f32ExpertLayers: trained });
   });
 
+  it('STREAM_FROZEN leaves the layers below TRAIN_FROM in storage (streamFrozenBelow); exports always do', () => {
+    expect(config({ streamFrozen: true }).load).toEqual({ f32ExpertLayers: trained, streamFrozenBelow: resolved.trainFrom });
+    const c = config({});
+    expect(savedLoadOptions(c.checkpoint, LAYERS)).toEqual({ f32ExpertLayers: trained, streamFrozenBelow: resolved.trainFrom });
+    expect(runConfig({ ...DEFAULTS, streamFrozen: true }, { ...resolved, trainFrom: 0 }, LAYERS).load.streamFrozenBelow).toBeUndefined();
+  });
+
   it('TRAIN_SHARED loads the trained layers\' shared experts in f32', () => {
     expect(config({ trainShared: true }).load).toEqual({ f32ExpertLayers: trained, f32SharedLayers: trained });
   });
@@ -61,13 +68,13 @@ describe('settings → loadWeights options', () => {
 });
 
 describe('checkpoints: what resume and export read back', () => {
-  it('the checkpoint keeps the 4-bit setting and TRAIN_SHARED; export loads the same weights as the run', () => {
+  it('the checkpoint keeps the 4-bit setting and TRAIN_SHARED; export loads the same weights as the run (frozen layers left in storage)', () => {
     for (const over of [{}, { quantizeExperts: true, quantGroupSize: 64 }, { trainShared: true }, { quantizeExperts: true, trainShared: true }] as Partial<Settings>[]) {
       const c = config(over);
       const saved = savedSettings(stored(over));
       expect(saved.quantizeExperts).toEqual(c.quant);
       expect(saved.trainShared).toBe(c.train.trainShared);
-      expect(savedLoadOptions(saved, LAYERS)).toEqual(c.load);
+      expect(savedLoadOptions(saved, LAYERS)).toEqual({ ...c.load, streamFrozenBelow: resolved.trainFrom });
     }
   });
 

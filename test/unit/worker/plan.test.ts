@@ -36,6 +36,7 @@ describe('app memory plan', () => {
       ['public/models/usaf-demo-moe/config.json', demo, { quantizeExperts: true, quantGroupSize: 64 }, ['--quantize-experts', '--group-size', '64']],
       ['src/presets/configs/Qwen3-30B-A3B.json', qwen, { quantizeExperts: true }, ['--quantize-experts']],
       ['test/unit/model/configs/Qwen1.5-MoE-A2.7B.json', qwen2, { trainShared: true, microbatch: 1 }, ['--train-shared', '--microbatch', '1']],
+      ['src/presets/configs/Qwen3-30B-A3B.json', qwen, { quantizeExperts: true, streamFrozen: true }, ['--quantize-experts', '--stream-frozen']],
     ];
     for (const [path, spec, over, flags] of cases) {
       const settings = { ...DEFAULTS, ...over };
@@ -58,6 +59,18 @@ describe('app memory plan', () => {
     const withData = appPlan({ gpu: null, spec: demo, settings: s, trainTokens: 1001, gpuMemoryBytes: null });
     const without = appPlan({ gpu: null, spec: demo, settings: s, trainTokens: null, gpuMemoryBytes: null });
     expect(withData.gpuBytes - without.gpuBytes).toBe(11 * 100 * 256 * 4);
+  });
+
+  it('STREAM_FROZEN: every training window cached in host memory (RAM, not GPU), whatever FROZEN_CACHE_N and maxBufferSize', () => {
+    const s = { ...DEFAULTS, seq: 100, streamFrozen: true, frozenCacheN: 4 };
+    const ps = planSettings(demo, s, 1001, 5 * 100 * 256 * 4 + 3);
+    expect([ps.frozenCacheN, ps.streamFrozen]).toEqual([11, true]);
+    expect(planSettings(demo, { ...s, trainFrom: 0 }, 1001, null).streamFrozen).toBe(false);
+    const withData = appPlan({ gpu: null, spec: demo, settings: s, trainTokens: 1001, gpuMemoryBytes: null });
+    const without = appPlan({ gpu: null, spec: demo, settings: s, trainTokens: null, gpuMemoryBytes: null });
+    expect(withData.gpuBytes).toBe(without.gpuBytes);
+    const resident = appPlan({ gpu: null, spec: demo, settings: { ...s, streamFrozen: false }, trainTokens: 1001, gpuMemoryBytes: null });
+    expect(withData.gpuBytes).toBeLessThan(resident.gpuBytes);
   });
 
   it('judges the GPU limits: a binding larger than maxStorageBufferBindingSize does not fit, and says which', () => {
@@ -87,7 +100,7 @@ describe('app memory plan', () => {
         expect(r.gpuBytes).toBeGreaterThan(budget!);
         expect(r.fits).toBe(false);
         expect(r.notes.join(' ')).toMatch(/does not fit in (12|24)\.0 GiB/);
-        expect(r.notes.join(' ')).toMatch(/streamed in from 4-bit storage instead of resident \(not in this engine build yet\)/);
+        expect(r.notes.join(' ')).toMatch(/With STREAM_FROZEN on \(frozen layers read once from storage instead of resident on the GPU\), the peak would be/);
         expect(r.notes.join(' ')).not.toMatch(/not applied/);
       }
     }
