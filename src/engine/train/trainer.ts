@@ -714,6 +714,8 @@ export class Trainer {
       scratch.push(b);
       return b;
     };
+    if (l.base.kind !== 'q4') throw new Error('selectValuesQ4: not a 4-bit base');
+    const base = l.base.experts;
     const oldIdx = new Map<Selection, GPUBuffer>();
     const plan = [l.G, l.D].map((sel) => {
       const fr = sel === l.G ? fresh.G : fresh.D;
@@ -730,7 +732,7 @@ export class Trainer {
       const each = (f: (p: (typeof plan)[number], t: { dtype: 'f32'; offset: number; range: [number, number] }) => void) => {
         for (const p of plan) for (const { range, offset } of this.chunkTargets(l, p.sel, c)) f(p, { dtype: 'f32', offset, range });
       };
-      dequantizeExperts(enc, l.gu, l.down, (l.base as { experts: ExpertWeights }).experts, this.spec, { experts, upAt: this.scratch!.cap * this.spec.moe.expertIntermediate * this.spec.hidden });
+      dequantizeExperts(enc, l.gu, l.down, base, this.spec, { experts, upAt: this.scratch!.cap * this.spec.moe.expertIntermediate * this.spec.hidden });
       each((p, t) => gatherMasters(enc, p.grownVals, p.w, p.grownIdx, p.grown, t));
       this.overlayOnto(enc, l, c, oldIdx);
       each((p, t) => scatterMasters(enc, p.w, p.grownVals, p.grownIdx, null, p.grown, t));
