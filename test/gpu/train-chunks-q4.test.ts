@@ -71,6 +71,18 @@ const cases: { name: string; dir: string; chunk: number; want: number; V: number
 ];
 
 describe('4-bit training in expert chunks equals one chunk bit for bit', () => {
+  it('refuses expertChunk on unquantized experts, and a chunk that is not a positive integer', async () => {
+    const gpu = await nodeGpu();
+    const data = randomSamples(2, 12, 512, 1);
+    const s: TrainSettings = { frac: 0.01, steps: 1, microbatch: 2, accum: 1, seq: 12, lrPeak: 1e-3, wd: 0, trainFrom: 2, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 0, seed: 1, evalWindows: null };
+    const f32 = await openModel(gpu, 'test/fixtures/qwen3_moe', { trainFrom: 2 });
+    expect(() => new Trainer(gpu, f32.spec, f32.weights, { ...s, expertChunk: 3 }, data)).toThrow(/4-bit experts/);
+    const q4 = await openModel(gpu, 'test/fixtures/qwen3_moe', { trainFrom: 2, quantizeExperts: { groupSize: 32 } });
+    expect(() => new Trainer(gpu, q4.spec, q4.weights, { ...s, expertChunk: 0 }, data)).toThrow(/positive integer/);
+    await f32.ckpt.close();
+    await q4.ckpt.close();
+  });
+
   for (const c of cases) {
     it(c.name, async () => {
       const gpu = await nodeGpu();

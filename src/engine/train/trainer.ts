@@ -271,6 +271,7 @@ export class Trainer {
     const lim = gpu.device.limits;
     this.planned = withExpertChunk(spec, planSettings(s, data.count, weights), s.gpuBytes, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
     if (s.gpuBytes !== undefined) assertFits(spec, this.planned, s.gpuBytes);
+    if (s.expertChunk !== undefined && !this.planned.quantizeExperts && s.expertChunk < spec.moe.numExperts) throw new Error('expertChunk applies to 4-bit experts (quantizeExperts) only');
     this.chunks = splitExperts(spec.moe.numExperts, this.planned.expertChunk);
     this.T = s.microbatch * s.seq;
     this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T);
