@@ -2,7 +2,7 @@
 // all experts (the unchunked reference): forward loss, every step's loss through a reselection, the selections (dense
 // gradients per chunk, exact top-k over chunks), masters, overlays, last gradients, routers and the exported weights must
 // be bit-identical, and so must the checkpoint's touched values and the weights of a run restored from it.
-// qwen3_moe fixture (also with accumulatedReselect) and the demo model.
+// qwen3_moe fixture (also with accumulatedReselect), qwen2_moe with its shared experts trained, and the demo model.
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
@@ -27,7 +27,7 @@ function randomSamples(count: number, seq: number, V: number, seed: number): Sam
 
 /** Everything a short run leaves, read back as bytes. */
 async function runOnce(gpu: GpuContext, dir: string, s: TrainSettings, data: SampleSet, groupSize: number, restore: boolean) {
-  const m = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: { groupSize } });
+  const m = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: { groupSize }, trainShared: !!s.trainShared });
   const t = new Trainer(gpu, m.spec, m.weights, s, data);
   const evalBefore = (await t.evaluate(data, null)).loss;
   await t.init(importanceBatches(s.seed, s.nImportance, s.microbatch, data.count));
@@ -48,13 +48,14 @@ async function runOnce(gpu: GpuContext, dir: string, s: TrainSettings, data: Sam
     }
     state[`L${l.layer}.router`] = await f32(l.router);
   }
+  if (s.trainShared) expect(t.shared).not.toBeNull();
   const changed = new Map([...(await t.changedTensors())].map(([k, v]) => [k, Array.from(new Uint32Array(v.buffer))]));
   // the checkpoint (every touched entry's value, gathered chunk by chunk), and a run restored from it in the same chunks
   const snap = await t.snapshot({}, []);
   const saved = [...snap.layers.map((l) => Array.from(new Uint32Array(l.touchedValG.buffer)).concat(Array.from(new Uint32Array(l.touchedValD.buffer))))];
   let restored = changed;
   if (restore) {
-    const m2 = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: { groupSize } });
+    const m2 = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: { groupSize }, trainShared: !!s.trainShared });
     const t2 = new Trainer(gpu, m2.spec, m2.weights, s, data);
     await t2.restore(snap);
     restored = new Map([...(await t2.changedTensors())].map(([k, v]) => [k, Array.from(new Uint32Array(v.buffer))]));
@@ -64,9 +65,10 @@ async function runOnce(gpu: GpuContext, dir: string, s: TrainSettings, data: Sam
   return { chunks: t.chunks, dense: t.denseChunk !== null, scratch: t.scratch!.gu.size, evalBefore, evalAfter, losses, turnovers: t.turnovers, state, changed, saved, restored };
 }
 
-const cases: { name: string; dir: string; chunk: number; want: number; V: number; groupSize: number; trainFrom: number; steps: number; accumulatedReselect?: boolean }[] = [
+const cases: { name: string; dir: string; chunk: number; want: number; V: number; groupSize: number; trainFrom: number; steps: number; accumulatedReselect?: boolean; trainShared?: boolean }[] = [
   { name: 'qwen3_moe fixture (8 experts in chunks of 3, 3, 2)', dir: 'test/fixtures/qwen3_moe', chunk: 3, want: 3, V: 512, groupSize: 32, trainFrom: 2, steps: 5 },
   { name: 'qwen3_moe fixture with accumulatedReselect (importance at the reselection too)', dir: 'test/fixtures/qwen3_moe', chunk: 3, want: 3, V: 512, groupSize: 32, trainFrom: 2, steps: 5, accumulatedReselect: true },
+  { name: 'qwen2_moe fixture with its shared experts trained (their importance from the first chunk\'s passes)', dir: 'test/fixtures/qwen2_moe', chunk: 3, want: 3, V: 512, groupSize: 32, trainFrom: 2, steps: 5, trainShared: true },
   { name: 'demo model (16 experts in chunks of 6, 5, 5)', dir: 'public/models/usaf-demo-moe', chunk: 6, want: 3, V: 4096, groupSize: 128, trainFrom: 6, steps: 4 },
 ];
 
@@ -89,7 +91,7 @@ describe('4-bit training in expert chunks equals one chunk bit for bit', () => {
       const data = randomSamples(6, 12, c.V, 11);
       const s: TrainSettings = {
         frac: 0.01, steps: c.steps, microbatch: 2, accum: 1, seq: 12, lrPeak: 5e-3, wd: 0.005, trainFrom: c.trainFrom, reselectEvery: 3,
-        evalEvery: 0, nImportance: 2, frozenCacheN: 100, seed: 5, evalWindows: null, accumulatedReselect: !!c.accumulatedReselect,
+        evalEvery: 0, nImportance: 2, frozenCacheN: 100, seed: 5, evalWindows: null, accumulatedReselect: !!c.accumulatedReselect, trainShared: !!c.trainShared,
       };
       const one = await runOnce(gpu, c.dir, s, data, c.groupSize, false);
       const many = await runOnce(gpu, c.dir, { ...s, expertChunk: c.chunk }, data, c.groupSize, !c.dir.includes('demo')); // (the demo: too slow here)
