@@ -1,7 +1,8 @@
 // Write the masters into the current weight tensor: W[off + idx[j]] = master[j], W f32 or bf16 (round to nearest even,
 // two per u32; an even/odd neighbour pair sharing a word is written by the even entry's thread). Skipped if guard set.
+// f32 only: just the entries with lo <= idx < hi, at off + idx - lo (a chunk of the tensor in a smaller buffer).
 
-struct Params { n: u32, offset: u32, useGuard: u32, _pad: u32 }
+struct Params { n: u32, offset: u32, useGuard: u32, lo: u32, hi: u32, _a: u32, _b: u32, _c: u32 }   // [lo, hi): f32 only
 
 @group(0) @binding(0) var<storage, read> idx: array<u32>;             // [n] sorted ascending, unique
 @group(0) @binding(1) var<storage, read> master: array<f32>;          // [n]
@@ -22,11 +23,12 @@ fn toBf16(v: f32) -> u32 {
 fn scatter(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   if (p.useGuard != 0u && guard[0] != 0u) { return; }
   for (var j = gid.x; j < p.n; j += nwg.x * WG) {
-    let i = p.offset + idx[j];
     if (!W_BF16) {
-      weights[i] = bitcast<u32>(master[j]);
+      let g = idx[j];
+      if (g >= p.lo && g < p.hi) { weights[p.offset + (g - p.lo)] = bitcast<u32>(master[j]); }
       continue;
     }
+    let i = p.offset + idx[j];
     let word = weights[i >> 1u];
     if ((i & 1u) == 0u) {
       var hi = word >> 16u;

@@ -2,7 +2,7 @@
 // G = x_t·gate_e^T, U = x_t·up_e^T, A = silu(G)*U. Workgroup = one row tile (TM rows, one expert) x TN columns of IE;
 // thread = 8 rows x 4 columns of both G and U.
 
-struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32, gateSz: u32, upSz: u32, downSz: u32, _pad: u32 }
+struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32, gateSz: u32, upSz: u32, downSz: u32, e0: u32, e1: u32, _p0: u32, _p1: u32, _p2: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;              // [T, H]
 @group(0) @binding(1) var<storage, read> wGate: array<u32>;          // [E, IE, H] from gateOff: f32 bits, bf16 pairs or 4-bit
@@ -107,8 +107,8 @@ fn put(m: u32, nr: u32, r: u32, n0: u32, g: vec4f, u: vec4f) {
 @compute @workgroup_size(NX, 4)
 fn gate_up(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let tile = tiles[wid.y];
-  if (tile.x == 0xffffffffu) { return; }
-  let e = tile.x;
+  if (tile.x < p.e0 || tile.x >= p.e1) { return; }   // another chunk's expert, or past the last tile (NO_EXPERT)
+  let e = tile.x - p.e0;   // the weights hold experts e0..e1-1
   let r0 = tile.y;
   let nr = tile.z - tile.y;   // rows in this tile, 1..TM
   let n0 = wid.x * TN;

@@ -2,13 +2,13 @@
 // left[r, n] * right[src(r), c], src(r) = rowPair[r] / K when gathering tokens (gate/up: dG^T·x) else r (down: dY^T·A).
 // Workgroup = 64 n x TC c of one expert; thread = 8 n x 8 c (runs of 4); BK rows staged per barrier.
 
-struct Params { N: u32, C: u32, K: u32, gather: u32, accumulate: u32, E: u32 }   // accumulate: 0 =, 1 +=, 2 += |.|
+struct Params { N: u32, C: u32, K: u32, gather: u32, accumulate: u32, E: u32, e0: u32 }   // accumulate: 0 =, 1 +=, 2 += |.|
 
 @group(0) @binding(0) var<storage, read> left: array<f32>;           // [R, N]
 @group(0) @binding(1) var<storage, read> right: array<f32>;          // [T, C] (gather) or [R, C]
 @group(0) @binding(2) var<storage, read> rowPair: array<u32>;        // [R]
 @group(0) @binding(3) var<storage, read> offsets: array<u32>;        // [E+1]
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;      // [E, N, C]
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;      // [E, N, C]; or of experts e0.. only (slot e - e0)
 @group(0) @binding(5) var<uniform> p: Params;
 
 override NX: u32 = 16;        // threads along c; thread x owns c = 4*(x + NX*b) + j (b < 2, j < 4)
@@ -46,7 +46,7 @@ fn put(e: u32, n: u32, c: u32, v: vec4f) {
 
 @compute @workgroup_size(NX, NY)
 fn backward_weight(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let e = wid.z;
+  let e = wid.z + p.e0;   // workgroups run over experts e0.., out holds slot wid.z
   let n0 = wid.y * 4u * LQ;
   let c0 = wid.x * 4u * RQ;
   let N = p.N;
@@ -92,12 +92,12 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_
   let nB = nA + 4u * NY;
   let cA = c0 + 4u * lid.x;
   let cB = cA + 4u * NX;
-  put(e, nA, cA, acc[0]); put(e, nA, cB, acc[1]);
-  put(e, nA + 1u, cA, acc[2]); put(e, nA + 1u, cB, acc[3]);
-  put(e, nA + 2u, cA, acc[4]); put(e, nA + 2u, cB, acc[5]);
-  put(e, nA + 3u, cA, acc[6]); put(e, nA + 3u, cB, acc[7]);
-  put(e, nB, cA, acc[8]); put(e, nB, cB, acc[9]);
-  put(e, nB + 1u, cA, acc[10]); put(e, nB + 1u, cB, acc[11]);
-  put(e, nB + 2u, cA, acc[12]); put(e, nB + 2u, cB, acc[13]);
-  put(e, nB + 3u, cA, acc[14]); put(e, nB + 3u, cB, acc[15]);
+  put(wid.z, nA, cA, acc[0]); put(wid.z, nA, cB, acc[1]);
+  put(wid.z, nA + 1u, cA, acc[2]); put(wid.z, nA + 1u, cB, acc[3]);
+  put(wid.z, nA + 2u, cA, acc[4]); put(wid.z, nA + 2u, cB, acc[5]);
+  put(wid.z, nA + 3u, cA, acc[6]); put(wid.z, nA + 3u, cB, acc[7]);
+  put(wid.z, nB, cA, acc[8]); put(wid.z, nB, cB, acc[9]);
+  put(wid.z, nB + 1u, cA, acc[10]); put(wid.z, nB + 1u, cB, acc[11]);
+  put(wid.z, nB + 2u, cA, acc[12]); put(wid.z, nB + 2u, cB, acc[13]);
+  put(wid.z, nB + 3u, cA, acc[14]); put(wid.z, nB + 3u, cB, acc[15]);
 }

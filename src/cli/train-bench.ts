@@ -6,7 +6,6 @@ import { Trainer, type SampleSet } from '../engine/train/trainer.ts';
 import { defaultTrainFrom } from './commands/train.ts';
 import { readSpec } from './load-model.ts';
 import { Encoder } from '../engine/gpu/encoder.ts';
-import { dequantizeExperts } from '../engine/quant/experts-q4.ts';
 import { allocatedBytes } from '../engine/gpu/buffers.ts';
 import { loadWeights } from '../engine/train/weights.ts';
 import { planMemory } from '../engine/plan/memory.ts';
@@ -14,8 +13,8 @@ import type { ModelSpec } from '../engine/model/spec.ts';
 import { syntheticCheckpoint } from './synthetic.ts';
 
 /**
- * 4-bit experts: wall time of dequantizing one trained layer's base into the f32 scratch (the bulk of materializing
- * it; the overlay and master scatters are k-sized), and how often a training step does it.
+ * 4-bit experts: wall time of materializing one trained layer into the f32 scratch, every expert chunk in turn (mostly
+ * dequantizing its base; the overlay and master scatters are k-sized), and how often a training step does it.
  */
 async function materializeTiming(gpu: GpuContext, t: Trainer): Promise<{ materialize_ms: number; materializations_per_step: number }> {
   const l = t.layers[0]!;
@@ -24,7 +23,7 @@ async function materializeTiming(gpu: GpuContext, t: Trainer): Promise<{ materia
   const reps = 3;
   const run = () => {
     const enc = new Encoder(gpu, 'bench.materialize');
-    dequantizeExperts(enc, l.gu, l.down, base.experts, t.spec);
+    t.chunks.forEach((_, c) => t.loadChunk(enc, l, c)); // every expert chunk of the layer
     enc.submit();
     return gpu.device.queue.onSubmittedWorkDone();
   };
@@ -73,7 +72,7 @@ export async function trainBench(gpu: GpuContext, modelDir: string, microbatch: 
  * loading) whose layers all train: the top layers of a published model, from the embedding instead of cached hidden
  * states (the same work per step), with the full-vocabulary loss. Reports tokens/s, seconds per phase and GPU bytes.
  */
-export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: { microbatch: number; seq: number; steps: number; groupSize: number }) {
+export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: { microbatch: number; seq: number; steps: number; groupSize: number; expertChunk?: number; gpuBytes?: number }) {
   const t0 = performance.now();
   const weights = await loadWeights(gpu, spec, syntheticCheckpoint(spec), { quantizeExperts: { groupSize: o.groupSize } });
   const tLoad = performance.now();
@@ -89,7 +88,7 @@ export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: {
   };
   const settings = {
     frac: 0.005, steps: 180, microbatch: o.microbatch, accum: 1, seq, lrPeak: 2e-4, wd: 0.005, trainFrom: 0, reselectEvery: 0, evalEvery: 0,
-    nImportance: 1, frozenCacheN: 0, seed: 0, evalWindows: null,
+    nImportance: 1, frozenCacheN: 0, seed: 0, evalWindows: null, expertChunk: o.expertChunk, gpuBytes: o.gpuBytes,
   };
   const t = new Trainer(gpu, spec, weights, settings, data);
   const setupBytes = allocatedBytes(gpu);
@@ -105,7 +104,7 @@ export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: {
   const ms = (x: number) => +x.toFixed(1);
   return {
     arch: spec.arch, layers: spec.numLayers, experts: spec.moe.numExperts, hidden: spec.hidden, vocab: V, group_size: o.groupSize,
-    microbatch: o.microbatch, seq, steps_timed: o.steps,
+    microbatch: o.microbatch, seq, steps_timed: o.steps, expert_chunks: t.chunks.length,
     sec_per_step: +sec.toFixed(4), tokens_per_s: +((o.microbatch * seq) / sec).toFixed(1),
     phase_ms_per_step: Object.fromEntries(Object.entries(t.phases).map(([k, v]) => [k, ms(v / o.steps)])),
     load_quantize_s: +((tLoad - t0) / 1000).toFixed(2), importance_s: +((tInit - tLoad) / 1000).toFixed(2),

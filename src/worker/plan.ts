@@ -3,7 +3,7 @@
 
 import type { GpuInfo } from '../engine/gpu/device.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
-import { KINDS, planMemory, suggestSettings, type Kind, type MemoryPlan as EnginePlan, type PlanSettings } from '../engine/plan/memory.ts';
+import { KINDS, planMemory, suggestSettings, withExpertChunk, type Kind, type MemoryPlan as EnginePlan, type PlanSettings } from '../engine/plan/memory.ts';
 import { activeCount } from '../engine/train/schedule.ts';
 import { resolveSteps, resolveTrainFrom, type Settings } from '../presets/schema.ts';
 import { quantSetting } from './engine-settings.ts';
@@ -83,7 +83,9 @@ export interface AppPlanArgs {
 }
 
 export function appPlan(a: AppPlanArgs): MemoryPlan {
-  const s = planSettings(a.spec, a.settings, a.trainTokens, a.gpu?.maxBufferSize ?? null);
+  // 4-bit: the expert chunks the worker's Trainer takes (it has no budget: only the adapter's buffer limits split them)
+  const lim = a.gpu ? Math.min(a.gpu.maxStorageBufferBindingSize, a.gpu.maxBufferSize) : undefined;
+  const s = withExpertChunk(a.spec, planSettings(a.spec, a.settings, a.trainTokens, a.gpu?.maxBufferSize ?? null), undefined, lim);
   const p = planMemory(a.spec, s);
   const items: PlanItem[] = KINDS.filter((k) => p.gpu[k] > 0).map((k) => ({
     label: k === 'cache' ? `${KIND_LABEL[k]} (${s.frozenCacheN.toLocaleString('en-US')} sequences)`

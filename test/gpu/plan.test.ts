@@ -1,6 +1,6 @@
 // The memory planner against reality: on the demo model (trainFrom 4, 2×32), the bytes planMemory predicts per kind and
 // in total are within 10 % of what allocatedBytes counts after openModel + new Trainer (deltas: the device is shared).
-// The same with 4-bit experts (every layer quantized, one shared f32 scratch). The five family fixtures (MLA, shared experts, dense layers, clip_qkv, biases) are held to the same bound,
+// The same with 4-bit experts (every layer quantized, one shared f32 scratch), also in chunks of experts. The five family fixtures (MLA, shared experts, dense layers, clip_qkv, biases) are held to the same bound,
 // DeepSeek-V3 and Qwen2-MoE also with their shared experts trained (trainShared).
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
@@ -16,9 +16,9 @@ function samples(count: number, seq: number): SampleSet {
   return { count, seq, fill(i, ids, targets, off) { for (let j = 0; j < seq; j++) (ids[off + j] = (i * 7 + j) % 64, targets[off + j] = j + 1 < seq ? (i * 7 + j + 1) % 64 : 0xffffffff); } };
 }
 
-async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null, trainShared = false, perEntryStep = false, streamFrozen = false): Promise<void> {
+async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null, trainShared = false, perEntryStep = false, streamFrozen = false, expertChunk?: number): Promise<void> {
   const gpu = await nodeGpu();
-  const s: TrainSettings = { frac: 0.005, steps: 7, microbatch: 2, accum: 1, seq, lrPeak: 1e-3, wd: 0, trainFrom, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null, trainShared, perEntryStep };
+  const s: TrainSettings = { frac: 0.005, steps: 7, microbatch: 2, accum: 1, seq, lrPeak: 1e-3, wd: 0, trainFrom, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null, trainShared, perEntryStep, expertChunk };
   const data = samples(10, s.seq);
   const before = allocatedBytes(gpu);
   const m = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: q4 ?? undefined, trainShared, streamFrozen });
@@ -49,6 +49,15 @@ async function compare(dir: string, trainFrom: number, seq: number, q4: { groupS
     expect(p.peak).toBeLessThan(resident.peak);
   }
   if (trainShared) expect(t.shared).not.toBeNull();
+  if (expertChunk !== undefined) {
+    // the scratch holds the largest chunk only: planned to the byte
+    expect(t.chunks.length).toBeGreaterThan(1);
+    expect(p.settings.expertChunk).toBe(expertChunk);
+    const item = (label: string) => p.items.find((i) => i.label === label)!.bytes;
+    expect(item('experts.scratch.gate_up')).toBe(t.scratch!.gu.size);
+    expect(item('experts.scratch.down')).toBe(t.scratch!.down.size);
+    expect(t.scratch!.down.size).toBeLessThan(m.spec.moe.numExperts * m.spec.moe.expertIntermediate * m.spec.hidden * 4);
+  }
   const rows = [...KINDS, 'total'].map((k) => ({ kind: k, planned: p.gpu[k as keyof typeof p.gpu], allocated: real[k]! }));
   console.log(`${dir}${q4 ? `, 4-bit experts (G ${q4.groupSize})` : ''}${trainShared ? ', shared experts trained' : ''}${perEntryStep ? ', per-entry Adam steps' : ''}`);
   console.table(rows);
@@ -62,15 +71,18 @@ async function compare(dir: string, trainFrom: number, seq: number, q4: { groupS
 describe('memory plan vs allocation', () => {
   it('demo model, trainFrom 4, 2×32: planned bytes per kind and in total within 10 % of allocatedBytes', () => compare(DEMO, 4, 32), 60_000);
   it('demo model with 4-bit experts, trainFrom 4, 2×32: the same', () => compare(DEMO, 4, 32, { groupSize: 128 }), 120_000);
+  it('demo model with 4-bit experts in chunks of 5 (4 chunks of 4 experts), trainFrom 4, 2×32: the same', () => compare(DEMO, 4, 32, { groupSize: 128 }, false, false, false, 5), 120_000);
   it('demo model, trainFrom 4, 2×32, frozen layers streamed: the same, and the staging of one frozen layer', () => compare(DEMO, 4, 32, null, false, false, true), 60_000);
   it('demo model with 4-bit experts, frozen layers streamed: the same', () => compare(DEMO, 4, 32, { groupSize: 128 }, false, false, true), 120_000);
-  it('the Trainer refuses settings whose plan exceeds gpuBytes, proposing ones that fit', async () => {
+  it('the Trainer refuses settings whose plan exceeds gpuBytes, proposing ones that fit; chunks its experts when that fits', async () => {
     const gpu = await nodeGpu();
     const m = await openModel(gpu, 'test/fixtures/qwen3_moe', { trainFrom: 1, quantizeExperts: { groupSize: 32 } });
     const s: TrainSettings = { frac: 0.005, steps: 1, microbatch: 2, accum: 1, seq: 12, lrPeak: 1e-3, wd: 0, trainFrom: 1, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null };
     const data = samples(10, s.seq);
     const need = planMemory(m.spec, planSettings(s, data.count, m.weights)).peak;
-    const fits = planMemory(m.spec, planSettings({ ...s, trainFrom: 3, frozenCacheN: 0 }, data.count, m.weights)).peak;
+    // (in chunks of one expert, the least a 4-bit run can take: the Trainer would choose chunks before refusing)
+    const fits = planMemory(m.spec, { ...planSettings({ ...s, trainFrom: 3, frozenCacheN: 0 }, data.count, m.weights), expertChunk: 1 }).peak;
+    expect(planMemory(m.spec, { ...planSettings(s, data.count, m.weights), expertChunk: 1 }).fits(fits)).toBe(false);
     expect(() => new Trainer(gpu, m.spec, m.weights, { ...s, gpuBytes: fits }, data)).toThrow(PlanError);
     let err: PlanError | null = null;
     try {
@@ -78,10 +90,17 @@ describe('memory plan vs allocation', () => {
     } catch (e) {
       err = e as PlanError;
     }
-    expect(err!.message).toMatch(/needs [\d.]+ MiB of GPU memory .*Settings that fit: train-from \d, microbatch \d/);
+    expect(err!.message).toMatch(/needs [\d.]+ MiB of GPU memory .*Settings that fit: train-from \d, microbatch \d.*in chunks of 1\)/);
     expect(planMemory(m.spec, err!.suggestion!).fits(fits)).toBe(true);
     expect(new Trainer(gpu, m.spec, m.weights, { ...s, gpuBytes: need }, data).layers.length).toBe(3);
+    // a budget just under one chunk's plan: the Trainer materializes the experts in chunks instead of refusing
+    const m2 = await openModel(gpu, 'test/fixtures/qwen3_moe', { trainFrom: 1, quantizeExperts: { groupSize: 32 } }); // (a Trainer takes over its weights)
+    const t = new Trainer(gpu, m2.spec, m2.weights, { ...s, gpuBytes: need - 1 }, data);
+    expect(t.chunks.length).toBeGreaterThan(1);
+    expect(t.planned.expertChunk).toBe(t.chunks[0]![1]);
+    expect(planMemory(m.spec, t.planned).fits(need - 1)).toBe(true);
     await m.ckpt.close();
+    await m2.ckpt.close();
   });
   for (const fam of ['qwen3_moe', 'mixtral', 'olmoe', 'qwen2_moe', 'deepseek_v3']) {
     it(`${fam} fixture, trainFrom 1, 2×12: the same`, () => compare(`test/fixtures/${fam}`, 1, 12), 60_000);

@@ -63,6 +63,8 @@ export const bench = command(
     synthetic: { type: 'string', help: 'instead: train a random model with 4-bit experts, built on the GPU (qwen3-30b-a3b, demo, or a config.json)' },
     'train-layers': { type: 'number', default: 8, help: '--synthetic: the top N layers of the model (all of them train)' },
     microbatch: { type: 'number', default: 2, help: '--synthetic: samples per microbatch' },
+    'expert-chunk': { type: 'number', env: 'EXPERT_CHUNK', help: '--synthetic: experts per chunk of the trained layers\' f32 scratch (default: all, or what fits --gpu-gib)' },
+    'gpu-gib': { type: 'number', env: 'GPU_GIB', help: '--synthetic: GPU memory to fit in, GiB (picks the expert chunk; refuses a plan that exceeds it)' },
     ...QUANT_FLAGS,
   },
   async (f) => {
@@ -74,7 +76,8 @@ export const bench = command(
     const result: Record<string, unknown> = { date: new Date().toISOString(), adapter: gpu.info, cpu_adapter: cpu };
     if (f.synthetic) {
       const spec = await syntheticSpec(String(f.synthetic), num(f, 'train-layers')!);
-      const o = { microbatch: num(f, 'microbatch')!, seq: num(f, 'seq') ?? (cpu ? 32 : 512), steps: num(f, 'train-steps') ?? (cpu ? 1 : 4), groupSize: num(f, 'group-size')! };
+      const o = { microbatch: num(f, 'microbatch')!, seq: num(f, 'seq') ?? (cpu ? 32 : 512), steps: num(f, 'train-steps') ?? (cpu ? 1 : 4), groupSize: num(f, 'group-size')!,
+        expertChunk: num(f, 'expert-chunk'), gpuBytes: num(f, 'gpu-gib') !== undefined ? Math.floor(num(f, 'gpu-gib')! * 2 ** 30) : undefined };
       result.synthetic_train = { model: String(f.synthetic), ...(await syntheticTrainBench(gpu, spec, o)) };
       console.log(JSON.stringify(result, null, 2));
       return 0;

@@ -6,7 +6,7 @@ import { command, str, num } from '../command.ts';
 import { readSpec, QUANT_FLAGS, quantOption } from '../load-model.ts';
 import { parseConfig } from '../../engine/model/config.ts';
 import type { ModelSpec } from '../../engine/model/spec.ts';
-import { planJson, planMemory, suggestSettings } from '../../engine/plan/memory.ts';
+import { planJson, planMemory, suggestSettings, withExpertChunk, type PlanSettings } from '../../engine/plan/memory.ts';
 import { defaultTrainFrom } from './train.ts';
 
 /** A model folder (its config.json) or a config.json path. */
@@ -35,10 +35,11 @@ export const plan = command(
     'train-shared': { type: 'boolean', env: 'TRAIN_SHARED', help: 'the shared experts of the trained layers train too (DeepSeek-V3, Qwen2-MoE)' },
     ...QUANT_FLAGS,
     'stream-frozen': { type: 'boolean', env: 'STREAM_FROZEN', help: 'frozen layers streamed from storage (one layer on the GPU at a time); give --frozen-cache-n = the training samples: all are cached' },
+    'expert-chunk': { type: 'number', env: 'EXPERT_CHUNK', help: '4-bit: experts per chunk of a trained layer\'s f32 scratch (default: all, or the largest chunk that fits --gpu-gib)' },
   },
   async (f) => {
     const spec = await readSpecOrConfig(str(f, 'model'));
-    const settings = {
+    const asked: PlanSettings = {
       trainFrom: num(f, 'train-from') ?? defaultTrainFrom(spec.numLayers),
       microbatch: num(f, 'microbatch')!,
       seq: num(f, 'seq')!,
@@ -47,9 +48,11 @@ export const plan = command(
       quantizeExperts: quantOption(f) ?? null,
       trainShared: !!f['train-shared'],
       streamFrozen: !!f['stream-frozen'],
+      ...(num(f, 'expert-chunk') !== undefined ? { expertChunk: num(f, 'expert-chunk') } : {}),
     };
-    const p = planMemory(spec, settings);
     const gpuBytes = Math.floor(num(f, 'gpu-gib')! * 2 ** 30);
+    const settings = withExpertChunk(spec, asked, gpuBytes);
+    const p = planMemory(spec, settings);
     // When it does not fit: the closest settings that do (null: none with this design).
     const suggestion = p.fits(gpuBytes) ? undefined : suggestSettings(spec, settings, gpuBytes);
     console.log(JSON.stringify({ model: spec.arch, ...planJson(p, gpuBytes), suggestion }, null, 2));

@@ -8,7 +8,7 @@ import { nodeGpu } from '../../node/gpu.ts';
 import { openModel, QUANT_FLAGS, quantOption, storedQuantOption } from '../load-model.ts';
 import { tokenizeFile } from '../dataset.ts';
 import { Trainer, planSettings, type TrainSettings, type SampleSet } from '../../engine/train/trainer.ts';
-import { assertFits } from '../../engine/plan/memory.ts';
+import { assertFits, withExpertChunk } from '../../engine/plan/memory.ts';
 import { runTraining } from '../../engine/train/run.ts';
 import { loadTrainCheckpoint } from '../../engine/train/checkpoint-file.ts';
 import { exportModel } from '../../engine/train/export.ts';
@@ -51,6 +51,7 @@ export const TRAIN_FLAGS = {
   ...QUANT_FLAGS,
   'stream-frozen': { type: 'boolean', env: 'STREAM_FROZEN', help: 'keep frozen layers off the GPU: one layer-major pass reads each once from storage and caches every sample\'s (and eval window\'s) input of TRAIN_FROM' },
   'gpu-gib': { type: 'number', env: 'GPU_GIB', help: 'GPU memory to fit in, GiB: refuse (and suggest settings) when the memory plan exceeds it' },
+  'expert-chunk': { type: 'number', env: 'EXPERT_CHUNK', help: '4-bit: experts per chunk of a trained layer\'s f32 scratch (same results; default: all, or the largest chunk that fits --gpu-gib and the adapter)' },
 } as const;
 
 export function defaultTrainFrom(numLayers: number): number {
@@ -89,9 +90,13 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     frozenCacheN: num(f, 'frozen-cache-n') ?? trainSet.count, seed: num(f, 'seed')!, evalWindows: num(f, 'eval-windows') ?? null,
     keepAdamState: !!f['keep-adam-state'], perEntryStep: !!f['per-entry-step'], accumulatedReselect: !!f['accumulated-reselect'], trainShared,
     gpuBytes: num(f, 'gpu-gib') !== undefined ? Math.floor(num(f, 'gpu-gib')! * 2 ** 30) : undefined,
+    ...(num(f, 'expert-chunk') !== undefined ? { expertChunk: num(f, 'expert-chunk') } : {}),
   };
   // Refuse before loading anything onto the GPU (the Trainer checks again on the loaded weights).
-  if (settings.gpuBytes !== undefined) assertFits(spec, { ...planSettings(streamFrozen ? { ...settings, frozenCacheN: trainSet.count } : settings, trainSet.count), quantizeExperts: quantizeExperts ?? null, streamFrozen }, settings.gpuBytes);
+  if (settings.gpuBytes !== undefined) {
+    const ps = { ...planSettings(streamFrozen ? { ...settings, frozenCacheN: trainSet.count } : settings, trainSet.count), quantizeExperts: quantizeExperts ?? null, streamFrozen };
+    assertFits(spec, withExpertChunk(spec, settings.expertChunk !== undefined ? { ...ps, expertChunk: settings.expertChunk } : ps, settings.gpuBytes), settings.gpuBytes);
+  }
   const model = await openModel(gpu, modelDir, { trainFrom, quantizeExperts, trainShared, streamFrozen });
   if (resume) {
     // checkpoints from before these flags existed ran without them

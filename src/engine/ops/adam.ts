@@ -45,6 +45,11 @@ export interface SgdStep {
 export interface WeightTarget {
   dtype: 'f32' | 'bf16';
   offset?: number;
+  /**
+   * f32 only: just the entries whose index lies in [lo, hi), at offset + idx - lo (others untouched): one chunk of a
+   * tensor held in a smaller buffer (trainer.ts's expert chunks). Default all, at offset + idx.
+   */
+  range?: [lo: number, hi: number];
 }
 
 const WG = 256;
@@ -80,7 +85,9 @@ export function sgdParams(n: number, h: SgdStep, useGuard: boolean): ArrayBuffer
 }
 
 function targetParams(n: number, w: WeightTarget, useGuard: boolean): Uint32Array {
-  return Uint32Array.from([n, w.offset ?? 0, useGuard ? 1 : 0, 0]);
+  if (w.range && w.dtype !== 'f32') throw new Error('scatter/gather masters: an index range needs f32 weights');
+  const [lo, hi] = w.range ?? [0, 0xffffffff];
+  return Uint32Array.from([n, w.offset ?? 0, useGuard ? 1 : 0, lo, hi, 0, 0, 0]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -104,7 +111,7 @@ export function sparseAdamEntryT(enc: Encoder, master: GPUBuffer, m: GPUBuffer, 
 }
 
 /**
- * weights[offset + idx[j]] = master[j] for j < n (skipped when guard[0] != 0). bf16 weights: rounded to nearest even,
+ * weights[offset + idx[j] (- lo)] = master[j] for j < n (with w.range: only idx[j] in [lo, hi)) (skipped when guard[0] != 0). bf16 weights: rounded to nearest even,
  * the f32 master keeps the exact value. idx [n] sorted ascending and unique.
  */
 export function scatterMasters(enc: Encoder, weights: GPUBuffer, master: GPUBuffer, idx: GPUBuffer, guard: GPUBuffer | null, n: number, w: WeightTarget): void {
@@ -113,7 +120,7 @@ export function scatterMasters(enc: Encoder, weights: GPUBuffer, master: GPUBuff
   k.dispatch(enc, [idx, master, guard ?? idx, weights], [groups(n)], targetParams(n, w, guard !== null));
 }
 
-/** master[j] = weights[offset + idx[j]] (at selection / reselection, after grown entries were reset to W0). */
+/** master[j] = weights[offset + idx[j] (- lo)] (with w.range: only idx[j] in [lo, hi), the others untouched) (at selection / reselection, after grown entries were reset to W0). */
 export function gatherMasters(enc: Encoder, master: GPUBuffer, weights: GPUBuffer, idx: GPUBuffer, n: number, w: WeightTarget): void {
   if (n === 0) return;
   const k = kernel(enc.gpu, { name: 'adam.gather', code: gatherSrc, entryPoint: 'gather', constants: { WG, W_BF16: w.dtype === 'bf16' ? 1 : 0 } });

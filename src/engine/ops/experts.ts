@@ -37,6 +37,11 @@ export interface ExpertsDims {
   gateSz?: number;
   upSz?: number;
   downSz?: number;
+  /**
+   * Only the rows of experts e0..e1-1 (default all): the GEMMs skip other experts' row tiles and the weight bindings
+   * hold just these experts (expert e at slot e - e0). Running every chunk in turn gives the unchunked result bit for bit.
+   */
+  experts?: [e0: number, e1: number];
 }
 
 /** gate, up [E, IE, H]; down [E, H, IE] (each all experts of the layer, row-major). */
@@ -146,7 +151,8 @@ export function maxTilesOf(d: ExpertsDims): number {
 
 export function expertsParams(d: ExpertsDims): Uint32Array {
   const o = [d.gateOffset ?? 0, d.upOffset ?? 0, d.downOffset ?? 0];
-  return Uint32Array.from([d.H, d.IE, d.K, ...o, d.T, d.E, d.gateSz ?? 0, d.upSz ?? 0, d.downSz ?? 0, 0]);
+  const [e0, e1] = d.experts ?? [0, d.E];
+  return Uint32Array.from([d.H, d.IE, d.K, ...o, d.T, d.E, d.gateSz ?? 0, d.upSz ?? 0, d.downSz ?? 0, e0, e1, 0, 0, 0]);
 }
 
 function combineParams(T: number, H: number, K: number, weighted: boolean): Uint32Array {
@@ -238,7 +244,7 @@ export function expertsBackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer
 /**
  * Dense expert weight grads, accumulated (+=) unless accumulate is false: dGate, dUp [E, IE, H] = dG^T·x and dU^T·x
  * over each expert's rows; dDown [E, H, IE] = dY^T·A. Any of the three may be null. f32 outputs. accumulate 'abs': += |grad|
- * (importance sums, without a dense scratch).
+ * (importance sums, without a dense scratch). With d.experts = [e0, e1]: those experts only, expert e at slot e - e0.
  */
 export function expertsBackwardWeights(
   enc: Encoder,
@@ -251,12 +257,13 @@ export function expertsBackwardWeights(
   accumulate: boolean | 'abs' = true,
 ): void {
   const t = expertsTiling(enc.gpu);
+  const [e0, e1] = d.experts ?? [0, d.E];
   const k = kernel(enc.gpu, { name: 'experts.backward_weight', code: wSrc, entryPoint: 'backward_weight', constants: gemmConstants(enc.gpu, 'backward_weight', null) });
   // (left [R, N], right [*, C] gathered through rowPair when gather) -> out [E, N, C]
   const one = (out: Binding | null, left: GPUBuffer, right: GPUBuffer, N: number, C: number, gather: boolean) => {
     if (!out) return;
-    const p = Uint32Array.from([N, C, d.K, gather ? 1 : 0, accumulate === 'abs' ? 2 : accumulate ? 1 : 0, d.E, 0, 0]);
-    k.dispatch(enc, [left, right, route.rowPair, route.offsets, out], [Math.ceil(C / (8 * t.NX)), Math.ceil(N / 64), d.E], p);
+    const p = Uint32Array.from([N, C, d.K, gather ? 1 : 0, accumulate === 'abs' ? 2 : accumulate ? 1 : 0, d.E, e0, 0]);
+    k.dispatch(enc, [left, right, route.rowPair, route.offsets, out], [Math.ceil(C / (8 * t.NX)), Math.ceil(N / 64), e1 - e0], p);
   };
   one(dW.gate, g.dG, x, d.IE, d.H, true);
   one(dW.up, g.dU, x, d.IE, d.H, true);

@@ -7,6 +7,7 @@ import histSrc from '../../../shaders/topk.wgsl?raw';
 import selSrc from '../../../shaders/topk_select.wgsl?raw';
 import countSrc from '../../../shaders/topk_count.wgsl?raw';
 import compactSrc from '../../../shaders/topk_compact.wgsl?raw';
+import gatherSrc from '../../../shaders/topk_gather.wgsl?raw';
 
 /** u32 words of the workspace buffer topkSelect needs (histogram, state, per-chunk counts), whatever n. */
 export const TOPK_WORKSPACE_WORDS = 2056 + 2 * 1024;
@@ -47,4 +48,14 @@ export function topkSelect(enc: Encoder, indices: GPUBuffer, x: GPUBuffer, works
   const params = topkParams(n, k, DIGITS.length);
   count.dispatch(enc, [x, workspace], [params[5]!], params);
   compact.dispatch(enc, [x, workspace, indices], [params[5]!], params);
+}
+
+/**
+ * Candidates for a top-k over parts (train/chunked-topk.ts): outVal[dst + j] = x[pick[j]] (bits), outIdx[dst + j] =
+ * srcIdx[pick[j]] when srcIdx is given, else base + pick[j], for j < n. x f32, pick/srcIdx/outIdx u32.
+ */
+export function topkGather(enc: Encoder, outVal: GPUBuffer, outIdx: GPUBuffer, x: GPUBuffer, pick: GPUBuffer, srcIdx: GPUBuffer | null, n: number, dst: number, base = 0): void {
+  if (n === 0) return;
+  const k = kernel(enc.gpu, { name: 'topk.gather', code: gatherSrc, entryPoint: 'gather', constants: { WG } });
+  k.dispatch(enc, [x, pick, srcIdx ?? pick, outVal, outIdx], [Math.max(1, Math.min(65535, Math.ceil(n / WG)))], Uint32Array.from([n, dst, base, srcIdx ? 1 : 0]));
 }

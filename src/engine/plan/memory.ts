@@ -45,6 +45,11 @@ export interface PlanSettings {
    * training sample's frozen output is cached (set frozenCacheN to the sample count; planSettings does).
    */
   streamFrozen?: boolean;
+  /**
+   * 4-bit runs: experts per chunk of a trained layer's f32 scratch (its weights are materialized one chunk at a time;
+   * splitExperts balances the chunks). Default all experts (one chunk); chooseExpertChunk picks one for a budget.
+   */
+  expertChunk?: number;
 }
 
 export interface PlanItem {
@@ -88,11 +93,61 @@ export interface MemoryPlan {
   fits(gpuBytes: number): boolean;
 }
 
-/** Entries a 4-bit run's overlay must hold: k per selection (the first and each reselection's), at most numel. */
+/**
+ * Entries a 4-bit run's overlay must hold: the entries once trained and no longer active (the active ones are in the
+ * masters) = at most k per reselection, and at most numel - k.
+ */
 export function overlayCapacity(s: { frac: number; steps: number; reselectEvery: number }, numel: number): number {
   let selections = 1;
   for (let step = 2; s.reselectEvery > 0 && step <= s.steps; step++) if (isReselectStep(step, s.reselectEvery)) selections++;
-  return Math.min(numel, selections * activeCount(s.frac, numel));
+  const k = activeCount(s.frac, numel);
+  return Math.min(numel, selections * k) - k;
+}
+
+/**
+ * A layer's E experts in chunks of at most `chunk`: ceil(E / chunk) chunks as even as possible (the first ones one larger),
+ * [e0, e1) each. The scratch holds the first (largest) one.
+ */
+export function splitExperts(E: number, chunk = E): [number, number][] {
+  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`expert chunk must be a positive integer, got ${chunk}`);
+  const n = Math.ceil(E / Math.min(chunk, E));
+  const out: [number, number][] = [];
+  for (let c = 0, e0 = 0; c < n; c++) {
+    const e1 = e0 + Math.floor(E / n) + (c < E % n ? 1 : 0);
+    out.push([e0, e1]);
+    e0 = e1;
+  }
+  return out;
+}
+
+/** Experts the f32 scratch of a 4-bit run holds (the largest chunk). */
+export function scratchExperts(spec: ModelSpec, s: PlanSettings): number {
+  const [e0, e1] = splitExperts(spec.moe.numExperts, s.expertChunk)[0]!;
+  return e1 - e0;
+}
+
+/**
+ * 4-bit runs: the largest expert chunk (fewest chunks, i.e. the least re-reading of the 4-bit base) whose plan fits
+ * `gpuBytes` and whose gate|up scratch buffer fits `maxBuffer` bytes (the adapter's maxStorageBufferBindingSize /
+ * maxBufferSize); 1 when none does (the plan then says it does not fit). All experts when not 4-bit.
+ */
+export function chooseExpertChunk(spec: ModelSpec, s: PlanSettings, gpuBytes = Infinity, maxBuffer = Infinity): number {
+  const E = spec.moe.numExperts;
+  if (!s.quantizeExperts) return E;
+  const row = 2 * spec.moe.expertIntermediate * spec.hidden * 4; // one expert's gate|up in the scratch
+  for (let n = 1; n <= E; n++) {
+    const chunk = Math.ceil(E / n);
+    if (n > 1 && Math.ceil(E / (n - 1)) === chunk) continue;
+    if (chunk * row <= maxBuffer && planMemory(spec, { ...s, expertChunk: chunk }).fits(gpuBytes)) return chunk;
+  }
+  return 1;
+}
+
+/** `s` with the expert chunk chooseExpertChunk picks when it is not set and fewer than all experts are needed; else `s`. */
+export function withExpertChunk(spec: ModelSpec, s: PlanSettings, gpuBytes?: number, maxBuffer?: number): PlanSettings {
+  if (s.expertChunk !== undefined || !s.quantizeExperts) return s;
+  const chunk = chooseExpertChunk(spec, s, gpuBytes, maxBuffer);
+  return chunk < spec.moe.numExperts ? { ...s, expertChunk: chunk } : s;
 }
 
 /** Bytes createBuffer allocates for `size` bytes. */
@@ -213,7 +268,7 @@ function layerActsItems(it: Items, spec: ModelSpec, T: number, count: number, ki
 /** Forward(spec, {maxTokens: T}) beyond its LayerActs: residual, head, xent work, rope tables. */
 function forwardItems(it: Items, spec: ModelSpec, T: number): void {
   const H = spec.hidden;
-  layerActsItems(it, spec, T, 1);
+  // (its LayerActs: the first trained layer's, see TrainGraph)
   for (const [label, n] of [['resid', T * H], ['finalH', T * H], ['finalRstd', T], ['ids', T], ['targets', T], ['positions', T], ['rowLoss', T], ['rowLse', T]] as const) it.f32(label, 'activations', n);
   it.f32('xent.work', 'workspace', xentWorkElements({ T, H, V: spec.vocab, VC: XENT_CHUNK, wDtype: 'bf16', wOffset: 0 }));
   const rot = spec.rope.partialDim ?? spec.headDim;
@@ -232,7 +287,6 @@ function backwardItems(it: Items, spec: ModelSpec, T: number): void {
   f('dY', R * H);
   f('dG', R * IE);
   f('dU', R * IE);
-  f('dXr', R * H);
   const att = spec.attention;
   const w = attentionWidths(spec);
   const raw = att.kind === 'mha' && (att.qkNorm !== 'none' || att.clipQkv !== null);
@@ -276,11 +330,23 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
   if (s.perEntryStep) it.f32('adam.bias', 'optimizer', 2 * ((s.steps ?? 180) + 1));
   const n = moeTrained;
   const one = n > 0 ? 1 : 0;
-  it.f32('denseG', 'workspace', 2 * per, one);
-  it.f32('denseD', 'workspace', per, one);
+  const chunked = !!s.quantizeExperts && scratchExperts(spec, s) < E;
+  if (chunked) {
+    // one chunk's dense gradient and the exact top-k over chunks (train/chunked-topk.ts): running sets, merger
+    const kG = activeCount(s.frac, 2 * per), kD = activeCount(s.frac, per);
+    it.f32('dense.chunk.gate|up|down', 'workspace', scratchExperts(spec, s) * IE * H, 3 * one);
+    it.f32('topk.run.gate|up.val|idx', 'workspace', kG, 4 * one);
+    it.f32('topk.run.down.val|idx', 'workspace', kD, 2 * one);
+    it.f32('topk.cand.val|idx', 'workspace', 2 * kG, 2 * one);
+    it.f32('topk.pick', 'workspace', kG, one);
+  } else {
+    it.f32('denseG', 'workspace', 2 * per, one);
+    it.f32('denseD', 'workspace', per, one);
+  }
   if (s.quantizeExperts) {
-    it.f32('experts.scratch.gate_up', 'workspace', 2 * per, one);
-    it.f32('experts.scratch.down', 'workspace', per, one);
+    const chunk = scratchExperts(spec, s) * IE * H; // one role of the largest expert chunk
+    it.f32('experts.scratch.gate_up', 'workspace', 2 * chunk, one);
+    it.f32('experts.scratch.down', 'workspace', chunk, one);
   } else {
     // The Trainer moves gate and up into one [2, E, IE, H] buffer (the loaded f32 gate/up buffers are freed).
     it.f32('L.gate_up', 'weights', 2 * per, n);
@@ -346,6 +412,10 @@ function checkSettings(spec: ModelSpec, s: PlanSettings): void {
   for (const k of ['microbatch', 'seq'] as const) if (!Number.isInteger(s[k]) || s[k] < 1) throw new RangeError(`${k} must be a positive integer, got ${s[k]}`);
   if (!(s.frac > 0 && s.frac <= 1)) throw new RangeError(`frac must be in (0, 1], got ${s.frac}`);
   if (!Number.isInteger(s.frozenCacheN) || s.frozenCacheN < 0) throw new RangeError(`frozen-cache-n must be a non-negative integer, got ${s.frozenCacheN}`);
+  if (s.expertChunk !== undefined) {
+    if (!Number.isInteger(s.expertChunk) || s.expertChunk < 1) throw new RangeError(`expert-chunk must be a positive integer, got ${s.expertChunk}`);
+    if (!s.quantizeExperts && s.expertChunk < spec.moe.numExperts) throw new RangeError('expert-chunk applies to 4-bit experts (--quantize-experts) only');
+  }
 }
 
 /** Every GPU buffer of a training run; `residentLayers` = the layers whose weights are loaded (default all). */
@@ -403,7 +473,9 @@ export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
   const per = spec.moe.numExperts * spec.moe.expertIntermediate * spec.hidden;
   const moeTrained = spec.layers.filter((l) => l.index >= s.trainFrom && l.mlp === 'moe').length;
   // Importance scores: group layers' worth, or none beyond the dense scratch when layers go one at a time.
-  const group = Math.min(moeTrained, Math.max(1, s.importanceGroup ?? (s.quantizeExperts ? 1 : moeTrained)));
+  // (dense gradient in expert chunks: one layer at a time, its scores per chunk)
+  const chunked = !!s.quantizeExperts && scratchExperts(spec, s) < spec.moe.numExperts;
+  const group = chunked ? 1 : Math.min(moeTrained, Math.max(1, s.importanceGroup ?? (s.quantizeExperts ? 1 : moeTrained)));
   const transient = (group > 1 ? group * bufBytes(2 * per * 4) + group * bufBytes(per * 4) : 0) + sharedImportanceBytes(spec, s, moeTrained);
   let staging = 0;
   if (streamed) for (let L = 0; L < s.trainFrom; L++) staging = Math.max(staging, frozenLayerBytes(spec, s, L));
@@ -451,7 +523,7 @@ export class PlanError extends Error {
     const GiB = 2 ** 30;
     const g = (b: number) => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
     const s = plan.settings;
-    const what = (x: PlanSettings) => `train-from ${x.trainFrom}, microbatch ${x.microbatch}, seq ${x.seq}, frozen-cache-n ${x.frozenCacheN}${x.quantizeExperts ? `, 4-bit experts (group ${x.quantizeExperts.groupSize})` : ''}`;
+    const what = (x: PlanSettings) => `train-from ${x.trainFrom}, microbatch ${x.microbatch}, seq ${x.seq}, frozen-cache-n ${x.frozenCacheN}${x.quantizeExperts ? `, 4-bit experts (group ${x.quantizeExperts.groupSize}${x.expertChunk ? `, in chunks of ${x.expertChunk}` : ''})` : ''}`;
     super(
       `this run needs ${g(plan.peak)} of GPU memory (${what(s)}); the GPU has ${g(gpuBytes)}. ` +
         (suggestion ? `Settings that fit: ${what(suggestion)}.` : s.quantizeExperts ? 'No settings of this design fit.' : 'No unquantized settings fit; try --quantize-experts.'),

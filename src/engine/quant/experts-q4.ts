@@ -95,13 +95,19 @@ export function uploadExpertsQ4(gpu: GpuContext, spec: ModelSpec, L: number, G: 
 
 /**
  * Dequantizes a layer's 4-bit experts into f32: gu [2·E·IE·H] = gate then up (the trainer's G index space), down
- * [E·H·IE] (D). The f32 values are exactly the ones the fused kernels compute in registers.
+ * [E·H·IE] (D). The f32 values are exactly the ones the fused kernels compute in registers. With `chunk`, only experts
+ * e0..e1-1: their gate rows at gu[0..], up rows at gu[upAt..], down rows at down[0..] (expert e at slot e - e0).
  */
-export function dequantizeExperts(enc: Encoder, gu: GPUBuffer, down: GPUBuffer, ex: ExpertWeights, spec: ModelSpec): void {
+export function dequantizeExperts(enc: Encoder, gu: GPUBuffer, down: GPUBuffer, ex: ExpertWeights, spec: ModelSpec, chunk?: { experts: [number, number]; upAt: number }): void {
   const { numExperts: E, expertIntermediate: IE } = spec.moe;
   const H = spec.hidden;
   const G = ex.gate.q4!.G;
   const lay = q4ExpertLayouts(spec, G);
-  dequantize(enc, gu, codes(ex.gate.buf, lay.gateUp), table(ex.gate.buf, lay.gateUp), { rows: 2 * E * IE, K: H, G });
-  dequantize(enc, down, codes(ex.down.buf, lay.down), table(ex.down.buf, lay.down), { rows: E * H, K: IE, G });
+  const [e0, e1] = chunk?.experts ?? [0, E];
+  const n = e1 - e0;
+  if (!(0 <= e0 && e0 < e1 && e1 <= E)) throw new RangeError(`dequantizeExperts: experts ${e0}..${e1} outside 0..${E}`);
+  const cg = codes(ex.gate.buf, lay.gateUp), tg = table(ex.gate.buf, lay.gateUp);
+  dequantize(enc, gu, cg, tg, { rows: n * IE, K: H, G, rowOffset: e0 * IE });
+  dequantize(enc, gu, cg, tg, { rows: n * IE, K: H, G, rowOffset: (E + e0) * IE, outOffset: chunk?.upAt ?? E * IE * H });
+  dequantize(enc, down, codes(ex.down.buf, lay.down), table(ex.down.buf, lay.down), { rows: n * H, K: IE, G, rowOffset: e0 * H });
 }

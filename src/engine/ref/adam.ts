@@ -34,12 +34,14 @@ export function sparseAdamEntryT(master: Float64Array, m: Float64Array, v: Float
   }
 }
 
-/** weights[offset + idx[j]] = master[j]. f32 target: Float64Array of values; bf16 target: Uint32Array of packed words. */
+/** weights[offset + idx[j] (- lo)] = master[j] (w.range: idx in [lo, hi) only). f32 target: Float64Array of values; bf16 target: Uint32Array of packed words. */
 export function scatterMasters(weights: Float64Array | Uint32Array, master: Arr, idx: Arr, guard: Guard, n: number, w: WeightTarget): void {
   if (skip(guard)) return;
   const off = w.offset ?? 0;
+  const [lo, hi] = w.range ?? [0, Infinity];
   for (let j = 0; j < n; j++) {
-    const i = off + idx[j]!;
+    if (w.range && (idx[j]! < lo || idx[j]! >= hi)) continue;
+    const i = off + idx[j]! - lo;
     if (w.dtype === 'f32') weights[i] = master[j]!;
     else {
       const sh = 16 * (i & 1);
@@ -48,11 +50,13 @@ export function scatterMasters(weights: Float64Array | Uint32Array, master: Arr,
   }
 }
 
-/** master[j] = weights[offset + idx[j]] (f32 values, or packed bf16 words). */
+/** master[j] = weights[offset + idx[j] (- lo)] (w.range: idx in [lo, hi) only; f32 values, or packed bf16 words). */
 export function gatherMasters(master: Float64Array, weights: Float64Array | Uint32Array, idx: Arr, n: number, w: WeightTarget): void {
   const off = w.offset ?? 0;
+  const [lo, hi] = w.range ?? [0, Infinity];
   for (let j = 0; j < n; j++) {
-    const i = off + idx[j]!;
+    if (w.range && (idx[j]! < lo || idx[j]! >= hi)) continue;
+    const i = off + idx[j]! - lo;
     if (w.dtype === 'f32') master[j] = weights[i]!;
     else master[j] = bf16ToF32(weights[i >> 1]! >>> (16 * (i & 1)));
   }

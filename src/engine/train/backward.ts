@@ -16,7 +16,7 @@ import { rmsnormBackward } from '../ops/rmsnorm.ts';
 import { ropeBackward } from '../ops/rope.ts';
 import { attentionBackward } from '../ops/attention.ts';
 import { routerBackward, routerLogitsBackward } from '../ops/router.ts';
-import { expertsBackward, expertsBackwardWeights } from '../ops/experts.ts';
+import { expertsBackward, expertsBackwardAct, expertsBackwardCombine, expertsBackwardInput, expertsBackwardWeights, expertsCombine } from '../ops/experts.ts';
 import { sparseGradDown, sparseGradGateUp } from '../ops/sparse_grad.ts';
 import { xentBackward } from '../ops/xent.ts';
 import { addInPlace, clampBackward, siluMulBackward } from '../ops/elementwise.ts';
@@ -44,7 +44,6 @@ export class BackwardWork {
   readonly dY: GPUBuffer; // [R, H]
   readonly dG: GPUBuffer; // [R, IE]
   readonly dU: GPUBuffer; // [R, IE]
-  readonly dXr: GPUBuffer; // [R, H]
   readonly dO: GPUBuffer; // [T, NH*D]  (MLA: [T, NH*DV])
   readonly dq: GPUBuffer; // [T, NH*D]
   readonly dk: GPUBuffer; // [T, NKV*D]  (MLA: [T, NH*D])
@@ -71,7 +70,6 @@ export class BackwardWork {
     this.dY = f('dY', R * H);
     this.dG = f('dG', R * IE);
     this.dU = f('dU', R * IE);
-    this.dXr = f('dXr', R * H);
     const att = spec.attention;
     const w = attentionWidths(spec);
     const raw = att.kind === 'mha' && (att.qkNorm !== 'none' || att.clipQkv !== null);
@@ -206,8 +204,19 @@ function moeBackward(enc: Encoder, f: Forward, lw: LayerWeights, a: LayerActs, w
   const d = expertDims(s, T, ex.gate.dtype, ex);
   const w = { gate: ex.gate.buf, up: ex.up.buf, down: ex.down.buf };
   const route = { offsets: a.offsets, slot: a.slot, rowPair: a.rowPair, tiles: a.tiles };
-  const g = { dY: wk.dY, dG: wk.dG, dU: wk.dU, dXr: wk.dXr };
-  expertsBackward(enc, wk.dHn, wk.dTopW, g, wk.dResid, w, a.topW, a, route, d);
+  const g = { dY: wk.dY, dG: wk.dG, dU: wk.dU, dXr: a.Y }; // dXr over the saved Y: read (dTopW) before it is written
+  const ch = lw.expertChunks;
+  if (!ch) expertsBackward(enc, wk.dHn, wk.dTopW, g, wk.dResid, w, a.topW, a, route, d);
+  else {
+    // one chunk of experts at a time (see Forward.moe); the combines read no weights
+    expertsBackwardCombine(enc, wk.dTopW, g.dY, wk.dResid, a.Y, a.topW, route, d);
+    ch.ranges.forEach((experts, c) => {
+      ch.load(enc, c);
+      expertsBackwardAct(enc, g.dG, g.dU, g.dY, w, a.G, a.U, route, { ...d, experts });
+      expertsBackwardInput(enc, g.dXr, g.dG, g.dU, w, route, { ...d, experts });
+    });
+    expertsCombine(enc, wk.dHn, g.dXr, route.slot, null, T, s.hidden, m.topK);
+  }
   routerBackward(enc, wk.dLogits, wk.dTopW, a.topIdx, a.probs, {
     T, E: m.numExperts, K: m.topK, scoring: m.scoring, nGroup: m.nGroup, topkGroup: m.topkGroup, normTopkProb: m.normTopkProb, routedScalingFactor: m.routedScalingFactor,
   });

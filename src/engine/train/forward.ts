@@ -15,7 +15,7 @@ import { ropeForward, ropeTables } from '../ops/rope.ts';
 import { ATTENTION_TILES, attentionForward, type AttentionDims, type AttentionTiles } from '../ops/attention.ts';
 import { routerForward, routerLogits } from '../ops/router.ts';
 import { moeRoute } from '../ops/moe_route.ts';
-import { EXPERT_TILE_M, expertsForward, maxTilesOf, type ExpertsDims } from '../ops/experts.ts';
+import { EXPERT_TILE_M, expertsCombine, expertsDown, expertsForward, expertsGateUp, maxTilesOf, type ExpertsDims } from '../ops/experts.ts';
 import { embeddingForward } from '../ops/embedding.ts';
 import { xentForward, xentWorkElements, XENT_IGNORE, type XentDims } from '../ops/xent.ts';
 import { addInPlace, clamp, siluMul } from '../ops/elementwise.ts';
@@ -31,6 +31,11 @@ export interface ForwardOptions {
   maxTokens: number;
   /** Attention kernel tiles for every sequence length (default: Forward.tiles' choice by length). */
   attentionTiles?: AttentionTiles;
+  /**
+   * Activations of forward-only layers to reuse instead of allocating (TrainGraph: its first trained layer's, free
+   * whenever frozen layers, evaluation or the layer-major pass run: before that layer's forward or outside a pass).
+   */
+  acts?: LayerActs;
 }
 
 /** Widths per token of the attention buffers: q/k [NH*D | NKV*D], v and o [NKV*DV | NH*DV]. */
@@ -162,14 +167,12 @@ export class Forward {
   readonly sin: GPUBuffer;
   readonly rotDim: number;
   readonly xentWork: GPUBuffer; // logits chunk [T, VC] + running stats [T, 2]
-  /** Recorded before each layer's forward (and by TrainGraph before its backward): the trainer's 4-bit materialization. */
-  beforeLayer: ((enc: Encoder, L: number) => void) | null = null;
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly w: ModelWeights, readonly opts: ForwardOptions) {
     const T = opts.maxTokens;
     const H = spec.hidden;
     const f = (label: string, n: number, kind = 'activations') => createBuffer(gpu, { label, size: n * 4, kind });
-    this.acts = new LayerActs(gpu, spec, T);
+    this.acts = opts.acts ?? new LayerActs(gpu, spec, T);
     this.resid = f('resid', T * H);
     this.finalH = f('finalH', T * H);
     this.finalRstd = f('finalRstd', T);
@@ -209,7 +212,6 @@ export class Forward {
   /** One decoder layer on the residual stream `x` [T, H] (in place), saving into `a`. */
   layer(enc: Encoder, L: number, x: GPUBuffer, a: LayerActs, batch: number, seq: number): void {
     const s = this.spec;
-    this.beforeLayer?.(enc, L);
     const lw: LayerWeights = this.w.layers[L]!;
     const t = lw.t;
     const T = batch * seq;
@@ -299,8 +301,18 @@ export class Forward {
       T, E: m.numExperts, K: m.topK, scoring: m.scoring, nGroup: m.nGroup, topkGroup: m.topkGroup, normTopkProb: m.normTopkProb, routedScalingFactor: m.routedScalingFactor,
     });
     moeRoute(enc, a.counts, a.offsets, a.slot, a.rowPair, a.tiles, a.topIdx, { T, K: m.topK, E: m.numExperts, tileM: EXPERT_TILE_M });
-    expertsForward(enc, a.mlpOut, a, a.hn, { gate: ex.gate.buf, up: ex.up.buf, down: ex.down.buf }, a.topW,
-      { offsets: a.offsets, slot: a.slot, rowPair: a.rowPair, tiles: a.tiles }, expertDims(s, T, ex.gate.dtype, ex));
+    const w = { gate: ex.gate.buf, up: ex.up.buf, down: ex.down.buf };
+    const route = { offsets: a.offsets, slot: a.slot, rowPair: a.rowPair, tiles: a.tiles };
+    const d = expertDims(s, T, ex.gate.dtype, ex);
+    const ch = lw.expertChunks;
+    if (!ch) return expertsForward(enc, a.mlpOut, a, a.hn, w, a.topW, route, d);
+    // one chunk of experts at a time: each GEMM writes only its chunk's rows, so the rows end as in one pass
+    ch.ranges.forEach((experts, c) => {
+      ch.load(enc, c);
+      expertsGateUp(enc, a, a.hn, w, route, { ...d, experts });
+      expertsDown(enc, a.Y, a.A, w, route, { ...d, experts });
+    });
+    expertsCombine(enc, a.mlpOut, a.Y, a.slot, a.topW, T, s.hidden, m.topK);
   }
 
   /** Final norm + chunked lm_head cross-entropy: per-row loss and lse. */

@@ -25,12 +25,13 @@ export class TrainGraph {
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, weights: ModelWeights, readonly trainFrom: number, readonly maxTokens: number) {
     if (trainFrom < 0 || trainFrom >= spec.numLayers) throw new Error(`train-from ${trainFrom} outside 0..${spec.numLayers - 1}`);
-    this.fwd = new Forward(gpu, spec, weights, { maxTokens });
     this.trained = Array.from({ length: spec.numLayers - trainFrom }, (_, i) => trainFrom + i);
     for (const L of this.trained) {
       this.acts.push(new LayerActs(gpu, spec, maxTokens));
       this.xIn.push(createBuffer(gpu, { label: `xIn${L}`, size: maxTokens * spec.hidden * 4, kind: 'activations' }));
     }
+    // frozen layers' forward and evaluation reuse the first trained layer's activations (free at those times)
+    this.fwd = new Forward(gpu, spec, weights, { maxTokens, acts: this.acts[0] });
     this.work = new BackwardWork(gpu, spec, maxTokens);
   }
 
@@ -100,7 +101,6 @@ export class TrainGraph {
     await phase('trained_forward');
     headBackward(enc, f, this.work, T, (o.gradScale ?? 1) / Math.max(1, valid), o.frozenGrads ?? null);
     for (let i = this.trained.length - 1; i >= 0; i--) {
-      f.beforeLayer?.(enc, this.trained[i]!);
       layerBackward(enc, f, this.trained[i]!, this.xIn[i]!, this.acts[i]!, this.work, batch, seq, o.dRouters[i] ?? null, o.modes[i]!, o.frozenGrads ?? null);
       o.afterBackward?.(enc, this.trained[i]!);
     }

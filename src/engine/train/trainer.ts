@@ -14,12 +14,15 @@ import { readWeight, type ExpertWeights, type ModelWeights } from './weights.ts'
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { decodeF32 } from '../io/dtype.ts';
 import { dequantizeExperts } from '../quant/experts-q4.ts';
-import { assertFits, overlayCapacity, type PlanSettings } from '../plan/memory.ts';
+import { assertFits, overlayCapacity, splitExperts, withExpertChunk, type PlanSettings } from '../plan/memory.ts';
 import { TrainGraph } from './graph.ts';
 import { FrozenCache } from './frozen-cache.ts';
 import type { ExpertGradMode } from './backward.ts';
 import { activeCount, isReselectStep, learningRate } from './schedule.ts';
 import { topkSelect, TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
+import { expertsBackwardWeights } from '../ops/experts.ts';
+import { expertDims } from './forward.ts';
+import { RunningTopk, TopkMerger } from './chunked-topk.ts';
 import { adamBiasTable, checkFinite, gatherMasters, routerSgd, scatterMasters, sparseAdam, sparseAdamEntryT } from '../ops/adam.ts';
 import { hasSharedState, SharedTraining } from './shared-train.ts';
 import { evaluateFromStore, type WindowStore } from './frozen-pass.ts';
@@ -55,13 +58,22 @@ export interface TrainSettings {
    * microbatches (the step's own + N_IMPORTANCE - 1 drawn like the first importance pass) instead of the step's one.
    */
   accumulatedReselect?: boolean;
-  /** Trained layers whose importance scores exist at once (default all; 1 with 4-bit experts); each group reruns the passes. */
+  /**
+   * Trained layers whose importance scores exist at once (default all; 1 with 4-bit experts); each group reruns the passes.
+   * With experts in several chunks: always 1 (each chunk of each layer reruns them).
+   */
   importanceGroup?: number;
   /**
    * GPU memory the run must fit (WebGPU does not report it): when set, the Trainer refuses settings whose memory plan
    * exceeds it, with a PlanError that proposes settings that fit.
    */
   gpuBytes?: number;
+  /**
+   * 4-bit experts: experts per chunk of the f32 scratch a trained layer's weights are materialized into, one chunk at a
+   * time (results are the same for every chunk size). Default: all experts, or with gpuBytes the largest chunk that fits
+   * (plan/memory.ts chooseExpertChunk); either way within the adapter's largest buffer binding.
+   */
+  expertChunk?: number;
 }
 
 /** A fixed set of SEQ-token samples: ids and next-token targets, sample-major. */
@@ -87,13 +99,13 @@ class Selection {
   host: Uint32Array = new Uint32Array(0); // CPU copy of idx
   touched: Uint32Array = new Uint32Array(0); // every index ever active (sorted)
   /**
-   * 4-bit base only: the touched entries' values on the GPU (idx, val [cap], the first n used; active entries' values
-   * are in `master`), cap = every entry the run's reselections can touch.
+   * 4-bit base only: the values of the entries once trained and no longer active on the GPU (idx, val [cap], the first n
+   * used; the active entries' values are in `master`), cap = every entry the run's reselections can drop.
    */
   readonly overlay: { idx: GPUBuffer; val: GPUBuffer; cap: number; n: number } | null = null;
-  constructor(gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number, overlayCap: number, perEntryStep: boolean) {
+  constructor(gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number, overlayCap: number | null, perEntryStep: boolean) {
     const f = (label: string, kind: string, n = k) => createBuffer(gpu, { label: `${name}.${label}`, size: n * 4, kind });
-    if (overlayCap) this.overlay = { idx: f('overlay.idx', 'masters', overlayCap), val: f('overlay.val', 'masters', overlayCap), cap: overlayCap, n: 0 };
+    if (overlayCap !== null) this.overlay = { idx: f('overlay.idx', 'masters', overlayCap), val: f('overlay.val', 'masters', overlayCap), cap: overlayCap, n: 0 };
     this.idx = f('idx', 'masters');
     this.master = f('master', 'masters');
     this.m = f('m', 'optimizer');
@@ -107,7 +119,7 @@ interface LayerState {
   layer: number;
   /**
    * Current expert weights, f32: gu = [gate | up] ([2, E, IE, H], the G index space), down = [E, H, IE] (D). With a
-   * 4-bit base these are the Trainer's one shared scratch, valid only right after materialize(this layer).
+   * 4-bit base these are the Trainer's one shared scratch, valid only right after loadChunk (one chunk of experts).
    */
   gu: GPUBuffer;
   down: GPUBuffer;
@@ -128,6 +140,7 @@ export function planSettings(s: TrainSettings, samples: number, weights?: ModelW
     trainFrom: s.trainFrom, microbatch: s.microbatch, seq: s.seq, frac: s.frac, frozenCacheN: Math.min(s.frozenCacheN, samples),
     quantizeExperts: q4 ? { groupSize: q4.G } : null, steps: s.steps, reselectEvery: s.reselectEvery, importanceGroup: s.importanceGroup,
     trainShared: !!s.trainShared, perEntryStep: !!s.perEntryStep, streamFrozen: !!weights?.layers.some((l) => l.streamed),
+    ...(q4 && s.expertChunk !== undefined ? { expertChunk: s.expertChunk } : {}),
   };
 }
 
@@ -234,8 +247,18 @@ export class Trainer {
   /** Dense expert-gradient scratch shared by all layers (each layer's is consumed right after its backward): [2·per], [per]. */
   readonly denseG: GPUBuffer | null = null;
   readonly denseD: GPUBuffer | null = null;
-  /** 4-bit experts: the one f32 scratch every trained layer's current weights are materialized into ([2·per], [per]). */
-  readonly scratch: { gu: GPUBuffer; down: GPUBuffer } | null = null;
+  /**
+   * Instead of denseG/denseD when a layer's experts come in several chunks: one chunk's dense gradient (gate, up, down
+   * [cap·IE·H] each) and the exact top-k over chunks (running sets of gate, up and down, one merger).
+   */
+  readonly denseChunk: { gate: GPUBuffer; up: GPUBuffer; down: GPUBuffer; runGate: RunningTopk; runUp: RunningTopk; runDown: RunningTopk; merger: TopkMerger } | null = null;
+  /**
+   * 4-bit experts: the one f32 scratch every trained layer's current weights are materialized into, one chunk of experts
+   * at a time: gu = [gate | up] of `cap` experts each ([2, cap, IE, H]), down [cap, H, IE].
+   */
+  readonly scratch: { gu: GPUBuffer; down: GPUBuffer; cap: number } | null = null;
+  /** The expert chunks [e0, e1) of a trained layer (one chunk = all experts unless 4-bit with a smaller expertChunk). */
+  readonly chunks: [number, number][];
   /** perEntryStep: Adam's bias corrections by step count, [2·(steps + 1)] (adamBiasTable). */
   readonly adamBias: GPUBuffer | null = null;
   /** Eval sets whose inputs of layer trainFrom are stored (frozen-pass.ts): evaluate runs only the trained layers. */
@@ -245,8 +268,11 @@ export class Trainer {
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
     if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
-    this.planned = planSettings(s, data.count, weights);
+    const lim = gpu.device.limits;
+    this.planned = withExpertChunk(spec, planSettings(s, data.count, weights), s.gpuBytes, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
     if (s.gpuBytes !== undefined) assertFits(spec, this.planned, s.gpuBytes);
+    if (s.expertChunk !== undefined && !this.planned.quantizeExperts && s.expertChunk < spec.moe.numExperts) throw new Error('expertChunk applies to 4-bit experts (quantizeExperts) only');
+    this.chunks = splitExperts(spec.moe.numExperts, this.planned.expertChunk);
     this.T = s.microbatch * s.seq;
     this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T);
     this.streamed = weights.layers.some((l) => l.streamed);
@@ -272,14 +298,27 @@ export class Trainer {
     const moeLayers = this.graph.trained.filter((L) => spec.layers[L]!.mlp === 'moe');
     if (moeLayers.length) {
       if ((per * 4) % gpu.device.limits.minStorageBufferOffsetAlignment) throw new Error(`expert tensor of ${per} elements is not aligned for a buffer binding`);
-      this.denseG = createBuffer(gpu, { label: 'denseG', size: 2 * per * 4, kind: 'workspace' });
-      this.denseD = createBuffer(gpu, { label: 'denseD', size: per * 4, kind: 'workspace' });
-      if (weights.layers[moeLayers[0]!]!.experts!.gate.dtype === 'q4') {
-        this.scratch = {
-          gu: createBuffer(gpu, { label: 'experts.scratch.gate_up', size: 2 * per * 4, kind: 'workspace' }),
-          down: createBuffer(gpu, { label: 'experts.scratch.down', size: per * 4, kind: 'workspace' }),
+      if (this.chunks.length > 1) {
+        const n = (this.chunks[0]![1] - this.chunks[0]![0]) * IE * H;
+        const kG = activeCount(s.frac, 2 * per), kD = activeCount(s.frac, per);
+        const b = (label: string) => createBuffer(gpu, { label, size: n * 4, kind: 'workspace' });
+        this.denseChunk = {
+          gate: b('dense.chunk.gate'), up: b('dense.chunk.up'), down: b('dense.chunk.down'),
+          runGate: new RunningTopk(gpu, kG, 'topk.run.gate'), runUp: new RunningTopk(gpu, kG, 'topk.run.up'), runDown: new RunningTopk(gpu, kD, 'topk.run.down'),
+          merger: new TopkMerger(gpu, kG, this.topkWork),
         };
+      } else {
+        this.denseG = createBuffer(gpu, { label: 'denseG', size: 2 * per * 4, kind: 'workspace' });
+        this.denseD = createBuffer(gpu, { label: 'denseD', size: per * 4, kind: 'workspace' });
       }
+      if (weights.layers[moeLayers[0]!]!.experts!.gate.dtype === 'q4') {
+        const cap = this.chunks[0]![1] - this.chunks[0]![0];
+        this.scratch = {
+          gu: createBuffer(gpu, { label: 'experts.scratch.gate_up', size: 2 * cap * IE * H * 4, kind: 'workspace' }),
+          down: createBuffer(gpu, { label: 'experts.scratch.down', size: cap * IE * H * 4, kind: 'workspace' }),
+          cap,
+        };
+      } else if (this.chunks.length > 1) throw new Error('expertChunk applies to 4-bit experts only');
     }
     for (const L of moeLayers) {
       const lw = weights.layers[L]!;
@@ -305,26 +344,21 @@ export class Trainer {
         down = ex.down.buf;
         base = { kind: 'f32', gu: baseGu, down: baseDown };
       }
-      lw.experts = { gate: { buf: gu, dtype: 'f32', shape: ex.gate.shape, offset: 0 }, up: { buf: gu, dtype: 'f32', shape: ex.up.shape, offset: per }, down: { buf: down, dtype: 'f32', shape: ex.down.shape, offset: 0 } };
+      const upAt = this.scratch ? this.scratch.cap * IE * H : per;
+      lw.experts = { gate: { buf: gu, dtype: 'f32', shape: ex.gate.shape, offset: 0 }, up: { buf: gu, dtype: 'f32', shape: ex.up.shape, offset: upAt }, down: { buf: down, dtype: 'f32', shape: ex.down.shape, offset: 0 } };
       this.layers.push({
         layer: L,
         gu,
         down,
         base,
-        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per), this.scratch ? overlayCapacity(s, 2 * per) : 0, !!s.perEntryStep),
-        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per), this.scratch ? overlayCapacity(s, per) : 0, !!s.perEntryStep),
+        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per), this.scratch ? overlayCapacity(s, 2 * per) : null, !!s.perEntryStep),
+        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per), this.scratch ? overlayCapacity(s, per) : null, !!s.perEntryStep),
         router: lw.t.router!.buf,
         dRouter: f('dRouter', E * H, 'workspace'),
         routerBuf: f('routerBuf', E * H, 'optimizer'),
       });
     }
-    if (this.scratch) {
-      const byLayer = new Map(this.layers.map((l) => [l.layer, l]));
-      this.graph.fwd.beforeLayer = (e, L) => {
-        const l = byLayer.get(L);
-        if (l) this.materialize(e, l);
-      };
-    }
+    if (this.scratch) for (const l of this.layers) weights.layers[l.layer]!.expertChunks = { ranges: this.chunks, load: (e, c) => this.loadChunk(e, l, c) };
     enc.submit();
     // The loaded gate/up buffers were copied into gu by the submitted work; WebGPU frees them once it has run.
     for (const b of retired) b.destroy();
@@ -418,7 +452,7 @@ export class Trainer {
    */
   private async rankByImportance(importanceSamples: number[][]): Promise<void> {
     this.shared?.startImportance();
-    // A reselection on a 4-bit base: materialize() places the masters at idx until select(), so the new sets wait aside.
+    // A reselection on a 4-bit base: loadChunk() places the masters at idx until select(), so the new sets wait aside.
     const waiting = new Map<Selection, GPUBuffer>();
     const dest = (sel: Selection): GPUBuffer => {
       if (!this.scratch || !sel.host.length) return sel.idx;
@@ -426,8 +460,9 @@ export class Trainer {
       if (!b) waiting.set(sel, (b = createBuffer(this.gpu, { label: `${sel.name}.idx.new`, size: sel.k * 4, kind: 'workspace' })));
       return b;
     };
-    const group = Math.max(1, this.s.importanceGroup ?? (this.scratch ? 1 : this.layers.length));
-    for (let g0 = 0; g0 < this.layers.length; g0 += group) {
+    if (this.denseChunk) await this.chunkedImportance(importanceSamples, dest);
+    const group = this.denseChunk ? this.layers.length : Math.max(1, this.s.importanceGroup ?? (this.scratch ? 1 : this.layers.length));
+    for (let g0 = 0; !this.denseChunk && g0 < this.layers.length; g0 += group) {
       const part = this.layers.slice(g0, g0 + group);
       const shared = group === 1;
       const imp = new Map<LayerState, [GPUBuffer, GPUBuffer]>(part.map((l) => [l, shared
@@ -462,6 +497,85 @@ export class Trainer {
     for (const b of waiting.values()) b.destroy();
   }
 
+  /**
+   * Importance with the dense gradient in chunks of experts: per layer, per chunk, Σ|grad| of that chunk's experts over
+   * the microbatches (each chunk reruns them: N_IMPORTANCE passes per chunk and layer, and no memory beyond one chunk's
+   * gradient, where keeping every microbatch's per-row gradients and inputs of a layer instead would take
+   * N_IMPORTANCE·T·K·(3·IE + H)·4 bytes), offered to the exact top-k over chunks; the new sets go to dest(sel).
+   */
+  private async chunkedImportance(importanceSamples: number[][], dest: (sel: Selection) => GPUBuffer): Promise<void> {
+    const dc = this.denseChunk!;
+    for (const [i, l] of this.layers.entries()) {
+      for (let c = 0; c < this.chunks.length; c++) {
+        let enc = new Encoder(this.gpu, 'importance.clear');
+        for (const b of [dc.gate, dc.up, dc.down]) enc.clear(b);
+        enc.submit();
+        for (const samples of importanceSamples) {
+          await this.chunkedPass(samples, [l], (e) => this.denseChunkGrads(e, l, c, 'abs'));
+          if (i === 0 && c === 0 && this.shared) {
+            // shared experts: their |grad| from the first layer's first chunk's passes (every pass computes it)
+            const e = new Encoder(this.gpu, 'shared.importance');
+            this.shared.addImportance(e);
+            e.submit();
+          }
+        }
+        enc = new Encoder(this.gpu, 'select.topk');
+        this.offerChunk(enc, l, c);
+        enc.submit();
+      }
+      const enc = new Encoder(this.gpu, 'select.topk');
+      this.finishTopk(enc, l, dest);
+      enc.submit();
+      await this.gpu.device.queue.onSubmittedWorkDone();
+    }
+  }
+
+  /**
+   * One pass on `samples` with no expert weight gradients in the backward (per-row gradients only); `consume` is recorded
+   * right after each of `layers`' backward, while its per-row gradients are still in the backward workspace.
+   */
+  private async chunkedPass(samples: number[], layers: LayerState[], consume: (enc: Encoder, l: LayerState) => void): Promise<number> {
+    const { ids, targets } = this.batch(samples);
+    const r = await this.graph.pass(ids, this.s.microbatch, this.s.seq, {
+      targets, cache: { cache: this.cache, samples }, dRouters: this.routers(false), frozenGrads: this.shared?.clearedGrads(), modes: this.modes(() => ({ kind: 'none' })),
+      afterBackward: (enc, L) => {
+        const l = layers.find((x) => x.layer === L);
+        if (l) consume(enc, l);
+      },
+    });
+    return r.loss;
+  }
+
+  /** Dense gradient of chunk c's experts (=, or += |.| with 'abs') into denseChunk, from the layer's last backward. */
+  private denseChunkGrads(enc: Encoder, l: LayerState, c: number, accumulate: false | 'abs'): void {
+    const dc = this.denseChunk!;
+    const a = this.graph.acts[this.trainedIndex(l.layer)]!;
+    const wk = this.graph.work;
+    const d = { ...expertDims(this.spec, this.T, 'f32'), experts: this.chunks[c]! };
+    expertsBackwardWeights(enc, { gate: dc.gate, up: dc.up, down: dc.down }, a.hn, a, { dY: wk.dY, dG: wk.dG, dU: wk.dU, dXr: a.Y },
+      { offsets: a.offsets, slot: a.slot, rowPair: a.rowPair, tiles: a.tiles }, d, accumulate);
+  }
+
+  /** Offers chunk c's dense gradient (in denseChunk) to the running top-k sets of gate, up and down. */
+  private offerChunk(enc: Encoder, l: LayerState, c: number): void {
+    const dc = this.denseChunk!;
+    const [e0, e1] = this.chunks[c]!;
+    const one = this.spec.moe.expertIntermediate * this.spec.hidden;
+    const n = (e1 - e0) * one;
+    dc.merger.offer(enc, dc.runGate, dc.gate, n, e0 * one);
+    dc.merger.offer(enc, dc.runUp, dc.up, n, l.D.numel + e0 * one);
+    dc.merger.offer(enc, dc.runDown, dc.down, n, e0 * one);
+  }
+
+  /** G := top-k of gate ∪ up (every up index is above every gate index), D := top-k of down; into dest(sel). */
+  private finishTopk(enc: Encoder, l: LayerState, dest: (sel: Selection) => GPUBuffer): void {
+    const dc = this.denseChunk!;
+    dc.merger.append(enc, dc.runGate, dc.runUp);
+    dc.runUp.have = 0;
+    dc.merger.finish(enc, dest(l.G), dc.runGate);
+    dc.merger.finish(enc, dest(l.D), dc.runDown);
+  }
+
   /** idx of G and D = top-k of |scores|. */
   private topk(enc: Encoder, l: LayerState, sg: GPUBuffer, sd: GPUBuffer, dest = (sel: Selection) => sel.idx): void {
     topkSelect(enc, dest(l.G), sg, this.topkWork, l.G.numel, l.G.k);
@@ -469,32 +583,57 @@ export class Trainer {
   }
 
   /**
-   * 4-bit base: the layer's current weights into the shared scratch: W0 dequantized, then every entry ever trained (its
-   * overlay value), then the active entries' masters (after the first selection). Recorded before the layer's forward and
-   * again before its backward (the next layer overwrites the scratch). Chosen over per-layer fp16 copies for memory (an
-   * 8-layer Qwen3-30B-A3B run: 2.4 GiB of 4-bit bases + one 2.25 GiB scratch vs 9 GiB of fp16), paid in bandwidth:
-   * see quant/FORMAT.md "In the engine".
+   * 4-bit base: chunk c of the layer's current weights into the shared scratch: its experts' W0 dequantized, then every
+   * entry ever trained (its overlay value), then the active entries' masters (after the first selection), each scatter
+   * filtered to the chunk's index ranges. Recorded before the chunk's GEMMs in forward and again in backward (the next
+   * chunk or layer overwrites the scratch). Chosen over per-layer fp16 copies for memory (an 8-layer Qwen3-30B-A3B run:
+   * 2.4 GiB of 4-bit bases + one scratch of at most 2.25 GiB vs 9 GiB of fp16), paid in bandwidth: see quant/FORMAT.md
+   * "In the engine". f32 base: nothing to do (the weights are resident, one chunk).
    */
-  private materialize(enc: Encoder, l: LayerState): void {
+  loadChunk(enc: Encoder, l: LayerState, c: number, masterIdx?: Map<Selection, GPUBuffer>): void {
     if (l.base.kind !== 'q4') return;
-    dequantizeExperts(enc, l.gu, l.down, l.base.experts, this.spec);
-    this.overlayOnto(enc, l);
+    dequantizeExperts(enc, l.gu, l.down, l.base.experts, this.spec, { experts: this.chunks[c]!, upAt: this.scratch!.cap * this.spec.moe.expertIntermediate * this.spec.hidden });
+    this.overlayOnto(enc, l, c, masterIdx);
   }
 
-  /** 4-bit base: the overlay, then the masters (at `masterIdx` of a selection when given, else at its idx) onto gu/down. */
-  private overlayOnto(enc: Encoder, l: LayerState, masterIdx?: Map<Selection, GPUBuffer>): void {
+  /**
+   * Where chunk c of a selection tensor lives in the layer's weight buffers: index ranges [lo, hi) of the G or D index
+   * space and the element offset each starts at (G: the chunk's gate rows, then its up rows at the scratch's up half).
+   */
+  private chunkTargets(l: LayerState, sel: Selection, c: number): { range: [number, number]; offset: number }[] {
+    const [e0, e1] = this.chunks[c]!;
+    const one = this.spec.moe.expertIntermediate * this.spec.hidden; // one expert's gate, up or down
+    const per = l.D.numel;
+    const upAt = l.base.kind === 'q4' ? this.scratch!.cap * one : per;
+    if (sel === l.D) return [{ range: [e0 * one, e1 * one], offset: 0 }];
+    return [{ range: [e0 * one, e1 * one], offset: 0 }, { range: [per + e0 * one, per + e1 * one], offset: upAt }];
+  }
+
+  /** 4-bit base: the overlay, then the masters (at `masterIdx` of a selection when given, else at its idx) onto chunk c. */
+  private overlayOnto(enc: Encoder, l: LayerState, c: number, masterIdx?: Map<Selection, GPUBuffer>): void {
     for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
-      if (sel.overlay) scatterMasters(enc, w, sel.overlay.val, sel.overlay.idx, null, sel.overlay.n, { dtype: 'f32' });
-      if (sel.host.length) scatterMasters(enc, w, sel.master, masterIdx?.get(sel) ?? sel.idx, null, sel.k, { dtype: 'f32' });
+      for (const { range, offset } of this.chunkTargets(l, sel, c)) {
+        const t = { dtype: 'f32', offset, range } as const;
+        if (sel.overlay) scatterMasters(enc, w, sel.overlay.val, sel.overlay.idx, null, sel.overlay.n, t);
+        if (sel.host.length) scatterMasters(enc, w, sel.master, masterIdx?.get(sel) ?? sel.idx, null, sel.k, t);
+      }
     }
   }
 
-  /** 4-bit base: the overlay's indices := touched (queue write: submit work that reads the old overlay first). */
-  private writeOverlay(sel: Selection, touched: Uint32Array): void {
+  /** out[j] = the current weight at idx[j] (j < n) of selection tensor `sel`, chunk by chunk. */
+  private gatherCurrent(enc: Encoder, l: LayerState, sel: Selection, out: GPUBuffer, idx: GPUBuffer, n: number): void {
+    this.chunks.forEach((_, c) => {
+      this.loadChunk(enc, l, c);
+      for (const { range, offset } of this.chunkTargets(l, sel, c)) gatherMasters(enc, out, sel === l.G ? l.gu : l.down, idx, n, { dtype: 'f32', offset, range });
+    });
+  }
+
+  /** 4-bit base: the overlay's indices := `dropped` (queue write: submit work that reads the old overlay first). */
+  private writeOverlay(sel: Selection, dropped: Uint32Array): void {
     const o = sel.overlay!;
-    if (touched.length > o.cap) throw new Error(`${sel.name}: ${touched.length} touched entries exceed the overlay's ${o.cap} (more reselections than the settings allow for)`);
-    if (touched.length) writeBuffer(this.gpu, o.idx, 0, touched);
-    o.n = touched.length;
+    if (dropped.length > o.cap) throw new Error(`${sel.name}: ${dropped.length} entries no longer active exceed the overlay's ${o.cap} (more reselections than the settings allow for)`);
+    if (dropped.length) writeBuffer(this.gpu, o.idx, 0, dropped);
+    o.n = dropped.length;
   }
 
   /**
@@ -512,50 +651,31 @@ export class Trainer {
       }
     }
     for (const l of this.layers) {
-      let enc = new Encoder(this.gpu, 'select.masters');
-      const q4 = l.base.kind === 'q4';
-      // 4-bit: W0 into the scratch first; grown entries' base values are gathered from it before the overlay goes on.
-      if (l.base.kind === 'q4') dequantizeExperts(enc, l.gu, l.down, l.base.experts, this.spec);
       const fresh = { G: await readU32(this.gpu, l.G.idx, 0, l.G.k), D: await readU32(this.gpu, l.D.idx, 0, l.D.k) };
-      const grownVals: [Selection, GPUBuffer, GPUBuffer, number][] = [];
-      for (const [sel, w, base] of [[l.G, l.gu, l.base.kind === 'f32' ? l.base.gu : l.gu], [l.D, l.down, l.base.kind === 'f32' ? l.base.down : l.down]] as const) {
-        const grown = setMinus(sel === l.G ? fresh.G : fresh.D, sel.host);
-        if (resetGrown && grown.length) {
-          const idx = createBuffer(this.gpu, { label: 'grown.idx', size: grown.length * 4 });
-          const vals = createBuffer(this.gpu, { label: 'grown.vals', size: grown.length * 4 });
-          writeBuffer(this.gpu, idx, 0, grown);
-          gatherMasters(enc, vals, base, idx, grown.length, { dtype: 'f32' });
-          if (!q4) scatterMasters(enc, w, vals, idx, null, grown.length, { dtype: 'f32' });
-          else grownVals.push([sel, vals, idx, grown.length]);
-          scratch.push(idx, vals);
-        }
-      }
-      if (q4) {
-        // the current weights (old overlay + old masters at the old indices: idx already holds the new set), then the
-        // grown entries back at W0
-        const oldIdx = new Map<Selection, GPUBuffer>();
-        for (const sel of [l.G, l.D]) {
-          if (!sel.host.length) continue;
-          const b = createBuffer(this.gpu, { label: 'old.idx', size: sel.k * 4 });
-          writeBuffer(this.gpu, b, 0, sel.host);
-          oldIdx.set(sel, b);
-          scratch.push(b);
-        }
-        this.overlayOnto(enc, l, oldIdx);
-        for (const [sel, vals, idx, n] of grownVals) scatterMasters(enc, sel === l.G ? l.gu : l.down, vals, idx, null, n, { dtype: 'f32' });
-        enc.submit(); // it read the old overlay, rewritten below
-        enc = new Encoder(this.gpu, 'select.masters');
-      }
-      for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
+      const q4 = l.base.kind === 'q4' ? this.selectValuesQ4(l, fresh, resetGrown, scratch) : null;
+      const enc = new Encoder(this.gpu, 'select.masters');
+      for (const [sel, w, base] of [[l.G, l.gu, l.base.kind === 'f32' ? l.base.gu : null], [l.D, l.down, l.base.kind === 'f32' ? l.base.down : null]] as const) {
         const fr = sel === l.G ? fresh.G : fresh.D;
-        turnovers.push(sel.host.length ? setMinus(fr, sel.host).length / fr.length : 1);
+        const grown = setMinus(fr, sel.host);
+        if (base && resetGrown && grown.length) {
+          const idx = createBuffer(this.gpu, { label: 'grown.idx', size: grown.length * 4 });
+          writeBuffer(this.gpu, idx, 0, grown);
+          scratch.push(idx);
+          const vals = createBuffer(this.gpu, { label: 'grown.vals', size: grown.length * 4 });
+          scratch.push(vals);
+          gatherMasters(enc, vals, base, idx, grown.length, { dtype: 'f32' });
+          scatterMasters(enc, w, vals, idx, null, grown.length, { dtype: 'f32' });
+        }
+        turnovers.push(sel.host.length ? grown.length / fr.length : 1);
         sel.host = fr;
         sel.touched = union(sel.touched, fr);
-        if (q4) {
-          this.writeOverlay(sel, sel.touched);
-          gatherMasters(enc, sel.overlay!.val, w, sel.overlay!.idx, sel.overlay!.n, { dtype: 'f32' });
-        }
-        gatherMasters(enc, sel.master, w, sel.idx, sel.k, { dtype: 'f32' });
+        const v = q4?.get(sel);
+        if (v) {
+          const dropped = setMinus(sel.touched, fr);
+          this.writeOverlay(sel, dropped);
+          if (dropped.length) enc.copy(v.overlay, 0, sel.overlay!.val, 0, dropped.length * 4);
+          enc.copy(v.master, 0, sel.master, 0, sel.k * 4);
+        } else gatherMasters(enc, sel.master, w, sel.idx, sel.k, { dtype: 'f32' });
         const k = kept.get(sel);
         if (k) {
           const [m, v] = carryMoments(k.old, k.m, k.v, fr);
@@ -577,6 +697,53 @@ export class Trainer {
     return turnovers;
   }
 
+  /**
+   * 4-bit base, at a new selection `fresh` (idx already holds it): the values the new overlay (every entry ever touched
+   * and not in `fresh`) and the new masters take, per selection, in scratch buffers. Chunk by chunk: W0 dequantized; grown entries' W0
+   * values gathered (when `resetGrown`); the current weights put on (old overlay + old masters at the old indices); the
+   * grown entries back at W0; then the values gathered. Submitted here: the old overlay is rewritten after.
+   */
+  private selectValuesQ4(l: LayerState, fresh: { G: Uint32Array; D: Uint32Array }, resetGrown: boolean, scratch: GPUBuffer[]): Map<Selection, { overlay: GPUBuffer; master: GPUBuffer }> {
+    const up = (data: Uint32Array, label: string) => {
+      const b = createBuffer(this.gpu, { label, size: Math.max(4, data.byteLength) });
+      if (data.length) writeBuffer(this.gpu, b, 0, data);
+      scratch.push(b);
+      return b;
+    };
+    const f32 = (n: number, label: string) => {
+      const b = createBuffer(this.gpu, { label, size: Math.max(4, n * 4), kind: 'workspace' });
+      scratch.push(b);
+      return b;
+    };
+    if (l.base.kind !== 'q4') throw new Error('selectValuesQ4: not a 4-bit base');
+    const base = l.base.experts;
+    const oldIdx = new Map<Selection, GPUBuffer>();
+    const plan = [l.G, l.D].map((sel) => {
+      const fr = sel === l.G ? fresh.G : fresh.D;
+      const grown = resetGrown ? setMinus(fr, sel.host) : new Uint32Array(0);
+      const touched = setMinus(union(sel.touched, fr), fr); // the new overlay's entries
+      if (sel.host.length) oldIdx.set(sel, up(sel.host, 'old.idx'));
+      return {
+        sel, w: sel === l.G ? l.gu : l.down, grown: grown.length, grownIdx: up(grown, 'grown.idx'), grownVals: f32(grown.length, 'grown.vals'),
+        touched: touched.length, touchedIdx: up(touched, 'touched.idx'), overlay: f32(touched.length, 'overlay.new'), master: f32(sel.k, 'master.new'),
+      };
+    });
+    const enc = new Encoder(this.gpu, 'select.masters');
+    this.chunks.forEach((experts, c) => {
+      const each = (f: (p: (typeof plan)[number], t: { dtype: 'f32'; offset: number; range: [number, number] }) => void) => {
+        for (const p of plan) for (const { range, offset } of this.chunkTargets(l, p.sel, c)) f(p, { dtype: 'f32', offset, range });
+      };
+      dequantizeExperts(enc, l.gu, l.down, base, this.spec, { experts, upAt: this.scratch!.cap * this.spec.moe.expertIntermediate * this.spec.hidden });
+      each((p, t) => gatherMasters(enc, p.grownVals, p.w, p.grownIdx, p.grown, t));
+      this.overlayOnto(enc, l, c, oldIdx);
+      each((p, t) => scatterMasters(enc, p.w, p.grownVals, p.grownIdx, null, p.grown, t));
+      each((p, t) => gatherMasters(enc, p.overlay, p.w, p.touchedIdx, p.touched, t));
+      each((p, t) => gatherMasters(enc, p.master, p.w, p.sel.idx, p.sel.k, t));
+    });
+    enc.submit();
+    return new Map(plan.map((p) => [p.sel, { overlay: p.overlay, master: p.master }]));
+  }
+
   /** One training step s (1-based): reselection when due, ACCUM microbatches, then the update unless non-finite. */
   async trainStep(): Promise<{ record: StepRecord; reselect: ReselectRecord | null }> {
     const s = this.step + 1;
@@ -588,6 +755,14 @@ export class Trainer {
       if (this.s.accumulatedReselect) {
         // the step's own microbatch + N_IMPORTANCE - 1 more from the importance stream, as the first selection
         await this.rankByImportance([batches[0]!, ...drawBatches(this.impRng, this.s.nImportance - 1, this.s.microbatch, this.data.count)]);
+      } else if (this.denseChunk) {
+        await this.chunkedPass(batches[0]!, this.layers, (e, l) => {
+          this.chunks.forEach((_, c) => {
+            this.denseChunkGrads(e, l, c, false);
+            this.offerChunk(e, l, c);
+          });
+          this.finishTopk(e, l, (sel) => sel.idx);
+        });
       } else await this.densePass(batches[0]!, this.layers, () => [this.denseG!, this.denseD!], false, (e, l, dG, dD) => this.topk(e, l, dG, dD));
       const turnovers = await this.select(true);
       const turnover = turnovers.reduce((a, b) => a + b, 0) / Math.max(1, turnovers.length);
@@ -638,7 +813,7 @@ export class Trainer {
         for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
           if (sel.steps) sparseAdamEntryT(enc, sel.master, sel.m, sel.v, sel.steps, sel.grad, null, this.adamBias!, sel.k, { lr, tMax: this.s.steps, weightDecay: this.s.wd });
           else sparseAdam(enc, sel.master, sel.m, sel.v, sel.grad, null, sel.k, { lr, t: this.adamT, weightDecay: this.s.wd });
-          if (l.base.kind === 'f32') scatterMasters(enc, w, sel.master, sel.idx, null, sel.k, { dtype: 'f32' }); // 4-bit: materialize() does it
+          if (l.base.kind === 'f32') scatterMasters(enc, w, sel.master, sel.idx, null, sel.k, { dtype: 'f32' }); // 4-bit: loadChunk() does it
 
         }
         routerSgd(enc, l.router, l.routerBuf, l.dRouter, null, l.dRouter.size / 4, { lr, weightDecay: this.s.wd, hasBuf: this.routerHasBuf });
@@ -687,14 +862,13 @@ export class Trainer {
   async snapshot(settings: Record<string, unknown>, log: object[]): Promise<TrainCheckpoint> {
     const layers: SavedLayer[] = [];
     for (const l of this.layers) {
-      const vals = async (w: GPUBuffer, idx: Uint32Array) => {
+      const vals = async (sel: Selection, idx: Uint32Array) => {
         if (!idx.length) return new Float32Array(0);
         const ib = createBuffer(this.gpu, { label: 'touched.idx', size: idx.length * 4 });
         const vb = createBuffer(this.gpu, { label: 'touched.vals', size: idx.length * 4 });
         writeBuffer(this.gpu, ib, 0, idx);
         const enc = new Encoder(this.gpu, 'snapshot');
-        this.materialize(enc, l);
-        gatherMasters(enc, vb, w, ib, idx.length, { dtype: 'f32' });
+        this.gatherCurrent(enc, l, sel, vb, ib, idx.length);
         enc.submit();
         const out = await readF32(this.gpu, vb, 0, idx.length);
         ib.destroy();
@@ -712,9 +886,9 @@ export class Trainer {
         mD: await readF32(this.gpu, l.D.m, 0, l.D.k),
         vD: await readF32(this.gpu, l.D.v, 0, l.D.k),
         touchedG: l.G.touched.slice(),
-        touchedValG: await vals(l.gu, l.G.touched),
+        touchedValG: await vals(l.G, l.G.touched),
         touchedD: l.D.touched.slice(),
-        touchedValD: await vals(l.down, l.D.touched),
+        touchedValD: await vals(l.D, l.D.touched),
         router: await readF32(this.gpu, l.router),
         routerBuf: this.routerHasBuf ? await readF32(this.gpu, l.routerBuf) : null,
         ...(l.G.steps && l.D.steps ? { extra: { stepsG: await readU32(this.gpu, l.G.steps, 0, l.G.k), stepsD: await readU32(this.gpu, l.D.steps, 0, l.D.k) } } : {}),
@@ -767,8 +941,12 @@ export class Trainer {
           enc.copy(base, 0, w, 0, sel.numel * 4);
           if (touched.length) scatterMasters(enc, w, up(tvals, 'touched.vals'), up(touched, 'touched.idx'), null, touched.length, { dtype: 'f32' });
         } else {
-          this.writeOverlay(sel, touched);
-          if (touched.length) writeBuffer(this.gpu, sel.overlay!.val, 0, tvals);
+          // the overlay holds the touched entries that are not active
+          const active = new Set(idx);
+          const keep = Array.from(touched, (i) => !active.has(i));
+          this.writeOverlay(sel, touched.filter((_, j) => keep[j]));
+          const vals = tvals.filter((_, j) => keep[j]);
+          if (vals.length) writeBuffer(this.gpu, sel.overlay!.val, 0, vals);
         }
         writeBuffer(this.gpu, sel.idx, 0, idx);
         writeBuffer(this.gpu, sel.master, 0, master);
@@ -825,6 +1003,24 @@ export class Trainer {
     return [bg, bd];
   }
 
+  /** A layer's current expert weights on the host: gu [2·per] (gate then up), down [per]; 4-bit: chunk by chunk. */
+  private async currentWeights(l: LayerState): Promise<[Float32Array, Float32Array]> {
+    if (l.base.kind === 'f32') return [await readF32(this.gpu, l.gu), await readF32(this.gpu, l.down)];
+    const one = this.spec.moe.expertIntermediate * this.spec.hidden;
+    const per = l.D.numel;
+    const gu = new Float32Array(2 * per), down = new Float32Array(per);
+    for (const [c, [e0, e1]] of this.chunks.entries()) {
+      const enc = new Encoder(this.gpu, 'export');
+      this.loadChunk(enc, l, c);
+      enc.submit();
+      const n = (e1 - e0) * one;
+      gu.set(await readF32(this.gpu, l.gu, 0, n), e0 * one);
+      gu.set(await readF32(this.gpu, l.gu, this.scratch!.cap * one * 4, n), per + e0 * one);
+      down.set(await readF32(this.gpu, l.down, 0, n), e0 * one);
+    }
+    return [gu, down];
+  }
+
   /**
    * Full current values of the trained tensors, by checkpoint name (per-expert or fused, as the spec names them). With
    * `onto` (4-bit runs), entries never trained keep that checkpoint's values instead of the dequantized base's.
@@ -834,11 +1030,7 @@ export class Trainer {
     const { numExperts: E, expertIntermediate: IE } = this.spec.moe;
     const per = IE * this.spec.hidden;
     for (const l of this.layers) {
-      const enc = new Encoder(this.gpu, 'export');
-      this.materialize(enc, l);
-      enc.submit();
-      let gu = await readF32(this.gpu, l.gu);
-      let down = await readF32(this.gpu, l.down);
+      let [gu, down] = await this.currentWeights(l);
       if (onto && l.base.kind === 'q4') [gu, down] = await this.touchedOnto(onto, l, gu, down);
       for (const e of this.spec.layers[l.layer]!.tensors) {
         const x = e.expert ?? 0;

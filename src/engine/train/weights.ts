@@ -45,8 +45,19 @@ export interface LayerWeights {
   /** Single tensors by role (attention, norms, router, shared and dense MLP). */
   t: Partial<Record<TensorRole, GpuTensor>>;
   experts: ExpertWeights | null;
+  /** Trained 4-bit layers: `experts` (f32) holds one chunk of experts at a time, loaded by the trainer (trainer.ts). */
+  expertChunks?: ExpertChunks;
   /** Not on the GPU (LoadOptions.streamFrozenBelow): loadLayer brings it in when needed. */
   streamed?: boolean;
+}
+
+/**
+ * A layer's routed experts present one chunk at a time: after load(enc, c), `experts` holds experts e0..e1-1 of
+ * ranges[c] (expert e at slot e - e0; gate at the gate offset, up at the up offset). Recorded, not run, by load.
+ */
+export interface ExpertChunks {
+  ranges: [e0: number, e1: number][];
+  load(enc: Encoder, chunk: number): void;
 }
 
 export interface ModelWeights {

@@ -119,6 +119,30 @@ describe('adam', () => {
     });
   }
 
+  it('range-filtered scatter and gather (f32): only indices in [lo, hi), at offset + idx - lo; the rest untouched', async () => {
+    const gpu = await testGpu();
+    const lo = 99, hi = 150, chunk = hi - lo;
+    const t: WeightTarget = { dtype: 'f32', offset, range: [lo, hi] };
+    const wb = f32Buffer(gpu, new Float32Array(offset + chunk).fill(NaN));
+    const ib = u32Buffer(gpu, idx);
+    const back = f32Buffer(gpu, new Float32Array(idx.length).fill(-7));
+    await run(gpu, (enc) => {
+      gpuOp.scatterMasters(enc, wb, f32Buffer(gpu, masters), ib, null, idx.length, t);
+      gpuOp.gatherMasters(enc, back, wb, ib, idx.length, t);
+    });
+    const want = new Float64Array(offset + chunk).fill(NaN);
+    ref.scatterMasters(want, masters, idx, null, idx.length, t);
+    const got = Array.from(await readF32(gpu, wb));
+    expect(got).toEqual(Array.from(want, (x) => Math.fround(x)));
+    const inRange = Array.from(idx, (i) => i >= lo && i < hi);
+    expect(inRange.filter(Boolean).length).toBeGreaterThan(5);
+    for (let i = 0; i < offset + chunk; i++) expect(Number.isNaN(got[i]!)).toBe(!idx.some((j) => j >= lo && j < hi && offset + j - lo === i));
+    const wantBack = new Float64Array(idx.length).fill(-7);
+    ref.gatherMasters(wantBack, want, idx, idx.length, t);
+    expect(Array.from(await readF32(gpu, back))).toEqual(Array.from(wantBack, (x) => Math.fround(x)));
+    expect(Array.from(wantBack)).toEqual(Array.from(masters, (m, j) => (inRange[j] ? Math.fround(m) : -7)));
+  });
+
   it('router SGD with momentum matches the oracle (buffer initialised to the first gradient)', async () => {
     const gpu = await testGpu();
     const N = 6 * 80, w0 = randn(N, 30, 0.1);

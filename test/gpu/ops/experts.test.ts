@@ -142,6 +142,78 @@ describe('experts', () => {
     }));
   }
 
+  // The trainer's expert chunks: each chunk's weights in their own small buffer (gate then up, expert e at slot e - e0),
+  // the GEMMs run chunk after chunk over the same row buffers; every output must equal the one-chunk run bit for bit.
+  it('experts in chunks (weights of experts e0..e1-1 only) give the unchunked results bit for bit, dense weight grads too', async () => {
+    const gpu = await testGpu();
+    const d: ExpertsDims = { ...base, T: 70, wDtype: 'f32' };
+    const R = d.T * d.K, per = d.IE * d.H;
+    const inp = makeInputs(d, 170);
+    const dOut = randn(d.T * d.H, 171);
+    const rt = await gpuRouting(gpu, inp.topIdx, d);
+    const xb = f32Buffer(gpu, inp.x), tw = f32Buffer(gpu, inp.topW), dOutB = f32Buffer(gpu, dOut);
+    const outputs = () => ({
+      out: poisoned(gpu, d.T * d.H), dx: poisoned(gpu, d.T * d.H), dTopW: poisoned(gpu, R),
+      s: { G: poisoned(gpu, R * d.IE), U: poisoned(gpu, R * d.IE), A: poisoned(gpu, R * d.IE), Y: poisoned(gpu, R * d.H) },
+      g: { dY: poisoned(gpu, R * d.H), dG: poisoned(gpu, R * d.IE), dU: poisoned(gpu, R * d.IE), dXr: poisoned(gpu, R * d.H) },
+    });
+    const whole = outputs();
+    const wAll = { gate: u32Buffer(gpu, inp.wWords.gateUp), up: u32Buffer(gpu, inp.wWords.gateUp), down: u32Buffer(gpu, inp.wWords.down) };
+    await run(gpu, (enc) => {
+      gpuOp.expertsForward(enc, whole.out, whole.s, xb, wAll, tw, rt.gpu, d);
+      gpuOp.expertsBackward(enc, whole.dx, whole.dTopW, whole.g, dOutB, wAll, tw, whole.s, rt.gpu, d);
+    });
+    const chunks: [number, number][] = [[0, 2], [2, 5], [5, 6]];
+    const Ec = 3; // scratch capacity (the largest chunk)
+    const gu = new Float32Array(inp.wWords.gateUp.buffer), dn = new Float32Array(inp.wWords.down.buffer);
+    const parts = chunks.map(([e0, e1]) => {
+      const g = new Float32Array(2 * Ec * per).fill(NaN);
+      g.set(gu.subarray(e0 * per, e1 * per), 0);
+      g.set(gu.subarray(e0 * per, e1 * per), Ec * per); // makeInputs: gate and up are the same values (offsets 0)
+      const b = f32Buffer(gpu, g);
+      return { w: { gate: b, up: b, down: f32Buffer(gpu, dn.slice(e0 * per, e1 * per)) }, dc: { ...d, upOffset: Ec * per, experts: [e0, e1] as [number, number] } };
+    });
+    const c = outputs();
+    await run(gpu, (enc) => {
+      for (const { w, dc } of parts) {
+        gpuOp.expertsGateUp(enc, c.s, xb, w, rt.gpu, dc);
+        gpuOp.expertsDown(enc, c.s.Y, c.s.A, w, rt.gpu, dc);
+      }
+      gpuOp.expertsCombine(enc, c.out, c.s.Y, rt.gpu.slot, tw, d.T, d.H, d.K);
+      gpuOp.expertsBackwardCombine(enc, c.dTopW, c.g.dY, dOutB, c.s.Y, tw, rt.gpu, d);
+      for (const { w, dc } of parts) {
+        gpuOp.expertsBackwardAct(enc, c.g.dG, c.g.dU, c.g.dY, w, c.s.G, c.s.U, rt.gpu, dc);
+        gpuOp.expertsBackwardInput(enc, c.g.dXr, c.g.dG, c.g.dU, w, rt.gpu, dc);
+      }
+      gpuOp.expertsCombine(enc, c.dx, c.g.dXr, rt.gpu.slot, null, d.T, d.H, d.K);
+    });
+    const same = async (a: GPUBuffer, b: GPUBuffer, what: string) => {
+      const x = await readF32(gpu, a), y = await readF32(gpu, b);
+      expect(x.some(Number.isNaN), what).toBe(false);
+      expect(Buffer.from(y.buffer).equals(Buffer.from(x.buffer)), what).toBe(true);
+    };
+    // dense weight gradients of each chunk's experts only (slot e - e0) = the chunk's slice of the whole layer's
+    const nW = d.E * per;
+    const full = { gate: poisoned(gpu, nW), up: poisoned(gpu, nW), down: poisoned(gpu, nW) };
+    const byChunk = chunks.map(([e0, e1]) => ({ gate: poisoned(gpu, (e1 - e0) * per), up: poisoned(gpu, (e1 - e0) * per), down: poisoned(gpu, (e1 - e0) * per) }));
+    await run(gpu, (enc) => {
+      gpuOp.expertsBackwardWeights(enc, full, xb, whole.s, whole.g, rt.gpu, d, false);
+      chunks.forEach((experts, i) => gpuOp.expertsBackwardWeights(enc, byChunk[i]!, xb, whole.s, whole.g, rt.gpu, { ...d, experts }, false));
+    });
+    for (const k of ['gate', 'up', 'down'] as const) {
+      const all = new Uint32Array((await readF32(gpu, full[k])).buffer);
+      for (const [i, [e0, e1]] of chunks.entries()) {
+        const part = new Uint32Array((await readF32(gpu, byChunk[i]![k])).buffer);
+        expect(Array.from(part), `d${k} experts ${e0}..${e1}`).toEqual(Array.from(all.subarray(e0 * per, e1 * per)));
+      }
+    }
+    for (const k of ['G', 'U', 'A', 'Y'] as const) await same(whole.s[k], c.s[k], k);
+    for (const k of ['dY', 'dG', 'dU', 'dXr'] as const) await same(whole.g[k], c.g[k], k);
+    await same(whole.out, c.out, 'out');
+    await same(whole.dx, c.dx, 'dx');
+    await same(whole.dTopW, c.dTopW, 'dTopW');
+  });
+
   // sparse_grad's fast path (a workgroup of entries in one expert shares the staged row sources, WG rows at a time)
   // needs dense selections and experts with more rows than a workgroup; test/gpu/ops/sparse_grad.test.ts has the rest.
   it('sparse_grad at a dense selection, experts over several row chunks, matches the oracle', async () => {

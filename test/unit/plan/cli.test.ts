@@ -12,7 +12,7 @@ async function runPlan(argv: string[]): Promise<{ code: number; out: Record<stri
 describe('usaf plan', () => {
   afterEach(() => vi.restoreAllMocks());
 
-  it('Qwen3-30B-A3B config.json, TRAIN_FROM 40, 2×512, 12 GiB: does not fit today, exit 1', async () => {
+  it('Qwen3-30B-A3B config.json, TRAIN_FROM 40, 2×512, 12 GiB, unquantized: does not fit, exit 1', async () => {
     const { code, out } = await runPlan(['--model', 'test/unit/model/configs/Qwen3-30B-A3B.json', '--train-from', '40', '--microbatch', '2', '--seq', '512', '--gpu-gib', '12']);
     expect(out.fits).toBe(false);
     expect(code).toBe(1);
@@ -21,6 +21,19 @@ describe('usaf plan', () => {
     for (const k of ['weights', 'masters', 'optimizer', 'activations', 'cache', 'workspace', 'total']) expect(typeof gpu[k]).toBe('number');
     expect((out.storage as Record<string, number>).q4).toBeGreaterThan(15e9);
     expect(out.suggestion).toBe(null); // the frozen layers alone (bf16, resident) exceed 12 GiB
+  });
+
+  it('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512, 4-bit, frozen layers streamed: fits 12 GiB, and 8 in expert chunks it picks; --expert-chunk forces one', async () => {
+    const args = ['--model', 'test/unit/model/configs/Qwen3-30B-A3B.json', '--train-from', '40', '--quantize-experts', '--stream-frozen'];
+    for (const [gib, chunk] of [['12', undefined], ['8', 16]] as const) {
+      const { code, out } = await runPlan([...args, '--gpu-gib', gib]);
+      expect(code).toBe(0);
+      expect(out.settings).toMatchObject({ trainFrom: 40, microbatch: 2, seq: 512 });
+      expect((out.settings as { expertChunk?: number }).expertChunk).toBe(chunk);
+    }
+    const forced = await runPlan([...args, '--gpu-gib', '8', '--expert-chunk', '128']);
+    expect(forced.code).toBe(1);
+    expect(forced.out.peakGiB as number).toBeGreaterThan(11);
   });
 
   it('the demo model folder fits 1 GiB (exit 0) and not 64 MiB (exit 1); defaults to the top half for ≤ 16 layers', async () => {
