@@ -25,11 +25,11 @@ export const BUILTIN_PRESETS: readonly Preset[] = Object.freeze([
     'The built-in 16 M-parameter Qwen3-MoE demo: the method exactly as METHOD.md states it (180 steps of 2 × 512 tokens, 0.5 % of the expert weights of layers 4–7, peak LR 2e-4).',
     {}),
   preset('qwen3-30b-a3b-12gb', 'Qwen3-30B-A3B on a 12 GB GPU', 'Qwen/Qwen3-30B-A3B', 12,
-    'Top 8 of 48 layers trained; expert weights of every layer in 4 bits with groups of 64; one sequence per pass with two accumulated; the frozen layers run once per sequence (cached). Does not fit 12 GB in this engine build: the frozen layers stay resident on the GPU (streaming them is future work) — the memory plan shows by how much.',
-    { quantizeExperts: true, quantGroupSize: 64, microbatch: 1, accum: 2 }),
+    'Top 8 of 48 layers trained; expert weights of every layer in 4 bits with groups of 64; the 40 frozen layers stay in storage (STREAM_FROZEN): read once before training, every sequence\'s output cached in host memory; one sequence per pass with two accumulated. Plans at about 10.9 GiB, leaving room for the display.',
+    { quantizeExperts: true, quantGroupSize: 64, microbatch: 1, accum: 2, streamFrozen: true }),
   preset('qwen3-30b-a3b-24gb', 'Qwen3-30B-A3B on a 24 GB GPU', 'Qwen/Qwen3-30B-A3B', 24,
-    'Top 8 of 48 layers trained; expert weights of every layer in 4 bits with groups of 128; the method\'s microbatch of 2 × 512 tokens; the frozen layers run once per sequence (cached). Does not fit 24 GB in this engine build: the frozen layers stay resident on the GPU (streaming them is future work) — the memory plan shows by how much.',
-    { quantizeExperts: true, quantGroupSize: 128, microbatch: 2, accum: 1 }),
+    'Top 8 of 48 layers trained; expert weights of every layer in 4 bits with groups of 64; the frozen layers stay in storage (STREAM_FROZEN), their outputs cached in host memory; the method\'s microbatch of 2 × 512 tokens. Plans at about 12 GiB (with every frozen layer resident it would take over 22.5 GiB even in expert chunks, too tight for a 24 GB card).',
+    { quantizeExperts: true, quantGroupSize: 64, microbatch: 2, accum: 1, streamFrozen: true }),
 ]);
 
 export function builtinPreset(id: string): Preset | undefined {

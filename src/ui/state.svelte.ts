@@ -393,7 +393,7 @@ export class AppState {
     try {
       const summary = await this.trainer!.startRun({
         modelId: this.modelId, trainDatasetId: this.trainDatasetId, heldoutDatasetId: this.heldoutDatasetId, settings,
-        evalWindows: this.evalWindows,
+        evalWindows: this.evalWindows, gpuMemoryBytes: this.gpuMemoryGiB === null ? null : this.gpuMemoryGiB * 2 ** 30,
       }, this.runCallbacks());
       if (this.live) this.live.summary = summary;
     } catch (e) {

@@ -41,6 +41,8 @@ export interface RunInputs {
   trainFrom: number;
   /** Cap on the windows evaluated per set at each evaluation (null = all). */
   evalWindows: number | null;
+  /** GPU memory the run must fit in (null = unknown): the Trainer refuses a larger plan and picks expert chunks to fit. */
+  gpuMemoryBytes: number | null;
   train: TokenStream;
   /** In-domain evaluation stream (the train stream itself when the dataset has no eval part). */
   inDomainEval: TokenStream;

@@ -134,7 +134,7 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
   const streamed = settings.streamFrozen && inp.trainFrom > 0; // every window cached (host memory) by the layer-major pass
   const cacheN = inp.trainFrom === 0 ? 0 : streamed ? trainSet.count : frozenCacheSamples(settings, trainSet.count, spec, gpu.info.maxBufferSize);
   const cfg = runConfig(settings, { steps: inp.steps, trainFrom: inp.trainFrom, evalWindows: inp.evalWindows, frozenCacheN: cacheN }, spec.numLayers);
-  const ts = cfg.train;
+  const ts = inp.gpuMemoryBytes === null ? cfg.train : { ...cfg.train, gpuBytes: inp.gpuMemoryBytes };
 
   const resume = inp.resumeFrom && inp.resumeFrom.checkpointStep > 0 ? await lastCheckpoint(inp.runFiles) : undefined;
   if (resume) checkResume(savedSettings(resume.settings), ts, cfg.quant);

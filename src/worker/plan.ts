@@ -83,9 +83,10 @@ export interface AppPlanArgs {
 }
 
 export function appPlan(a: AppPlanArgs): MemoryPlan {
-  // 4-bit: the expert chunks the worker's Trainer takes (it has no budget: only the adapter's buffer limits split them)
+  // 4-bit: the expert chunks the worker's Trainer takes (the largest that fit the GPU memory given, within the adapter's
+  // buffer limits; all experts when no memory is given)
   const lim = a.gpu ? Math.min(a.gpu.maxStorageBufferBindingSize, a.gpu.maxBufferSize) : undefined;
-  const s = withExpertChunk(a.spec, planSettings(a.spec, a.settings, a.trainTokens, a.gpu?.maxBufferSize ?? null), undefined, lim);
+  const s = withExpertChunk(a.spec, planSettings(a.spec, a.settings, a.trainTokens, a.gpu?.maxBufferSize ?? null), a.gpuMemoryBytes ?? undefined, lim);
   const p = planMemory(a.spec, s);
   const items: PlanItem[] = KINDS.filter((k) => p.gpu[k] > 0).map((k) => ({
     label: k === 'cache' ? `${KIND_LABEL[k]} (${s.frozenCacheN.toLocaleString('en-US')} sequences)`

@@ -218,6 +218,11 @@ export interface RunRequest {
   name?: string;
   /** Cap on the windows of SEQ tokens evaluated per set (in-domain, held-out) at each evaluation; null or absent = all. */
   evalWindows?: number | null;
+  /**
+   * GPU memory the run must fit in (the user's figure: WebGPU does not report it); null or absent = unknown. The trainer
+   * refuses a run whose plan exceeds it and splits 4-bit experts into chunks to fit.
+   */
+  gpuMemoryBytes?: number | null;
 }
 
 export interface StepEvent {
@@ -270,6 +275,8 @@ export interface RunSummary {
   error: string | null;
   /** As requested (RunRequest.evalWindows); kept so that a resumed run evaluates the same windows. */
   evalWindows?: number | null;
+  /** As requested (RunRequest.gpuMemoryBytes); a resumed run fits the same memory. */
+  gpuMemoryBytes?: number | null;
 }
 
 export interface RunError {

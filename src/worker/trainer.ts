@@ -282,7 +282,7 @@ export class WorkerTrainer implements Trainer {
     const run = new ActiveRun({ ...summary, steps, status: 'running', error: null }, opfsRunRecords, callbacks);
     const folder = (await runFolder(summary.id, true))!;
     const handle = engine.start({
-      gpu, spec, model: files, padId, settings: summary.settings, steps, trainFrom, evalWindows: summary.evalWindows ?? null,
+      gpu, spec, model: files, padId, settings: summary.settings, steps, trainFrom, evalWindows: summary.evalWindows ?? null, gpuMemoryBytes: summary.gpuMemoryBytes ?? null,
       train: train.train, inDomainEval: train.eval ?? train.train, heldout: heldout?.train ?? null,
       runFolder: folder, runFiles: opfsFolder(folder, summary.id), runSink: opfsSink(folder), resumeFrom, events: run.events(),
     });
@@ -304,13 +304,15 @@ export class WorkerTrainer implements Trainer {
     if (evalWindows !== null && !(Number.isSafeInteger(evalWindows) && evalWindows >= 1)) {
       throw new Error(`the evaluation windows per set must be a whole number ≥ 1 (or all), got ${evalWindows}`);
     }
+    const gpuMemoryBytes = request.gpuMemoryBytes ?? null;
+    if (gpuMemoryBytes !== null && !(Number.isFinite(gpuMemoryBytes) && gpuMemoryBytes > 0)) throw new Error(`the GPU memory must be a positive number of bytes, got ${gpuMemoryBytes}`);
     const now = Date.now();
     const id = newRunId(now);
     const summary: RunSummary = {
       id, name: request.name?.trim() || id, modelId: request.modelId, trainDatasetId: request.trainDatasetId,
       heldoutDatasetId: request.heldoutDatasetId, settings: v.settings, status: 'running', createdAt: now, updatedAt: now,
       steps: v.settings.steps, stepsDone: 0, checkpointStep: 0, lastLoss: null, pplBefore: null, pplAfter: null, error: null,
-      evalWindows,
+      evalWindows, gpuMemoryBytes,
     };
     return this.launch(summary, null, callbacks);
   }
