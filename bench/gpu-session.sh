@@ -7,6 +7,8 @@
 #   A.10/B.10  npm run bench's JSON (matmul GFLOP/s, forward and training tok/s with phase shares)
 #   C.8  the synthetic Qwen3-30B-A3B scale bench (2x512 and 8x512)
 #   C.2  quant-report of the demo model with the full held-out PPL, 4-bit experts vs unquantized
+#   C.3  trained layers as f32 copies vs 4-bit base + f32 scratch: the demo's training bench both ways; the synthetic
+#        bench in one chunk vs chunks sized for 8 GiB (what expert chunking costs)
 set -uo pipefail
 OUT=${OUT:-bench-out}; mkdir -p "$OUT"
 CLI=${CLI:-.gpu/cli/usaf.mjs}; NODE=${NODE:-node}
@@ -22,6 +24,9 @@ train demo-lr2e-4 2e-4 & train demo-lr2e-3 2e-3 & wait
 timeout 150 "$NODE" "$CLI" bench > "$OUT/bench.json" 2> "$OUT/bench.stderr"; echo "bench rc=$?" >> "$OUT/status.txt"
 timeout 150 "$NODE" "$CLI" quant-report --model $M --data $D/heldout.jsonl --seq 512 > "$OUT/quant-report-demo.json" 2> "$OUT/quant-report.stderr"
 echo "quant-report rc=$?" >> "$OUT/status.txt"
+timeout 120 "$NODE" "$CLI" bench --only train --quantize-experts > "$OUT/bench-train-q4.json" 2> "$OUT/bench-q4.stderr"; echo "bench q4 rc=$?" >> "$OUT/status.txt"
+timeout 120 "$NODE" "$CLI" bench --synthetic qwen3-30b-a3b --train-layers 8 --microbatch 2 --seq 512 --gpu-gib 8 \
+  > "$OUT/synthetic-qwen3-30b-a3b-2x512-8gib.json" 2> "$OUT/synthetic-8gib.stderr"; echo "synthetic 8gib rc=$?" >> "$OUT/status.txt"
 for mb in 2 8; do
   timeout 120 "$NODE" "$CLI" bench --synthetic qwen3-30b-a3b --train-layers 8 --microbatch $mb --seq 512 \
     > "$OUT/synthetic-qwen3-30b-a3b-${mb}x512.json" 2> "$OUT/synthetic-${mb}.stderr"; echo "synthetic $mb rc=$?" >> "$OUT/status.txt"
