@@ -69,17 +69,48 @@ function totalFromContentRange(header: string | null): number | null {
   return m ? Number(m[1]) : null;
 }
 
+/** Largest body urlSource keeps in memory from a server that ignores Range (config files, small shards). */
+export const MAX_WHOLE_BODY = 256 * 2 ** 20;
+
 /**
  * A file behind a URL, read with `Range: bytes=a-b` requests. A server that ignores Range (status 200 and the whole
- * body) is read once and the body kept in memory for every later read. Size comes from HEAD's Content-Length, or
- * from the total in a Range answer's Content-Range.
+ * body) is read once and the body kept in memory for every later read, up to `maxWhole` bytes: a larger file is refused
+ * in words (holding it would defeat streaming imports). Size comes from HEAD's Content-Length, or from the total in a
+ * Range answer's Content-Range.
  */
-export function urlSource(url: string, fetchFn: FetchFn = (u, init) => fetch(u, init), name: string = url): ByteSource {
+export function urlSource(url: string, fetchFn: FetchFn = (u, init) => fetch(u, init), name: string = url, maxWhole = MAX_WHOLE_BODY): ByteSource {
   let whole: Promise<Bytes> | null = null; // set once the server has shown it ignores Range
   let sizePromise: Promise<number> | null = null;
 
+  const tooBig = (n: string) => new Error(`${name}: the server ignores Range requests and the file is ${n} bytes, more than the ` +
+    `${maxWhole} this app holds in memory; download the model and import it from a folder instead`);
+  async function readCapped(res: Response): Promise<Bytes> {
+    const len = res.headers.get('content-length');
+    if (len !== null && /^\d+$/.test(len) && Number(len) > maxWhole) {
+      void res.body?.cancel();
+      throw tooBig(len);
+    }
+    if (!res.body) return new Uint8Array(await res.arrayBuffer());
+    const parts: Uint8Array[] = [];
+    let n = 0;
+    const reader = res.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      n += value.byteLength;
+      if (n > maxWhole) {
+        void reader.cancel();
+        throw tooBig(`over ${maxWhole}`);
+      }
+      parts.push(value);
+    }
+    const out = new Uint8Array(n);
+    let o = 0;
+    for (const p of parts) (out.set(p, o), (o += p.byteLength));
+    return out;
+  }
   const keepWhole = (res: Response): Promise<Bytes> =>
-    (whole ??= res.arrayBuffer().then((b) => new Uint8Array(b), (e: unknown) => { whole = null; throw e; }));
+    (whole ??= readCapped(res).catch((e: unknown) => { whole = null; throw e; }));
 
   /** The requested range (`isWhole` false, `total` from Content-Range) or, from a Range-ignoring server, the whole body. */
   async function ranged(offset: number, length: number): Promise<{ bytes: Bytes; isWhole: boolean; total: number | null }> {

@@ -74,6 +74,17 @@ describe('urlSource with a fake fetch', () => {
     await expect(src.read(4999, 5)).rejects.toThrow(/runs past the end/);
   });
 
+  it('refuses a file larger than the whole-body cap from a server that ignores Range (with and without Content-Length)', async () => {
+    const f = fakeFetch({ [URL0]: FILE }, { honourRange: false, head: false });
+    await expect(urlSource(URL0, f, 'model.safetensors', 4999).read(0, 10)).rejects.toThrow(
+      /model\.safetensors: the server ignores Range requests and the file is 5000 bytes, more than the 4999 .* import it from a folder/);
+    const chunked: FetchFn = async () => new Response(new ReadableStream({
+      start(c) { c.enqueue(FILE.slice(0, 3000)); c.enqueue(FILE.slice(3000)); c.close(); },
+    }), { status: 200 });
+    await expect(urlSource(URL0, chunked, 'm', 4000).read(0, 10)).rejects.toThrow(/file is over 4000 bytes/);
+    expect(await urlSource(URL0, chunked, 'm', 5000).read(4990, 10)).toEqual(FILE.subarray(4990));
+  });
+
   it('reports HTTP errors with their status', async () => {
     const f = fakeFetch({}, { honourRange: true, head: true });
     const e = await urlSource(URL0, f).size().then(() => null, (err: unknown) => err);
