@@ -60,15 +60,12 @@ function limitProblems(p: EnginePlan, info: GpuInfo): string[] {
 }
 
 function suggestionText(spec: ModelSpec, s: PlanSettings, budget: number, groupSize: number): string {
+  const fit = (y: PlanSettings) => `TRAIN_FROM ${y.trainFrom}, MICROBATCH ${y.microbatch}, ${y.streamFrozen ? 'STREAM_FROZEN on' : `FROZEN_CACHE_N ${y.frozenCacheN}`}`;
   const x = suggestSettings(spec, s, budget);
-  const fit = (y: PlanSettings) => `TRAIN_FROM ${y.trainFrom}, MICROBATCH ${y.microbatch}, FROZEN_CACHE_N ${y.frozenCacheN}`;
-  if (x) return `Closest settings that fit ${gib(budget)}: ${fit(x)}.`;
+  // 4-bit experts, when they keep more layers trained than what fits unquantized
   const q = s.quantizeExperts ? null : suggestSettings(spec, { ...s, quantizeExperts: { groupSize } }, budget);
-  if (q) return `Nothing fits ${gib(budget)} with unquantized experts; with QUANTIZE_EXPERTS on: ${fit(q)}.`;
-  if (!s.streamFrozen && s.trainFrom > 0) {
-    const sf = suggestSettings(spec, { ...s, quantizeExperts: s.quantizeExperts ?? { groupSize }, streamFrozen: true }, budget);
-    if (sf) return `Nothing fits ${gib(budget)} with the frozen layers on the GPU; with STREAM_FROZEN${s.quantizeExperts ? '' : ' and QUANTIZE_EXPERTS'} on: ${fit(sf)}.`;
-  }
+  if (x && (!q || x.trainFrom <= q.trainFrom)) return `Closest settings that fit ${gib(budget)}: ${fit(x)}.`;
+  if (q) return `${x ? `Unquantized, only ${fit(x)} fits ${gib(budget)}` : `Nothing fits ${gib(budget)} with unquantized experts`}; with QUANTIZE_EXPERTS on: ${fit(q)}.`;
   return `Nothing fits in ${gib(budget)}: not even the top layer at MICROBATCH 1.`;
 }
 

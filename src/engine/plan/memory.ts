@@ -523,7 +523,7 @@ export class PlanError extends Error {
     const GiB = 2 ** 30;
     const g = (b: number) => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
     const s = plan.settings;
-    const what = (x: PlanSettings) => `train-from ${x.trainFrom}, microbatch ${x.microbatch}, seq ${x.seq}, frozen-cache-n ${x.frozenCacheN}${x.quantizeExperts ? `, 4-bit experts (group ${x.quantizeExperts.groupSize}${x.expertChunk ? `, in chunks of ${x.expertChunk}` : ''})` : ''}`;
+    const what = (x: PlanSettings) => `train-from ${x.trainFrom}, microbatch ${x.microbatch}, seq ${x.seq}, frozen-cache-n ${x.frozenCacheN}${x.quantizeExperts ? `, 4-bit experts (group ${x.quantizeExperts.groupSize}${x.expertChunk ? `, in chunks of ${x.expertChunk}` : ''})` : ''}${x.streamFrozen ? ', frozen layers streamed from storage (--stream-frozen)' : ''}`;
     super(
       `this run needs ${g(plan.peak)} of GPU memory (${what(s)}); the GPU has ${g(gpuBytes)}. ` +
         (suggestion ? `Settings that fit: ${what(suggestion)}.` : s.quantizeExperts ? 'No settings of this design fit.' : 'No unquantized settings fit; try --quantize-experts.'),
@@ -539,18 +539,34 @@ export function assertFits(spec: ModelSpec, s: PlanSettings, gpuBytes: number): 
 }
 
 /**
- * Settings that fit `gpuBytes`, changing as little as possible: the most trained layers (smallest trainFrom ≥ the asked
- * one), then the largest microbatch ≤ the asked one, then as much of the asked frozen cache as the rest leaves room for.
- * Same seq and frac. null when not even the top layer at microbatch 1 fits.
+ * Settings that fit `gpuBytes`, changing as little as possible, in this order: the asked run with a smaller frozen cache;
+ * the asked run with its frozen layers streamed from storage (the same results; their outputs cached in host memory);
+ * the most trained layers (smallest trainFrom ≥ the asked one), then the largest microbatch ≤ the asked one, resident
+ * with as much of the asked cache as fits, or else streamed. Same seq and frac. null when not even the top layer at
+ * microbatch 1 fits.
  */
 export function suggestSettings(spec: ModelSpec, s: PlanSettings, gpuBytes: number): PlanSettings | null {
-  for (let trainFrom = s.trainFrom; trainFrom < spec.numLayers; trainFrom++) {
-    for (let microbatch = s.microbatch; microbatch >= 1; microbatch--) {
-      const p = planMemory(spec, { ...s, trainFrom, microbatch, frozenCacheN: 0 });
-      if (!p.fits(gpuBytes)) continue;
-      const perSample = bufBytes(s.seq * spec.hidden * 4);
-      const frozenCacheN = trainFrom > 0 ? Math.min(s.frozenCacheN, Math.floor((gpuBytes - p.peak) / perSample)) : s.frozenCacheN;
-      return { ...s, trainFrom, microbatch, frozenCacheN };
+  const resident = (trainFrom: number, microbatch: number): PlanSettings | null => {
+    if (s.streamFrozen) return planMemory(spec, { ...s, trainFrom, microbatch }).fits(gpuBytes) ? { ...s, trainFrom, microbatch } : null;
+    const p = planMemory(spec, { ...s, trainFrom, microbatch, frozenCacheN: 0 });
+    if (!p.fits(gpuBytes)) return null;
+    const perSample = bufBytes(s.seq * spec.hidden * 4);
+    const frozenCacheN = trainFrom > 0 ? Math.min(s.frozenCacheN, Math.floor((gpuBytes - p.peak) / perSample)) : s.frozenCacheN;
+    return { ...s, trainFrom, microbatch, frozenCacheN };
+  };
+  const streamed = (trainFrom: number, microbatch: number): PlanSettings | null => {
+    if (s.streamFrozen || trainFrom === 0) return null;
+    const x = { ...s, trainFrom, microbatch, streamFrozen: true };
+    return planMemory(spec, x).fits(gpuBytes) ? x : null;
+  };
+  const asked = resident(s.trainFrom, s.microbatch) ?? streamed(s.trainFrom, s.microbatch);
+  if (asked) return asked;
+  for (const kind of [resident, streamed]) {
+    for (let trainFrom = s.trainFrom; trainFrom < spec.numLayers; trainFrom++) {
+      for (let microbatch = s.microbatch; microbatch >= 1; microbatch--) {
+        const x = kind(trainFrom, microbatch);
+        if (x) return x;
+      }
     }
   }
   return null;

@@ -101,12 +101,15 @@ describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512, 4-bit experts (G 128)', () => {
     expect(() => assertFits(spec, s, 12 * GiB)).toThrow(/needs .* GiB of GPU memory/);
     const roomy = assertFits(spec, s, p.peak);
     expect(roomy.peak).toBe(p.peak);
+    // 8×512 with resident frozen layers does not fit the 2×512 run's peak; streamed it does (the same results)
+    let err: unknown = null;
     try {
       assertFits(spec, { ...s, microbatch: 8 }, p.peak);
     } catch (e) {
-      expect((e as PlanError).suggestion).toEqual({ ...s, microbatch: 2 });
-      expect((e as Error).message).toMatch(/Settings that fit: train-from 40, microbatch 2/);
+      err = e;
     }
+    expect((err as PlanError).suggestion).toEqual({ ...s, microbatch: 8, streamFrozen: true });
+    expect((err as Error).message).toMatch(/Settings that fit: train-from 40, microbatch 8, .*frozen layers streamed from storage \(--stream-frozen\)/);
   });
 });
 
@@ -215,9 +218,16 @@ describe('settings', () => {
     expect(suggestSettings(spec, s, p.peak)).toEqual(s); // fits as asked: unchanged
     const tight = planMemory(spec, { ...s, frozenCacheN: 0 }).peak + 10 * 512 * 2048 * 4;
     expect(suggestSettings(spec, s, tight)).toEqual({ ...s, frozenCacheN: 10 }); // cache shrinks first
-    const fewer = suggestSettings(spec, s, planMemory(spec, { ...s, trainFrom: 44, frozenCacheN: 0 }).peak)!;
-    expect(fewer.trainFrom).toBeGreaterThanOrEqual(42);
-    expect(planMemory(spec, fewer).fits(planMemory(spec, { ...s, trainFrom: 44, frozenCacheN: 0 }).peak)).toBe(true);
-    expect(suggestSettings(spec, s, 12 * GiB)).toBe(null);
+    // then the asked layers and microbatch with the frozen layers streamed (the same results), before fewer layers
+    const budget44 = planMemory(spec, { ...s, trainFrom: 44, frozenCacheN: 0 }).peak;
+    expect(suggestSettings(spec, s, budget44)).toEqual({ ...s, streamFrozen: true });
+    expect(planMemory(spec, { ...s, streamFrozen: true }).fits(budget44)).toBe(true);
+    // fewer trained layers: resident first (here the bf16 frozen layers alone are too big), then streamed
+    const small = planMemory(spec, { ...s, trainFrom: 44, streamFrozen: true }).peak;
+    const fewer = suggestSettings(spec, s, small)!;
+    expect([fewer.streamFrozen, fewer.trainFrom > 40, fewer.trainFrom <= 44]).toEqual([true, true, true]);
+    expect(planMemory(spec, fewer).fits(small)).toBe(true);
+    expect(planMemory(spec, { ...fewer, trainFrom: fewer.trainFrom - 1 }).fits(small) && fewer.microbatch === s.microbatch).toBe(false);
+    expect(suggestSettings(spec, s, 1 * GiB)).toBe(null);
   });
 });
