@@ -12,29 +12,16 @@ import { openCheckpoint, type Checkpoint } from '../../src/engine/io/checkpoint.
 import { withExpertLayout } from '../../src/engine/model/config.ts';
 import { detectExpertLayout } from '../../src/engine/model/tensors.ts';
 import { loadWeights, type LoadOptions } from '../../src/engine/train/weights.ts';
-import { Trainer, type EvalRecord, type SampleSet, type StepRecord, type TrainSettings } from '../../src/engine/train/trainer.ts';
+import { Trainer, type EvalRecord, type StepRecord, type TrainSettings } from '../../src/engine/train/trainer.ts';
 import { runTraining } from '../../src/engine/train/run.ts';
 import { fillFrozen, HostStore } from '../../src/engine/train/frozen-pass.ts';
 import { loadTrainCheckpoint } from '../../src/engine/train/checkpoint-file.ts';
 import { memorySink } from '../../src/engine/io/sink.ts';
 import { nodeFolder } from '../../src/node/folder.ts';
-import { rng } from '../helpers/random.ts';
+import { randomSamples } from '../helpers/samples.ts';
 
 const FIX = 'test/fixtures/qwen3_moe';
 const DEMO = 'public/models/usaf-demo-moe';
-
-function randomSamples(count: number, seq: number, V: number, seed: number): SampleSet {
-  const r = rng(seed);
-  const all = Uint32Array.from({ length: count * seq }, () => Math.floor(r() * V));
-  return {
-    count,
-    seq,
-    fill(i, ids, targets, off) {
-      for (let j = 0; j < seq; j++) ids[off + j] = all[i * seq + j]!;
-      for (let j = 0; j < seq; j++) targets[off + j] = j + 1 < seq ? all[i * seq + j + 1]! : 0xffffffff;
-    },
-  };
-}
 
 function settings(over: Partial<TrainSettings>): TrainSettings {
   return { frac: 0.01, steps: 6, microbatch: 2, accum: 1, seq: 12, lrPeak: 5e-3, wd: 0.005, trainFrom: 2, reselectEvery: 3, evalEvery: 2, nImportance: 2, frozenCacheN: 100, seed: 7, evalWindows: null, ...over };

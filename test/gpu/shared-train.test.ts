@@ -18,22 +18,9 @@ import { sharedExpertTensors } from '../../src/engine/train/shared-expert.ts';
 import { Trainer, type SampleSet, type TrainSettings } from '../../src/engine/train/trainer.ts';
 import { nodeFolder } from '../../src/node/folder.ts';
 import { testGpu } from '../helpers/gpu.ts';
-import { rng } from '../helpers/random.ts';
+import { randomSamples as samples } from '../helpers/samples.ts';
 
 const TRAIN_FROM = 2;
-
-function samples(count: number, seq: number, V: number, seed: number): SampleSet {
-  const r = rng(seed);
-  const all = Uint32Array.from({ length: count * seq }, () => Math.floor(r() * V));
-  return {
-    count,
-    seq,
-    fill(i, ids, targets, off) {
-      for (let j = 0; j < seq; j++) ids[off + j] = all[i * seq + j]!;
-      for (let j = 0; j < seq; j++) targets[off + j] = j + 1 < seq ? all[i * seq + j + 1]! : 0xffffffff;
-    },
-  };
-}
 
 const settings = (over: Partial<TrainSettings>): TrainSettings => ({
   frac: 0.005, steps: 5, microbatch: 2, accum: 1, seq: 12, lrPeak: 2e-2, wd: 0.005, trainFrom: TRAIN_FROM, reselectEvery: 3,

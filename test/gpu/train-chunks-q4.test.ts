@@ -10,20 +10,7 @@ import type { GpuContext } from '../../src/engine/gpu/device.ts';
 import { readF32 } from '../../src/engine/gpu/buffers.ts';
 import { Trainer, type SampleSet, type TrainSettings } from '../../src/engine/train/trainer.ts';
 import { importanceBatches } from '../../src/engine/train/run.ts';
-import { rng } from '../helpers/random.ts';
-
-function randomSamples(count: number, seq: number, V: number, seed: number): SampleSet {
-  const r = rng(seed);
-  const all = Uint32Array.from({ length: count * seq }, () => Math.floor(r() * V));
-  return {
-    count,
-    seq,
-    fill(i, ids, targets, off) {
-      for (let j = 0; j < seq; j++) ids[off + j] = all[i * seq + j]!;
-      for (let j = 0; j < seq; j++) targets[off + j] = j + 1 < seq ? all[i * seq + j + 1]! : 0xffffffff;
-    },
-  };
-}
+import { randomSamples } from '../helpers/samples.ts';
 
 /** Everything a short run leaves, read back as bytes. */
 async function runOnce(gpu: GpuContext, dir: string, s: TrainSettings, data: SampleSet, groupSize: number, restore: boolean) {

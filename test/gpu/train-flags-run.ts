@@ -7,23 +7,11 @@ import { Trainer, type SampleSet, type TrainSettings } from '../../src/engine/tr
 import { importanceBatches } from '../../src/engine/train/run.ts';
 import { decodeTrainCheckpoint, encodeTrainCheckpoint } from '../../src/engine/train/checkpoint-file.ts';
 import { memorySource } from '../../src/engine/io/byte-source.ts';
-import { rng } from '../helpers/random.ts';
+import { randomSamples } from '../helpers/samples.ts';
+export { randomSamples };
 
 export const STEPS = 4; // reselections before steps 2 and 4
 export const SNAP_AFTER = 3; // resume across the second reselection
-
-export function randomSamples(count: number, seq: number, V: number, seed: number): SampleSet {
-  const r = rng(seed);
-  const all = Uint32Array.from({ length: count * seq }, () => Math.floor(r() * V));
-  return {
-    count,
-    seq,
-    fill(i, ids, targets, off) {
-      for (let j = 0; j < seq; j++) ids[off + j] = all[i * seq + j]!;
-      for (let j = 0; j < seq; j++) targets[off + j] = j + 1 < seq ? all[i * seq + j + 1]! : 0xffffffff;
-    },
-  };
-}
 
 export const settings = (over: Partial<TrainSettings>): TrainSettings => ({
   frac: 0.01, steps: STEPS, microbatch: 2, accum: 1, seq: 12, lrPeak: 2e-2, wd: 0.005, trainFrom: 2, reselectEvery: 2,

@@ -18,24 +18,11 @@ import { openCheckpoint } from '../../src/engine/io/checkpoint.ts';
 import { decodeF32 } from '../../src/engine/io/dtype.ts';
 import { nodeFolder } from '../../src/node/folder.ts';
 import { dequantizeExperts } from '../../src/engine/quant/experts-q4.ts';
-import { rng } from '../helpers/random.ts';
 import { roundBf16 } from '../helpers/experts-data.ts';
+import { randomSamples } from '../helpers/samples.ts';
 
 const FIX = 'test/fixtures/qwen3_moe';
 const G = 32;
-
-function randomSamples(count: number, seq: number, V: number, seed: number): SampleSet {
-  const r = rng(seed);
-  const all = Uint32Array.from({ length: count * seq }, () => Math.floor(r() * V));
-  return {
-    count,
-    seq,
-    fill(i, ids, targets, off) {
-      for (let j = 0; j < seq; j++) ids[off + j] = all[i * seq + j]!;
-      for (let j = 0; j < seq; j++) targets[off + j] = j + 1 < seq ? all[i * seq + j + 1]! : 0xffffffff;
-    },
-  };
-}
 
 function settings(over: Partial<TrainSettings>): TrainSettings {
   return { frac: 0.01, steps: 6, microbatch: 2, accum: 1, seq: 12, lrPeak: 5e-3, wd: 0.005, trainFrom: 2, reselectEvery: 3, evalEvery: 0, nImportance: 2, frozenCacheN: 100, seed: 7, evalWindows: null, ...over };

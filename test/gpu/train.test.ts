@@ -16,25 +16,11 @@ import { openCheckpoint } from '../../src/engine/io/checkpoint.ts';
 import { nodeFolder } from '../../src/node/folder.ts';
 import { loadWeights } from '../../src/engine/train/weights.ts';
 import { Forward } from '../../src/engine/train/forward.ts';
-import { rng } from '../helpers/random.ts';
+import { randomSamples } from '../helpers/samples.ts';
 
 const FIX = 'test/fixtures/qwen3_moe';
 
 /** count random samples of seq tokens over vocab V (seeded), next-token targets. */
-function randomSamples(count: number, seq: number, V: number, seed: number): SampleSet & { ids: Uint32Array } {
-  const r = rng(seed);
-  const all = Uint32Array.from({ length: count * seq }, () => Math.floor(r() * V));
-  return {
-    ids: all,
-    count,
-    seq,
-    fill(i, ids, targets, off) {
-      for (let j = 0; j < seq; j++) ids[off + j] = all[i * seq + j]!;
-      for (let j = 0; j < seq; j++) targets[off + j] = j + 1 < seq ? all[i * seq + j + 1]! : 0xffffffff;
-    },
-  };
-}
-
 function settings(over: Partial<TrainSettings>): TrainSettings {
   return { frac: 0.005, steps: 6, microbatch: 2, accum: 1, seq: 12, lrPeak: 5e-3, wd: 0.005, trainFrom: 2, reselectEvery: 3, evalEvery: 0, nImportance: 2, frozenCacheN: 100, seed: 7, evalWindows: null, ...over };
 }
