@@ -103,7 +103,8 @@ export function appPlan(a: AppPlanArgs): MemoryPlan {
   if (budget === null) notes.push('WebGPU does not report how much memory the GPU has: enter it to check the total.');
   else if (!fitsBudget) notes.push(`Peak ${gib(p.peak)} does not fit in ${gib(budget)}. ${suggestionText(a.spec, s, budget, a.settings.quantGroupSize)}`);
   if (s.trainFrom > 0 && s.streamFrozen) {
-    notes.push(`STREAM_FROZEN: the frozen layers stay in storage; before training each is read once and every training sequence goes through it. Their outputs (${s.frozenCacheN.toLocaleString('en-US')} sequences) are kept in host memory.`);
+    const cached = a.trainTokens === null ? '' : ` (${s.frozenCacheN.toLocaleString('en-US')} sequences)`;
+    notes.push(`STREAM_FROZEN: the frozen layers stay in storage; before training each is read once and every training sequence goes through it. Their outputs${cached} are kept in host memory.`);
   } else if (s.trainFrom > 0) {
     const sf = p.streamedFrozen;
     notes.push(`With STREAM_FROZEN on (frozen layers read once from storage instead of resident on the GPU), the peak would be ${gib(sf.peak)}${budget === null ? '' : sf.fits(budget) ? ', which fits' : ', which does not fit either'}.`);
