@@ -93,7 +93,8 @@ export function appPlan(a: AppPlanArgs): MemoryPlan {
   }));
   items.push({ label: 'Importance scores at the start (transient)', bytes: p.transient, where: 'gpu' });
   items.push({ label: s.streamFrozen ? 'Host memory (the frozen cache, plus the largest tensor while loading or a checkpoint)' : 'Host memory (largest tensor while loading, or a checkpoint)', bytes: p.ram, where: 'cpu' });
-  items.push({ label: 'Model on disk (bf16)', bytes: p.storage.bf16, where: 'disk' });
+  // the app stores every model with its routed experts in 4 bits (src/store): this much browser storage
+  items.push({ label: `Model in browser storage (experts in 4 bits, groups of ${p.storage.group})`, bytes: p.storage.q4, where: 'disk' });
 
   const notes: string[] = [];
   const problems = a.gpu ? limitProblems(p, a.gpu) : [];
