@@ -28,7 +28,15 @@ export function describeRunError(e: unknown, checkpointStep: number): RunError {
     };
   }
   if (err.name === 'GPUOutOfMemoryError' || /out of memory/i.test(err.message)) {
-    return { kind: 'out-of-memory', message: `The GPU ran out of memory: ${err.message}. Lower MICROBATCH or SEQ, or quantize the experts.`, resumable: checkpointStep > 0 };
+    return { kind: 'out-of-memory', message: `The GPU ran out of memory: ${err.message}. Enter this GPU's memory on the Preset screen (the plan then splits 4-bit experts to fit), or turn on QUANTIZE_EXPERTS or STREAM_FROZEN, or lower MICROBATCH or SEQ.`, resumable: checkpointStep > 0 };
+  }
+  if (err.name === 'QuotaExceededError' || /quota/i.test(err.message)) {
+    // checkpoint writes are atomic: the one that failed left the previous checkpoint as it was
+    return {
+      kind: 'error',
+      message: `The browser's storage for this site is full: a checkpoint or log could not be written (${err.message}). ${checkpointStep ? `The checkpoint of step ${checkpointStep} is kept` : 'Nothing of this run was checkpointed yet'}; free space on the Models screen (delete a model or a dataset you no longer need)${checkpointStep ? ', then resume' : ', then start again'}.`,
+      resumable: checkpointStep > 0,
+    };
   }
   return { kind: 'error', message: `The run failed: ${err.message}`, resumable: checkpointStep > 0 };
 }
