@@ -69,3 +69,21 @@ test('STREAM_FROZEN: frozen layers read from storage once; the same losses and p
     for (const j of [0, 1]) assert.ok(Math.abs(p[j]! - q[j]!) <= 1e-4 * q[j]!, `evaluation ${i}: streamed ${p}, resident ${q}`);
   }
 }, { timeoutMs: 480_000 });
+
+test('the GPU memory entered reaches the trainer: a run that does not fit is refused, naming settings that fit', async (env) => {
+  const { page } = await env.open();
+  await page.goto(env.baseUrl);
+  await gotoScreen(page, 'models');
+  await waitForDemo(page);
+  await gotoScreen(page, 'preset');
+  await page.fill('#gpu-memory', '0.15'); // the demo (stored in 4 bits) at its defaults plans ~0.23 GiB
+  await page.locator('[data-testid=plan-verdict]', { hasText: 'Does not fit' }).waitFor({ timeout: 60_000 });
+  await gotoScreen(page, 'run');
+  await page.click('button:has-text("Start training")');
+  const error = page.locator('[data-testid=run-error], [data-testid=run-live-error]', { hasText: 'GPU memory' });
+  await error.first().waitFor({ timeout: RUN_MS });
+  const text = (await error.first().textContent()) ?? '';
+  // (the Trainer first splits the 4-bit experts into the smallest chunks; the rest must come from a smaller frozen cache)
+  assert.match(text, /needs [\d.]+ MiB of GPU memory \(.*4-bit experts \(group 128, in chunks of 1\)\); the GPU has 153\.6 MiB\. Settings that fit: train-from 4, microbatch 2, seq 512, frozen-cache-n \d+,/);
+  await env.screenshot(page, 'stream-02-refused');
+});
