@@ -8,12 +8,13 @@
 // in the FrozenCache when the eval set is the training set itself.
 
 import type { GpuContext } from '../gpu/device.ts';
-import { readF32, writeBuffer } from '../gpu/buffers.ts';
+import { readF32 } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Forward } from './forward.ts';
-import type { FrozenCache } from './frozen-cache.ts';
+import { HostStore, type FrozenCache, type WindowStore } from './frozen-cache.ts';
+export { HostStore, type WindowStore } from './frozen-cache.ts';
 import { destroyLayer, loadLayer, type LoadOptions, type ModelWeights } from './weights.ts';
 import type { SampleSet, Trainer } from './trainer.ts';
 
@@ -23,38 +24,9 @@ export interface FrozenSource {
   load: LoadOptions;
 }
 
-/** A window's hidden state [seq, H] between layers. */
-export interface WindowStore {
-  /** Window `w` into row block `i` of `dst` (recorded in enc, or queued before it). */
-  load(enc: Encoder, w: number, dst: GPUBuffer, i: number): void;
-  /** Row block `i` of `src` as window `w`'s (recorded in enc; `flush` completes it after the submit). */
-  save(enc: Encoder, w: number, src: GPUBuffer, i: number): void;
-  flush?(): Promise<void>;
-}
-
 /** The FrozenCache as a store: window w = sample w. */
 export function cacheStore(cache: FrozenCache): WindowStore {
   return { load: (enc, w, dst, i) => cache.get(enc, w, dst, i), save: (enc, w, src, i) => cache.put(enc, w, src, i), flush: () => cache.flush() };
-}
-
-/** Host-side f32 store of `count` windows of seq × H. */
-export class HostStore implements WindowStore {
-  readonly data: Float32Array[];
-  private pending: { w: number; src: GPUBuffer; i: number }[] = [];
-  constructor(private readonly gpu: GpuContext, count: number, readonly seq: number, readonly hidden: number) {
-    this.data = Array.from({ length: count }, () => new Float32Array(seq * hidden));
-  }
-  load(_enc: Encoder, w: number, dst: GPUBuffer, i: number): void {
-    writeBuffer(this.gpu, dst, i * this.data[w]!.byteLength, this.data[w]!);
-  }
-  save(_enc: Encoder, w: number, src: GPUBuffer, i: number): void {
-    this.pending.push({ w, src, i });
-  }
-  async flush(): Promise<void> {
-    const n = this.seq * this.hidden;
-    for (const p of this.pending) this.data[p.w]!.set(await readF32(this.gpu, p.src, p.i * n * 4, n)); // byte offset
-    this.pending = [];
-  }
 }
 
 /** Windows 0..count-1 of a sample set and where their hidden states go. */

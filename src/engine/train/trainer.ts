@@ -277,9 +277,8 @@ export class Trainer {
     this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T);
     this.streamed = weights.layers.some((l) => l.streamed);
     // streamed: every sample is cached, in host memory (the GPU holds only the trained layers)
-    this.cache = this.streamed
-      ? new FrozenCache(gpu, s.trainFrom > 0 ? data.count : 0, s.seq, spec.hidden, `${spec.arch}:${s.trainFrom}:${s.seq}`, 'host')
-      : new FrozenCache(gpu, s.trainFrom > 0 ? Math.min(s.frozenCacheN, data.count) : 0, s.seq, spec.hidden, `${spec.arch}:${s.trainFrom}:${s.seq}`);
+    const cached = s.trainFrom === 0 ? 0 : this.streamed ? data.count : Math.min(s.frozenCacheN, data.count);
+    this.cache = new FrozenCache(gpu, cached, s.seq, spec.hidden, `${spec.arch}:${s.trainFrom}:${s.seq}`, this.streamed ? 'host' : 'gpu');
     this.topkWork = createBuffer(gpu, { label: 'topk.work', size: TOPK_WORKSPACE_WORDS * 4, kind: 'workspace' });
     this.flag = createBuffer(gpu, { label: 'finite.flag', size: 4, kind: 'workspace' });
     this.rng = new Rng(s.seed >>> 0);
