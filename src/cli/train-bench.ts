@@ -11,6 +11,7 @@ import { loadWeights } from '../engine/train/weights.ts';
 import { planMemory } from '../engine/plan/memory.ts';
 import type { ModelSpec } from '../engine/model/spec.ts';
 import { syntheticCheckpoint } from './synthetic.ts';
+import { randomExpertsQ4 } from '../engine/quant/experts-q4.ts';
 
 /**
  * 4-bit experts: wall time of materializing one trained layer into the f32 scratch, every expert chunk in turn (mostly
@@ -68,13 +69,16 @@ export async function trainBench(gpu: GpuContext, modelDir: string, microbatch: 
 }
 
 /**
- * Training throughput of a synthetic model (synthetic.ts: random weights, experts quantized to 4 bits on the GPU while
- * loading) whose layers all train: the top layers of a published model, from the embedding instead of cached hidden
+ * Training throughput of a synthetic model (synthetic.ts: random bf16 weights; the routed experts random 4-bit tensors made
+ * directly on the GPU) whose layers all train: the top layers of a published model, from the embedding instead of cached hidden
  * states (the same work per step), with the full-vocabulary loss. Reports tokens/s, seconds per phase and GPU bytes.
  */
 export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: { microbatch: number; seq: number; steps: number; groupSize: number; expertChunk?: number; gpuBytes?: number }) {
   const t0 = performance.now();
-  const weights = await loadWeights(gpu, spec, syntheticCheckpoint(spec), { quantizeExperts: { groupSize: o.groupSize } });
+  const weights = await loadWeights(gpu, spec, syntheticCheckpoint(spec), {
+    quantizeExperts: { groupSize: o.groupSize },
+    makeExperts: (L) => randomExpertsQ4(gpu, spec, L, o.groupSize),
+  });
   const tLoad = performance.now();
   const V = spec.vocab, seq = o.seq;
   const count = o.microbatch * (2 * o.steps + 3);

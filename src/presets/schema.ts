@@ -28,6 +28,7 @@ export interface Settings {
   keepAdamState: boolean;
   perEntryStep: boolean;
   accumulatedReselect: boolean;
+  windowSampling: boolean;
 }
 
 export type SettingKey = keyof Settings;
@@ -181,6 +182,11 @@ export const SETTINGS: readonly SettingSpec[] = [
     key: 'accumulatedReselect', code: 'ar', label: 'ACCUMULATED_RESELECT', title: 'Accumulated reselection scores',
     kind: 'bool', default: false, unit: 'on / off', group: 'improvements',
     description: 'Improvement over the seed: reselection ranks entries by |gradient| summed over N_IMPORTANCE microbatches, like the first selection, instead of one microbatch.',
+  },
+  {
+    key: 'windowSampling', code: 'ws', label: 'WINDOW_SAMPLES', title: 'Train on consecutive windows', kind: 'bool',
+    default: false, unit: 'on / off', group: 'batch',
+    description: 'Draw training sequences from the consecutive SEQ-token windows of the dataset (the ones evaluation scores), shuffled each epoch, instead of the seed\'s STEPS × MICROBATCH × ACCUM sequences at random positions.',
   },
 ];
 

@@ -30,6 +30,7 @@ export function trainSettings(s: Settings, r: Resolved): TrainSettings {
     trainFrom: r.trainFrom, reselectEvery: s.reselectEvery, evalEvery: s.evalEvery, nImportance: s.nImportance,
     frozenCacheN: r.frozenCacheN, seed: s.seed, evalWindows: r.evalWindows,
     keepAdamState: s.keepAdamState, trainShared: s.trainShared, perEntryStep: s.perEntryStep, accumulatedReselect: s.accumulatedReselect,
+    sampling: s.windowSampling ? 'windows' : 'random',
   };
 }
 
@@ -111,6 +112,10 @@ export function checkResume(saved: SavedSettings, now: TrainSettings, quant: Qua
     if (!!saved[k] !== !!now[k]) {
       throw new Error(`${label} was ${saved[k] ? 'on' : 'off'} when the run was checkpointed and is ${now[k] ? 'on' : 'off'} now; resume with the same settings`);
     }
+  }
+  // Random-position samples are drawn for STEPS · MICROBATCH · ACCUM: another STEPS would be another sample set.
+  if ((now.sampling ?? 'windows') === 'random' && saved.steps !== now.steps) {
+    throw new Error(`steps was ${saved.steps} when the run was checkpointed and is ${now.steps} now; the random-position training sequences depend on it: resume with the same settings`);
   }
   // The trained values only continue on the base they were trained over (4-bit bases differ from bf16 and by group size).
   if ((saved.quantizeExperts?.groupSize ?? null) !== (quant?.groupSize ?? null)) {

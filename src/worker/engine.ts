@@ -11,8 +11,8 @@ import { loadTrainCheckpoint, TrainCheckpointError, type TrainCheckpoint } from 
 import { DELTA_FILE, makeDelta } from '../engine/train/delta.ts';
 import { exportModel } from '../engine/train/export.ts';
 import { runTraining, type RunEvents } from '../engine/train/run.ts';
-import { windowSamples } from '../engine/train/samples.ts';
-import { Trainer, type EvalRecord, type ReselectRecord, type SampleSet, type StepRecord, type TrainSettings } from '../engine/train/trainer.ts';
+import { trainSamples, windowSamples } from '../engine/train/samples.ts';
+import { Trainer, type EvalRecord, type ReselectRecord, type Sampling, type SampleSet, type StepRecord, type TrainSettings } from '../engine/train/trainer.ts';
 import { loadWeights, type LoadOptions } from '../engine/train/weights.ts';
 import { hubView } from '../engine/quant/hub-view.ts';
 import type { EngineBinding, EngineEvents, ExportArgs, RunHandle, RunInputs } from './engine-binding.ts';
@@ -128,16 +128,20 @@ const gpuBytes = (gpu: GpuContext): number => Object.values(allocatedBytes(gpu))
 
 async function train(inp: RunInputs, control: Control): Promise<'done' | 'stopped'> {
   const { gpu, spec, settings } = inp;
-  const trainSet = windowSamples(inp.train, settings.seq, inp.padId);
-  const inDomain = inp.inDomainEval === inp.train ? trainSet : windowSamples(inp.inDomainEval, settings.seq, inp.padId);
+  const resume = inp.resumeFrom && inp.resumeFrom.checkpointStep > 0 ? await lastCheckpoint(inp.runFiles) : undefined;
+  const saved = resume ? savedSettings(resume.settings) : null;
+  // A resumed run draws its samples as it was checkpointed (runs from before random positions drew the windows).
+  const sampling: Sampling = saved ? (saved.sampling ?? 'windows') : settings.windowSampling ? 'windows' : 'random';
+  const trainSet = trainSamples(inp.train, { sampling, seq: settings.seq, steps: inp.steps, microbatch: settings.microbatch, accum: settings.accum, seed: settings.seed }, inp.padId);
+  // the windows as training samples: the in-domain eval (no split) reuses their frozen cache
+  const inDomain = inp.inDomainEval === inp.train && sampling === 'windows' ? trainSet : windowSamples(inp.inDomainEval, settings.seq, inp.padId);
   const heldout = inp.heldout ? windowSamples(inp.heldout, settings.seq, inp.padId) : null;
-  const streamed = settings.streamFrozen && inp.trainFrom > 0; // every window cached (host memory) by the layer-major pass
+  const streamed = settings.streamFrozen && inp.trainFrom > 0; // every sample cached (host memory) by the layer-major pass
   const cacheN = inp.trainFrom === 0 ? 0 : streamed ? trainSet.count : frozenCacheSamples(settings, trainSet.count, spec, gpu.info.maxBufferSize);
   const cfg = runConfig(settings, { steps: inp.steps, trainFrom: inp.trainFrom, evalWindows: inp.evalWindows, frozenCacheN: cacheN }, spec.numLayers);
-  const ts = inp.gpuMemoryBytes === null ? cfg.train : { ...cfg.train, gpuBytes: inp.gpuMemoryBytes };
+  const ts = { ...cfg.train, sampling, ...(inp.gpuMemoryBytes === null ? {} : { gpuBytes: inp.gpuMemoryBytes }) };
 
-  const resume = inp.resumeFrom && inp.resumeFrom.checkpointStep > 0 ? await lastCheckpoint(inp.runFiles) : undefined;
-  if (resume) checkResume(savedSettings(resume.settings), ts, cfg.quant);
+  if (saved) checkResume(saved, ts, cfg.quant);
   if (inp.resumeFrom) await inp.events.onHistory?.((resume?.log ?? []).map((r) => JSON.stringify(r)));
   if (control.stopped) return 'stopped';
 
@@ -149,7 +153,7 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
     const summary = await runTraining(trainer, {
       inDomain, heldout, sink: inp.runSink, checkpointDir: '',
       checkpointEvery: ts.evalEvery > 0 ? ts.evalEvery : CHECKPOINT_EVERY_DEFAULT,
-      settings: cfg.checkpoint as unknown as Record<string, unknown>,
+      settings: { ...cfg.checkpoint, sampling } as unknown as Record<string, unknown>,
       events: runEvents(trainer, ts, inp.events, history),
       resume,
       frozenSource: streamed ? { ckpt, load: cfg.load } : undefined,

@@ -9,7 +9,7 @@ import { resolveSteps, resolveTrainFrom, type Settings } from '../presets/schema
 import { quantSetting } from './engine-settings.ts';
 import type { MemoryPlan, PlanItem } from './protocol.ts';
 
-/** Frozen-cache samples the worker allocates: FROZEN_CACHE_N (auto = every training window), within one GPU buffer. */
+/** Frozen-cache samples the worker allocates: FROZEN_CACHE_N (auto = every training sequence), within one GPU buffer. */
 export function frozenCacheSamples(settings: Settings, trainWindows: number, spec: ModelSpec, maxBufferSize: number | null): number {
   const wanted = Math.min(settings.frozenCacheN ?? trainWindows, trainWindows);
   const perSample = settings.seq * spec.hidden * 4;
@@ -19,8 +19,9 @@ export function frozenCacheSamples(settings: Settings, trainWindows: number, spe
 /** The planner's settings for a run of `settings` on `spec` (trainTokens: the training set's size, null = unknown). */
 export function planSettings(spec: ModelSpec, settings: Settings, trainTokens: number | null, maxBufferSize: number | null): PlanSettings {
   const trainFrom = resolveTrainFrom(settings, spec.numLayers);
-  const windows = trainTokens === null ? 0 : Math.ceil(trainTokens / settings.seq);
-  // streamed frozen layers: every training window is cached, in host memory
+  // training sequences: STEPS · MICROBATCH · ACCUM at random positions (the seed's), or the dataset's windows
+  const windows = trainTokens === null ? 0 : settings.windowSampling ? Math.ceil(trainTokens / settings.seq) : resolveSteps(settings, trainTokens) * settings.microbatch * settings.accum;
+  // streamed frozen layers: every training sequence is cached, in host memory
   const frozenCacheN = trainFrom === 0 ? 0 : settings.streamFrozen ? windows : frozenCacheSamples(settings, windows, spec, maxBufferSize);
   return {
     trainFrom, microbatch: settings.microbatch, seq: settings.seq, frac: settings.frac, frozenCacheN,

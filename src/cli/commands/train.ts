@@ -7,7 +7,7 @@ import { command, str, num } from '../command.ts';
 import { nodeGpu } from '../../node/gpu.ts';
 import { openModel, QUANT_FLAGS, quantOption, storedQuantOption } from '../load-model.ts';
 import { tokenizeFile } from '../dataset.ts';
-import { Trainer, planSettings, type TrainSettings, type SampleSet } from '../../engine/train/trainer.ts';
+import { Trainer, planSettings, type Sampling, type TrainSettings, type SampleSet } from '../../engine/train/trainer.ts';
 import { assertFits, withExpertChunk } from '../../engine/plan/memory.ts';
 import { runTraining } from '../../engine/train/run.ts';
 import { loadTrainCheckpoint } from '../../engine/train/checkpoint-file.ts';
@@ -17,7 +17,7 @@ import { makeDelta, DELTA_FILE } from '../../engine/train/delta.ts';
 import { nodeFileSink } from '../../node/file-sink.ts';
 import { nodeFolder } from '../../node/folder.ts';
 import { readSpec } from '../load-model.ts';
-import { windowSamples } from '../../engine/train/samples.ts';
+import { trainSamples, windowSamples } from '../../engine/train/samples.ts';
 import { allocatedBytes } from '../../engine/gpu/buffers.ts';
 
 export const TRAIN_FLAGS = {
@@ -39,6 +39,7 @@ export const TRAIN_FLAGS = {
   'frozen-cache-n': { type: 'number', env: 'FROZEN_CACHE_N', help: 'samples whose frozen-layer output is cached (default all)' },
   'eval-windows': { type: 'number', help: 'cap on windows per eval set (default all)' },
   seed: { type: 'number', env: 'SEED', default: 0, help: 'random seed (data order, importance batches)' },
+  sampling: { type: 'string', env: 'SAMPLING', default: 'random', help: 'training samples: random (SEQ tokens at random positions of the stream, STEPS·MICROBATCH·ACCUM of them, as the seed) or windows (the consecutive windows evaluation scores, shuffled per epoch)' },
   'eval-split': { type: 'number', env: 'EVAL_SPLIT', default: 0, help: 'share of the documents held apart for in-domain eval (0: evaluate on the training set, as the seed)' },
   'keep-adam-state': { type: 'boolean', env: 'KEEP_ADAM_STATE', help: 'improvement over the seed: kept entries keep their Adam state at reselection' },
   'per-entry-step': { type: 'boolean', env: 'PER_ENTRY_STEP', help: 'improvement over the seed: Adam bias correction counts each active entry\'s own updates' },
@@ -77,18 +78,24 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const seq = num(f, 'seq')!;
   const ds = await tokenizeFile(modelDir, str(f, 'dataset'), num(f, 'eval-split')!);
   const pad = 0;
-  const trainSet = windowSamples(ds.train, seq, pad);
-  const inDomain = ds.eval ? windowSamples(ds.eval, seq, pad) : trainSet;
+  const sampling = String(f.sampling);
+  if (sampling !== 'random' && sampling !== 'windows') throw new Error(`--sampling must be random or windows, not "${sampling}"`);
   const heldout: SampleSet | null = f.heldout ? windowSamples((await tokenizeFile(modelDir, String(f.heldout))).all, seq, pad) : null;
   const microbatch = num(f, 'microbatch')!;
   const accum = num(f, 'accum')!;
   const epochs = num(f, 'epochs')!;
   const steps = epochs > 0 ? Math.max(1, Math.floor((epochs * ds.train.ids.length) / (microbatch * accum * seq))) : num(f, 'steps')!;
+  // A resumed run draws its samples as it was checkpointed (runs from before --sampling existed used the windows).
+  const sampled: Sampling = resume ? ((resume.settings.sampling as Sampling | undefined) ?? 'windows') : sampling;
+  if (sampled !== sampling) say(`usaf train: --resume: the saved run drew its samples as ${sampled}; it goes on that way (--sampling ${sampling} ignored)`);
+  const trainSet = trainSamples(ds.train, { sampling: sampled, seq, steps, microbatch, accum, seed: num(f, 'seed')! }, pad);
+  // With the windows as training samples the in-domain eval (no split) reuses their frozen cache.
+  const inDomain = ds.eval ? windowSamples(ds.eval, seq, pad) : sampled === 'windows' ? trainSet : windowSamples(ds.train, seq, pad);
   const settings: TrainSettings = {
     frac: num(f, 'frac')!, steps, microbatch, accum, seq, lrPeak: num(f, 'lr-peak')!, wd: num(f, 'wd')!, trainFrom,
     reselectEvery: num(f, 'reselect-every')!, evalEvery: num(f, 'eval-every')!, nImportance: num(f, 'n-importance')!,
     frozenCacheN: num(f, 'frozen-cache-n') ?? trainSet.count, seed: num(f, 'seed')!, evalWindows: num(f, 'eval-windows') ?? null,
-    keepAdamState: !!f['keep-adam-state'], perEntryStep: !!f['per-entry-step'], accumulatedReselect: !!f['accumulated-reselect'], trainShared,
+    keepAdamState: !!f['keep-adam-state'], perEntryStep: !!f['per-entry-step'], accumulatedReselect: !!f['accumulated-reselect'], trainShared, sampling: sampled,
     gpuBytes: num(f, 'gpu-gib') !== undefined ? Math.floor(num(f, 'gpu-gib')! * 2 ** 30) : undefined,
     ...(num(f, 'expert-chunk') !== undefined ? { expertChunk: num(f, 'expert-chunk') } : {}),
   };
@@ -103,6 +110,8 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     const saved: Record<string, unknown> = { trainShared: false, keepAdamState: false, perEntryStep: false, accumulatedReselect: false, ...resume.settings };
     for (const k of ['frac', 'microbatch', 'accum', 'seq', 'trainFrom', 'seed', 'trainShared', 'keepAdamState', 'perEntryStep', 'accumulatedReselect'] as const)
       if (saved[k] !== settings[k]) throw new Error(`--resume: ${k} was ${String(saved[k])} in the saved run, now ${settings[k]}; resume with the same settings`);
+    // random-position samples are drawn for STEPS·MICROBATCH·ACCUM: another STEPS would be another sample set
+    if (sampled === 'random' && saved.steps !== steps) throw new Error(`--resume: steps was ${String(saved.steps)} in the saved run, now ${steps}; the random-position samples depend on it: resume with the same steps`);
     // the base weights differ with 4-bit experts: the saved trained values only continue on the same base
     const was = (resume.settings.quantizeExperts as { groupSize: number } | null | undefined) ?? null;
     if ((was?.groupSize ?? null) !== (quantizeExperts?.groupSize ?? null)) throw new Error(`--resume: the saved run had ${was ? `4-bit experts (group ${was.groupSize})` : 'unquantized experts'}; resume with the same --quantize-experts / --group-size`);

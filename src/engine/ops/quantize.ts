@@ -8,6 +8,7 @@ import { hqqSettings, type QuantizeDims } from '../quant/hqq.ts';
 import { grid2d } from '../quant/dispatch.ts';
 import quantizeSrc from '../../../shaders/quantize.wgsl?raw';
 import errorSrc from '../../../shaders/quantize_error.wgsl?raw';
+import randomSrc from '../../../shaders/quantize_random.wgsl?raw';
 
 /** A whole buffer or a range of one (e.g. the codes or the table half of a layer's 4-bit buffer). */
 type Binding = GPUBuffer | GPUBufferBinding;
@@ -38,4 +39,11 @@ export function quantizeError(enc: Encoder, err2: Binding, w: Binding, q: Bindin
   const L = quantLayout(dims.rows, dims.K, dims.G);
   const k = kernel(enc.gpu, { name: 'quantize.error', code: errorSrc, entryPoint: 'main', constants: { WG } });
   k.dispatch(enc, [w, q, sz, err2], grid2d(L.groups, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension), quantizeParams(dims));
+}
+
+/** q [qWords] random codes, sz [groups] random (scale, zero) words (quantize_random.wgsl): a 4-bit tensor for benchmarks. */
+export function quantizeRandom(enc: Encoder, q: Binding, sz: Binding, dims: { qWords: number; groups: number; seed: number }): void {
+  const k = kernel(enc.gpu, { name: 'quantize.random', code: randomSrc, entryPoint: 'main', constants: { WG } });
+  const grid = grid2d(dims.qWords + dims.groups, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension);
+  k.dispatch(enc, [q, sz], grid, Uint32Array.of(dims.qWords, dims.groups, dims.seed >>> 0, 0));
 }

@@ -10,7 +10,7 @@ import { createBuffer, readBuffer, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { Dtype } from '../io/dtype.ts';
 import type { ModelSpec, TensorEntry } from '../model/spec.ts';
-import { quantize } from '../ops/quantize.ts';
+import { quantize, quantizeRandom } from '../ops/quantize.ts';
 import { dequantize } from '../ops/dequant.ts';
 import { q4ExpertLayouts, type Q4BufferLayout } from './format.ts';
 import type { ExpertTensor, ExpertWeights } from '../train/weights.ts';
@@ -74,6 +74,20 @@ const q4Tensors = (gu: GPUBuffer, dn: GPUBuffer, spec: ModelSpec, G: number): Ex
   const t = (buf: GPUBuffer, shape: number[], offset: number, l: Q4BufferLayout): ExpertTensor => ({ buf, dtype: 'q4', shape, offset, q4: { G, sz: l.szWord } });
   return { gate: t(gu, [E, IE, H], 0, lay.gateUp), up: t(gu, [E, IE, H], E * IE * H, lay.gateUp), down: t(dn, [E, H, IE], 0, lay.down) };
 };
+
+/** Layer L's routed experts as random 4-bit tensors made on the GPU (quantize_random.wgsl): benchmarks of big shapes. */
+export function randomExpertsQ4(gpu: GpuContext, spec: ModelSpec, L: number, G: number): ExpertWeights {
+  const lay = q4ExpertLayouts(spec, G);
+  const enc = new Encoder(gpu, 'experts.random');
+  const mk = (name: string, l: Q4BufferLayout, seed: number): GPUBuffer => {
+    const buf = createBuffer(gpu, { label: `layer${L}.experts.${name}.q4`, size: l.bytes, kind: 'weights' });
+    quantizeRandom(enc, codes(buf, l), table(buf, l), { qWords: l.qWords, groups: l.groups, seed });
+    return buf;
+  };
+  const ex = q4Tensors(mk('gate_up', lay.gateUp, 2 * L), mk('down', lay.down, 2 * L + 1), spec, G);
+  enc.submit();
+  return ex;
+}
 
 /** The two buffers' bytes exactly as the GPU holds them (codes, zero padding, table): what the stored format keeps. */
 export async function readExpertsQ4(gpu: GpuContext, ex: ExpertWeights): Promise<{ gateUp: Uint8Array; down: Uint8Array }> {

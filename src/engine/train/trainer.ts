@@ -27,6 +27,8 @@ import { adamBiasTable, checkFinite, gatherMasters, routerSgd, scatterMasters, s
 import { hasSharedState, SharedTraining } from './shared-train.ts';
 import { evaluateFromStore, type WindowStore } from './frozen-pass.ts';
 
+export type Sampling = 'random' | 'windows';
+
 export interface TrainSettings {
   frac: number;
   steps: number;
@@ -58,6 +60,12 @@ export interface TrainSettings {
    * microbatches (the step's own + N_IMPORTANCE - 1 drawn like the first importance pass) instead of the step's one.
    */
   accumulatedReselect?: boolean;
+  /**
+   * How training samples are drawn from the token stream (samples.ts trainSamples): 'random' (the seed's: STEPS·MICROBATCH·ACCUM
+   * windows of SEQ tokens at uniformly random start positions, drawn from SEED) or 'windows' (the consecutive SEQ-token
+   * windows the evaluation scores, shuffled per epoch). Absent = 'windows' (how runs checkpointed before it existed ran).
+   */
+  sampling?: Sampling;
   /**
    * Trained layers whose importance scores exist at once (default all; 1 with 4-bit experts); each group reruns the passes.
    * With experts in several chunks: always 1 (each chunk of each layer reruns them).

@@ -92,6 +92,8 @@ export interface LoadOptions {
    * and frozen-pass.ts loads each one with loadLayer when it runs them.
    */
   streamFrozenBelow?: number;
+  /** Makes layer L's routed experts instead of reading them (the synthetic bench: random 4-bit tensors built on the GPU). */
+  makeExperts?: (L: number) => ExpertWeights;
 }
 
 /** Bytes of a tensor converted to the GPU representation of `dtype`. */
@@ -191,7 +193,9 @@ export async function loadLayer(
   const q4 = opts.quantizeExperts;
   const experts = !expertEntries.length
     ? null
-    : stored
+    : opts.makeExperts
+      ? opts.makeExperts(L)
+      : stored
       ? await loadStoredExperts(gpu, spec, L, ckpt, stored.groupSize, onRaw)
       : q4
       ? await loadExpertsQ4(gpu, spec, L, expertEntries, read, q4.groupSize)

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import * as gpuOp from '../../../src/engine/ops/quantize.ts';
 import * as ref from '../../../src/engine/ref/quantize.ts';
-import { nibble, quantLayout } from '../../../src/engine/quant/format.ts';
+import { nibble, quantLayout, unpackScaleZero } from '../../../src/engine/quant/format.ts';
 import type { QuantizeDims } from '../../../src/engine/quant/hqq.ts';
 import { quantReport } from '../../../src/engine/quant/report.ts';
 import { readU32 } from '../../../src/engine/gpu/buffers.ts';
@@ -125,4 +125,31 @@ describe('quantize', () => {
     }
     expect(gpuR.total.hqq).toBeLessThan(gpuR.total.minmax);
   });
+
+  it('random 4-bit tensors equal the oracle word for word (past 65535 workgroups too), spread over every code', async () => {
+    const gpu = await testGpu();
+    // [qWords, groups, seed]; the last case needs more than 65535 workgroups of 64 threads (the grid spills into y).
+    for (const [qWords, groups, seed] of [[1000, 37, 1], [1000, 37, 2], [4_200_000, 90_000, 7]] as const) {
+      const q = u32Buffer(gpu, new Uint32Array(qWords).fill(SENTINEL)), sz = u32Buffer(gpu, new Uint32Array(groups).fill(SENTINEL));
+      await run(gpu, (enc) => gpuOp.quantizeRandom(enc, q, sz, { qWords, groups, seed }));
+      const wantQ = new Uint32Array(qWords), wantSz = new Uint32Array(groups);
+      ref.quantizeRandom(wantQ, wantSz, { qWords, groups, seed });
+      const gotQ = await readU32(gpu, q), gotSz = await readU32(gpu, sz);
+      const what = `[${qWords}, ${groups}] seed ${seed}`;
+      expect(gotQ.every((x, i) => x === wantQ[i]), `${what}: codes`).toBe(true);
+      expect(gotSz.every((x, i) => x === wantSz[i]), `${what}: table`).toBe(true);
+      const counts = new Array(16).fill(0);
+      for (let i = 0; i < Math.min(qWords, 1000) * 8; i++) counts[nibble(gotQ, i)]++;
+      for (const c of counts) expect(c / (Math.min(qWords, 1000) * 8), `${what}: code frequency`).toBeCloseTo(1 / 16, 1);
+      for (const w of gotSz.subarray(0, 100)) {
+        const { s, z } = unpackScaleZero(w);
+        expect(s >= 2 ** -9 && s < 2 ** -8 && z >= 7 && z < 8, `${what}: s ${s}, z ${z}`).toBe(true);
+      }
+    }
+    const a = new Uint32Array(1000), b = new Uint32Array(1000);
+    ref.quantizeRandom(a, new Uint32Array(0), { qWords: 1000, groups: 0, seed: 1 });
+    ref.quantizeRandom(b, new Uint32Array(0), { qWords: 1000, groups: 0, seed: 2 });
+    expect(a.filter((x, i) => x === b[i]).length, 'seeds give different tensors').toBeLessThan(5);
+  });
 });
+

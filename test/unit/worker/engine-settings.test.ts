@@ -20,8 +20,9 @@ describe('settings → TrainSettings', () => {
     expect(runConfig(s, resolved, LAYERS).train).toEqual({
       frac: 0.03, steps: 37, microbatch: 3, accum: 2, seq: 96, lrPeak: 1e-3, wd: 0.01, trainFrom: 5, reselectEvery: 7,
       evalEvery: 4, nImportance: 5, frozenCacheN: 11, seed: 1234, evalWindows: 3, keepAdamState: false, trainShared: false,
-      perEntryStep: false, accumulatedReselect: false,
+      perEntryStep: false, accumulatedReselect: false, sampling: 'random',
     });
+    expect(runConfig({ ...s, windowSampling: true }, resolved, LAYERS).train.sampling).toBe('windows');
   });
 
   it('KEEP_ADAM_STATE, TRAIN_SHARED, PER_ENTRY_STEP and ACCUMULATED_RESELECT reach the Trainer, each on its own', () => {
@@ -111,8 +112,18 @@ describe('resume', () => {
   }
 
   it('continues with the same settings, and with changes that do not shape the saved state (STEPS, LR_PEAK, KEEP_ADAM_STATE, ACCUMULATED_RESELECT)', () => {
-    const over: Partial<Settings> = { quantizeExperts: true, quantGroupSize: 64, trainShared: true, perEntryStep: true };
+    const over: Partial<Settings> = { quantizeExperts: true, quantGroupSize: 64, trainShared: true, perEntryStep: true, windowSampling: true };
     const now = runConfig({ ...DEFAULTS, ...over, lrPeak: 1e-3, keepAdamState: true, accumulatedReselect: true }, { ...resolved, steps: 90 }, LAYERS);
     expect(() => checkResume(savedSettings(stored(over)), now.train, now.quant)).not.toThrow();
+  });
+
+  it('random-position samples depend on STEPS: resuming them with another STEPS is refused; the windows allow it', () => {
+    const random = runConfig(DEFAULTS, { ...resolved, steps: 90 }, LAYERS);
+    const saved = savedSettings({ ...stored({}), sampling: 'random' });
+    expect(() => checkResume(saved, random.train, random.quant)).toThrow(/steps was 37 .* is 90 now; the random-position training sequences depend on it/);
+    const same = runConfig(DEFAULTS, resolved, LAYERS);
+    expect(() => checkResume(saved, same.train, same.quant)).not.toThrow();
+    const windows = runConfig({ ...DEFAULTS, windowSampling: true }, { ...resolved, steps: 90 }, LAYERS);
+    expect(() => checkResume(savedSettings({ ...stored({}), sampling: 'windows' }), windows.train, windows.quant)).not.toThrow();
   });
 });

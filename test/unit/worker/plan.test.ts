@@ -51,8 +51,14 @@ describe('app memory plan', () => {
     }
   });
 
-  it('sizes the frozen cache as the worker allocates it: every training window, capped by FROZEN_CACHE_N and maxBufferSize', () => {
-    const s = { ...DEFAULTS, seq: 100 };
+  it('sizes the frozen cache as the worker allocates it: every training sequence (STEPS · MICROBATCH · ACCUM at random positions, or every window)', () => {
+    expect(planSettings(demo, { ...DEFAULTS, seq: 100 }, 1001, null).frozenCacheN).toBe(180 * 2);
+    expect(planSettings(demo, { ...DEFAULTS, seq: 100, steps: 7, accum: 3 }, 1001, null).frozenCacheN).toBe(7 * 2 * 3);
+    expect(planSettings(demo, { ...DEFAULTS, seq: 100, epochs: 2 }, 1001, null).frozenCacheN).toBe(Math.floor((2 * 1001) / 200) * 2);
+  });
+
+  it('WINDOW_SAMPLES: every training window, capped by FROZEN_CACHE_N and maxBufferSize', () => {
+    const s = { ...DEFAULTS, seq: 100, windowSampling: true };
     expect(planSettings(demo, s, 1001, null).frozenCacheN).toBe(11);
     expect(planSettings(demo, { ...s, frozenCacheN: 4 }, 1001, null).frozenCacheN).toBe(4);
     expect(planSettings(demo, s, 1001, 5 * 100 * 256 * 4 + 3).frozenCacheN).toBe(5);
@@ -63,7 +69,7 @@ describe('app memory plan', () => {
   });
 
   it('STREAM_FROZEN: every training window cached in host memory (RAM, not GPU), whatever FROZEN_CACHE_N and maxBufferSize', () => {
-    const s = { ...DEFAULTS, seq: 100, streamFrozen: true, frozenCacheN: 4 };
+    const s = { ...DEFAULTS, seq: 100, streamFrozen: true, frozenCacheN: 4, windowSampling: true };
     const ps = planSettings(demo, s, 1001, 5 * 100 * 256 * 4 + 3);
     expect([ps.frozenCacheN, ps.streamFrozen]).toEqual([11, true]);
     expect(planSettings(demo, { ...s, trainFrom: 0 }, 1001, null).streamFrozen).toBe(false);
