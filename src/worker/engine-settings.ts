@@ -2,7 +2,7 @@
 // stores about them, and the checks that a resumed run continues on the same settings and the same base weights. Pure.
 
 import type { LoadOptions } from '../engine/train/weights.ts';
-import type { TrainSettings } from '../engine/train/trainer.ts';
+import type { Sampling, TrainSettings } from '../engine/train/trainer.ts';
 import type { Settings } from '../presets/schema.ts';
 
 /** 4-bit routed experts (loadWeights' quantizeExperts), or null for bf16 frozen / f32 trained experts. */
@@ -24,13 +24,16 @@ export function quantSetting(s: Pick<Settings, 'quantizeExperts' | 'quantGroupSi
 }
 
 /** The app's settings as the Trainer takes them. */
+/** How the app's settings draw training samples (WINDOW_SAMPLES off: the seed's random positions). */
+export const samplingOf = (s: Pick<Settings, 'windowSampling'>): Sampling => (s.windowSampling ? 'windows' : 'random');
+
 export function trainSettings(s: Settings, r: Resolved): TrainSettings {
   return {
     frac: s.frac, steps: r.steps, microbatch: s.microbatch, accum: s.accum, seq: s.seq, lrPeak: s.lrPeak, wd: s.wd,
     trainFrom: r.trainFrom, reselectEvery: s.reselectEvery, evalEvery: s.evalEvery, nImportance: s.nImportance,
     frozenCacheN: r.frozenCacheN, seed: s.seed, evalWindows: r.evalWindows,
     keepAdamState: s.keepAdamState, trainShared: s.trainShared, perEntryStep: s.perEntryStep, accumulatedReselect: s.accumulatedReselect,
-    sampling: s.windowSampling ? 'windows' : 'random',
+    sampling: samplingOf(s),
   };
 }
 

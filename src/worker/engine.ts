@@ -16,7 +16,7 @@ import { Trainer, type EvalRecord, type ReselectRecord, type Sampling, type Samp
 import { loadWeights, type LoadOptions } from '../engine/train/weights.ts';
 import { hubView } from '../engine/quant/hub-view.ts';
 import type { EngineBinding, EngineEvents, ExportArgs, RunHandle, RunInputs } from './engine-binding.ts';
-import { checkResume, runConfig, savedLoadOptions, savedSettings, type SavedSettings } from './engine-settings.ts';
+import { checkResume, runConfig, samplingOf, savedLoadOptions, savedSettings, type SavedSettings } from './engine-settings.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
 import { frozenCacheSamples } from './plan.ts';
 import type { ExportFile } from './protocol.ts';
@@ -131,7 +131,7 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
   const resume = inp.resumeFrom && inp.resumeFrom.checkpointStep > 0 ? await lastCheckpoint(inp.runFiles) : undefined;
   const saved = resume ? savedSettings(resume.settings) : null;
   // A resumed run draws its samples as it was checkpointed (runs from before random positions drew the windows).
-  const sampling: Sampling = saved ? (saved.sampling ?? 'windows') : settings.windowSampling ? 'windows' : 'random';
+  const sampling: Sampling = saved ? (saved.sampling ?? 'windows') : samplingOf(settings);
   const trainSet = trainSamples(inp.train, { sampling, seq: settings.seq, steps: inp.steps, microbatch: settings.microbatch, accum: settings.accum, seed: settings.seed }, inp.padId);
   // the windows as training samples: the in-domain eval (no split) reuses their frozen cache
   const inDomain = inp.inDomainEval === inp.train && sampling === 'windows' ? trainSet : windowSamples(inp.inDomainEval, settings.seq, inp.padId);

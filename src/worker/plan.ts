@@ -6,7 +6,8 @@ import type { ModelSpec } from '../engine/model/index.ts';
 import { KINDS, planMemory, suggestSettings, withExpertChunk, type Kind, type MemoryPlan as EnginePlan, type PlanSettings } from '../engine/plan/memory.ts';
 import { activeCount } from '../engine/train/schedule.ts';
 import { resolveSteps, resolveTrainFrom, type Settings } from '../presets/schema.ts';
-import { quantSetting } from './engine-settings.ts';
+import { quantSetting, samplingOf } from './engine-settings.ts';
+import { trainSampleCount } from '../engine/train/samples.ts';
 import type { MemoryPlan, PlanItem } from './protocol.ts';
 
 /** Frozen-cache samples the worker allocates: FROZEN_CACHE_N (auto = every training sequence), within one GPU buffer. */
@@ -20,7 +21,7 @@ export function frozenCacheSamples(settings: Settings, trainWindows: number, spe
 export function planSettings(spec: ModelSpec, settings: Settings, trainTokens: number | null, maxBufferSize: number | null): PlanSettings {
   const trainFrom = resolveTrainFrom(settings, spec.numLayers);
   // training sequences: STEPS · MICROBATCH · ACCUM at random positions (the seed's), or the dataset's windows
-  const windows = trainTokens === null ? 0 : settings.windowSampling ? Math.ceil(trainTokens / settings.seq) : resolveSteps(settings, trainTokens) * settings.microbatch * settings.accum;
+  const windows = trainTokens === null ? 0 : trainSampleCount({ ...settings, sampling: samplingOf(settings), steps: resolveSteps(settings, trainTokens) }, trainTokens);
   // streamed frozen layers: every training sequence is cached, in host memory
   const frozenCacheN = trainFrom === 0 ? 0 : settings.streamFrozen ? windows : frozenCacheSamples(settings, windows, spec, maxBufferSize);
   return {

@@ -33,9 +33,16 @@ export function randomPositionSamples(stream: TokenStream, seq: number, padId: n
   return { count, seq, fill: (i, ids, targets, offset) => put(windowFrom(stream, starts[i]!, seq, padId), seq, ids, targets, offset) };
 }
 
+type Drawn = Pick<TrainSettings, 'sampling' | 'seq' | 'steps' | 'microbatch' | 'accum'>;
+
+/** How many training samples a run over `tokens` tokens draws (TrainSettings.sampling; absent = 'windows'). */
+export function trainSampleCount(s: Drawn, tokens: number): number {
+  return s.sampling === 'random' ? s.steps * s.microbatch * s.accum : Math.ceil(tokens / s.seq);
+}
+
 /** A run's training samples as its settings draw them (TrainSettings.sampling; absent = 'windows'). */
-export function trainSamples(stream: TokenStream, s: Pick<TrainSettings, 'sampling' | 'seq' | 'steps' | 'microbatch' | 'accum' | 'seed'>, padId: number): SampleSet {
+export function trainSamples(stream: TokenStream, s: Drawn & Pick<TrainSettings, 'seed'>, padId: number): SampleSet {
   return s.sampling === 'random'
-    ? randomPositionSamples(stream, s.seq, padId, s.steps * s.microbatch * s.accum, s.seed)
+    ? randomPositionSamples(stream, s.seq, padId, trainSampleCount(s, stream.ids.length), s.seed)
     : windowSamples(stream, s.seq, padId);
 }
