@@ -2,7 +2,8 @@
 // (frozen forward, trained forward, backward, optimizer, reselection). Used by `usaf bench`.
 import type { GpuContext } from '../engine/gpu/device.ts';
 import { openModel } from './load-model.ts';
-import { Trainer, type SampleSet } from '../engine/train/trainer.ts';
+import { Trainer } from '../engine/train/trainer.ts';
+import type { SampleSet } from '../engine/train/types.ts';
 import { defaultTrainFrom } from './commands/train.ts';
 import { readSpec } from './load-model.ts';
 import { Encoder } from '../engine/gpu/encoder.ts';
@@ -24,7 +25,7 @@ async function materializeTiming(gpu: GpuContext, t: Trainer): Promise<{ materia
   const reps = 3;
   const run = () => {
     const enc = new Encoder(gpu, 'bench.materialize');
-    t.chunks.forEach((_, c) => t.loadChunk(enc, l, c)); // every expert chunk of the layer
+    t.chunks.forEach((_, c) => t.q4.load(enc, l, c)); // every expert chunk of the layer
     enc.submit();
     return gpu.device.queue.onSubmittedWorkDone();
   };

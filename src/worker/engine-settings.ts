@@ -2,7 +2,7 @@
 // stores about them, and the checks that a resumed run continues on the same settings and the same base weights. Pure.
 
 import type { LoadOptions } from '../engine/train/weights.ts';
-import type { Sampling, TrainSettings } from '../engine/train/trainer.ts';
+import type { Sampling, TrainSettings } from '../engine/train/settings.ts';
 import type { Settings } from '../presets/schema.ts';
 
 /** 4-bit routed experts (loadWeights' quantizeExperts), or null for bf16 frozen / f32 trained experts. */

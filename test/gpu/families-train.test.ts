@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
-import { Trainer, type SampleSet } from '../../src/engine/train/trainer.ts';
+import { Trainer } from '../../src/engine/train/trainer.ts';
+import type { SampleSet } from '../../src/engine/train/types.ts';
 import { rng } from '../helpers/random.ts';
 import { FAMILIES } from '../../src/engine/model/families/index.ts';
 

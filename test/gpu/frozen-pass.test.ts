@@ -12,7 +12,9 @@ import { openCheckpoint, type Checkpoint } from '../../src/engine/io/checkpoint.
 import { withExpertLayout } from '../../src/engine/model/config.ts';
 import { detectExpertLayout } from '../../src/engine/model/tensors.ts';
 import { loadWeights, type LoadOptions } from '../../src/engine/train/weights.ts';
-import { Trainer, type EvalRecord, type StepRecord, type TrainSettings } from '../../src/engine/train/trainer.ts';
+import { Trainer } from '../../src/engine/train/trainer.ts';
+import type { EvalRecord, StepRecord } from '../../src/engine/train/types.ts';
+import type { TrainSettings } from '../../src/engine/train/settings.ts';
 import { runTraining } from '../../src/engine/train/run.ts';
 import { fillFrozen, HostStore } from '../../src/engine/train/frozen-pass.ts';
 import { loadTrainCheckpoint } from '../../src/engine/train/checkpoint-file.ts';

@@ -6,7 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
 import { allocatedBytes } from '../../src/engine/gpu/buffers.ts';
-import { Trainer, planSettings, type SampleSet, type TrainSettings } from '../../src/engine/train/trainer.ts';
+import { Trainer } from '../../src/engine/train/trainer.ts';
+import { planSettings, type TrainSettings } from '../../src/engine/train/settings.ts';
+import type { SampleSet } from '../../src/engine/train/types.ts';
 import { KINDS, PlanError, planMemory } from '../../src/engine/plan/memory.ts';
 import { destroyLayer, loadLayer, readEntry } from '../../src/engine/train/weights.ts';
 

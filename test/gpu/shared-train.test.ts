@@ -15,7 +15,9 @@ import { encodeAs, exportModel } from '../../src/engine/train/export.ts';
 import { importanceBatches } from '../../src/engine/train/run.ts';
 import { activeCount } from '../../src/engine/train/schedule.ts';
 import { sharedExpertTensors } from '../../src/engine/train/shared-expert.ts';
-import { Trainer, type SampleSet, type TrainSettings } from '../../src/engine/train/trainer.ts';
+import { Trainer } from '../../src/engine/train/trainer.ts';
+import type { SampleSet } from '../../src/engine/train/types.ts';
+import type { TrainSettings } from '../../src/engine/train/settings.ts';
 import { nodeFolder } from '../../src/node/folder.ts';
 import { testGpu } from '../helpers/gpu.ts';
 import { randomSamples as samples } from '../helpers/samples.ts';
@@ -91,7 +93,7 @@ describe.each(['deepseek_v3', 'qwen2_moe'])('%s shared experts', (family) => {
     const names = sharedNames(a);
     expect(names.length).toBe(3 * a.layers.length);
     for (const l of a.shared!.layers) {
-      for (const [sel, parts] of [[l.G, [l.names.gate, l.names.up]], [l.D, [l.names.down]]] as const) {
+      for (const [sel, parts] of [[l.G.sel, [l.names.gate, l.names.up]], [l.D.sel, [l.names.down]]] as const) {
         const now = Float32Array.from(parts.flatMap((n) => [...changed.get(n)!]));
         const was = Float32Array.from((await Promise.all(parts.map((n) => baseValues(base, n)))).flatMap((x) => [...x]));
         const touched = new Set(sel.touched);

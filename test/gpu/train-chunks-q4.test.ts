@@ -8,7 +8,9 @@ import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
 import type { GpuContext } from '../../src/engine/gpu/device.ts';
 import { readF32 } from '../../src/engine/gpu/buffers.ts';
-import { Trainer, type SampleSet, type TrainSettings } from '../../src/engine/train/trainer.ts';
+import { Trainer } from '../../src/engine/train/trainer.ts';
+import type { SampleSet } from '../../src/engine/train/types.ts';
+import type { TrainSettings } from '../../src/engine/train/settings.ts';
 import { importanceBatches } from '../../src/engine/train/run.ts';
 import { randomSamples } from '../helpers/samples.ts';
 
@@ -49,7 +51,7 @@ async function runOnce(gpu: GpuContext, dir: string, s: TrainSettings, data: Sam
     await m2.ckpt.close();
   }
   await m.ckpt.close();
-  return { chunks: t.chunks, dense: t.denseChunk !== null, scratch: t.scratch!.gu.size, evalBefore, evalAfter, losses, turnovers: t.turnovers, state, changed, saved, restored };
+  return { chunks: t.chunks, dense: t.importance.denseChunk !== null, scratch: t.scratch!.gu.size, evalBefore, evalAfter, losses, turnovers: t.turnovers, state, changed, saved, restored };
 }
 
 const cases: { name: string; dir: string; chunk: number; want: number; V: number; groupSize: number; trainFrom: number; steps: number; accumulatedReselect?: boolean; trainShared?: boolean }[] = [

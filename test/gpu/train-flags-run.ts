@@ -3,7 +3,9 @@
 import { expect } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import type { GpuContext } from '../../src/engine/gpu/device.ts';
-import { Trainer, type SampleSet, type TrainSettings } from '../../src/engine/train/trainer.ts';
+import { Trainer } from '../../src/engine/train/trainer.ts';
+import type { SampleSet } from '../../src/engine/train/types.ts';
+import type { TrainSettings } from '../../src/engine/train/settings.ts';
 import { importanceBatches } from '../../src/engine/train/run.ts';
 import { decodeTrainCheckpoint, encodeTrainCheckpoint } from '../../src/engine/train/checkpoint-file.ts';
 import { memorySource } from '../../src/engine/io/byte-source.ts';

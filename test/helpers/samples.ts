@@ -1,6 +1,6 @@
 // Training samples for GPU tests: `count` windows of `seq` random token ids below V (seeded), each window's targets its
 // ids shifted by one with the last position ignored; `ids` holds all windows' ids, window after window.
-import type { SampleSet } from '../../src/engine/train/trainer.ts';
+import type { SampleSet } from '../../src/engine/train/types.ts';
 import { rng } from './random.ts';
 
 export function randomSamples(count: number, seq: number, V: number, seed: number): SampleSet & { ids: Uint32Array } {

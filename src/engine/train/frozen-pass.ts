@@ -16,7 +16,8 @@ import type { Forward } from './forward.ts';
 import { HostStore, type FrozenCache, type WindowStore } from './frozen-cache.ts';
 export { HostStore, type WindowStore } from './frozen-cache.ts';
 import { destroyLayer, loadLayer, type LoadOptions, type ModelWeights } from './weights.ts';
-import type { SampleSet, Trainer } from './trainer.ts';
+import type { SampleSet } from './types.ts';
+import type { Trainer } from './trainer.ts';
 
 /** Where streamed frozen layers come from: the checkpoint and the options loadWeights was given. */
 export interface FrozenSource {

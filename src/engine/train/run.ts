@@ -4,7 +4,9 @@
 import type { FileSink } from '../io/sink.ts';
 import { saveTrainCheckpoint, type TrainCheckpoint } from './checkpoint-file.ts';
 import { fillFrozen, type FrozenSource } from './frozen-pass.ts';
-import { drawBatches, importanceRng, Rng, type EvalRecord, type ReselectRecord, type SampleSet, type StepRecord, type Trainer } from './trainer.ts';
+import { drawBatches, importanceRng, Rng } from './rng.ts';
+import type { EvalRecord, ReselectRecord, SampleSet, StepRecord } from './types.ts';
+import type { Trainer } from './trainer.ts';
 
 export interface RunEvents {
   onStep?(r: StepRecord): void;

@@ -3,7 +3,9 @@
 
 import { IGNORE as LABEL_IGNORE, windowCount, windowFrom, type TokenStream, type Window } from '../../data/stream.ts';
 import { IGNORE } from './forward.ts';
-import { Rng, type SampleSet, type TrainSettings } from './trainer.ts';
+import { Rng } from './rng.ts';
+import type { SampleSet } from './types.ts';
+import type { TrainSettings } from './settings.ts';
 
 function put(w: Window, seq: number, ids: Uint32Array, targets: Uint32Array, offset: number): void {
   for (let j = 0; j < seq; j++) {

@@ -16,36 +16,18 @@ import type { ExtraArrays, LayerState as SavedLayer } from './checkpoint-file.ts
 import { activeCount } from './schedule.ts';
 import { absAddInPlace } from '../ops/elementwise.ts';
 import { topkSelect } from '../ops/topk.ts';
-import { checkFinite, gatherMasters, scatterMasters, sparseAdam, sparseAdamEntryT } from '../ops/adam.ts';
-import { carryMoments, carryValues, setMinus, union } from './trainer.ts';
+import { checkFinite, gatherMasters, scatterMasters } from '../ops/adam.ts';
+import { setMinus } from './sorted-sets.ts';
+import { Selection, type EntrySteps, type KeptState } from './selection.ts';
 
-/** perEntryStep: the Trainer's bias-correction table (adamBiasTable(tMax)). */
-export interface EntrySteps { bias: GPUBuffer; tMax: number }
-
-/** One shared selection tensor: indices [k] ascending; masters, Adam moments, update counts (perEntryStep) and the gathered gradient [k]. */
-class SharedSelection {
-  readonly idx: GPUBuffer;
-  readonly master: GPUBuffer;
-  readonly m: GPUBuffer;
-  readonly v: GPUBuffer;
-  readonly steps: GPUBuffer | null;
-  readonly grad: GPUBuffer;
+/** One shared selection tensor: its selection, its current weights (f32, this tensor's index space), W0 and the dense gradient of the current pass. */
+interface SharedTensor {
+  sel: Selection;
+  w: GPUBuffer;
+  base: GPUBuffer;
+  dense: GPUBuffer;
   /** Σ|grad| of the importance pass (only between startImportance and the first select). */
-  importance: GPUBuffer | null = null;
-  host: Uint32Array = new Uint32Array(0); // CPU copy of idx
-  touched: Uint32Array = new Uint32Array(0); // every index ever active (sorted)
-
-  constructor(readonly gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number,
-    /** Current weights (f32, this tensor's index space), W0, and the dense gradient of the current pass. */
-    readonly w: GPUBuffer, readonly base: GPUBuffer, readonly dense: GPUBuffer, perEntryStep: boolean) {
-    const f = (label: string, kind: string) => createBuffer(gpu, { label: `${name}.${label}`, size: k * 4, kind });
-    this.idx = f('idx', 'masters');
-    this.master = f('master', 'masters');
-    this.m = f('m', 'optimizer');
-    this.v = f('v', 'optimizer');
-    this.steps = perEntryStep ? f('steps', 'optimizer') : null;
-    this.grad = f('grad', 'workspace');
-  }
+  importance: GPUBuffer | null;
 }
 
 interface SharedLayer {
@@ -56,8 +38,8 @@ interface SharedLayer {
   /** Dense gradients by weight: gate and up [IS, H] (packed into G's dense buffer after each pass), down [H, IS]. */
   dGate: GPUBuffer;
   dUp: GPUBuffer;
-  G: SharedSelection;
-  D: SharedSelection;
+  G: SharedTensor;
+  D: SharedTensor;
 }
 
 const numel = (e: TensorEntry): number => e.shape.reduce((a, b) => a * b, 1);
@@ -103,8 +85,8 @@ export class SharedTraining {
         layer: L, names, IS, H,
         dGate: f('dGate', per, 'workspace'),
         dUp: f('dUp', per, 'workspace'),
-        G: new SharedSelection(gpu, `L${L}.SG`, 2 * per, activeCount(frac, 2 * per), gu, baseGu, f('dGateUp', 2 * per, 'workspace'), !!entrySteps),
-        D: new SharedSelection(gpu, `L${L}.SD`, per, activeCount(frac, per), down.buf, baseDown, f('dDown', per, 'workspace'), !!entrySteps),
+        G: { sel: new Selection(gpu, `L${L}.SG`, 2 * per, activeCount(frac, 2 * per), !!entrySteps), w: gu, base: baseGu, dense: f('dGateUp', 2 * per, 'workspace'), importance: null },
+        D: { sel: new Selection(gpu, `L${L}.SD`, per, activeCount(frac, per), !!entrySteps), w: down.buf, base: baseDown, dense: f('dDown', per, 'workspace'), importance: null },
       };
       this.grads.set(names.gate, layer.dGate);
       this.grads.set(names.up, layer.dUp);
@@ -115,13 +97,13 @@ export class SharedTraining {
     for (const b of retired) b.destroy();
   }
 
-  private *selections(): Generator<SharedSelection> {
+  private *tensors(): Generator<SharedTensor> {
     for (const l of this.layers) yield* [l.G, l.D];
   }
 
   /** Active shared entries (counted in Trainer.trainableParams). */
   get trainableParams(): number {
-    return this.layers.reduce((a, l) => a + l.G.k + l.D.k, 0);
+    return this.layers.reduce((a, l) => a + l.G.sel.k + l.D.sel.k, 0);
   }
 
   /** Zeroes the dense gradients (before a pass, or before the ACCUM passes of a step). */
@@ -148,13 +130,13 @@ export class SharedTraining {
 
   /** Importance accumulators (zero) for the first selection. */
   startImportance(): void {
-    for (const s of this.selections()) s.importance = createBuffer(this.gpu, { label: `${s.name}.importance`, size: s.numel * 4, kind: 'workspace' });
+    for (const s of this.tensors()) s.importance = createBuffer(this.gpu, { label: `${s.sel.name}.importance`, size: s.sel.numel * 4, kind: 'workspace' });
   }
 
   /** importance += |dense gradient of the last pass|. */
   addImportance(enc: Encoder): void {
     this.packGateUp(enc);
-    for (const s of this.selections()) absAddInPlace(enc, s.importance!, s.dense, s.numel);
+    for (const s of this.tensors()) absAddInPlace(enc, s.importance!, s.dense, s.sel.numel);
   }
 
   /**
@@ -165,66 +147,48 @@ export class SharedTraining {
   async select(topkWork: GPUBuffer, resetGrown: boolean, keepAdam: boolean): Promise<number[]> {
     let enc = new Encoder(this.gpu, 'shared-train.select');
     this.packGateUp(enc);
-    for (const s of this.selections()) topkSelect(enc, s.idx, s.importance ?? s.dense, topkWork, s.numel, s.k);
+    for (const { sel, importance, dense } of this.tensors()) topkSelect(enc, sel.idx, importance ?? dense, topkWork, sel.numel, sel.k);
     enc.submit();
-    const kept = new Map<SharedSelection, { m: Float32Array; v: Float32Array; steps: Uint32Array | null; old: Uint32Array }>();
-    if (keepAdam) {
-      for (const s of this.selections()) {
-        kept.set(s, { m: await readF32(this.gpu, s.m, 0, s.k), v: await readF32(this.gpu, s.v, 0, s.k), steps: s.steps && (await readU32(this.gpu, s.steps, 0, s.k)), old: s.host });
-      }
-    }
+    const kept = new Map<Selection, KeptState>();
+    if (keepAdam) for (const { sel } of this.tensors()) kept.set(sel, await sel.kept());
     const turnovers: number[] = [];
     const scratch: GPUBuffer[] = [];
     enc = new Encoder(this.gpu, 'shared-train.masters');
-    for (const s of this.selections()) {
-      const fresh = await readU32(this.gpu, s.idx, 0, s.k);
-      const grown = setMinus(fresh, s.host);
-      turnovers.push(s.host.length ? grown.length / fresh.length : 1);
+    for (const { sel, w, base } of this.tensors()) {
+      const fresh = await readU32(this.gpu, sel.idx, 0, sel.k);
+      const grown = setMinus(fresh, sel.host);
       if (resetGrown && grown.length) {
         const idx = this.upload(grown, 'grown.idx', scratch);
         const vals = createBuffer(this.gpu, { label: 'grown.vals', size: grown.length * 4 });
         scratch.push(vals);
-        gatherMasters(enc, vals, s.base, idx, grown.length, { dtype: 'f32' });
-        scatterMasters(enc, s.w, vals, idx, null, grown.length, { dtype: 'f32' });
+        gatherMasters(enc, vals, base, idx, grown.length, { dtype: 'f32' });
+        scatterMasters(enc, w, vals, idx, null, grown.length, { dtype: 'f32' });
       }
-      s.host = fresh;
-      s.touched = union(s.touched, fresh);
-      gatherMasters(enc, s.master, s.w, s.idx, s.k, { dtype: 'f32' });
-      const k = kept.get(s);
-      if (k) {
-        const [m, v] = carryMoments(k.old, k.m, k.v, fresh);
-        writeBuffer(this.gpu, s.m, 0, m);
-        writeBuffer(this.gpu, s.v, 0, v);
-        if (s.steps) writeBuffer(this.gpu, s.steps, 0, carryValues(k.old, k.steps!, fresh));
-      } else {
-        enc.clear(s.m);
-        enc.clear(s.v);
-        if (s.steps) enc.clear(s.steps);
-      }
+      turnovers.push(sel.adopt(fresh));
+      gatherMasters(enc, sel.master, w, sel.idx, sel.k, { dtype: 'f32' });
+      sel.resetMoments(enc, fresh, kept.get(sel));
     }
     enc.submit();
     await this.gpu.device.queue.onSubmittedWorkDone();
     for (const b of scratch) b.destroy();
-    for (const s of this.selections()) (s.importance?.destroy(), (s.importance = null));
+    for (const s of this.tensors()) (s.importance?.destroy(), (s.importance = null));
     return turnovers;
   }
 
   /** After the step's passes: gradients at the active entries, and the non-finite check on them. */
   gatherAndCheck(enc: Encoder, flag: GPUBuffer): void {
     this.packGateUp(enc);
-    for (const s of this.selections()) {
-      gatherMasters(enc, s.grad, s.dense, s.idx, s.k, { dtype: 'f32' });
-      checkFinite(enc, flag, s.grad, s.k);
+    for (const { sel, dense } of this.tensors()) {
+      gatherMasters(enc, sel.grad, dense, sel.idx, sel.k, { dtype: 'f32' });
+      checkFinite(enc, flag, sel.grad, sel.k);
     }
   }
 
   /** SparseAdam on every shared selection (the routed experts' hyper-parameters and step count, or per-entry counts), masters → weights. */
   update(enc: Encoder, lr: number, t: number, weightDecay: number): void {
-    const es = this.entrySteps;
-    for (const s of this.selections()) {
-      if (s.steps && es) sparseAdamEntryT(enc, s.master, s.m, s.v, s.steps, s.grad, null, es.bias, s.k, { lr, tMax: es.tMax, weightDecay });
-      else sparseAdam(enc, s.master, s.m, s.v, s.grad, null, s.k, { lr, t, weightDecay });
-      scatterMasters(enc, s.w, s.master, s.idx, null, s.k, { dtype: 'f32' });
+    for (const { sel, w } of this.tensors()) {
+      sel.update(enc, lr, t, weightDecay, this.entrySteps);
+      scatterMasters(enc, w, sel.master, sel.idx, null, sel.k, { dtype: 'f32' });
     }
   }
 
@@ -237,14 +201,15 @@ export class SharedTraining {
       const at = saved.find((x) => x.layer === l.layer);
       if (!at) throw new Error(`layer ${l.layer}: no saved layer state to add the shared experts to`);
       const extra: ExtraArrays = { ...at.extra };
-      for (const [tag, s] of [['G', l.G], ['D', l.D]] as const) {
-        extra[`shared.${tag}.idx`] = s.host.slice();
-        extra[`shared.${tag}.master`] = await readF32(this.gpu, s.master, 0, s.k);
-        extra[`shared.${tag}.m`] = await readF32(this.gpu, s.m, 0, s.k);
-        extra[`shared.${tag}.v`] = await readF32(this.gpu, s.v, 0, s.k);
-        if (s.steps) extra[`shared.${tag}.steps`] = await readU32(this.gpu, s.steps, 0, s.k);
-        extra[`shared.${tag}.touched`] = s.touched.slice();
-        extra[`shared.${tag}.touchedVal`] = await this.valuesAt(s.w, s.touched);
+      for (const [tag, { sel, w }] of [['G', l.G], ['D', l.D]] as const) {
+        const st = await sel.save();
+        extra[`shared.${tag}.idx`] = st.idx;
+        extra[`shared.${tag}.master`] = st.master;
+        extra[`shared.${tag}.m`] = st.m;
+        extra[`shared.${tag}.v`] = st.v;
+        if (st.steps) extra[`shared.${tag}.steps`] = st.steps;
+        extra[`shared.${tag}.touched`] = sel.touched.slice();
+        extra[`shared.${tag}.touchedVal`] = await this.valuesAt(w, sel.touched);
       }
       at.extra = extra;
     }
@@ -256,7 +221,7 @@ export class SharedTraining {
     const enc = new Encoder(this.gpu, 'shared-train.restore');
     for (const l of this.layers) {
       const x = saved.find((c) => c.layer === l.layer)?.extra ?? {};
-      for (const [tag, s] of [['G', l.G], ['D', l.D]] as const) {
+      for (const [tag, { sel: s, w, base }] of [['G', l.G], ['D', l.D]] as const) {
         const get = <T extends Float32Array | Uint32Array>(field: string, type: new (n: number) => T): T => {
           const a = x[`shared.${tag}.${field}`];
           if (!(a instanceof type)) throw new Error(`checkpoint layer ${l.layer} has no shared-expert state (${field}); it was saved without trainShared`);
@@ -267,8 +232,8 @@ export class SharedTraining {
         if ([idx, master, m, v].some((a) => a.length !== s.k) || touched.length !== touchedVal.length) {
           throw new Error(`checkpoint layer ${l.layer}: shared-expert state does not match this run's settings (k ${s.k})`);
         }
-        enc.copy(s.base, 0, s.w, 0, s.numel * 4);
-        if (touched.length) scatterMasters(enc, s.w, this.upload(touchedVal, 'touched.vals', scratch), this.upload(touched, 'touched.idx', scratch), null, touched.length, { dtype: 'f32' });
+        enc.copy(base, 0, w, 0, s.numel * 4);
+        if (touched.length) scatterMasters(enc, w, this.upload(touchedVal, 'touched.vals', scratch), this.upload(touched, 'touched.idx', scratch), null, touched.length, { dtype: 'f32' });
         for (const [buf, data] of [[s.idx, idx], [s.master, master], [s.m, m], [s.v, v]] as const) writeBuffer(this.gpu, buf, 0, data);
         if (s.steps) {
           const steps = get('steps', Uint32Array);

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomPositionSamples, trainSamples, windowSamples } from '../../../src/engine/train/samples.ts';
 import { IGNORE } from '../../../src/engine/train/forward.ts';
-import type { SampleSet } from '../../../src/engine/train/trainer.ts';
+import type { SampleSet } from '../../../src/engine/train/types.ts';
 import type { TokenStream } from '../../../src/data/stream.ts';
 
 const LEN = 1000;

@@ -1,7 +1,7 @@
 // Sorted index-set helpers of the trainer (turnover, grown entries, touched set) and Adam-state carry-over,
 // against brute force on random sets.
 import { describe, expect, it } from 'vitest';
-import { carryMoments, countNotIn, setMinus, union } from '../../../src/engine/train/trainer.ts';
+import { carryMoments, countNotIn, setMinus, union } from '../../../src/engine/train/sorted-sets.ts';
 import { rng } from '../../helpers/random.ts';
 
 function randomSet(n: number, max: number, seed: number): Uint32Array {

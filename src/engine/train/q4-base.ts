@@ -1,0 +1,147 @@
+// Trained experts in chunks, and the 4-bit base: a trained layer's experts come in chunks [e0, e1) (one chunk = all
+// experts unless 4-bit with a smaller expertChunk). With 4-bit experts the layer keeps only its 4-bit W0; its current f32
+// weights are materialized one chunk at a time into one scratch shared by all layers: W0 dequantized, then the overlay
+// (entries once trained, no longer active), then the active entries' masters. With an f32 base there is one chunk and
+// nothing to materialize.
+
+import type { GpuContext } from '../gpu/device.ts';
+import { createBuffer, readF32, writeBuffer } from '../gpu/buffers.ts';
+import { Encoder } from '../gpu/encoder.ts';
+import type { ModelSpec } from '../model/spec.ts';
+import { dequantizeExperts } from '../quant/experts-q4.ts';
+import { gatherMasters, scatterMasters } from '../ops/adam.ts';
+import { setMinus, union } from './sorted-sets.ts';
+import type { Selection, TrainedLayer } from './selection.ts';
+
+/** The f32 scratch of 4-bit runs: gu = [gate | up] of `cap` experts each ([2, cap, IE, H]), down [cap, H, IE]. */
+export interface ExpertScratch { gu: GPUBuffer; down: GPUBuffer; cap: number }
+
+type Target = { dtype: 'f32'; offset: number; range: [number, number] };
+
+export class Q4Base {
+  constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly chunks: [number, number][], readonly scratch: ExpertScratch | null) {}
+
+  /** Elements of one expert's gate, up or down. */
+  private get one(): number {
+    return this.spec.moe.expertIntermediate * this.spec.hidden;
+  }
+
+  /**
+   * 4-bit base: chunk c of the layer's current weights into the shared scratch: its experts' W0 dequantized, then every
+   * entry ever trained (its overlay value), then the active entries' masters (after the first selection), each scatter
+   * filtered to the chunk's index ranges. Recorded before the chunk's GEMMs in forward and again in backward (the next
+   * chunk or layer overwrites the scratch). Chosen over per-layer fp16 copies for memory (an 8-layer Qwen3-30B-A3B run:
+   * 2.4 GiB of 4-bit bases + one scratch of at most 2.25 GiB vs 9 GiB of fp16), paid in bandwidth: see quant/FORMAT.md
+   * "In the engine". f32 base: nothing to do (the weights are resident, one chunk).
+   */
+  load(enc: Encoder, l: TrainedLayer, c: number, masterIdx?: Map<Selection, GPUBuffer>): void {
+    if (l.base.kind !== 'q4') return;
+    dequantizeExperts(enc, l.gu, l.down, l.base.experts, this.spec, { experts: this.chunks[c]!, upAt: this.scratch!.cap * this.one });
+    this.overlayOnto(enc, l, c, masterIdx);
+  }
+
+  /**
+   * Where chunk c of a selection tensor lives in the layer's weight buffers: index ranges [lo, hi) of the G or D index
+   * space and the element offset each starts at (G: the chunk's gate rows, then its up rows at the scratch's up half).
+   */
+  targets(l: TrainedLayer, sel: Selection, c: number): { range: [number, number]; offset: number }[] {
+    const [e0, e1] = this.chunks[c]!;
+    const one = this.one;
+    const per = l.D.numel;
+    const upAt = l.base.kind === 'q4' ? this.scratch!.cap * one : per;
+    if (sel === l.D) return [{ range: [e0 * one, e1 * one], offset: 0 }];
+    return [{ range: [e0 * one, e1 * one], offset: 0 }, { range: [per + e0 * one, per + e1 * one], offset: upAt }];
+  }
+
+  /** 4-bit base: the overlay, then the masters (at `masterIdx` of a selection when given, else at its idx) onto chunk c. */
+  private overlayOnto(enc: Encoder, l: TrainedLayer, c: number, masterIdx?: Map<Selection, GPUBuffer>): void {
+    for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
+      for (const { range, offset } of this.targets(l, sel, c)) {
+        const t = { dtype: 'f32', offset, range } as const;
+        if (sel.overlay) scatterMasters(enc, w, sel.overlay.val, sel.overlay.idx, null, sel.overlay.n, t);
+        if (sel.host.length) scatterMasters(enc, w, sel.master, masterIdx?.get(sel) ?? sel.idx, null, sel.k, t);
+      }
+    }
+  }
+
+  /** out[j] = the current weight at idx[j] (j < n) of selection tensor `sel`, chunk by chunk. */
+  gatherCurrent(enc: Encoder, l: TrainedLayer, sel: Selection, out: GPUBuffer, idx: GPUBuffer, n: number): void {
+    this.chunks.forEach((_, c) => {
+      this.load(enc, l, c);
+      for (const { range, offset } of this.targets(l, sel, c)) gatherMasters(enc, out, sel === l.G ? l.gu : l.down, idx, n, { dtype: 'f32', offset, range });
+    });
+  }
+
+  /** 4-bit base: the overlay's indices := `dropped` (queue write: submit work that reads the old overlay first). */
+  writeOverlay(sel: Selection, dropped: Uint32Array): void {
+    const o = sel.overlay!;
+    if (dropped.length > o.cap) throw new Error(`${sel.name}: ${dropped.length} entries no longer active exceed the overlay's ${o.cap} (more reselections than the settings allow for)`);
+    if (dropped.length) writeBuffer(this.gpu, o.idx, 0, dropped);
+    o.n = dropped.length;
+  }
+
+  /**
+   * 4-bit base, at a new selection `fresh` (idx already holds it): the values the new overlay (every entry ever touched
+   * and not in `fresh`) and the new masters take, per selection, in scratch buffers. Chunk by chunk: W0 dequantized; grown
+   * entries' W0 values gathered (when `resetGrown`); the current weights put on (old overlay + old masters at the old
+   * indices); the grown entries back at W0; then the values gathered. Submitted here: the old overlay is rewritten after.
+   */
+  selectValues(l: TrainedLayer, fresh: { G: Uint32Array; D: Uint32Array }, resetGrown: boolean, scratch: GPUBuffer[]): Map<Selection, { overlay: GPUBuffer; master: GPUBuffer }> {
+    const up = (data: Uint32Array, label: string) => {
+      const b = createBuffer(this.gpu, { label, size: Math.max(4, data.byteLength) });
+      if (data.length) writeBuffer(this.gpu, b, 0, data);
+      scratch.push(b);
+      return b;
+    };
+    const f32 = (n: number, label: string) => {
+      const b = createBuffer(this.gpu, { label, size: Math.max(4, n * 4), kind: 'workspace' });
+      scratch.push(b);
+      return b;
+    };
+    if (l.base.kind !== 'q4') throw new Error('selectValues: not a 4-bit base');
+    const base = l.base.experts;
+    const oldIdx = new Map<Selection, GPUBuffer>();
+    const plan = [l.G, l.D].map((sel) => {
+      const fr = sel === l.G ? fresh.G : fresh.D;
+      const grown = resetGrown ? setMinus(fr, sel.host) : new Uint32Array(0);
+      const touched = setMinus(union(sel.touched, fr), fr); // the new overlay's entries
+      if (sel.host.length) oldIdx.set(sel, up(sel.host, 'old.idx'));
+      return {
+        sel, w: sel === l.G ? l.gu : l.down, grown: grown.length, grownIdx: up(grown, 'grown.idx'), grownVals: f32(grown.length, 'grown.vals'),
+        touched: touched.length, touchedIdx: up(touched, 'touched.idx'), overlay: f32(touched.length, 'overlay.new'), master: f32(sel.k, 'master.new'),
+      };
+    });
+    const enc = new Encoder(this.gpu, 'select.masters');
+    this.chunks.forEach((experts, c) => {
+      const each = (f: (p: (typeof plan)[number], t: Target) => void) => {
+        for (const p of plan) for (const { range, offset } of this.targets(l, p.sel, c)) f(p, { dtype: 'f32', offset, range });
+      };
+      dequantizeExperts(enc, l.gu, l.down, base, this.spec, { experts, upAt: this.scratch!.cap * this.one });
+      each((p, t) => gatherMasters(enc, p.grownVals, p.w, p.grownIdx, p.grown, t));
+      this.overlayOnto(enc, l, c, oldIdx);
+      each((p, t) => scatterMasters(enc, p.w, p.grownVals, p.grownIdx, null, p.grown, t));
+      each((p, t) => gatherMasters(enc, p.overlay, p.w, p.touchedIdx, p.touched, t));
+      each((p, t) => gatherMasters(enc, p.master, p.w, p.sel.idx, p.sel.k, t));
+    });
+    enc.submit();
+    return new Map(plan.map((p) => [p.sel, { overlay: p.overlay, master: p.master }]));
+  }
+
+  /** A layer's current expert weights on the host: gu [2·per] (gate then up), down [per]; 4-bit: chunk by chunk. */
+  async currentWeights(l: TrainedLayer): Promise<[Float32Array, Float32Array]> {
+    if (l.base.kind === 'f32') return [await readF32(this.gpu, l.gu), await readF32(this.gpu, l.down)];
+    const one = this.one;
+    const per = l.D.numel;
+    const gu = new Float32Array(2 * per), down = new Float32Array(per);
+    for (const [c, [e0, e1]] of this.chunks.entries()) {
+      const enc = new Encoder(this.gpu, 'export');
+      this.load(enc, l, c);
+      enc.submit();
+      const n = (e1 - e0) * one;
+      gu.set(await readF32(this.gpu, l.gu, 0, n), e0 * one);
+      gu.set(await readF32(this.gpu, l.gu, this.scratch!.cap * one * 4, n), per + e0 * one);
+      down.set(await readF32(this.gpu, l.down, 0, n), e0 * one);
+    }
+    return [gu, down];
+  }
+}
