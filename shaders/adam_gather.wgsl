@@ -10,6 +10,7 @@ struct Params { n: u32, offset: u32, useGuard: u32, lo: u32, hi: u32, _a: u32, _
 
 override WG: u32 = 256;
 override W_BF16: bool = false;
+// #include decode
 
 @compute @workgroup_size(WG)
 fn gather(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -21,6 +22,6 @@ fn gather(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     }
     let i = p.offset + idx[j];
     let w = weights[i >> 1u];
-    master[j] = bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
+    master[j] = bf16_value(w, (i & 1u) == 1u);
   }
 }

@@ -10,13 +10,7 @@ struct Params { rows: u32, K: u32, G: u32, groups_per_row: u32, row_offset: u32,
 
 override WG: u32 = 64;
 
-fn f16_value(h: u32) -> f32 {
-  let e = (h >> 10u) & 0x1fu;
-  let m = h & 0x3ffu;
-  var v = f32(m) * 5.9604644775390625e-8;
-  if (e != 0u) { v = bitcast<f32>(((e + 112u) << 23u) | (m << 13u)); }
-  return select(v, -v, (h & 0x8000u) != 0u);
-}
+// #include decode
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -27,8 +21,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let k = (t % words_per_row) * 8u;
   let word = q[(p.row_offset + row) * words_per_row + k / 8u];
   let packed = sz[(p.row_offset + row) * p.groups_per_row + k / p.G];
-  let s = f16_value(packed & 0xffffu);
-  let z = f16_value(packed >> 16u);
+  let s = q4_scale(packed);
+  let z = q4_zero(packed);
   let o = p.out_offset + row * p.K + k;
-  for (var j = 0u; j < 8u; j++) { out[o + j] = (f32((word >> (j * 4u)) & 0xfu) - z) * s; }
+  for (var j = 0u; j < 8u; j++) { out[o + j] = q4_weight((word >> (j * 4u)) & 0xfu, s, z); }
 }

@@ -18,6 +18,7 @@ struct Params { n: u32, in_off: u32, out_off: u32, _pad: u32, s0: f32, s1: f32 }
 @group(0) @binding(1) var<uniform> p1: Params;
 
 override WG: u32 = 256;
+// #include decode
 
 fn flat(wid: vec3u, nwg: vec3u, lid: vec3u) -> u32 { return (wid.y * nwg.x + wid.x) * WG + lid.x; }
 
@@ -65,7 +66,7 @@ fn bf16_to_f32(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   if (i >= p2.n) { return; }
   let e = p2.in_off + i;
   let word = packed[e >> 1u];
-  y[p2.out_off + i] = bitcast<f32>(select(word << 16u, word & 0xffff0000u, (e & 1u) == 1u));
+  y[p2.out_off + i] = bf16_value(word, (e & 1u) == 1u);
 }
 
 @compute @workgroup_size(WG)

@@ -11,6 +11,7 @@ struct Params { tokens: u32, hidden: u32, vocab: u32, table_off: u32 }
 override TABLE_BF16: bool = true;
 override WG: u32 = 256;
 const QUIET_NAN = 0x7fc00000u;
+// #include decode
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -22,7 +23,7 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   let e = p.table_off + id * p.hidden + (i - t * p.hidden);
   if (TABLE_BF16) {
     let word = table[e >> 1u];
-    out[i] = select(word << 16u, word & 0xffff0000u, (e & 1u) == 1u);
+    out[i] = bf16_bits(word, (e & 1u) == 1u);
   } else {
     out[i] = table[e];
   }

@@ -15,7 +15,7 @@ struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32,
 @group(0) @binding(8) var<uniform> p: Params;
 
 override W_BF16: bool = false;
-override W_Q4: bool = false;   // 4-bit codes + (scale, zero) words, see q4()
+override W_Q4: bool = false;   // 4-bit codes + (scale, zero) words, see q4_vec4()
 override QG: u32 = 128u;        // 4-bit group size
 override NX: u32 = 16;            // threads along n; thread x owns columns x + NX*j (j < 4)
 override BK: u32 = 16;            // reduction slice staged per barrier (multiple of 4)
@@ -28,58 +28,43 @@ var<workgroup> gs: array<vec4f, TN * BQ>;   // [n][k/4]
 var<workgroup> us: array<vec4f, TN * BQ>;   // [n][k/4]
 var<workgroup> tok: array<u32, TM>;
 
-fn bf(word: u32, hi: bool) -> f32 { return bitcast<f32>(select(word << 16u, word & 0xffff0000u, hi)); }
+// #include decode
 // 4-bit weights (quant/FORMAT.md): the binding holds the code words from word 0 and the (scale, zero) words from word
 // p.<w>Sz; element i of rows of length L is nibble i % 8 of word i / 8. Decoded in registers, never written back.
-fn f16v(h: u32) -> f32 {
-  let e = (h >> 10u) & 0x1fu;
-  let m = h & 0x3ffu;
-  var v = f32(m) * 5.9604644775390625e-8;
-  if (e != 0u) { v = bitcast<f32>(((e + 112u) << 23u) | (m << 13u)); }
-  return select(v, -v, (h & 0x8000u) != 0u);
-}
-// (scale, zero) word of element i (rows of length L, groups of QG) in a table starting at word off.
-fn szWord(i: u32, L: u32, off: u32) -> u32 { return off + (i / L) * ((L + QG - 1u) / QG) + (i % L) / QG; }
-// 4 weights from element i (a multiple of 4: one word, one group) given its code word and (scale, zero) word.
-fn q4(word: u32, i: u32, sz: u32) -> vec4f {
-  let c = word >> ((i & 7u) * 4u);
-  let q = vec4f(f32(c & 0xfu), f32((c >> 4u) & 0xfu), f32((c >> 8u) & 0xfu), f32((c >> 12u) & 0xfu));
-  return (q - f16v(sz >> 16u)) * f16v(sz & 0xffffu);
-}
 // 4 weights from element i on, the ones at k + c >= kEnd zero.
 fn gate4(i: u32, k: u32, kEnd: u32) -> vec4f {
   if (W_Q4) {
     if (k >= kEnd) { return vec4f(0.0); }
-    return q4(wGate[i >> 3u], i, wGate[szWord(i, kEnd, p.gateSz)]);
+    return q4_vec4(wGate[i >> 3u], i, wGate[q4_sz_word(i, kEnd, QG, p.gateSz)]);
   }
   if (k + 4u <= kEnd) {
     if (!W_BF16) { return bitcast<vec4f>(vec4u(wGate[i], wGate[i + 1u], wGate[i + 2u], wGate[i + 3u])); }
     let w = i >> 1u;
-    if ((i & 1u) == 0u) { let a = wGate[w]; let b = wGate[w + 1u]; return vec4f(bf(a, false), bf(a, true), bf(b, false), bf(b, true)); }
+    if ((i & 1u) == 0u) { let a = wGate[w]; let b = wGate[w + 1u]; return vec4f(bf16_value(a, false), bf16_value(a, true), bf16_value(b, false), bf16_value(b, true)); }
     let a = wGate[w]; let b = wGate[w + 1u]; let c = wGate[w + 2u];
-    return vec4f(bf(a, true), bf(b, false), bf(b, true), bf(c, false));
+    return vec4f(bf16_value(a, true), bf16_value(b, false), bf16_value(b, true), bf16_value(c, false));
   }
   var v = vec4f(0.0);
   for (var c = 0u; c < 4u; c++) {
-    if (k + c < kEnd) { let j = i + c; v[c] = select(bitcast<f32>(wGate[j]), bf(wGate[j >> 1u], (j & 1u) == 1u), W_BF16); }
+    if (k + c < kEnd) { let j = i + c; v[c] = select(bitcast<f32>(wGate[j]), bf16_value(wGate[j >> 1u], (j & 1u) == 1u), W_BF16); }
   }
   return v;
 }
 fn up4(i: u32, k: u32, kEnd: u32) -> vec4f {
   if (W_Q4) {
     if (k >= kEnd) { return vec4f(0.0); }
-    return q4(wUp[i >> 3u], i, wUp[szWord(i, kEnd, p.upSz)]);
+    return q4_vec4(wUp[i >> 3u], i, wUp[q4_sz_word(i, kEnd, QG, p.upSz)]);
   }
   if (k + 4u <= kEnd) {
     if (!W_BF16) { return bitcast<vec4f>(vec4u(wUp[i], wUp[i + 1u], wUp[i + 2u], wUp[i + 3u])); }
     let w = i >> 1u;
-    if ((i & 1u) == 0u) { let a = wUp[w]; let b = wUp[w + 1u]; return vec4f(bf(a, false), bf(a, true), bf(b, false), bf(b, true)); }
+    if ((i & 1u) == 0u) { let a = wUp[w]; let b = wUp[w + 1u]; return vec4f(bf16_value(a, false), bf16_value(a, true), bf16_value(b, false), bf16_value(b, true)); }
     let a = wUp[w]; let b = wUp[w + 1u]; let c = wUp[w + 2u];
-    return vec4f(bf(a, true), bf(b, false), bf(b, true), bf(c, false));
+    return vec4f(bf16_value(a, true), bf16_value(b, false), bf16_value(b, true), bf16_value(c, false));
   }
   var v = vec4f(0.0);
   for (var c = 0u; c < 4u; c++) {
-    if (k + c < kEnd) { let j = i + c; v[c] = select(bitcast<f32>(wUp[j]), bf(wUp[j >> 1u], (j & 1u) == 1u), W_BF16); }
+    if (k + c < kEnd) { let j = i + c; v[c] = select(bitcast<f32>(wUp[j]), bf16_value(wUp[j >> 1u], (j & 1u) == 1u), W_BF16); }
   }
   return v;
 }

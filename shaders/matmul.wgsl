@@ -22,6 +22,7 @@ override TY: u32 = 16;        // threads along m, 4 rows each
 override BK: u32 = 16;        // reduction slice staged in workgroup memory
 override BM = TY * 4u;
 override BN = TX * 4u;
+// #include decode
 
 var<workgroup> As: array<vec4f, BK * TY>;   // [BK, BM], 4 consecutive rows per vec4
 var<workgroup> Bs: array<vec4f, BK * TX>;   // [BK, BN], 4 consecutive columns per vec4
@@ -37,7 +38,7 @@ fn load_b(r: u32, j: u32) -> f32 {
   let e = p.b_off + select(r * p.ldb + j, j * p.ldb + r, B_T);
   if (B_BF16) {
     let word = b[e >> 1u];
-    return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (e & 1u) == 1u));
+    return bf16_value(word, (e & 1u) == 1u);
   }
   return bitcast<f32>(b[e]);
 }

@@ -18,13 +18,7 @@ var<workgroup> at: array<vec4<f32>, TM * TR / 4>;   // A tile [TM][TR] (rows as 
 var<workgroup> bt: array<vec4<f32>, TR * TC / 4>;   // B tile [TR][TC]
 var<private> acc: array<vec4<f32>, 4>;
 
-fn f16_value(h: u32) -> f32 {
-  let e = (h >> 10u) & 0x1fu;
-  let m = h & 0x3ffu;
-  var v = f32(m) * 5.9604644775390625e-8;
-  if (e != 0u) { v = bitcast<f32>(((e + 112u) << 23u) | (m << 13u)); }
-  return select(v, -v, (h & 0x8000u) != 0u);
-}
+// #include decode
 
 fn set_a(r: u32, m: u32, v: f32) { at[(m * TR + r) / 4u][r % 4u] = v; }
 fn set_b(r: u32, col: u32, v: f32) { bt[(r * TC + col) / 4u][col % 4u] = v; }
@@ -45,10 +39,10 @@ fn weights8(n: u32, k: u32) -> array<f32, 8> {
   let row = p.row_offset + n;
   let word = q[row * (p.K / 8u) + k / 8u];
   let packed = sz[row * p.groups_per_row + k / p.G];
-  let s = f16_value(packed & 0xffffu);
-  let z = f16_value(packed >> 16u);
+  let s = q4_scale(packed);
+  let z = q4_zero(packed);
   var out: array<f32, 8>;
-  for (var j = 0u; j < 8u; j++) { out[j] = (f32((word >> (j * 4u)) & 0xfu) - z) * s; }
+  for (var j = 0u; j < 8u; j++) { out[j] = q4_weight((word >> (j * 4u)) & 0xfu, s, z); }
   return out;
 }
 

@@ -18,7 +18,7 @@ fn weight(i: u32) -> f32 {
   let e = p.w_offset + i;
   if (p.bf16 != 0u) {
     let word = w[e >> 1u];
-    return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (e & 1u) == 1u));
+    return bf16_value(word, (e & 1u) == 1u);
   }
   return bitcast<f32>(w[e]);
 }
@@ -34,13 +34,7 @@ fn f16_bits(x: f32) -> u32 {
   return sign | ((r + 0xfffu + ((r >> 13u) & 1u)) >> 13u);
 }
 
-fn f16_value(h: u32) -> f32 {
-  let e = (h >> 10u) & 0x1fu;
-  let m = h & 0x3ffu;
-  var v = f32(m) * 5.9604644775390625e-8;                                         // subnormal: m * 2^-24
-  if (e != 0u) { v = bitcast<f32>(((e + 112u) << 23u) | (m << 13u)); }
-  return select(v, -v, (h & 0x8000u) != 0u);
-}
+// #include decode
 
 fn code(v: f32, s: f32, z: f32) -> f32 {
   return clamp(round(v / s + z), 0.0, 15.0);

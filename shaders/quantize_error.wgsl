@@ -19,18 +19,12 @@ fn weight(i: u32) -> f32 {
   let e = p.w_offset + i;
   if (p.bf16 != 0u) {
     let word = w[e >> 1u];
-    return bitcast<f32>(select(word << 16u, word & 0xffff0000u, (e & 1u) == 1u));
+    return bf16_value(word, (e & 1u) == 1u);
   }
   return bitcast<f32>(w[e]);
 }
 
-fn f16_value(h: u32) -> f32 {
-  let e = (h >> 10u) & 0x1fu;
-  let m = h & 0x3ffu;
-  var v = f32(m) * 5.9604644775390625e-8;
-  if (e != 0u) { v = bitcast<f32>(((e + 112u) << 23u) | (m << 13u)); }
-  return select(v, -v, (h & 0x8000u) != 0u);
-}
+// #include decode
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -41,13 +35,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let start = row * p.K + k0;
   let len = min(p.G, p.K - k0);
   let packed = sz[p.row_offset * p.groups_per_row + g];
-  let s = f16_value(packed & 0xffffu);
-  let z = f16_value(packed >> 16u);
+  let s = q4_scale(packed);
+  let z = q4_zero(packed);
   let word0 = p.row_offset * (p.K / 8u) + start / 8u;
   var e = 0.0;
   for (var j = 0u; j < len; j++) {
-    let c = f32((q[word0 + j / 8u] >> ((j % 8u) * 4u)) & 0xfu);
-    let d = weight(start + j) - (c - z) * s;
+    let d = weight(start + j) - q4_weight((q[word0 + j / 8u] >> ((j % 8u) * 4u)) & 0xfu, s, z);
     e += d * d;
   }
   err2[g] = e;

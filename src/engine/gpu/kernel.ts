@@ -1,9 +1,14 @@
 // Kernel registry: compiles a WGSL source + entry point (+ override constants) once, by name, and dispatches it.
 // Bindings are positional (inputs, outputs, then the params uniform), all in @group(0), matching the shader's order.
+// A line `// #include <name>` in a source is replaced by the WGSL library shaders/lib/<name>.wgsl before compiling.
 
 import type { GpuContext } from './device.ts';
 import type { Encoder } from './encoder.ts';
 import { reportError } from './errors.ts';
+import decodeLib from '../../../shaders/lib/decode.wgsl?raw';
+
+/** The WGSL libraries a kernel may include, by name. */
+const LIBRARIES: Record<string, string> = { decode: decodeLib };
 
 export class KernelError extends Error {
   override name = 'KernelError';
@@ -40,6 +45,15 @@ function keyOf(d: KernelDesc): string {
   return `${d.name}|${d.entryPoint}|${c}`;
 }
 
+/** `source` with each `// #include <name>` line replaced by that library; an unknown name throws a KernelError. */
+export function withLibraries(kernelName: string, source: string): string {
+  return source.replace(/^\/\/ #include (\S+)[ \t]*$/gm, (_, name: string) => {
+    const lib = Object.hasOwn(LIBRARIES, name) ? LIBRARIES[name] : undefined;
+    if (lib === undefined) throw new KernelError(kernelName, `includes unknown WGSL library "${name}" (known: ${Object.keys(LIBRARIES).join(', ')})`);
+    return lib.trimEnd();
+  });
+}
+
 /** Compile (once per device) and return the kernel. Compilation errors throw a KernelError naming it. */
 export function kernel(gpu: GpuContext, desc: KernelDesc): Kernel {
   let m = cache.get(gpu.device);
@@ -49,7 +63,7 @@ export function kernel(gpu: GpuContext, desc: KernelDesc): Kernel {
   if (hit) return hit;
   const device = gpu.device;
   device.pushErrorScope('validation');
-  const module = device.createShaderModule({ label: desc.name, code: desc.code });
+  const module = device.createShaderModule({ label: desc.name, code: withLibraries(desc.name, desc.code) });
   const pipeline = device.createComputePipeline({
     label: desc.name,
     layout: 'auto',
