@@ -2,7 +2,8 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { nodeFolder } from '../node/folder.ts';
-import { tokenizeFiles, windowCount, type BuiltDataset, type TokenStream } from '../data/index.ts';
+import { tokenizeFiles, type BuiltDataset } from '../data/index.ts';
+import { windowCount, type TokenStream } from '../engine/train/token-stream.ts';
 import { windowSamples } from '../engine/train/samples.ts';
 
 export async function tokenizeFile(modelDir: string, file: string, evalFraction = 0): Promise<BuiltDataset> {

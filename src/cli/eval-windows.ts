@@ -4,7 +4,7 @@ import type { GpuContext } from '../engine/gpu/device.ts';
 import { Forward } from '../engine/train/forward.ts';
 import type { ModelSpec } from '../engine/model/spec.ts';
 import type { ModelWeights } from '../engine/train/weights.ts';
-import type { TokenStream } from '../data/index.ts';
+import type { TokenStream } from '../engine/train/token-stream.ts';
 import { windowBatch } from './dataset.ts';
 
 export interface WindowLoss {

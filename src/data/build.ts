@@ -3,7 +3,7 @@
 
 import { labelConvention, labelStats, unshiftLabels } from './labels.ts';
 import { DatasetError, parseFiles, type Doc, type IdsDoc, type SourceFile } from './parse.ts';
-import { IGNORE, labeledCount, selectDocuments, type TokenStream } from './stream.ts';
+import { IGNORE, labeledCount, selectDocuments, type TokenStream } from '../engine/train/token-stream.ts';
 import type { TextTokenizer } from './tokenizer.ts';
 
 export interface BuildOptions {

@@ -1,11 +1,11 @@
 // Contract: public surface of the dataset module: parse files, tokenize with the model's own tokenizer, one token
-// stream with EOS after each document, label-shift repair, train / eval split, SEQ windows. Worker and Node alike.
+// stream with EOS after each document (src/engine/train/token-stream.ts), label-shift repair, train / eval split.
+// Worker and Node alike.
 import type { FileSet } from '../engine/io/folder.ts';
 import { buildDataset, type BuildOptions, type BuiltDataset } from './build.ts';
 import type { SourceFile } from './parse.ts';
 import { loadTokenizer } from './tokenizer.ts';
 
-export * from './stream.ts';
 export * from './parse.ts';
 export * from './labels.ts';
 export { buildDataset, evalDocuments, type BuildOptions, type BuiltDataset } from './build.ts';

@@ -1,7 +1,7 @@
 // Contract: labels of pre-tokenized records. Hugging Face convention: labels[i] = input_ids[i] (or -100, ignored) and
 // the model shifts. Some recipes (the seed's README) write labels[i] = input_ids[i + 1]; detect that and shift back.
 
-import { IGNORE } from './stream.ts';
+import { IGNORE } from '../engine/train/token-stream.ts';
 
 export interface LabelStats {
   /** Positions with a label other than IGNORE (that have a next token to compare with). */

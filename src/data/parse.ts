@@ -1,7 +1,7 @@
 // Contract: raw dataset files → documents. JSONL of {"text"} or of {"input_ids", "labels"?}, plain text files and
 // folders of source files (extension filter). Every error names the file and, for JSONL, the line.
 
-import { IGNORE } from './stream.ts';
+import { IGNORE } from '../engine/train/token-stream.ts';
 
 export class DatasetError extends Error {
   constructor(readonly file: string, readonly line: number | null, detail: string) {

@@ -3,7 +3,7 @@
 // again into the 4-bit store (the copy is kept until the user deletes it), and nothing of them is removed silently.
 
 import type { FileSet } from '../engine/io/folder.ts';
-import type { StoredModel } from '../worker/protocol.ts';
+import type { StoredModel } from './records.ts';
 import { dirUnder, entries, opfsFolder, readText } from './opfs.ts';
 
 export const LEGACY_DIR = 'models';

@@ -2,7 +2,7 @@
 // is written only after every file of its model is in OPFS, so a model is listed exactly when it is complete.
 
 import { createStore, del, entries, get, set } from 'idb-keyval';
-import type { StoredModel } from '../worker/protocol.ts';
+import type { StoredModel } from './records.ts';
 
 /** The key-value calls the store needs (idb-keyval in the browser; a Map in unit tests). */
 export interface ManifestKv {

@@ -12,7 +12,7 @@ import {
   allTensors, archInfo, countParams, detectExpertLayout, parseConfig, withExpertLayout, type ModelSpec,
 } from '../engine/model/index.ts';
 import { storedQ4Info } from '../engine/quant/stored-q4.ts';
-import type { ImportProgress, ModelFacts, ModelSource, StoredModel } from '../worker/protocol.ts';
+import type { ImportProgress, ModelFacts, ModelSource, StoredModel } from './records.ts';
 import { checkFits, shardCap, type StorageEstimateLike } from './fits.ts';
 import { listLegacy, LEGACY_DIR, legacyFolder } from './legacy.ts';
 import type { ManifestKv } from './manifests.ts';

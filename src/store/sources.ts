@@ -2,8 +2,8 @@
 // Range requests) or files picked in the page — as a FileSet, with the id the model gets in the store.
 
 import { fileMapFolder, urlFolder, type FileSet } from '../engine/io/folder.ts';
-import { shortHash, slug } from '../worker/ids.ts';
-import type { ModelSource } from '../worker/protocol.ts';
+import { shortHash, slug } from './ids.ts';
+import type { ModelSource } from './records.ts';
 
 export const DEMO_MODEL_ID = 'usaf-demo-moe';
 

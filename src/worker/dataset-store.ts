@@ -1,8 +1,8 @@
 // Contract: tokenized datasets in OPFS under datasets/<id>/: summary.json (DatasetSummary, written last) and the
 // train / eval token streams as little-endian int32 files. Tokenizing again is skipped when the same input was stored.
 
-import type { TokenStream } from '../data/stream.ts';
-import { dirAt, entries, fileAt, folderBytes, readText, removeEntry, writeWhole } from './opfs.ts';
+import type { TokenStream } from '../engine/train/token-stream.ts';
+import { dirAt, entries, fileAt, folderBytes, readText, removeEntry, writeWhole } from '../store/opfs.ts';
 import type { DatasetSummary } from './protocol.ts';
 
 const DATASETS = 'datasets';

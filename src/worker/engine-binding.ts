@@ -6,7 +6,7 @@ import type { GpuContext } from '../engine/gpu/device.ts';
 import type { FileSet } from '../engine/io/folder.ts';
 import type { FileSink } from '../engine/io/sink.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
-import type { TokenStream } from '../data/stream.ts';
+import type { TokenStream } from '../engine/train/token-stream.ts';
 import type { EvalEvent, ExportFile, ReselectEvent, RunSummary, Settings, StepEvent } from './protocol.ts';
 
 /** What the training loop reports; the worker records it (run.json, log.jsonl) and forwards it to the page. */

@@ -7,7 +7,7 @@ import { ModelStore } from '../store/model-store.ts';
 import { root } from '../store/opfs.ts';
 import { q4Importer } from '../store/q4-importer.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
-import type { ImportProgress, ModelSource, StoredModel } from './protocol.ts';
+import type { ImportProgress, ModelSource, StoredModel } from '../store/records.ts';
 
 export { DEMO_MODEL_ID, impliedSettings, storedSpec } from '../store/model-store.ts';
 export { stripCommonFolder } from '../store/sources.ts';

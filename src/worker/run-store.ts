@@ -1,7 +1,7 @@
 // Contract: run records in OPFS under runs/<id>/ — run.json (the RunSummary, rewritten as the run goes) and log.jsonl
 // (one JSON object per line, the seed's log format). A run found "running" or "paused" at startup was interrupted.
 
-import { dirAt, entries, fileAt, readText, removeEntry, writeWhole } from './opfs.ts';
+import { dirAt, entries, fileAt, readText, removeEntry, writeWhole } from '../store/opfs.ts';
 import type { RunSummary } from './protocol.ts';
 
 const RUNS = 'runs';

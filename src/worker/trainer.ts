@@ -7,7 +7,7 @@ import { buildDataset } from '../data/build.ts';
 import type { SourceFile } from '../data/parse.ts';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.ts';
 import { datasetsBytes, deleteStoredDataset, listStoredDatasets, loadDatasetStreams, saveDataset, storedDataset } from './dataset-store.ts';
-import { shortHash, slug } from './ids.ts';
+import { shortHash, slug } from '../store/ids.ts';
 import { cancelRunningImport, impliedSettings, importModel, storedSpec, stripCommonFolder, workerModelStore } from './model-store.ts';
 import {
   NOT_AVAILABLE,
@@ -20,8 +20,8 @@ import {
 } from './run-store.ts';
 import { ActiveRun } from './runs.ts';
 import { openCheckpoint } from '../engine/io/checkpoint.ts';
-import { opfsSink } from '../engine/io/sink.ts';
-import { opfsFolder } from './opfs.ts';
+import { opfsSink } from '../store/opfs-sink.ts';
+import { opfsFolder } from '../store/opfs.ts';
 import { ARCHITECTURES, parseConfig, type ArchInfo, type ModelSpec } from '../engine/model/index.ts';
 import { checkAgainstModel, resolveSteps, resolveTrainFrom, validateSettings } from '../presets/schema.ts';
 import { BUILTIN_PRESETS } from '../presets/builtin.ts';

@@ -10,7 +10,7 @@ import { StorageRefusal } from '../../src/store/fits.ts';
 import { memoryManifests } from '../../src/store/manifests.ts';
 import { ModelStore, STORE_DIR } from '../../src/store/model-store.ts';
 import { q4Importer } from '../../src/store/q4-importer.ts';
-import type { ImportProgress, ModelSource } from '../../src/worker/protocol.ts';
+import type { ImportProgress, ModelSource } from '../../src/store/records.ts';
 import { asRoot, FakeDir } from '../unit/store/fake-opfs.ts';
 import { testGpu } from '../helpers/gpu.ts';
 

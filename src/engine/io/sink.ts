@@ -1,5 +1,5 @@
 // Output side of the io layer: a FileSink takes whole files as streams of byte chunks, each write atomic per file.
-// Implementations here: memory (tests, browser downloads) and OPFS (createWritable); the Node one is src/node/file-sink.ts.
+// Implementation here: memory (tests, browser downloads); OPFS in src/store/opfs-sink.ts, Node in src/node/file-sink.ts.
 
 import type { Bytes } from './byte-source.ts';
 import { fileMapFolder, type FileSet } from './folder.ts';
@@ -87,36 +87,5 @@ export function memorySink(name = 'memory'): MemorySink {
     blob: (path, type) => new Blob(get(path), type ? { type } : undefined),
     folder: () => fileMapFolder(new Map([...files].map(([p, f]) => [p, new Blob(f)])), name),
     totalBytes: () => [...files.values()].reduce((n, f) => n + f.reduce((m, c) => m + c.byteLength, 0), 0),
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// OPFS (origin private file system)
-
-/**
- * Writes under an OPFS directory with createWritable(): the browser writes into a swap file and replaces the target
- * only on close(), so a failed or aborted write leaves the previous file untouched.
- */
-export function opfsSink(root: FileSystemDirectoryHandle): FileSink {
-  return {
-    name: root.name,
-    async write(path, chunks) {
-      const parts = checkSinkPath(path).split('/');
-      let dir = root;
-      for (const p of parts.slice(0, -1)) dir = await dir.getDirectoryHandle(p, { create: true });
-      const leaf = parts[parts.length - 1];
-      const existed = await dir.getFileHandle(leaf).then(() => true, () => false);
-      const file = await dir.getFileHandle(leaf, { create: true });
-      const w = await file.createWritable({ keepExistingData: false });
-      try {
-        for await (const c of chunks) await w.write(asBytes(c));
-        await w.close();
-      } catch (e) {
-        await w.abort().catch(() => undefined);
-        if (!existed) await dir.removeEntry(leaf).catch(() => undefined); // getFileHandle created it empty
-        throw e;
-      }
-    },
-    async commit() {},
   };
 }

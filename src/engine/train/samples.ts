@@ -1,7 +1,7 @@
 // Sample sets over a token stream: consecutive SEQ-token windows with next-token targets (labels shifted by one;
 // the last position of a window and IGNORE labels are not scored). Used for training samples and evaluation.
 
-import { IGNORE as LABEL_IGNORE, windowCount, windowFrom, type TokenStream, type Window } from '../../data/stream.ts';
+import { IGNORE as LABEL_IGNORE, windowCount, windowFrom, type TokenStream, type Window } from './token-stream.ts';
 import { IGNORE } from './forward.ts';
 import { Rng } from './rng.ts';
 import type { SampleSet } from './types.ts';

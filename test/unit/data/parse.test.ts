@@ -2,9 +2,10 @@
 // train / eval split and SEQ windows, on small inputs.
 import { describe, expect, it } from 'vitest';
 import {
-  buildDataset, DatasetError, evalDocuments, IGNORE, labelConvention, labelStats, parseFiles, parseJsonl, unshiftLabels,
-  windowAt, windowCount, windowFrom, type SourceFile, type TextTokenizer,
+  buildDataset, DatasetError, evalDocuments, labelConvention, labelStats, parseFiles, parseJsonl, unshiftLabels,
+  type SourceFile, type TextTokenizer,
 } from '../../../src/data/index.ts';
+import { IGNORE, windowAt, windowCount, windowFrom } from '../../../src/engine/train/token-stream.ts';
 
 const enc = new TextEncoder();
 const file = (path: string, text: string): SourceFile => ({ path, bytes: enc.encode(text) });

@@ -8,7 +8,7 @@ import { storedQ4Info } from '../../../src/engine/quant/stored-q4.ts';
 import { StorageRefusal } from '../../../src/store/fits.ts';
 import { memoryManifests } from '../../../src/store/manifests.ts';
 import { impliedSettings, ModelStore, STORE_DIR, storedSpec, type StoreDeps } from '../../../src/store/model-store.ts';
-import type { ImportProgress, ModelSource, StoredModel } from '../../../src/worker/protocol.ts';
+import type { ImportProgress, ModelSource, StoredModel } from '../../../src/store/records.ts';
 import { asRoot, FakeDir } from './fake-opfs.ts';
 import { fakeImporter, type FakeImporter } from './fake-importer.ts';
 

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { randomPositionSamples, trainSamples, windowSamples } from '../../../src/engine/train/samples.ts';
 import { IGNORE } from '../../../src/engine/train/forward.ts';
 import type { SampleSet } from '../../../src/engine/train/types.ts';
-import type { TokenStream } from '../../../src/data/stream.ts';
+import type { TokenStream } from '../../../src/engine/train/token-stream.ts';
 
 const LEN = 1000;
 const stream: TokenStream = { ids: Int32Array.from({ length: LEN }, (_, i) => 5 + i), labels: null, docStarts: Int32Array.of(0) };

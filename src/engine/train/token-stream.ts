@@ -1,5 +1,5 @@
-// Contract: a tokenized dataset as one token stream (EOS after each document) with Hugging Face labels, and its
-// cut into SEQ-token windows. Pure TypeScript: used by the worker, the engine and the Node CLI.
+// A tokenized dataset as one token stream (EOS after each document) with Hugging Face labels, and its cut into
+// SEQ-token windows: what training consumes. The data module (src/data) builds streams; the worker and the CLI pass them on.
 
 /** Label value the loss ignores (Hugging Face / PyTorch convention). */
 export const IGNORE = -100;
