@@ -1,5 +1,5 @@
 // Contract: the built-in presets shown in the editor. Each is the defaults plus a few overrides; the memory plan
-// (issue C) is the judge of whether a preset fits a given GPU — the values here are the starting points we ship.
+// (src/engine/plan/memory.ts) is the judge of whether a preset fits a given GPU — the values here are the starting points we ship.
 
 import { DEFAULTS, validateSettings, type Settings } from './schema.ts';
 
@@ -31,7 +31,3 @@ export const BUILTIN_PRESETS: readonly Preset[] = Object.freeze([
     'Top 8 of 48 layers trained; expert weights of every layer in 4 bits with groups of 64; the frozen layers stay in storage (STREAM_FROZEN), their outputs cached in host memory; the method\'s microbatch of 2 × 512 tokens. Plans at about 12 GiB (with every frozen layer resident it would take over 22.5 GiB even in expert chunks, too tight for a 24 GB card).',
     { quantizeExperts: true, quantGroupSize: 64, microbatch: 2, accum: 1, streamFrozen: true }),
 ]);
-
-export function builtinPreset(id: string): Preset | undefined {
-  return BUILTIN_PRESETS.find((p) => p.id === id);
-}

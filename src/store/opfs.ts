@@ -61,12 +61,6 @@ export async function writeWhole(dir: FileSystemDirectoryHandle, relPath: string
   }
 }
 
-/** Size of the file at `relPath`, 0 when missing. */
-export async function sizeOf(dir: FileSystemDirectoryHandle, relPath: string): Promise<number> {
-  const h = await fileAt(dir, relPath, false);
-  return h ? (await h.getFile()).size : 0;
-}
-
 /** Sum of every file's size below `dir`; a file that vanishes meanwhile (renamed or removed by a write) counts 0. */
 export async function folderBytes(dir: FileSystemDirectoryHandle): Promise<number> {
   let total = 0;

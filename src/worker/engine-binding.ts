@@ -1,6 +1,6 @@
-// Contract: the one place where the training engine plugs into the worker. The worker handles storage, datasets,
+// Contract: what the worker's engine (engine.ts) offers the rest of the worker. The worker handles storage, datasets,
 // run records, logs, the protocol (runs.ts) and the memory plan (plan.ts: the engine planner, pure); the engine provides
-// the training loop and the export writers. Until `bindEngine` is called, the Trainer methods that need it reject with "<what> is not available yet".
+// the training loop and the export writers.
 
 import type { GpuContext } from '../engine/gpu/device.ts';
 import type { FileSet } from '../engine/io/folder.ts';
@@ -82,14 +82,4 @@ export interface EngineBinding {
   /** Files of the run folder (its last checkpoint) + the base model → the downloads. */
   exportModel(args: ExportArgs): Promise<ExportFile[]>;
   exportDelta(args: ExportArgs): Promise<ExportFile[]>;
-}
-
-let bound: EngineBinding | null = null;
-
-export function bindEngine(engine: EngineBinding): void {
-  bound = engine;
-}
-
-export function boundEngine(): EngineBinding | null {
-  return bound;
 }

@@ -89,7 +89,7 @@ export interface DatasetProgress {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Memory plan (issue C)
+// Memory plan
 
 export interface PlanItem {
   label: string;
@@ -279,6 +279,3 @@ export interface Trainer {
   /** The run log, JSONL in the seed's format. */
   exportLog(runId: string): Promise<ExportFile>;
 }
-
-/** The message every method the engine does not provide yet rejects with. */
-export const NOT_AVAILABLE = 'is not available yet: the training engine is not part of this build';

@@ -103,11 +103,6 @@ export async function readRunLog(id: string): Promise<Blob | null> {
   return h ? h.getFile() : null;
 }
 
-export async function deleteRun(id: string): Promise<void> {
-  const dir = await dirAt(RUNS, false);
-  if (dir) await removeEntry(dir, safeRunId(id));
-}
-
 /** Name of the Web Lock a live run holds (so that another tab does not take it for interrupted). */
 export const runLockName = (id: string): string => `usaf-run-${id}`;
 

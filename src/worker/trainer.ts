@@ -1,8 +1,8 @@
 // Contract: the worker's implementation of `Trainer` (protocol.ts): GPU, stored models, datasets and run records here;
-// planning, training and export through the engine binding (engine-binding.ts), or "not available yet" without it.
+// training and export through the worker's engine (engine.ts).
 
 import { createGpu, type GpuContext } from '../engine/gpu/device.ts';
-import { boundEngine, type EngineBinding } from './engine-binding.ts';
+import { workerEngine } from './engine.ts';
 import { buildDataset } from '../data/build.ts';
 import type { SourceFile } from '../data/parse.ts';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.ts';
@@ -10,7 +10,6 @@ import { datasetsBytes, deleteStoredDataset, listStoredDatasets, loadDatasetStre
 import { shortHash, slug } from '../store/ids.ts';
 import { cancelRunningImport, impliedSettings, importModel, storedSpec, stripCommonFolder, workerModelStore } from './model-store.ts';
 import {
-  NOT_AVAILABLE,
   type DatasetInput, type DatasetProgress, type DatasetSettings, type DatasetSummary, type ExportFile, type GpuReport,
   type ImportProgress, type MemoryPlan, type ModelSource, type PresetPlan, type RunCallbacks, type RunRequest, type RunSummary, type Settings,
   type StorageReport, type StoredModel, type Trainer, type WorkerEnv,
@@ -35,10 +34,6 @@ function checkedBytes(n: number | null | undefined): number | null {
   return n;
 }
 
-function notAvailable(what: string): Error {
-  return new Error(`${what} ${NOT_AVAILABLE}.`);
-}
-
 export class WorkerTrainer implements Trainer {
   private env: WorkerEnv | null = null;
   private gpu: Promise<GpuContext> | null = null;
@@ -54,12 +49,6 @@ export class WorkerTrainer implements Trainer {
   private appBase(): string {
     if (!this.env) throw new Error('the worker was not set up (connectTrainer calls setup first)');
     return this.env.appBase;
-  }
-
-  private engine(what: string): EngineBinding {
-    const e = boundEngine();
-    if (!e) throw notAvailable(what);
-    return e;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -267,7 +256,6 @@ export class WorkerTrainer implements Trainer {
   private active: ActiveRun | null = null;
 
   private async launch(summary: RunSummary, resumeFrom: RunSummary | null, callbacks: RunCallbacks): Promise<RunSummary> {
-    const engine = this.engine(resumeFrom ? 'Resuming a run' : 'Training');
     if (this.active) throw new Error(`run ${this.active.summary.id} is still going: stop it first`);
     const { files, spec, padId, model } = await this.modelParts(summary.modelId);
     summary = { ...summary, settings: impliedSettings(summary.settings, model) };
@@ -281,7 +269,7 @@ export class WorkerTrainer implements Trainer {
     if (firstIssue) throw new Error(`${firstIssue[0]}: ${firstIssue[1]}`);
     const run = new ActiveRun({ ...summary, steps, status: 'running', error: null }, opfsRunRecords, callbacks);
     const folder = (await runFolder(summary.id, true))!;
-    const handle = engine.start({
+    const handle = workerEngine.start({
       gpu, spec, model: files, padId, settings: summary.settings, steps, trainFrom, evalWindows: summary.evalWindows ?? null, gpuMemoryBytes: summary.gpuMemoryBytes ?? null,
       train: train.train, inDomainEval: train.eval ?? train.train, heldout: heldout?.train ?? null,
       runFolder: folder, runFiles: opfsFolder(folder, summary.id), runSink: opfsSink(folder), resumeFrom, events: run.events(),
@@ -296,7 +284,6 @@ export class WorkerTrainer implements Trainer {
   }
 
   async startRun(request: RunRequest, callbacks: RunCallbacks): Promise<RunSummary> {
-    this.engine('Training');
     const v = validateSettings(request.settings);
     if (!v.ok) throw new Error(`invalid settings: ${v.errors.join('; ')}`);
     if (!(await storedDataset(request.trainDatasetId))) throw new Error(`no stored dataset "${request.trainDatasetId}"`);
@@ -339,7 +326,6 @@ export class WorkerTrainer implements Trainer {
   }
 
   async resumeRun(runId: string, callbacks: RunCallbacks): Promise<RunSummary> {
-    this.engine('Resuming a run');
     const rec = await readRunRecord(runId);
     if (!rec) throw new Error(`no run "${runId}"`);
     if (rec.status === 'done') throw new Error(`run ${runId} is finished`);
@@ -364,13 +350,11 @@ export class WorkerTrainer implements Trainer {
   }
 
   async exportModel(runId: string): Promise<ExportFile[]> {
-    const engine = this.engine('Exporting a fine-tuned model');
-    return engine.exportModel(await this.exportParts(runId));
+    return workerEngine.exportModel(await this.exportParts(runId));
   }
 
   async exportDelta(runId: string): Promise<ExportFile[]> {
-    const engine = this.engine('Exporting the sparse delta');
-    return engine.exportDelta(await this.exportParts(runId));
+    return workerEngine.exportDelta(await this.exportParts(runId));
   }
 
   async exportLog(runId: string): Promise<ExportFile> {

@@ -36,7 +36,7 @@ test('first launch: the demo model is stored and ready, with its config and the 
   assert.match(text, /16 per layer, top-4, width 128/);
   assert.match(text, /4 heads of 64, 2 KV heads/);
   assert.match(text, /4,096 tokens/);
-  // E.7: the supported families, from the engine's registry (one row per adapter)
+  // the supported families, from the engine's registry (one row per adapter)
   const families = page.locator('[data-testid=families] tbody tr');
   await families.first().waitFor();
   assert.deepEqual((await families.allTextContents()).map((t) => t.match(/qwen3_moe|mixtral|olmoe|qwen2_moe|deepseek_v3/)?.[0]),

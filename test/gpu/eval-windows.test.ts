@@ -1,4 +1,4 @@
-// Evaluation on the demo model (issue A.9, sized for SwiftShader): the loss of the GPU Forward.run over the first held-out
+// Evaluation on the demo model (sized for SwiftShader): the loss of the GPU Forward.run over the first held-out
 // windows equals the float64 reference refForward's; PPL = exp(mean next-token CE over the scored targets) within 0.5 %.
 import { describe, expect, it } from 'vitest';
 import { openModel, readSpec } from '../../src/cli/load-model.ts';

@@ -1,4 +1,4 @@
-// A short training run lowers the loss in every supported family (issue E): 3 steps of the seed's method on one
+// A short training run lowers the loss in every supported family: 3 steps of the seed's method on one
 // repeated microbatch of the fixture, top 2 layers trained (routed experts sparse + routers).
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';

@@ -51,13 +51,6 @@ export function createBuffer(gpu: GpuContext, o: BufferOpts): GPUBuffer {
   return buf;
 }
 
-/** Create a storage buffer holding `data` (padded to 4 bytes). */
-export function uploadBuffer(gpu: GpuContext, label: string, data: ArrayBufferView, kind?: string): GPUBuffer {
-  const buf = createBuffer(gpu, { label, size: data.byteLength, kind });
-  writeBuffer(gpu, buf, 0, data);
-  return buf;
-}
-
 export function writeBuffer(gpu: GpuContext, buf: GPUBuffer, offset: number, data: ArrayBufferView): void {
   const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
   if (bytes.byteLength % 4 === 0) gpu.device.queue.writeBuffer(buf, offset, bytes);

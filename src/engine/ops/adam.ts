@@ -47,7 +47,7 @@ export interface WeightTarget {
   offset?: number;
   /**
    * f32 only: just the entries whose index lies in [lo, hi), at offset + idx - lo (others untouched): one chunk of a
-   * tensor held in a smaller buffer (trainer.ts's expert chunks). Default all, at offset + idx.
+   * tensor held in a smaller buffer (the expert chunks of train/q4-base.ts). Default all, at offset + idx.
    */
   range?: [lo: number, hi: number];
 }

@@ -1,8 +1,8 @@
 // Contract: bytes a model takes at rest, from its ModelSpec alone: every tensor in bf16 (the checkpoint), and the 4-bit
-// store of issue C (routed experts 4-bit in groups of G input weights, s and z 16-bit per group; every other tensor bf16).
+// store (routed experts 4-bit in groups of G input weights, s and z 16-bit per group; every other tensor bf16).
 
 import type { ModelSpec, TensorEntry } from '../model/spec.ts';
-import { allTensors, globalTensors, layerTensors } from '../model/tensors.ts';
+import { allTensors } from '../model/tensors.ts';
 
 /** Default 4-bit group size (consecutive input-dimension weights sharing one scale and zero). */
 export const Q4_GROUP = 128;
@@ -48,14 +48,4 @@ export function planStorage(spec: ModelSpec, group = Q4_GROUP): StoragePlan {
     if (isRoutedExpert(e)) q4Experts += q;
   }
   return { bf16, q4, q4Experts, group };
-}
-
-/** Bytes of layer L in the 4-bit store (what streaming one frozen layer in from storage moves). */
-export function layerQ4Bytes(spec: ModelSpec, L: number, group = Q4_GROUP): number {
-  return layerTensors(spec, L).reduce((a, e) => a + storedQ4Bytes(e, group), 0);
-}
-
-/** Bytes of the embedding, final norm and LM head in bf16. */
-export function globalBf16Bytes(spec: ModelSpec): number {
-  return globalTensors(spec).reduce((a, e) => a + bf16Bytes(e), 0);
 }

@@ -105,11 +105,6 @@ export function f16Bits(x: number): number {
 /** IEEE half bits → value (exact). */
 export const f16Value = f16ToF32;
 
-/** The f16 nearest to x, as a number. */
-export function toF16(x: number): number {
-  return f16Value(f16Bits(x));
-}
-
 /** One (scale, zero) word: f16 scale in the low half, f16 zero in the high half. */
 export function packScaleZero(sBits: number, zBits: number): number {
   return ((sBits & 0xffff) | ((zBits & 0xffff) << 16)) >>> 0;

@@ -45,7 +45,7 @@ export interface LayerWeights {
   /** Single tensors by role (attention, norms, router, shared and dense MLP). */
   t: Partial<Record<TensorRole, GpuTensor>>;
   experts: ExpertWeights | null;
-  /** Trained 4-bit layers: `experts` (f32) holds one chunk of experts at a time, loaded by the trainer (trainer.ts). */
+  /** Trained 4-bit layers: `experts` (f32) holds one chunk of experts at a time, loaded by the trainer (train/q4-base.ts Q4Base.load). */
   expertChunks?: ExpertChunks;
   /** Not on the GPU (LoadOptions.streamFrozenBelow): loadLayer brings it in when needed. */
   streamed?: boolean;

@@ -113,7 +113,7 @@ describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512, 4-bit experts (G 128)', () => {
   });
 });
 
-describe('in chunks of experts (4-bit, frozen layers streamed): the issue\'s targets', () => {
+describe('in chunks of experts (4-bit, frozen layers streamed): the 8 GiB and 12 GiB targets', () => {
   const base = (spec: ReturnType<typeof load>, trainFrom: number): PlanSettings => ({
     trainFrom, microbatch: 2, seq: 512, frac: 0.005, frozenCacheN: 0, quantizeExperts: { groupSize: 128 }, streamFrozen: true,
   });
