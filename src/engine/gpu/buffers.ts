@@ -51,6 +51,14 @@ export function createBuffer(gpu: GpuContext, o: BufferOpts): GPUBuffer {
   return buf;
 }
 
+/** A buffer holding `data` (at least 4 bytes: an empty array gets one too), pushed onto `scratch` for the caller to destroy. */
+export function scratchBuffer(gpu: GpuContext, data: Uint32Array | Float32Array, label: string, scratch: GPUBuffer[]): GPUBuffer {
+  const b = createBuffer(gpu, { label, size: Math.max(4, data.byteLength) });
+  if (data.length) writeBuffer(gpu, b, 0, data);
+  scratch.push(b);
+  return b;
+}
+
 export function writeBuffer(gpu: GpuContext, buf: GPUBuffer, offset: number, data: ArrayBufferView): void {
   const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
   if (bytes.byteLength % 4 === 0) gpu.device.queue.writeBuffer(buf, offset, bytes);

@@ -5,7 +5,7 @@
 // nothing to materialize.
 
 import type { GpuContext } from '../gpu/device.ts';
-import { createBuffer, readF32, writeBuffer } from '../gpu/buffers.ts';
+import { createBuffer, readF32, scratchBuffer, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import { dequantizeExperts } from '../quant/experts-q4.ts';
@@ -87,12 +87,7 @@ export class Q4Base {
    * indices); the grown entries back at W0; then the values gathered. Submitted here: the old overlay is rewritten after.
    */
   selectValues(l: TrainedLayer, fresh: { G: Uint32Array; D: Uint32Array }, resetGrown: boolean, scratch: GPUBuffer[]): Map<Selection, { overlay: GPUBuffer; master: GPUBuffer }> {
-    const up = (data: Uint32Array, label: string) => {
-      const b = createBuffer(this.gpu, { label, size: Math.max(4, data.byteLength) });
-      if (data.length) writeBuffer(this.gpu, b, 0, data);
-      scratch.push(b);
-      return b;
-    };
+    const up = (data: Uint32Array, label: string) => scratchBuffer(this.gpu, data, label, scratch);
     const f32 = (n: number, label: string) => {
       const b = createBuffer(this.gpu, { label, size: Math.max(4, n * 4), kind: 'workspace' });
       scratch.push(b);

@@ -7,7 +7,7 @@
 // entries are gathered from them — no sparse kernel. Qwen2-MoE's scalar shared_expert_gate stays frozen.
 
 import type { GpuContext } from '../gpu/device.ts';
-import { createBuffer, readF32, readU32, writeBuffer } from '../gpu/buffers.ts';
+import { createBuffer, readF32, readU32, scratchBuffer, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec, TensorEntry } from '../model/spec.ts';
 import type { ModelWeights } from './weights.ts';
@@ -158,7 +158,7 @@ export class SharedTraining {
       const fresh = await readU32(this.gpu, sel.idx, 0, sel.k);
       const grown = setMinus(fresh, sel.host);
       if (resetGrown && grown.length) {
-        const idx = this.upload(grown, 'grown.idx', scratch);
+        const idx = scratchBuffer(this.gpu, grown, 'grown.idx', scratch);
         const vals = createBuffer(this.gpu, { label: 'grown.vals', size: grown.length * 4 });
         scratch.push(vals);
         gatherMasters(enc, vals, base, idx, grown.length, { dtype: 'f32' });
@@ -233,7 +233,7 @@ export class SharedTraining {
           throw new Error(`checkpoint layer ${l.layer}: shared-expert state does not match this run's settings (k ${s.k})`);
         }
         enc.copy(base, 0, w, 0, s.numel * 4);
-        if (touched.length) scatterMasters(enc, w, this.upload(touchedVal, 'touched.vals', scratch), this.upload(touched, 'touched.idx', scratch), null, touched.length, { dtype: 'f32' });
+        if (touched.length) scatterMasters(enc, w, scratchBuffer(this.gpu, touchedVal, 'touched.vals', scratch), scratchBuffer(this.gpu, touched, 'touched.idx', scratch), null, touched.length, { dtype: 'f32' });
         for (const [buf, data] of [[s.idx, idx], [s.master, master], [s.m, m], [s.v, v]] as const) writeBuffer(this.gpu, buf, 0, data);
         if (s.steps) {
           const steps = get('steps', Uint32Array);
@@ -260,19 +260,12 @@ export class SharedTraining {
     }
   }
 
-  private upload(data: Uint32Array | Float32Array, label: string, scratch: GPUBuffer[]): GPUBuffer {
-    const b = createBuffer(this.gpu, { label, size: Math.max(4, data.byteLength) });
-    if (data.length) writeBuffer(this.gpu, b, 0, data);
-    scratch.push(b);
-    return b;
-  }
-
   private async valuesAt(w: GPUBuffer, idx: Uint32Array): Promise<Float32Array> {
     if (!idx.length) return new Float32Array(0);
     const scratch: GPUBuffer[] = [];
     const vals = createBuffer(this.gpu, { label: 'touched.vals', size: idx.length * 4 });
     const enc = new Encoder(this.gpu, 'shared-train.snapshot');
-    gatherMasters(enc, vals, w, this.upload(idx, 'touched.idx', scratch), idx.length, { dtype: 'f32' });
+    gatherMasters(enc, vals, w, scratchBuffer(this.gpu, idx, 'touched.idx', scratch), idx.length, { dtype: 'f32' });
     enc.submit();
     const out = await readF32(this.gpu, vals, 0, idx.length);
     vals.destroy();

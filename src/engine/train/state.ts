@@ -2,7 +2,7 @@
 // the trained tensors for export (changedTensors).
 
 import type { GpuContext } from '../gpu/device.ts';
-import { createBuffer, readF32, writeBuffer } from '../gpu/buffers.ts';
+import { createBuffer, readF32, scratchBuffer, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
@@ -95,12 +95,7 @@ export async function restore(t: RunState, c: TrainCheckpoint): Promise<void> {
     throw new Error(`checkpoint was saved ${c.rng.state.length > 1 ? 'with' : 'without'} accumulatedReselect (its importance stream); resume the same way`);
   }
   const scratch: GPUBuffer[] = [];
-  const up = (data: Uint32Array | Float32Array, label: string) => {
-    const b = createBuffer(gpu, { label, size: Math.max(4, data.byteLength) });
-    if (data.length) writeBuffer(gpu, b, 0, data);
-    scratch.push(b);
-    return b;
-  };
+  const up = (data: Uint32Array | Float32Array, label: string) => scratchBuffer(gpu, data, label, scratch);
   const enc = new Encoder(gpu, 'restore');
   t.layers.forEach((l, i) => {
     const c1 = c.layers[i]!;
