@@ -17,6 +17,8 @@ const STEPS = 4;
 const S: TrainSettings = {
   frac: 0.01, steps: STEPS, microbatch: 2, accum: 1, seq: TINY.seq, lrPeak: 1e-2, wd: 0.05, trainFrom: 1, reselectEvery: 2,
   evalEvery: 0, nImportance: 2, frozenCacheN: 0, seed: 5, evalWindows: null,
+  // every improvement flag off, explicitly: off must be the method itself (train-flags.test: off = never set)
+  keepAdamState: false, perEntryStep: false, accumulatedReselect: false, trainShared: false,
 };
 /** Largest error allowed in any trained value, as a share of the step's learning rate (one Adam step moves ≈ lr). */
 const TOL = 1e-3;
