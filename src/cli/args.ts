@@ -41,6 +41,7 @@ export function parseArgs(argv: string[], specs: Record<string, FlagSpec>, env: 
     const ev = spec.env ? env[spec.env] : undefined;
     if (ev !== undefined && ev !== '') flags[name] = convert(name, spec, ev, spec.env);
     else if (spec.default !== undefined) flags[name] = spec.default;
+    else if (spec.type === 'boolean') flags[name] = false; // an absent switch is off
   }
   return { flags, positional };
 }

@@ -11,6 +11,7 @@ import { train } from './commands/train.ts';
 import { plan } from './commands/plan.ts';
 import { quantReportCmd } from './commands/quant-report.ts';
 import { importCmd } from './commands/import.ts';
+import { runWithQuietStderr } from '../node/quiet.ts';
 
 const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, train, plan, quantReportCmd, bench, importCmd];
 
@@ -32,7 +33,11 @@ async function main(argv: string[]): Promise<number> {
   return cmd.run(rest);
 }
 
-main(process.argv.slice(2)).then(
+// a command runs in a child whose stderr loses Dawn's adapter warnings (src/node/quiet.ts); usage and --help run here
+const argv = process.argv.slice(2);
+const quiet = COMMANDS.some((c) => c.name === argv[0]) && !argv.includes('--help') ? runWithQuietStderr() : null;
+if (quiet) void quiet.then((code) => process.exit(code));
+else main(argv).then(
   (code) => process.exit(code),
   (e: unknown) => {
     const err = e as Error;

@@ -4,6 +4,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { createGpu, GpuUnavailableError, type GpuContext } from '../engine/gpu/device.ts';
+import { quietRuntimeDir } from './quiet.ts';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -48,6 +49,7 @@ export async function nodeGpu(opts: { swiftshader?: boolean; fresh?: boolean } =
 
 async function openGpu(opts: { swiftshader?: boolean }): Promise<GpuContext> {
   if (!dawn) {
+    quietRuntimeDir(); // before the Vulkan drivers read it
     dawn = await loadDawn();
     Object.assign(globalThis, dawn.globals);
   }

@@ -22,7 +22,7 @@ function preset(id: string, name: string, model: string | null, gpuGiB: number |
 
 export const BUILTIN_PRESETS: readonly Preset[] = Object.freeze([
   preset('demo', 'Demo', 'usaf-demo-moe', null,
-    'The built-in 16 M-parameter Qwen3-MoE demo: the method exactly as METHOD.md states it (180 steps of 2 × 512 tokens, 0.5 % of the expert weights of layers 4–7, peak LR 2e-4).',
+    'The built-in 16 M-parameter Qwen3-MoE demo: the method exactly as docs/method.md states it (180 steps of 2 × 512 tokens, 0.5 % of the expert weights of layers 4–7, peak LR 2e-4).',
     {}),
   preset('qwen3-30b-a3b-12gb', 'Qwen3-30B-A3B on a 12 GB GPU', 'Qwen/Qwen3-30B-A3B', 12,
     'Top 8 of 48 layers trained; expert weights of every layer in 4 bits with groups of 64; the 40 frozen layers stay in storage (STREAM_FROZEN): read once before training, every sequence\'s output cached in host memory; one sequence per pass with two accumulated. Plans at about 10.9 GiB, leaving room for the display.',

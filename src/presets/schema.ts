@@ -1,7 +1,7 @@
 // Contract: every setting of a fine-tuning run — type, unit, range, default, description — as one table (SETTINGS),
 // plus the Settings type it describes and the strict checks (checkValue, validateSettings) every input goes through.
 //
-// Defaults follow ../shared/METHOD.md exactly. `null` means "auto" for the settings that allow it (TRAIN_FROM, FROZEN_CACHE_N).
+// Defaults follow docs/method.md exactly. `null` means "auto" for the settings that allow it (TRAIN_FROM, FROZEN_CACHE_N).
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -37,7 +37,7 @@ interface SpecBase<K extends SettingKey> {
   key: K;
   /** Two-letter code used in share links. */
   code: string;
-  /** The method's name for it (METHOD.md), e.g. "LR_PEAK". */
+  /** The method's name for it (docs/method.md), e.g. "LR_PEAK". */
   label: string;
   /** Short human title. */
   title: string;

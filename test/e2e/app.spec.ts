@@ -156,6 +156,8 @@ test('hostile preset links show an error and change nothing', async (env) => {
     ['script', '#p=1.%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E', /unexpected character "<"/],
     ['base64 garbage', '#p=1.eyJzdGVwcyI6NX0', /not a code:value pair/],
   ] as const;
+  const prototypeKeys = () => [Object.prototype, Array.prototype, Function.prototype, String.prototype].map((p) => Reflect.ownKeys(p).map(String).sort());
+  const protoBefore = await page.evaluate(prototypeKeys);
   for (const [what, hash, message] of hostile) {
     await page.evaluate((h) => { location.hash = h; }, hash);
     const error = page.locator('[data-testid=preset-error]');
@@ -165,7 +167,9 @@ test('hostile preset links show an error and change nothing', async (env) => {
     assert.match((await error.textContent()) ?? '', /^Preset link refused: /, what);
     assert.deepEqual(await values(), before, `${what}: the editor changed`);
     assert.equal(await page.evaluate(() => localStorage.getItem('usaf.settings')), settingsBefore, `${what}: stored settings changed`);
-    assert.equal(await page.evaluate(() => (({}) as Record<string, unknown>).st === undefined && !('1' in Object.prototype)), true);
+    // nothing reached the built-in prototypes: their own keys as before the links, and a fresh object has no setting
+    assert.deepEqual(await page.evaluate(prototypeKeys), protoBefore, `${what}: a built-in prototype changed`);
+    assert.deepEqual(await page.evaluate(() => ['1', 'st', 'steps', 'lr', 'lrPeak', 'frac'].filter((k) => k in {})), [], `${what}: a fresh object carries a setting`);
   }
   assert.equal(await page.locator('img[src=x]').count(), 0, 'no markup from the link reached the page');
   await env.screenshot(page, '07-preset-hostile');

@@ -1,4 +1,4 @@
-// Optimizer launchers (METHOD.md): SparseAdam over f32 masters of the active entries, scatter/gather of masters into the
+// Optimizer launchers (docs/method.md): SparseAdam over f32 masters of the active entries, scatter/gather of masters into the
 // current weights (f32 or bf16), router SGD with momentum, and the non-finite guard. Same signatures as ref/adam.ts.
 
 import type { Encoder } from '../gpu/encoder.ts';

@@ -1,5 +1,5 @@
 // CPU float64 oracle of the optimizer steps (tests only). Same signatures as ops/adam.ts; bf16 targets are u32 words.
-// SparseAdam and router SGD exactly as METHOD.md; scatter rounds to bf16 (nearest even) when the target is bf16.
+// SparseAdam and router SGD exactly as docs/method.md; scatter rounds to bf16 (nearest even) when the target is bf16.
 
 import type { AdamEntryStep, AdamStep, SgdStep, WeightTarget } from '../ops/adam.ts';
 import { bf16ToF32, f32ToBf16 } from '../io/dtype.ts';

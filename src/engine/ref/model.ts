@@ -18,7 +18,9 @@ import { ropeForward } from './rope.ts';
 import { attentionForward } from './attention.ts';
 import { routerForward, routerLogits } from './router.ts';
 import { moeRoute } from './moe_route.ts';
-import { expertsForward } from './experts.ts';
+import { expertsForward, type RefSaved } from './experts.ts';
+import type { ExpertsDims, ExpertWeights } from '../ops/experts.ts';
+import type { RouterDims } from '../ops/router.ts';
 import { add, siluMul } from './elementwise.ts';
 import { logitsForward, xentForward } from './xent.ts';
 
@@ -42,6 +44,8 @@ export interface RefForwardResult {
   topIdx: (Uint32Array | null)[];
   /** Smallest gap between the K-th and (K+1)-th routing score over all tokens and MoE layers (Infinity without any). */
   minTopkGap: number;
+  /** [T, H]: the residual stream after the last layer (the final norm's input). */
+  residual: Float64Array;
   /** [T, V], or null with opts.logits false. */
   logits: Float64Array | null;
   /** [T] cross-entropy of each row (0 where the target is ignored). */
@@ -116,6 +120,48 @@ function stackedExperts(spec: ModelSpec, L: number, tensors: RefTensors): { gate
 // ---------------------------------------------------------------------------------------------------------------
 // forward
 
+/** Everything the MoE block of layer L computes on its input hn [T, H] (with the router and experts in `tensors`). */
+export interface RefMoeBlock {
+  out: Float64Array; // [T, H]
+  logits: Float64Array; // [T, E]
+  probs: Float64Array; // [T, E]
+  topIdx: Uint32Array; // [T, K]
+  topW: Float64Array; // [T, K]
+  route: { offsets: Uint32Array; slot: Uint32Array; rowPair: Uint32Array; tiles: Uint32Array };
+  saved: RefSaved;
+  experts: ExpertWeights<Float64Array>;
+  dims: ExpertsDims;
+  routerDims: RouterDims;
+}
+
+/** The routed-experts block of MoE layer L on hn [T, H]: router, top-k, experts. */
+export function refMoeBlock(s: ModelSpec, L: number, tensors: RefTensors, hn: Float64Array, T: number): RefMoeBlock {
+  const { hidden: H } = s;
+  const { numExperts: E, topK: K, expertIntermediate: IE } = s.moe;
+  const w = layerWeights(s, L, tensors);
+  const logits = new Float64Array(T * E), probs = new Float64Array(T * E); // [T, E]
+  const topIdx = new Uint32Array(T * K), topW = new Float64Array(T * K); // [T, K]
+  routerLogits(logits, hn, w.get('router'), T, H, E);
+  const routerDims: RouterDims = {
+    T, E, K, scoring: s.moe.scoring, nGroup: s.moe.nGroup, topkGroup: s.moe.topkGroup,
+    normTopkProb: s.moe.normTopkProb, routedScalingFactor: s.moe.routedScalingFactor,
+  };
+  routerForward(topIdx, topW, probs, logits, w.opt('router.bias_correction'), routerDims);
+  const counts = new Uint32Array(E), offsets = new Uint32Array(E + 1); // [E], [E+1]
+  const slot = new Uint32Array(T * K), rowPair = new Uint32Array(T * K); // [T*K]
+  const rd = { T, K, E, tileM: 16 };
+  const tiles = new Uint32Array(4 * moeRouteMaxTiles(rd)); // [maxTiles, 4] (unused by the oracle's experts)
+  moeRoute(counts, offsets, slot, rowPair, tiles, topIdx, rd);
+  const R = T * K;
+  const saved = { G: new Float64Array(R * IE), U: new Float64Array(R * IE), A: new Float64Array(R * IE), Y: new Float64Array(R * H) };
+  const experts = stackedExperts(s, L, tensors);
+  const dims: ExpertsDims = { T, H, E, K, IE, wDtype: 'f32' };
+  const route = { offsets, slot, rowPair, tiles };
+  const out = new Float64Array(T * H);
+  expertsForward(out, saved, hn, experts, topW, route, dims);
+  return { out, logits, probs, topIdx, topW, route, saved, experts, dims, routerDims };
+}
+
 /** targets[t] = ids[t+1] within each sample; the last position of each sample is ignored. */
 export function refNextTokenTargets(ids: ArrayLike<number>, batch: number, seq: number): Uint32Array {
   const tg = new Uint32Array(batch * seq).fill(XENT_IGNORE);
@@ -163,7 +209,7 @@ export function refForward(spec: ModelSpec, tensors: RefTensors, ids: ArrayLike<
   embeddingForward(x, ids, embed, { tokens: T, hidden: H, vocab: V, tableDtype: 'f32' });
   const res: RefForwardResult = {
     hidden: [x.slice()], mlpInput: [], routerLogits: [], topIdx: [], minTopkGap: Infinity,
-    logits: null, rowLoss: f64(T), loss: NaN, tokens: 0,
+    logits: null, rowLoss: f64(T), loss: NaN, tokens: 0, residual: x,
   };
 
   const xn = f64(T * H), rstd = f64(T); // [T, H], [T]
@@ -211,24 +257,11 @@ export function refForward(spec: ModelSpec, tensors: RefTensors, ids: ArrayLike<
       res.routerLogits.push(null);
       res.topIdx.push(null);
     } else {
-      const logits = f64(T * E), probs = f64(T * E); // [T, E]
-      const topIdx = new Uint32Array(T * K), topW = f64(T * K); // [T, K]
-      routerLogits(logits, hn, w.get('router'), T, H, E);
-      routerForward(topIdx, topW, probs, logits, w.opt('router.bias_correction'), {
-        T, E, K, scoring: s.moe.scoring, nGroup: s.moe.nGroup, topkGroup: s.moe.topkGroup,
-        normTopkProb: s.moe.normTopkProb, routedScalingFactor: s.moe.routedScalingFactor,
-      });
-      if (s.moe.scoring === 'softmax' && s.moe.nGroup === 1 && !s.moe.hasCorrectionBias) res.minTopkGap = Math.min(res.minTopkGap, topkGap(probs, T, E, K));
-      const counts = new Uint32Array(E), offsets = new Uint32Array(E + 1); // [E], [E+1]
-      const slot = new Uint32Array(T * K), rowPair = new Uint32Array(T * K); // [T*K]
-      const rd2 = { T, K, E, tileM: 16 };
-      const tiles = new Uint32Array(4 * moeRouteMaxTiles(rd2)); // [maxTiles, 4] (unused by the oracle's experts)
-      moeRoute(counts, offsets, slot, rowPair, tiles, topIdx, rd2);
-      const R = T * K;
-      const saved = { G: f64(R * IE), U: f64(R * IE), A: f64(R * IE), Y: f64(R * H) };
-      expertsForward(mlpOut, saved, hn, stackedExperts(s, L, tensors), topW, { offsets, slot, rowPair, tiles }, { T, H, E, K, IE, wDtype: 'f32' });
-      res.routerLogits.push(logits);
-      res.topIdx.push(topIdx);
+      const b = refMoeBlock(s, L, tensors, hn, T);
+      mlpOut.set(b.out);
+      if (s.moe.scoring === 'softmax' && s.moe.nGroup === 1 && !s.moe.hasCorrectionBias) res.minTopkGap = Math.min(res.minTopkGap, topkGap(b.probs, T, E, K));
+      res.routerLogits.push(b.logits);
+      res.topIdx.push(b.topIdx);
     }
     add(x, h, mlpOut, T * H);
     if (L < s.numLayers - 1) res.hidden.push(x.slice());

@@ -1,4 +1,4 @@
-// The seed's schedule, exactly as METHOD.md writes it: linear warm-up over 5 % of the steps, then cosine from LR_PEAK
+// The seed's schedule, exactly as docs/method.md writes it: linear warm-up over 5 % of the steps, then cosine from LR_PEAK
 // to LR_PEAK/10; and the size of the active set, k(T) = max(1, floor(FRAC · numel(T))).
 
 export function warmupSteps(steps: number): number {

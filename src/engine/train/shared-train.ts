@@ -1,6 +1,6 @@
 // Shared experts trained like routed experts (TrainSettings.trainShared, off by default): in every trained layer with a
 // shared MLP (DeepSeek-V3 `shared_experts`, Qwen2-MoE `shared_expert`), its gate|up and its down are two more selection
-// tensors with the same FRAC, importance, SparseAdam, reselection and turnover as the routed ones (METHOD.md).
+// tensors with the same FRAC, importance, SparseAdam, reselection and turnover as the routed ones (docs/method.md).
 //
 // Per layer: G = [gate | up] ([2, IS, H] flat), D = down ([H, IS]). Gradients: the shared MLP is one small dense MLP, so each
 // pass computes its dense weight gradients (sharedBackward through the FrozenGrads map; cost ≈ its forward) and the active

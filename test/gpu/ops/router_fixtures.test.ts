@@ -1,5 +1,6 @@
 // router on the HF reference fixtures: GPU router logits equal transformers' router_logits, and the GPU selection from
-// them equals the float64 oracle's in every MoE layer (margins down to 6e-5). qwen3_moe always; the rest with ../shared.
+// them equals the float64 oracle's in every MoE layer (margins down to 6e-5). Every family adapter's fixture, none skipped:
+// a missing fixture fails its family's test.
 import { describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -7,6 +8,7 @@ import * as gpuOp from '../../../src/engine/ops/router.ts';
 import * as ref from '../../../src/engine/ref/router.ts';
 import type { RouterDims } from '../../../src/engine/ops/router.ts';
 import { parseConfig } from '../../../src/engine/model/config.ts';
+import { FAMILIES } from '../../../src/engine/model/families/index.ts';
 import { openSafetensors, type SafetensorsFile } from '../../../src/engine/io/safetensors.ts';
 import { decodeF32 } from '../../../src/engine/io/dtype.ts';
 import { fileSource } from '../../../src/node/file-source.ts';
@@ -16,10 +18,7 @@ import { expectClose, relErr } from '../../helpers/compare.ts';
 import { f32Buffer, poisoned, readF32, run, testGpu } from '../../helpers/gpu.ts';
 
 const here = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
-const SHARED = here('../../fixtures/');
-const folders: [string, string][] = [['qwen3_moe', here('../../fixtures/qwen3_moe/')]];
-for (const a of ['mixtral', 'olmoe', 'qwen2_moe', 'deepseek_v3'])
-  if (existsSync(`${SHARED}${a}/reference.safetensors`)) folders.push([a, `${SHARED}${a}/`]);
+const folders: [string, string][] = FAMILIES.map((f) => [f.arch, here(`../../fixtures/${f.arch}/`)]);
 
 async function tensor(f: SafetensorsFile, name: string): Promise<Float32Array> {
   const info = f.tensors.get(name);
@@ -30,6 +29,7 @@ async function tensor(f: SafetensorsFile, name: string): Promise<Float32Array> {
 describe('router on the HF fixtures', () => {
   for (const [arch, dir] of folders) {
     it(`${arch}: logits and selection in every MoE layer`, async () => {
+      for (const f of ['config.json', 'model.safetensors', 'reference.safetensors']) expect(existsSync(`${dir}${f}`), `test/fixtures/${arch}/${f}`).toBe(true);
       const gpu = await testGpu();
       const spec = parseConfig(JSON.parse(readFileSync(`${dir}config.json`, 'utf8')));
       const model = await openSafetensors(fileSource(`${dir}model.safetensors`));

@@ -16,7 +16,8 @@ describe('usaf train improvement flags', () => {
 
   for (const [flag, env] of FLAGS) {
     it(`--${flag} is off by default, on with the flag or ${env}=1, off with ${env}=0`, () => {
-      expect(!!parseArgs([], TRAIN_FLAGS, {}).flags[flag]).toBe(false);
+      expect(parseArgs([], TRAIN_FLAGS, {}).flags[flag]).toBe(false);
+      expect(parseArgs([], TRAIN_FLAGS, { [env]: '' }).flags[flag]).toBe(false);
       expect(parseArgs([`--${flag}`], TRAIN_FLAGS, {}).flags[flag]).toBe(true);
       expect(parseArgs([], TRAIN_FLAGS, { [env]: '1' }).flags[flag]).toBe(true);
       expect(parseArgs([], TRAIN_FLAGS, { [env]: '0' }).flags[flag]).toBe(false);

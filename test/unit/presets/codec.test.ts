@@ -179,7 +179,7 @@ describe('schema', () => {
     for (const c of codes) expect(c).toMatch(/^[a-z]{2}$/);
   });
 
-  it('defaults follow METHOD.md', () => {
+  it('defaults follow docs/method.md', () => {
     expect(DEFAULTS).toMatchObject({
       frac: 0.005, steps: 180, epochs: 0, microbatch: 2, accum: 1, seq: 512, lrPeak: 2e-4, wd: 0.005,
       trainFrom: null, reselectEvery: 50, evalEvery: 15, nImportance: 3, quantGroupSize: 128,

@@ -60,7 +60,7 @@ describe('validateSettings', () => {
     expect(BUILTIN_PRESETS.map((p) => p.name)).toEqual(['Demo', 'Qwen3-30B-A3B on a 12 GB GPU', 'Qwen3-30B-A3B on a 24 GB GPU']);
   });
 
-  it('the Qwen3-30B-A3B presets run with 4-bit experts and streamed frozen layers; the demo follows METHOD.md (all defaults)', () => {
+  it('the Qwen3-30B-A3B presets run with 4-bit experts and streamed frozen layers; the demo follows docs/method.md (all defaults)', () => {
     expect(BUILTIN_PRESETS.map((p) => [p.id, p.settings.quantizeExperts, p.settings.quantGroupSize, p.settings.streamFrozen])).toEqual([
       ['demo', false, 128, false], ['qwen3-30b-a3b-12gb', true, 64, true], ['qwen3-30b-a3b-24gb', true, 64, true],
     ]);

@@ -1,8 +1,8 @@
-// The schedule and active-set sizes against METHOD.md's formulas written out independently here.
+// The schedule and active-set sizes against docs/method.md's formulas written out independently here.
 import { describe, expect, it } from 'vitest';
 import { activeCount, isReselectStep, learningRate, warmupSteps } from '../../../src/engine/train/schedule.ts';
 
-describe('schedule (METHOD.md)', () => {
+describe('schedule (docs/method.md)', () => {
   it('warm-up is 5 % of the steps, at least 1', () => {
     expect(warmupSteps(180)).toBe(9);
     expect(warmupSteps(10)).toBe(1);
