@@ -6,17 +6,16 @@ import { allocatedBytes } from '../engine/gpu/buffers.ts';
 import { openCheckpoint, type Checkpoint } from '../engine/io/checkpoint.ts';
 import type { FileSet } from '../engine/io/folder.ts';
 import type { FileSink } from '../engine/io/sink.ts';
-import type { ByteSource } from '../engine/io/byte-source.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import { loadTrainCheckpoint, TrainCheckpointError, type TrainCheckpoint } from '../engine/train/checkpoint-file.ts';
-import { applyDelta, DELTA_FILE, DeltaError, deltaBase, makeDelta, readDeltaInfo } from '../engine/train/delta.ts';
-import { exportModel } from '../engine/train/export.ts';
+import { DELTA_FILE, makeDelta } from '../engine/train/delta.ts';
+import { checkDeltaBase, mergeModel } from '../engine/train/merge.ts';
 import { runTraining, type RunEvents } from '../engine/train/run.ts';
 import { trainSamples, windowSamples } from '../engine/train/samples.ts';
 import { Trainer, type EvalRecord, type ReselectRecord, type Sampling, type SampleSet, type StepRecord, type TrainSettings } from '../engine/train/trainer.ts';
 import { loadWeights, type LoadOptions } from '../engine/train/weights.ts';
 import { hubView } from '../engine/quant/hub-view.ts';
-import type { EngineBinding, EngineEvents, ExportArgs, MergeOptions, RunHandle, RunInputs } from './engine-binding.ts';
+import type { EngineBinding, EngineEvents, ExportArgs, RunHandle, RunInputs } from './engine-binding.ts';
 import { checkResume, runConfig, samplingOf, savedLoadOptions, savedSettings, type SavedSettings } from './engine-settings.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
 import { frozenCacheSamples } from './plan.ts';
@@ -283,38 +282,6 @@ async function writeDelta(args: ExportArgs, sink: FileSink): Promise<{ files: st
   await sink.write(DELTA_FILE, d.made.chunks);
   await sink.write(DELTA_INFO_FILE, [new TextEncoder().encode(JSON.stringify(description, null, 2))]);
   return { files: [DELTA_FILE, DELTA_INFO_FILE], step: d.step };
-}
-
-/** Stand-in for engine/train/merge.ts until it lands: applyDelta onto the original, then exportModel. */
-async function mergeModel(base: FileSet, delta: ByteSource, sink: FileSink, o: MergeOptions = {}): Promise<{ shards: string[]; bytes: number }> {
-  const ckpt = await openCheckpoint(base);
-  try {
-    const config = await readBytes(base, 'config.json');
-    const changed = await applyDelta(ckpt, delta, config ? { baseConfig: config } : {});
-    o.signal?.throwIfAborted();
-    let file = '';
-    const inner: FileSink = { name: sink.name, write: (path, chunks) => { file = path; return sink.write(path, chunks); }, commit: () => sink.commit?.() ?? Promise.resolve() };
-    const r = await exportModel(inner, ckpt, base, changed, {
-      maxShardBytes: o.maxShardBytes,
-      onProgress: (p) => o.onProgress?.({ file, tensorsDone: p.tensors, tensors: p.totalTensors, bytesDone: p.bytes, bytes: p.totalBytes }),
-    });
-    return { shards: r.shards, bytes: r.totalSize };
-  } finally {
-    await ckpt.close();
-  }
-}
-
-async function checkDeltaBase(base: FileSet, delta: ByteSource): Promise<void> {
-  const ckpt = await openCheckpoint(base);
-  try {
-    const info = await readDeltaInfo(delta);
-    const mine = deltaBase(ckpt, await readBytes(base, 'config.json'));
-    if (mine.fingerprint !== info.base.fingerprint) {
-      throw new DeltaError(`made for a different model: its base has ${info.base.tensors} tensors (fingerprint ${info.base.fingerprint}), ${base.name} ${mine.tensors} (${mine.fingerprint})`);
-    }
-  } finally {
-    await ckpt.close();
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ export interface ExportDeps {
   run(runId: string): Promise<{ args: ExportArgs; model: StoredModel }>;
   origins: OriginKv;
   appBase(): string;
+  /** Cap on one shard's tensor data (default EXPORT_SHARD_BYTES). */
+  shardBytes?: number;
 }
 
 /** An error the page answers by asking for the original folder again (or offering the delta alone). */
@@ -56,7 +58,11 @@ const aborted = (): DOMException => new DOMException('export cancelled', 'AbortE
 export class Exports {
   private running: AbortController | null = null;
 
-  constructor(private readonly deps: ExportDeps) {}
+  private readonly shardBytes: number;
+
+  constructor(private readonly deps: ExportDeps) {
+    this.shardBytes = deps.shardBytes ?? EXPORT_SHARD_BYTES;
+  }
 
   cancel(): void {
     this.running?.abort(aborted());
@@ -91,7 +97,7 @@ export class Exports {
       p.report({ phase: 'checking' });
       await checkOriginal(engine, base, delta);
       // A restart of the same export (same delta, same original) into the same folder keeps its complete files.
-      const job = `model:${runId}:${await sourceCrc(delta)}:${base.name}:${EXPORT_SHARD_BYTES}`;
+      const job = `model:${runId}:${await sourceCrc(delta)}:${base.name}:${this.shardBytes}`;
       const written = await this.merge(engine, base, delta, target, job, p, signal);
       if (original?.kind === 'handle') await this.deps.origins.set(model.id, origin!); // it matched: remember it
       return written;
@@ -122,7 +128,7 @@ export class Exports {
       const p = progress(onProgress);
       p.report({ phase: 'checking' });
       await checkOriginal(engine, base, delta);
-      const job = `apply:${await sourceCrc(delta)}:${base.name}:${EXPORT_SHARD_BYTES}`;
+      const job = `apply:${await sourceCrc(delta)}:${base.name}:${this.shardBytes}`;
       return this.merge(engine, base, delta, target, job, p, signal);
     });
   }
@@ -134,10 +140,16 @@ export class Exports {
   ): Promise<ExportResult> {
     const sink = await targetSink(target, { job, signal, onFile: p.onFile });
     p.report({ phase: 'writing' });
-    await engine.mergeModel(base, delta, sink, {
-      maxShardBytes: EXPORT_SHARD_BYTES, signal,
-      onProgress: (m: MergeProgress) => p.report({ file: m.file, bytesDone: m.bytesDone, bytesTotal: m.bytes, tensorsDone: m.tensorsDone, tensorsTotal: m.tensors }),
-    });
+    try {
+      await engine.mergeModel(base, delta, sink, {
+        maxShardBytes: this.shardBytes, signal,
+        onProgress: (m: MergeProgress) => p.report({ file: m.file, bytesDone: m.bytesDone, bytesTotal: m.bytes, tensorsDone: m.tensorsDone, tensorsTotal: m.tensors }),
+      });
+    } catch (e) {
+      // A tensor of the original that is not the delta's base shows only when it is copied.
+      if ((e as Error).name === 'DeltaError') throw unusable(base, e);
+      throw e;
+    }
     signal.throwIfAborted();
     const result = await finish(sink, target);
     p.report({ phase: 'done' });
@@ -164,10 +176,19 @@ interface Progress {
   onFile(path: string, bytes: number, skipped: boolean): void;
 }
 
+/** Reports at most every PROGRESS_MS while writing (one message per tensor would flood the page), and every change of phase or file. */
+const PROGRESS_MS = 100;
+
 function progress(onProgress: (p: ExportProgress) => void): Progress {
   const p: ExportProgress = { phase: 'delta', file: '', bytesDone: 0, bytesTotal: 0, tensorsDone: 0, tensorsTotal: 0, filesDone: 0, filesSkipped: 0 };
+  let last = 0;
   const report = (change: Partial<ExportProgress>): void => {
+    const news = (change.phase !== undefined && change.phase !== p.phase) || (change.file !== undefined && change.file !== p.file)
+      || (change.filesDone !== undefined && change.filesDone !== p.filesDone);
     Object.assign(p, change);
+    const now = performance.now();
+    if (!news && now - last < PROGRESS_MS) return;
+    last = now;
     onProgress({ ...p });
   };
   return {
@@ -194,9 +215,13 @@ async function checkOriginal(engine: EngineBinding, base: FileSet, delta: ByteSo
   try {
     await engine.checkDeltaBase(base, delta);
   } catch (e) {
-    const why = (e as Error).message;
-    throw originalUnavailable(`The original weights in ${base.name} cannot be used: ${why}. Choose the original model folder, or export the delta alone and merge it with usaf merge.`);
+    throw unusable(base, e);
   }
+}
+
+function unusable(base: FileSet, e: unknown): Error {
+  const why = (e as Error).message;
+  return originalUnavailable(`The original weights in ${base.name} cannot be used: ${why}. Choose the original model folder, or export the delta alone and merge it with usaf merge.`);
 }
 
 async function stageDir(): Promise<FileSystemDirectoryHandle> {
