@@ -8,7 +8,7 @@ import { blobSource } from '../../../src/engine/io/byte-source.ts';
 import { openCheckpoint } from '../../../src/engine/io/checkpoint.ts';
 import { memorySink } from '../../../src/engine/io/sink.ts';
 import { DELTA_FILE } from '../../../src/engine/train/delta.ts';
-import { encodeDeltaV2 } from '../../../src/engine/train/delta-v2.ts';
+import { encodeDeltaV2, type DiffEntry } from '../../../src/engine/train/delta-v2.ts';
 import { fingerprintOf } from '../../../src/engine/train/fingerprint.ts';
 import { checkDeltaBase, mergeModel } from '../../../src/engine/train/merge.ts';
 import { nodeFolder } from '../../../src/node/folder.ts';
@@ -38,14 +38,14 @@ async function demoDelta(): Promise<Uint8Array<ArrayBuffer>> {
     const names = [...ckpt.tensors.keys()];
     const experts = names.filter((n) => /layers\.7\.mlp\.experts\.\d+\.down_proj\.weight$/.test(n)).slice(0, 2);
     const router = names.find((n) => /layers\.7\.mlp\.gate\.weight$/.test(n))!;
-    const entries = experts.map((name) => {
+    const entries: DiffEntry[] = experts.map((name) => {
       const t = ckpt.tensors.get(name)!;
       const n = t.shape.reduce((a, b) => a * b, 1);
       const idx = [...new Set(Array.from({ length: 200 }, () => Math.floor(rnd() * n)))].sort((a, b) => a - b);
       return { name, dtype: t.dtype, shape: [...t.shape], indices: Uint32Array.from(idx), diff: Float32Array.from(idx, () => (rnd() - 0.5) * 0.05) };
     });
     const r = ckpt.tensors.get(router)!;
-    entries.push({ name: router, dtype: r.dtype, shape: [...r.shape], indices: null as unknown as Uint32Array, diff: Float32Array.from({ length: r.shape.reduce((a, b) => a * b, 1) }, () => (rnd() - 0.5) * 0.01) });
+    entries.push({ name: router, dtype: r.dtype, shape: [...r.shape], indices: null, diff: Float32Array.from({ length: r.shape.reduce((a, b) => a * b, 1) }, () => (rnd() - 0.5) * 0.01) });
     const { chunks } = encodeDeltaV2(entries, fp, { test: true });
     return new Uint8Array(await new Blob(chunks).arrayBuffer());
   } finally {
