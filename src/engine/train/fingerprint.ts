@@ -44,6 +44,17 @@ export function fingerprintDigest(fp: ModelFingerprint): string {
   return hex32(crc32(new TextEncoder().encode(`${lines}config\t${fp.config ?? '-'}\n`)));
 }
 
+/** config.json's bytes from a model folder, or null when it has none. */
+export async function readConfig(folder: FileSet): Promise<Bytes | null> {
+  const src = await folder.open('config.json');
+  if (!src) return null;
+  try {
+    return await src.read(0, await src.size());
+  } finally {
+    await src.close?.();
+  }
+}
+
 /** CRC-32 of one tensor's bytes, read in pieces. */
 export async function tensorCrc(ckpt: Checkpoint, t: TensorInfo): Promise<number> {
   let crc = 0;
