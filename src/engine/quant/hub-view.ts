@@ -1,6 +1,6 @@
 // A stored 4-bit checkpoint seen under Hub names: each layer's two `.q4` buffers become the spec's expert tensors
 // (per expert or fused, the source's layout) in BF16, dequantized on the CPU when read; every other tensor is unchanged.
-// exportModel and makeDelta take it as their base, so an export from a 4-bit store is a plain Hub checkpoint.
+// The app's export still reads it (src/worker); the faithful export merges onto the original instead (train/export-run.ts).
 
 import type { Bytes } from '../io/byte-source.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
