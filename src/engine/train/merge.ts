@@ -10,7 +10,7 @@ import type { FileSink } from '../io/sink.ts';
 import { checkBase, crc32, DeltaError, hex32 } from './delta.ts';
 import { openDeltaAny, type OpenedDelta } from './delta-v2.ts';
 import { encodeAs, writeHub, type Replace } from './export.ts';
-import { checkTensorCrc, checkTensorList, tensorCrc, type TensorPrint } from './fingerprint.ts';
+import { checkTensorCrc, checkTensorList, readConfig, tensorCrc, type TensorPrint } from './fingerprint.ts';
 
 export interface MergeProgress { file: string; tensorsDone: number; tensors: number; bytesDone: number; bytes: number }
 export interface MergeOptions {
@@ -73,16 +73,6 @@ export function mergeTensor(name: string, dtype: Dtype, original: Bytes, indices
 
 // ---------------------------------------------------------------------------------------------
 // Checking a base against a delta
-
-async function readConfig(base: FileSet): Promise<Bytes | null> {
-  const src = await base.open('config.json');
-  if (!src) return null;
-  try {
-    return await src.read(0, await src.size());
-  } finally {
-    await src.close?.();
-  }
-}
 
 /** Name, dtype, shape (and config.json) checks; no tensor bytes read. Returns the original's per-tensor prints (v2). */
 function checkHeaders(d: OpenedDelta, ckpt: Checkpoint, config: Bytes | null, what: string): Map<string, TensorPrint> | null {
