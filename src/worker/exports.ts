@@ -10,7 +10,8 @@ import { openFolderSink, type FolderSink } from '../store/folder-sink.ts';
 import { dirAt, opfsFolder } from '../store/opfs.ts';
 import { originFolder, originOf, originText, readPermission, type ModelOrigin, type OriginKv } from '../store/origins.ts';
 import { stripCommonFolder } from '../store/sources.ts';
-import type { EngineBinding, ExportArgs, MergeProgress } from './engine-binding.ts';
+import type { MergeProgress } from '../engine/train/merge.ts';
+import type { EngineBinding, ExportArgs } from './engine-binding.ts';
 import {
   ORIGINAL_UNAVAILABLE,
   type ExportOrigin, type ExportProgress, type ExportResult, type ExportTarget, type OriginalFolder, type StoredModel,
@@ -22,8 +23,11 @@ export const DOWNLOADS_DIR = 'exports/downloads';
 /** Shards of an exported model: the Hub's own cap (5 GB) would make a download of the first shard wait long. */
 export const EXPORT_SHARD_BYTES = 2_000_000_000;
 
+/** What exports need of the engine. */
+export type ExportEngine = Pick<EngineBinding, 'writeDelta' | 'checkDeltaBase' | 'mergeModel'>;
+
 export interface ExportDeps {
-  engine(what: string): EngineBinding;
+  engine(what: string): ExportEngine;
   /** The run's export inputs and its stored model. */
   run(runId: string): Promise<{ args: ExportArgs; model: StoredModel }>;
   origins: OriginKv;
@@ -90,7 +94,7 @@ export class Exports {
       p.report({ phase: 'delta' });
       const stage = await stageDir();
       const staged = await openFolderSink(stage, { job: `stage:${Date.now()}`, clearOther: true, signal });
-      await engine.writeDelta(args, staged);
+      await engine.writeDelta(args, staged, base);
       const delta = await stagedDelta(stage);
       signal.throwIfAborted();
 
@@ -110,13 +114,16 @@ export class Exports {
       const { args, model } = await this.deps.run(runId);
       const p = progress(onProgress);
       p.report({ phase: 'delta' });
-      const sink = await targetSink(target, { job: `delta:${runId}:${Date.now()}`, signal, onFile: p.onFile });
-      await engine.writeDelta(args, sink);
       const o = await originOf(this.deps.origins, model, this.deps.appBase());
+      // The original is read only for a store that did not record its fingerprint, and only when it may be read.
+      const original = o && (o.kind === 'url' || (await readPermission(o.handle)) === 'granted') ? originFolder(o) : null;
+      const sink = await targetSink(target, { job: `delta:${runId}:${Date.now()}`, signal, onFile: p.onFile });
+      const written = await engine.writeDelta(args, sink, original);
       const out = `${model.name.replace(/[^\w.-]+/g, '-')}-finetuned`;
       const result = await finish(sink, target);
       p.report({ phase: 'done' });
-      return { ...result, mergeCommand: mergeCommand(o ? originText(o) : '<the original model folder>', out) };
+      const base = o ? originText(o) : written.originalSource ?? '<the original model folder>';
+      return { ...result, mergeCommand: mergeCommand(base, out) };
     });
   }
 
@@ -136,7 +143,7 @@ export class Exports {
   // -------------------------------------------------------------------------------------------
 
   private async merge(
-    engine: EngineBinding, base: FileSet, delta: ByteSource, target: ExportTarget, job: string, p: Progress, signal: AbortSignal,
+    engine: ExportEngine, base: FileSet, delta: ByteSource, target: ExportTarget, job: string, p: Progress, signal: AbortSignal,
   ): Promise<ExportResult> {
     const sink = await targetSink(target, { job, signal, onFile: p.onFile });
     p.report({ phase: 'writing' });
@@ -211,7 +218,7 @@ async function readableOrigin(o: ModelOrigin, model: StoredModel): Promise<FileS
 }
 
 /** The delta must have been made from `base`; anything that keeps it from being read or checked names why. */
-async function checkOriginal(engine: EngineBinding, base: FileSet, delta: ByteSource): Promise<void> {
+async function checkOriginal(engine: ExportEngine, base: FileSet, delta: ByteSource): Promise<void> {
   try {
     await engine.checkDeltaBase(base, delta);
   } catch (e) {

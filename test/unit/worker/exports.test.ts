@@ -13,8 +13,8 @@ import { fingerprintOf } from '../../../src/engine/train/fingerprint.ts';
 import { checkDeltaBase, mergeModel } from '../../../src/engine/train/merge.ts';
 import { nodeFolder } from '../../../src/node/folder.ts';
 import type { ModelOrigin, OriginKv } from '../../../src/store/origins.ts';
-import type { EngineBinding, ExportArgs } from '../../../src/worker/engine-binding.ts';
-import { DOWNLOADS_DIR, Exports, mergeCommand } from '../../../src/worker/exports.ts';
+import type { ExportArgs } from '../../../src/worker/engine-binding.ts';
+import { DOWNLOADS_DIR, Exports, mergeCommand, type ExportEngine } from '../../../src/worker/exports.ts';
 import { ORIGINAL_UNAVAILABLE, type ExportProgress, type StoredModel } from '../../../src/worker/protocol.ts';
 import { asRoot, FakeDir } from '../store/fake-opfs.ts';
 
@@ -67,13 +67,13 @@ const MODEL = { id: 'demo', name: 'usaf demo', source: 'folder "usaf-demo-moe"',
 function setup(delta: Uint8Array<ArrayBuffer>, origin: ModelOrigin | undefined) {
   const saved = new Map<string, ModelOrigin>(origin ? [['demo', origin]] : []);
   const origins: OriginKv = { get: async (id) => saved.get(id), set: async (id, o) => void saved.set(id, o) };
-  const engine = {
+  const engine: ExportEngine = {
     writeDelta: async (_a: ExportArgs, sink) => {
       await sink.write(DELTA_FILE, [delta]);
-      return { files: [DELTA_FILE], step: 4 };
+      return { files: [DELTA_FILE], step: 4, originalSource: null };
     },
     checkDeltaBase, mergeModel,
-  } as EngineBinding;
+  };
   return new Exports({ engine: () => engine, run: async () => ({ args: {} as ExportArgs, model: MODEL }), origins, appBase: () => 'http://app/', shardBytes: SHARD });
 }
 
