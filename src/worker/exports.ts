@@ -6,6 +6,7 @@
 import { blobSource, type ByteSource } from '../engine/io/byte-source.ts';
 import { fileMapFolder, type FileSet } from '../engine/io/folder.ts';
 import { crc32, DELTA_FILE, hex32 } from '../engine/train/delta.ts';
+import { DEFAULT_MAX_SHARD_BYTES } from '../engine/train/export.ts';
 import { openFolderSink, type FolderSink } from '../store/folder-sink.ts';
 import { dirAt, opfsFolder } from '../store/opfs.ts';
 import { originFolder, originOf, originText, readPermission, type ModelOrigin, type OriginKv } from '../store/origins.ts';
@@ -20,8 +21,6 @@ import {
 /** OPFS folders: the delta staged for a merge, and the files of an export handed over as downloads. */
 export const STAGE_DIR = 'exports/stage';
 export const DOWNLOADS_DIR = 'exports/downloads';
-/** Shards of an exported model: the Hub's own cap (5 GB) would make a download of the first shard wait long. */
-export const EXPORT_SHARD_BYTES = 2_000_000_000;
 
 /** What exports need of the engine. */
 export type ExportEngine = Pick<EngineBinding, 'writeDelta' | 'checkDeltaBase' | 'mergeModel'>;
@@ -32,7 +31,7 @@ export interface ExportDeps {
   run(runId: string): Promise<{ args: ExportArgs; model: StoredModel }>;
   origins: OriginKv;
   appBase(): string;
-  /** Cap on one shard's tensor data (default EXPORT_SHARD_BYTES). */
+  /** Cap on one shard's tensor data (default DEFAULT_MAX_SHARD_BYTES, as usaf merge). */
   shardBytes?: number;
 }
 
@@ -65,7 +64,7 @@ export class Exports {
   private readonly shardBytes: number;
 
   constructor(private readonly deps: ExportDeps) {
-    this.shardBytes = deps.shardBytes ?? EXPORT_SHARD_BYTES;
+    this.shardBytes = deps.shardBytes ?? DEFAULT_MAX_SHARD_BYTES;
   }
 
   cancel(): void {
