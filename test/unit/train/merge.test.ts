@@ -129,7 +129,7 @@ describe('mergeModel (qwen3_moe fixture)', () => {
       const t = base.tensors.get(name)!;
       const b = Uint8Array.from(file);
       b[base.files.get('model.safetensors')!.dataStart + t.begin + 3] ^= 0x40;
-      return fileMapFolder(new Map([['model.safetensors', new Blob([b])], ['config.json', new Blob([config])]]), 'edited');
+      return fileMapFolder(new Map([['model.safetensors', new Blob([b])], ['config.json', new Blob([new Uint8Array(config)])]]), 'edited');
     };
     const s1 = memorySink('s1');
     await expect(mergeModel(withByte(TRAINED[1]!), src(), s1)).rejects.toThrow(`"${TRAINED[1]}" in the base edited differs from the delta's original (CRC-32`);
