@@ -13,7 +13,7 @@ import { memorySink, type FileSink } from '../../../src/engine/io/sink.ts';
 import { parseConfig } from '../../../src/engine/model/config.ts';
 import { makeDelta } from '../../../src/engine/train/delta.ts';
 import { encodeDeltaV2, openDeltaAny, type DiffEntry } from '../../../src/engine/train/delta-v2.ts';
-import { exportRun, type TrainedRun } from '../../../src/engine/train/export-run.ts';
+import { expertSpan, exportRun, type TrainedRun } from '../../../src/engine/train/export-run.ts';
 import { exportModel } from '../../../src/engine/train/export.ts';
 import { fingerprintOf } from '../../../src/engine/train/fingerprint.ts';
 import { checkDeltaBase, mergeModel } from '../../../src/engine/train/merge.ts';
@@ -129,7 +129,7 @@ describe('mergeModel (qwen3_moe fixture)', () => {
       const t = base.tensors.get(name)!;
       const b = Uint8Array.from(file);
       b[base.files.get('model.safetensors')!.dataStart + t.begin + 3] ^= 0x40;
-      return fileMapFolder(new Map([['model.safetensors', new Blob([b])], ['config.json', new Blob([config])]]), 'edited');
+      return fileMapFolder(new Map([['model.safetensors', new Blob([b])], ['config.json', new Blob([new Uint8Array(config)])]]), 'edited');
     };
     const s1 = memorySink('s1');
     await expect(mergeModel(withByte(TRAINED[1]!), src(), s1)).rejects.toThrow(`"${TRAINED[1]}" in the base edited differs from the delta's original (CRC-32`);
@@ -143,6 +143,21 @@ describe('mergeModel (qwen3_moe fixture)', () => {
     const cfg = JSON.parse(config.toString());
     const otherConfig = fileMapFolder(new Map([['model.safetensors', new Blob([file])], ['config.json', new Blob([JSON.stringify({ ...cfg, rope_theta: 1 })])]]), 'cfg');
     await expect(mergeModel(otherConfig, src(), memorySink('s3'))).rejects.toThrow("the base cfg's config.json differs from the delta's original");
+  });
+
+  it('stops when its signal aborts: the shard being written is discarded, no index', async () => {
+    const delta = await v2Delta(await randomEntries(5));
+    const ac = new AbortController();
+    const sink = memorySink('aborted');
+    const run = mergeModel(nodeFolder(QWEN), memorySource(delta, 'd'), sink, {
+      maxShardBytes: 200_000, chunkBytes: 4096, signal: ac.signal,
+      onProgress: (p) => { if (p.bytesDone > 300_000) ac.abort(new Error('stopped by the user')); },
+    });
+    await expect(run).rejects.toThrow('stopped by the user');
+    expect(sink.files.has(INDEX_FILE)).toBe(false);
+    const shards = [...sink.files.keys()].filter((p) => p.endsWith('.safetensors'));
+    expect(shards.length).toBeGreaterThan(0); // the shards finished before the abort stay, complete
+    for (const p of shards) await expect(openCheckpoint(fileMapFolder(new Map([['model.safetensors', sink.blob(p)]]), p))).resolves.toBeTruthy();
   });
 
   it('refuses a damaged or edited delta', async () => {
@@ -277,5 +292,31 @@ describe('mergeModel streams (demo model, 4 shards)', () => {
     expect(cap).toBeLessThan(res.bytes / 4);
     expect(biggestChunk).toBeLessThanOrEqual(Math.max(chunkBytes, biggestTrained, 64 << 10));
     await demo.close();
+  });
+});
+
+describe('expertSpan', () => {
+  it('maps a layer\'s index spaces onto its expert tensors, per expert and fused (as the Trainer lays them out)', () => {
+    const E = 3, per = 10;
+    const gu = Float32Array.from({ length: 2 * E * per }, (_, i) => i + 0.5); // [gate experts | up experts]
+    // the Trainer's fused gate_up [E, 2·IE, H]: expert k's gate rows, then its up rows
+    const fused = new Float32Array(2 * E * per);
+    for (let k = 0; k < E; k++) {
+      fused.set(gu.subarray(k * per, (k + 1) * per), 2 * k * per);
+      fused.set(gu.subarray((E + k) * per, (E + k + 1) * per), (2 * k + 1) * per);
+    }
+    const f = expertSpan('expert.gate_up_fused', 0, E, per)!;
+    expect({ lo: f.lo, n: f.n }).toEqual({ lo: 0, n: 2 * E * per });
+    for (let s = 0; s < 2 * E * per; s++) expect(fused[f.at(s)]).toBe(gu[s]);
+    const seen = new Set<number>();
+    for (let x = 0; x < E; x++) {
+      for (const role of ['expert.gate', 'expert.up']) {
+        const sp = expertSpan(role, x, E, per)!;
+        for (let s = sp.lo; s < sp.lo + sp.n; s++) { expect(sp.at(s)).toBe(s - sp.lo); seen.add(s); }
+        expect(gu[sp.lo]).toBe((role === 'expert.gate' ? x : E + x) * per + 0.5);
+      }
+    }
+    expect(seen.size).toBe(2 * E * per);
+    expect(expertSpan('router', 0, E, per)).toBeNull();
   });
 });
