@@ -172,6 +172,29 @@ describe('Exports', () => {
     expect([...alone.files()]).toEqual([[DELTA_FILE, delta]]);
   });
 
+  it('applies a delta file onto an original chosen as files or as a folder handle: mergeModel\'s files again', { timeout: 120_000 }, async () => {
+    const delta = await demoDelta();
+    const want = await reference(delta);
+    const exports = setup(delta, undefined);
+    const files = readdirSync(DEMO).map((f) => ({ path: `usaf-demo-moe/${f}`, file: new Blob([readFileSync(`${DEMO}/${f}`)]) }));
+    const deltaFile = new File([delta], DELTA_FILE);
+    for (const original of [{ kind: 'files' as const, name: 'usaf-demo-moe', files }, { kind: 'handle' as const, dir: asRoot(await demoDir()) }]) {
+      const out = new FakeDir('merged');
+      const r = await exports.apply(deltaFile, original, { kind: 'folder', dir: asRoot(out) }, () => undefined);
+      const got = out.files();
+      expect([...got.keys()].sort()).toEqual([...want.keys()].sort());
+      for (const [k, v] of want) expect(Buffer.from(got.get(k)!).equals(Buffer.from(v)), k).toBe(true);
+      expect(r.files.length).toBe(want.size);
+    }
+    // a delta for another model: refused before anything is written
+    const other = new FakeDir('other');
+    (await other.getFileHandle('config.json', { create: true })).data = new Uint8Array(readFileSync(`${DEMO}/config.json`));
+    const out = new FakeDir('merged');
+    const e = await exports.apply(deltaFile, { kind: 'handle', dir: asRoot(other) }, { kind: 'folder', dir: asRoot(out) }, () => undefined).catch((x: Error) => x);
+    expect((e as Error).name).toBe(ORIGINAL_UNAVAILABLE);
+    expect(out.files().size).toBe(0);
+  });
+
   it('quotes the merge command\'s arguments for a shell where needed', () => {
     expect(mergeCommand('https://huggingface.co/Qwen/Qwen3-30B-A3B/resolve/main/', 'out')).toBe(
       `usaf merge --base https://huggingface.co/Qwen/Qwen3-30B-A3B/resolve/main/ --delta ${DELTA_FILE} --out out`);
