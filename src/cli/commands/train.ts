@@ -149,7 +149,8 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
       deltaSink: nodeFileSink(out), mergeSink: nodeFileSink(exportDir),
     });
     const deltaPath = join(out, r.delta.path);
-    if (!r.merged) say(`usaf train: ${modelDir} is a stored 4-bit model and no --base was given: only the delta was written. Merge it onto the original with\n  usaf merge --base ${r.originalSource ?? '<the original Hub model folder or URL>'} --delta ${deltaPath} --out ${exportDir}`);
+    if (r.unmergeable) say(`usaf train: only the delta was written: ${r.unmergeable}`);
+    else if (!r.merged) say(`usaf train: ${modelDir} is a stored 4-bit model and no --base was given: only the delta was written. Merge it onto the original with\n  usaf merge --base ${r.originalSource ?? '<the original Hub model folder or URL>'} --delta ${deltaPath} --out ${exportDir}`);
     exported = { hub: r.merged ? exportDir : null, shards: r.merged?.shards.length ?? 0, delta: deltaPath, delta_bytes: r.delta.bytes };
   }
   const result = { model: modelDir, arch: model.spec.arch, settings, ...summary, frozen_cache: { hits: trainer.cache.hits, misses: trainer.cache.misses }, gpu_bytes: allocatedBytes(gpu), exported };

@@ -15,7 +15,7 @@ import { crc32, DELTA_FILE, DeltaError, isRouterName } from './delta.ts';
 import { encodeDeltaV2, type DiffEntry } from './delta-v2.ts';
 import { encodeAs, writeHub } from './export.ts';
 import { fingerprintOf, readConfig, readStoredOriginal, type ModelFingerprint } from './fingerprint.ts';
-import { mergeModel, mergeTensor, type MergeOptions } from './merge.ts';
+import { MERGEABLE, mergeModel, mergeTensor, type MergeOptions } from './merge.ts';
 import { readWeight, type ExpertWeights } from './weights.ts';
 
 /** What a delta needs of a Trainer (structural: its file layout does not matter here). */
@@ -211,6 +211,8 @@ export interface ExportRunResult {
   merged: { shards: string[]; bytes: number } | null;
   /** When merged is null: where the store says its original is (as given to the import), or null. */
   originalSource?: string | null;
+  /** When merged is null because the original cannot take the trained values (FP8, integer tensors): why. */
+  unmergeable?: string;
 }
 
 /** The v2 delta of a run whose original's fingerprint is known: its bytes, as chunks. */
@@ -265,7 +267,9 @@ export async function exportRun(run: TrainedRun, o: ExportRunOptions): Promise<E
   const byName = new Map(entries.map((e) => [e.name, e]));
   const crcs = new Map<string, number>();
   let merged: ExportRunResult['merged'] = null;
-  if (o.mergeSink) {
+  // trained values cannot be written into FP8 or integer tensors: then the delta alone (nothing of the run is lost)
+  const unmergeable = entries.find((e) => !MERGEABLE.has(e.dtype));
+  if (o.mergeSink && !unmergeable) {
     const mo = o.merge ?? {};
     const r = await writeHub(o.mergeSink, o.loaded, o.loadedFolder, (t) => {
       const e = byName.get(t.name);
@@ -285,5 +289,7 @@ export async function exportRun(run: TrainedRun, o: ExportRunOptions): Promise<E
   const config = await readConfig(o.loadedFolder);
   const fp = await fingerprintOf(o.loaded, config, crcs); // reads nothing when the merge pass hashed every tensor
   const { chunks, bytes } = encodeDeltaV2(entries, fp, o.settings, o.extra);
-  return { delta: await write(chunks, entries, bytes), merged };
+  const delta = await write(chunks, entries, bytes);
+  if (o.mergeSink && unmergeable) return { delta, merged, unmergeable: `"${unmergeable.name}" is ${unmergeable.dtype} in the original and cannot take trained values` };
+  return { delta, merged };
 }

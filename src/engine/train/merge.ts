@@ -22,7 +22,8 @@ export interface MergeOptions {
   chunkBytes?: number;
 }
 
-const MERGEABLE: ReadonlySet<Dtype> = new Set(['BF16', 'F16', 'F32', 'F64']);
+/** Original dtypes that can take trained values. */
+export const MERGEABLE: ReadonlySet<Dtype> = new Set(['BF16', 'F16', 'F32', 'F64']);
 
 // ---------------------------------------------------------------------------------------------
 // The rule
