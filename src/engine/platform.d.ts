@@ -51,3 +51,8 @@ interface RequestInit {
 }
 
 declare function fetch(input: string, init?: RequestInit): Promise<Response>;
+
+interface AbortSignal {
+  readonly aborted: boolean;
+  readonly reason: any;
+}

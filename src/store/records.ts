@@ -66,7 +66,8 @@ export interface PickedFile {
 export type ModelSource =
   | { kind: 'demo' }
   | { kind: 'url'; url: string; name?: string }
-  | { kind: 'files'; name: string; files: PickedFile[] }
+  /** `handle`: the folder picked (directory picker), kept so that exports can read the original weights again. */
+  | { kind: 'files'; name: string; files: PickedFile[]; handle?: FileSystemDirectoryHandle }
   /** A model stored by an earlier version ('hub-copy'), imported again into the 4-bit store (the copy is kept). */
   | { kind: 'stored'; id: string };
 

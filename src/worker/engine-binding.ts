@@ -1,13 +1,15 @@
 // Contract: what the worker's engine (engine.ts) offers the rest of the worker. The worker handles storage, datasets,
 // run records, logs, the protocol (runs.ts) and the memory plan (plan.ts: the engine planner, pure); the engine provides
-// the training loop and the export writers.
+// the training loop, the run's delta and the merge onto the original weights.
 
 import type { GpuContext } from '../engine/gpu/device.ts';
+import type { ByteSource } from '../engine/io/byte-source.ts';
 import type { FileSet } from '../engine/io/folder.ts';
 import type { FileSink } from '../engine/io/sink.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
+import type { MergeOptions } from '../engine/train/merge.ts';
 import type { TokenStream } from '../engine/train/token-stream.ts';
-import type { EvalEvent, ExportFile, ReselectEvent, RunSummary, Settings, StepEvent } from './protocol.ts';
+import type { EvalEvent, ReselectEvent, RunSummary, Settings, StepEvent } from './protocol.ts';
 
 /** What the training loop reports; the worker records it (run.json, log.jsonl) and forwards it to the page. */
 export interface EngineEvents {
@@ -77,9 +79,23 @@ export interface ExportArgs {
   runFiles: FileSet;
 }
 
+export interface DeltaWritten {
+  files: string[];
+  /** The checkpoint's step. */
+  step: number;
+  /** Where the store says its original is (as given to the import), when it recorded it. */
+  originalSource: string | null;
+}
+
 export interface EngineBinding {
   start(inputs: RunInputs): RunHandle;
-  /** Files of the run folder (its last checkpoint) + the base model → the downloads. */
-  exportModel(args: ExportArgs): Promise<ExportFile[]>;
-  exportDelta(args: ExportArgs): Promise<ExportFile[]>;
+  /**
+   * The run's sparse delta (from its last checkpoint) written into `sink` as DELTA_FILE + its JSON description. `original`:
+   * the original Hub weights when at hand (needed only for a 4-bit store that did not record its original's fingerprint).
+   */
+  writeDelta(args: ExportArgs, sink: FileSink, original: FileSet | null): Promise<DeltaWritten>;
+  /** Throws, naming the first mismatch, unless `delta` was made from the model in `base`. */
+  checkDeltaBase(base: FileSet, delta: ByteSource): Promise<void>;
+  /** Original Hub weights + delta → the fine-tuned model in Hub layout, streamed tensor by tensor into `sink`. */
+  mergeModel(base: FileSet, delta: ByteSource, sink: FileSink, o?: MergeOptions): Promise<{ shards: string[]; bytes: number }>;
 }

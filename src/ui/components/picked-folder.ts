@@ -17,7 +17,7 @@ export async function filesOfHandle(dir: FileSystemDirectoryHandle, prefix = `${
 }
 
 /** The directory picker where the browser has one (Chromium); null when it does not or the user cancelled. */
-export async function pickFolder(): Promise<{ name: string; files: PickedFile[] } | null> {
+export async function pickFolder(): Promise<{ name: string; files: PickedFile[]; handle?: FileSystemDirectoryHandle } | null> {
   const picker = (window as unknown as { showDirectoryPicker?: (o?: object) => Promise<FileSystemDirectoryHandle> }).showDirectoryPicker;
   if (!picker) return null;
   let dir: FileSystemDirectoryHandle;
@@ -27,7 +27,7 @@ export async function pickFolder(): Promise<{ name: string; files: PickedFile[] 
     if ((e as DOMException).name === 'AbortError') return { name: '', files: [] };
     throw e;
   }
-  return { name: dir.name, files: await filesOfHandle(dir) };
+  return { name: dir.name, files: await filesOfHandle(dir), handle: dir };
 }
 
 export const hasFolderPicker = (): boolean => typeof (window as { showDirectoryPicker?: unknown }).showDirectoryPicker === 'function';
@@ -51,11 +51,19 @@ async function filesOfEntry(entry: FileSystemEntry): Promise<PickedFile[]> {
   return out;
 }
 
-/** The folder dropped (the first item that is a folder), or null when the drop holds none. */
-export async function droppedFolder(data: DataTransfer): Promise<{ name: string; files: PickedFile[] } | null> {
-  // the entries must be taken synchronously, before the drop event's data is released
-  const entries = [...data.items].map((i) => i.webkitGetAsEntry?.()).filter((e): e is FileSystemEntry => !!e);
-  const dir = entries.find((e) => e.isDirectory);
+/**
+ * The folder dropped (the first item that is a folder), or null when the drop holds none; with its directory handle
+ * where the browser gives one (getAsFileSystemHandle, Chromium), so that exports can read the original again.
+ */
+export async function droppedFolder(data: DataTransfer): Promise<{ name: string; files: PickedFile[]; handle?: FileSystemDirectoryHandle } | null> {
+  // the entries (and handles) must be asked for synchronously, before the drop event's data is released
+  const items = [...data.items].map((i) => ({
+    entry: i.webkitGetAsEntry?.() ?? null,
+    handle: (i as { getAsFileSystemHandle?(): Promise<FileSystemHandle | null> }).getAsFileSystemHandle?.().catch(() => null) ?? null,
+  }));
+  const dir = items.find((i) => i.entry?.isDirectory);
   if (!dir) return null;
-  return { name: dir.name, files: await filesOfEntry(dir) };
+  const handle = await dir.handle;
+  const files = await filesOfEntry(dir.entry!);
+  return { name: dir.entry!.name, files, ...(handle?.kind === 'directory' ? { handle: handle as FileSystemDirectoryHandle } : {}) };
 }

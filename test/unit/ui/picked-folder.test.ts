@@ -46,6 +46,13 @@ describe('picked model folders', () => {
     expect(got!.name).toBe('m');
     expect(got!.files.map((f) => f.path).sort()).toEqual(WANT);
     expect(got!.files.find((f) => f.path === 'm/model-00002-of-00002.safetensors')!.file.size).toBe(3);
+    expect(got!.handle).toBeUndefined();
+    // where the browser gives the folder's handle too (Chromium), it is kept for exports; a file's handle is not
+    const dirHandle = handle('m', MODEL);
+    const withHandle = { items: [{ webkitGetAsEntry: () => entry('m', MODEL), getAsFileSystemHandle: async () => dirHandle }] } as unknown as DataTransfer;
+    expect((await droppedFolder(withHandle))!.handle).toBe(dirHandle);
+    const fileHandle = { items: [{ webkitGetAsEntry: () => entry('m', MODEL), getAsFileSystemHandle: async () => ({ kind: 'file' }) }] } as unknown as DataTransfer;
+    expect((await droppedFolder(fileHandle))!.handle).toBeUndefined();
   });
 
   it('a drop of single files is not a folder', async () => {
