@@ -86,6 +86,17 @@ export class Selection {
       steps: this.steps && (await readU32(gpu, this.steps, 0, k)),
     };
   }
+
+  /** Indices, masters, moments and update counts (when this selection keeps them) as saved; lengths checked by the caller. */
+  load(st: SelectionState): void {
+    const { gpu } = this;
+    if (this.steps && st.steps) writeBuffer(gpu, this.steps, 0, st.steps);
+    writeBuffer(gpu, this.idx, 0, st.idx);
+    writeBuffer(gpu, this.master, 0, st.master);
+    writeBuffer(gpu, this.m, 0, st.m);
+    writeBuffer(gpu, this.v, 0, st.v);
+    this.host = st.idx.slice();
+  }
 }
 
 /**

@@ -234,13 +234,10 @@ export class SharedTraining {
         }
         enc.copy(base, 0, w, 0, s.numel * 4);
         if (touched.length) scatterMasters(enc, w, scratchBuffer(this.gpu, touchedVal, 'touched.vals', scratch), scratchBuffer(this.gpu, touched, 'touched.idx', scratch), null, touched.length, { dtype: 'f32' });
-        for (const [buf, data] of [[s.idx, idx], [s.master, master], [s.m, m], [s.v, v]] as const) writeBuffer(this.gpu, buf, 0, data);
-        if (s.steps) {
-          const steps = get('steps', Uint32Array);
-          if (steps.length !== s.k) throw new Error(`checkpoint layer ${l.layer}: shared-expert step counts do not match k ${s.k}`);
-          writeBuffer(this.gpu, s.steps, 0, steps);
-        } else if (x[`shared.${tag}.steps`]) throw new Error(`checkpoint layer ${l.layer} has per-entry step counts; resume with perEntryStep`);
-        s.host = idx.slice();
+        const steps = s.steps ? get('steps', Uint32Array) : null;
+        if (steps && steps.length !== s.k) throw new Error(`checkpoint layer ${l.layer}: shared-expert step counts do not match k ${s.k}`);
+        if (!s.steps && x[`shared.${tag}.steps`]) throw new Error(`checkpoint layer ${l.layer} has per-entry step counts; resume with perEntryStep`);
+        s.load({ idx, master, m, v, steps });
         s.touched = touched.slice();
       }
     }

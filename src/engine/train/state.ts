@@ -105,10 +105,7 @@ export async function restore(t: RunState, c: TrainCheckpoint): Promise<void> {
       [l.D, l.down, l.base.kind === 'f32' ? l.base.down : null, c1.idxD, c1.masterD, c1.mD, c1.vD, c1.touchedD, c1.touchedValD, c1.extra?.stepsD],
     ] as const) {
       if (!!sel.steps !== (steps !== undefined)) throw new Error(`checkpoint layer ${l.layer} ${steps ? 'has' : 'has no'} per-entry step counts; resume with${steps ? '' : 'out'} perEntryStep`);
-      if (sel.steps && steps) {
-        if (!(steps instanceof Uint32Array) || steps.length !== sel.k) throw new Error(`checkpoint layer ${l.layer}: per-entry step counts do not match k ${sel.k}`);
-        writeBuffer(gpu, sel.steps, 0, steps);
-      }
+      if (sel.steps && steps && (!(steps instanceof Uint32Array) || steps.length !== sel.k)) throw new Error(`checkpoint layer ${l.layer}: per-entry step counts do not match k ${sel.k}`);
       if (base) {
         enc.copy(base, 0, w, 0, sel.numel * 4);
         if (touched.length) scatterMasters(enc, w, up(tvals, 'touched.vals'), up(touched, 'touched.idx'), null, touched.length, { dtype: 'f32' });
@@ -120,11 +117,7 @@ export async function restore(t: RunState, c: TrainCheckpoint): Promise<void> {
         const vals = tvals.filter((_, j) => keep[j]);
         if (vals.length) writeBuffer(gpu, sel.overlay!.val, 0, vals);
       }
-      writeBuffer(gpu, sel.idx, 0, idx);
-      writeBuffer(gpu, sel.master, 0, master);
-      writeBuffer(gpu, sel.m, 0, m);
-      writeBuffer(gpu, sel.v, 0, v);
-      sel.host = idx.slice();
+      sel.load({ idx, master, m, v, steps: steps instanceof Uint32Array ? steps : null });
       sel.touched = touched.slice();
     }
     writeBuffer(gpu, l.router, 0, c1.router);
