@@ -4,33 +4,18 @@
 import type { GpuInfo } from '../engine/gpu/device.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import { KINDS, planMemory, suggestSettings, withExpertChunk, type Kind, type MemoryPlan as EnginePlan, type PlanSettings } from '../engine/plan/memory.ts';
+import { memoryPlanSettings, plannedSamples } from '../engine/train/setup.ts';
 import { activeCount } from '../engine/train/schedule.ts';
-import { resolveSteps, resolveTrainFrom, type Settings } from '../presets/schema.ts';
-import { quantSetting, samplingOf } from './engine-settings.ts';
-import { trainSampleCount } from '../engine/train/samples.ts';
+import { resolveSteps, type Settings } from '../presets/schema.ts';
 import type { MemoryPlan, PlanItem } from './protocol.ts';
 
-/** Frozen-cache samples the worker allocates: FROZEN_CACHE_N (auto = every training sequence), within one GPU buffer. */
-export function frozenCacheSamples(settings: Settings, trainWindows: number, spec: ModelSpec, maxBufferSize: number | null): number {
-  const wanted = Math.min(settings.frozenCacheN ?? trainWindows, trainWindows);
-  const perSample = settings.seq * spec.hidden * 4;
-  return maxBufferSize ? Math.min(wanted, Math.floor(maxBufferSize / perSample)) : wanted;
-}
-
-/** The planner's settings for a run of `settings` on `spec` (trainTokens: the training set's size, null = unknown). */
+/**
+ * The planner's settings for a run of `settings` on `spec` (trainTokens: the training set's size, null = unknown), as
+ * engine/train/setup.ts sets the run up (for pre-tokenized records the sample count is a lower bound).
+ */
 export function planSettings(spec: ModelSpec, settings: Settings, trainTokens: number | null, maxBufferSize: number | null): PlanSettings {
-  const trainFrom = resolveTrainFrom(settings, spec.numLayers);
-  // training sequences: STEPS · MICROBATCH · ACCUM at random positions (the seed's), or the dataset's windows
-  const windows = trainTokens === null ? 0 : trainSampleCount({ ...settings, sampling: samplingOf(settings), steps: resolveSteps(settings, trainTokens) }, trainTokens);
-  // streamed frozen layers: every training sequence is cached, in host memory
-  const frozenCacheN = trainFrom === 0 ? 0 : settings.streamFrozen ? windows : frozenCacheSamples(settings, windows, spec, maxBufferSize);
-  return {
-    trainFrom, microbatch: settings.microbatch, seq: settings.seq, frac: settings.frac, frozenCacheN,
-    quantizeExperts: quantSetting(settings), trainShared: settings.trainShared, perEntryStep: settings.perEntryStep,
-    streamFrozen: settings.streamFrozen && trainFrom > 0,
-    // 4-bit runs size their overlays for the run's reselections
-    steps: trainTokens === null ? settings.steps : resolveSteps(settings, trainTokens), reselectEvery: settings.reselectEvery,
-  };
+  const samples = trainTokens === null ? null : plannedSamples(settings, trainTokens);
+  return memoryPlanSettings(spec, settings, samples, trainTokens === null ? settings.steps : resolveSteps(settings, trainTokens), maxBufferSize);
 }
 
 const KIND_LABEL: Record<Kind, string> = {
