@@ -13,8 +13,8 @@ import type { MemoryPlan, PlanItem } from './protocol.ts';
  * The planner's settings for a run of `settings` on `spec` (trainTokens: the training set's size, null = unknown), as
  * engine/train/setup.ts sets the run up (for pre-tokenized records the sample count is a lower bound).
  */
-export function planSettings(spec: ModelSpec, settings: Settings, trainTokens: number | null, maxBufferSize: number | null): PlanSettings {
-  const samples = trainTokens === null ? null : plannedSamples(settings, trainTokens);
+export function planSettings(spec: ModelSpec, settings: Settings, trainTokens: number | null, maxBufferSize: number | null, pretokenized = false): PlanSettings {
+  const samples = trainTokens === null ? null : plannedSamples(settings, trainTokens, pretokenized);
   return memoryPlanSettings(spec, settings, samples, trainTokens === null ? settings.steps : resolveSteps(settings, trainTokens), maxBufferSize);
 }
 
@@ -62,6 +62,8 @@ export interface AppPlanArgs {
   settings: Settings;
   /** Tokens of the training set (sizes the frozen cache and EPOCHS); null = no dataset chosen. */
   trainTokens: number | null;
+  /** The training set is pre-tokenized records (trained record by record). */
+  pretokenized?: boolean;
   /** GPU memory to fit in (WebGPU does not report it: the user or the preset says it); null = unknown. */
   gpuMemoryBytes: number | null;
 }
@@ -70,7 +72,7 @@ export function appPlan(a: AppPlanArgs): MemoryPlan {
   // 4-bit: the expert chunks the worker's Trainer takes (the largest that fit the GPU memory given, within the adapter's
   // buffer limits; all experts when no memory is given)
   const lim = a.gpu ? Math.min(a.gpu.maxStorageBufferBindingSize, a.gpu.maxBufferSize) : undefined;
-  const s = withExpertChunk(a.spec, planSettings(a.spec, a.settings, a.trainTokens, a.gpu?.maxBufferSize ?? null), a.gpuMemoryBytes ?? undefined, lim);
+  const s = withExpertChunk(a.spec, planSettings(a.spec, a.settings, a.trainTokens, a.gpu?.maxBufferSize ?? null, a.pretokenized), a.gpuMemoryBytes ?? undefined, lim);
   const p = planMemory(a.spec, s);
   const items: PlanItem[] = KINDS.filter((k) => p.gpu[k] > 0).map((k) => ({
     label: k === 'cache' ? `${KIND_LABEL[k]} (${s.frozenCacheN.toLocaleString('en-US')} sequences)`

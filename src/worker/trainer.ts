@@ -242,7 +242,7 @@ export class WorkerTrainer implements Trainer {
     const gpu = await this.device().catch(() => null);
     const trainTokens = ds && ds.modelId === modelId ? ds.trainTokens : null;
     const used = impliedSettings(v.settings, model);
-    const plan = appPlan({ gpu: gpu?.info ?? null, spec, settings: used, trainTokens, gpuMemoryBytes: checkedBytes(gpuMemoryBytes) });
+    const plan = appPlan({ gpu: gpu?.info ?? null, spec, settings: used, trainTokens, pretokenized: ds?.format === 'jsonl-ids', gpuMemoryBytes: checkedBytes(gpuMemoryBytes) });
     if (used !== v.settings) {
       plan.notes.unshift(`${model.name} is stored with its experts in 4 bits (groups of ${model.groupSize}): runs on it use 4-bit experts, QUANTIZE_EXPERTS is implied.`);
     }
@@ -259,7 +259,7 @@ export class WorkerTrainer implements Trainer {
       // The dataset sizes the frozen cache only when it was tokenized for this preset's model.
       const trainTokens = ds && ds.modelId === p.model ? ds.trainTokens : null;
       const budget = p.gpuGiB !== null ? p.gpuGiB * 2 ** 30 : checkedBytes(gpuMemoryBytes);
-      out.push({ presetId: p.id, name: p.name, model: p.model, plan: appPlan({ gpu: gpu?.info ?? null, spec, settings: p.settings, trainTokens, gpuMemoryBytes: budget }) });
+      out.push({ presetId: p.id, name: p.name, model: p.model, plan: appPlan({ gpu: gpu?.info ?? null, spec, settings: p.settings, trainTokens, pretokenized: ds?.format === 'jsonl-ids', gpuMemoryBytes: budget }) });
     }
     return out;
   }
