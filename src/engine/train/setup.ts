@@ -10,7 +10,7 @@
 // with a warning that their data could not be compared; missing improvement flags read as off, missing sampling as
 // 'windows' (how those runs ran).
 
-import type { TokenStream } from '../../data/stream.ts';
+import { IGNORE, type TokenStream } from '../../data/stream.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import { assertFits, withExpertChunk, type PlanSettings } from '../plan/memory.ts';
 import { crc32, hex32 } from './delta.ts';
@@ -102,6 +102,18 @@ export function dataFingerprint(stream: TokenStream): DataFingerprint {
     documents: stream.docStarts.length,
     hash: [crc32(u8(stream.ids)), stream.labels ? crc32(u8(stream.labels)) : 0, crc32(u8(stream.docStarts))].map(hex32).join(''),
   };
+}
+
+/** Where a stream holds a token id (or label) outside 0..vocab−1, in words; null when none does. */
+export function vocabProblem(what: string, stream: TokenStream, vocab: number): string | null {
+  for (const [name, a] of [['token id', stream.ids], ['label', stream.labels]] as const) {
+    if (!a) continue;
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i]!;
+      if ((x < 0 && !(name === 'label' && x === IGNORE)) || x >= vocab) return `${what}: ${name} ${x} at token ${i} is outside the model's vocabulary (0–${vocab - 1}, config.json vocab_size ${vocab})`;
+    }
+  }
+  return null;
 }
 
 export interface RunData {
@@ -214,6 +226,10 @@ export interface SetupArgs {
 export function setupRun(a: SetupArgs): RunSetup {
   const { settings, run, spec, data } = a;
   const problems = modelProblems(settings, spec);
+  for (const [what, st] of [['training data', data.train], ['in-domain eval split', data.eval], ['held-out data', data.heldout]] as const) {
+    const p = st && vocabProblem(what, st, spec.vocab);
+    if (p) problems.push(p);
+  }
   if (problems.length) throw new SettingsError(problems.join('\n'));
   const steps = resolveSteps(settings, data.train.ids.length);
   const trainFrom = resolveTrainFrom(settings, spec.numLayers);

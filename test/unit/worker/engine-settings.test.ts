@@ -56,6 +56,16 @@ describe('settings → TrainSettings', () => {
     expect(() => setup({ seq: 4096 })).toThrow(`SEQ: 4096 is not allowed: this model handles at most ${spec.maxPos} positions`);
     expect(() => setup({ trainFrom: 8 })).toThrow('TRAIN_FROM: 8 is not allowed: this model has 8 layers (0–7)');
   });
+
+  it('refuses token ids and labels outside config.json\'s vocabulary in any of the data (text or records, tokenizer or not)', () => {
+    const bad = stream(5000, 300);
+    bad.ids[4321] = spec.vocab;
+    expect(() => setup({}, {}, { train: bad })).toThrow(`training data: token id ${spec.vocab} at token 4321 is outside the model's vocabulary (0–${spec.vocab - 1}, config.json vocab_size ${spec.vocab})`);
+    const labels = stream(900, 300).ids.map((x, i) => (i === 3 ? -100 : i === 7 ? -5 : x));
+    expect(() => setup({}, {}, { heldout: { ...stream(900, 300), labels } })).toThrow('held-out data: label -5 at token 7 is outside');
+    expect(() => setup({}, {}, { eval: { ...stream(10, 10), ids: Int32Array.of(1, 2, -1) } })).toThrow('in-domain eval split: token id -1 at token 2');
+    expect(() => setup({}, {}, { heldout: { ...stream(900, 300), labels: labels.map((x) => (x === -5 ? 1 : x)) } })).not.toThrow();
+  });
 });
 
 describe('settings → loadWeights options', () => {
