@@ -76,16 +76,19 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const config = JSON.parse(await readFile(join(modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
   const resume = f.resume ? await loadTrainCheckpoint(nodeFolder(out)) : undefined;
 
-  const gpu = await nodeGpu();
-  const run = setupRun({
-    settings: userSettings, run: runSettings, spec, padId: padIdOf(ds.eosId, config), maxBufferSize: gpu.info.maxBufferSize,
+  const setup = {
+    settings: userSettings, run: runSettings, spec, padId: padIdOf(ds.eosId, config),
     data: { train: ds.train, eval: ds.eval, heldout: held?.all ?? null, pretokenized: ds.format === 'jsonl-ids' },
-  });
+  };
+  // the data and a resume checked before the GPU is touched (the adapter's buffer limit only caps the frozen cache)
+  const checked = setupRun({ ...setup, maxBufferSize: null });
+  if (resume) for (const w of checkResume(savedSettings(resume.settings), checked.checkpoint)) say(`usaf train: --resume: ${w}`);
+  const gpu = await nodeGpu();
+  const run = setupRun({ ...setup, maxBufferSize: gpu.info.maxBufferSize });
   const settings = run.train;
   const steps = run.steps;
   const quantizeExperts = run.quant ?? undefined;
   checkFits(spec, run); // refuse before loading anything onto the GPU (the Trainer checks again on the loaded weights)
-  if (resume) for (const w of checkResume(savedSettings(resume.settings), run.checkpoint)) say(`usaf train: --resume: ${w}`);
 
   await mkdir(out, { recursive: true });
   const logPath = join(out, 'log.jsonl');

@@ -9,6 +9,11 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseArgs, UsageError } from '../../../src/cli/args.ts';
 import { train, TRAIN_FLAGS, trainSettingsFromFlags } from '../../../src/cli/commands/train.ts';
 import { DEFAULTS, defaultRunSettings, envName, flagName, RUN_SETTINGS, SETTINGS } from '../../../src/presets/index.ts';
+import { readDataset } from '../../../src/cli/dataset.ts';
+import { readSpec } from '../../../src/cli/load-model.ts';
+import { saveTrainCheckpoint } from '../../../src/engine/train/checkpoint-file.ts';
+import { setupRun } from '../../../src/engine/train/setup.ts';
+import { nodeFileSink } from '../../../src/node/file-sink.ts';
 
 vi.mock('../../../src/node/gpu.ts', () => ({ nodeGpu: () => { throw new Error('the GPU was touched'); } }));
 
@@ -113,6 +118,24 @@ describe('usaf train flags', () => {
     const run = (data: string) => train.run(['--model', dir, '--dataset', join(dir, data), '--out', join(dir, 'out')]).then(() => null, (e: Error) => e.message);
     expect(await run('bad.jsonl')).toMatch(/bad.jsonl line 2: token id 4096 is outside the model's vocabulary \(4096 ids\)/);
     expect(await run('ok.jsonl')).toMatch(/the GPU was touched/);
+  });
+
+  it('--resume with other settings or data is refused before the GPU, each difference listed; the same run goes on', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'usaf-resume-'));
+    const spec = await readSpec(DEMO);
+    const ds = await readDataset(DEMO, DATA, { vocabSize: spec.vocab });
+    const saved = setupRun({
+      settings: { ...DEFAULTS, seq: 16, steps: 2 }, run: defaultRunSettings(), spec, padId: 0, maxBufferSize: null,
+      data: { train: ds.train, eval: null, heldout: null, pretokenized: false },
+    }).checkpoint;
+    await saveTrainCheckpoint(nodeFileSink(dir, { fsync: false }), '', {
+      version: 1, settings: saved as unknown as Record<string, unknown>, step: 1, rng: { seed: 0, state: [1] },
+      dataOrder: { epoch: 0, cursor: 0, order: new Uint32Array(0) }, frozenCacheId: '', skipped: 0, turnovers: [], adamT: 1, layers: [], log: [],
+    });
+    const base = ['--out', dir, '--resume', '--seq', '16', '--steps', '2'];
+    expect(await refusal([...base, '--lr-peak', '1e-3', '--wd', '0.01', '--dataset', 'public/data/heldout.jsonl'])).toMatch(
+      /SettingsError: the run cannot resume: .*3 things differ.*:\n {2}- LR_PEAK: 0.0002 in the checkpoint, 0.001 now\n {2}- WD: 0.005 in the checkpoint, 0.01 now\n {2}- training data: 100912 tokens .* 131690 tokens/s);
+    expect(await refusal([...base, '--eval-every', '1', '--checkpoint-every', '1'])).toBeNull();
   });
 
   it('UsageError is what main() prints without a stack and exits 2 for', () => {
