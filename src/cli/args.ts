@@ -15,7 +15,7 @@ export class UsageError extends Error {
 }
 
 export function parseArgs(argv: string[], specs: Record<string, FlagSpec>, env: Record<string, string | undefined> = {}): { flags: Flags; positional: string[] } {
-  const flags: Flags = {};
+  const flags: Flags = Object.create(null) as Flags;
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -24,7 +24,8 @@ export function parseArgs(argv: string[], specs: Record<string, FlagSpec>, env: 
       continue;
     }
     let [name, value] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
-    const spec = specs[name];
+    // own keys only: `--__proto__`, `--constructor` and the like are unknown flags, not Object.prototype's members
+    const spec = Object.hasOwn(specs, name) ? specs[name] : undefined;
     if (!spec) throw new UsageError(`unknown flag --${name}. Known: ${Object.keys(specs).map((k) => '--' + k).join(' ')}`);
     if (spec.type === 'boolean') {
       flags[name] = value === undefined ? true : !['0', 'false', 'no'].includes(value);

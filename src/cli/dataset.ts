@@ -2,13 +2,27 @@
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { nodeFolder } from '../node/folder.ts';
-import { tokenizeFiles, type BuiltDataset } from '../data/index.ts';
+import { buildDataset, loadTokenizer, tokenizeFiles, type BuiltDataset } from '../data/index.ts';
 import { windowCount, type TokenStream } from '../engine/train/token-stream.ts';
 import { windowSamples } from '../engine/train/samples.ts';
 
 export async function tokenizeFile(modelDir: string, file: string, evalFraction = 0): Promise<BuiltDataset> {
   const bytes = new Uint8Array(await readFile(file));
   return tokenizeFiles(nodeFolder(modelDir), [{ path: basename(file), bytes }], { evalFraction });
+}
+
+/**
+ * A dataset file for `usaf train`, tokenized with the model's tokenizer when it has one; token ids (pre-tokenized records
+ * included) checked against `vocabSize` (config.json's) whether or not a tokenizer is there. Also the tokenizer's EOS.
+ */
+export async function readDataset(modelDir: string, file: string, o: { evalFraction?: number; vocabSize: number }): Promise<BuiltDataset & { eosId: number | null }> {
+  const bytes = new Uint8Array(await readFile(file));
+  const folder = nodeFolder(modelDir);
+  const has = await folder.open('tokenizer.json');
+  await has?.close?.();
+  const tok = has ? await loadTokenizer(folder) : null;
+  const ds = await buildDataset([{ path: basename(file), bytes }], tok, { evalFraction: o.evalFraction ?? 0, vocabSize: o.vocabSize });
+  return { ...ds, eosId: tok?.eosId ?? null };
 }
 
 /** ids + next-token targets for windows [first, first+count) of `seq` tokens (labels shifted; padding ignored). */

@@ -2,8 +2,8 @@
 // A failed write (disk error, or the chunk iterator throwing) removes the temporary file; the target is never partial.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
-import { dirname, resolve, sep } from 'node:path';
+import { mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
 import { checkSinkPath, type FileSink } from '../engine/io/sink.ts';
 
 export interface NodeSinkOptions {
@@ -64,4 +64,21 @@ export function nodeFileSink(dir: string, options: NodeSinkOptions = {}): FileSi
       for (const d of dirs) await syncDir(d);
     },
   };
+}
+
+/** Temporary files (`<name>.tmp-<hex>`) a write interrupted by a crash left in `dir` and its subfolders; removed, their names returned. */
+export async function removeOrphanTemps(dir: string): Promise<string[]> {
+  const removed: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile() && /\.tmp-[0-9a-f]{12}$/.test(e.name)) {
+        await unlink(p);
+        removed.push(p);
+      }
+    }
+  };
+  await walk(resolve(dir));
+  return removed;
 }

@@ -34,13 +34,10 @@ export interface RunInputs {
   spec: ModelSpec;
   /** The stored model's files (Hub layout). */
   model: FileSet;
-  /** EOS id of the model's tokenizer (pads the last window of a stream; its label is ignored). */
+  /** The padding id (setup.ts padIdOf: the tokenizer's EOS, else config.json's; its label is ignored). */
   padId: number;
+  /** The preset's settings, checked; engine/train/setup.ts resolves them (STEPS with EPOCHS, TRAIN_FROM auto). */
   settings: Settings;
-  /** STEPS with EPOCHS resolved. */
-  steps: number;
-  /** TRAIN_FROM with auto resolved. */
-  trainFrom: number;
   /** Cap on the windows evaluated per set at each evaluation (null = all). */
   evalWindows: number | null;
   /** GPU memory the run must fit in (null = unknown): the Trainer refuses a larger plan and picks expert chunks to fit. */
@@ -49,6 +46,8 @@ export interface RunInputs {
   /** In-domain evaluation stream (the train stream itself when the dataset has no eval part). */
   inDomainEval: TokenStream;
   heldout: TokenStream | null;
+  /** The training set is pre-tokenized records (JSONL input_ids/labels): trained record by record. */
+  pretokenized: boolean;
   /** The run's own OPFS folder, for checkpoints (the worker keeps run.json and log.jsonl there too)... */
   runFolder: FileSystemDirectoryHandle;
   /** ...the same folder to read from (loadTrainCheckpoint) and to write into (saveTrainCheckpoint). */

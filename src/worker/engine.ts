@@ -12,15 +12,13 @@ import { DELTA_FILE } from '../engine/train/delta.ts';
 import { exportRun } from '../engine/train/export-run.ts';
 import { checkDeltaBase, mergeModel } from '../engine/train/merge.ts';
 import { runTraining, type RunEvents } from '../engine/train/run.ts';
-import { trainSamples, windowSamples } from '../engine/train/samples.ts';
+import { checkFits, checkResume, savedLoadOptions, savedSettings, setupRun, type SavedSettings } from '../engine/train/setup.ts';
 import { Trainer } from '../engine/train/trainer.ts';
 import type { EvalRecord, ReselectRecord, SampleSet, StepRecord } from '../engine/train/types.ts';
-import type { Sampling, TrainSettings } from '../engine/train/settings.ts';
+import type { TrainSettings } from '../engine/train/settings.ts';
 import { loadWeights, type LoadOptions } from '../engine/train/weights.ts';
 import type { DeltaWritten, EngineBinding, EngineEvents, ExportArgs, RunHandle, RunInputs } from './engine-binding.ts';
-import { checkResume, runConfig, samplingOf, savedLoadOptions, savedSettings, type SavedSettings } from './engine-settings.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
-import { frozenCacheSamples } from './plan.ts';
 
 /** Checkpoint cadence when EVAL_EVERY is 0 (evaluations only before and after). */
 const CHECKPOINT_EVERY_DEFAULT = 50;
@@ -130,34 +128,30 @@ const gpuBytes = (gpu: GpuContext): number => Object.values(allocatedBytes(gpu))
 async function train(inp: RunInputs, control: Control): Promise<'done' | 'stopped'> {
   const { gpu, spec, settings } = inp;
   const resume = inp.resumeFrom && inp.resumeFrom.checkpointStep > 0 ? await lastCheckpoint(inp.runFiles) : undefined;
-  const saved = resume ? savedSettings(resume.settings) : null;
-  // A resumed run draws its samples as it was checkpointed (runs from before random positions drew the windows).
-  const sampling: Sampling = saved ? (saved.sampling ?? 'windows') : samplingOf(settings);
-  const trainSet = trainSamples(inp.train, { sampling, seq: settings.seq, steps: inp.steps, microbatch: settings.microbatch, accum: settings.accum, seed: settings.seed }, inp.padId);
-  // the windows as training samples: the in-domain eval (no split) reuses their frozen cache
-  const inDomain = inp.inDomainEval === inp.train && sampling === 'windows' ? trainSet : windowSamples(inp.inDomainEval, settings.seq, inp.padId);
-  const heldout = inp.heldout ? windowSamples(inp.heldout, settings.seq, inp.padId) : null;
-  const streamed = settings.streamFrozen && inp.trainFrom > 0; // every sample cached (host memory) by the layer-major pass
-  const cacheN = inp.trainFrom === 0 ? 0 : streamed ? trainSet.count : frozenCacheSamples(settings, trainSet.count, spec, gpu.info.maxBufferSize);
-  const cfg = runConfig(settings, { steps: inp.steps, trainFrom: inp.trainFrom, evalWindows: inp.evalWindows, frozenCacheN: cacheN }, spec.numLayers);
-  const ts = { ...cfg.train, sampling, ...(inp.gpuMemoryBytes === null ? {} : { gpuBytes: inp.gpuMemoryBytes }) };
-
-  if (saved) checkResume(saved, ts, cfg.quant);
+  // the same setup as `usaf train` (engine/train/setup.ts): samples, settings, memory fit, checkpoint record
+  const run = setupRun({
+    settings, spec, padId: inp.padId, maxBufferSize: gpu.info.maxBufferSize,
+    run: { evalWindows: inp.evalWindows, evalSplit: 0, gpuGib: inp.gpuMemoryBytes === null ? null : inp.gpuMemoryBytes / 2 ** 30, expertChunk: null, checkpointEvery: 0 },
+    data: { train: inp.train, eval: inp.inDomainEval === inp.train ? null : inp.inDomainEval, heldout: inp.heldout, pretokenized: inp.pretokenized },
+  });
+  const ts = run.train;
+  checkFits(spec, run);
+  if (resume) for (const w of checkResume(savedSettings(resume.settings), run.checkpoint)) console.warn(`resuming run ${inp.runFiles.name}: ${w}`);
   if (inp.resumeFrom) await inp.events.onHistory?.((resume?.log ?? []).map((r) => JSON.stringify(r)));
   if (control.stopped) return 'stopped';
 
-  const { ckpt, weights } = await openWeights(gpu, spec, inp.model, cfg.load);
+  const { ckpt, weights } = await openWeights(gpu, spec, inp.model, run.load);
   try {
     if (control.stopped) return 'stopped';
-    const trainer = new Trainer(gpu, spec, weights, ts, trainSet);
+    const trainer = new Trainer(gpu, spec, weights, ts, run.trainSet);
     const history = resume ? replay(resume, ts, inp.events, gpu, activeFraction(trainer)) : 0;
     const summary = await runTraining(trainer, {
-      inDomain, heldout, sink: inp.runSink, checkpointDir: '',
+      inDomain: run.inDomain, heldout: run.heldout, sink: inp.runSink, checkpointDir: '',
       checkpointEvery: ts.evalEvery > 0 ? ts.evalEvery : CHECKPOINT_EVERY_DEFAULT,
-      settings: { ...cfg.checkpoint, sampling } as unknown as Record<string, unknown>,
+      settings: run.checkpoint as unknown as Record<string, unknown>,
       events: runEvents(trainer, ts, inp.events, history),
       resume,
-      frozenSource: streamed ? { ckpt, load: cfg.load } : undefined,
+      frozenSource: run.streamed ? { ckpt, load: run.load } : undefined,
       control: control.next,
     });
     return summary.stopped ? 'stopped' : 'done';

@@ -4,33 +4,18 @@
 import type { GpuInfo } from '../engine/gpu/device.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import { KINDS, planMemory, suggestSettings, withExpertChunk, type Kind, type MemoryPlan as EnginePlan, type PlanSettings } from '../engine/plan/memory.ts';
+import { memoryPlanSettings, plannedSamples } from '../engine/train/setup.ts';
 import { activeCount } from '../engine/train/schedule.ts';
-import { resolveSteps, resolveTrainFrom, type Settings } from '../presets/schema.ts';
-import { quantSetting, samplingOf } from './engine-settings.ts';
-import { trainSampleCount } from '../engine/train/samples.ts';
+import { resolveSteps, type Settings } from '../presets/schema.ts';
 import type { MemoryPlan, PlanItem } from './protocol.ts';
 
-/** Frozen-cache samples the worker allocates: FROZEN_CACHE_N (auto = every training sequence), within one GPU buffer. */
-export function frozenCacheSamples(settings: Settings, trainWindows: number, spec: ModelSpec, maxBufferSize: number | null): number {
-  const wanted = Math.min(settings.frozenCacheN ?? trainWindows, trainWindows);
-  const perSample = settings.seq * spec.hidden * 4;
-  return maxBufferSize ? Math.min(wanted, Math.floor(maxBufferSize / perSample)) : wanted;
-}
-
-/** The planner's settings for a run of `settings` on `spec` (trainTokens: the training set's size, null = unknown). */
-export function planSettings(spec: ModelSpec, settings: Settings, trainTokens: number | null, maxBufferSize: number | null): PlanSettings {
-  const trainFrom = resolveTrainFrom(settings, spec.numLayers);
-  // training sequences: STEPS · MICROBATCH · ACCUM at random positions (the seed's), or the dataset's windows
-  const windows = trainTokens === null ? 0 : trainSampleCount({ ...settings, sampling: samplingOf(settings), steps: resolveSteps(settings, trainTokens) }, trainTokens);
-  // streamed frozen layers: every training sequence is cached, in host memory
-  const frozenCacheN = trainFrom === 0 ? 0 : settings.streamFrozen ? windows : frozenCacheSamples(settings, windows, spec, maxBufferSize);
-  return {
-    trainFrom, microbatch: settings.microbatch, seq: settings.seq, frac: settings.frac, frozenCacheN,
-    quantizeExperts: quantSetting(settings), trainShared: settings.trainShared, perEntryStep: settings.perEntryStep,
-    streamFrozen: settings.streamFrozen && trainFrom > 0,
-    // 4-bit runs size their overlays for the run's reselections
-    steps: trainTokens === null ? settings.steps : resolveSteps(settings, trainTokens), reselectEvery: settings.reselectEvery,
-  };
+/**
+ * The planner's settings for a run of `settings` on `spec` (trainTokens: the training set's size, null = unknown), as
+ * engine/train/setup.ts sets the run up (for pre-tokenized records the sample count is a lower bound).
+ */
+export function planSettings(spec: ModelSpec, settings: Settings, trainTokens: number | null, maxBufferSize: number | null, pretokenized = false): PlanSettings {
+  const samples = trainTokens === null ? null : plannedSamples(settings, trainTokens, pretokenized);
+  return memoryPlanSettings(spec, settings, samples, trainTokens === null ? settings.steps : resolveSteps(settings, trainTokens), maxBufferSize);
 }
 
 const KIND_LABEL: Record<Kind, string> = {
@@ -77,6 +62,8 @@ export interface AppPlanArgs {
   settings: Settings;
   /** Tokens of the training set (sizes the frozen cache and EPOCHS); null = no dataset chosen. */
   trainTokens: number | null;
+  /** The training set is pre-tokenized records (trained record by record). */
+  pretokenized?: boolean;
   /** GPU memory to fit in (WebGPU does not report it: the user or the preset says it); null = unknown. */
   gpuMemoryBytes: number | null;
 }
@@ -85,7 +72,7 @@ export function appPlan(a: AppPlanArgs): MemoryPlan {
   // 4-bit: the expert chunks the worker's Trainer takes (the largest that fit the GPU memory given, within the adapter's
   // buffer limits; all experts when no memory is given)
   const lim = a.gpu ? Math.min(a.gpu.maxStorageBufferBindingSize, a.gpu.maxBufferSize) : undefined;
-  const s = withExpertChunk(a.spec, planSettings(a.spec, a.settings, a.trainTokens, a.gpu?.maxBufferSize ?? null), a.gpuMemoryBytes ?? undefined, lim);
+  const s = withExpertChunk(a.spec, planSettings(a.spec, a.settings, a.trainTokens, a.gpu?.maxBufferSize ?? null, a.pretokenized), a.gpuMemoryBytes ?? undefined, lim);
   const p = planMemory(a.spec, s);
   const items: PlanItem[] = KINDS.filter((k) => p.gpu[k] > 0).map((k) => ({
     label: k === 'cache' ? `${KIND_LABEL[k]} (${s.frozenCacheN.toLocaleString('en-US')} sequences)`

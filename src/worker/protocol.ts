@@ -194,6 +194,8 @@ export interface RunSummary {
   evalWindows?: number | null;
   /** As requested (RunRequest.gpuMemoryBytes); a resumed run fits the same memory. */
   gpuMemoryBytes?: number | null;
+  /** How the training samples are drawn (engine/train/setup.ts SAMPLE_RULE_TEXT): records of pre-tokenized data, random positions or windows of text. */
+  samples?: 'random' | 'windows' | 'records';
 }
 
 export interface RunError {

@@ -25,7 +25,8 @@ import { openCheckpoint } from '../engine/io/checkpoint.ts';
 import { opfsSink } from '../store/opfs-sink.ts';
 import { opfsFolder } from '../store/opfs.ts';
 import { ARCHITECTURES, parseConfig, type ArchInfo, type ModelSpec } from '../engine/model/index.ts';
-import { checkAgainstModel, resolveSteps, resolveTrainFrom, validateSettings } from '../presets/schema.ts';
+import { checkValue, resolveSteps, RUN_SETTINGS, validateSettings } from '../presets/schema.ts';
+import { modelProblems, padIdOf, sampleRuleOf } from '../engine/train/setup.ts';
 import { BUILTIN_PRESETS } from '../presets/builtin.ts';
 import { PRESET_MODEL_CONFIGS } from '../presets/models.ts';
 import { appPlan } from './plan.ts';
@@ -221,8 +222,7 @@ export class WorkerTrainer implements Trainer {
       await ckpt.close();
     }
     const tok = await this.tokenizer(model);
-    const eos = (model.config as { eos_token_id?: unknown }).eos_token_id;
-    const padId = tok?.eosId ?? (typeof eos === 'number' ? eos : Array.isArray(eos) && typeof eos[0] === 'number' ? eos[0] : 0);
+    const padId = padIdOf(tok?.eosId ?? null, model.config as Record<string, unknown>);
     return { model, files, spec, padId };
   }
 
@@ -234,7 +234,7 @@ export class WorkerTrainer implements Trainer {
     const gpu = await this.device().catch(() => null);
     const trainTokens = ds && ds.modelId === modelId ? ds.trainTokens : null;
     const used = impliedSettings(v.settings, model);
-    const plan = appPlan({ gpu: gpu?.info ?? null, spec, settings: used, trainTokens, gpuMemoryBytes: checkedBytes(gpuMemoryBytes) });
+    const plan = appPlan({ gpu: gpu?.info ?? null, spec, settings: used, trainTokens, pretokenized: ds?.format === 'jsonl-ids', gpuMemoryBytes: checkedBytes(gpuMemoryBytes) });
     if (used !== v.settings) {
       plan.notes.unshift(`${model.name} is stored with its experts in 4 bits (groups of ${model.groupSize}): runs on it use 4-bit experts, QUANTIZE_EXPERTS is implied.`);
     }
@@ -251,7 +251,7 @@ export class WorkerTrainer implements Trainer {
       // The dataset sizes the frozen cache only when it was tokenized for this preset's model.
       const trainTokens = ds && ds.modelId === p.model ? ds.trainTokens : null;
       const budget = p.gpuGiB !== null ? p.gpuGiB * 2 ** 30 : checkedBytes(gpuMemoryBytes);
-      out.push({ presetId: p.id, name: p.name, model: p.model, plan: appPlan({ gpu: gpu?.info ?? null, spec, settings: p.settings, trainTokens, gpuMemoryBytes: budget }) });
+      out.push({ presetId: p.id, name: p.name, model: p.model, plan: appPlan({ gpu: gpu?.info ?? null, spec, settings: p.settings, trainTokens, pretokenized: ds?.format === 'jsonl-ids', gpuMemoryBytes: budget }) });
     }
     return out;
   }
@@ -266,15 +266,15 @@ export class WorkerTrainer implements Trainer {
     const heldout = summary.heldoutDatasetId ? await loadDatasetStreams(summary.heldoutDatasetId) : null;
     const gpu = await this.device();
     const steps = resolveSteps(summary.settings, train.summary.trainTokens);
-    const trainFrom = resolveTrainFrom(summary.settings, spec.numLayers);
-    const issues = checkAgainstModel(summary.settings, { numLayers: spec.numLayers, maxPos: spec.maxPos });
-    const firstIssue = Object.entries(issues)[0];
-    if (firstIssue) throw new Error(`${firstIssue[0]}: ${firstIssue[1]}`);
-    const run = new ActiveRun({ ...summary, steps, status: 'running', error: null }, opfsRunRecords, callbacks);
+    const problems = modelProblems(summary.settings, spec);
+    if (problems.length) throw new Error(problems.join('; '));
+    const pretokenized = train.summary.format === 'jsonl-ids';
+    const samples = sampleRuleOf(summary.settings, pretokenized);
+    const run = new ActiveRun({ ...summary, steps, samples, status: 'running', error: null }, opfsRunRecords, callbacks);
     const folder = (await runFolder(summary.id, true))!;
     const handle = workerEngine.start({
-      gpu, spec, model: files, padId, settings: summary.settings, steps, trainFrom, evalWindows: summary.evalWindows ?? null, gpuMemoryBytes: summary.gpuMemoryBytes ?? null,
-      train: train.train, inDomainEval: train.eval ?? train.train, heldout: heldout?.train ?? null,
+      gpu, spec, model: files, padId, settings: summary.settings, evalWindows: summary.evalWindows ?? null, gpuMemoryBytes: summary.gpuMemoryBytes ?? null,
+      train: train.train, inDomainEval: train.eval ?? train.train, heldout: heldout?.train ?? null, pretokenized,
       runFolder: folder, runFiles: opfsFolder(folder, summary.id), runSink: opfsSink(folder), resumeFrom, events: run.events(),
     });
     this.active = run;
@@ -291,9 +291,8 @@ export class WorkerTrainer implements Trainer {
     if (!v.ok) throw new Error(`invalid settings: ${v.errors.join('; ')}`);
     if (!(await storedDataset(request.trainDatasetId))) throw new Error(`no stored dataset "${request.trainDatasetId}"`);
     const evalWindows = request.evalWindows ?? null;
-    if (evalWindows !== null && !(Number.isSafeInteger(evalWindows) && evalWindows >= 1)) {
-      throw new Error(`the evaluation windows per set must be a whole number ≥ 1 (or all), got ${evalWindows}`);
-    }
+    const why = checkValue(RUN_SETTINGS.find((s) => s.key === 'evalWindows')!, evalWindows);
+    if (why) throw new Error(`the evaluation windows per set (EVAL_WINDOWS): ${why}`);
     const gpuMemoryBytes = request.gpuMemoryBytes ?? null;
     if (gpuMemoryBytes !== null && !(Number.isFinite(gpuMemoryBytes) && gpuMemoryBytes > 0)) throw new Error(`the GPU memory must be a positive number of bytes, got ${gpuMemoryBytes}`);
     const now = Date.now();

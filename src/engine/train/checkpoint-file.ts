@@ -6,7 +6,9 @@
 // `layer.<k>.extra.<key>` for the optional extra arrays (trained shared experts: `shared.<G|D>.<idx|master|m|v|touched|
 // touchedVal>`, see shared-train.ts; settings.trainShared says they are there; per-entry Adam step counts `stepsG`/`stepsD`
 // and `shared.<G|D>.steps` with settings.perEntryStep). rng.state = [data order] or, with settings.accumulatedReselect,
-// [data order, importance stream]. Metadata: format 'usaf-train-checkpoint', version '1', state.
+// [data order, importance stream]. Metadata: format 'usaf-train-checkpoint', version '1', state, state_crc (CRC-32, hex,
+// of the state JSON's UTF-8 bytes: the header is checked as the tensors are). Checkpoints written before state_crc existed
+// still load (their header unchecked); a state_crc that does not match is refused.
 
 import type { ByteSource, Bytes } from '../io/byte-source.ts';
 import type { FileSet } from '../io/folder.ts';
@@ -56,6 +58,9 @@ export interface TrainCheckpoint {
   log: object[];
   extra?: ExtraArrays;
 }
+
+/** CRC-32 (hex) of the state JSON text as stored (metadata `state_crc`). */
+export const stateCrc = (stateJson: string): string => hex32(crc32(new TextEncoder().encode(stateJson)));
 
 export class TrainCheckpointError extends Error {
   constructor(file: string, detail: string) {
@@ -173,8 +178,9 @@ export function encodeTrainCheckpoint(c: TrainCheckpoint): Bytes[] {
     dataOrder: { epoch: c.dataOrder.epoch, cursor: c.dataOrder.cursor }, frozenCacheId: c.frozenCacheId,
     skipped: c.skipped, turnovers: c.turnovers, adamT: c.adamT, log: c.log, layers, extra, crc,
   };
+  const text = JSON.stringify(state);
   return encodeSafetensors(tensors, {
-    format: TRAIN_CHECKPOINT_FORMAT, version: String(TRAIN_CHECKPOINT_VERSION), state: JSON.stringify(state),
+    format: TRAIN_CHECKPOINT_FORMAT, version: String(TRAIN_CHECKPOINT_VERSION), state: text, state_crc: stateCrc(text),
   });
 }
 
@@ -206,6 +212,9 @@ export async function decodeTrainCheckpoint(source: ByteSource): Promise<TrainCh
   if (meta.format !== TRAIN_CHECKPOINT_FORMAT) fail(`metadata format is ${JSON.stringify(meta.format ?? null)}, not "${TRAIN_CHECKPOINT_FORMAT}"`);
   if (meta.version !== String(TRAIN_CHECKPOINT_VERSION)) {
     fail(`version ${JSON.stringify(meta.version ?? null)} is not supported (this build reads ${TRAIN_CHECKPOINT_VERSION})`);
+  }
+  if (meta.state_crc !== undefined && (typeof meta.state !== 'string' || meta.state_crc !== stateCrc(meta.state))) {
+    fail('metadata "state" does not match its CRC (state_crc): the header was edited or is corrupt');
   }
   let state: StateJson;
   try {

@@ -1,11 +1,18 @@
-// Sample sets over a token stream: consecutive SEQ-token windows with next-token targets (labels shifted by one;
-// the last position of a window and IGNORE labels are not scored). Used for training samples and evaluation.
+// Sample sets over a token stream: SEQ-token windows with next-token targets (labels shifted by one; the last position
+// of a window and IGNORE labels are not scored). Used for training samples and evaluation. Three rules draw a run's
+// training samples (SampleRule): 'random' (text: SEQ tokens at random positions of the stream, as the seed), 'windows'
+// (the consecutive windows evaluation scores) and 'records' (pre-tokenized data: each record its own samples, cut into
+// SEQ windows when longer, padded when shorter, never straddling two records). The Trainer visits them in a seeded
+// order, reshuffled each epoch.
 
 import { IGNORE as LABEL_IGNORE, windowCount, windowFrom, type TokenStream, type Window } from './token-stream.ts';
 import { IGNORE } from './forward.ts';
 import { Rng } from './rng.ts';
 import type { SampleSet } from './types.ts';
-import type { TrainSettings } from './settings.ts';
+import type { Sampling, TrainSettings } from './settings.ts';
+
+/** How a run draws its training samples (the Trainer's `sampling` plus the records of pre-tokenized data). */
+export type SampleRule = Sampling | 'records';
 
 function put(w: Window, seq: number, ids: Uint32Array, targets: Uint32Array, offset: number): void {
   for (let j = 0; j < seq; j++) {
@@ -35,15 +42,46 @@ export function randomPositionSamples(stream: TokenStream, seq: number, padId: n
   return { count, seq, fill: (i, ids, targets, offset) => put(windowFrom(stream, starts[i]!, seq, padId), seq, ids, targets, offset) };
 }
 
-type Drawn = Pick<TrainSettings, 'sampling' | 'seq' | 'steps' | 'microbatch' | 'accum'>;
+/**
+ * Each record (document) of the stream cut into windows of `seq` tokens (the last one of a record padded), record after
+ * record: a window never holds tokens of two records, and a record's last token predicts nothing.
+ */
+export function recordSamples(stream: TokenStream, seq: number, padId: number): SampleSet {
+  const docs = stream.docStarts.length;
+  const starts: number[] = [];
+  const ends: number[] = [];
+  for (let d = 0; d < docs; d++) {
+    const end = d + 1 < docs ? stream.docStarts[d + 1]! : stream.ids.length;
+    for (let a = stream.docStarts[d]!; a < end; a += seq) (starts.push(a), ends.push(Math.min(end, a + seq)));
+  }
+  const labels = stream.labels ?? stream.ids;
+  return {
+    count: starts.length,
+    seq,
+    fill: (i, ids, targets, offset) => {
+      const a = starts[i]!;
+      const n = ends[i]! - a;
+      const w: Window = { ids: new Int32Array(seq).fill(padId), labels: new Int32Array(seq).fill(LABEL_IGNORE), length: n };
+      w.ids.set(stream.ids.subarray(a, a + n));
+      w.labels.set(labels.subarray(a, a + n));
+      put(w, seq, ids, targets, offset);
+    },
+  };
+}
 
-/** How many training samples a run over `tokens` tokens draws (TrainSettings.sampling; absent = 'windows'). */
+type Drawn = Pick<TrainSettings, 'seq' | 'steps' | 'microbatch' | 'accum'> & { sampling?: SampleRule };
+
+/**
+ * How many training samples a run over `tokens` tokens draws (sampling absent = 'windows'). For 'records' this is a
+ * lower bound (each record's last window may be a short, padded one): the memory plan's estimate before the data is read.
+ */
 export function trainSampleCount(s: Drawn, tokens: number): number {
   return s.sampling === 'random' ? s.steps * s.microbatch * s.accum : Math.ceil(tokens / s.seq);
 }
 
-/** A run's training samples as its settings draw them (TrainSettings.sampling; absent = 'windows'). */
+/** A run's training samples as its rule draws them (sampling absent = 'windows'). */
 export function trainSamples(stream: TokenStream, s: Drawn & Pick<TrainSettings, 'seed'>, padId: number): SampleSet {
+  if (s.sampling === 'records') return recordSamples(stream, s.seq, padId);
   return s.sampling === 'random'
     ? randomPositionSamples(stream, s.seq, padId, trainSampleCount(s, stream.ids.length), s.seed)
     : windowSamples(stream, s.seq, padId);

@@ -8,7 +8,7 @@ import { memorySource } from '../../../src/engine/io/byte-source.ts';
 import { encodeSafetensors } from '../../../src/engine/io/safetensors-write.ts';
 import { memorySink, type FileSink } from '../../../src/engine/io/sink.ts';
 import {
-  decodeTrainCheckpoint, encodeTrainCheckpoint, loadTrainCheckpoint, saveTrainCheckpoint, TRAIN_CHECKPOINT_FILE,
+  decodeTrainCheckpoint, encodeTrainCheckpoint, loadTrainCheckpoint, saveTrainCheckpoint, stateCrc, TRAIN_CHECKPOINT_FILE,
   TrainCheckpointError, type LayerState, type TrainCheckpoint,
 } from '../../../src/engine/train/checkpoint-file.ts';
 import { nodeFileSink } from '../../../src/node/file-sink.ts';
@@ -121,12 +121,30 @@ describe('training checkpoint file', () => {
     const state = JSON.parse(header.__metadata__.state);
     state.version = 3;
     const tensors = await decodeToTensorData(concat(chunks));
-    const rebuilt = concat(encodeSafetensors(tensors, { ...header.__metadata__, state: JSON.stringify(state) }));
+    const text = JSON.stringify(state);
+    const rebuilt = concat(encodeSafetensors(tensors, { ...header.__metadata__, state: text, state_crc: stateCrc(text) }));
     expect(await refusal(decodeBytes(rebuilt))).toMatch(/version 3 is not supported/);
     const dropped = concat(encodeSafetensors(tensors.filter((t) => t.name !== 'layer.0.mG'), header.__metadata__));
     expect(await refusal(decodeBytes(dropped))).toMatch(/tensor "layer.0.mG" is missing/);
     const extra = concat(encodeSafetensors([...tensors, { name: 'stray', dtype: 'F32', shape: [1], data: new Uint8Array(4) }], header.__metadata__));
     expect(await refusal(decodeBytes(extra))).toMatch(/tensor "stray" is not part of the format/);
+  });
+
+  it('the header is covered by its checksum: an edited "step" is refused; a checkpoint from before state_crc loads', async () => {
+    const bytes = concat(encodeTrainCheckpoint(sample()));
+    const text = new TextDecoder().decode(bytes);
+    // same length, so the safetensors offsets stay valid: only the checksum can catch it
+    const at = text.indexOf('\\"step\\":37');
+    expect(at).toBeGreaterThan(0);
+    const edited = bytes.slice();
+    edited.set(new TextEncoder().encode('\\"step\\":99'), at);
+    expect(await refusal(decodeBytes(edited))).toMatch(/metadata "state" does not match its CRC \(state_crc\): the header was edited or is corrupt/);
+
+    const chunks = encodeTrainCheckpoint(sample());
+    const header = JSON.parse(new TextDecoder().decode(chunks[0].subarray(8)).trimEnd());
+    const tensors = await decodeToTensorData(concat(chunks));
+    const { state_crc: _, ...old } = header.__metadata__ as Record<string, string>;
+    expect(await decodeBytes(concat(encodeSafetensors(tensors, old)))).toEqual(sample());
   });
 
   it('save through a memory sink, load through its folder', async () => {

@@ -5,7 +5,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkSinkPath, joinPath, memorySink } from '../../../src/engine/io/sink.ts';
-import { nodeFileSink } from '../../../src/node/file-sink.ts';
+import { nodeFileSink, removeOrphanTemps } from '../../../src/node/file-sink.ts';
 import { tempFolder } from '../../helpers/train-io.ts';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -94,5 +94,24 @@ describe('nodeFileSink', () => {
     const sink = nodeFileSink(t.dir);
     await expect(sink.write('../escape.txt', [enc('x')])).rejects.toThrow(/not a relative/);
     expect(await listAll(t.dir)).toEqual([]);
+  });
+});
+
+describe('removeOrphanTemps (usaf train --resume)', () => {
+  it('removes the temporary files an interrupted write left (in subfolders too), nothing else', async () => {
+    const t = await tempFolder('orphans');
+    try {
+      await mkdir(join(t.dir, 'export'));
+      const files = ['train-state.safetensors', 'train-state.safetensors.tmp-0123456789ab', 'export/model.safetensors.tmp-abcdefabcdef',
+        'export/model.safetensors', 'notes.tmp-1', 'log.jsonl'];
+      for (const f of files) await writeFile(join(t.dir, f), 'x');
+      // what a crash (kill -9, power loss) during a sink write leaves; a write that fails cleans up after itself
+      const removed = (await removeOrphanTemps(t.dir)).map((p) => p.slice(t.dir.length + 1).split('\\').join('/')).sort();
+      expect(removed).toEqual(['export/model.safetensors.tmp-abcdefabcdef', 'train-state.safetensors.tmp-0123456789ab']);
+      expect(await listAll(t.dir)).toEqual(['export/model.safetensors', 'log.jsonl', 'notes.tmp-1', 'train-state.safetensors']);
+      expect(await removeOrphanTemps(join(t.dir, 'missing'))).toEqual([]);
+    } finally {
+      await t.remove();
+    }
   });
 });

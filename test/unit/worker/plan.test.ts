@@ -68,6 +68,14 @@ describe('app memory plan', () => {
     expect(withData.gpuBytes - without.gpuBytes).toBe(11 * 100 * 256 * 4);
   });
 
+  it('pre-tokenized records: at least one sample per SEQ tokens, whatever WINDOW_SAMPLES says', () => {
+    expect(planSettings(demo, { ...DEFAULTS, seq: 100 }, 1001, null, true).frozenCacheN).toBe(11);
+    expect(planSettings(demo, { ...DEFAULTS, seq: 100, windowSampling: true }, 1001, null, true).frozenCacheN).toBe(11);
+    const records = appPlan({ gpu: null, spec: demo, settings: { ...DEFAULTS, seq: 100 }, trainTokens: 1001, pretokenized: true, gpuMemoryBytes: null });
+    const text = appPlan({ gpu: null, spec: demo, settings: { ...DEFAULTS, seq: 100 }, trainTokens: 1001, gpuMemoryBytes: null });
+    expect(text.gpuBytes - records.gpuBytes).toBe((360 - 11) * 100 * 256 * 4);
+  });
+
   it('STREAM_FROZEN: every training window cached in host memory (RAM, not GPU), whatever FROZEN_CACHE_N and maxBufferSize', () => {
     const s = { ...DEFAULTS, seq: 100, streamFrozen: true, frozenCacheN: 4, windowSampling: true };
     const ps = planSettings(demo, s, 1001, 5 * 100 * 256 * 4 + 3);
