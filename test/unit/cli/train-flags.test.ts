@@ -54,7 +54,7 @@ describe('usaf train flags', () => {
   it('every setting of the table is a flag and an env var; no flag is the CLI\'s own copy of one', () => {
     const table = [...SETTINGS, ...RUN_SETTINGS];
     for (const s of table) expect(TRAIN_FLAGS[flagName(s)]).toMatchObject({ env: envName(s) });
-    expect(Object.keys(TRAIN_FLAGS).filter((f) => !table.some((s) => flagName(s) === f)).sort()).toEqual(['dataset', 'heldout', 'model', 'no-export', 'out', 'resume']);
+    expect(Object.keys(TRAIN_FLAGS).filter((f) => !table.some((s) => flagName(s) === f)).sort()).toEqual(['base', 'dataset', 'heldout', 'model', 'no-export', 'out', 'resume']);
     expect(settingsOf(['--seq', '96', '--lr-peak', '1e-3', '--group-size', '64', '--window-samples', '--eval-windows', '4'], { STEPS: '7', GPU_GIB: '2.5' })).toEqual({
       settings: { ...DEFAULTS, seq: 96, lrPeak: 1e-3, quantGroupSize: 64, windowSampling: true, steps: 7 },
       run: { ...defaultRunSettings(), evalWindows: 4, gpuGib: 2.5 },
