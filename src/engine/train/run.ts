@@ -92,8 +92,10 @@ export async function runTraining(t: Trainer, o: RunOptions): Promise<RunSummary
   const t0 = performance.now();
   const startStep = t.step;
   const losses: number[] = log.filter((r): r is StepRecord => 'loss' in r).map((r) => r.loss);
-  // a run resumed from its final checkpoint has its last evaluation in the log already
-  let last = (log.filter((r) => 'eval_ppl' in r && (r as EvalRecord).step === t.step).pop() as EvalRecord | undefined) ?? null;
+  // a run resumed from its final checkpoint has its last evaluation in the log already (any other run evaluates again
+  // before its last save, stopped ones included)
+  const done = t.step >= s.steps ? log.filter((r) => 'eval_ppl' in r && (r as EvalRecord).step === t.step).pop() : undefined;
+  let last = (done as EvalRecord | undefined) ?? null;
   let stopped = false;
   while (t.step < s.steps) {
     if (o.control && (await o.control()) === 'stop') {
