@@ -1,4 +1,4 @@
-// Importance (METHOD.md): which entries of each selection tensor become active. Σ|grad| over N_IMPORTANCE microbatches at
+// Importance (docs/method.md): which entries of each selection tensor become active. Σ|grad| over N_IMPORTANCE microbatches at
 // the current weights, or |grad| of one microbatch at a reselection, ranked by top-k into each selection's idx. The dense
 // expert gradient is computed by the weight-gradient kernel itself, whole or (4-bit experts in chunks) chunk by chunk
 // into an exact top-k over chunks.

@@ -1,4 +1,4 @@
-// A selection tensor (METHOD.md): the active entries of one trained weight tensor and their SparseAdam state, for
+// A selection tensor (docs/method.md): the active entries of one trained weight tensor and their SparseAdam state, for
 // routed experts (G = gate|up, D = down of a layer) and shared experts alike; and the trained MoE layer that holds two.
 
 import type { GpuContext } from '../gpu/device.ts';

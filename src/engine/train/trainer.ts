@@ -1,4 +1,4 @@
-// The seed's training method on the GPU (METHOD.md): importance → top-k selection per tensor, SparseAdam over compact
+// The seed's training method on the GPU (docs/method.md): importance → top-k selection per tensor, SparseAdam over compact
 // masters of the active entries, router SGD with momentum, RigL-style reselection, warm-up + cosine LR, skipped
 // non-finite steps, periodic in-domain and held-out evaluation. Weights and optimizer state stay on the GPU.
 // The parts: selection.ts (the selection tensors), importance.ts (which entries become active), q4-base.ts (experts in
