@@ -1,7 +1,7 @@
 // Training end to end on the GPU: a resumed run continues the same run (next losses equal within 1e-5), the frozen
 // cache gives the same results as recomputing, export → reload reproduces the fine-tuned eval loss, the sparse delta
 // round-trips, and on the demo model the training loss falls.
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
 import type { GpuContext } from '../../src/engine/gpu/device.ts';
@@ -14,7 +14,7 @@ import { memorySource } from '../../src/engine/io/byte-source.ts';
 import { memorySink } from '../../src/engine/io/sink.ts';
 import { exportModel } from '../../src/engine/train/export.ts';
 import { applyDelta, makeDelta } from '../../src/engine/train/delta.ts';
-import { openCheckpoint } from '../../src/engine/io/checkpoint.ts';
+import { openCheckpoint, type Checkpoint } from '../../src/engine/io/checkpoint.ts';
 import { nodeFolder } from '../../src/node/folder.ts';
 import { loadWeights } from '../../src/engine/train/weights.ts';
 import { Forward } from '../../src/engine/train/forward.ts';
@@ -27,8 +27,14 @@ function settings(over: Partial<TrainSettings>): TrainSettings {
   return { frac: 0.005, steps: 6, microbatch: 2, accum: 1, seq: 12, lrPeak: 5e-3, wd: 0.005, trainFrom: 2, reselectEvery: 3, evalEvery: 0, nImportance: 2, frozenCacheN: 100, seed: 7, evalWindows: null, ...over };
 }
 
+const opened: Checkpoint[] = [];
+afterAll(async () => {
+  for (const c of opened.splice(0)) await c.close();
+});
+
 async function trainer(gpu: GpuContext, s: TrainSettings, data: SampleSet, dir = FIX): Promise<Trainer> {
   const m = await openModel(gpu, dir, { trainFrom: s.trainFrom });
+  opened.push(m.ckpt);
   return new Trainer(gpu, m.spec, m.weights, s, data);
 }
 
@@ -68,6 +74,7 @@ describe('training (qwen3_moe fixture)', () => {
     const want = await a.evaluate(evalSet, null);
     const changed = await a.changedTensors();
     const base = await openCheckpoint(nodeFolder(FIX));
+    opened.push(base);
     const sink = memorySink('export');
     await exportModel(sink, base, nodeFolder(FIX), changed);
     const exported = await openCheckpoint(sink.folder());

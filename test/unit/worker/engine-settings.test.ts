@@ -71,7 +71,7 @@ describe('settings → TrainSettings', () => {
 describe('settings → loadWeights options', () => {
   const trained = new Set([5, 6, 7]);
 
-  it('the method's defaults (docs/method.md): trained layers\' routed experts in f32, nothing quantized, shared experts frozen', () => {
+  it('the method\'s defaults (docs/method.md): trained layers\' routed experts in f32, nothing quantized, shared experts frozen', () => {
     const c = setup({});
     expect(c.load).toEqual({ f32ExpertLayers: trained });
     expect(c.quant).toBeNull();
