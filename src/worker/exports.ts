@@ -149,7 +149,8 @@ export class Exports {
     try {
       await engine.mergeModel(base, delta, sink, {
         maxShardBytes: this.shardBytes, signal,
-        onProgress: (m: MergeProgress) => p.report({ file: m.file, bytesDone: m.bytesDone, bytesTotal: m.bytes, tensorsDone: m.tensorsDone, tensorsTotal: m.tensors }),
+        // shards kept from an interrupted export are not written again: their bytes count as done
+        onProgress: (m: MergeProgress) => p.report({ file: m.file, bytesDone: Math.min(m.bytes, m.bytesDone + p.keptBytes()), bytesTotal: m.bytes, tensorsDone: m.tensorsDone, tensorsTotal: m.tensors }),
       });
     } catch (e) {
       // A tensor of the original that is not the delta's base shows only when it is copied.
@@ -180,6 +181,8 @@ export class Exports {
 interface Progress {
   report(change: Partial<ExportProgress>): void;
   onFile(path: string, bytes: number, skipped: boolean): void;
+  /** Bytes of the files kept from an interrupted export (not written again). */
+  keptBytes(): number;
 }
 
 /** Reports at most every PROGRESS_MS while writing (one message per tensor would flood the page), and every change of phase or file. */
@@ -187,7 +190,7 @@ const PROGRESS_MS = 100;
 
 function progress(onProgress: (p: ExportProgress) => void): Progress {
   const p: ExportProgress = { phase: 'delta', file: '', bytesDone: 0, bytesTotal: 0, tensorsDone: 0, tensorsTotal: 0, filesDone: 0, filesSkipped: 0 };
-  let last = 0;
+  let last = 0, kept = 0;
   const report = (change: Partial<ExportProgress>): void => {
     const news = (change.phase !== undefined && change.phase !== p.phase) || (change.file !== undefined && change.file !== p.file)
       || (change.filesDone !== undefined && change.filesDone !== p.filesDone);
@@ -199,7 +202,11 @@ function progress(onProgress: (p: ExportProgress) => void): Progress {
   };
   return {
     report,
-    onFile: (path, _bytes, skipped) => report({ file: path, filesDone: p.filesDone + 1, filesSkipped: p.filesSkipped + (skipped ? 1 : 0) }),
+    onFile: (path, bytes, skipped) => {
+      if (skipped) kept += bytes;
+      report({ file: path, filesDone: p.filesDone + 1, filesSkipped: p.filesSkipped + (skipped ? 1 : 0) });
+    },
+    keptBytes: () => kept,
   };
 }
 

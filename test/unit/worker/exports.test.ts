@@ -108,7 +108,12 @@ describe('Exports', () => {
     expect(partial).not.toContain('model.safetensors.index.json');
 
     expect(shards(partial).length).toBe(2);
-    const again = await exports.model('run-1', target, null, () => undefined);
+    let last: ExportProgress | null = null;
+    const again = await exports.model('run-1', target, null, (p) => { last = p; });
+    // the kept shards count as done: the restarted export ends at 100 %
+    expect(last!.phase).toBe('done');
+    expect(last!.bytesTotal).toBeGreaterThan(0);
+    expect(last!.bytesDone).toBe(last!.bytesTotal);
     expect(shards(again.skipped)).toEqual(shards(partial));
     expect(again.skipped.every((p) => partial.includes(p))).toBe(true);
     expect(again.folder).toBe('picked');
