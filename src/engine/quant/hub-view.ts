@@ -11,13 +11,12 @@ import { layerTensors } from '../model/tensors.ts';
 import { nibble, q4ExpertLayouts, unpackScaleZero, type Q4BufferLayout } from './format.ts';
 import { isQ4Name, q4ExpertNames, storedQ4Info } from './stored-q4.ts';
 
-/** Rows [r0, r0 + n) of a 4-bit buffer (layout `lay`) as f32, exactly as dequant.wgsl computes them: (q − z) · s in f32. */
-async function dequantRows(ckpt: Checkpoint, name: string, lay: Q4BufferLayout, r0: number, n: number): Promise<Float32Array> {
+/**
+ * `n` rows of a 4-bit buffer (layout `lay`) as f32, exactly as dequant.wgsl computes them: (q − z) · s in f32. `q` holds
+ * the rows' code words, `sz` their (scale, zero) words.
+ */
+export function dequantWords(q: Uint32Array, sz: Uint32Array, lay: Q4BufferLayout, n: number): Float32Array {
   const K = lay.K, gpr = lay.groupsPerRow;
-  const codes = await ckpt.readTensorRange(name, (r0 * K) / 2, (n * K) / 2);
-  const table = await ckpt.readTensorRange(name, (lay.szWord + r0 * gpr) * 4, n * gpr * 4);
-  const q = new Uint32Array(codes.buffer, codes.byteOffset, codes.byteLength / 4);
-  const sz = new Uint32Array(table.buffer, table.byteOffset, table.byteLength / 4);
   const out = new Float32Array(n * K);
   for (let r = 0; r < n; r++) {
     for (let g = 0; g < gpr; g++) {
@@ -27,6 +26,13 @@ async function dequantRows(ckpt: Checkpoint, name: string, lay: Q4BufferLayout, 
     }
   }
   return out;
+}
+
+/** Rows [r0, r0 + n) of the stored 4-bit buffer `name` (layout `lay`) as f32 (dequantWords). */
+async function dequantRows(ckpt: Checkpoint, name: string, lay: Q4BufferLayout, r0: number, n: number): Promise<Float32Array> {
+  const codes = await ckpt.readTensorRange(name, (r0 * lay.K) / 2, (n * lay.K) / 2);
+  const table = await ckpt.readTensorRange(name, (lay.szWord + r0 * lay.groupsPerRow) * 4, n * lay.groupsPerRow * 4);
+  return dequantWords(new Uint32Array(codes.buffer, codes.byteOffset, codes.byteLength / 4), new Uint32Array(table.buffer, table.byteOffset, table.byteLength / 4), lay, n);
 }
 
 /** `ckpt` unchanged when it is not a stored 4-bit checkpoint; else its Hub-named view (spec: the stored layout). */

@@ -19,6 +19,7 @@ import { F32_ROLES, readWeight } from '../train/weights.ts';
 import { loadExpertsQ4, readExpertsQ4 } from './experts-q4.ts';
 import { DEFAULT_GROUP, q4ExpertLayouts } from './format.ts';
 import { q4ExpertNames, storedQ4Metadata } from './stored-q4.ts';
+import { fingerprintOf, hashingCheckpoint, readConfig, STORED_ORIGINAL_KEY } from '../train/fingerprint.ts';
 
 export interface ImportProgress {
   /** Tensors written (or found already written by an earlier run), of totalTensors. */
@@ -173,8 +174,9 @@ export function importQ4Size(spec: ModelSpec, src: Checkpoint, options: Pick<Imp
     const { header, dataBytes } = safetensorsHeader(list.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })), metadata);
     total += header.byteLength + dataBytes;
   }
-  // the index: one line per tensor (name and shard), bounded generously
-  return total + 256 + tensors.reduce((n, t) => n + t.name.length + 48, 0);
+  // the index: one line per tensor (name and shard), and the original's fingerprint (one line per source tensor), bounded generously
+  return total + 256 + tensors.reduce((n, t) => n + t.name.length + 48, 0)
+    + [...src.tensors.values()].reduce((n, t) => n + t.name.length + 24 * t.shape.length + 160, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,10 +187,11 @@ export function importQ4Size(spec: ModelSpec, src: Checkpoint, options: Pick<Imp
  * `model-0000i-of-0000n.safetensors`, then `model.safetensors.index.json` last (an interrupted import has no index).
  * Deterministic: the same source, spec and options give the same bytes.
  */
-export async function importQ4(gpu: GpuContext, spec: ModelSpec, sink: FileSink, src: Checkpoint, srcFolder: FileSet, options: ImportOptions = {}): Promise<ImportResult> {
+export async function importQ4(gpu: GpuContext, spec: ModelSpec, sink: FileSink, original: Checkpoint, srcFolder: FileSet, options: ImportOptions = {}): Promise<ImportResult> {
   const G = options.groupSize ?? DEFAULT_GROUP;
   const metadata = storedQ4Metadata({ groupSize: G, expertLayout: spec.expertLayout });
   let bytesRead = 0;
+  const { ckpt: src, crcs } = hashingCheckpoint(original); // every source tensor read whole is hashed for the fingerprint
   const tensors = planTensors(gpu, spec, src, G, (n) => { bytesRead += n; });
   const shards = packShards(tensors, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
   const progress: ImportProgress = { tensors: 0, totalTensors: tensors.length, bytes: 0, totalBytes: tensors.reduce((n, t) => n + t.bytes, 0), bytesRead: 0 };
@@ -200,11 +203,13 @@ export async function importQ4(gpu: GpuContext, spec: ModelSpec, sink: FileSink,
   };
 
   const copied: string[] = [];
+  let config: Bytes | null = null;
   for (const path of options.copyFiles ?? COPIED_FILES) {
     const from = await srcFolder.open(path);
     if (!from) continue;
     try {
       const bytes = await from.read(0, await from.size());
+      if (path === 'config.json') config = bytes;
       await sink.write(joinPath(options.dir, path), [bytes]);
     } finally {
       await from.close?.();
@@ -241,7 +246,9 @@ export async function importQ4(gpu: GpuContext, spec: ModelSpec, sink: FileSink,
 
   const sorted = Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]]));
   const { format: _pt, ...usaf } = metadata;
-  const index = JSON.stringify({ metadata: { total_size: progress.totalBytes, ...usaf }, weight_map: sorted }, null, 2);
+  // the original's fingerprint (tensors not read above, e.g. in resumed shards or not in the spec, are hashed now)
+  const fingerprint = await fingerprintOf(original, config ?? await readConfig(srcFolder), crcs);
+  const index = JSON.stringify({ metadata: { total_size: progress.totalBytes, ...usaf, [STORED_ORIGINAL_KEY]: fingerprint }, weight_map: sorted }, null, 2);
   const indexPath = joinPath(options.dir, INDEX_FILE);
   await sink.write(indexPath, [asBytes(new TextEncoder().encode(`${index}\n`))]);
   await sink.commit?.();

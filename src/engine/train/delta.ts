@@ -81,7 +81,7 @@ export interface DeltaBase {
 }
 
 /** JSON text with object keys sorted at every level: the same config in any key order or spacing gives the same text. */
-function canonicalJson(v: unknown): string {
+export function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
   if (v !== null && typeof v === 'object') {
     const o = v as Record<string, unknown>;
@@ -261,7 +261,7 @@ export async function makeDelta(
 // ---------------------------------------------------------------------------------------------
 // Reading and applying
 
-async function openDelta(delta: ByteSource | Uint8Array): Promise<SafetensorsFile> {
+export async function openDelta(delta: ByteSource | Uint8Array): Promise<SafetensorsFile> {
   const source = delta instanceof Uint8Array ? memorySource(delta, DELTA_FILE) : delta;
   try {
     return await openSafetensors(source);
@@ -282,13 +282,14 @@ function parseJsonField(meta: Record<string, string>, key: string): unknown {
 }
 
 /** Parses and checks a delta file's description (format, version, per-tensor entries) without reading its data. */
-function parseInfo(file: SafetensorsFile): DeltaInfo {
+export function parseInfo(file: SafetensorsFile): DeltaInfo {
   const meta = file.metadata;
   if (meta.format !== DELTA_FORMAT) {
     throw new DeltaError(`metadata format is ${JSON.stringify(meta.format ?? null)}, not "${DELTA_FORMAT}"`);
   }
   if (meta.version !== DELTA_VERSION) {
-    throw new DeltaError(`version ${JSON.stringify(meta.version ?? null)} is not supported (this build reads "${DELTA_VERSION}")`);
+    if (meta.version === '2') throw new DeltaError('version 2 holds differences from the original model, not new values: apply it with `usaf merge` (mergeModel)');
+    throw new DeltaError(`version ${JSON.stringify(meta.version ?? null)} is not supported (this build reads "${DELTA_VERSION}" and, with usaf merge, "2")`);
   }
   const base = parseJsonField(meta, 'base');
   if (!isObj(base) || typeof base.fingerprint !== 'string' || (base.config !== null && typeof base.config !== 'string')) {
@@ -323,7 +324,7 @@ export async function readDeltaInfo(delta: ByteSource | Uint8Array): Promise<Del
 }
 
 /** The file's tensors must be exactly those the description names, with the dtypes and shapes it implies. */
-function checkLayout(file: SafetensorsFile, info: DeltaInfo): void {
+export function checkLayout(file: SafetensorsFile, info: DeltaInfo): void {
   const want = new Map<string, { dtype: Dtype; shape: number[] }>();
   for (const [name, d] of Object.entries(info.tensors)) {
     if (d.kind === 'dense') {
@@ -345,7 +346,7 @@ function checkLayout(file: SafetensorsFile, info: DeltaInfo): void {
 }
 
 /** Throws unless the delta was made from this base: same tensor list and, for every changed tensor, the same bytes. */
-function checkBase(info: DeltaInfo, base: Checkpoint, config: Uint8Array | string | undefined): void {
+export function checkBase(info: DeltaInfo, base: Checkpoint, config: Uint8Array | string | undefined): void {
   for (const [name, d] of Object.entries(info.tensors)) {
     const t = base.tensors.get(name);
     if (!t) throw new DeltaError(`it changes "${name}", which this base model does not have (a delta for another model?)`);
@@ -363,13 +364,13 @@ function checkBase(info: DeltaInfo, base: Checkpoint, config: Uint8Array | strin
   }
 }
 
-function checkFinite(name: string, values: Float32Array): void {
+export function checkFinite(name: string, values: Float32Array): void {
   for (let i = 0; i < values.length; i++) {
     if (!Number.isFinite(values[i])) throw new DeltaError(`"${name}": non-finite value ${values[i]} (entry ${i})`);
   }
 }
 
-const u32Of = (b: Bytes): Uint32Array => (b.byteOffset % 4 === 0 ? new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Uint32Array(b.slice().buffer));
+export const u32Of = (b: Bytes): Uint32Array => (b.byteOffset % 4 === 0 ? new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4) : new Uint32Array(b.slice().buffer));
 
 /**
  * Full new values of every tensor the delta changes, after checking that the delta is intact (CRCs, ascending

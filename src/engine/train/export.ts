@@ -10,6 +10,7 @@ import type { TensorInfo } from '../io/safetensors.ts';
 import { safetensorsHeader } from '../io/safetensors-write.ts';
 import { asBytes, joinPath, type FileSink } from '../io/sink.ts';
 import { f16Bits } from '../quant/format.ts';
+import { crc32 } from './delta.ts';
 
 /** Files copied from the base folder when present (config, generation settings, tokenizer, chat template). */
 export const COPIED_FILES: readonly string[] = [
@@ -28,6 +29,8 @@ export interface ExportProgress {
   /** Tensors fully written so far, out of totalTensors. */
   tensors: number;
   totalTensors: number;
+  /** The shard being written (its path within the sink; '' before the first). */
+  file: string;
 }
 
 export interface ExportOptions {
@@ -135,28 +138,40 @@ async function* sourcePieces(src: ByteSource, chunkBytes: number): AsyncGenerato
 }
 
 // ---------------------------------------------------------------------------------------------
-// Export
+// Writing a Hub checkpoint, tensor by tensor
+
+/** How a tensor is written: null = copied from the base byte for byte, else a function giving its new bytes. */
+export type Replace = (t: TensorInfo) => (() => Promise<Bytes>) | null;
+
+export interface WriteHubOptions extends ExportOptions {
+  /** Called with each copied tensor's CRC-32 (of its base bytes) once all of them were read, before its last piece is written. */
+  checkCopied?: (t: TensorInfo, crc: number) => void;
+  /** Stops between pieces (the shard being written is discarded, no index is written). */
+  signal?: AbortSignal;
+}
 
 /**
- * Writes the fine-tuned model into `sink` in Hub layout: config/tokenizer files copied, `model-0000i-of-0000n.safetensors`
- * shards (metadata {format: 'pt'}), then `model.safetensors.index.json` last (an interrupted export has no index).
- * `changed` holds full new values of the changed tensors, under the base's names; they are stored in the base dtype.
+ * Writes `base` into `sink` in Hub layout with the tensors `replace` names rewritten: config/tokenizer files copied,
+ * `model-0000i-of-0000n.safetensors` shards (metadata {format: 'pt'}), then `model.safetensors.index.json` last (an
+ * interrupted write has no index). Host memory: one replaced tensor (or two copy pieces) plus the piece read ahead.
  */
-export async function exportModel(
-  sink: FileSink, base: Checkpoint, baseFolder: FileSet, changed: ReadonlyMap<string, Float32Array>,
-  options: ExportOptions = {},
+export async function writeHub(
+  sink: FileSink, base: Checkpoint, baseFolder: FileSet, replace: Replace, options: WriteHubOptions = {},
 ): Promise<ExportResult> {
   const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
   if (!(chunkBytes > 0)) throw new RangeError(`chunkBytes must be positive, got ${chunkBytes}`);
-  checkChanged(base, changed);
+  const stop = (): void => {
+    if (options.signal?.aborted) throw options.signal.reason ?? new Error('export cancelled');
+  };
 
   const shards = planShards(base.tensors.values(), options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
   const totalBytes = shards.flat().reduce((n, t) => n + t.byteLength, 0);
-  const progress: ExportProgress = { bytes: 0, totalBytes, tensors: 0, totalTensors: base.tensors.size };
+  const progress: ExportProgress = { bytes: 0, totalBytes, tensors: 0, totalTensors: base.tensors.size, file: '' };
   const report = (): void => options.onProgress?.({ ...progress });
 
   const copied: string[] = [];
   for (const path of options.copyFiles ?? COPIED_FILES) {
+    stop();
     const src = await baseFolder.open(path);
     if (!src) continue;
     const out = joinPath(options.dir, path);
@@ -177,38 +192,76 @@ export async function exportModel(
     const { header } = safetensorsHeader(tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })), { format: 'pt' });
     function* plan(): Generator<Piece> {
       for (const t of tensors) {
-        const values = changed.get(t.name);
-        if (values) {
-          yield { get: async () => encodeAs(t.dtype, values), endsTensor: true };
+        const make = replace(t);
+        if (make) {
+          yield { get: async () => {
+            const b = await make();
+            if (b.byteLength !== t.byteLength) throw new Error(`"${t.name}": ${b.byteLength} bytes written, its shape needs ${t.byteLength}`);
+            return b;
+          }, endsTensor: true };
         } else if (t.byteLength === 0) {
+          options.checkCopied?.(t, 0);
           yield { get: async () => new Uint8Array(0), endsTensor: true };
         } else {
+          let crc = 0;
+          let chain: Promise<unknown> = Promise.resolve(); // reads of one tensor resolve in order, so the CRC runs in order
           for (let at = 0; at < t.byteLength; at += chunkBytes) {
             const len = Math.min(chunkBytes, t.byteLength - at);
-            yield { get: () => base.readTensorRange(t.name, at, len), endsTensor: at + len === t.byteLength };
+            const last = at + len === t.byteLength;
+            const get = (): Promise<Bytes> => {
+              const p = chain.then(async () => {
+                const b = await base.readTensorRange(t.name, at, len);
+                if (options.checkCopied) {
+                  crc = crc32(b, crc);
+                  if (last) options.checkCopied(t, crc);
+                }
+                return b;
+              });
+              chain = p.catch(() => undefined);
+              return p;
+            };
+            yield { get, endsTensor: last };
           }
         }
       }
     }
+    const path = joinPath(options.dir, file);
     async function* pieces(): AsyncGenerator<Bytes> {
+      progress.file = path;
       yield header;
       for await (const { bytes, endsTensor } of readAhead(plan())) {
+        stop();
         yield bytes;
         progress.bytes += bytes.byteLength;
         if (endsTensor) progress.tensors++;
         report();
       }
     }
-    const path = joinPath(options.dir, file);
     await sink.write(path, pieces());
     shardPaths.push(path);
     for (const t of tensors) weightMap[t.name] = file;
   }
 
+  stop();
   const sortedMap = Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]]));
   const index = JSON.stringify({ metadata: { total_size: totalBytes }, weight_map: sortedMap }, null, 2);
   const indexPath = joinPath(options.dir, INDEX_FILE);
   await sink.write(indexPath, [asBytes(new TextEncoder().encode(`${index}\n`))]);
   await sink.commit?.();
   return { shards: shardPaths, index: indexPath, copied, totalSize: totalBytes };
+}
+
+/**
+ * Writes the fine-tuned model into `sink` in Hub layout (writeHub). `changed` holds full new values of the changed
+ * tensors, under the base's names; they are stored in the base dtype.
+ */
+export async function exportModel(
+  sink: FileSink, base: Checkpoint, baseFolder: FileSet, changed: ReadonlyMap<string, Float32Array>,
+  options: ExportOptions = {},
+): Promise<ExportResult> {
+  checkChanged(base, changed);
+  return writeHub(sink, base, baseFolder, (t) => {
+    const values = changed.get(t.name);
+    return values ? async () => encodeAs(t.dtype, values) : null;
+  }, options);
 }

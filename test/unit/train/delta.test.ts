@@ -124,7 +124,8 @@ describe('applyDelta refuses', () => {
     const rebuilt = (meta: Record<string, string>): Uint8Array =>
       rawFile(JSON.stringify({ ...header, __metadata__: meta }), delta.subarray(dataStart));
     await expect(applyDelta(base, rebuilt({ ...header.__metadata__, format: 'pt' }))).rejects.toThrow('metadata format is "pt", not "usaf-delta"');
-    await expect(applyDelta(base, rebuilt({ ...header.__metadata__, version: '2' }))).rejects.toThrow('version "2" is not supported');
+    await expect(applyDelta(base, rebuilt({ ...header.__metadata__, version: '3' }))).rejects.toThrow('version "3" is not supported');
+    await expect(applyDelta(base, rebuilt({ ...header.__metadata__, version: '2' }))).rejects.toThrow('version 2 holds differences from the original model');
     const { tensors: _t, ...noTensors } = header.__metadata__;
     await expect(applyDelta(base, rebuilt(noTensors))).rejects.toThrow('metadata "tensors" is missing');
   });

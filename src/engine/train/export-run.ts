@@ -1,0 +1,275 @@
+// A finished run's result, faithful to the original model (docs/delta-format.md): the v2 delta (d = trained − base_used
+// at the trained entries) and the original with it merged. Shared by `usaf train` and the app.
+
+import type { GpuContext } from '../gpu/device.ts';
+import { memorySource, type Bytes } from '../io/byte-source.ts';
+import { openCheckpoint, type Checkpoint } from '../io/checkpoint.ts';
+import { decodeF32, type Dtype } from '../io/dtype.ts';
+import type { FileSet } from '../io/folder.ts';
+import type { FileSink } from '../io/sink.ts';
+import type { ModelSpec } from '../model/spec.ts';
+import { readExpertsQ4 } from '../quant/experts-q4.ts';
+import { q4ExpertLayouts } from '../quant/format.ts';
+import { dequantWords } from '../quant/hub-view.ts';
+import { storedQ4Info } from '../quant/stored-q4.ts';
+import { crc32, DELTA_FILE, DeltaError, isRouterName } from './delta.ts';
+import { encodeDeltaV2, type DiffEntry } from './delta-v2.ts';
+import { encodeAs, writeHub } from './export.ts';
+import { fingerprintOf, readConfig, readStoredOriginal, type ModelFingerprint } from './fingerprint.ts';
+import { mergeModel, mergeTensor, type MergeOptions } from './merge.ts';
+import { readWeight, type ExpertWeights } from './weights.ts';
+
+/** What a delta needs of a Trainer (structural: its file layout does not matter here). */
+export interface TrainedRun {
+  readonly gpu: GpuContext;
+  readonly spec: ModelSpec;
+  /** Trained layers: the base their experts train from, and every entry ever active (sorted) per index space. */
+  readonly layers: readonly {
+    layer: number;
+    base: { kind: 'f32' } | { kind: 'q4'; experts: ExpertWeights };
+    G: { touched: Uint32Array };
+    D: { touched: Uint32Array };
+  }[];
+  /** Full current values of the trained tensors (4-bit layers: the dequantized base where never trained). */
+  changedTensors(): Promise<Map<string, Float32Array>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Differences
+
+/** The f32 next to x toward +∞ (dir 1) or −∞ (dir −1). */
+function stepF32(x: number, dir: 1 | -1): number {
+  const f = new Float32Array([x]), u = new Uint32Array(f.buffer);
+  if (x === 0) { u[0] = dir > 0 ? 1 : 0x80000001; return f[0]!; }
+  u[0] += (x > 0) === (dir > 0) ? 1 : -1;
+  return f[0]!;
+}
+
+/**
+ * d with round_dtype(f32(b + d)) = round_dtype(t) at every entry: d = f32(t − b), moved by a few f32 steps where that
+ * rounding of the sum misses (b is the original there, so the merge gives exactly the trained values' rounding).
+ */
+function fitDiffs(name: string, dtype: Dtype, b: Float32Array, t: Float32Array): Float32Array {
+  const d = new Float32Array(t.length), m = new Float32Array(t.length);
+  for (let k = 0; k < t.length; k++) { d[k] = Math.fround(t[k]! - b[k]!); m[k] = Math.fround(b[k]! + d[k]!); }
+  const eb = dtype === 'BF16' || dtype === 'F16' ? 2 : dtype === 'F32' ? 4 : 8;
+  const want = encodeAs(dtype, t), got = encodeAs(dtype, m);
+  const same = (k: number, bytes: Uint8Array, at = k): boolean => {
+    for (let j = 0; j < eb; j++) if (bytes[at * eb + j] !== want[k * eb + j]) return false;
+    return true;
+  };
+  for (let k = 0; k < t.length; k++) {
+    if (same(k, got)) continue;
+    let fixed = false;
+    for (const dir of [1, -1] as const) {
+      let c = d[k]!;
+      for (let s = 0; s < 4 && !fixed; s++) {
+        c = stepF32(c, dir);
+        if (same(k, encodeAs(dtype, new Float32Array([Math.fround(b[k]! + c)])), 0)) { d[k] = c; fixed = true; }
+      }
+      if (fixed) break;
+    }
+    if (!fixed) throw new DeltaError(`"${name}" entry ${k}: no f32 difference from ${b[k]} rounds to the trained ${t[k]}`);
+  }
+  return d;
+}
+
+/** Indices of one expert tensor (role, expert x) inside the layer's index spaces: G = [gate | up] [2, E, IE·H], D = down [E, H·IE]. */
+function spaceIndex(role: string, x: number, E: number, per: number): ((i: number) => number) | null {
+  switch (role) {
+    case 'expert.gate': return (i) => x * per + i;
+    case 'expert.up': return (i) => (E + x) * per + i;
+    case 'expert.down': return (i) => x * per + i;
+    case 'expert.down_fused': return (i) => i;
+    // fused [E, 2·IE, H]: expert k's gate rows then its up rows
+    case 'expert.gate_up_fused': return (i) => {
+      const k = Math.floor(i / (2 * per)), r = i - 2 * k * per;
+      return r < per ? k * per + r : (E + k) * per + (r - per);
+    };
+    default: return null;
+  }
+}
+
+/**
+ * The run's differences, per trained tensor under its Hub name, with the original's dtype and shape (`original`). 4-bit
+ * layers: d = f32(trained − dequantized 4-bit base) at every entry ever trained (nonzero ones stored). Everything else
+ * (unquantized experts, routers, shared experts): the base is the loaded value (the original's), d fitted so the merge
+ * rounds to exactly what the trained value rounds to; stored where the trained value differs (routers: every entry).
+ */
+export async function runDiffs(run: TrainedRun, loaded: Checkpoint, original: ModelFingerprint): Promise<DiffEntry[]> {
+  const spec = run.spec;
+  const { numExperts: E, expertIntermediate: IE } = spec.moe;
+  const per = IE * spec.hidden;
+  const printOf = new Map(original.tensors.map((t) => [t.name, t]));
+  const current = await run.changedTensors();
+  const out: DiffEntry[] = [];
+  const q4Done = new Set<string>();
+  for (const l of run.layers) {
+    if (l.base.kind !== 'q4') continue;
+    const G = l.base.experts.gate.q4!.G;
+    const lay = q4ExpertLayouts(spec, G);
+    const words = await readExpertsQ4(run.gpu, l.base.experts);
+    const u32 = (b: Uint8Array, w0: number, n: number) => new Uint32Array(b.buffer, b.byteOffset + w0 * 4, n);
+    const base = {
+      G: dequantWords(u32(words.gateUp, 0, lay.gateUp.qWords), u32(words.gateUp, lay.gateUp.szWord, lay.gateUp.groups), lay.gateUp, lay.gateUp.rows),
+      D: dequantWords(u32(words.down, 0, lay.down.qWords), u32(words.down, lay.down.szWord, lay.down.groups), lay.down, lay.down.rows),
+    };
+    for (const e of spec.layers[l.layer]!.tensors) {
+      const at = spaceIndex(e.role, e.expert ?? 0, E, per);
+      if (!at) continue;
+      const space = e.role === 'expert.down' || e.role === 'expert.down_fused' ? 'D' : 'G';
+      const t = current.get(e.name);
+      const p = printOf.get(e.name);
+      if (!t || !p) throw new DeltaError(`trained tensor "${e.name}" is missing from the run or the original`);
+      const touched = l[space].touched, b = base[space];
+      const lo = at(0), n = t.length;
+      const idx: number[] = [], diff: number[] = [];
+      if (e.role === 'expert.gate_up_fused') {
+        const inv = new Map<number, number>(); // touched space index → fused index
+        for (let i = 0; i < n; i++) inv.set(at(i), i);
+        for (const s of touched) {
+          const i = inv.get(s)!;
+          const d = Math.fround(t[i]! - b[s]!);
+          if (d !== 0) { idx.push(i); diff.push(d); }
+        }
+        const order = idx.map((_, k) => k).sort((a, c) => idx[a]! - idx[c]!);
+        if (idx.length) out.push({ name: e.name, dtype: p.dtype, shape: p.shape, indices: Uint32Array.from(order, (k) => idx[k]!), diff: Float32Array.from(order, (k) => diff[k]!) });
+      } else {
+        for (const s of touched) {
+          if (s < lo || s >= lo + n) continue;
+          const d = Math.fround(t[s - lo]! - b[s]!);
+          if (d !== 0) { idx.push(s - lo); diff.push(d); }
+        }
+        if (idx.length) out.push({ name: e.name, dtype: p.dtype, shape: p.shape, indices: Uint32Array.from(idx), diff: Float32Array.from(diff) });
+      }
+      q4Done.add(e.name);
+    }
+  }
+  for (const [name, t] of current) {
+    if (q4Done.has(name)) continue;
+    const p = printOf.get(name);
+    const info = loaded.tensors.get(name);
+    if (!p || !info) throw new DeltaError(`trained tensor "${name}" is missing from the ${p ? 'loaded checkpoint' : 'original'}`);
+    const r = await readWeight(loaded, info, spec.quantization);
+    const b = decodeF32(r.dtype, r.bytes);
+    if (isRouterName(name)) {
+      out.push({ name, dtype: p.dtype, shape: p.shape, indices: null, diff: fitDiffs(name, p.dtype, b, t) }); // routers: dense
+      continue;
+    }
+    const tb = new Uint32Array(t.buffer, t.byteOffset, t.length), bb = new Uint32Array(b.buffer, b.byteOffset, b.length);
+    const idx: number[] = [];
+    for (let i = 0; i < t.length; i++) if (tb[i] !== bb[i]) idx.push(i);
+    if (!idx.length) continue;
+    const indices = Uint32Array.from(idx);
+    const diff = fitDiffs(name, p.dtype, Float32Array.from(idx, (i) => b[i]!), Float32Array.from(idx, (i) => t[i]!));
+    if (2 * idx.length >= t.length) {
+      const dense = new Float32Array(t.length);
+      indices.forEach((i, k) => { dense[i] = diff[k]!; });
+      out.push({ name, dtype: p.dtype, shape: p.shape, indices: null, diff: dense });
+    } else out.push({ name, dtype: p.dtype, shape: p.shape, indices, diff });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run's export
+
+export interface ExportRunOptions {
+  /** What the run loaded (the original Hub model, or a stored 4-bit model) and its folder. */
+  loaded: Checkpoint;
+  loadedFolder: FileSet;
+  /**
+   * The original Hub folder, for a run on a stored 4-bit model (checked against the fingerprint the store recorded at
+   * import). Without it such a run writes the delta alone. Ignored when the run loaded the original itself.
+   */
+  original?: FileSet | null;
+  /** The run's settings, recorded in the delta. */
+  settings: Record<string, unknown>;
+  /** Gets DELTA_FILE at its root. */
+  deltaSink: FileSink;
+  /** Gets the merged Hub checkpoint at its root; null: the delta alone. */
+  mergeSink: FileSink | null;
+  extra?: Record<string, string>;
+  merge?: MergeOptions;
+}
+
+export interface ExportRunResult {
+  /** The delta's path in deltaSink, size, tensors and stored entries. */
+  delta: { path: string; bytes: number; tensors: number; entries: number };
+  /** The merged checkpoint's shards in mergeSink, or null when none was written (no original at hand). */
+  merged: { shards: string[]; bytes: number } | null;
+}
+
+/** The v2 delta of a run whose original's fingerprint is known: its bytes, as chunks. */
+export async function makeRunDelta(run: TrainedRun, loaded: Checkpoint, original: ModelFingerprint, settings: Record<string, unknown>, extra?: Record<string, string>): Promise<{ chunks: Bytes[]; bytes: number; entries: DiffEntry[] }> {
+  const entries = await runDiffs(run, loaded, original);
+  const { chunks, bytes } = encodeDeltaV2(entries, original, settings, extra);
+  return { chunks, bytes, entries };
+}
+
+const stored = (n: number, e: DiffEntry): number => n + e.diff.length;
+
+/**
+ * Exports a finished run: from the original it loaded, the merged model (one streaming pass that also fingerprints the
+ * original) and then the delta; from a stored 4-bit model, the delta against the original's recorded fingerprint, then
+ * the merge onto `original` when given (mergeModel, which checks it).
+ */
+export async function exportRun(run: TrainedRun, o: ExportRunOptions): Promise<ExportRunResult> {
+  const write = async (chunks: Bytes[], entries: DiffEntry[], bytes: number) => {
+    await o.deltaSink.write(DELTA_FILE, chunks);
+    await o.deltaSink.commit?.();
+    return { path: DELTA_FILE, bytes, tensors: entries.length, entries: entries.reduce(stored, 0) };
+  };
+  if (storedQ4Info(o.loaded)) {
+    let fp = await readStoredOriginal(o.loadedFolder);
+    if (!fp && o.original) {
+      const ck = await openCheckpoint(o.original);
+      try {
+        fp = await fingerprintOf(ck, await readConfig(o.original)); // a store from before fingerprints: trust the given original
+      } finally {
+        await ck.close();
+      }
+    }
+    if (!fp) {
+      throw new DeltaError(`${o.loadedFolder.name} was imported before stores recorded their original's fingerprint: ` +
+        'give the original Hub model (usaf train --base) or import it again');
+    }
+    const d = await makeRunDelta(run, o.loaded, fp, o.settings, o.extra);
+    const delta = await write(d.chunks, d.entries, d.bytes);
+    if (!o.original || !o.mergeSink) return { delta, merged: null };
+    const bytes = new Uint8Array(d.bytes);
+    let at = 0;
+    for (const c of d.chunks) { bytes.set(c, at); at += c.byteLength; }
+    return { delta, merged: await mergeModel(o.original, memorySource(bytes, DELTA_FILE), o.mergeSink, o.merge) };
+  }
+  // The run loaded the original: diffs against it (names, dtypes and shapes from its headers; CRCs filled in below).
+  const headerPrint: ModelFingerprint = {
+    tensors: [...o.loaded.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape], crc: '00000000' })),
+    config: null,
+  };
+  const entries = await runDiffs(run, o.loaded, headerPrint);
+  const byName = new Map(entries.map((e) => [e.name, e]));
+  const crcs = new Map<string, number>();
+  let merged: ExportRunResult['merged'] = null;
+  if (o.mergeSink) {
+    const mo = o.merge ?? {};
+    const r = await writeHub(o.mergeSink, o.loaded, o.loadedFolder, (t) => {
+      const e = byName.get(t.name);
+      if (!e) return null;
+      return async () => {
+        const original = await o.loaded.readTensor(t.name);
+        crcs.set(t.name, crc32(original));
+        return mergeTensor(t.name, t.dtype, original, e.indices, e.diff, 'diff');
+      };
+    }, {
+      maxShardBytes: mo.maxShardBytes, chunkBytes: mo.chunkBytes, signal: mo.signal,
+      checkCopied: (t, crc) => { crcs.set(t.name, crc); },
+      onProgress: mo.onProgress && ((p) => mo.onProgress!({ file: p.file, tensorsDone: p.tensors, tensors: p.totalTensors, bytesDone: p.bytes, bytes: p.totalBytes })),
+    });
+    merged = { shards: r.shards, bytes: r.totalSize };
+  }
+  const config = await readConfig(o.loadedFolder);
+  const fp = await fingerprintOf(o.loaded, config, crcs); // reads nothing when the merge pass hashed every tensor
+  const { chunks, bytes } = encodeDeltaV2(entries, fp, o.settings, o.extra);
+  return { delta: await write(chunks, entries, bytes), merged };
+}
