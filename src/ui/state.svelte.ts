@@ -7,9 +7,10 @@ import {
 } from '../presets/index.ts';
 import { callbacks, connectTrainer, progress, type TrainerProxy } from '../worker/client.ts';
 import type {
-  DatasetInput, DatasetProgress, DatasetSettings, DatasetSummary, EvalEvent, GpuReport, ImportProgress, MemoryPlan,
-  ModelSource, PresetPlan, ReselectEvent, RunError, RunSummary, StepEvent, StorageReport, StoredModel,
+  DatasetInput, DatasetProgress, DatasetSettings, DatasetSummary, EvalEvent, ExportOrigin, ExportProgress, ExportResult,
+  ExportTarget, GpuReport, ImportProgress, MemoryPlan, ModelSource, OriginalFolder, PresetPlan, ReselectEvent, RunError, RunSummary, StepEvent, StorageReport, StoredModel,
 } from '../worker/protocol.ts';
+import { ORIGINAL_UNAVAILABLE } from '../worker/protocol.ts';
 import type { ArchInfo } from '../engine/model/index.ts';
 
 export type Screen = 'models' | 'datasets' | 'preset' | 'run' | 'export';
@@ -85,7 +86,13 @@ export class AppState {
   evalWindows = $state<number | null>(readEvalWindows());
   runError = $state<string | null>(null);
   exportError = $state<string | null>(null);
+  /** The export going on: 'model', 'delta' or 'apply'. */
   exporting = $state<string | null>(null);
+  exportProgress = $state<ExportProgress | null>(null);
+  exportResult = $state<ExportResult | null>(null);
+  /** The last export could not read the original weights: pick the original folder, or export the delta alone. */
+  exportNeedsOriginal = $state(false);
+  exportOrigin = $state<ExportOrigin | null>(null);
 
   model = $derived(this.models.find((m) => m.id === this.modelId) ?? null);
   /** Problems of the settings for the chosen model (key → message). */
@@ -449,22 +456,82 @@ export class AppState {
   // -------------------------------------------------------------------------------------------
   // Export
 
-  async download(what: 'model' | 'delta' | 'log', runId: string): Promise<void> {
-    this.exportError = null;
-    this.exporting = what;
+  /** Where the chosen run's model came from (the export merges onto the original weights there). */
+  async refreshExportOrigin(runId: string | null): Promise<void> {
+    this.exportOrigin = null;
+    if (!runId) return;
     try {
-      const files = what === 'model' ? await this.trainer!.exportModel(runId)
-        : what === 'delta' ? await this.trainer!.exportDelta(runId)
-          : [await this.trainer!.exportLog(runId)];
-      // One download at a time: browsers drop some of many downloads started in the same moment.
-      for (const [i, f] of files.entries()) {
-        if (i) await new Promise((r) => setTimeout(r, DOWNLOAD_GAP_MS));
-        saveBlob(f.data, f.name);
-      }
+      this.exportOrigin = await this.trainer!.exportOrigin(runId);
     } catch (e) {
       this.exportError = message(e);
+    }
+  }
+
+  /** Asks the browser for read access to the imported folder again (a click must lead here: the browser asks the user). */
+  async allowOrigin(runId: string): Promise<void> {
+    const h = this.exportOrigin?.handle as (FileSystemDirectoryHandle & { requestPermission?(d: { mode: 'read' }): Promise<PermissionState> }) | null;
+    if (h?.requestPermission) await h.requestPermission({ mode: 'read' }).catch(() => 'denied');
+    await this.refreshExportOrigin(runId);
+  }
+
+  /**
+   * Exports a run's fine-tuned model or its delta alone, or applies a delta file: into a folder the user picks where the
+   * browser can (File System Access), else through the browser's storage as one download per file.
+   */
+  async exportFiles(job: { what: 'model'; runId: string; original?: OriginalFolder } | { what: 'delta'; runId: string }
+    | { what: 'apply'; delta: File; original: OriginalFolder }): Promise<void> {
+    this.exportError = null;
+    this.exportNeedsOriginal = false;
+    this.exportResult = null;
+    let target: ExportTarget;
+    try {
+      const picked = await pickExportFolder();
+      if (!picked) return; // the user closed the picker
+      target = picked;
+    } catch (e) {
+      this.exportError = `Choosing the folder failed: ${message(e)}`;
+      return;
+    }
+    this.exporting = job.what;
+    this.exportProgress = null;
+    let ended = false;
+    const onProgress = progress((p: ExportProgress) => {
+      if (!ended) this.exportProgress = p;
+    });
+    try {
+      const t = this.trainer!;
+      const r = job.what === 'model' ? await t.exportModel(job.runId, target, job.original ?? null, onProgress)
+        : job.what === 'delta' ? await t.exportDelta(job.runId, target, onProgress)
+          : await t.applyDelta(job.delta, job.original, target, onProgress);
+      this.exportResult = r;
+      if (target.kind === 'downloads') await saveFiles(r.files.map((f) => ({ name: f.name, data: f.data! })));
+      if (job.what === 'model' && job.original) void this.refreshExportOrigin(job.runId);
+    } catch (e) {
+      const err = e as Error;
+      if (err.name === 'AbortError') {
+        this.exportError = 'Export cancelled. The files complete so far are kept: export again into the same folder to continue from there.';
+      } else {
+        this.exportNeedsOriginal = err.name === ORIGINAL_UNAVAILABLE;
+        this.exportError = message(e);
+      }
     } finally {
+      ended = true;
       this.exporting = null;
+      this.exportProgress = null;
+    }
+  }
+
+  async cancelExport(): Promise<void> {
+    await this.trainer!.cancelExport();
+  }
+
+  async downloadLog(runId: string): Promise<void> {
+    this.exportError = null;
+    try {
+      const f = await this.trainer!.exportLog(runId);
+      saveBlob(f.data, f.name);
+    } catch (e) {
+      this.exportError = message(e);
     }
   }
 
@@ -485,6 +552,32 @@ function readPositive(key: string): number | null {
   const text = globalThis.localStorage?.getItem(key) ?? '';
   const n = Number(text);
   return text !== '' && Number.isFinite(n) && n > 0 ? n : null;
+}
+
+type PickerWindow = { showDirectoryPicker?: (o?: object) => Promise<FileSystemDirectoryHandle> };
+/** Test aid: a folder handle the e2e tests hand to exports instead of the picker (which a headless browser cannot show). */
+type TestHooks = { usafTestExportFolder?: () => Promise<FileSystemDirectoryHandle> };
+
+/** A folder to write into (the picker, read-write), 'downloads' where the browser has no picker, null when closed. */
+async function pickExportFolder(): Promise<ExportTarget | null> {
+  const hook = (globalThis as TestHooks).usafTestExportFolder;
+  if (hook) return { kind: 'folder', dir: await hook() };
+  const picker = (globalThis as PickerWindow).showDirectoryPicker;
+  if (!picker) return { kind: 'downloads' };
+  try {
+    return { kind: 'folder', dir: await picker({ id: 'usaf-export', mode: 'readwrite' }) };
+  } catch (e) {
+    if ((e as DOMException).name === 'AbortError') return null;
+    throw e;
+  }
+}
+
+/** One download at a time: browsers drop some of many downloads started in the same moment. */
+async function saveFiles(files: { name: string; data: Blob }[]): Promise<void> {
+  for (const [i, f] of files.entries()) {
+    if (i) await new Promise((r) => setTimeout(r, DOWNLOAD_GAP_MS));
+    saveBlob(f.data, f.name.replaceAll('/', '_'));
+  }
 }
 
 /** Hands a Blob to the browser as a download. */

@@ -1,13 +1,14 @@
 // Contract: the one place where the training engine plugs into the worker. The worker handles storage, datasets,
 // run records, logs, the protocol (runs.ts) and the memory plan (plan.ts: the engine planner, pure); the engine provides
-// the training loop and the export writers. Until `bindEngine` is called, the Trainer methods that need it reject with "<what> is not available yet".
+// the training loop, the run's delta and the merge onto the original weights. Until `bindEngine` is called, the Trainer methods that need it reject with "<what> is not available yet".
 
 import type { GpuContext } from '../engine/gpu/device.ts';
+import type { ByteSource } from '../engine/io/byte-source.ts';
 import type { FileSet } from '../engine/io/folder.ts';
 import type { FileSink } from '../engine/io/sink.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import type { TokenStream } from '../data/stream.ts';
-import type { EvalEvent, ExportFile, ReselectEvent, RunSummary, Settings, StepEvent } from './protocol.ts';
+import type { EvalEvent, ReselectEvent, RunSummary, Settings, StepEvent } from './protocol.ts';
 
 /** What the training loop reports; the worker records it (run.json, log.jsonl) and forwards it to the page. */
 export interface EngineEvents {
@@ -77,11 +78,29 @@ export interface ExportArgs {
   runFiles: FileSet;
 }
 
+/** What a merge reports (engine/train/merge.ts MergeProgress). */
+export interface MergeProgress {
+  file: string;
+  tensorsDone: number;
+  tensors: number;
+  bytesDone: number;
+  bytes: number;
+}
+
+export interface MergeOptions {
+  maxShardBytes?: number;
+  onProgress?: (p: MergeProgress) => void;
+  signal?: AbortSignal;
+}
+
 export interface EngineBinding {
   start(inputs: RunInputs): RunHandle;
-  /** Files of the run folder (its last checkpoint) + the base model → the downloads. */
-  exportModel(args: ExportArgs): Promise<ExportFile[]>;
-  exportDelta(args: ExportArgs): Promise<ExportFile[]>;
+  /** The run's sparse delta (from its last checkpoint) written into `sink` as DELTA_FILE + its JSON description. */
+  writeDelta(args: ExportArgs, sink: FileSink): Promise<{ files: string[]; step: number }>;
+  /** Throws, naming the first mismatch, unless `delta` was made from the model in `base`. */
+  checkDeltaBase(base: FileSet, delta: ByteSource): Promise<void>;
+  /** Original Hub weights + delta → the fine-tuned model in Hub layout, streamed tensor by tensor into `sink`. */
+  mergeModel(base: FileSet, delta: ByteSource, sink: FileSink, o?: MergeOptions): Promise<{ shards: string[]; bytes: number }>;
 }
 
 let bound: EngineBinding | null = null;

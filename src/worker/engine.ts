@@ -5,21 +5,21 @@ import { DeviceLostError, type GpuContext } from '../engine/gpu/device.ts';
 import { allocatedBytes } from '../engine/gpu/buffers.ts';
 import { openCheckpoint, type Checkpoint } from '../engine/io/checkpoint.ts';
 import type { FileSet } from '../engine/io/folder.ts';
-import { memorySink } from '../engine/io/sink.ts';
+import type { FileSink } from '../engine/io/sink.ts';
+import type { ByteSource } from '../engine/io/byte-source.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import { loadTrainCheckpoint, TrainCheckpointError, type TrainCheckpoint } from '../engine/train/checkpoint-file.ts';
-import { DELTA_FILE, makeDelta } from '../engine/train/delta.ts';
+import { applyDelta, DELTA_FILE, DeltaError, deltaBase, makeDelta, readDeltaInfo } from '../engine/train/delta.ts';
 import { exportModel } from '../engine/train/export.ts';
 import { runTraining, type RunEvents } from '../engine/train/run.ts';
 import { trainSamples, windowSamples } from '../engine/train/samples.ts';
 import { Trainer, type EvalRecord, type ReselectRecord, type Sampling, type SampleSet, type StepRecord, type TrainSettings } from '../engine/train/trainer.ts';
 import { loadWeights, type LoadOptions } from '../engine/train/weights.ts';
 import { hubView } from '../engine/quant/hub-view.ts';
-import type { EngineBinding, EngineEvents, ExportArgs, RunHandle, RunInputs } from './engine-binding.ts';
+import type { EngineBinding, EngineEvents, ExportArgs, MergeOptions, RunHandle, RunInputs } from './engine-binding.ts';
 import { checkResume, runConfig, samplingOf, savedLoadOptions, savedSettings, type SavedSettings } from './engine-settings.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
 import { frozenCacheSamples } from './plan.ts';
-import type { ExportFile } from './protocol.ts';
 
 /** Checkpoint cadence when EVAL_EVERY is 0 (evaluations only before and after). */
 const CHECKPOINT_EVERY_DEFAULT = 50;
@@ -267,39 +267,61 @@ async function readBytes(folder: FileSet, path: string): Promise<Uint8Array | un
   }
 }
 
-const TYPES: Record<string, string> = { json: 'application/json', safetensors: 'application/octet-stream' };
-const typeOf = (name: string): string | undefined => TYPES[name.split('.').pop() ?? ''];
-
-async function exportHub(args: ExportArgs): Promise<ExportFile[]> {
-  return withTrainer(args, async (base, trainer) => {
-    const sink = memorySink('export');
-    // With 4-bit experts the trained layers' experts are written whole: the dequantized base with the trained entries.
-    await exportModel(sink, base, args.model, await trainer.changedTensors());
-    return [...sink.files.keys()].map((name) => ({ name, data: sink.blob(name, typeOf(name)) }));
-  });
-}
-
-async function exportDelta(args: ExportArgs): Promise<ExportFile[]> {
-  return withTrainer(args, async (base, trainer, s, c) => {
+/** The run's delta and its description (run, step, settings, base, tensors) into `sink`. */
+async function writeDelta(args: ExportArgs, sink: FileSink): Promise<{ files: string[]; step: number }> {
+  const d = await withTrainer(args, async (base, trainer, s, c) => {
     // With 4-bit experts the delta holds only the entries training touched, over the checkpoint's own values.
     const changed = await trainer.changedTensors(s.quantizeExperts ? base : undefined);
     const config = await readBytes(args.model, 'config.json');
-    const d = await makeDelta(base, changed, { baseConfig: config, frac: s.frac, steps: c.step, extra: { run: args.runFiles.name } });
-    const description = {
-      file: DELTA_FILE, run: args.runFiles.name, step: c.step, settings: s,
-      base: d.info.base, tensors: d.info.tensors, bytes: d.bytes,
-    };
-    return [
-      { name: DELTA_FILE, data: new Blob(d.chunks, { type: 'application/octet-stream' }) },
-      { name: DELTA_INFO_FILE, data: new Blob([JSON.stringify(description, null, 2)], { type: 'application/json' }) },
-    ];
+    const made = await makeDelta(base, changed, { baseConfig: config, frac: s.frac, steps: c.step, extra: { run: args.runFiles.name } });
+    return { made, s, step: c.step };
   });
+  const description = {
+    file: DELTA_FILE, run: args.runFiles.name, step: d.step, settings: d.s,
+    base: d.made.info.base, tensors: d.made.info.tensors, bytes: d.made.bytes,
+  };
+  await sink.write(DELTA_FILE, d.made.chunks);
+  await sink.write(DELTA_INFO_FILE, [new TextEncoder().encode(JSON.stringify(description, null, 2))]);
+  return { files: [DELTA_FILE, DELTA_INFO_FILE], step: d.step };
+}
+
+/** Stand-in for engine/train/merge.ts until it lands: applyDelta onto the original, then exportModel. */
+async function mergeModel(base: FileSet, delta: ByteSource, sink: FileSink, o: MergeOptions = {}): Promise<{ shards: string[]; bytes: number }> {
+  const ckpt = await openCheckpoint(base);
+  try {
+    const config = await readBytes(base, 'config.json');
+    const changed = await applyDelta(ckpt, delta, config ? { baseConfig: config } : {});
+    o.signal?.throwIfAborted();
+    let file = '';
+    const inner: FileSink = { name: sink.name, write: (path, chunks) => { file = path; return sink.write(path, chunks); }, commit: () => sink.commit?.() ?? Promise.resolve() };
+    const r = await exportModel(inner, ckpt, base, changed, {
+      maxShardBytes: o.maxShardBytes,
+      onProgress: (p) => o.onProgress?.({ file, tensorsDone: p.tensors, tensors: p.totalTensors, bytesDone: p.bytes, bytes: p.totalBytes }),
+    });
+    return { shards: r.shards, bytes: r.totalSize };
+  } finally {
+    await ckpt.close();
+  }
+}
+
+async function checkDeltaBase(base: FileSet, delta: ByteSource): Promise<void> {
+  const ckpt = await openCheckpoint(base);
+  try {
+    const info = await readDeltaInfo(delta);
+    const mine = deltaBase(ckpt, await readBytes(base, 'config.json'));
+    if (mine.fingerprint !== info.base.fingerprint) {
+      throw new DeltaError(`made for a different model: its base has ${info.base.tensors} tensors (fingerprint ${info.base.fingerprint}), ${base.name} ${mine.tensors} (${mine.fingerprint})`);
+    }
+  } finally {
+    await ckpt.close();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 
 export const workerEngine: EngineBinding = {
   start,
-  exportModel: exportHub,
-  exportDelta,
+  writeDelta,
+  checkDeltaBase,
+  mergeModel,
 };

@@ -1,10 +1,12 @@
 // Contract: the worker's one model store (src/store: OPFS + IndexedDB, quantizing import on the worker's GPU) and the
-// single import in progress, which cancelImport aborts (what was stored is kept for a resume).
+// single import in progress, which cancelImport aborts (what was stored is kept for a resume); the folder handle of an
+// import from a picked folder is kept (src/store/origins.ts).
 
 import type { GpuContext } from '../engine/gpu/device.ts';
 import { idbManifests } from '../store/manifests.ts';
 import { ModelStore } from '../store/model-store.ts';
 import { root } from '../store/opfs.ts';
+import { idbOrigins } from '../store/origins.ts';
 import { q4Importer } from '../store/q4-importer.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
 import type { ImportProgress, ModelSource, StoredModel } from './protocol.ts';
@@ -30,6 +32,7 @@ export function workerModelStore(gpu: () => Promise<GpuContext>): ModelStore {
 }
 
 let running: AbortController | null = null;
+const origins = idbOrigins();
 
 export function cancelRunningImport(): void {
   running?.abort(new DOMException('import cancelled', 'AbortError'));
@@ -40,7 +43,10 @@ export async function importModel(store: ModelStore, source: ModelSource, appBas
   const ac = new AbortController();
   running = ac;
   try {
-    return await store.import(source, appBase, onProgress, ac.signal);
+    const m = await store.import(source, appBase, onProgress, ac.signal);
+    // The folder's handle, for exports: they merge onto the original weights (the store keeps experts in 4 bits).
+    if (source.kind === 'files' && source.handle) await origins.set(m.id, { kind: 'folder', name: source.handle.name, handle: source.handle });
+    return m;
   } finally {
     running = null;
   }

@@ -89,7 +89,8 @@ export interface PickedFile {
 export type ModelSource =
   | { kind: 'demo' }
   | { kind: 'url'; url: string; name?: string }
-  | { kind: 'files'; name: string; files: PickedFile[] }
+  /** `handle`: the folder picked (directory picker), kept so that exports can read the original weights again. */
+  | { kind: 'files'; name: string; files: PickedFile[]; handle?: FileSystemDirectoryHandle }
   /** A model stored by an earlier version ('hub-copy'), imported again into the 4-bit store (the copy is kept). */
   | { kind: 'stored'; id: string };
 
@@ -305,6 +306,66 @@ export interface ExportFile {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Export (streamed: tensor by tensor into a folder, never the whole model in memory)
+
+/** Where an export's files go. */
+export type ExportTarget =
+  /** A folder the user picked with write access (showDirectoryPicker, mode 'readwrite'). */
+  | { kind: 'folder'; dir: FileSystemDirectoryHandle }
+  /** Browsers without the directory picker: the browser's private storage, then one download per file (disk-backed). */
+  | { kind: 'downloads' };
+
+/** The original Hub weights a delta is merged onto, chosen in the page. */
+export type OriginalFolder =
+  | { kind: 'handle'; dir: FileSystemDirectoryHandle }
+  | { kind: 'files'; name: string; files: PickedFile[] };
+
+/** Where a run's model came from, for its export: the merge reads the original weights there. */
+export interface ExportOrigin {
+  /** 'url': a URL prefix; 'folder': the folder imported from (its handle kept); 'none': not known, pick it again. */
+  kind: 'url' | 'folder' | 'none';
+  /** The URL or the folder's name (null for 'none'). */
+  text: string | null;
+  /** The folder (kind 'folder'): the page asks for read permission on it (requestPermission) before exporting. */
+  handle: FileSystemDirectoryHandle | null;
+  /** Read permission on the folder as the browser answers it now; null for a URL. */
+  permission: PermissionState | null;
+}
+
+export interface ExportProgress {
+  /** 'delta': the run's delta from its checkpoint; 'checking': the original against the delta's base; 'writing'. */
+  phase: 'delta' | 'checking' | 'writing' | 'done';
+  file: string;
+  bytesDone: number;
+  bytesTotal: number;
+  tensorsDone: number;
+  tensorsTotal: number;
+  /** Files complete, of which `filesSkipped` an interrupted export of the same thing had already written. */
+  filesDone: number;
+  filesSkipped: number;
+}
+
+export interface ExportedFile {
+  name: string;
+  bytes: number;
+  /** Target 'downloads': the file in the browser's storage (a disk-backed File: hand it to the browser as it is). */
+  data: File | null;
+}
+
+export interface ExportResult {
+  /** The picked folder's name, or null for downloads. */
+  folder: string | null;
+  files: ExportedFile[];
+  /** Files kept from an interrupted export of the same thing. */
+  skipped: string[];
+  /** For a delta alone: the command that merges it onto the original (`usaf merge --base … --delta … --out …`). */
+  mergeCommand: string | null;
+}
+
+/** The name of the error an export rejects with when the original weights cannot be read or are another model's. */
+export const ORIGINAL_UNAVAILABLE = 'OriginalUnavailable';
+
+// ---------------------------------------------------------------------------------------------
 // The interface
 
 export interface WorkerEnv {
@@ -355,10 +416,21 @@ export interface Trainer {
   resumeRun(runId: string, callbacks: RunCallbacks): Promise<RunSummary>;
   listRuns(): Promise<RunSummary[]>;
 
-  /** Hub layout: safetensors shards + index + config + tokenizer files. */
-  exportModel(runId: string): Promise<ExportFile[]>;
-  /** The sparse delta (changed entries only) as safetensors + a JSON description. */
-  exportDelta(runId: string): Promise<ExportFile[]>;
+  /** Where the run's model came from (the merge reads the original weights there), and the permission to read it. */
+  exportOrigin(runId: string): Promise<ExportOrigin>;
+  /**
+   * The fine-tuned model in Hub layout (shards + index + config + tokenizer files): the run's delta merged onto the
+   * original weights (`original`, else the import's source), streamed tensor by tensor into `target`. A restarted
+   * export of the same thing into the same folder keeps the files already complete. Rejects with an error named
+   * ORIGINAL_UNAVAILABLE when the original cannot be read or does not match the delta's base.
+   */
+  exportModel(runId: string, target: ExportTarget, original: OriginalFolder | null, onProgress?: (p: ExportProgress) => void): Promise<ExportResult>;
+  /** The sparse delta alone (safetensors + a JSON description), with the `usaf merge` command that applies it. */
+  exportDelta(runId: string, target: ExportTarget, onProgress?: (p: ExportProgress) => void): Promise<ExportResult>;
+  /** Merges a delta file onto an original folder, streamed into `target` like exportModel. */
+  applyDelta(delta: Blob, original: OriginalFolder, target: ExportTarget, onProgress?: (p: ExportProgress) => void): Promise<ExportResult>;
+  /** Cancels the export in progress (it rejects with an AbortError); complete files stay for a restart. */
+  cancelExport(): Promise<void>;
   /** The run log, JSONL in the seed's format. */
   exportLog(runId: string): Promise<ExportFile>;
 }

@@ -11,7 +11,8 @@ import { shortHash, slug } from './ids.ts';
 import { cancelRunningImport, impliedSettings, importModel, storedSpec, stripCommonFolder, workerModelStore } from './model-store.ts';
 import {
   NOT_AVAILABLE,
-  type DatasetInput, type DatasetProgress, type DatasetSettings, type DatasetSummary, type ExportFile, type GpuReport,
+  type DatasetInput, type DatasetProgress, type DatasetSettings, type DatasetSummary, type ExportFile, type ExportOrigin,
+  type ExportProgress, type ExportResult, type ExportTarget, type GpuReport, type OriginalFolder,
   type ImportProgress, type MemoryPlan, type ModelSource, type PresetPlan, type RunCallbacks, type RunRequest, type RunSummary, type Settings,
   type StorageReport, type StoredModel, type Trainer, type WorkerEnv,
 } from './protocol.ts';
@@ -19,6 +20,8 @@ import {
   listRunRecords, markInterruptedRuns, newRunId, opfsRunRecords, readRunLog, readRunRecord, runFolder, runLockName,
 } from './run-store.ts';
 import { ActiveRun } from './runs.ts';
+import { Exports } from './exports.ts';
+import { idbOrigins } from '../store/origins.ts';
 import { openCheckpoint } from '../engine/io/checkpoint.ts';
 import { opfsSink } from '../engine/io/sink.ts';
 import { opfsFolder } from './opfs.ts';
@@ -357,20 +360,34 @@ export class WorkerTrainer implements Trainer {
   private async exportParts(runId: string) {
     const rec = await readRunRecord(runId);
     if (!rec) throw new Error(`no run "${runId}"`);
-    const { files, spec } = await this.modelParts(rec.modelId);
+    const { files, spec, model } = await this.modelParts(rec.modelId);
     const folder = await runFolder(runId, false);
     if (!folder) throw new Error(`run ${runId} has no files`);
-    return { gpu: await this.device(), spec, model: files, runFolder: folder, runFiles: opfsFolder(folder, runId) };
+    return { args: { gpu: await this.device(), spec, model: files, runFolder: folder, runFiles: opfsFolder(folder, runId) }, model };
   }
 
-  async exportModel(runId: string): Promise<ExportFile[]> {
-    const engine = this.engine('Exporting a fine-tuned model');
-    return engine.exportModel(await this.exportParts(runId));
+  private readonly exports = new Exports({
+    engine: (what) => this.engine(what), run: (runId) => this.exportParts(runId), origins: idbOrigins(), appBase: () => this.appBase(),
+  });
+
+  exportOrigin(runId: string): Promise<ExportOrigin> {
+    return this.exports.origin(runId);
   }
 
-  async exportDelta(runId: string): Promise<ExportFile[]> {
-    const engine = this.engine('Exporting the sparse delta');
-    return engine.exportDelta(await this.exportParts(runId));
+  exportModel(runId: string, target: ExportTarget, original: OriginalFolder | null, onProgress?: (p: ExportProgress) => void): Promise<ExportResult> {
+    return this.exports.model(runId, target, original, (p) => onProgress?.(p));
+  }
+
+  exportDelta(runId: string, target: ExportTarget, onProgress?: (p: ExportProgress) => void): Promise<ExportResult> {
+    return this.exports.delta(runId, target, (p) => onProgress?.(p));
+  }
+
+  applyDelta(delta: Blob, original: OriginalFolder, target: ExportTarget, onProgress?: (p: ExportProgress) => void): Promise<ExportResult> {
+    return this.exports.apply(delta, original, target, (p) => onProgress?.(p));
+  }
+
+  async cancelExport(): Promise<void> {
+    this.exports.cancel();
   }
 
   async exportLog(runId: string): Promise<ExportFile> {

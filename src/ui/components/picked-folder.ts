@@ -17,7 +17,7 @@ export async function filesOfHandle(dir: FileSystemDirectoryHandle, prefix = `${
 }
 
 /** The directory picker where the browser has one (Chromium); null when it does not or the user cancelled. */
-export async function pickFolder(): Promise<{ name: string; files: PickedFile[] } | null> {
+export async function pickFolder(): Promise<{ name: string; files: PickedFile[]; handle?: FileSystemDirectoryHandle } | null> {
   const picker = (window as unknown as { showDirectoryPicker?: (o?: object) => Promise<FileSystemDirectoryHandle> }).showDirectoryPicker;
   if (!picker) return null;
   let dir: FileSystemDirectoryHandle;
@@ -27,7 +27,7 @@ export async function pickFolder(): Promise<{ name: string; files: PickedFile[] 
     if ((e as DOMException).name === 'AbortError') return { name: '', files: [] };
     throw e;
   }
-  return { name: dir.name, files: await filesOfHandle(dir) };
+  return { name: dir.name, files: await filesOfHandle(dir), handle: dir };
 }
 
 export const hasFolderPicker = (): boolean => typeof (window as { showDirectoryPicker?: unknown }).showDirectoryPicker === 'function';
