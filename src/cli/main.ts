@@ -11,8 +11,9 @@ import { train } from './commands/train.ts';
 import { plan } from './commands/plan.ts';
 import { quantReportCmd } from './commands/quant-report.ts';
 import { importCmd } from './commands/import.ts';
+import { merge } from './commands/merge.ts';
 
-const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, train, plan, quantReportCmd, bench, importCmd];
+const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, train, plan, quantReportCmd, bench, importCmd, merge];
 
 function usage(): string {
   return ['usage: usaf <command> [flags]', '', ...COMMANDS.map((c) => `  ${c.name.padEnd(12)} ${c.summary}`), '', 'usaf <command> --help for its flags'].join('\n');

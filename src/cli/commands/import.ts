@@ -1,5 +1,6 @@
 // usaf import: a Hub model folder → a stored 4-bit model folder (quant/import-q4.ts): routed experts quantized (HQQ) on the
 // GPU a layer at a time, the rest bf16; resumable (shards already written are kept). Prints progress, then one JSON line.
+import { resolve } from 'node:path';
 import { command, num, str } from '../command.ts';
 import { nodeGpu } from '../../node/gpu.ts';
 import { nodeFileSink } from '../../node/file-sink.ts';
@@ -37,6 +38,7 @@ export const importCmd = command(
         groupSize,
         maxShardBytes: Math.round(num(f, 'max-shard-gb')! * 1e9),
         resumeFrom: nodeFolder(outDir),
+        source: resolve(modelDir),
         onProgress: (p) => {
           const now = performance.now();
           if (now - last < 1000 && p.tensors < p.totalTensors) return;

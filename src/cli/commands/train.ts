@@ -11,9 +11,8 @@ import { Trainer, planSettings, type Sampling, type TrainSettings, type SampleSe
 import { assertFits, withExpertChunk } from '../../engine/plan/memory.ts';
 import { runTraining } from '../../engine/train/run.ts';
 import { loadTrainCheckpoint } from '../../engine/train/checkpoint-file.ts';
-import { exportModel } from '../../engine/train/export.ts';
-import { hubView } from '../../engine/quant/hub-view.ts';
-import { makeDelta, DELTA_FILE } from '../../engine/train/delta.ts';
+import { exportRun } from '../../engine/train/export-run.ts';
+import { baseFolder } from './merge.ts';
 import { nodeFileSink } from '../../node/file-sink.ts';
 import { nodeFolder } from '../../node/folder.ts';
 import { readSpec } from '../load-model.ts';
@@ -49,6 +48,7 @@ export const TRAIN_FLAGS = {
   'checkpoint-every': { type: 'number', default: 50, help: 'save a resumable checkpoint every N steps (and at the end)' },
   resume: { type: 'boolean', help: 'continue the run saved in --out' },
   'no-export': { type: 'boolean', help: 'skip the Hub-format export and the sparse delta at the end' },
+  base: { type: 'string', help: 'stored 4-bit --model only: the original Hub model (folder or URL prefix) the export merges onto; without it the delta alone is written' },
   ...QUANT_FLAGS,
   'stream-frozen': { type: 'boolean', env: 'STREAM_FROZEN', help: 'keep frozen layers off the GPU: one layer-major pass reads each once from storage and caches every sample\'s (and eval window\'s) input of TRAIN_FROM' },
   'gpu-gib': { type: 'number', env: 'GPU_GIB', help: 'GPU memory to fit in, GiB: refuse (and suggest settings) when the memory plan exceeds it' },
@@ -140,15 +140,17 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   });
   let exported: object | null = null;
   if (!f['no-export']) {
-    const changed = await trainer.changedTensors();
+    // the original merged with the run's differences (docs/delta-format.md); a stored 4-bit run merges onto --base, or
+    // writes the delta alone and says how to merge it
     const exportDir = join(out, 'export');
-    const base = hubView(model.ckpt, model.spec); // a stored 4-bit model exports under Hub names, experts dequantized
-    const r = await exportModel(nodeFileSink(exportDir), base, nodeFolder(modelDir), changed);
-    // 4-bit runs: the delta holds the trained entries only, over the checkpoint's own values (the export has the
-    // dequantized base in the trained layers' experts)
-    const d = await makeDelta(base, quantizeExperts ? await trainer.changedTensors(base) : changed, { frac: settings.frac, steps });
-    await nodeFileSink(out).write(DELTA_FILE, d.chunks);
-    exported = { hub: exportDir, shards: r.shards.length, delta: join(out, DELTA_FILE), delta_bytes: d.bytes };
+    const r = await exportRun(trainer, {
+      loaded: model.ckpt, loadedFolder: nodeFolder(modelDir), original: f.base ? baseFolder(String(f.base)) : null,
+      settings: { ...settings, quantizeExperts: quantizeExperts ?? null, streamFrozen, arch: model.spec.arch },
+      deltaSink: nodeFileSink(out), mergeSink: nodeFileSink(exportDir),
+    });
+    const deltaPath = join(out, r.delta.path);
+    if (!r.merged) say(`usaf train: ${modelDir} is a stored 4-bit model and no --base was given: only the delta was written. Merge it onto the original with\n  usaf merge --base ${r.originalSource ?? '<the original Hub model folder or URL>'} --delta ${deltaPath} --out ${exportDir}`);
+    exported = { hub: r.merged ? exportDir : null, shards: r.merged?.shards.length ?? 0, delta: deltaPath, delta_bytes: r.delta.bytes };
   }
   const result = { model: modelDir, arch: model.spec.arch, settings, ...summary, frozen_cache: { hits: trainer.cache.hits, misses: trainer.cache.misses }, gpu_bytes: allocatedBytes(gpu), exported };
   await writeFile(join(out, 'summary.json'), JSON.stringify(result, null, 2));

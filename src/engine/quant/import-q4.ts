@@ -19,7 +19,7 @@ import { F32_ROLES, readWeight } from '../train/weights.ts';
 import { loadExpertsQ4, readExpertsQ4 } from './experts-q4.ts';
 import { DEFAULT_GROUP, q4ExpertLayouts } from './format.ts';
 import { q4ExpertNames, storedQ4Metadata } from './stored-q4.ts';
-import { fingerprintOf, hashingCheckpoint, readConfig, STORED_ORIGINAL_KEY } from '../train/fingerprint.ts';
+import { fingerprintOf, hashingCheckpoint, readConfig, STORED_ORIGINAL_KEY, STORED_SOURCE_KEY } from '../train/fingerprint.ts';
 
 export interface ImportProgress {
   /** Tensors written (or found already written by an earlier run), of totalTensors. */
@@ -44,6 +44,8 @@ export interface ImportOptions {
    * import would write are kept, not redone. Sink writes are atomic, so a shard present is a shard complete.
    */
   resumeFrom?: FileSet;
+  /** Where the original is (a folder path or URL), recorded so an export can name it in the merge command it prints. */
+  source?: string;
   /** Called after each tensor; throwing from it interrupts the import (the shard being written is discarded). */
   onProgress?: (p: ImportProgress) => void;
 }
@@ -248,7 +250,7 @@ export async function importQ4(gpu: GpuContext, spec: ModelSpec, sink: FileSink,
   const { format: _pt, ...usaf } = metadata;
   // the original's fingerprint (tensors not read above, e.g. in resumed shards or not in the spec, are hashed now)
   const fingerprint = await fingerprintOf(original, config ?? await readConfig(srcFolder), crcs);
-  const index = JSON.stringify({ metadata: { total_size: progress.totalBytes, ...usaf, [STORED_ORIGINAL_KEY]: fingerprint }, weight_map: sorted }, null, 2);
+  const index = JSON.stringify({ metadata: { total_size: progress.totalBytes, ...usaf, [STORED_ORIGINAL_KEY]: fingerprint, ...(options.source !== undefined ? { [STORED_SOURCE_KEY]: options.source } : {}) }, weight_map: sorted }, null, 2);
   const indexPath = joinPath(options.dir, INDEX_FILE);
   await sink.write(indexPath, [asBytes(new TextEncoder().encode(`${index}\n`))]);
   await sink.commit?.();

@@ -198,6 +198,8 @@ export interface ExportRunResult {
   delta: { path: string; bytes: number; tensors: number; entries: number };
   /** The merged checkpoint's shards in mergeSink, or null when none was written (no original at hand). */
   merged: { shards: string[]; bytes: number } | null;
+  /** When merged is null: where the store says its original is (as given to the import), or null. */
+  originalSource?: string | null;
 }
 
 /** The v2 delta of a run whose original's fingerprint is known: its bytes, as chunks. */
@@ -221,7 +223,8 @@ export async function exportRun(run: TrainedRun, o: ExportRunOptions): Promise<E
     return { path: DELTA_FILE, bytes, tensors: entries.length, entries: entries.reduce(stored, 0) };
   };
   if (storedQ4Info(o.loaded)) {
-    let fp = await readStoredOriginal(o.loadedFolder);
+    const recorded = await readStoredOriginal(o.loadedFolder);
+    let fp = recorded?.fingerprint ?? null;
     if (!fp && o.original) {
       const ck = await openCheckpoint(o.original);
       try {
@@ -236,7 +239,7 @@ export async function exportRun(run: TrainedRun, o: ExportRunOptions): Promise<E
     }
     const d = await makeRunDelta(run, o.loaded, fp, o.settings, o.extra);
     const delta = await write(d.chunks, d.entries, d.bytes);
-    if (!o.original || !o.mergeSink) return { delta, merged: null };
+    if (!o.original || !o.mergeSink) return { delta, merged: null, originalSource: recorded?.source ?? null };
     const bytes = new Uint8Array(d.bytes);
     let at = 0;
     for (const c of d.chunks) { bytes.set(c, at); at += c.byteLength; }

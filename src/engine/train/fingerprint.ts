@@ -142,8 +142,14 @@ export function parseFingerprint(raw: unknown, where: string): ModelFingerprint 
 /** Key of the original's fingerprint in a stored 4-bit model's index metadata (FORMAT.md). */
 export const STORED_ORIGINAL_KEY = 'usaf_original';
 
-/** The original's fingerprint a stored 4-bit model recorded at import, or null (a plain model, or a store from before). */
-export async function readStoredOriginal(folder: FileSet): Promise<ModelFingerprint | null> {
+/** Key of the original's location (as given to the import: a folder path or URL) in a stored model's index metadata. */
+export const STORED_SOURCE_KEY = 'usaf_original_source';
+
+/**
+ * The original's fingerprint (and location, when recorded) a stored 4-bit model wrote into its index metadata at import,
+ * or null (a plain model, or a store imported before fingerprints were recorded).
+ */
+export async function readStoredOriginal(folder: FileSet): Promise<{ fingerprint: ModelFingerprint; source: string | null } | null> {
   const src = await folder.open(INDEX_FILE);
   if (!src) return null;
   let json: unknown;
@@ -156,5 +162,9 @@ export async function readStoredOriginal(folder: FileSet): Promise<ModelFingerpr
   }
   const meta = isObj(json) && isObj(json.metadata) ? json.metadata : null;
   if (!meta || meta[STORED_ORIGINAL_KEY] === undefined) return null;
-  return parseFingerprint(meta[STORED_ORIGINAL_KEY], `${folder.name}/${INDEX_FILE} metadata "${STORED_ORIGINAL_KEY}"`);
+  const source = meta[STORED_SOURCE_KEY];
+  return {
+    fingerprint: parseFingerprint(meta[STORED_ORIGINAL_KEY], `${folder.name}/${INDEX_FILE} metadata "${STORED_ORIGINAL_KEY}"`),
+    source: typeof source === 'string' ? source : null,
+  };
 }
