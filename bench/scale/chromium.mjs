@@ -112,8 +112,10 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
   const config = await launchOptions(work);
   const server = await serve([['/scale-model/', resolve(src)], ['/', APP]]);
   const base = `http://127.0.0.1:${server.address().port}/`;
-  const browser = await chromium.launch(config.launch);
-  const mem = sampleTree(browser.process().pid, { ms: 500 });
+  // launchServer: the browser's own process id, whose tree is polled
+  const browserServer = await chromium.launchServer(config.launch);
+  const browser = await chromium.connect(browserServer.wsEndpoint());
+  const mem = sampleTree(browserServer.process().pid, { ms: 500 });
   const phases = {};
   const errors = [];
   let t = performance.now();
@@ -223,6 +225,7 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
   } finally {
     mem.stop();
     await browser.close().catch(() => {});
+    await browserServer.close().catch(() => {});
     server.close();
   }
 }

@@ -43,9 +43,9 @@ const lastJson = (text) => {
   return line ? JSON.parse(line) : null;
 };
 
-async function hasCommand(name, flag) {
+async function hasCommand(name) {
   const r = await usaf([name, '--help'], () => {}, 60_000);
-  return r.code === 0 && (!flag || (r.stdout + r.stderr).includes(flag));
+  return r.code === 0;
 }
 
 /**
@@ -69,11 +69,11 @@ export async function nodeJourney({ src, work, data, layers, seq = 16, steps = 2
   const imp = await usaf(['import', '--model', src, '--out', q4, '--max-shard-gb', String(Math.max(0.05, duBytes(src) / 8 / 1e9))], log, timeoutMs);
   record('import', imp, duBytes(q4), { gpu_bytes: null, result: lastJson(imp.stdout) });
 
-  const base = (await hasCommand('train', '--base')) ? ['--base', src] : [];
-  log(`node: train ${steps} steps, SEQ ${seq}, layer ${layers - 1} trained, frozen streamed${base.length ? ', --base original' : ''}`);
+  // Without --base, train on a 4-bit store writes the delta alone (and names the merge command): the merge is its own phase.
+  log(`node: train ${steps} steps, SEQ ${seq}, layer ${layers - 1} trained, frozen streamed`);
   const tr = await usaf(['train', '--model', q4, '--dataset', data, '--out', run, '--steps', String(steps), '--seq', String(seq),
     '--microbatch', '1', '--train-from', String(layers - 1), '--stream-frozen', '--eval-every', '0', '--eval-windows', '1',
-    '--n-importance', '1', '--reselect-every', '0', '--lr-peak', '1e-2', '--checkpoint-every', String(steps), ...base], log, timeoutMs);
+    '--n-importance', '1', '--reselect-every', '0', '--lr-peak', '1e-2', '--checkpoint-every', String(steps)], log, timeoutMs);
   const summary = lastJson(tr.stdout);
   const gpuBytes = summary ? Object.values(summary.gpu_bytes ?? {}).reduce((a, b) => a + b, 0) : null;
   record('train', tr, duBytes(run), { gpu_bytes: gpuBytes, gpu_bytes_by_kind: summary?.gpu_bytes ?? null, losses: summary?.losses ?? null });
