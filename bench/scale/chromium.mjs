@@ -5,56 +5,17 @@
 // saved to disk here) → faithfulness read from the files. Host memory: every Chromium process, polled from /proc.
 
 import { build } from 'esbuild';
-import { createReadStream, existsSync, mkdirSync, statSync } from 'node:fs';
-import { createServer } from 'node:http';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import { sampleTree } from './mem.mjs';
 import { checkFaithful } from './check.mjs';
 import { duBytes } from './node.mjs';
+import { serveStatic } from '../../scripts/static-server.mjs';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const APP = join(ROOT, 'dist/app');
-
-const TYPES = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
-  '.json': 'application/json', '.jsonl': 'application/jsonl', '.webmanifest': 'application/manifest+json',
-  '.svg': 'image/svg+xml', '.png': 'image/png', '.wasm': 'application/wasm', '.wgsl': 'text/plain',
-};
-
-/** A static server on 127.0.0.1: `mounts` maps a path prefix ('/' last) to a folder; GET/HEAD, single byte ranges. */
-export function serve(mounts) {
-  const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://x');
-    const [prefix, dir] = mounts.find(([p]) => url.pathname.startsWith(p));
-    let path;
-    try {
-      path = normalize(join(dir, decodeURIComponent(url.pathname.slice(prefix.length - 1))));
-    } catch {
-      return res.writeHead(400).end();
-    }
-    if (path !== dir && !path.startsWith(dir + sep)) return res.writeHead(403).end();
-    if (existsSync(path) && statSync(path).isDirectory()) path = join(path, 'index.html');
-    if (!existsSync(path) || !statSync(path).isFile()) return res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-    if (req.method !== 'GET' && req.method !== 'HEAD') return res.writeHead(405, { allow: 'GET, HEAD' }).end();
-    const size = statSync(path).size;
-    const headers = { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream', 'accept-ranges': 'bytes', 'cache-control': 'no-cache' };
-    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
-    if (range) {
-      const start = Number(range[1]);
-      const end = Math.min(size - 1, range[2] ? Number(range[2]) : size - 1);
-      if (start >= size || end < start) return res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
-      res.writeHead(206, { ...headers, 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${size}` });
-      if (req.method === 'HEAD') return res.end();
-      return createReadStream(path, { start, end }).pipe(res);
-    }
-    res.writeHead(200, { ...headers, 'content-length': size });
-    if (req.method === 'HEAD') return res.end();
-    createReadStream(path).pipe(res);
-  });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
-}
 
 /** The e2e config's Chromium launch options (playwright.config.ts, bundled as scripts/e2e.mjs does). */
 async function launchOptions(work) {
@@ -110,7 +71,7 @@ async function exportInto(page, button, dir, timeoutMs) {
 export async function chromiumJourney({ src, work, data, layers, seq = 16, steps = 2, timeoutMs = 3_600_000, log = console.error }) {
   mkdirSync(work, { recursive: true });
   const config = await launchOptions(work);
-  const server = await serve([['/scale-model/', resolve(src)], ['/', APP]]);
+  const server = await serveStatic([['/scale-model/', resolve(src)], ['/', APP]]);
   const base = `http://127.0.0.1:${server.address().port}/`;
   // launchServer: the browser's own process id, whose tree is polled
   const browserServer = await chromium.launchServer(config.launch);

@@ -8,7 +8,7 @@
 //      $TMPDIR/usaf-scale; the checkpoints are generated there, never committed, and removed after each layer count
 //      unless SCALE_KEEP=1), SCALE_TIMEOUT_S (per phase, default 3600).
 
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { generateCheckpoint, writeDataset } from './gen.mjs';
@@ -67,14 +67,16 @@ for (const layers of layerCounts) {
   if (process.env.SCALE_KEEP !== '1') rmSync(dir, { recursive: true, force: true });
 }
 
-// Acceptance: host memory does not grow with layers (max vs min layer count within 15 %), host minus GPU below 3 GB,
-// every merge faithful.
+// Acceptance over every run of this width on record (this invocation's and earlier ones'): host memory does not grow with
+// layers (most vs fewest layers within 15 %), host minus GPU below 3 GB, every merge faithful.
+const recorded = readdirSync(OUT).filter((f) => f.startsWith(`${width}-`) && /-\d+L\.json$/.test(f))
+  .map((f) => JSON.parse(readFileSync(join(OUT, f), 'utf8')));
 const acceptance = {};
-for (const env of envs) {
-  const rs = runs.filter((r) => r.env === env);
+for (const env of [...new Set(recorded.map((r) => r.env))].sort()) {
+  const rs = recorded.filter((r) => r.env === env).sort((a, b) => a.layers - b.layers);
   const ok = rs.filter((r) => r.peak_host_bytes);
-  const lo = ok.find((r) => r.layers === Math.min(...layerCounts));
-  const hi = ok.find((r) => r.layers === Math.max(...layerCounts));
+  const lo = ok[0];
+  const hi = ok[ok.length - 1];
   const growth = lo && hi && lo !== hi ? hi.peak_host_bytes / lo.peak_host_bytes - 1 : null;
   acceptance[env] = {
     runs: rs.map((r) => ({ layers: r.layers, peak_host_bytes: r.peak_host_bytes, gpu_bytes: r.gpu_bytes, host_minus_gpu_bytes: r.peak_host_bytes && r.gpu_bytes !== null ? r.peak_host_bytes - r.gpu_bytes : null, faithful: r.faithful, error: r.error ?? null })),
@@ -85,7 +87,7 @@ for (const env of envs) {
   };
   acceptance[env].pass = acceptance[env].host_flat === true && acceptance[env].host_minus_gpu_below_3GB && acceptance[env].faithful;
 }
-const summary = { width, layers: layerCounts, envs, seq, total_wall_s: Math.round((Date.now() - started) / 1000), acceptance, date: new Date().toISOString() };
+const summary = { width, runs_on_record: recorded.map((r) => `${r.env} ${r.layers}L (${r.date})`), last_invocation: { layers: layerCounts, envs, seq, wall_s: Math.round((Date.now() - started) / 1000) }, acceptance, date: new Date().toISOString() };
 writeFileSync(join(OUT, `${width}-summary.json`), JSON.stringify(summary, null, 2) + '\n');
 console.log(JSON.stringify(summary, null, 2));
 process.exit(Object.values(acceptance).every((a) => a.pass) ? 0 : 1);
