@@ -119,6 +119,11 @@ export function unpackScaleZero(word: number): { s: number; z: number } {
   return { s: f16Value(word & 0xffff), z: f16Value(word >>> 16) };
 }
 
+/** The weight a 4-bit code stands for, as dequant.wgsl computes it: (q − z) · s in f32 (s, z from one (scale, zero) word). */
+export function q4Value(code: number, s: number, z: number): number {
+  return Math.fround(Math.fround(code - z) * s);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Nibbles
 

@@ -1,6 +1,6 @@
 // A stored 4-bit checkpoint seen under Hub names: each layer's two `.q4` buffers become the spec's expert tensors
 // (per expert or fused, the source's layout) in BF16, dequantized on the CPU when read; every other tensor is unchanged.
-// exportModel and makeDelta take it as their base, so an export from a 4-bit store is a plain Hub checkpoint.
+// The app's export still reads it (src/worker); the faithful export merges onto the original instead (train/export-run.ts).
 
 import type { Bytes } from '../io/byte-source.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
@@ -8,7 +8,7 @@ import { encodeBf16 } from '../io/dtype.ts';
 import type { TensorInfo } from '../io/safetensors.ts';
 import type { ModelSpec, TensorEntry } from '../model/spec.ts';
 import { layerTensors } from '../model/tensors.ts';
-import { nibble, q4ExpertLayouts, unpackScaleZero, type Q4BufferLayout } from './format.ts';
+import { nibble, q4ExpertLayouts, q4Value, unpackScaleZero, type Q4BufferLayout } from './format.ts';
 import { isQ4Name, q4ExpertNames, storedQ4Info } from './stored-q4.ts';
 
 /**
@@ -22,7 +22,7 @@ export function dequantWords(q: Uint32Array, sz: Uint32Array, lay: Q4BufferLayou
     for (let g = 0; g < gpr; g++) {
       const { s, z } = unpackScaleZero(sz[r * gpr + g]!);
       const end = Math.min(K, (g + 1) * lay.G);
-      for (let k = g * lay.G; k < end; k++) out[r * K + k] = Math.fround(Math.fround(nibble(q, r * K + k) - z) * s);
+      for (let k = g * lay.G; k < end; k++) out[r * K + k] = q4Value(nibble(q, r * K + k), s, z);
     }
   }
   return out;

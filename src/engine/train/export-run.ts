@@ -9,8 +9,7 @@ import type { FileSet } from '../io/folder.ts';
 import type { FileSink } from '../io/sink.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import { readExpertsQ4 } from '../quant/experts-q4.ts';
-import { q4ExpertLayouts } from '../quant/format.ts';
-import { dequantWords } from '../quant/hub-view.ts';
+import { nibble, q4ExpertLayouts, q4Value, unpackScaleZero, type Q4BufferLayout } from '../quant/format.ts';
 import { storedQ4Info } from '../quant/stored-q4.ts';
 import { crc32, DELTA_FILE, DeltaError, isRouterName } from './delta.ts';
 import { encodeDeltaV2, type DiffEntry } from './delta-v2.ts';
@@ -74,20 +73,34 @@ function fitDiffs(name: string, dtype: Dtype, b: Float32Array, t: Float32Array):
   return d;
 }
 
-/** Indices of one expert tensor (role, expert x) inside the layer's index spaces: G = [gate | up] [2, E, IE·H], D = down [E, H·IE]. */
-function spaceIndex(role: string, x: number, E: number, per: number): ((i: number) => number) | null {
+/**
+ * The part [lo, lo + n) of a layer's index space (G = [gate | up] [2, E, IE·H], D = down [E, H·IE]) that one expert
+ * tensor (role, expert x) holds, and where its entry s lies in that tensor (fused gate_up [E, 2·IE, H]: expert k's gate
+ * rows, then its up rows). Null for a role that is not an expert's.
+ */
+export function expertSpan(role: string, x: number, E: number, per: number): { lo: number; n: number; at: (s: number) => number } | null {
+  const plain = (lo: number, n: number) => ({ lo, n, at: (s: number) => s - lo });
   switch (role) {
-    case 'expert.gate': return (i) => x * per + i;
-    case 'expert.up': return (i) => (E + x) * per + i;
-    case 'expert.down': return (i) => x * per + i;
-    case 'expert.down_fused': return (i) => i;
-    // fused [E, 2·IE, H]: expert k's gate rows then its up rows
-    case 'expert.gate_up_fused': return (i) => {
-      const k = Math.floor(i / (2 * per)), r = i - 2 * k * per;
-      return r < per ? k * per + r : (E + k) * per + (r - per);
+    case 'expert.gate': return plain(x * per, per);
+    case 'expert.up': return plain((E + x) * per, per);
+    case 'expert.down': return plain(x * per, per);
+    case 'expert.down_fused': return plain(0, E * per);
+    case 'expert.gate_up_fused': return {
+      lo: 0, n: 2 * E * per,
+      at: (s) => {
+        const up = s >= E * per ? 1 : 0, j = s - up * E * per, k = Math.floor(j / per);
+        return (2 * k + up) * per + (j - k * per);
+      },
     };
     default: return null;
   }
+}
+
+/** First position in ascending `a` whose value is ≥ v. */
+function lowerBound(a: Uint32Array, v: number): number {
+  let lo = 0, hi = a.length;
+  while (lo < hi) { const m = (lo + hi) >>> 1; if (a[m]! < v) lo = m + 1; else hi = m; }
+  return lo;
 }
 
 /**
@@ -109,39 +122,37 @@ export async function runDiffs(run: TrainedRun, loaded: Checkpoint, original: Mo
     const G = l.base.experts.gate.q4!.G;
     const lay = q4ExpertLayouts(spec, G);
     const words = await readExpertsQ4(run.gpu, l.base.experts);
-    const u32 = (b: Uint8Array, w0: number, n: number) => new Uint32Array(b.buffer, b.byteOffset + w0 * 4, n);
-    const base = {
-      G: dequantWords(u32(words.gateUp, 0, lay.gateUp.qWords), u32(words.gateUp, lay.gateUp.szWord, lay.gateUp.groups), lay.gateUp, lay.gateUp.rows),
-      D: dequantWords(u32(words.down, 0, lay.down.qWords), u32(words.down, lay.down.szWord, lay.down.groups), lay.down, lay.down.rows),
+    // the base at one entry of an index space, as dequant.wgsl computes it (only touched entries are ever needed)
+    const baseAt = (bytes: Uint8Array, L: Q4BufferLayout) => {
+      const w = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+      return (i: number): number => {
+        const row = Math.floor(i / L.K), g = Math.floor((i - row * L.K) / L.G);
+        const { s, z } = unpackScaleZero(w[L.szWord + row * L.groupsPerRow + g]!);
+        return q4Value(nibble(w, i), s, z);
+      };
     };
+    const base = { G: baseAt(words.gateUp, lay.gateUp), D: baseAt(words.down, lay.down) };
     for (const e of spec.layers[l.layer]!.tensors) {
-      const at = spaceIndex(e.role, e.expert ?? 0, E, per);
-      if (!at) continue;
+      const span = expertSpan(e.role, e.expert ?? 0, E, per);
+      if (!span) continue;
       const space = e.role === 'expert.down' || e.role === 'expert.down_fused' ? 'D' : 'G';
       const t = current.get(e.name);
       const p = printOf.get(e.name);
       if (!t || !p) throw new DeltaError(`trained tensor "${e.name}" is missing from the run or the original`);
-      const touched = l[space].touched, b = base[space];
-      const lo = at(0), n = t.length;
-      const idx: number[] = [], diff: number[] = [];
-      if (e.role === 'expert.gate_up_fused') {
-        const inv = new Map<number, number>(); // touched space index → fused index
-        for (let i = 0; i < n; i++) inv.set(at(i), i);
-        for (const s of touched) {
-          const i = inv.get(s)!;
-          const d = Math.fround(t[i]! - b[s]!);
-          if (d !== 0) { idx.push(i); diff.push(d); }
-        }
-        const order = idx.map((_, k) => k).sort((a, c) => idx[a]! - idx[c]!);
-        if (idx.length) out.push({ name: e.name, dtype: p.dtype, shape: p.shape, indices: Uint32Array.from(order, (k) => idx[k]!), diff: Float32Array.from(order, (k) => diff[k]!) });
-      } else {
-        for (const s of touched) {
-          if (s < lo || s >= lo + n) continue;
-          const d = Math.fround(t[s - lo]! - b[s]!);
-          if (d !== 0) { idx.push(s - lo); diff.push(d); }
-        }
-        if (idx.length) out.push({ name: e.name, dtype: p.dtype, shape: p.shape, indices: Uint32Array.from(idx), diff: Float32Array.from(diff) });
+      const b = base[space], touched = l[space].touched;
+      const first = lowerBound(touched, span.lo), last = lowerBound(touched, span.lo + span.n);
+      let indices = new Uint32Array(last - first), diff = new Float32Array(last - first), n = 0;
+      for (let j = first; j < last; j++) {
+        const s = touched[j]!, i = span.at(s);
+        const d = Math.fround(t[i]! - b(s));
+        if (d !== 0) { indices[n] = i; diff[n++] = d; }
       }
+      indices = indices.subarray(0, n); diff = diff.subarray(0, n);
+      if (e.role === 'expert.gate_up_fused') { // gate and up entries interleave in the fused tensor
+        const order = Uint32Array.from({ length: n }, (_, k) => k).sort((u, v) => indices[u]! - indices[v]!);
+        indices = Uint32Array.from(order, (k) => indices[k]!); diff = Float32Array.from(order, (k) => diff[k]!);
+      }
+      if (n) out.push({ name: e.name, dtype: p.dtype, shape: p.shape, indices, diff });
       q4Done.add(e.name);
     }
   }

@@ -79,7 +79,7 @@ describe('exportModel (demo model, per-expert bf16)', () => {
     await checkAgainstBase(out);
 
     const last = progress[progress.length - 1];
-    expect(last).toEqual({ bytes: res.totalSize, totalBytes: res.totalSize, tensors: base.tensors.size, totalTensors: base.tensors.size });
+    expect(last).toEqual({ file: res.shards.at(-1), bytes: res.totalSize, totalBytes: res.totalSize, tensors: base.tensors.size, totalTensors: base.tensors.size });
     for (let i = 1; i < progress.length; i++) expect(progress[i].bytes).toBeGreaterThanOrEqual(progress[i - 1].bytes);
   });
 
