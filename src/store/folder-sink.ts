@@ -3,7 +3,7 @@
 // a journal (usaf-export.json) names the files an export completed, so that a restarted export of the same job skips them.
 
 import { asBytes, checkSinkPath, type Chunks, type FileSink } from '../engine/io/sink.ts';
-import { removeEntry } from './opfs.ts';
+import { InPlaceWriter, removeEntry } from './opfs.ts';
 
 export const PARTIAL_SUFFIX = '.usaf-partial';
 export const JOURNAL_FILE = 'usaf-export.json';
@@ -62,21 +62,18 @@ async function openWriter(file: FileSystemFileHandle): Promise<Writer> {
     const w = await file.createWritable({ keepExistingData: false });
     return { write: (b) => w.write(b), close: () => w.close(), abort: () => w.abort().catch(() => undefined) };
   }
-  const open = (file as SyncCapable).createSyncAccessHandle;
-  if (!open) throw new Error('this browser can write neither with createWritable nor with createSyncAccessHandle');
-  const h = await open.call(file);
+  if (typeof (file as SyncCapable).createSyncAccessHandle !== 'function') {
+    throw new Error('this browser can write neither with createWritable nor with createSyncAccessHandle');
+  }
+  const h = await InPlaceWriter.open(file);
   h.truncate(0);
   let at = 0;
   return {
     async write(b) {
-      for (let done = 0; done < b.byteLength;) {
-        const n = h.write(b.subarray(done), { at });
-        if (n <= 0) throw new Error('the write made no progress (is the disk full?)');
-        done += n;
-        at += n;
-      }
+      h.write(b, at);
+      at += b.byteLength;
     },
-    async close() { h.flush(); h.close(); },
+    async close() { h.close(); },
     async abort() { h.close(); },
   };
 }

@@ -7,6 +7,7 @@ import type { ByteSource } from '../engine/io/byte-source.ts';
 import type { FileSet } from '../engine/io/folder.ts';
 import type { FileSink } from '../engine/io/sink.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
+import type { MergeOptions } from '../engine/train/merge.ts';
 import type { TokenStream } from '../data/stream.ts';
 import type { EvalEvent, ReselectEvent, RunSummary, Settings, StepEvent } from './protocol.ts';
 
@@ -78,25 +79,21 @@ export interface ExportArgs {
   runFiles: FileSet;
 }
 
-/** What a merge reports (engine/train/merge.ts MergeProgress). */
-export interface MergeProgress {
-  file: string;
-  tensorsDone: number;
-  tensors: number;
-  bytesDone: number;
-  bytes: number;
-}
-
-export interface MergeOptions {
-  maxShardBytes?: number;
-  onProgress?: (p: MergeProgress) => void;
-  signal?: AbortSignal;
+export interface DeltaWritten {
+  files: string[];
+  /** The checkpoint's step. */
+  step: number;
+  /** Where the store says its original is (as given to the import), when it recorded it. */
+  originalSource: string | null;
 }
 
 export interface EngineBinding {
   start(inputs: RunInputs): RunHandle;
-  /** The run's sparse delta (from its last checkpoint) written into `sink` as DELTA_FILE + its JSON description. */
-  writeDelta(args: ExportArgs, sink: FileSink): Promise<{ files: string[]; step: number }>;
+  /**
+   * The run's sparse delta (from its last checkpoint) written into `sink` as DELTA_FILE + its JSON description. `original`:
+   * the original Hub weights when at hand (needed only for a 4-bit store that did not record its original's fingerprint).
+   */
+  writeDelta(args: ExportArgs, sink: FileSink, original: FileSet | null): Promise<DeltaWritten>;
   /** Throws, naming the first mismatch, unless `delta` was made from the model in `base`. */
   checkDeltaBase(base: FileSet, delta: ByteSource): Promise<void>;
   /** Original Hub weights + delta → the fine-tuned model in Hub layout, streamed tensor by tensor into `sink`. */

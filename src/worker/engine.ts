@@ -6,17 +6,16 @@ import { allocatedBytes } from '../engine/gpu/buffers.ts';
 import { openCheckpoint, type Checkpoint } from '../engine/io/checkpoint.ts';
 import type { FileSet } from '../engine/io/folder.ts';
 import type { FileSink } from '../engine/io/sink.ts';
-import type { ByteSource } from '../engine/io/byte-source.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import { loadTrainCheckpoint, TrainCheckpointError, type TrainCheckpoint } from '../engine/train/checkpoint-file.ts';
-import { applyDelta, DELTA_FILE, DeltaError, deltaBase, makeDelta, readDeltaInfo } from '../engine/train/delta.ts';
-import { exportModel } from '../engine/train/export.ts';
+import { DELTA_FILE } from '../engine/train/delta.ts';
+import { exportRun } from '../engine/train/export-run.ts';
+import { checkDeltaBase, mergeModel } from '../engine/train/merge.ts';
 import { runTraining, type RunEvents } from '../engine/train/run.ts';
 import { trainSamples, windowSamples } from '../engine/train/samples.ts';
 import { Trainer, type EvalRecord, type ReselectRecord, type Sampling, type SampleSet, type StepRecord, type TrainSettings } from '../engine/train/trainer.ts';
 import { loadWeights, type LoadOptions } from '../engine/train/weights.ts';
-import { hubView } from '../engine/quant/hub-view.ts';
-import type { EngineBinding, EngineEvents, ExportArgs, MergeOptions, RunHandle, RunInputs } from './engine-binding.ts';
+import type { DeltaWritten, EngineBinding, EngineEvents, ExportArgs, RunHandle, RunInputs } from './engine-binding.ts';
 import { checkResume, runConfig, samplingOf, savedLoadOptions, savedSettings, type SavedSettings } from './engine-settings.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
 import { frozenCacheSamples } from './plan.ts';
@@ -98,12 +97,12 @@ async function unlessLost<T>(gpu: GpuContext, work: Promise<T>, onLost: () => vo
 
 /**
  * The stored model's weights on the GPU, loaded as the run trains them (engine-settings.ts loadOptions; a 4-bit store's
- * experts are uploaded as stored), and `base`: the checkpoint under Hub names (experts dequantized) for exports.
+ * experts are uploaded as stored), with the checkpoint they come from.
  */
 async function openWeights(gpu: GpuContext, spec: ModelSpec, model: FileSet, opts: LoadOptions) {
   const ckpt = await openCheckpoint(model);
   try {
-    return { ckpt, base: hubView(ckpt, spec), weights: await loadWeights(gpu, spec, ckpt, opts) };
+    return { ckpt, weights: await loadWeights(gpu, spec, ckpt, opts) };
   } catch (e) {
     await ckpt.close();
     throw e;
@@ -233,21 +232,21 @@ function start(inputs: RunInputs): RunHandle {
 
 /**
  * A run's last checkpoint restored into a Trainer on the weights it was trained over (4-bit or not, shared experts or
- * not, as the checkpoint's settings say), with the base checkpoint.
+ * not, as the checkpoint's settings say), with the checkpoint it loaded (the stored model as stored).
  */
-async function withTrainer<T>(args: ExportArgs, use: (base: Checkpoint, trainer: Trainer, s: SavedSettings, c: TrainCheckpoint) => Promise<T>): Promise<T> {
+async function withTrainer<T>(args: ExportArgs, use: (loaded: Checkpoint, trainer: Trainer, s: SavedSettings, c: TrainCheckpoint) => Promise<T>): Promise<T> {
   const c = await lastCheckpoint(args.runFiles);
   const s = savedSettings(c.settings);
   const end = beginGpuJob(args.gpu.device);
   try {
     return await unlessLost(args.gpu, (async () => {
-      const { ckpt, base, weights } = await openWeights(args.gpu, args.spec, args.model, savedLoadOptions(s, args.spec.numLayers));
+      const { ckpt, weights } = await openWeights(args.gpu, args.spec, args.model, savedLoadOptions(s, args.spec.numLayers));
       try {
         // Nothing is trained or evaluated: no samples, no frozen cache.
         const none: SampleSet = { count: 1, seq: s.seq, fill: () => undefined };
         const trainer = new Trainer(args.gpu, args.spec, weights, { ...s, frozenCacheN: 0 }, none);
         await trainer.restore(c);
-        return await use(base, trainer, s, c);
+        return await use(ckpt, trainer, s, c);
       } finally {
         await ckpt.close();
       }
@@ -257,64 +256,24 @@ async function withTrainer<T>(args: ExportArgs, use: (base: Checkpoint, trainer:
   }
 }
 
-async function readBytes(folder: FileSet, path: string): Promise<Uint8Array | undefined> {
-  const src = await folder.open(path);
-  if (!src) return undefined;
-  try {
-    return await src.read(0, await src.size());
-  } finally {
-    await src.close?.();
-  }
-}
-
-/** The run's delta and its description (run, step, settings, base, tensors) into `sink`. */
-async function writeDelta(args: ExportArgs, sink: FileSink): Promise<{ files: string[]; step: number }> {
-  const d = await withTrainer(args, async (base, trainer, s, c) => {
-    // With 4-bit experts the delta holds only the entries training touched, over the checkpoint's own values.
-    const changed = await trainer.changedTensors(s.quantizeExperts ? base : undefined);
-    const config = await readBytes(args.model, 'config.json');
-    const made = await makeDelta(base, changed, { baseConfig: config, frac: s.frac, steps: c.step, extra: { run: args.runFiles.name } });
-    return { made, s, step: c.step };
+/**
+ * The run's v2 delta (differences from the weights it trained on, bound to the original's fingerprint: the one a 4-bit
+ * store recorded at import, else `original`'s) and its description (run, step, settings, counts) into `sink`.
+ */
+async function writeDelta(args: ExportArgs, sink: FileSink, original: FileSet | null): Promise<DeltaWritten> {
+  const d = await withTrainer(args, async (loaded, trainer, s, c) => {
+    const r = await exportRun(trainer, {
+      loaded, loadedFolder: args.model, original, settings: { ...s, arch: args.spec.arch, steps_done: c.step }, extra: { run: args.runFiles.name },
+      deltaSink: sink, mergeSink: null,
+    });
+    return { r, s, step: c.step };
   });
   const description = {
-    file: DELTA_FILE, run: args.runFiles.name, step: d.step, settings: d.s,
-    base: d.made.info.base, tensors: d.made.info.tensors, bytes: d.made.bytes,
+    file: DELTA_FILE, format: 'usaf-delta version 2 (docs/delta-format.md)', run: args.runFiles.name, step: d.step, settings: d.s,
+    bytes: d.r.delta.bytes, tensors: d.r.delta.tensors, entries: d.r.delta.entries,
   };
-  await sink.write(DELTA_FILE, d.made.chunks);
-  await sink.write(DELTA_INFO_FILE, [new TextEncoder().encode(JSON.stringify(description, null, 2))]);
-  return { files: [DELTA_FILE, DELTA_INFO_FILE], step: d.step };
-}
-
-/** Stand-in for engine/train/merge.ts until it lands: applyDelta onto the original, then exportModel. */
-async function mergeModel(base: FileSet, delta: ByteSource, sink: FileSink, o: MergeOptions = {}): Promise<{ shards: string[]; bytes: number }> {
-  const ckpt = await openCheckpoint(base);
-  try {
-    const config = await readBytes(base, 'config.json');
-    const changed = await applyDelta(ckpt, delta, config ? { baseConfig: config } : {});
-    o.signal?.throwIfAborted();
-    let file = '';
-    const inner: FileSink = { name: sink.name, write: (path, chunks) => { file = path; return sink.write(path, chunks); }, commit: () => sink.commit?.() ?? Promise.resolve() };
-    const r = await exportModel(inner, ckpt, base, changed, {
-      maxShardBytes: o.maxShardBytes,
-      onProgress: (p) => o.onProgress?.({ file, tensorsDone: p.tensors, tensors: p.totalTensors, bytesDone: p.bytes, bytes: p.totalBytes }),
-    });
-    return { shards: r.shards, bytes: r.totalSize };
-  } finally {
-    await ckpt.close();
-  }
-}
-
-async function checkDeltaBase(base: FileSet, delta: ByteSource): Promise<void> {
-  const ckpt = await openCheckpoint(base);
-  try {
-    const info = await readDeltaInfo(delta);
-    const mine = deltaBase(ckpt, await readBytes(base, 'config.json'));
-    if (mine.fingerprint !== info.base.fingerprint) {
-      throw new DeltaError(`made for a different model: its base has ${info.base.tensors} tensors (fingerprint ${info.base.fingerprint}), ${base.name} ${mine.tensors} (${mine.fingerprint})`);
-    }
-  } finally {
-    await ckpt.close();
-  }
+  await sink.write(DELTA_INFO_FILE, [new TextEncoder().encode(`${JSON.stringify(description, null, 2)}\n`)]);
+  return { files: [DELTA_FILE, DELTA_INFO_FILE], step: d.step, originalSource: d.r.originalSource ?? null };
 }
 
 // ---------------------------------------------------------------------------------------------

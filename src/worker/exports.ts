@@ -6,11 +6,13 @@
 import { blobSource, type ByteSource } from '../engine/io/byte-source.ts';
 import { fileMapFolder, type FileSet } from '../engine/io/folder.ts';
 import { crc32, DELTA_FILE, hex32 } from '../engine/train/delta.ts';
+import { DEFAULT_MAX_SHARD_BYTES } from '../engine/train/export.ts';
 import { openFolderSink, type FolderSink } from '../store/folder-sink.ts';
 import { dirAt, opfsFolder } from '../store/opfs.ts';
 import { originFolder, originOf, originText, readPermission, type ModelOrigin, type OriginKv } from '../store/origins.ts';
 import { stripCommonFolder } from '../store/sources.ts';
-import type { EngineBinding, ExportArgs, MergeProgress } from './engine-binding.ts';
+import type { MergeProgress } from '../engine/train/merge.ts';
+import type { EngineBinding, ExportArgs } from './engine-binding.ts';
 import {
   ORIGINAL_UNAVAILABLE,
   type ExportOrigin, type ExportProgress, type ExportResult, type ExportTarget, type OriginalFolder, type StoredModel,
@@ -19,15 +21,18 @@ import {
 /** OPFS folders: the delta staged for a merge, and the files of an export handed over as downloads. */
 export const STAGE_DIR = 'exports/stage';
 export const DOWNLOADS_DIR = 'exports/downloads';
-/** Shards of an exported model: the Hub's own cap (5 GB) would make a download of the first shard wait long. */
-export const EXPORT_SHARD_BYTES = 2_000_000_000;
+
+/** What exports need of the engine. */
+export type ExportEngine = Pick<EngineBinding, 'writeDelta' | 'checkDeltaBase' | 'mergeModel'>;
 
 export interface ExportDeps {
-  engine(what: string): EngineBinding;
+  engine(what: string): ExportEngine;
   /** The run's export inputs and its stored model. */
   run(runId: string): Promise<{ args: ExportArgs; model: StoredModel }>;
   origins: OriginKv;
   appBase(): string;
+  /** Cap on one shard's tensor data (default DEFAULT_MAX_SHARD_BYTES, as usaf merge). */
+  shardBytes?: number;
 }
 
 /** An error the page answers by asking for the original folder again (or offering the delta alone). */
@@ -56,7 +61,11 @@ const aborted = (): DOMException => new DOMException('export cancelled', 'AbortE
 export class Exports {
   private running: AbortController | null = null;
 
-  constructor(private readonly deps: ExportDeps) {}
+  private readonly shardBytes: number;
+
+  constructor(private readonly deps: ExportDeps) {
+    this.shardBytes = deps.shardBytes ?? DEFAULT_MAX_SHARD_BYTES;
+  }
 
   cancel(): void {
     this.running?.abort(aborted());
@@ -84,14 +93,14 @@ export class Exports {
       p.report({ phase: 'delta' });
       const stage = await stageDir();
       const staged = await openFolderSink(stage, { job: `stage:${Date.now()}`, clearOther: true, signal });
-      await engine.writeDelta(args, staged);
+      await engine.writeDelta(args, staged, base);
       const delta = await stagedDelta(stage);
       signal.throwIfAborted();
 
       p.report({ phase: 'checking' });
       await checkOriginal(engine, base, delta);
       // A restart of the same export (same delta, same original) into the same folder keeps its complete files.
-      const job = `model:${runId}:${await sourceCrc(delta)}:${base.name}:${EXPORT_SHARD_BYTES}`;
+      const job = `model:${runId}:${await sourceCrc(delta)}:${base.name}:${this.shardBytes}`;
       const written = await this.merge(engine, base, delta, target, job, p, signal);
       if (original?.kind === 'handle') await this.deps.origins.set(model.id, origin!); // it matched: remember it
       return written;
@@ -104,13 +113,16 @@ export class Exports {
       const { args, model } = await this.deps.run(runId);
       const p = progress(onProgress);
       p.report({ phase: 'delta' });
-      const sink = await targetSink(target, { job: `delta:${runId}:${Date.now()}`, signal, onFile: p.onFile });
-      await engine.writeDelta(args, sink);
       const o = await originOf(this.deps.origins, model, this.deps.appBase());
+      // The original is read only for a store that did not record its fingerprint, and only when it may be read.
+      const original = o && (o.kind === 'url' || (await readPermission(o.handle)) === 'granted') ? originFolder(o) : null;
+      const sink = await targetSink(target, { job: `delta:${runId}:${Date.now()}`, signal, onFile: p.onFile });
+      const written = await engine.writeDelta(args, sink, original);
       const out = `${model.name.replace(/[^\w.-]+/g, '-')}-finetuned`;
       const result = await finish(sink, target);
       p.report({ phase: 'done' });
-      return { ...result, mergeCommand: mergeCommand(o ? originText(o) : '<the original model folder>', out) };
+      const base = o ? originText(o) : written.originalSource ?? '<the original model folder>';
+      return { ...result, mergeCommand: mergeCommand(base, out) };
     });
   }
 
@@ -122,7 +134,7 @@ export class Exports {
       const p = progress(onProgress);
       p.report({ phase: 'checking' });
       await checkOriginal(engine, base, delta);
-      const job = `apply:${await sourceCrc(delta)}:${base.name}:${EXPORT_SHARD_BYTES}`;
+      const job = `apply:${await sourceCrc(delta)}:${base.name}:${this.shardBytes}`;
       return this.merge(engine, base, delta, target, job, p, signal);
     });
   }
@@ -130,14 +142,20 @@ export class Exports {
   // -------------------------------------------------------------------------------------------
 
   private async merge(
-    engine: EngineBinding, base: FileSet, delta: ByteSource, target: ExportTarget, job: string, p: Progress, signal: AbortSignal,
+    engine: ExportEngine, base: FileSet, delta: ByteSource, target: ExportTarget, job: string, p: Progress, signal: AbortSignal,
   ): Promise<ExportResult> {
     const sink = await targetSink(target, { job, signal, onFile: p.onFile });
     p.report({ phase: 'writing' });
-    await engine.mergeModel(base, delta, sink, {
-      maxShardBytes: EXPORT_SHARD_BYTES, signal,
-      onProgress: (m: MergeProgress) => p.report({ file: m.file, bytesDone: m.bytesDone, bytesTotal: m.bytes, tensorsDone: m.tensorsDone, tensorsTotal: m.tensors }),
-    });
+    try {
+      await engine.mergeModel(base, delta, sink, {
+        maxShardBytes: this.shardBytes, signal,
+        onProgress: (m: MergeProgress) => p.report({ file: m.file, bytesDone: m.bytesDone, bytesTotal: m.bytes, tensorsDone: m.tensorsDone, tensorsTotal: m.tensors }),
+      });
+    } catch (e) {
+      // A tensor of the original that is not the delta's base shows only when it is copied.
+      if ((e as Error).name === 'DeltaError') throw unusable(base, e);
+      throw e;
+    }
     signal.throwIfAborted();
     const result = await finish(sink, target);
     p.report({ phase: 'done' });
@@ -164,10 +182,19 @@ interface Progress {
   onFile(path: string, bytes: number, skipped: boolean): void;
 }
 
+/** Reports at most every PROGRESS_MS while writing (one message per tensor would flood the page), and every change of phase or file. */
+const PROGRESS_MS = 100;
+
 function progress(onProgress: (p: ExportProgress) => void): Progress {
   const p: ExportProgress = { phase: 'delta', file: '', bytesDone: 0, bytesTotal: 0, tensorsDone: 0, tensorsTotal: 0, filesDone: 0, filesSkipped: 0 };
+  let last = 0;
   const report = (change: Partial<ExportProgress>): void => {
+    const news = (change.phase !== undefined && change.phase !== p.phase) || (change.file !== undefined && change.file !== p.file)
+      || (change.filesDone !== undefined && change.filesDone !== p.filesDone);
     Object.assign(p, change);
+    const now = performance.now();
+    if (!news && now - last < PROGRESS_MS) return;
+    last = now;
     onProgress({ ...p });
   };
   return {
@@ -190,13 +217,17 @@ async function readableOrigin(o: ModelOrigin, model: StoredModel): Promise<FileS
 }
 
 /** The delta must have been made from `base`; anything that keeps it from being read or checked names why. */
-async function checkOriginal(engine: EngineBinding, base: FileSet, delta: ByteSource): Promise<void> {
+async function checkOriginal(engine: ExportEngine, base: FileSet, delta: ByteSource): Promise<void> {
   try {
     await engine.checkDeltaBase(base, delta);
   } catch (e) {
-    const why = (e as Error).message;
-    throw originalUnavailable(`The original weights in ${base.name} cannot be used: ${why}. Choose the original model folder, or export the delta alone and merge it with usaf merge.`);
+    throw unusable(base, e);
   }
+}
+
+function unusable(base: FileSet, e: unknown): Error {
+  const why = (e as Error).message;
+  return originalUnavailable(`The original weights in ${base.name} cannot be used: ${why}. Choose the original model folder, or export the delta alone and merge it with usaf merge.`);
 }
 
 async function stageDir(): Promise<FileSystemDirectoryHandle> {

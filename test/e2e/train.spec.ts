@@ -2,54 +2,24 @@
 // layers, one evaluation window, a checkpoint after every step, a reselection at step 3 — WebGPU runs on SwiftShader
 // here): the loss chart grows; pause holds the steps; a reload mid-run with the network off (the app comes from the
 // service worker, and the resumed step trains offline), a lost GPU device and a stop are each resumed from the last
-// checkpoint, the step numbers going on; the fine-tuned model (Hub layout), its sparse delta and the run log are
-// downloaded and checked byte for byte.
+// checkpoint, the step numbers going on; the run log, the sparse delta (v2) and the fine-tuned model — the delta merged
+// onto the demo's original, through the folder API and through downloads — equal `usaf merge`'s output byte for byte.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Download, Page } from 'playwright-core';
 import { gotoScreen, reloadOffline, test, waitForDemo } from './harness.ts';
+import { BASE, checkMerged, equal, header } from './merged.ts';
 
-const BASE = 'public/models/usaf-demo-moe';
 /**
  * STEPS 4, MICROBATCH 1, SEQ 16, TRAIN_FROM 6, N_IMPORTANCE 1, EVAL_EVERY 1 (checkpoints too), a reselection before
  * step 3 (RESELECT_EVERY 3), and a peak LR high enough for a few steps to move bf16 weights.
  */
 const PRESET = '#p=1.st:4,mb:1,sq:16,tf:6,ni:1,ee:1,re:3,lr:1e-2';
 const STEP_MS = 240_000;
-
-// ---------------------------------------------------------------------------------------------
-// safetensors
-
-interface Header {
-  size: number;
-  dataStart: number;
-  tensors: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  metadata: Record<string, string>;
-}
-
-function header(bytes: Uint8Array): Header {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n = Number(view.getBigUint64(0, true));
-  assert.ok(n > 0 && 8 + n <= bytes.byteLength, `header length ${n} does not fit the ${bytes.byteLength}-byte file`);
-  const json = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n))) as Record<string, unknown>;
-  const { __metadata__: metadata = {}, ...tensors } = json;
-  return { size: n, dataStart: 8 + n, tensors: tensors as Header['tensors'], metadata: metadata as Record<string, string> };
-}
-
-function tensorBytes(file: Uint8Array, h: Header, name: string): Uint8Array {
-  const t = h.tensors[name];
-  assert.ok(t, `no tensor ${name}`);
-  return file.subarray(h.dataStart + t.data_offsets[0], h.dataStart + t.data_offsets[1]);
-}
-
-/** A tensor's bytes in the base demo model (sharded, as the Hub stores it). */
-function baseTensor(name: string): Uint8Array {
-  const index = JSON.parse(readFileSync(`${BASE}/model.safetensors.index.json`, 'utf8')) as { weight_map: Record<string, string> };
-  const file = new Uint8Array(readFileSync(`${BASE}/${index.weight_map[name]}`));
-  return tensorBytes(file, header(file), name);
-}
-
-const equal = (a: Uint8Array, b: Uint8Array): boolean => a.byteLength === b.byteLength && a.every((x, i) => x === b[i]);
 
 // ---------------------------------------------------------------------------------------------
 // The page
@@ -174,59 +144,55 @@ test('training: the loss chart grows; pause; an offline reload, a lost GPU devic
   assert.deepEqual(records.filter((r) => 'loss' in r).map((r) => r.step), [1, 2, 3, 4]);
   assert.deepEqual(records.filter((r) => 'eval_ppl' in r).map((r) => r.step), [0, 1, 2, 3, 4]);
 
-  // The fine-tuned model in Hub layout: config and tokenizer as in the base, shards whose headers match the index. The
-  // demo model is stored with 4-bit experts, so every expert tensor is the dequantized 4-bit base (trained entries over
-  // it in layers 6-7): within 4-bit rounding of the bf16 original. Every other tensor is the base's byte for byte, except
-  // the trained routers of layers 6-7.
-  const hub = await downloads(page, 'Download fine-tuned model', (n) => n === 'model.safetensors.index.json');
-  await env.screenshot(page, 'train-04-export');
-  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
-    assert.ok(equal(hub.get(f)!, new Uint8Array(readFileSync(`${BASE}/${f}`))), `${f} is the base model's`);
-  }
-  const index = JSON.parse(new TextDecoder().decode(hub.get('model.safetensors.index.json'))) as { metadata: { total_size: number }; weight_map: Record<string, string> };
-  const baseIndex = JSON.parse(readFileSync(`${BASE}/model.safetensors.index.json`, 'utf8')) as { metadata: { total_size: number }; weight_map: Record<string, string> };
-  assert.deepEqual(Object.keys(index.weight_map).sort(), Object.keys(baseIndex.weight_map).sort());
-  assert.equal(index.metadata.total_size, baseIndex.metadata.total_size);
-  const changed: string[] = [];
-  let dataBytes = 0;
-  let errSq = 0;
-  let refSq = 0;
-  const bf16 = (b: Uint8Array) => { const u = new Uint16Array(b.slice().buffer); return Float32Array.from(u, (x) => new Float32Array(new Uint32Array([x << 16]).buffer)[0]!); };
-  for (const shard of new Set(Object.values(index.weight_map))) {
-    const file = hub.get(shard);
-    assert.ok(file, `shard ${shard} was downloaded (got ${[...hub.keys()].join(', ')})`);
-    const h = header(file);
-    assert.equal(h.metadata.format, 'pt');
-    const names = Object.keys(h.tensors);
-    assert.deepEqual(names.sort(), Object.keys(index.weight_map).filter((n) => index.weight_map[n] === shard).sort());
-    const end = Math.max(...names.map((n) => h.tensors[n]!.data_offsets[1]));
-    assert.equal(file.byteLength, h.dataStart + end, `${shard}: header and size agree`);
-    for (const n of names) {
-      const t = h.tensors[n]!;
-      assert.equal(t.dtype, 'BF16', n);
-      assert.equal(t.data_offsets[1] - t.data_offsets[0], t.shape.reduce((a, b) => a * b, 1) * 2, n);
-      dataBytes += t.data_offsets[1] - t.data_offsets[0];
-      if (/\.experts\.\d+\.(gate|up|down)_proj\.weight$/.test(n)) {
-        const got = bf16(tensorBytes(file, h, n));
-        const want = bf16(baseTensor(n));
-        for (let i = 0; i < want.length; i++) { errSq += (got[i]! - want[i]!) ** 2; refSq += want[i]! ** 2; }
-      } else if (!equal(tensorBytes(file, h, n), baseTensor(n))) changed.push(n);
-    }
-  }
-  assert.equal(dataBytes, index.metadata.total_size);
-  const relErr = Math.sqrt(errSq / refSq);
-  assert.ok(relErr > 0.02 && relErr < 0.15, `experts: relative error ${relErr} to the bf16 originals (4-bit HQQ: ~0.1)`);
-  assert.ok(changed.length > 0, 'training changed some router');
-  assert.deepEqual(changed.filter((n) => !/^model\.layers\.[67]\.mlp\.gate\.weight$/.test(n)), [],
-    'besides the experts, only the routers of the trained layers changed');
-
-  // The sparse delta: safetensors with the usaf-delta description, entries of the trained layers only.
-  const delta = await downloads(page, 'Download sparse delta', (n) => n === 'usaf-delta.json');
-  const dh = header(delta.get('usaf-delta.safetensors')!);
+  // The sparse delta alone, through the browser's storage and downloads (the path of browsers without the directory
+  // picker): version 2, entries of the trained layers only, and the command that merges it onto the demo's original.
+  await page.evaluate(() => { (window as unknown as { showDirectoryPicker?: unknown }).showDirectoryPicker = undefined; });
+  const delta = await downloads(page, 'Export sparse delta', (n) => n === 'usaf-delta.json');
+  const deltaFile = delta.get('usaf-delta.safetensors')!;
+  const dh = header(deltaFile);
   assert.equal(dh.metadata.format, 'usaf-delta');
-  const described = JSON.parse(dh.metadata.tensors!) as Record<string, unknown>;
+  assert.equal(dh.metadata.version, '2');
+  const described = JSON.parse(dh.metadata.tensors!) as Record<string, { kind: 'sparse' | 'dense' }>;
   assert.ok(Object.keys(described).length > 0);
   assert.deepEqual(Object.keys(described).filter((n) => !/^model\.layers\.[67]\.mlp\./.test(n)), []);
   const info = JSON.parse(new TextDecoder().decode(delta.get('usaf-delta.json'))) as { step: number };
   assert.equal(info.step, 4);
+  const command = await page.locator('[data-testid=merge-command]').inputValue();
+  assert.equal(command, `usaf merge --base ${env.baseUrl}models/usaf-demo-moe/ --delta usaf-delta.safetensors --out usaf-demo-moe-finetuned`);
+
+  // What `usaf merge` writes for the demo's original and this delta: the reference for both of the app's exports.
+  const tmp = mkdtempSync(join(tmpdir(), 'usaf-e2e-merge-'));
+  writeFileSync(join(tmp, 'usaf-delta.safetensors'), deltaFile);
+  execFileSync(process.execPath, ['scripts/build-cli.mjs'], { stdio: 'inherit' });
+  execFileSync(process.execPath, ['dist/cli/usaf.mjs', 'merge', '--base', BASE, '--delta', join(tmp, 'usaf-delta.safetensors'), '--out', join(tmp, 'out')], { stdio: 'inherit' });
+  const cli = new Map(readdirSync(join(tmp, 'out')).map((f) => [f, new Uint8Array(readFileSync(join(tmp, 'out', f)))]));
+  rmSync(tmp, { recursive: true, force: true });
+  checkMerged(cli, deltaFile);
+
+  // The fine-tuned model through the folder API (the test hands the app a folder of its private storage instead of the
+  // picker, which a headless browser cannot show): the files it wrote equal usaf merge's, by SHA-256.
+  await page.evaluate(() => {
+    (window as unknown as { usafTestExportFolder: () => Promise<FileSystemDirectoryHandle> }).usafTestExportFolder = async () =>
+      (await navigator.storage.getDirectory()).getDirectoryHandle('e2e-picked', { create: true });
+  });
+  await page.click('button:has-text("Export fine-tuned model")');
+  await page.locator('[data-testid=export-result]', { hasText: 'written into the folder “e2e-picked”' }).waitFor({ timeout: STEP_MS });
+  await env.screenshot(page, 'train-04-export');
+  const picked = await page.evaluate(async () => {
+    const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('e2e-picked');
+    const out: Record<string, string> = {};
+    for await (const [name, h] of (dir as unknown as { entries(): AsyncIterable<[string, FileSystemFileHandle]> }).entries()) {
+      const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await (await h.getFile()).arrayBuffer()));
+      out[name] = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+    }
+    return out;
+  });
+  assert.deepEqual(Object.keys(picked).sort(), [...cli.keys()].sort(), 'the picked folder holds the merged model alone');
+  for (const [name, bytes] of cli) assert.equal(picked[name], createHash('sha256').update(bytes).digest('hex'), `${name} (folder API) is usaf merge's`);
+
+  // The same through the browser's storage and downloads: byte for byte usaf merge's.
+  await page.evaluate(() => { delete (window as unknown as { usafTestExportFolder?: unknown }).usafTestExportFolder; });
+  const hub = await downloads(page, 'Export fine-tuned model', (n) => n === 'model.safetensors.index.json');
+  assert.deepEqual([...hub.keys()].sort(), [...cli.keys()].sort());
+  for (const [name, bytes] of cli) assert.ok(equal(hub.get(name)!, bytes), `${name} (downloads) is usaf merge's`);
 }, { timeoutMs: 600_000 });

@@ -94,7 +94,7 @@ describe('openFolderSink', () => {
     const realCreate = FakeFile.prototype.createWritable;
     FakeFile.prototype.createWritable = async function (this: FakeFile) {
       const w = await realCreate.call(this);
-      return { ...w, write: async (d: Uint8Array) => { written += d.byteLength; writes.push(d.byteLength); await w.write(d); } };
+      return { ...w, write: async (d: Parameters<typeof w.write>[0]) => { const n = (d as Uint8Array).byteLength; written += n; writes.push(n); await w.write(d); } };
     };
     const sizes = [1, 30, 30, 30, 30, 99, 1, 250, 7, 60, 60, 3, 100, 2];
     const all: number[] = [];
