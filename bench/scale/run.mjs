@@ -28,6 +28,7 @@ const log = (s) => process.stderr.write(`[${new Date().toISOString().slice(11, 1
 
 mkdirSync(OUT, { recursive: true });
 const started = Date.now();
+const commit = (await import('node:child_process')).execSync('git rev-parse --short HEAD', { cwd: ROOT }).toString().trim();
 const runs = [];
 for (const layers of layerCounts) {
   const dir = join(tmp, `${width}-${layers}L`);
@@ -58,7 +59,7 @@ for (const layers of layerCounts) {
       settings: { steps: 2, seq, microbatch: 1, train_from: layers - 1, stream_frozen: true, quantized_experts: '4-bit store (usaf import / the app\'s import)' },
       wall_s: +((performance.now() - t1) / 1000).toFixed(1),
       machine: { cpus: (await import('node:os')).cpus().length, mem_bytes: (await import('node:os')).totalmem(), webgpu: 'SwiftShader (CPU)' },
-      date: new Date().toISOString(),
+      commit, date: new Date().toISOString(),
     };
     runs.push(r);
     writeFileSync(join(OUT, `${width}-${env}-${layers}L.json`), JSON.stringify(r, null, 2) + '\n');
