@@ -76,7 +76,7 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
   // launchServer: the browser's own process id, whose tree is polled
   const browserServer = await chromium.launchServer(config.launch);
   const browser = await chromium.connect(browserServer.wsEndpoint());
-  const mem = sampleTree(browserServer.process().pid, { ms: 500 });
+  const mem = sampleTree(browserServer.process().pid, { ms: 1000, pssMs: 5000 });
   const phases = {};
   const errors = [];
   let t = performance.now();

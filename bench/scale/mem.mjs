@@ -42,10 +42,12 @@ function pss(pid) {
 }
 
 /**
- * Starts polling the tree below `rootPid` every `ms`. `phase(name)` starts a new phase (peaks are kept per phase and
+ * Starts polling the tree below `rootPid` every `ms` (PSS every `pssMs`: reading smaps_rollup takes the target's mmap
+ * lock and walks its page tables, which stalls a multi-GB process on a busy machine; 0 = never). `phase(name)` starts a new phase (peaks are kept per phase and
  * overall); `stop()` returns {peak_rss_sum, peak_pss_sum, peak_hwm_max, processes_seen, samples, phases}.
  */
-export function sampleTree(rootPid, { ms = 250, withPss = true } = {}) {
+export function sampleTree(rootPid, { ms = 1000, pssMs = 10_000 } = {}) {
+  let lastPss = -Infinity;
   const phases = {};
   let cur = null;
   const all = { peak_rss_sum: 0, peak_pss_sum: 0, peak_hwm_max: 0, samples: 0 };
@@ -55,6 +57,8 @@ export function sampleTree(rootPid, { ms = 250, withPss = true } = {}) {
   const poll = () => {
     let rss = 0;
     let ps = 0;
+    const withPss = pssMs > 0 && performance.now() - lastPss >= pssMs;
+    if (withPss) lastPss = performance.now();
     for (const pid of tree(rootPid)) {
       try {
         rss += statusKb(pid, 'VmRSS');
