@@ -68,7 +68,7 @@ async function exportInto(page, button, dir, timeoutMs) {
  * src: the Hub checkpoint (served under /scale-model/); work: scratch folder; data: the training JSONL.
  * Returns the run's JSON record.
  */
-export async function chromiumJourney({ src, work, data, layers, seq = 16, steps = 2, timeoutMs = 3_600_000, log = console.error }) {
+export async function chromiumJourney({ src, work, data, layers, seq = 16, steps = 2, timeoutMs = 3_600_000, log = console.error, progress = () => {} }) {
   mkdirSync(work, { recursive: true });
   const config = await launchOptions(work);
   const server = await serveStatic([['/scale-model/', resolve(src)], ['/', APP]]);
@@ -91,7 +91,10 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
   const end = async (name, extra = {}) => {
     const usage = await storage();
     phases[name] = { wall_s: +((performance.now() - t) / 1000).toFixed(1), storage_bytes: usage - usageBefore, storage_usage_bytes: usage, ...extra };
+    const peaks = mem.peaks(name);
+    if (peaks) Object.assign(phases[name], { peak_host_bytes: peaks.peak_rss_sum, peak_pss_bytes: peaks.peak_pss_sum, peak_vmhwm_bytes: peaks.peak_hwm_max });
     log(`chromium: ${name} done in ${phases[name].wall_s} s`);
+    progress(phases);
   };
   try {
     const context = await browser.newContext({ viewport: config.viewport, acceptDownloads: true });

@@ -85,6 +85,11 @@ export function sampleTree(rootPid, { ms = 1000, pssMs = 10_000 } = {}) {
       phases[name] = { peak_rss_sum: 0, peak_pss_sum: 0, peak_hwm_max: 0, samples: 0 };
       poll();
     },
+    /** The peaks so far of phase `name` (null if there is none). */
+    peaks(name) {
+      poll();
+      return phases[name] ? { ...phases[name] } : null;
+    },
     stop() {
       poll();
       clearInterval(timer);

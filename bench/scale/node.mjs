@@ -52,7 +52,7 @@ async function hasCommand(name) {
  * src: the Hub checkpoint; work: a scratch folder; data: the training JSONL. Returns the run's JSON record.
  * settings: {seq, steps, layers}.
  */
-export async function nodeJourney({ src, work, data, layers, seq = 16, steps = 2, timeoutMs = 3_600_000, log = console.error }) {
+export async function nodeJourney({ src, work, data, layers, seq = 16, steps = 2, timeoutMs = 3_600_000, log = console.error, progress = () => {} }) {
   const q4 = join(work, 'q4');
   const run = join(work, 'run');
   const merged = join(work, 'merged');
@@ -62,6 +62,7 @@ export async function nodeJourney({ src, work, data, layers, seq = 16, steps = 2
       wall_s: r.wall_s, peak_host_bytes: r.mem.peak_rss_sum, peak_pss_bytes: r.mem.peak_pss_sum, peak_vmhwm_bytes: r.mem.peak_hwm_max,
       storage_bytes: wrote, exit: r.code, ...extra,
     };
+    progress(phases);
     if (r.code !== 0) throw new Error(`usaf ${name} exited with ${r.code}:\n${r.stderr.split('\n').slice(-15).join('\n')}`);
   };
 

@@ -47,7 +47,11 @@ for (const layers of layerCounts) {
     try {
       const go = env === 'node' ? nodeJourney : env === 'chromium' ? chromiumJourney : null;
       if (!go) throw new Error(`unknown env "${env}" (node or chromium)`);
-      r = await go({ src, work, data, layers, seq, timeoutMs, log });
+      // the phases done so far, on disk as they finish (a run cut short leaves what it measured)
+      const partial = join(OUT, `${width}-${env}-${layers}L.partial.json`);
+      const progress = (phases) => writeFileSync(partial, JSON.stringify({ width, env, layers, incomplete: true, commit, phases, date: new Date().toISOString() }, null, 2) + '\n');
+      r = await go({ src, work, data, layers, seq, timeoutMs, log, progress });
+      rmSync(partial, { force: true });
     } catch (e) {
       log(`${env} ${layers} layers FAILED: ${e.stack ?? e}`);
       r = { env, layers, peak_host_bytes: null, gpu_bytes: null, faithful: false, error: String(e.message ?? e).slice(0, 2000) };
