@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
-import { sampleTree } from './mem.mjs';
+import { findProcess, sampleTree } from './mem.mjs';
 import { checkFaithful } from './check.mjs';
 import { duBytes } from './node.mjs';
 import { serveStatic } from '../../scripts/static-server.mjs';
@@ -73,10 +73,13 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
   const config = await launchOptions(work);
   const server = await serveStatic([['/scale-model/', resolve(src)], ['/', APP]]);
   const base = `http://127.0.0.1:${server.address().port}/`;
-  // launchServer: the browser's own process id, whose tree is polled
-  const browserServer = await chromium.launchServer(config.launch);
-  const browser = await chromium.connect(browserServer.wsEndpoint());
-  const mem = sampleTree(browserServer.process().pid, { ms: 1000, pssMs: 5000 });
+  // A persistent profile on disk: the store (OPFS, IndexedDB) lives in files as in a user's browser (a plain newContext()
+  // is off the record and keeps OPFS in memory, which would count the whole 4-bit store as host memory).
+  const profile = join(work, 'profile');
+  const context = await chromium.launchPersistentContext(profile, { ...config.launch, viewport: config.viewport, acceptDownloads: true });
+  const browserPid = findProcess(process.pid, `--user-data-dir=${profile}`);
+  if (!browserPid) throw new Error(`no Chromium process with the profile ${profile} found below ${process.pid}`);
+  const mem = sampleTree(browserPid, { ms: 1000, pssMs: 5000 });
   const phases = {};
   const errors = [];
   let t = performance.now();
@@ -90,14 +93,13 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
   };
   const end = async (name, extra = {}) => {
     const usage = await storage();
-    phases[name] = { wall_s: +((performance.now() - t) / 1000).toFixed(1), storage_bytes: usage - usageBefore, storage_usage_bytes: usage, ...extra };
+    phases[name] = { wall_s: +((performance.now() - t) / 1000).toFixed(1), storage_bytes: usage - usageBefore, storage_usage_bytes: usage, profile_bytes: duBytes(profile), ...extra };
     const peaks = mem.peaks(name);
     if (peaks) Object.assign(phases[name], { peak_host_bytes: peaks.peak_rss_sum, peak_pss_bytes: peaks.peak_pss_sum, peak_vmhwm_bytes: peaks.peak_hwm_max });
     log(`chromium: ${name} done in ${phases[name].wall_s} s`);
     progress(phases);
   };
   try {
-    const context = await browser.newContext({ viewport: config.viewport, acceptDownloads: true });
     // No folder picker: the export takes the app's fallback (OPFS, then a download per file from its disk-backed File).
     await context.addInitScript(() => { delete window.showDirectoryPicker; });
     page = await context.newPage();
@@ -177,7 +179,7 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
     phases.check = { wall_s: +((performance.now() - tc) / 1000).toFixed(1) };
     const appPhases = ['import', 'dataset', 'train', 'export'];
     return {
-      env: 'chromium', layers, browser: browser.version(), model_id: modelId,
+      env: 'chromium', layers, browser: await page.evaluate(() => navigator.userAgent), model_id: modelId,
       peak_host_bytes: Math.max(...appPhases.map((p) => phases[p].peak_host_bytes)),
       peak_host_note: 'sum of VmRSS over every Chromium process (shared pages counted once per process); peak_pss_bytes splits them',
       gpu_bytes: gpuBytes,
@@ -188,8 +190,7 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
     };
   } finally {
     mem.stop();
-    await browser.close().catch(() => {});
-    await browserServer.close().catch(() => {});
+    await context.close().catch(() => {});
     server.close();
   }
 }

@@ -19,6 +19,16 @@ function children() {
   return kids;
 }
 
+/** The child of `ppid` whose command line contains `arg` (null when none). */
+export function findProcess(ppid, arg) {
+  for (const pid of children().get(ppid) ?? []) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(arg)) return pid;
+    } catch { /* gone */ }
+  }
+  return null;
+}
+
 function tree(root) {
   const kids = children();
   const out = [];
