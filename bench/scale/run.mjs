@@ -19,7 +19,7 @@ const ROOT = resolve(import.meta.dirname, '../..');
 const OUT = join(ROOT, 'bench/results/scale');
 const small = process.env.SCALE_SMALL === '1';
 const width = small ? 'small' : 'full';
-const layerCounts = (process.env.SCALE_LAYERS ?? '2,4').split(',').map(Number);
+const layerCounts = (process.env.SCALE_LAYERS ?? '2,4').split(',').map(Number).filter((n) => n > 0); // SCALE_LAYERS= : the summary alone
 const envs = (process.env.SCALE_ENVS ?? 'node,chromium').split(',');
 const seq = Number(process.env.SCALE_SEQ ?? 16);
 const tmp = process.env.SCALE_TMP ?? join(tmpdir(), 'usaf-scale');
