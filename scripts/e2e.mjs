@@ -5,11 +5,11 @@
 // Usage: node scripts/e2e.mjs [name filter]    Screenshots: test-results/e2e/*.png
 
 import { build } from 'esbuild';
-import { createReadStream, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
-import { createServer } from 'node:http';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
+import { serveStatic } from './static-server.mjs';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const APP = join(ROOT, 'dist/app');
@@ -20,68 +20,22 @@ const filter = process.argv[2] ?? '';
 // Test aids: paths under /slow/ serve the same files, byte ranges 300 ms late (a slow download, to cancel an import);
 // paths under /deploy/sub/ serve the same files (the app uploaded into a sub-folder).
 
-const TYPES = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
-  '.json': 'application/json', '.jsonl': 'application/jsonl', '.webmanifest': 'application/manifest+json',
-  '.svg': 'image/svg+xml', '.png': 'image/png', '.wasm': 'application/wasm', '.wgsl': 'text/plain',
-  '.safetensors': 'application/octet-stream', '.txt': 'text/plain',
-};
-
 function serve(dir) {
-  const server = createServer((req, res) => {
+  return serveStatic([['/', dir]], (req, res, server) => {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname.startsWith('/deploy/sub/')) {
       req.url = url.pathname.slice('/deploy/sub'.length) + url.search;
-      return server.emit('request', req, res);
+      server.emit('request', req, res);
+      return true;
     }
     if (url.pathname.startsWith('/slow/')) {
       req.url = url.pathname.slice(5) + url.search;
-      if (req.headers.range) {
-        setTimeout(() => server.emit('request', req, res), 300);
-        return;
-      }
-      return server.emit('request', req, res);
+      if (req.headers.range) setTimeout(() => server.emit('request', req, res), 300);
+      else server.emit('request', req, res);
+      return true;
     }
-    let path;
-    try {
-      path = normalize(join(dir, decodeURIComponent(url.pathname)));
-    } catch {
-      res.writeHead(400).end();
-      return;
-    }
-    if (path !== dir && !path.startsWith(dir + sep)) {
-      res.writeHead(403).end();
-      return;
-    }
-    if (existsSync(path) && statSync(path).isDirectory()) path = join(path, 'index.html');
-    if (!existsSync(path) || !statSync(path).isFile()) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-      return;
-    }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      return;
-    }
-    const size = statSync(path).size;
-    const headers = { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream', 'accept-ranges': 'bytes', 'cache-control': 'no-cache' };
-    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
-    if (range) {
-      const start = Number(range[1]);
-      const end = Math.min(size - 1, range[2] ? Number(range[2]) : size - 1);
-      if (start >= size || end < start) {
-        res.writeHead(416, { 'content-range': `bytes */${size}` }).end();
-        return;
-      }
-      res.writeHead(206, { ...headers, 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${size}` });
-      if (req.method === 'HEAD') res.end();
-      else createReadStream(path, { start, end }).pipe(res);
-      return;
-    }
-    res.writeHead(200, { ...headers, 'content-length': size });
-    if (req.method === 'HEAD') res.end();
-    else createReadStream(path).pipe(res);
+    return false;
   });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+// Host memory of a process tree, polled from /proc: the peak of the summed resident set (RSS, what the acceptance
+// uses; it counts pages shared between processes once per process, so it over-states a multi-process browser) and of the
+// summed proportional set (PSS, shared pages split between their users), plus the kernel's own high-water mark (VmHWM)
+// of each process seen. Linux only.
+
+import { readdirSync, readFileSync } from 'node:fs';
+
+function children() {
+  const kids = new Map();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!kids.has(ppid)) kids.set(ppid, []);
+      kids.get(ppid).push(Number(d));
+    } catch { /* gone */ }
+  }
+  return kids;
+}
+
+/** The child of `ppid` whose command line contains `arg` (null when none). */
+export function findProcess(ppid, arg) {
+  for (const pid of children().get(ppid) ?? []) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(arg)) return pid;
+    } catch { /* gone */ }
+  }
+  return null;
+}
+
+function tree(root) {
+  const kids = children();
+  const out = [];
+  const todo = [root];
+  while (todo.length) {
+    const p = todo.pop();
+    out.push(p);
+    todo.push(...(kids.get(p) ?? []));
+  }
+  return out;
+}
+
+function statusKb(pid, key) {
+  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+function pss(pid) {
+  const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/**
+ * Starts polling the tree below `rootPid` every `ms` (PSS every `pssMs`: reading smaps_rollup takes the target's mmap
+ * lock and walks its page tables, which stalls a multi-GB process on a busy machine; 0 = never). `phase(name)` starts a new phase (peaks are kept per phase and
+ * overall); `stop()` returns {peak_rss_sum, peak_pss_sum, peak_hwm_max, processes_seen, samples, phases}.
+ */
+export function sampleTree(rootPid, { ms = 1000, pssMs = 10_000 } = {}) {
+  let lastPss = -Infinity;
+  const phases = {};
+  let cur = null;
+  const all = { peak_rss_sum: 0, peak_pss_sum: 0, peak_hwm_max: 0, samples: 0 };
+  const seen = new Set();
+  const hwm = new Map();
+  const bump = (o, k, v) => { if (v > o[k]) o[k] = v; };
+  const poll = () => {
+    let rss = 0;
+    let ps = 0;
+    const withPss = pssMs > 0 && performance.now() - lastPss >= pssMs;
+    if (withPss) lastPss = performance.now();
+    for (const pid of tree(rootPid)) {
+      try {
+        rss += statusKb(pid, 'VmRSS');
+        hwm.set(pid, statusKb(pid, 'VmHWM'));
+        if (withPss) ps += pss(pid);
+        seen.add(pid);
+      } catch { /* exited between listing and reading */ }
+    }
+    const h = Math.max(0, ...hwm.values());
+    for (const o of cur ? [all, phases[cur]] : [all]) {
+      bump(o, 'peak_rss_sum', rss);
+      bump(o, 'peak_pss_sum', ps);
+      bump(o, 'peak_hwm_max', h);
+      o.samples++;
+    }
+  };
+  const timer = setInterval(poll, ms);
+  poll();
+  return {
+    phase(name) {
+      poll();
+      hwm.clear(); // a process's VmHWM covers its whole life: per phase it only counts for processes polled in it
+      cur = name;
+      phases[name] = { peak_rss_sum: 0, peak_pss_sum: 0, peak_hwm_max: 0, samples: 0 };
+      poll();
+    },
+    /** The peaks so far of phase `name` (null if there is none). */
+    peaks(name) {
+      poll();
+      return phases[name] ? { ...phases[name] } : null;
+    },
+    stop() {
+      poll();
+      clearInterval(timer);
+      return { ...all, processes_seen: seen.size, phases };
+    },
+  };
+}
