@@ -86,7 +86,9 @@ function checkHeaders(d: OpenedDelta, ckpt: Checkpoint, config: Bytes | null, wh
 }
 
 /** The CRC check of one original tensor against the delta (v2: every tensor; v1: the changed ones). */
-function crcCheck(d: OpenedDelta, prints: Map<string, TensorPrint> | null, what: string): (t: TensorInfo, crc: number) => void {
+type CrcCheck = (t: TensorInfo, crc: number) => void;
+
+function crcCheck(d: OpenedDelta, prints: Map<string, TensorPrint> | null, what: string): CrcCheck {
   return (t, crc) => {
     if (prints) return checkTensorCrc(prints.get(t.name)!, crc, what);
     const want = d.v1!.tensors[t.name]?.baseCrc;
@@ -102,16 +104,25 @@ export async function checkDeltaBase(base: FileSet, delta: ByteSource): Promise<
   const d = await openDeltaAny(delta);
   const ckpt = await openCheckpoint(base);
   try {
-    const what = `the base ${base.name}`;
-    const prints = checkHeaders(d, ckpt, await readConfig(base), what);
-    const check = crcCheck(d, prints, what);
-    for (const name of [...d.parts.keys()].sort()) {
-      const t = ckpt.tensors.get(name)!;
-      check(t, await tensorCrc(ckpt, t));
-    }
+    await checkTrainedBase(d, ckpt, base);
   } finally {
     await ckpt.close();
   }
+}
+
+/**
+ * The tensor list, config and the trained tensors' CRCs of `ckpt` against the delta's fingerprint (throws DeltaError
+ * naming the first mismatch); returns the check for the CRC of every other tensor.
+ */
+async function checkTrainedBase(d: OpenedDelta, ckpt: Checkpoint, base: FileSet): Promise<{ check: CrcCheck; prints: Map<string, TensorPrint> | null }> {
+  const what = `the base ${base.name}`;
+  const prints = checkHeaders(d, ckpt, await readConfig(base), what);
+  const check = crcCheck(d, prints, what);
+  for (const name of [...d.parts.keys()].sort()) {
+    const t = ckpt.tensors.get(name)!;
+    check(t, await tensorCrc(ckpt, t));
+  }
+  return { check, prints };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,13 +139,8 @@ export async function mergeModel(base: FileSet, delta: ByteSource, sink: FileSin
   const d = await openDeltaAny(delta);
   const ckpt = await openCheckpoint(base);
   try {
-    const what = `the base ${base.name}`;
-    const prints = checkHeaders(d, ckpt, await readConfig(base), what);
-    const check = crcCheck(d, prints, what);
-    for (const name of [...d.parts.keys()].sort()) {
-      const t = ckpt.tensors.get(name)!;
-      check(t, await tensorCrc(ckpt, t)); // refuse before writing anything when a trained tensor is not the original's
-    }
+    // refuse before writing anything when a trained tensor is not the original's
+    const { check, prints } = await checkTrainedBase(d, ckpt, base);
     const mode = d.version === 2 ? 'diff' : 'value';
     const replace: Replace = (t) => {
       if (!d.parts.has(t.name)) return null;
