@@ -27,6 +27,7 @@ import { nodeFileSink } from '../../src/node/file-sink.ts';
 import { nodeFolder } from '../../src/node/folder.ts';
 import { randomSamples } from '../helpers/samples.ts';
 import { tempFolder } from '../helpers/train-io.ts';
+import { expectFaithfulMerge } from '../helpers/merge-check.ts';
 
 const G = 32;
 const FIXTURES = ['test/fixtures/qwen3_moe', 'test/fixtures/deepseek_v3'];
@@ -37,12 +38,6 @@ function settings(trainFrom: number): TrainSettings {
   return { frac: 0.03, steps: 3, microbatch: 1, accum: 1, seq: 8, lrPeak: 2e-2, wd: 0.005, trainFrom, reselectEvery: 2, evalEvery: 0, nImportance: 1, frozenCacheN: 100, seed: 5, evalWindows: null };
 }
 
-/** bf16 bits of an f32 value, round to nearest even (independent of the engine's encoder). */
-function bf16Bits(x: number): number {
-  const u = new Uint32Array(new Float32Array([x]).buffer)[0]!;
-  return Math.floor((u + 0x7fff + ((u >>> 16) & 1)) / 65536) & 0xffff;
-}
-const bf16Value = (bits: number): number => new Float32Array(new Uint32Array([bits << 16]).buffer)[0]!;
 
 /** A few steps on `dir` (the original with 4-bit experts quantized on load, or a stored 4-bit model). */
 async function trained(gpu: GpuContext, dir: string, quantize: boolean) {
@@ -105,31 +100,6 @@ async function checkDelta(gpu: GpuContext, t: Trainer, deltaBytes: Uint8Array) {
   return entries;
 }
 
-/** Every tensor of `merged` against the original: bf16(f32(o + d)) at the entries, the original's bytes elsewhere. */
-async function checkFaithful(original: Checkpoint, merged: Checkpoint, entries: Map<string, { indices: Uint32Array | null; values: Float32Array }>): Promise<number> {
-  expect([...merged.tensors.keys()].sort()).toEqual([...original.tensors.keys()].sort());
-  let moved = 0;
-  for (const [name, info] of original.tensors) {
-    const ob = await original.readTensor(name), mb = await merged.readTensor(name);
-    expect(merged.tensors.get(name)!.dtype).toBe(info.dtype);
-    const e = entries.get(name);
-    if (!e) {
-      if (!Buffer.from(ob).equals(Buffer.from(mb))) throw new Error(`"${name}": not trained, but not the original's bytes`);
-      continue;
-    }
-    const o = new Uint16Array(ob.buffer, ob.byteOffset, ob.length / 2), g = new Uint16Array(mb.buffer, mb.byteOffset, mb.length / 2);
-    const want = o.slice();
-    for (let k = 0; k < e.values.length; k++) {
-      const i = e.indices ? e.indices[k]! : k;
-      want[i] = bf16Bits(Math.fround(bf16Value(o[i]!) + e.values[k]!));
-    }
-    for (let i = 0; i < o.length; i++) {
-      if (g[i] !== want[i]) throw new Error(`"${name}" entry ${i}: ${g[i]!.toString(16)}, expected ${want[i]!.toString(16)}`);
-      if (g[i] !== o[i]) moved++;
-    }
-  }
-  return moved;
-}
 
 describe('faithful export of 4-bit runs', () => {
   for (const dir of FIXTURES) {
@@ -141,7 +111,7 @@ describe('faithful export of 4-bit runs', () => {
       expect(r.merged).not.toBeNull();
       const entries = await checkDelta(gpu, t, deltaSink.bytes('usaf-delta.safetensors'));
       const merged = await openCheckpoint(out.folder());
-      expect(await checkFaithful(m.ckpt, merged, entries)).toBeGreaterThan(0);
+      expect(await expectFaithfulMerge(m.ckpt, merged, entries)).toBeGreaterThan(0);
       // the delta alone, merged by mergeModel onto the original: the same files
       const again = memorySink('again');
       await mergeModel(nodeFolder(dir), memorySource(deltaSink.bytes('usaf-delta.safetensors'), 'd'), again);
@@ -166,7 +136,7 @@ describe('faithful export of 4-bit runs', () => {
       expect(r.merged!.shards.length).toBeGreaterThan(0);
       const entries = await checkDelta(gpu, t, deltaSink.bytes('usaf-delta.safetensors'));
       const merged = await openCheckpoint(out.folder());
-      expect(await checkFaithful(src, merged, entries)).toBeGreaterThan(0);
+      expect(await expectFaithfulMerge(src, merged, entries)).toBeGreaterThan(0);
 
       // without the original: the delta alone (the same bytes), and mergeModel makes the same files of it
       const alone = memorySink('alone');

@@ -20,6 +20,7 @@ import { checkDeltaBase, mergeModel } from '../../../src/engine/train/merge.ts';
 import { nodeFolder } from '../../../src/node/folder.ts';
 import { rng } from '../../helpers/random.ts';
 import { DEMO_DIR, FIXTURE_DIR, sparselyChanged } from '../../helpers/train-io.ts';
+import { expectFaithfulMerge } from '../../helpers/merge-check.ts';
 
 const QWEN = FIXTURE_DIR('qwen3_moe');
 const TRAINED = [
@@ -27,12 +28,6 @@ const TRAINED = [
   'model.layers.3.mlp.experts.0.up_proj.weight', 'model.layers.3.mlp.gate.weight',
 ];
 
-/** bf16 bits of an f32 value, round to nearest even (written here, independent of the engine's encoder). */
-function bf16Bits(x: number): number {
-  const u = new Uint32Array(new Float32Array([x]).buffer)[0]!;
-  return Math.floor((u + 0x7fff + ((u >>> 16) & 1)) / 65536) & 0xffff;
-}
-const bf16Value = (bits: number): number => new Float32Array(new Uint32Array([bits << 16]).buffer)[0]!;
 
 function concat(chunks: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
@@ -41,33 +36,6 @@ function concat(chunks: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** The merged checkpoint against the original, every tensor: entries of `entries` = bf16(f32(o + d)), all else identical. */
-async function checkMerged(original: Checkpoint, merged: Checkpoint, entries: ReadonlyMap<string, { indices: Uint32Array | null; values: Float32Array }>): Promise<number> {
-  expect([...merged.tensors.keys()].sort()).toEqual([...original.tensors.keys()].sort());
-  let moved = 0;
-  for (const [name, t] of original.tensors) {
-    const m = merged.tensors.get(name)!;
-    expect({ dtype: m.dtype, shape: m.shape }).toEqual({ dtype: t.dtype, shape: t.shape });
-    const ob = await original.readTensor(name), mb = await merged.readTensor(name);
-    const e = entries.get(name);
-    if (!e) {
-      if (!Buffer.from(ob).equals(Buffer.from(mb))) throw new Error(`"${name}" is not in the delta but differs from the original`);
-      continue;
-    }
-    expect(t.dtype).toBe('BF16');
-    const o = new Uint16Array(ob.buffer, ob.byteOffset, ob.length / 2), g = new Uint16Array(mb.buffer, mb.byteOffset, mb.length / 2);
-    const want = o.slice();
-    for (let k = 0; k < e.values.length; k++) {
-      const i = e.indices ? e.indices[k]! : k;
-      want[i] = bf16Bits(Math.fround(bf16Value(o[i]!) + e.values[k]!));
-    }
-    for (let i = 0; i < o.length; i++) {
-      if (want[i] !== g[i]) throw new Error(`"${name}" entry ${i}: merged ${g[i]!.toString(16)}, expected ${want[i]!.toString(16)} (original ${o[i]!.toString(16)})`);
-      if (g[i] !== o[i]) moved++;
-    }
-  }
-  return moved;
-}
 
 let base: Checkpoint;
 let config: Uint8Array;
@@ -108,7 +76,7 @@ describe('mergeModel (qwen3_moe fixture)', () => {
     expect([...sink.files.keys()].at(-1)).toBe(INDEX_FILE); // the index last
     expect(Buffer.from(sink.bytes('config.json')).equals(config)).toBe(true);
     const merged = await openCheckpoint(sink.folder());
-    const moved = await checkMerged(base, merged, new Map(entries.map((e) => [e.name, { indices: e.indices, values: e.diff }])));
+    const moved = await expectFaithfulMerge(base, merged, new Map(entries.map((e) => [e.name, { indices: e.indices, values: e.diff }])));
     expect(moved).toBeGreaterThan(100); // the large differences moved entries; the 1e-6 ones mostly round back
     await merged.close();
     await expect(checkDeltaBase(nodeFolder(QWEN), memorySource(delta, 'd'))).resolves.toBeUndefined();
