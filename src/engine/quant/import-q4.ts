@@ -176,9 +176,11 @@ export function importQ4Size(spec: ModelSpec, src: Checkpoint, options: Pick<Imp
     const { header, dataBytes } = safetensorsHeader(list.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })), metadata);
     total += header.byteLength + dataBytes;
   }
-  // the index: one line per tensor (name and shard), and the original's fingerprint (one line per source tensor), bounded generously
-  return total + 256 + tensors.reduce((n, t) => n + t.name.length + 48, 0)
-    + [...src.tensors.values()].reduce((n, t) => n + t.name.length + 24 * t.shape.length + 160, 0);
+  // the index: one line per tensor (name and shard), and the original's fingerprint, whose size is known from the
+  // headers (CRCs and the config hash are 8 hex digits), each of its lines indented 4 more inside the index
+  const print = JSON.stringify({ tensors: [...src.tensors.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: [...t.shape], crc: '00000000' })), config: '00000000' }, null, 2);
+  const printBytes = new TextEncoder().encode(print).byteLength + 4 * print.split('\n').length;
+  return total + 256 + tensors.reduce((n, t) => n + t.name.length + 48, 0) + printBytes;
 }
 
 // ---------------------------------------------------------------------------------------------
