@@ -29,8 +29,13 @@ export interface TrainedRun {
     G: { touched: Uint32Array };
     D: { touched: Uint32Array };
   }[];
-  /** Full current values of the trained tensors (4-bit layers: the dequantized base where never trained). */
-  changedTensors(): Promise<Map<string, Float32Array>>;
+  /**
+   * Full current values of the trained tensors (4-bit layers: the dequantized base where never trained); with
+   * skipQ4Experts, a 4-bit layer's experts are left out (their values come from touchedValues).
+   */
+  changedTensors(onto?: undefined, opts?: { skipQ4Experts?: boolean }): Promise<Map<string, Float32Array>>;
+  /** A trained layer's current weights at its touched entries of index space G or D, in touched's order. */
+  touchedValues(l: TrainedRun['layers'][number], space: 'G' | 'D'): Promise<Float32Array>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,7 +119,8 @@ export async function runDiffs(run: TrainedRun, loaded: Checkpoint, original: Mo
   const { numExperts: E, expertIntermediate: IE } = spec.moe;
   const per = IE * spec.hidden;
   const printOf = new Map(original.tensors.map((t) => [t.name, t]));
-  const current = await run.changedTensors();
+  // 4-bit layers: only the touched entries' values are read back (a Qwen3-30B-A3B layer's experts are 2.4 GB in f32)
+  const current = await run.changedTensors(undefined, { skipQ4Experts: true });
   const out: DiffEntry[] = [];
   const q4Done = new Set<string>();
   for (const l of run.layers) {
@@ -132,19 +138,19 @@ export async function runDiffs(run: TrainedRun, loaded: Checkpoint, original: Mo
       };
     };
     const base = { G: baseAt(words.gateUp, lay.gateUp), D: baseAt(words.down, lay.down) };
+    const trained = { G: await run.touchedValues(l, 'G'), D: await run.touchedValues(l, 'D') };
     for (const e of spec.layers[l.layer]!.tensors) {
       const span = expertSpan(e.role, e.expert ?? 0, E, per);
       if (!span) continue;
       const space = e.role === 'expert.down' || e.role === 'expert.down_fused' ? 'D' : 'G';
-      const t = current.get(e.name);
       const p = printOf.get(e.name);
-      if (!t || !p) throw new DeltaError(`trained tensor "${e.name}" is missing from the run or the original`);
-      const b = base[space], touched = l[space].touched;
+      if (!p) throw new DeltaError(`trained tensor "${e.name}" is missing from the original`);
+      const b = base[space], touched = l[space].touched, t = trained[space];
       const first = lowerBound(touched, span.lo), last = lowerBound(touched, span.lo + span.n);
       let indices = new Uint32Array(last - first), diff = new Float32Array(last - first), n = 0;
       for (let j = first; j < last; j++) {
         const s = touched[j]!, i = span.at(s);
-        const d = Math.fround(t[i]! - b(s));
+        const d = Math.fround(t[j]! - b(s));
         if (d !== 0) { indices[n] = i; diff[n++] = d; }
       }
       indices = indices.subarray(0, n); diff = diff.subarray(0, n);

@@ -37,24 +37,28 @@ export interface RunState {
   epoch: number;
 }
 
+/** The current weights of selection tensor `sel` at the sorted indices `idx` (4-bit: chunk by chunk; never the whole layer). */
+export async function valuesAt(t: Pick<RunState, 'gpu' | 'q4'>, l: TrainedLayer, sel: Selection, idx: Uint32Array): Promise<Float32Array> {
+  const { gpu } = t;
+  if (!idx.length) return new Float32Array(0);
+  const ib = createBuffer(gpu, { label: 'touched.idx', size: idx.length * 4 });
+  const vb = createBuffer(gpu, { label: 'touched.vals', size: idx.length * 4 });
+  writeBuffer(gpu, ib, 0, idx);
+  const enc = new Encoder(gpu, 'values.at');
+  t.q4.gatherCurrent(enc, l, sel, vb, ib, idx.length);
+  enc.submit();
+  const out = await readF32(gpu, vb, 0, idx.length);
+  ib.destroy();
+  vb.destroy();
+  return out;
+}
+
 /** Everything needed to continue this run exactly (read back from the GPU). */
 export async function snapshot(t: RunState, settings: Record<string, unknown>, log: object[]): Promise<TrainCheckpoint> {
   const { gpu } = t;
   const layers: SavedLayer[] = [];
   for (const l of t.layers) {
-    const vals = async (sel: Selection, idx: Uint32Array) => {
-      if (!idx.length) return new Float32Array(0);
-      const ib = createBuffer(gpu, { label: 'touched.idx', size: idx.length * 4 });
-      const vb = createBuffer(gpu, { label: 'touched.vals', size: idx.length * 4 });
-      writeBuffer(gpu, ib, 0, idx);
-      const enc = new Encoder(gpu, 'snapshot');
-      t.q4.gatherCurrent(enc, l, sel, vb, ib, idx.length);
-      enc.submit();
-      const out = await readF32(gpu, vb, 0, idx.length);
-      ib.destroy();
-      vb.destroy();
-      return out;
-    };
+    const vals = (sel: Selection, idx: Uint32Array) => valuesAt(t, l, sel, idx);
     const G = await l.G.save(), D = await l.D.save();
     layers.push({
       layer: l.layer,
@@ -143,11 +147,16 @@ export async function restore(t: RunState, c: TrainCheckpoint): Promise<void> {
  * Full current values of the trained tensors, by checkpoint name (per-expert or fused, as the spec names them). With
  * `onto` (4-bit runs), entries never trained keep that checkpoint's values instead of the dequantized base's.
  */
-export async function changedTensors(t: RunState, onto?: Checkpoint): Promise<Map<string, Float32Array>> {
+export async function changedTensors(t: RunState, onto?: Checkpoint, opts: { skipQ4Experts?: boolean } = {}): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   const { numExperts: E, expertIntermediate: IE } = t.spec.moe;
   const per = IE * t.spec.hidden;
   for (const l of t.layers) {
+    if (opts.skipQ4Experts && l.base.kind === 'q4') {
+      // the experts' trained values come sparse (valuesAt over the touched entries): only the router here
+      for (const e of t.spec.layers[l.layer]!.tensors) if (e.role === 'router') out.set(e.name, await readF32(t.gpu, l.router));
+      continue;
+    }
     let [gu, down] = await t.q4.currentWeights(l);
     if (onto && l.base.kind === 'q4') [gu, down] = await touchedOnto(t.spec, onto, l, gu, down);
     for (const e of t.spec.layers[l.layer]!.tensors) {

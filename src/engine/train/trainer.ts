@@ -27,7 +27,7 @@ import { setMinus } from './sorted-sets.ts';
 import { Selection, type KeptState, type TrainedLayer } from './selection.ts';
 import { Importance } from './importance.ts';
 import { Q4Base, type ExpertScratch } from './q4-base.ts';
-import { changedTensors, restore, snapshot } from './state.ts';
+import { changedTensors, restore, snapshot, valuesAt } from './state.ts';
 
 export class Trainer {
   readonly graph: TrainGraph;
@@ -372,7 +372,12 @@ export class Trainer {
    * Full current values of the trained tensors, by checkpoint name (per-expert or fused, as the spec names them). With
    * `onto` (4-bit runs), entries never trained keep that checkpoint's values instead of the dequantized base's.
    */
-  changedTensors(onto?: Checkpoint): Promise<Map<string, Float32Array>> {
-    return changedTensors(this, onto);
+  changedTensors(onto?: Checkpoint, opts?: { skipQ4Experts?: boolean }): Promise<Map<string, Float32Array>> {
+    return changedTensors(this, onto, opts);
+  }
+
+  /** A trained layer's current weights at every entry ever trained in index space G or D (memory: those entries only). */
+  touchedValues(l: TrainedLayer, space: 'G' | 'D'): Promise<Float32Array> {
+    return valuesAt(this, l, l[space], l[space].touched);
   }
 }

@@ -163,7 +163,7 @@ describe('mergeModel (qwen3_moe fixture)', () => {
       }
       changed.set(name, v);
     }
-    const run: TrainedRun = { gpu: undefined as never, spec, layers: [], changedTensors: async () => changed };
+    const run: TrainedRun = { gpu: undefined as never, spec, layers: [], changedTensors: async () => changed, touchedValues: () => { throw new Error("no 4-bit layer here") } };
     const out = memorySink('out'), deltaSink = memorySink('delta');
     const res = await exportRun(run, { loaded: base, loadedFolder: nodeFolder(QWEN), settings: { steps: 2 }, deltaSink, mergeSink: out });
     expect(res.merged).not.toBeNull();
