@@ -8,7 +8,8 @@ import {
 import { callbacks, connectTrainer, progress, type TrainerProxy } from '../worker/client.ts';
 import type {
   DatasetInput, DatasetProgress, DatasetSettings, DatasetSummary, EvalEvent, ExportOrigin, ExportProgress, ExportResult,
-  ExportTarget, GpuReport, ImportProgress, MemoryPlan, ModelSource, OriginalFolder, PresetPlan, ReselectEvent, RunError, RunSummary, StepEvent, StorageReport, StoredModel,
+  ExportTarget, GpuReport, ImportProgress, MemoryPlan, ModelSource, OriginalFolder, PhaseEvent, PresetPlan, ReselectEvent, RunError, RunHistory, RunSummary,
+  StepEvent, StorageReport, StoredModel,
 } from '../worker/protocol.ts';
 import { ORIGINAL_UNAVAILABLE } from '../worker/protocol.ts';
 import type { ArchInfo } from '../engine/model/index.ts';
@@ -28,6 +29,10 @@ const EVAL_WINDOWS_KEY = 'usaf.evalWindows';
 const DOWNLOAD_GAP_MS = 400;
 const DEMO_REMOVED_KEY = 'usaf.demoRemoved';
 const GPU_MEMORY_KEY = 'usaf.gpuMemoryGiB';
+/** The run this page started or resumed last: reopened on the Run screen when a reload interrupted it. */
+const LIVE_RUN_KEY = 'usaf.liveRun';
+/** How long a reload waits for the previous page's worker to let go of its run (it is then marked interrupted). */
+const REOPEN_TRIES = 30;
 
 export interface LiveRun {
   summary: RunSummary;
@@ -37,9 +42,19 @@ export interface LiveRun {
   log: string[];
   /** Step of the last checkpoint stored (0 = none yet): where a resume would continue from. */
   checkpointStep: number;
+  /** Paused: the loop really waits between steps (the evaluation and checkpoint before it are done). */
   paused: boolean;
+  /** Pause was asked and the run has not paused yet. */
+  pausing: boolean;
+  /** What the run is doing besides steps (set-up, evaluation, checkpoint), with its progress; null between steps. */
+  phase: PhaseEvent | null;
   finished: boolean;
   error: RunError | null;
+}
+
+/** A second run overlaid on the charts. */
+export interface ComparedRun extends RunHistory {
+  summary: RunSummary;
 }
 
 function message(e: unknown): string {
@@ -81,7 +96,9 @@ export class AppState {
   presetPlans = $state<PresetPlan[]>([]);
 
   runs = $state<RunSummary[]>([]);
+  /** The run on the Run screen: the one going on, or a past one opened from the history (finished). */
   live = $state<LiveRun | null>(null);
+  compare = $state<ComparedRun | null>(null);
   /** Windows of SEQ tokens evaluated per set at each evaluation (null = all); a run option, not part of the preset. */
   evalWindows = $state<number | null>(readEvalWindows());
   runError = $state<string | null>(null);
@@ -126,6 +143,7 @@ export class AppState {
       await this.refreshDatasets();
       await this.ensureDemoDatasets();
       this.runs = await trainer.listRuns();
+      void this.reopenInterrupted();
       void this.refreshStorage();
       void navigator.storage?.persist?.().catch(() => false);
     } catch (e) {
@@ -348,8 +366,20 @@ export class AppState {
 
   private runCallbacks() {
     return callbacks({
-      onStep: (e) => this.live?.steps.push(e),
+      onStep: (e) => {
+        if (!this.live) return;
+        this.live.steps.push(e);
+        if (this.live.phase?.phase !== 'paused') this.live.phase = null;
+      },
       onEval: (e) => this.live?.evals.push(e),
+      onPhase: (e) => {
+        if (!this.live) return;
+        this.live.phase = e;
+        if (e.phase === 'paused') {
+          this.live.paused = true;
+          this.live.pausing = false;
+        }
+      },
       onReselect: (e) => this.live?.reselects.push(e),
       onCheckpoint: (step) => {
         if (this.live) this.live.checkpointStep = step;
@@ -364,13 +394,18 @@ export class AppState {
         if (this.live) {
           this.live.summary = s;
           this.live.finished = true;
+          this.live.phase = null;
+          this.live.pausing = false;
         }
         void this.refreshRuns();
+        void this.refreshStorage();
       },
       onError: (err) => {
         if (this.live) {
           this.live.error = err;
           this.live.finished = true;
+          this.live.phase = null;
+          this.live.pausing = false;
         }
         if (err.kind === 'device-lost') this.deviceLost ??= err.message;
         void this.refreshRuns();
@@ -380,7 +415,7 @@ export class AppState {
 
   /** A fresh live view; it exists before the run starts so that no early event is missed. */
   private newLive(summary: RunSummary): LiveRun {
-    return { summary, steps: [], evals: [], reselects: [], log: [], checkpointStep: summary.checkpointStep, paused: false, finished: false, error: null };
+    return { summary, steps: [], evals: [], reselects: [], log: [], checkpointStep: summary.checkpointStep, paused: false, pausing: false, phase: null, finished: false, error: null };
   }
 
   async startRun(): Promise<void> {
@@ -403,6 +438,7 @@ export class AppState {
         evalWindows: this.evalWindows, gpuMemoryBytes: this.gpuMemoryGiB === null ? null : this.gpuMemoryGiB * 2 ** 30,
       }, this.runCallbacks());
       if (this.live) this.live.summary = summary;
+      localStorage.setItem(LIVE_RUN_KEY, summary.id);
     } catch (e) {
       this.live = previous;
       this.runError = message(e);
@@ -419,6 +455,7 @@ export class AppState {
     try {
       const summary = await this.trainer!.resumeRun(id, this.runCallbacks());
       if (this.live) this.live.summary = summary;
+      localStorage.setItem(LIVE_RUN_KEY, id);
       this.deviceLost = null; // the run goes on, on a new device
     } catch (e) {
       this.live = previous;
@@ -437,6 +474,91 @@ export class AppState {
     }
   }
 
+  /** The run going on (not a past one opened from the history). */
+  get running(): boolean {
+    return !!this.live && !this.live.finished;
+  }
+
+  /**
+   * After a reload: the run this page had going, once the previous page's worker has let go of it (it is then
+   * interrupted), opens on the Run screen with its charts.
+   */
+  async reopenInterrupted(): Promise<void> {
+    const id = localStorage.getItem(LIVE_RUN_KEY);
+    for (let i = 0; id && i < REOPEN_TRIES && !this.live; i++) {
+      const r = this.runs.find((x) => x.id === id);
+      if (!r || r.status === 'done' || r.status === 'stopped' || r.status === 'failed') return;
+      if (r.status === 'interrupted') {
+        this.screen = 'run';
+        await this.openRun(id);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await this.refreshRuns();
+    }
+  }
+
+  /** A past run on the Run screen with its charts from its log (not while a run is going on). */
+  async openRun(id: string): Promise<void> {
+    this.runError = null;
+    if (this.running) {
+      this.runError = 'A run is going on: stop it first, or compare this run with it.';
+      return;
+    }
+    const summary = this.runs.find((r) => r.id === id);
+    if (!summary) return;
+    try {
+      const h = await this.trainer!.runHistory(id);
+      if (this.running) return; // a run started meanwhile: it is the one shown
+      this.live = { ...this.newLive(summary), ...h, finished: true };
+      if (this.compare?.summary.id === id) this.compare = null;
+    } catch (e) {
+      this.runError = `Opening the run failed: ${message(e)}`;
+    }
+  }
+
+  /** Overlays another run's charts (null: none). */
+  async compareRun(id: string | null): Promise<void> {
+    this.runError = null;
+    const summary = id ? this.runs.find((r) => r.id === id) : null;
+    if (!summary) {
+      this.compare = null;
+      return;
+    }
+    try {
+      this.compare = { summary, ...(await this.trainer!.runHistory(summary.id)) };
+    } catch (e) {
+      this.runError = `Reading the run to compare failed: ${message(e)}`;
+    }
+  }
+
+  async renameRun(id: string, name: string): Promise<boolean> {
+    this.runError = null;
+    try {
+      const r = await this.trainer!.renameRun(id, name);
+      if (this.live?.summary.id === id) this.live.summary.name = r.name;
+      if (this.compare?.summary.id === id) this.compare.summary.name = r.name;
+      await this.refreshRuns();
+      return true;
+    } catch (e) {
+      this.runError = message(e);
+      return false;
+    }
+  }
+
+  async deleteRun(id: string): Promise<void> {
+    this.runError = null;
+    try {
+      await this.trainer!.deleteRun(id);
+      if (this.live?.summary.id === id && this.live.finished) this.live = null;
+      if (this.compare?.summary.id === id) this.compare = null;
+      await this.refreshRuns();
+      void this.refreshStorage();
+    } catch (e) {
+      this.runError = message(e);
+    }
+  }
+
   setEvalWindows(n: number | null): void {
     this.evalWindows = n;
     if (n === null) localStorage.removeItem(EVAL_WINDOWS_KEY);
@@ -445,8 +567,14 @@ export class AppState {
 
   async control(action: 'pause' | 'resume' | 'stop'): Promise<void> {
     try {
+      // Paused only once the run says so (onPhase 'paused'): until then it finishes its step, evaluation or checkpoint.
+      if (this.live && action === 'pause') this.live.pausing = true;
       await this.trainer![action]();
-      if (this.live && action !== 'stop') this.live.paused = action === 'pause';
+      if (this.live && action === 'resume') {
+        this.live.paused = false;
+        this.live.pausing = false;
+        this.live.phase = null;
+      }
       void this.refreshRuns();
     } catch (e) {
       this.runError = message(e);

@@ -9,7 +9,7 @@ import type { FileSink } from '../engine/io/sink.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import type { MergeOptions } from '../engine/train/merge.ts';
 import type { TokenStream } from '../engine/train/token-stream.ts';
-import type { EvalEvent, ReselectEvent, RunSummary, Settings, StepEvent } from './protocol.ts';
+import type { EvalEvent, PhaseEvent, ReselectEvent, RunSummary, Settings, StepEvent } from './protocol.ts';
 
 /** What the training loop reports; the worker records it (run.json, log.jsonl) and forwards it to the page. */
 export interface EngineEvents {
@@ -19,8 +19,10 @@ export interface EngineEvents {
   onReselect(e: ReselectEvent): void;
   /** One line of the run log: a JSON object in the seed's log format. Stored in the run's log.jsonl as given. */
   onLog(line: string): void;
-  /** A resumable checkpoint of the state after `step` is now in the run folder. */
-  onCheckpoint(step: number): void;
+  /** A resumable checkpoint of the state after `step` is now in the run folder; `elapsedMs`: the run's time as of it. */
+  onCheckpoint(step: number, elapsedMs?: number): void;
+  /** Set-up phases, evaluations, checkpoints and pauses with their progress. */
+  onPhase?(e: PhaseEvent): void;
   /**
    * On resume, before training continues: the run's log as of the checkpoint (JSON lines). The worker's log.jsonl is
    * rewritten to it, so that steps logged after the checkpoint by the interrupted session are not kept twice.

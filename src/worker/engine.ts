@@ -14,11 +14,13 @@ import { checkDeltaBase, mergeModel } from '../engine/train/merge.ts';
 import { runTraining, type RunEvents } from '../engine/train/run.ts';
 import { checkFits, checkResume, savedLoadOptions, savedSettings, setupRun, type SavedSettings } from '../engine/train/setup.ts';
 import { Trainer } from '../engine/train/trainer.ts';
-import type { EvalRecord, ReselectRecord, SampleSet, StepRecord } from '../engine/train/types.ts';
+import type { EvalRecord, PhaseRecord, ReselectRecord, SampleSet, StepRecord } from '../engine/train/types.ts';
 import type { TrainSettings } from '../engine/train/settings.ts';
 import { loadWeights, type LoadOptions } from '../engine/train/weights.ts';
 import type { DeltaWritten, EngineBinding, EngineEvents, ExportArgs, RunHandle, RunInputs } from './engine-binding.ts';
 import { beginGpuJob } from './gpu-jobs.ts';
+import { RunClock } from './run-clock.ts';
+import { historyFromLog } from './run-history.ts';
 
 /** Checkpoint cadence when EVAL_EVERY is 0 (evaluations only before and after). */
 const CHECKPOINT_EVERY_DEFAULT = 50;
@@ -46,6 +48,10 @@ class Control {
   paused = false;
   stopped = false;
   private wake: (() => void) | null = null;
+  /** Called when the loop has really stopped between steps (the evaluation and checkpoint before it are done)... */
+  onHold: () => void = () => undefined;
+  /** ...and when it goes on. */
+  onRelease: () => void = () => undefined;
 
   pause(): void {
     this.paused = true;
@@ -63,7 +69,11 @@ class Control {
 
   /** runTraining's `control`: called between steps; waits while paused. */
   readonly next = async (): Promise<'go' | 'stop'> => {
-    while (this.paused && !this.stopped) await new Promise<void>((r) => (this.wake = r));
+    if (this.paused && !this.stopped) {
+      this.onHold();
+      while (this.paused && !this.stopped) await new Promise<void>((r) => (this.wake = r));
+      this.onRelease();
+    }
     this.wake = null;
     return this.stopped ? 'stop' : 'go';
   };
@@ -140,16 +150,26 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
   if (inp.resumeFrom) await inp.events.onHistory?.((resume?.log ?? []).map((r) => JSON.stringify(r)));
   if (control.stopped) return 'stopped';
 
+  inp.events.onPhase?.({ phase: 'loading', step: resume?.step ?? 0, done: 0, total: 1 });
   const { ckpt, weights } = await openWeights(gpu, spec, inp.model, run.load);
   try {
     if (control.stopped) return 'stopped';
     const trainer = new Trainer(gpu, spec, weights, ts, run.trainSet);
-    const history = resume ? replay(resume, ts, inp.events, gpu, activeFraction(trainer)) : 0;
+    const replayed = resume ? replay(resume, ts, inp.events, gpu, activeFraction(trainer)) : 0;
+    // the clock goes on from the checkpoint's stored elapsed time (older records: the logged step times)
+    const from = inp.resumeFrom;
+    const before = resume && from?.checkpointStep === resume.step && from.checkpointElapsedMs !== undefined ? from.checkpointElapsedMs : replayed;
+    const clock = new RunClock(resume ? before : 0, !!resume);
+    control.onHold = () => {
+      clock.hold();
+      inp.events.onPhase?.({ phase: 'paused', step: trainer.step, done: 0, total: 0 });
+    };
+    control.onRelease = () => clock.release();
     const summary = await runTraining(trainer, {
       inDomain: run.inDomain, heldout: run.heldout, sink: inp.runSink, checkpointDir: '',
       checkpointEvery: ts.evalEvery > 0 ? ts.evalEvery : CHECKPOINT_EVERY_DEFAULT,
       settings: run.checkpoint as unknown as Record<string, unknown>,
-      events: runEvents(trainer, ts, inp.events, history),
+      events: runEvents(trainer, ts, inp.events, clock),
       resume,
       frozenSource: run.streamed ? { ckpt, load: run.load } : undefined,
       control: control.next,
@@ -160,16 +180,17 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
   }
 }
 
-/** The engine's records → the worker's events (steps with elapsed time, ETA, GPU memory; evaluations; reselections). */
-function runEvents(t: Trainer, ts: TrainSettings, ev: EngineEvents, elapsedBefore: number): RunEvents {
-  const t0 = performance.now();
+/**
+ * The engine's records → the worker's events (steps with the run's elapsed time, ETA from this session's pace, GPU
+ * memory; evaluations; reselections; phases). Training's start (after a resume's set-up) starts the clock.
+ */
+function runEvents(t: Trainer, ts: TrainSettings, ev: EngineEvents, clock: RunClock): RunEvents {
   const firstStep = t.step;
   return {
     onStep: (r: StepRecord) => {
-      const elapsed = performance.now() - t0;
-      const perStep = elapsed / Math.max(1, r.step - firstStep);
+      const perStep = clock.session() / Math.max(1, r.step - firstStep);
       ev.onStep({
-        step: r.step, steps: ts.steps, loss: r.loss, lr: r.lr, tokensPerSecond: r.tok_s, elapsedMs: elapsedBefore + elapsed,
+        step: r.step, steps: ts.steps, loss: r.loss, lr: r.lr, tokensPerSecond: r.tok_s, elapsedMs: clock.elapsed(),
         etaMs: perStep * (ts.steps - r.step), gpuMemoryBytes: gpuBytes(t.gpu), skippedSteps: t.skipped,
         activeFraction: activeFraction(t),
       });
@@ -177,32 +198,22 @@ function runEvents(t: Trainer, ts: TrainSettings, ev: EngineEvents, elapsedBefor
     onEval: (r: EvalRecord) => ev.onEval({ step: r.step, inDomainPpl: r.eval_ppl, heldoutPpl: r.heldout_ppl }),
     onReselect: (r: ReselectRecord) => ev.onReselect({ step: r.step, activeFraction: activeFraction(t), turnover: r.turnover }),
     onLog: (r: object) => ev.onLog(JSON.stringify(r)),
-    onCheckpoint: (step: number) => ev.onCheckpoint(step),
+    onCheckpoint: (step: number) => ev.onCheckpoint(step, clock.elapsed()),
+    onPhase: (p: PhaseRecord) => {
+      if (p.phase === 'training') clock.begin();
+      ev.onPhase?.(p);
+    },
   };
 }
 
-/** A resumed run shows its history first (steps, evaluations, reselections of the checkpoint's log); returns its time. */
+/** A resumed run shows its history first (steps, evaluations, reselections of the checkpoint's log); returns its logged step time. */
 function replay(c: TrainCheckpoint, ts: TrainSettings, ev: EngineEvents, gpu: GpuContext, active: number): number {
-  let elapsed = 0;
-  let skipped = 0;
-  for (const r of c.log as Record<string, unknown>[]) {
-    if ('loss' in r && typeof r.step === 'number') {
-      const s = r as unknown as StepRecord;
-      elapsed += s.sec * 1000;
-      if (!s.finite) skipped++;
-      ev.onStep({
-        step: s.step, steps: ts.steps, loss: s.loss, lr: s.lr, tokensPerSecond: s.tok_s, elapsedMs: elapsed, etaMs: null,
-        gpuMemoryBytes: gpuBytes(gpu), skippedSteps: skipped, activeFraction: active,
-      });
-    } else if ('eval_ppl' in r) {
-      const e = r as unknown as EvalRecord;
-      ev.onEval({ step: e.step, inDomainPpl: e.eval_ppl, heldoutPpl: e.heldout_ppl });
-    } else if ('turnover' in r) {
-      const x = r as unknown as ReselectRecord;
-      ev.onReselect({ step: x.step, activeFraction: active, turnover: x.turnover });
-    }
-  }
-  return elapsed;
+  const h = historyFromLog(c.log as Record<string, unknown>[], ts.steps);
+  const memory = gpuBytes(gpu);
+  for (const s of h.steps) ev.onStep({ ...s, gpuMemoryBytes: memory, activeFraction: active });
+  for (const e of h.evals) ev.onEval(e);
+  for (const x of h.reselects) ev.onReselect({ ...x, activeFraction: active });
+  return h.steps.at(-1)?.elapsedMs ?? 0;
 }
 
 function start(inputs: RunInputs): RunHandle {

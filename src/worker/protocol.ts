@@ -35,6 +35,9 @@ export interface StorageReport {
   persisted: boolean;
   modelsBytes: number;
   datasetsBytes: number;
+  /** Run folders (record, log, checkpoint): in all and run by run, newest first. */
+  runsBytes: number;
+  runs: { id: string; name: string; bytes: number }[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,10 +165,29 @@ export interface EvalEvent {
   heldoutPpl: number | null;
 }
 
+/**
+ * What a run is doing besides steps, with its progress: loading the model, the frozen pass, restoring a checkpoint, an
+ * evaluation (windows), the importance pass (microbatches), training (from `step`), writing a checkpoint, or paused.
+ */
+export interface PhaseEvent {
+  phase: 'loading' | 'frozen' | 'restoring' | 'evaluation' | 'importance' | 'training' | 'checkpoint' | 'paused';
+  /** The step the phase belongs to (0 = before the first). */
+  step: number;
+  done: number;
+  total: number;
+}
+
+/** A run's charts as its log records them (log.jsonl): steps, evaluations and reselections. */
+export interface RunHistory {
+  steps: StepEvent[];
+  evals: EvalEvent[];
+  reselects: ReselectEvent[];
+}
+
 export interface ReselectEvent {
   step: number;
-  /** Trainable share of the expert weights of the trained layers. */
-  activeFraction: number;
+  /** Trainable share of the expert weights of the trained layers (null where not known: a run's past read from its log). */
+  activeFraction: number | null;
   /** |new − old| / |new|, over all selection tensors. */
   turnover: number;
 }
@@ -194,6 +216,10 @@ export interface RunSummary {
   evalWindows?: number | null;
   /** As requested (RunRequest.gpuMemoryBytes); a resumed run fits the same memory. */
   gpuMemoryBytes?: number | null;
+  /** Time the run has spent so far, as of its last step (set-up included; resume set-up and pauses not). */
+  elapsedMs?: number;
+  /** The elapsed time as of the checkpoint (`checkpointStep`): where a resumed run's clock goes on from. */
+  checkpointElapsedMs?: number;
   /** How the training samples are drawn (engine/train/setup.ts SAMPLE_RULE_TEXT): records of pre-tokenized data, random positions or windows of text. */
   samples?: 'random' | 'windows' | 'records';
 }
@@ -214,6 +240,8 @@ export interface RunCallbacks {
   onLog(line: string): void;
   /** A resumable checkpoint after this step is stored (a resume continues from the last one). */
   onCheckpoint?(step: number): void;
+  /** Set-up phases, evaluations, checkpoints and pauses with their progress. */
+  onPhase?(e: PhaseEvent): void;
   onDone(summary: RunSummary): void;
   onError(error: RunError): void;
 }
@@ -333,6 +361,12 @@ export interface Trainer {
   /** Continues an interrupted, paused-and-reloaded or failed run from its last checkpoint. */
   resumeRun(runId: string, callbacks: RunCallbacks): Promise<RunSummary>;
   listRuns(): Promise<RunSummary[]>;
+  /** A run's charts from its stored log (any run, the live one too). */
+  runHistory(runId: string): Promise<RunHistory>;
+  /** Renames a run (a blank name is refused); returns the record as saved. */
+  renameRun(runId: string, name: string): Promise<RunSummary>;
+  /** Removes a run's record, log and checkpoint (refused for the run going on). */
+  deleteRun(runId: string): Promise<void>;
 
   /** Where the run's model came from (the merge reads the original weights there), and the permission to read it. */
   exportOrigin(runId: string): Promise<ExportOrigin>;

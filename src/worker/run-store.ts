@@ -1,7 +1,7 @@
 // Contract: run records in OPFS under runs/<id>/ — run.json (the RunSummary, rewritten as the run goes) and log.jsonl
 // (one JSON object per line, the seed's log format). A run found "running" or "paused" at startup was interrupted.
 
-import { dirAt, entries, fileAt, readText, removeEntry, writeWhole } from '../store/opfs.ts';
+import { dirAt, entries, fileAt, folderBytes, readText, removeEntry, writeWhole } from '../store/opfs.ts';
 import type { RunSummary } from './protocol.ts';
 
 const RUNS = 'runs';
@@ -96,6 +96,24 @@ export async function replaceRunLog(id: string, lines: string[]): Promise<void> 
 
 /** The OPFS implementation of the records a run keeps. */
 export const opfsRunRecords = { write: writeRunRecord, appendLog: appendRunLog, replaceLog: replaceRunLog };
+
+/** The bytes of each run's folder (record, log, checkpoint), in the order of `runs`. */
+export async function runsBytes(runs: readonly RunSummary[]): Promise<{ id: string; name: string; bytes: number }[]> {
+  const out: { id: string; name: string; bytes: number }[] = [];
+  for (const r of runs) {
+    const dir = await runFolder(r.id, false);
+    out.push({ id: r.id, name: r.name || r.id, bytes: dir ? await folderBytes(dir) : 0 });
+  }
+  return out;
+}
+
+/** Removes a run's folder (record first: a run half removed is not listed again). */
+export async function deleteRunFolder(id: string): Promise<void> {
+  const dir = await runFolder(id, false);
+  if (!dir) return;
+  await removeEntry(dir, RECORD);
+  await removeEntry((await dirAt(RUNS, false))!, safeRunId(id));
+}
 
 export async function readRunLog(id: string): Promise<Blob | null> {
   const dir = await runFolder(id, false);

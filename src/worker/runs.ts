@@ -60,6 +60,7 @@ export class ActiveRun {
       onStep: (e) => {
         this.summary.stepsDone = e.step;
         this.summary.steps = e.steps;
+        this.summary.elapsedMs = e.elapsedMs;
         if (Number.isFinite(e.loss)) this.summary.lastLoss = e.loss;
         this.page.onStep(e);
         if (performance.now() - this.lastSave > SAVE_EVERY_MS) this.save();
@@ -71,13 +72,15 @@ export class ActiveRun {
         this.page.onEval(e);
       },
       onReselect: (e) => this.page.onReselect(e),
+      onPhase: (e) => this.page.onPhase?.(e),
       onLog: (line) => {
         this.logBuffer.push(line);
         this.logTimer ??= setTimeout(() => this.flushLog(), FLUSH_LOG_MS);
         this.page.onLog(line);
       },
-      onCheckpoint: (step) => {
+      onCheckpoint: (step, elapsedMs) => {
         this.summary.checkpointStep = step;
+        this.summary.checkpointElapsedMs = elapsedMs;
         this.save();
         this.page.onCheckpoint?.(step);
       },
@@ -105,6 +108,12 @@ export class ActiveRun {
     } finally {
       this.handle = null;
     }
+  }
+
+  /** A new name, kept by every later save of the record. */
+  rename(name: string): void {
+    this.summary.name = name;
+    this.save();
   }
 
   setStatus(status: RunStatus): void {

@@ -12,12 +12,14 @@ import { cancelRunningImport, impliedSettings, importModel, storedSpec, stripCom
 import {
   type DatasetInput, type DatasetProgress, type DatasetSettings, type DatasetSummary, type ExportFile, type ExportOrigin,
   type ExportProgress, type ExportResult, type ExportTarget, type GpuReport, type OriginalFolder,
-  type ImportProgress, type MemoryPlan, type ModelSource, type PresetPlan, type RunCallbacks, type RunRequest, type RunSummary, type Settings,
+  type ImportProgress, type MemoryPlan, type ModelSource, type PresetPlan, type RunCallbacks, type RunHistory, type RunRequest, type RunSummary, type Settings,
   type StorageReport, type StoredModel, type Trainer, type WorkerEnv,
 } from './protocol.ts';
 import {
-  listRunRecords, markInterruptedRuns, newRunId, opfsRunRecords, readRunLog, readRunRecord, runFolder, runLockName,
+  deleteRunFolder, listRunRecords, markInterruptedRuns, newRunId, opfsRunRecords, readRunLog, readRunRecord, runFolder, runLockName,
+  runsBytes, writeRunRecord,
 } from './run-store.ts';
+import { historyFromLog, parseLog } from './run-history.ts';
 import { ActiveRun } from './runs.ts';
 import { Exports } from './exports.ts';
 import { idbOrigins } from '../store/origins.ts';
@@ -128,7 +130,10 @@ export class WorkerTrainer implements Trainer {
   async storageEstimate(): Promise<StorageReport> {
     const est = await navigator.storage.estimate().catch(() => ({ usage: undefined, quota: undefined }));
     const persisted = await (navigator.storage.persisted?.() ?? Promise.resolve(false)).catch(() => false);
+    const runs = await runsBytes(await listRunRecords());
     return {
+      runsBytes: runs.reduce((a, r) => a + r.bytes, 0),
+      runs,
       usedBytes: est.usage ?? null,
       quotaBytes: est.quota ?? null,
       persisted,
@@ -340,6 +345,35 @@ export class WorkerTrainer implements Trainer {
     await markInterruptedRuns(active?.id ?? null);
     // The live run as it is now (its record on disk lags a little behind).
     return (await listRunRecords()).map((r) => (r.id === active?.id ? { ...active, updatedAt: Date.now() } : r));
+  }
+
+  async runHistory(runId: string): Promise<RunHistory> {
+    const rec = await readRunRecord(runId);
+    if (!rec) throw new Error(`no run "${runId}"`);
+    const log = await readRunLog(runId);
+    const known = rec.elapsedMs !== undefined ? { step: rec.stepsDone, elapsedMs: rec.elapsedMs } : undefined;
+    return historyFromLog(log ? parseLog(await log.text()) : [], rec.steps, known);
+  }
+
+  async renameRun(runId: string, name: string): Promise<RunSummary> {
+    const clean = name.trim();
+    if (!clean) throw new Error('a run needs a name: enter at least one character');
+    if (clean.length > 200) throw new Error(`a run's name has at most 200 characters, this one ${clean.length}`);
+    if (this.active?.summary.id === runId) {
+      this.active.rename(clean);
+      return { ...this.active.summary };
+    }
+    const rec = await readRunRecord(runId);
+    if (!rec) throw new Error(`no run "${runId}"`);
+    const renamed = { ...rec, name: clean };
+    await writeRunRecord(renamed);
+    return renamed;
+  }
+
+  async deleteRun(runId: string): Promise<void> {
+    if (this.active?.summary.id === runId) throw new Error(`run ${runId} is going on: stop it before deleting it`);
+    if (!(await readRunRecord(runId))) throw new Error(`no run "${runId}"`);
+    await deleteRunFolder(runId);
   }
 
   private async exportParts(runId: string) {

@@ -78,7 +78,7 @@ test('training: the loss chart grows; pause; an offline reload, a lost GPU devic
   assert.match(await stats(page), /Elapsed\d.*ETA\d.*GPU memory[\d.]+ [KMG]B.*Active fraction0\.50 %/);
   await control(page, 'Pause').click();
   await page.locator('[data-testid=run-checkpoint]', { hasText: 'step 1' }).waitFor({ timeout: STEP_MS });
-  assert.match(await stats(page), /Statuspaused/);
+  await page.locator('[data-testid=run-status]', { hasText: /^paused$/ }).waitFor({ timeout: STEP_MS });
   await page.waitForTimeout(3000);
   assert.equal(await lossPoints(page).count(), 1);
   await env.screenshot(page, 'train-01-run-paused');

@@ -16,7 +16,7 @@ import type { Forward } from './forward.ts';
 import { HostStore, type FrozenCache, type WindowStore } from './frozen-cache.ts';
 export { HostStore, type WindowStore } from './frozen-cache.ts';
 import { destroyLayer, loadLayer, type LoadOptions, type ModelWeights } from './weights.ts';
-import type { SampleSet } from './types.ts';
+import type { OnProgress, SampleSet } from './types.ts';
 import type { Trainer } from './trainer.ts';
 
 /** Where streamed frozen layers come from: the checkpoint and the options loadWeights was given. */
@@ -42,7 +42,7 @@ export interface WindowGroup {
  * leaves each window's input of layer trainFrom in its store. Streamed layers (LayerWeights.streamed) are loaded from
  * `source` just before they run and freed right after.
  */
-export async function frozenPass(fwd: Forward, weights: ModelWeights, trainFrom: number, chunk: number, groups: WindowGroup[], source: FrozenSource | null): Promise<void> {
+export async function frozenPass(fwd: Forward, weights: ModelWeights, trainFrom: number, chunk: number, groups: WindowGroup[], source: FrozenSource | null, onProgress?: OnProgress): Promise<void> {
   const gpu = fwd.gpu;
   const spec = fwd.spec;
   const step = async (g: WindowGroup, w0: number, count: number, body: (enc: Encoder, batch: number, seq: number) => void, fromStore: boolean) => {
@@ -79,6 +79,7 @@ export async function frozenPass(fwd: Forward, weights: ModelWeights, trainFrom:
       destroyLayer(weights.layers[L]!);
       weights.layers[L] = placeholder;
     }
+    onProgress?.(L + 1, trainFrom);
   }
   await gpu.device.queue.onSubmittedWorkDone();
 }
@@ -87,7 +88,7 @@ export async function frozenPass(fwd: Forward, weights: ModelWeights, trainFrom:
  * Sum of next-token losses over windows 0..n-1 of `set` from their stored inputs of layer trainFrom: the trained layers
  * and the head only, in chunks of `chunk` windows (the same kernels and chunks as Forward.run).
  */
-export async function evaluateFromStore(fwd: Forward, spec: ModelSpec, trainFrom: number, set: SampleSet, n: number, chunk: number, store: WindowStore): Promise<{ sum: number; tokens: number }> {
+export async function evaluateFromStore(fwd: Forward, spec: ModelSpec, trainFrom: number, set: SampleSet, n: number, chunk: number, store: WindowStore, onProgress?: OnProgress): Promise<{ sum: number; tokens: number }> {
   let sum = 0;
   let tokens = 0;
   for (let w = 0; w < n; w += chunk) {
@@ -104,6 +105,7 @@ export async function evaluateFromStore(fwd: Forward, spec: ModelSpec, trainFrom
     enc.submit();
     const rows = await readF32(fwd.gpu, fwd.rowLoss, 0, count * seq);
     for (let t = 0; t < count * seq; t++) if (targets[t] !== 0xffffffff) (sum += rows[t]!), tokens++;
+    onProgress?.(w + count, n);
   }
   return { sum, tokens };
 }
@@ -112,7 +114,7 @@ export async function evaluateFromStore(fwd: Forward, spec: ModelSpec, trainFrom
  * A Trainer's frozen inputs, layer-major: every training sample into its frozen cache, and the first evalWindows windows
  * of each eval set into Trainer.evalStores (the cache itself when the set is the training set, else a HostStore).
  */
-export async function fillFrozen(t: Trainer, source: FrozenSource | null, evalSets: SampleSet[]): Promise<void> {
+export async function fillFrozen(t: Trainer, source: FrozenSource | null, evalSets: SampleSet[], onProgress?: OnProgress): Promise<void> {
   if (t.s.trainFrom === 0) return;
   const groups: WindowGroup[] = [{ set: t.data, count: t.data.count, store: cacheStore(t.cache) }];
   if (t.cache.capacity < t.data.count) throw new Error(`the frozen cache holds ${t.cache.capacity} of ${t.data.count} samples; the layer-major pass needs all`);
@@ -125,5 +127,5 @@ export async function fillFrozen(t: Trainer, source: FrozenSource | null, evalSe
       t.evalStores.set(set, { store, count });
     }
   }
-  await frozenPass(t.graph.fwd, t.weights, t.s.trainFrom, t.s.microbatch, groups, source);
+  await frozenPass(t.graph.fwd, t.weights, t.s.trainFrom, t.s.microbatch, groups, source, onProgress);
 }

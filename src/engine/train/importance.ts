@@ -19,6 +19,7 @@ import { activeCount } from './schedule.ts';
 import type { TrainSettings } from './settings.ts';
 import type { Selection, TrainedLayer } from './selection.ts';
 import type { Q4Base } from './q4-base.ts';
+import type { OnProgress } from './types.ts';
 
 /** What the importance passes use of a run (the Trainer). */
 export interface ImportanceRun {
@@ -75,7 +76,7 @@ export class Importance {
    * scores then live in the shared dense scratch): each group reruns the microbatches. The first selection, and
    * accumulatedReselect's reselections.
    */
-  async rank(importanceSamples: number[][]): Promise<void> {
+  async rank(importanceSamples: number[][], onProgress?: OnProgress): Promise<void> {
     const { gpu, layers, shared } = this.run;
     const scratch = this.run.q4.scratch;
     shared?.startImportance();
@@ -89,6 +90,9 @@ export class Importance {
     };
     if (this.denseChunk) await this.chunkedImportance(importanceSamples, dest);
     const group = this.denseChunk ? layers.length : Math.max(1, this.run.s.importanceGroup ?? (scratch ? 1 : layers.length));
+    // progress: one unit per microbatch pass (each group of layers reruns the microbatches)
+    const passes = this.denseChunk ? 1 : Math.ceil(layers.length / group) * importanceSamples.length;
+    let passed = 0;
     for (let g0 = 0; !this.denseChunk && g0 < layers.length; g0 += group) {
       const part = layers.slice(g0, g0 + group);
       const one = group === 1;
@@ -103,6 +107,7 @@ export class Importance {
       }
       for (const samples of importanceSamples) {
         await this.densePass(samples, part, (l) => imp.get(l)!, 'abs');
+        onProgress?.(++passed, passes);
         if (g0 === 0 && shared) {
           // shared experts: their |grad| from the first group's passes (every pass computes it)
           const e = new Encoder(gpu, 'shared.importance');
@@ -116,6 +121,7 @@ export class Importance {
       await gpu.device.queue.onSubmittedWorkDone();
       if (!one) for (const [g, d] of imp.values()) (g.destroy(), d.destroy());
     }
+    if (this.denseChunk) onProgress?.(passes, passes);
     if (!waiting.size) return;
     const enc = new Encoder(gpu, 'select.idx');
     for (const [sel, b] of waiting) enc.copy(b, 0, sel.idx, 0, sel.k * 4);

@@ -5,7 +5,7 @@ import type { FileSink } from '../io/sink.ts';
 import { saveTrainCheckpoint, type TrainCheckpoint } from './checkpoint-file.ts';
 import { fillFrozen, type FrozenSource } from './frozen-pass.ts';
 import { drawBatches, importanceRng, Rng } from './rng.ts';
-import type { EvalRecord, ReselectRecord, SampleSet, StepRecord } from './types.ts';
+import type { EvalRecord, PhaseRecord, ReselectRecord, SampleSet, StepRecord } from './types.ts';
 import type { Trainer } from './trainer.ts';
 
 export interface RunEvents {
@@ -15,6 +15,8 @@ export interface RunEvents {
   /** Every log record, in order (the seed's JSONL format). */
   onLog?(r: object): void | Promise<void>;
   onCheckpoint?(step: number): void;
+  /** What the run is doing between and before steps, with its progress (not logged). */
+  onPhase?(p: PhaseRecord): void;
 }
 
 export interface RunOptions {
@@ -65,9 +67,15 @@ export async function runTraining(t: Trainer, o: RunOptions): Promise<RunSummary
     log.push(r);
     await o.events?.onLog?.(r);
   };
+  const phase = (p: PhaseRecord['phase'], step: number) => (done: number, total: number) => o.events?.onPhase?.({ phase: p, step, done, total });
   const evaluate = async (step: number): Promise<EvalRecord> => {
-    const e = await t.evaluate(o.inDomain, s.evalWindows);
-    const h = o.heldout ? await t.evaluate(o.heldout, s.evalWindows) : null;
+    // progress over both sets' windows
+    const windows = (set: SampleSet) => Math.min(set.count, s.evalWindows ?? set.count);
+    const total = windows(o.inDomain) + (o.heldout ? windows(o.heldout) : 0);
+    const progress = phase('evaluation', step);
+    progress(0, total);
+    const e = await t.evaluate(o.inDomain, s.evalWindows, (done) => progress(done, total));
+    const h = o.heldout ? await t.evaluate(o.heldout, s.evalWindows, (done) => progress(windows(o.inDomain) + done, total)) : null;
     const rec: EvalRecord = { step, eval_loss: e.loss, eval_ppl: e.ppl, heldout_loss: h?.loss ?? null, heldout_ppl: h?.ppl ?? null };
     await emit(rec);
     o.events?.onEval?.(rec);
@@ -75,6 +83,7 @@ export async function runTraining(t: Trainer, o: RunOptions): Promise<RunSummary
   };
   const save = async () => {
     if (!o.sink) return;
+    phase('checkpoint', t.step)(0, 1);
     await saveTrainCheckpoint(o.sink, o.checkpointDir ?? '', await t.snapshot(o.settings, log));
     o.events?.onCheckpoint?.(t.step);
   };
@@ -82,13 +91,18 @@ export async function runTraining(t: Trainer, o: RunOptions): Promise<RunSummary
   let before: EvalRecord | null = null;
   if (t.streamed) {
     if (!o.frozenSource) throw new Error('frozen layers are streamed: runTraining needs frozenSource');
-    await fillFrozen(t, o.frozenSource, [o.inDomain, o.heldout].filter((x): x is SampleSet => !!x));
+    phase('frozen', 0)(0, t.s.trainFrom);
+    await fillFrozen(t, o.frozenSource, [o.inDomain, o.heldout].filter((x): x is SampleSet => !!x), phase('frozen', 0));
   }
-  if (o.resume) await t.restore(o.resume);
-  else {
+  if (o.resume) {
+    phase('restoring', o.resume.step)(0, 1);
+    await t.restore(o.resume);
+  } else {
     before = await evaluate(0);
-    await t.init(importanceBatches(s.seed, s.nImportance, s.microbatch, t.data.count));
+    phase('importance', 0)(0, s.nImportance);
+    await t.init(importanceBatches(s.seed, s.nImportance, s.microbatch, t.data.count), phase('importance', 0));
   }
+  phase('training', t.step)(0, s.steps - t.step);
   const t0 = performance.now();
   const startStep = t.step;
   const losses: number[] = log.filter((r): r is StepRecord => 'loss' in r).map((r) => r.loss);

@@ -21,7 +21,7 @@ import { adamBiasTable, checkFinite, gatherMasters, routerSgd, scatterMasters } 
 import { SharedTraining } from './shared-train.ts';
 import { evaluateFromStore, type WindowStore } from './frozen-pass.ts';
 import { planSettings, type TrainSettings } from './settings.ts';
-import type { ReselectRecord, SampleSet, StepRecord } from './types.ts';
+import type { OnProgress, ReselectRecord, SampleSet, StepRecord } from './types.ts';
 import { drawBatches, importanceRng, Rng } from './rng.ts';
 import { setMinus } from './sorted-sets.ts';
 import { Selection, type KeptState, type TrainedLayer } from './selection.ts';
@@ -203,8 +203,8 @@ export class Trainer {
    * Importance (Σ|grad| over N_IMPORTANCE microbatches at W0, summed by the weight-gradient kernel itself) → first active
    * sets, masters from W0 (importance.ts).
    */
-  async init(importanceSamples: number[][]): Promise<void> {
-    await this.importance.rank(importanceSamples);
+  async init(importanceSamples: number[][], onProgress?: OnProgress): Promise<void> {
+    await this.importance.rank(importanceSamples, onProgress);
     await this.select(false);
   }
 
@@ -330,12 +330,12 @@ export class Trainer {
   }
 
   /** Mean loss over the windows of a sample set (forward only, current weights). */
-  async evaluate(set: SampleSet, maxWindows: number | null): Promise<{ loss: number; ppl: number; tokens: number }> {
+  async evaluate(set: SampleSet, maxWindows: number | null, onProgress?: OnProgress): Promise<{ loss: number; ppl: number; tokens: number }> {
     const n = Math.min(set.count, maxWindows ?? set.count);
     const B = this.s.microbatch;
     const stored = this.evalStores.get(set);
     if (stored && stored.count >= n) {
-      const r = await evaluateFromStore(this.graph.fwd, this.spec, this.s.trainFrom, set, n, B, stored.store);
+      const r = await evaluateFromStore(this.graph.fwd, this.spec, this.s.trainFrom, set, n, B, stored.store, onProgress);
       const loss = r.sum / Math.max(1, r.tokens);
       return { loss, ppl: Math.exp(loss), tokens: r.tokens };
     }
@@ -350,6 +350,7 @@ export class Trainer {
       const r = await this.graph.fwd.run(ids, count, set.seq, { targets });
       sum += r.sumLoss;
       tokens += r.tokens;
+      onProgress?.(w + count, n);
     }
     const loss = sum / Math.max(1, tokens);
     return { loss, ppl: Math.exp(loss), tokens };

@@ -11,3 +11,15 @@ export interface SampleSet {
 export interface StepRecord { step: number; loss: number; lr: number; finite: boolean; sec: number; tok_s: number }
 export interface EvalRecord { step: number; eval_loss: number; eval_ppl: number; heldout_loss: number | null; heldout_ppl: number | null }
 export interface ReselectRecord { step: number; turnover: number; turnovers: number[] }
+
+/** Progress of a run's phase: `done` of `total` units (windows, microbatches, layers) while it goes on. */
+export interface PhaseRecord {
+  phase: 'frozen' | 'restoring' | 'evaluation' | 'importance' | 'training' | 'checkpoint';
+  /** The step the phase belongs to (the evaluation or checkpoint after it; 0 before the first). */
+  step: number;
+  done: number;
+  total: number;
+}
+
+/** Called as a piece of work goes on: `done` of `total` units. */
+export type OnProgress = (done: number, total: number) => void;

@@ -88,6 +88,24 @@ describe('a run in the worker', () => {
     expect(h.written.at(-1)).toMatchObject({ status: 'failed', checkpointStep: 15 });
   });
 
+  it('keeps the elapsed time of the last step and of the checkpoint, forwards phases, and keeps a rename', async () => {
+    const h = harness();
+    const phases: string[] = [];
+    const run = new ActiveRun(summary(), h.records, { ...h.page, onPhase: (e) => phases.push(`${e.phase} ${e.done}/${e.total}`) });
+    const ev = run.events();
+    const handle = fakeHandle();
+    const following = run.follow(handle);
+    ev.onPhase!({ phase: 'evaluation', step: 0, done: 1, total: 2 });
+    ev.onStep({ ...step(1, 2.7), elapsedMs: 4321 });
+    ev.onCheckpoint(1, 5678);
+    run.rename('baseline');
+    ev.onStep({ ...step(2, 2.6), elapsedMs: 9876 });
+    handle.finish('stopped');
+    await following;
+    expect(phases).toEqual(['evaluation 1/2']);
+    expect(h.written.at(-1)).toMatchObject({ status: 'stopped', name: 'baseline', elapsedMs: 9876, checkpointStep: 1, checkpointElapsedMs: 5678 });
+  });
+
   it('describes other endings', () => {
     expect(describeRunError(new Error('Out of memory while allocating'), 0)).toMatchObject({ kind: 'out-of-memory', resumable: false });
     expect(describeRunError('boom', 3)).toEqual({ kind: 'error', message: 'The run failed: boom', resumable: true });
