@@ -3,7 +3,7 @@
 // child process; its host memory is polled from /proc (mem.mjs), its wall time and the storage it wrote are recorded.
 
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { sampleTree } from './mem.mjs';
 import { checkFaithful } from './check.mjs';
@@ -52,7 +52,7 @@ async function hasCommand(name) {
  * src: the Hub checkpoint; work: a scratch folder; data: the training JSONL. Returns the run's JSON record.
  * settings: {seq, steps, layers}.
  */
-export async function nodeJourney({ src, work, data, layers, seq = 16, steps = 2, timeoutMs = 3_600_000, log = console.error, progress = () => {} }) {
+export async function nodeJourney({ src, work, data, layers, seq = 16, steps = 2, timeoutMs = 3_600_000, log = console.error, progress = () => {}, reuse = false }) {
   const q4 = join(work, 'q4');
   const run = join(work, 'run');
   const merged = join(work, 'merged');
@@ -66,9 +66,17 @@ export async function nodeJourney({ src, work, data, layers, seq = 16, steps = 2
     if (r.code !== 0) throw new Error(`usaf ${name} exited with ${r.code}:\n${r.stderr.split('\n').slice(-15).join('\n')}`);
   };
 
-  log(`node: import ${src} → ${q4}`);
-  const imp = await usaf(['import', '--model', src, '--out', q4, '--max-shard-gb', String(Math.max(0.05, duBytes(src) / 8 / 1e9))], log, timeoutMs);
-  record('import', imp, duBytes(q4), { gpu_bytes: null, result: lastJson(imp.stdout) });
+  // reuse: an import that finished in `work` before keeps its phase record (import.phase.json beside the store)
+  const importRecord = join(work, 'import.phase.json');
+  if (reuse && existsSync(importRecord) && existsSync(join(q4, 'model.safetensors.index.json'))) {
+    phases.import = { ...JSON.parse(readFileSync(importRecord, 'utf8')), reused: true };
+    log(`node: reusing the import in ${q4} (${importRecord})`);
+  } else {
+    log(`node: import ${src} → ${q4}`);
+    const imp = await usaf(['import', '--model', src, '--out', q4, '--max-shard-gb', String(Math.max(0.05, duBytes(src) / 8 / 1e9))], log, timeoutMs);
+    record('import', imp, duBytes(q4), { gpu_bytes: null, result: lastJson(imp.stdout) });
+    writeFileSync(importRecord, JSON.stringify(phases.import, null, 2) + '\n');
+  }
 
   // Without --base, train on a 4-bit store writes the delta alone (and names the merge command): the merge is its own phase.
   log(`node: train ${steps} steps, SEQ ${seq}, layer ${layers - 1} trained, frozen streamed`);

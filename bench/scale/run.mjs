@@ -6,7 +6,8 @@
 // Env: SCALE_SMALL=1 (8 experts, vocab 8,192, every other width real: for developing, labelled "small" in the results),
 //      SCALE_LAYERS (default "2,4"), SCALE_ENVS (default "node,chromium"), SCALE_SEQ (16), SCALE_TMP (scratch; default
 //      $TMPDIR/usaf-scale; the checkpoints are generated there, never committed, and removed after each layer count
-//      unless SCALE_KEEP=1), SCALE_TIMEOUT_S (per phase, default 3600).
+//      unless SCALE_KEEP=1), SCALE_TIMEOUT_S (per phase, default 3600), SCALE_REUSE=1 (keep a checkpoint generated
+//      there before, and a Node import finished there before with its phase record: node.mjs).
 
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,6 +25,7 @@ const envs = (process.env.SCALE_ENVS ?? 'node,chromium').split(',');
 const seq = Number(process.env.SCALE_SEQ ?? 16);
 const tmp = process.env.SCALE_TMP ?? join(tmpdir(), 'usaf-scale');
 const timeoutMs = Number(process.env.SCALE_TIMEOUT_S ?? 3600) * 1000;
+const reuse = process.env.SCALE_REUSE === '1'; // keep a checkpoint generated earlier in SCALE_TMP (and an import done there: node.mjs)
 const log = (s) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 
 mkdirSync(OUT, { recursive: true });
@@ -32,14 +34,19 @@ const commit = (await import('node:child_process')).execSync('git rev-parse --sh
 const runs = [];
 for (const layers of layerCounts) {
   const dir = join(tmp, `${width}-${layers}L`);
-  rmSync(dir, { recursive: true, force: true });
   const src = join(dir, 'original');
-  log(`generating the ${width}-width checkpoint with ${layers} layers in ${src}`);
-  const t0 = performance.now();
-  const gen = generateCheckpoint(src, { layers, small });
-  const genSec = +((performance.now() - t0) / 1000).toFixed(1);
   const data = join(dir, 'train.jsonl');
-  writeDataset(data, gen.config);
+  let gen = reuse ? generated(src, data) : null;
+  let genSec = null;
+  if (gen) log(`reusing the ${width}-width checkpoint with ${layers} layers in ${src} (SCALE_REUSE=1)`);
+  else {
+    rmSync(dir, { recursive: true, force: true });
+    log(`generating the ${width}-width checkpoint with ${layers} layers in ${src}`);
+    const t0 = performance.now();
+    gen = generateCheckpoint(src, { layers, small });
+    genSec = +((performance.now() - t0) / 1000).toFixed(1);
+    writeDataset(data, gen.config);
+  }
   for (const env of envs) {
     const work = join(dir, env);
     const t1 = performance.now();
@@ -50,7 +57,7 @@ for (const layers of layerCounts) {
       // the phases done so far, on disk as they finish (a run cut short leaves what it measured)
       const partial = join(OUT, `${width}-${env}-${layers}L.partial.json`);
       const progress = (phases) => writeFileSync(partial, JSON.stringify({ width, env, layers, incomplete: true, commit, phases, date: new Date().toISOString() }, null, 2) + '\n');
-      r = await go({ src, work, data, layers, seq, timeoutMs, log, progress });
+      r = await go({ src, work, data, layers, seq, timeoutMs, log, progress, reuse });
       rmSync(partial, { force: true });
     } catch (e) {
       log(`${env} ${layers} layers FAILED: ${e.stack ?? e}`);
@@ -70,6 +77,18 @@ for (const layers of layerCounts) {
     log(`${env} ${layers} layers: peak host ${(r.peak_host_bytes / 1e9).toFixed(2)} GB, GPU ${(r.gpu_bytes / 1e9).toFixed(2)} GB, faithful ${r.faithful}, ${r.wall_s} s`);
   }
   if (process.env.SCALE_KEEP !== '1') rmSync(dir, { recursive: true, force: true });
+}
+
+/** A checkpoint gen.mjs wrote earlier in `src` (with its dataset), described as generateCheckpoint does; null if absent. */
+function generated(src, data) {
+  try {
+    const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'));
+    const index = JSON.parse(readFileSync(join(src, 'model.safetensors.index.json'), 'utf8'));
+    readFileSync(data);
+    return { config, files: [...new Set(Object.values(index.weight_map))], bytes: index.metadata.total_size, tensors: Object.keys(index.weight_map).length };
+  } catch {
+    return null;
+  }
 }
 
 // Acceptance over every run of this width on record (this invocation's and earlier ones'): host memory does not grow with
