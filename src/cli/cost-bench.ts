@@ -73,7 +73,7 @@ export function groupBy(c: CountSnapshot, by: 'phase' | 'kernel'): Map<string, K
 }
 
 const phaseCost = (t: KernelTally): PhaseCost => ({
-  dispatches: t.dispatches, flops: t.flops, bytes: t.bytes, ms: +((t.computeSec + t.memorySec) * 1e3).toFixed(4), bound: t.computeSec >= t.memorySec ? 'compute' : 'memory',
+  dispatches: t.dispatches, flops: t.flops, bytes: t.bytes, ms: +((t.computeSec + t.memorySec) * 1e3).toPrecision(6), bound: t.computeSec >= t.memorySec ? 'compute' : 'memory',
 });
 
 /** Runs init, a warm-up step, a normal step and a reselection step of the synthetic model on the counting device. */
@@ -113,7 +113,7 @@ export function costJson(r: CostReport) {
     per_step: totals(r.normal),
     reselect_step: totals(r.reselect),
     phases,
-    estimate: { device: r.device.name, ms: +ms.toFixed(3), tok_s: +(tokens / (ms / 1e3)).toFixed(0) },
+    estimate: { device: r.device.name, ms: +ms.toPrecision(6), tok_s: +(tokens / (ms / 1e3)).toFixed(0) },
   };
 }
 

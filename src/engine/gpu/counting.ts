@@ -1,6 +1,7 @@
-// A GPUDevice that runs nothing: buffers hold no memory, kernels compile to nothing, a readback maps ascending u32
-// words 0, 1, 2, … (as f32: finite subnormals, so losses read ~0, flags 0 and index sets come back sorted and unique).
-// With countCalls (cost.ts) it is the cost model's device: the training code runs on it unchanged and is counted.
+// A GPUDevice that runs nothing: buffers hold no memory, kernels compile to nothing, the n-th readback maps the u32
+// words i * (1 + n % 7) (as f32: finite subnormals, so losses read ~0, flags 0, and index sets come back sorted, unique
+// and different from one selection to the next, as on a GPU). With countCalls (cost.ts) it is the cost model's device:
+// the training code runs on it unchanged and is counted.
 
 import type { GpuContext, GpuInfo } from './device.ts';
 import { countCalls, type CallCounts } from './cost.ts';
@@ -22,6 +23,8 @@ const LIMITS = {
 
 const none = <T>(): T => ({}) as T;
 
+let readbacks = 0;
+
 function nullBuffer(desc: GPUBufferDescriptor): GPUBuffer {
   const size = desc.size;
   let mapped: ArrayBuffer | null = null;
@@ -31,7 +34,8 @@ function nullBuffer(desc: GPUBufferDescriptor): GPUBuffer {
     async mapAsync(_mode: number, offset = 0, len = size - offset) {
       mapped = new ArrayBuffer(len);
       const w = new Uint32Array(mapped, 0, len >> 2);
-      for (let i = 0; i < w.length; i++) w[i] = i;
+      const stride = 1 + (readbacks++ % 7);
+      for (let i = 0; i < w.length; i++) w[i] = i * stride;
     },
     getMappedRange: () => mapped ?? new ArrayBuffer(size),
     unmap() {
