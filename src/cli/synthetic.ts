@@ -37,8 +37,8 @@ export async function syntheticSpec(nameOrPath: string, layers: number | null): 
   return parseConfig({ ...json, num_hidden_layers: layers === null ? total : Math.min(layers, total) });
 }
 
-/** A Checkpoint of random bf16 tensors under the spec's names (deterministic per name). */
-export function syntheticCheckpoint(spec: ModelSpec): Checkpoint {
+/** A Checkpoint of random bf16 tensors under the spec's names (deterministic per name); `zeros`: all zero (the cost model's, where values never matter). */
+export function syntheticCheckpoint(spec: ModelSpec, zeros = false): Checkpoint {
   const tensors = new Map<string, TensorInfo>();
   for (const e of allTensors(spec)) {
     const n = e.shape.reduce((a, b) => a * b, 1);
@@ -48,6 +48,7 @@ export function syntheticCheckpoint(spec: ModelSpec): Checkpoint {
     const info = tensors.get(name);
     if (!info) throw new Error(`synthetic checkpoint has no tensor "${name}"`);
     const words = new Uint32Array(Math.ceil(info.byteLength / 4));
+    if (zeros) return new Uint8Array(words.buffer, 0, info.byteLength);
     if (/norm/.test(name)) words.fill(0x3f803f80); // 1.0, 1.0
     else {
       let x = 0x9e3779b9;

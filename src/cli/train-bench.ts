@@ -74,13 +74,25 @@ export async function trainBench(gpu: GpuContext, modelDir: string, microbatch: 
  * directly on the GPU) whose layers all train: the top layers of a published model, from the embedding instead of cached hidden
  * states (the same work per step), with the full-vocabulary loss. Reports tokens/s, seconds per phase and GPU bytes.
  */
-export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: { microbatch: number; seq: number; steps: number; groupSize: number; expertChunk?: number; gpuBytes?: number }) {
-  const t0 = performance.now();
-  const weights = await loadWeights(gpu, spec, syntheticCheckpoint(spec), {
+export interface SyntheticOptions {
+  microbatch: number;
+  seq: number;
+  steps: number;
+  groupSize: number;
+  expertChunk?: number;
+  gpuBytes?: number;
+  /** Reselection every N steps (default 0: none). */
+  reselectEvery?: number;
+  /** All-zero bf16 tensors instead of random ones (the cost model: nothing is computed). */
+  zeros?: boolean;
+}
+
+/** The synthetic model's weights (4-bit experts made on the GPU) and a Trainer over all its layers, not yet initialized. */
+export async function syntheticTrainer(gpu: GpuContext, spec: ModelSpec, o: SyntheticOptions): Promise<Trainer> {
+  const weights = await loadWeights(gpu, spec, syntheticCheckpoint(spec, o.zeros), {
     quantizeExperts: { groupSize: o.groupSize },
     makeExperts: (L) => randomExpertsQ4(gpu, spec, L, o.groupSize),
   });
-  const tLoad = performance.now();
   const V = spec.vocab, seq = o.seq;
   const count = o.microbatch * (2 * o.steps + 3);
   const data: SampleSet = {
@@ -92,10 +104,17 @@ export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: {
     },
   };
   const settings = {
-    frac: 0.005, steps: 180, microbatch: o.microbatch, accum: 1, seq, lrPeak: 2e-4, wd: 0.005, trainFrom: 0, reselectEvery: 0, evalEvery: 0,
+    frac: 0.005, steps: 180, microbatch: o.microbatch, accum: 1, seq, lrPeak: 2e-4, wd: 0.005, trainFrom: 0, reselectEvery: o.reselectEvery ?? 0, evalEvery: 0,
     nImportance: 1, frozenCacheN: 0, seed: 0, evalWindows: null, expertChunk: o.expertChunk, gpuBytes: o.gpuBytes,
   };
-  const t = new Trainer(gpu, spec, weights, settings, data);
+  return new Trainer(gpu, spec, weights, settings, data);
+}
+
+export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: SyntheticOptions) {
+  const t0 = performance.now();
+  const t = await syntheticTrainer(gpu, spec, o);
+  const tLoad = performance.now();
+  const seq = o.seq, V = spec.vocab;
   const setupBytes = allocatedBytes(gpu);
   await t.init([Array.from({ length: o.microbatch }, (_, i) => i)]);
   const tInit = performance.now();

@@ -11,6 +11,7 @@ import { openModel, QUANT_FLAGS, quantOption } from '../load-model.ts';
 import { Forward } from '../../engine/train/forward.ts';
 import { syntheticTrainBench, trainBench } from '../train-bench.ts';
 import { syntheticSpec } from '../synthetic.ts';
+import { costJson, costLines, costModel, rooflineOf } from '../cost-bench.ts';
 
 const SHAPES = [
   { name: 'expert gate/up 2048->768', K: 2048, N: 768 },
@@ -65,9 +66,20 @@ export const bench = command(
     microbatch: { type: 'number', default: 2, help: '--synthetic: samples per microbatch' },
     'expert-chunk': { type: 'number', env: 'EXPERT_CHUNK', help: '--synthetic: experts per chunk of the trained layers\' f32 scratch (default: all, or what fits --gpu-gib)' },
     'gpu-gib': { type: 'number', env: 'GPU_GIB', help: '--synthetic: GPU memory to fit in, GiB (picks the expert chunk; refuses a plan that exceeds it)' },
+    cost: { type: 'boolean', help: 'no GPU: count a normal and a reselection step of --synthetic (default qwen3-30b-a3b) on a counting device and estimate its time on --device; last line JSON' },
+    device: { type: 'string', default: 'h100', help: '--cost: h100 | h200 | rx7900xtx | a JSON file {name, flops, bytes_per_s}' },
     ...QUANT_FLAGS,
   },
   async (f) => {
+    if (f.cost) {
+      const name = f.synthetic ? String(f.synthetic) : 'qwen3-30b-a3b';
+      const device = await rooflineOf(String(f.device));
+      const spec = await syntheticSpec(name, num(f, 'train-layers')!);
+      const r = await costModel(spec, name, device, { microbatch: num(f, 'microbatch')!, seq: num(f, 'seq') ?? 512, groupSize: num(f, 'group-size')!, expertChunk: num(f, 'expert-chunk') });
+      for (const line of costLines(r)) console.log(line);
+      console.log(JSON.stringify(costJson(r)));
+      return 0;
+    }
     const gpu = await nodeGpu();
     const cpu = /swiftshader/i.test(gpu.info.description + gpu.info.architecture + gpu.info.vendor);
     const M = num(f, 'tokens') ?? (cpu ? 32 : 1024);

@@ -4,6 +4,7 @@
 import type { GpuContext } from './device.ts';
 import { KernelError, type Kernel } from './kernel.ts';
 import { trackScope } from './errors.ts';
+import { countsOf, type KernelCost } from './cost.ts';
 import { Usage } from './usage.ts';
 
 const UNIFORM_USAGE = Usage.UNIFORM | Usage.COPY_DST;
@@ -32,15 +33,19 @@ export class Encoder {
   private uniforms: GPUBuffer[] = [];
   readonly kernels: string[] = [];
   private pool: UniformPool;
+  /** The step phase the next dispatches belong to (the cost model's per-phase tally; no effect on the GPU). */
+  section: string;
 
   constructor(readonly gpu: GpuContext, label = 'usaf') {
+    this.section = label;
     this.enc = gpu.device.createCommandEncoder({ label });
     let p = pools.get(gpu.device);
     if (!p) pools.set(gpu.device, (p = new UniformPool(gpu.device)));
     this.pool = p;
   }
 
-  dispatch(k: Kernel, buffers: (GPUBuffer | GPUBufferBinding)[], wg: [number, number?, number?], params?: ArrayBufferView | ArrayBuffer): void {
+  /** `cost`: the launch's FLOPs and bytes, recorded only where the device is counted (gpu/cost.ts). */
+  dispatch(k: Kernel, buffers: (GPUBuffer | GPUBufferBinding)[], wg: [number, number?, number?], params?: ArrayBufferView | ArrayBuffer, cost?: KernelCost): void {
     const device = this.gpu.device;
     const entries: GPUBindGroupEntry[] = buffers.map((b, i) => ({ binding: i, resource: 'mapState' in b ? { buffer: b } : b }));
     if (params) {
@@ -63,6 +68,7 @@ export class Encoder {
     this.pass.setBindGroup(0, bg);
     this.pass.dispatchWorkgroups(x, y, z);
     this.kernels.push(k.name);
+    countsOf(device)?.kernel(this.section, k.name, cost);
   }
 
   private endPass(): void {
@@ -93,6 +99,8 @@ export class Encoder {
     device.pushErrorScope('validation');
     device.pushErrorScope('out-of-memory');
     device.queue.submit([this.enc.finish()]);
+    const counts = countsOf(device);
+    if (counts) counts.encoderSubmits++;
     const names = summarize(this.kernels);
     trackScope(this.gpu, device.popErrorScope(), (e) => new KernelError(names, `out of GPU memory: ${e.message}`));
     trackScope(this.gpu, device.popErrorScope(), (e) => new KernelError(names, e.message));

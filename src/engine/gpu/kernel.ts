@@ -5,6 +5,7 @@
 import type { GpuContext } from './device.ts';
 import type { Encoder } from './encoder.ts';
 import { reportError } from './errors.ts';
+import type { KernelCost } from './cost.ts';
 import decodeLib from '../../../shaders/lib/decode.wgsl?raw';
 
 /** The WGSL libraries a kernel may include, by name. */
@@ -33,8 +34,9 @@ export class Kernel {
   ) {}
 
   /** Record one dispatch. `buffers` are bound to @binding(0..n-1) in order; a trailing params uniform is added by `params`. */
-  dispatch(enc: Encoder, buffers: (GPUBuffer | GPUBufferBinding)[], workgroups: [number, number?, number?], params?: ArrayBufferView | ArrayBuffer): void {
-    enc.dispatch(this, buffers, workgroups, params);
+  /** `cost` (FLOPs, bytes read + written) from the launcher's arithmetic feeds the cost model (gpu/cost.ts) only. */
+  dispatch(enc: Encoder, buffers: (GPUBuffer | GPUBufferBinding)[], workgroups: [number, number?, number?], params?: ArrayBufferView | ArrayBuffer, cost?: KernelCost): void {
+    enc.dispatch(this, buffers, workgroups, params, cost);
   }
 }
 

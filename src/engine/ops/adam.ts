@@ -97,7 +97,8 @@ function targetParams(n: number, w: WeightTarget, useGuard: boolean): Uint32Arra
 export function sparseAdam(enc: Encoder, master: GPUBuffer, m: GPUBuffer, v: GPUBuffer, grad: GPUBuffer, guard: GPUBuffer | null, n: number, h: AdamStep): void {
   if (n === 0) return;
   const k = kernel(enc.gpu, { name: 'adam.sparse_adam', code: adamSrc, entryPoint: 'sparse_adam', constants: { WG } });
-  k.dispatch(enc, [grad, guard ?? grad, master, m, v], [groups(n)], adamParams(n, h, guard !== null));
+  // reads grad, master, m, v; writes master, m, v
+  k.dispatch(enc, [grad, guard ?? grad, master, m, v], [groups(n)], adamParams(n, h, guard !== null), { flops: 15 * n, bytes: 28 * n });
 }
 
 /**
@@ -107,7 +108,8 @@ export function sparseAdam(enc: Encoder, master: GPUBuffer, m: GPUBuffer, v: GPU
 export function sparseAdamEntryT(enc: Encoder, master: GPUBuffer, m: GPUBuffer, v: GPUBuffer, steps: GPUBuffer, grad: GPUBuffer, guard: GPUBuffer | null, bc: GPUBuffer, n: number, h: AdamEntryStep): void {
   if (n === 0) return;
   const k = kernel(enc.gpu, { name: 'adam.sparse_adam_entry_t', code: adamEntryTSrc, entryPoint: 'sparse_adam_entry_t', constants: { WG } });
-  k.dispatch(enc, [grad, guard ?? grad, bc, master, m, v, steps], [groups(n)], adamEntryParams(n, h, guard !== null));
+  // as sparseAdam, plus steps read and written and a (bc1, bc2) pair read per entry
+  k.dispatch(enc, [grad, guard ?? grad, bc, master, m, v, steps], [groups(n)], adamEntryParams(n, h, guard !== null), { flops: 15 * n, bytes: 44 * n });
 }
 
 /**
@@ -117,14 +119,15 @@ export function sparseAdamEntryT(enc: Encoder, master: GPUBuffer, m: GPUBuffer, 
 export function scatterMasters(enc: Encoder, weights: GPUBuffer, master: GPUBuffer, idx: GPUBuffer, guard: GPUBuffer | null, n: number, w: WeightTarget): void {
   if (n === 0) return;
   const k = kernel(enc.gpu, { name: 'adam.scatter', code: scatterSrc, entryPoint: 'scatter', constants: { WG, W_BF16: w.dtype === 'bf16' ? 1 : 0 } });
-  k.dispatch(enc, [idx, master, guard ?? idx, weights], [groups(n)], targetParams(n, w, guard !== null));
+  // idx, master read; an f32 weight written, or a bf16 pair's word read and written
+  k.dispatch(enc, [idx, master, guard ?? idx, weights], [groups(n)], targetParams(n, w, guard !== null), { flops: 0, bytes: n * (w.dtype === 'bf16' ? 16 : 12) });
 }
 
 /** master[j] = weights[offset + idx[j] (- lo)] (with w.range: only idx[j] in [lo, hi), the others untouched) (at selection / reselection, after grown entries were reset to W0). */
 export function gatherMasters(enc: Encoder, master: GPUBuffer, weights: GPUBuffer, idx: GPUBuffer, n: number, w: WeightTarget): void {
   if (n === 0) return;
   const k = kernel(enc.gpu, { name: 'adam.gather', code: gatherSrc, entryPoint: 'gather', constants: { WG, W_BF16: w.dtype === 'bf16' ? 1 : 0 } });
-  k.dispatch(enc, [weights, idx, master], [groups(n)], targetParams(n, w, false));
+  k.dispatch(enc, [weights, idx, master], [groups(n)], targetParams(n, w, false), { flops: 0, bytes: 12 * n });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -134,12 +137,13 @@ export function gatherMasters(enc: Encoder, master: GPUBuffer, weights: GPUBuffe
 export function routerSgd(enc: Encoder, w: GPUBuffer, buf: GPUBuffer, grad: GPUBuffer, guard: GPUBuffer | null, n: number, h: SgdStep): void {
   if (n === 0) return;
   const k = kernel(enc.gpu, { name: 'adam.sgd', code: sgdSrc, entryPoint: 'sgd', constants: { WG } });
-  k.dispatch(enc, [grad, guard ?? grad, w, buf], [groups(n)], sgdParams(n, h, guard !== null));
+  // reads grad, w, buf; writes w, buf
+  k.dispatch(enc, [grad, guard ?? grad, w, buf], [groups(n)], sgdParams(n, h, guard !== null), { flops: 6 * n, bytes: 20 * n });
 }
 
 /** flag [1] u32 |= 1 if x [n] holds a NaN or inf. Clear flag (enc.clear) once per step before the first check. */
 export function checkFinite(enc: Encoder, flag: GPUBuffer, x: GPUBuffer, n: number): void {
   if (n === 0) return;
   const k = kernel(enc.gpu, { name: 'adam.check_finite', code: finiteSrc, entryPoint: 'check_finite', constants: { WG } });
-  k.dispatch(enc, [x, flag], [Math.min(1024, groups(n))], Uint32Array.from([n, 0, 0, 0]));
+  k.dispatch(enc, [x, flag], [Math.min(1024, groups(n))], Uint32Array.from([n, 0, 0, 0]), { flops: n, bytes: 4 * n });
 }

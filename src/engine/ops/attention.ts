@@ -46,6 +46,20 @@ export function attentionParams(d: AttentionDims): ArrayBuffer {
   return b;
 }
 
+/** Query-key pairs one head of one sample scores: causal, within the window. */
+export function attentionPairs(d: AttentionDims): number {
+  const w = d.window ?? d.seq;
+  // sum over i < seq of min(i + 1, w)
+  const full = Math.min(w, d.seq);
+  return (full * (full + 1)) / 2 + (d.seq - full) * w;
+}
+
+/** Bytes of q, k, v (f32) and of o or dO. */
+function qkvoBytes(d: AttentionDims): { q: number; kv: number; o: number } {
+  const T = d.batch * d.seq;
+  return { q: 4 * T * d.nHeads * d.dQK, kv: 4 * T * d.nKvHeads * (d.dQK + d.dV), o: 4 * T * d.nHeads * d.dV };
+}
+
 function check(enc: Encoder, d: AttentionDims, t: AttentionTiles): Record<string, number> {
   const bad = (m: string) => new Error(`attention: ${m}`);
   if (d.nHeads % d.nKvHeads) throw bad(`nHeads ${d.nHeads} is not a multiple of nKvHeads ${d.nKvHeads}`);
@@ -73,7 +87,10 @@ export function attentionForward(
 ): void {
   const constants = check(enc, d, tiles);
   const kf = kernel(enc.gpu, { name: 'attention.forward', code: fwdSrc, entryPoint: 'forward', constants });
-  kf.dispatch(enc, [q, k, v, o, lse], [Math.ceil(d.seq / (R * tiles.ty)), d.nHeads, d.batch], attentionParams(d));
+  // S = q k^T and o = P v over the visible pairs; q, k, v read once, o and lse written
+  const pairs = d.batch * d.nHeads * attentionPairs(d), b = qkvoBytes(d);
+  const cost = { flops: 2 * pairs * (d.dQK + d.dV), bytes: b.q + b.kv + b.o + 4 * d.batch * d.seq * d.nHeads };
+  kf.dispatch(enc, [q, k, v, o, lse], [Math.ceil(d.seq / (R * tiles.ty)), d.nHeads, d.batch], attentionParams(d), cost);
 }
 
 /**
@@ -98,10 +115,14 @@ export function attentionBackward(
   const constants = check(enc, d, tiles);
   const params = attentionParams(d);
   const rows = d.batch * d.seq * d.nHeads;
+  const pairs = d.batch * d.nHeads * attentionPairs(d), b = qkvoBytes(d);
+  const read = b.q + b.kv + b.o + 8 * rows; // q, k, v, dO, lse, delta
   const kd = kernel(enc.gpu, { name: 'attention.backward_delta', code: deltaSrc, entryPoint: 'backward_delta', constants: { WG: 64, DV: d.dV } });
-  kd.dispatch(enc, [dO, o, delta], [Math.ceil(rows / 64)], params);
+  kd.dispatch(enc, [dO, o, delta], [Math.ceil(rows / 64)], params, { flops: 2 * rows * d.dV, bytes: 2 * b.o + 4 * rows });
   const kkv = kernel(enc.gpu, { name: 'attention.backward_dkdv', code: dkdvSrc, entryPoint: 'backward_dkdv', constants });
-  kkv.dispatch(enc, [q, k, v, dO, lse, delta, dk, dv], [Math.ceil(d.seq / (R * tiles.ty)), d.nKvHeads, d.batch], params);
+  // recomputed S (dQK), dv += P^T dO (dV), dP = dO v^T (dV), dk += dS^T q (dQK)
+  kkv.dispatch(enc, [q, k, v, dO, lse, delta, dk, dv], [Math.ceil(d.seq / (R * tiles.ty)), d.nKvHeads, d.batch], params, { flops: 4 * pairs * (d.dQK + d.dV), bytes: read + b.kv });
   const kq = kernel(enc.gpu, { name: 'attention.backward_dq', code: dqSrc, entryPoint: 'backward_dq', constants });
-  kq.dispatch(enc, [q, k, v, dO, lse, delta, dq], [Math.ceil(d.seq / (R * tiles.ty)), d.nHeads, d.batch], params);
+  // recomputed S (dQK), dP = dO v^T (dV), dq = dS k (dQK)
+  kq.dispatch(enc, [q, k, v, dO, lse, delta, dq], [Math.ceil(d.seq / (R * tiles.ty)), d.nHeads, d.batch], params, { flops: 2 * pairs * (2 * d.dQK + d.dV), bytes: read + b.q });
 }

@@ -21,5 +21,7 @@ export function dequantParams(dims: DequantDims): ArrayBuffer {
 export function dequantize(enc: Encoder, out: Binding, q: Binding, sz: Binding, dims: DequantDims): void {
   const L = quantLayout(dims.rows, dims.K, dims.G);
   const k = kernel(enc.gpu, { name: 'dequant', code: src, entryPoint: 'main', constants: { WG } });
-  k.dispatch(enc, [q, sz, out], grid2d(L.qWords, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension), dequantParams(dims));
+  // codes and (scale, zero) words read, f32 written; (q - zero) * scale per weight
+  const cost = { flops: 2 * L.rows * L.K, bytes: 4 * (L.qWords + L.groups) + 4 * L.rows * L.K };
+  k.dispatch(enc, [q, sz, out], grid2d(L.qWords, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension), dequantParams(dims), cost);
 }

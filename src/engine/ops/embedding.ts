@@ -30,5 +30,7 @@ export function embeddingForward(enc: Encoder, out: GPUBuffer, ids: GPUBuffer, t
   if (table.size < tableBytes) throw new RangeError(`embedding: table holds ${table.size} bytes, needs ${tableBytes}`);
   if (out.size < n * 4 || ids.size < d.tokens * 4) throw new RangeError('embedding: out or ids too small for the token count');
   const k = kernel(enc.gpu, { name: 'embedding.forward', code: src, entryPoint: 'forward', constants: { WG, TABLE_BF16: d.tableDtype === 'bf16' ? 1 : 0 } });
-  k.dispatch(enc, [ids, table, out], flatGrid(Math.ceil(n / WG)), embeddingParams(d));
+  // ids read, one table row per token read, out written
+  const cost = { flops: 0, bytes: 4 * d.tokens + n * (d.tableDtype === 'bf16' ? 2 : 4) + 4 * n };
+  k.dispatch(enc, [ids, table, out], flatGrid(Math.ceil(n / WG)), embeddingParams(d), cost);
 }

@@ -149,6 +149,21 @@ export function maxTilesOf(d: ExpertsDims): number {
   return moeRouteMaxTiles({ T: d.T, K: d.K, E: d.E, tileM: EXPERT_TILE_M });
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// launch arithmetic (the cost model, gpu/cost.ts): a chunk of experts gets its share of the rows (uniform routing)
+
+/** Rows (of R = T*K) and experts one launch covers. */
+function span(d: ExpertsDims): { rows: number; ne: number } {
+  const [e0, e1] = d.experts ?? [0, d.E];
+  return { rows: (d.T * d.K * (e1 - e0)) / d.E, ne: e1 - e0 };
+}
+
+/** Bytes of one expert's [rows, cols] weight matrix in d.wDtype (q4: nibbles + a (scale, zero) word per group). */
+function weightBytes(d: ExpertsDims, rows: number, cols: number): number {
+  if (d.wDtype === 'q4') return rows * (cols / 2 + 4 * Math.ceil(cols / (d.groupSize ?? DEFAULT_GROUP)));
+  return rows * cols * (d.wDtype === 'bf16' ? 2 : 4);
+}
+
 export function expertsParams(d: ExpertsDims): Uint32Array {
   const o = [d.gateOffset ?? 0, d.upOffset ?? 0, d.downOffset ?? 0];
   const [e0, e1] = d.experts ?? [0, d.E];
@@ -183,19 +198,25 @@ export function expertsForward(
 /** G, U, A [R, IE] (=) <- x [T, H] gathered per sorted row, gate/up. Forward 1/3. */
 export function expertsGateUp(enc: Encoder, s: Pick<ExpertSaved<GPUBuffer>, 'G' | 'U' | 'A'>, x: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
   const gu = kernel(enc.gpu, { name: 'experts.gate_up', code: gateUpSrc, entryPoint: 'gate_up', constants: gemmConstants(enc.gpu, 'gate_up', d) });
-  gu.dispatch(enc, [x, w.gate, w.up, route.rowPair, route.tiles, s.G, s.U, s.A], [colTiles(enc.gpu, d.IE, 4), maxTilesOf(d)], expertsParams(d));
+  // G = x gate^T, U = x up^T over each row's expert; x rows gathered, gate and up read, G, U, A written
+  const { rows, ne } = span(d);
+  const cost = { flops: 2 * 2 * rows * d.H * d.IE, bytes: 4 * rows * d.H + 2 * ne * weightBytes(d, d.IE, d.H) + 3 * 4 * rows * d.IE + 4 * rows };
+  gu.dispatch(enc, [x, w.gate, w.up, route.rowPair, route.tiles, s.G, s.U, s.A], [colTiles(enc.gpu, d.IE, 4), maxTilesOf(d)], expertsParams(d), cost);
 }
 
 /** Y [R, H] (=) <- A [R, IE], down. Forward 2/3. */
 export function expertsDown(enc: Encoder, Y: GPUBuffer, A: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
   const dn = kernel(enc.gpu, { name: 'experts.down', code: downSrc, entryPoint: 'down', constants: gemmConstants(enc.gpu, 'down', d) });
-  dn.dispatch(enc, [A, w.down, route.tiles, Y], [colTiles(enc.gpu, d.H, 8), maxTilesOf(d)], expertsParams(d));
+  const { rows, ne } = span(d);
+  const cost = { flops: 2 * rows * d.IE * d.H, bytes: 4 * rows * d.IE + ne * weightBytes(d, d.H, d.IE) + 4 * rows * d.H };
+  dn.dispatch(enc, [A, w.down, route.tiles, Y], [colTiles(enc.gpu, d.H, 8), maxTilesOf(d)], expertsParams(d), cost);
 }
 
 /** out [T, H] = sum_k w[t,k] * rows[slot(t,k)], w = topW [T, K] or 1 when topW is null. rows [R, H]. */
 export function expertsCombine(enc: Encoder, out: GPUBuffer, rows: GPUBuffer, slot: GPUBuffer, topW: GPUBuffer | null, T: number, H: number, K: number): void {
   const k = kernel(enc.gpu, { name: 'experts.combine', code: combineSrc, entryPoint: 'combine', constants: { WG } });
-  k.dispatch(enc, [rows, slot, topW ?? rows, out], [groups(T * H, WG)], combineParams(T, H, K, topW !== null));
+  const cost = { flops: 2 * T * K * H, bytes: 4 * T * K * H + 4 * T * H + 8 * T * K };
+  k.dispatch(enc, [rows, slot, topW ?? rows, out], [groups(T * H, WG)], combineParams(T, H, K, topW !== null), cost);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -226,19 +247,27 @@ export function expertsBackward(
 /** dTopW [T, K] (=) = dOut[t]·Y[slot], dY [R, H] (=) = topW * dOut[t] <- dOut [T, H], Y [R, H], topW [T, K]. Backward 1/4. */
 export function expertsBackwardCombine(enc: Encoder, dTopW: GPUBuffer, dY: GPUBuffer, dOut: GPUBuffer, Y: GPUBuffer, topW: GPUBuffer, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
   const b = kernel(enc.gpu, { name: 'experts.backward_combine', code: bwdSrc, entryPoint: 'backward_combine', constants: { WG: 64, TPP: 8 } });
-  b.dispatch(enc, [dOut, Y, route.slot, topW, dTopW, dY], [groups(d.T * d.K, 64 / 8)], expertsParams(d));
+  // dTopW = dOut . Y (2H a pair), dY = topW * dOut (H a pair)
+  const R = d.T * d.K;
+  const cost = { flops: 3 * R * d.H, bytes: 4 * d.T * d.H + 2 * 4 * R * d.H + 12 * R };
+  b.dispatch(enc, [dOut, Y, route.slot, topW, dTopW, dY], [groups(d.T * d.K, 64 / 8)], expertsParams(d), cost);
 }
 
 /** dG, dU [R, IE] (=) <- dY [R, H], down, saved G, U [R, IE]. Backward 2/4. */
 export function expertsBackwardAct(enc: Encoder, dG: GPUBuffer, dU: GPUBuffer, dY: GPUBuffer, w: ExpertWeights<GPUBuffer>, G: GPUBuffer, U: GPUBuffer, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
   const act = kernel(enc.gpu, { name: 'experts.backward_act', code: actSrc, entryPoint: 'backward_act', constants: gemmConstants(enc.gpu, 'backward_act', d) });
-  act.dispatch(enc, [dY, w.down, G, U, route.tiles, dG, dU], [colTiles(enc.gpu, d.IE, 8), maxTilesOf(d)], expertsParams(d));
+  // dA = dY down (per row's expert), then the SwiGLU backward into dG, dU
+  const { rows, ne } = span(d);
+  const cost = { flops: 2 * rows * d.H * d.IE, bytes: 4 * rows * d.H + ne * weightBytes(d, d.H, d.IE) + 4 * 4 * rows * d.IE };
+  act.dispatch(enc, [dY, w.down, G, U, route.tiles, dG, dU], [colTiles(enc.gpu, d.IE, 8), maxTilesOf(d)], expertsParams(d), cost);
 }
 
 /** dXr [R, H] (=) = dG·gate_e + dU·up_e <- dG, dU [R, IE], gate/up. Backward 3/4 (experts_combine gathers dx). */
 export function expertsBackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer, dU: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
   const inp = kernel(enc.gpu, { name: 'experts.backward_input', code: inSrc, entryPoint: 'backward_input', constants: gemmConstants(enc.gpu, 'backward_input', d) });
-  inp.dispatch(enc, [dG, dU, w.gate, w.up, route.tiles, dXr], [colTiles(enc.gpu, d.H, 8), maxTilesOf(d)], expertsParams(d));
+  const { rows, ne } = span(d);
+  const cost = { flops: 2 * 2 * rows * d.IE * d.H, bytes: 2 * 4 * rows * d.IE + 2 * ne * weightBytes(d, d.IE, d.H) + 4 * rows * d.H };
+  inp.dispatch(enc, [dG, dU, w.gate, w.up, route.tiles, dXr], [colTiles(enc.gpu, d.H, 8), maxTilesOf(d)], expertsParams(d), cost);
 }
 
 /**
@@ -263,7 +292,10 @@ export function expertsBackwardWeights(
   const one = (out: Binding | null, left: GPUBuffer, right: GPUBuffer, N: number, C: number, gather: boolean) => {
     if (!out) return;
     const p = Uint32Array.from([N, C, d.K, gather ? 1 : 0, accumulate === 'abs' ? 2 : accumulate ? 1 : 0, d.E, e0, 0]);
-    k.dispatch(enc, [left, right, route.rowPair, route.offsets, out], [Math.ceil(C / (8 * t.NX)), Math.ceil(N / 64), e1 - e0], p);
+    // out [e, N, C] (+)= left^T right over the expert's rows; left and right rows read, out written (and read when accumulating)
+    const { rows, ne } = span(d);
+    const cost = { flops: 2 * rows * N * C, bytes: 4 * rows * (N + C) + 4 * ne * N * C * (accumulate === false ? 1 : 2) };
+    k.dispatch(enc, [left, right, route.rowPair, route.offsets, out], [Math.ceil(C / (8 * t.NX)), Math.ceil(N / 64), e1 - e0], p, cost);
   };
   one(dW.gate, g.dG, x, d.IE, d.H, true);
   one(dW.up, g.dU, x, d.IE, d.H, true);

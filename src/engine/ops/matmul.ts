@@ -62,7 +62,9 @@ function gemm(enc: Encoder, name: string, c: GPUBuffer, a: GPUBuffer, b: GPUBuff
     entryPoint: 'main',
     constants: { A_T: g.aT ? 1 : 0, B_T: g.bT ? 1 : 0, B_BF16: g.bBf16 ? 1 : 0, TX, TY, BK },
   });
-  k.dispatch(enc, [a, b, bias ?? a, c], [Math.ceil(g.n / (4 * TX)), Math.ceil(g.m / (4 * TY))], matmulParams({ ...g, hasBias: bias !== null }));
+  // A [m, k] and B [k, n] read once, C [m, n] written (read too when accumulating)
+  const bytes = 4 * g.m * g.k + (g.bBf16 ? 2 : 4) * g.k * g.n + 4 * g.m * g.n * (g.accumulate ? 2 : 1) + (bias ? 4 * g.n : 0);
+  k.dispatch(enc, [a, b, bias ?? a, c], [Math.ceil(g.n / (4 * TX)), Math.ceil(g.m / (4 * TY))], matmulParams({ ...g, hasBias: bias !== null }), { flops: 2 * g.m * g.n * g.k, bytes });
 }
 
 function need(buf: GPUBuffer, bytes: number, what: string): void {
@@ -117,5 +119,6 @@ export function matmulBackwardBias(enc: Encoder, dbias: GPUBuffer, dy: GPUBuffer
   const yo = d.yOffset ?? 0;
   need(dbias, ((d.dwOffset ?? 0) + N) * 4, 'dbias'); need(dy, (yo + M * N) * 4, 'dy');
   const k = kernel(enc.gpu, { name: 'matmul.backward_bias', code: biasSrc, entryPoint: 'main' });
-  k.dispatch(enc, [dy, dbias], [Math.ceil(N / 64)], Uint32Array.of(M, N, yo, d.dwOffset ?? 0, (d.accumulateDw ?? true) ? 1 : 0));
+  const cost = { flops: M * N, bytes: 4 * M * N + 4 * N * ((d.accumulateDw ?? true) ? 2 : 1) };
+  k.dispatch(enc, [dy, dbias], [Math.ceil(N / 64)], Uint32Array.of(M, N, yo, d.dwOffset ?? 0, (d.accumulateDw ?? true) ? 1 : 0), cost);
 }

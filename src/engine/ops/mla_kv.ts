@@ -32,7 +32,8 @@ export function mlaKvForward(enc: Encoder, k: GPUBuffer, v: GPUBuffer, kvB: GPUB
   const { T, NH, DN, DR, DV } = d;
   need(k, T * NH * (DN + DR), 'k'); need(v, T * NH * DV, 'v'); need(kvB, T * NH * (DN + DV), 'kvB'); need(kRope, T * DR, 'kRope');
   const kf = kernel(enc.gpu, { name: 'mla_kv.forward', code: src, entryPoint: 'forward', constants: { WG } });
-  kf.dispatch(enc, [kvB, kRope, k, v], flatGrid(Math.ceil((T * NH * (DN + DR + DV)) / WG)), mlaKvParams(d));
+  const cost = { flops: 0, bytes: 4 * (T * NH * (DN + DV) + T * DR) + 4 * T * NH * (DN + DR + DV) };
+  kf.dispatch(enc, [kvB, kRope, k, v], flatGrid(Math.ceil((T * NH * (DN + DR + DV)) / WG)), mlaKvParams(d), cost);
 }
 
 /** dkvB [T, NH, DN+DV] (=), dkRope [T, DR] (= sum over heads) <- dk [T, NH, DN+DR], dv [T, NH, DV] */
@@ -41,7 +42,7 @@ export function mlaKvBackward(enc: Encoder, dkvB: GPUBuffer, dkRope: GPUBuffer, 
   need(dk, T * NH * (DN + DR), 'dk'); need(dv, T * NH * DV, 'dv'); need(dkvB, T * NH * (DN + DV), 'dkvB'); need(dkRope, T * DR, 'dkRope');
   const params = mlaKvParams(d);
   const kkv = kernel(enc.gpu, { name: 'mla_kv.backward_kv', code: bwdSrc, entryPoint: 'backward_kv', constants: { WG } });
-  kkv.dispatch(enc, [dk, dv, dkvB], flatGrid(Math.ceil((T * NH * (DN + DV)) / WG)), params);
+  kkv.dispatch(enc, [dk, dv, dkvB], flatGrid(Math.ceil((T * NH * (DN + DV)) / WG)), params, { flops: 0, bytes: 8 * T * NH * (DN + DV) });
   const kr = kernel(enc.gpu, { name: 'mla_kv.backward_rope', code: bwdSrc, entryPoint: 'backward_rope', constants: { WG } });
-  kr.dispatch(enc, [dk, dkRope], flatGrid(Math.ceil((T * DR) / WG)), params);
+  kr.dispatch(enc, [dk, dkRope], flatGrid(Math.ceil((T * DR) / WG)), params, { flops: T * NH * DR, bytes: 4 * T * NH * DR + 4 * T * DR });
 }

@@ -46,9 +46,10 @@ export function moeRoute(
   const params = moeRouteParams(d);
   const gpu = enc.gpu;
   const rank = kernel(gpu, { name: 'moe_route.rank', code: rankSrc, entryPoint: 'rank', constants: { WG } });
-  rank.dispatch(enc, [topIdx, slot, counts], [d.E], params);
+  const R = d.T * d.K;
+  rank.dispatch(enc, [topIdx, slot, counts], [d.E], params, { flops: 0, bytes: 8 * R + 4 * d.E });
   const off = kernel(gpu, { name: 'moe_route.offsets', code: offSrc, entryPoint: 'offsets_main', constants: { WG } });
-  off.dispatch(enc, [counts, offsets, tiles], [1], params);
+  off.dispatch(enc, [counts, offsets, tiles], [1], params, { flops: 0, bytes: 8 * d.E + 16 * moeRouteMaxTiles(d) });
   const sc = kernel(gpu, { name: 'moe_route.scatter', code: scatterSrc, entryPoint: 'scatter', constants: { WG } });
-  sc.dispatch(enc, [topIdx, offsets, slot, rowPair], [Math.ceil((d.T * d.K) / WG)], params);
+  sc.dispatch(enc, [topIdx, offsets, slot, rowPair], [Math.ceil((d.T * d.K) / WG)], params, { flops: 0, bytes: 12 * R + 4 * d.E });
 }

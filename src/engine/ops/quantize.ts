@@ -31,19 +31,23 @@ export function quantizeParams(dims: QuantizeDims): ArrayBuffer {
 export function quantize(enc: Encoder, q: Binding, sz: Binding, w: Binding, dims: QuantizeDims): void {
   const L = quantLayout(dims.rows, dims.K, dims.G);
   const k = kernel(enc.gpu, { name: 'quantize', code: quantizeSrc, entryPoint: 'main', constants: { WG } });
-  k.dispatch(enc, [w, q, sz], grid2d(L.groups, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension), quantizeParams(dims));
+  // each HQQ iteration rounds, dequantizes and shrinks every weight of a group (~12 FLOPs a weight)
+  const wb = dims.bf16 ? 2 : 4, iters = Math.max(1, hqqSettings(dims).iters);
+  const cost = { flops: 12 * iters * L.rows * L.K, bytes: wb * L.rows * L.K + 4 * (L.qWords + L.groups) };
+  k.dispatch(enc, [w, q, sz], grid2d(L.groups, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension), quantizeParams(dims), cost);
 }
 
 /** err2 [rows * ceil(K/G)] f32 = per-group sum of (W - Ŵ)^2, Ŵ from rows rowOffset.. of q/sz, W = w [rows, K] at wOffset. */
 export function quantizeError(enc: Encoder, err2: Binding, w: Binding, q: Binding, sz: Binding, dims: QuantizeDims): void {
   const L = quantLayout(dims.rows, dims.K, dims.G);
   const k = kernel(enc.gpu, { name: 'quantize.error', code: errorSrc, entryPoint: 'main', constants: { WG } });
-  k.dispatch(enc, [w, q, sz, err2], grid2d(L.groups, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension), quantizeParams(dims));
+  const cost = { flops: 4 * L.rows * L.K, bytes: (dims.bf16 ? 2 : 4) * L.rows * L.K + 4 * (L.qWords + 2 * L.groups) };
+  k.dispatch(enc, [w, q, sz, err2], grid2d(L.groups, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension), quantizeParams(dims), cost);
 }
 
 /** q [qWords] random codes, sz [groups] random (scale, zero) words (quantize_random.wgsl): a 4-bit tensor for benchmarks. */
 export function quantizeRandom(enc: Encoder, q: Binding, sz: Binding, dims: { qWords: number; groups: number; seed: number }): void {
   const k = kernel(enc.gpu, { name: 'quantize.random', code: randomSrc, entryPoint: 'main', constants: { WG } });
   const grid = grid2d(dims.qWords + dims.groups, WG, enc.gpu.device.limits.maxComputeWorkgroupsPerDimension);
-  k.dispatch(enc, [q, sz], grid, Uint32Array.of(dims.qWords, dims.groups, dims.seed >>> 0, 0));
+  k.dispatch(enc, [q, sz], grid, Uint32Array.of(dims.qWords, dims.groups, dims.seed >>> 0, 0), { flops: 0, bytes: 4 * (dims.qWords + dims.groups) });
 }

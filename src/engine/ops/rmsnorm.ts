@@ -20,7 +20,7 @@ function params(rows: number, dim: number, eps: number, accumulate = false): Arr
 /** y [rows, dim], rstd [rows] <- x [rows, dim], w [dim] */
 export function rmsnormForward(enc: Encoder, y: GPUBuffer, rstd: GPUBuffer, x: GPUBuffer, w: GPUBuffer, rows: number, dim: number, eps: number): void {
   const k = kernel(enc.gpu, { name: 'rmsnorm.forward', code: fwdSrc, entryPoint: 'forward' });
-  k.dispatch(enc, [x, w, y, rstd], [rows], params(rows, dim, eps));
+  k.dispatch(enc, [x, w, y, rstd], [rows], params(rows, dim, eps), { flops: 4 * rows * dim, bytes: 8 * rows * dim + 4 * dim + 4 * rows });
 }
 
 /** dx [rows, dim] = d/dx; (optionally) dw [dim] (+)= d/dw. */
@@ -37,9 +37,9 @@ export function rmsnormBackward(
   accumulateDw = true,
 ): void {
   const k = kernel(enc.gpu, { name: 'rmsnorm.backward_input', code: bwdSrc, entryPoint: 'backward_input' });
-  k.dispatch(enc, [x, w, rstd, dy, dx], [rows], params(rows, dim, 0));
+  k.dispatch(enc, [x, w, rstd, dy, dx], [rows], params(rows, dim, 0), { flops: 7 * rows * dim, bytes: 12 * rows * dim + 4 * dim + 4 * rows });
   if (dw) {
     const kw = kernel(enc.gpu, { name: 'rmsnorm.backward_weight', code: bwdWSrc, entryPoint: 'backward_weight' });
-    kw.dispatch(enc, [x, rstd, dy, dw], [Math.ceil(dim / 64)], params(rows, dim, 0, accumulateDw));
+    kw.dispatch(enc, [x, rstd, dy, dw], [Math.ceil(dim / 64)], params(rows, dim, 0, accumulateDw), { flops: 3 * rows * dim, bytes: 8 * rows * dim + 4 * rows + 4 * dim * (accumulateDw ? 2 : 1) });
   }
 }

@@ -116,7 +116,10 @@ export function ropeParams(d: RopeDims): ArrayBuffer {
 function launch(enc: Encoder, entry: 'forward' | 'backward', x: GPUBuffer, positions: GPUBuffer, cos: GPUBuffer, sin: GPUBuffer, d: RopeDims): void {
   const k = kernel(enc.gpu, { name: `rope.${entry}`, code: src, entryPoint: entry, constants: { WG, MAX_ROT } });
   const wx = Math.min(d.tokens, 65535);
-  k.dispatch(enc, [positions, cos, sin, x], [wx, Math.ceil(d.tokens / 65535)], ropeParams(d));
+  // each rotated pair read and written with its (cos, sin); 3 FLOPs an element
+  const n = d.tokens * d.nHeads * d.rotDim;
+  const cost = { flops: 3 * n, bytes: 8 * n + 4 * d.tokens + 4 * d.tokens * d.rotDim };
+  k.dispatch(enc, [positions, cos, sin, x], [wx, Math.ceil(d.tokens / 65535)], ropeParams(d), cost);
 }
 
 /** In place: x [T, nHeads, headDim] <- rope(x) at positions [T] (u32), with cos/sin [maxPos, rotDim/2] from ropeTables. */

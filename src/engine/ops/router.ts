@@ -47,14 +47,16 @@ function check(d: RouterDims): void {
 export function routerForward(enc: Encoder, topIdx: GPUBuffer, topW: GPUBuffer, probs: GPUBuffer, logits: GPUBuffer, bias: GPUBuffer | null, d: RouterDims): void {
   check(d);
   const k = kernel(enc.gpu, { name: 'router.forward', code: fwdSrc, entryPoint: 'forward', constants: { WG } });
-  k.dispatch(enc, [logits, bias ?? logits, topIdx, topW, probs], [Math.ceil(d.T / WG)], routerParams(d, bias !== null));
+  // logits read, probs and the top-K (index, weight) written; softmax/sigmoid and the choice ~6 FLOPs a logit
+  const cost = { flops: 6 * d.T * d.E, bytes: 8 * d.T * d.E + 8 * d.T * d.K + (bias ? 4 * d.E : 0) };
+  k.dispatch(enc, [logits, bias ?? logits, topIdx, topW, probs], [Math.ceil(d.T / WG)], routerParams(d, bias !== null), cost);
 }
 
 /** dLogits [T, E] (=) <- dTopW [T, K], topIdx [T, K], probs [T, E] (saved by forward). */
 export function routerBackward(enc: Encoder, dLogits: GPUBuffer, dTopW: GPUBuffer, topIdx: GPUBuffer, probs: GPUBuffer, d: RouterDims): void {
   check(d);
   const k = kernel(enc.gpu, { name: 'router.backward', code: bwdSrc, entryPoint: 'backward', constants: { WG } });
-  k.dispatch(enc, [dTopW, topIdx, probs, dLogits], [Math.ceil(d.T / WG)], routerParams(d, false));
+  k.dispatch(enc, [dTopW, topIdx, probs, dLogits], [Math.ceil(d.T / WG)], routerParams(d, false), { flops: 4 * d.T * d.E, bytes: 8 * d.T * d.E + 8 * d.T * d.K });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -78,7 +80,8 @@ export function routerMatmulParams(s: Strides, accumulate: boolean): Uint32Array
 
 function matmul(enc: Encoder, c: GPUBuffer, a: GPUBuffer, b: GPUBuffer, s: Strides, accumulate: boolean): void {
   const k = kernel(enc.gpu, { name: 'router.matmul', code: mmSrc, entryPoint: 'matmul', constants: { TS } });
-  k.dispatch(enc, [a, b, c], [Math.ceil(s.N / TS), Math.ceil(s.M / TS)], routerMatmulParams(s, accumulate));
+  const bytes = 4 * (s.M * s.K + s.K * s.N + s.M * s.N * (accumulate ? 2 : 1));
+  k.dispatch(enc, [a, b, c], [Math.ceil(s.N / TS), Math.ceil(s.M / TS)], routerMatmulParams(s, accumulate), { flops: 2 * s.M * s.N * s.K, bytes });
 }
 
 /** logits [T, E] = x [T, H] · Wr [E, H]^T */

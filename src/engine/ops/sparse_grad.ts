@@ -37,7 +37,11 @@ function dispatch(
   if (p.n === 0) return;
   const k = kernel(enc.gpu, { name: 'sparse_grad', code: src, entryPoint: 'sparse_grad', constants: { WG } });
   const params = Uint32Array.from([p.n, p.M, p.N, p.partSize, d.K, p.gather ? 1 : 0, p.accumulate ? 1 : 0, d.E]);
-  k.dispatch(enc, [idx, left0, left1, right, route.rowPair, route.offsets, grad], [Math.min(65535, Math.ceil(p.n / WG))], params);
+  // entry j sums over the R/E rows of its expert (expected, uniform routing) a product of a left and a right value;
+  // idx and grad per entry, and the row sources (both left parts for gate/up) read once
+  const R = d.T * d.K, parts = p.gather ? 2 : 1;
+  const cost = { flops: (2 * p.n * R) / d.E, bytes: 4 * p.n * (p.accumulate ? 3 : 2) + 4 * R * (parts * p.M + p.N) + 4 * R };
+  k.dispatch(enc, [idx, left0, left1, right, route.rowPair, route.offsets, grad], [Math.min(65535, Math.ceil(p.n / WG))], params, cost);
 }
 
 /**

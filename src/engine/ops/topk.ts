@@ -42,12 +42,12 @@ export function topkSelect(enc: Encoder, indices: GPUBuffer, x: GPUBuffer, works
   const histGroups = Math.max(1, Math.min(1024, Math.ceil(n / (16 * WG))));   // >= 16 elements per thread
   for (let pass = 0; pass < DIGITS.length; pass++) {
     const params = topkParams(n, k, pass);
-    hist.dispatch(enc, [x, workspace], [histGroups], params);
-    sel.dispatch(enc, [workspace], [1], params);
+    hist.dispatch(enc, [x, workspace], [histGroups], params, { flops: n, bytes: 4 * n });
+    sel.dispatch(enc, [workspace], [1], params, { flops: 0, bytes: 4 * TOPK_WORKSPACE_WORDS });
   }
   const params = topkParams(n, k, DIGITS.length);
-  count.dispatch(enc, [x, workspace], [params[5]!], params);
-  compact.dispatch(enc, [x, workspace, indices], [params[5]!], params);
+  count.dispatch(enc, [x, workspace], [params[5]!], params, { flops: n, bytes: 4 * n });
+  compact.dispatch(enc, [x, workspace, indices], [params[5]!], params, { flops: n, bytes: 4 * n + 4 * k });
 }
 
 /**
@@ -57,5 +57,6 @@ export function topkSelect(enc: Encoder, indices: GPUBuffer, x: GPUBuffer, works
 export function topkGather(enc: Encoder, outVal: GPUBuffer, outIdx: GPUBuffer, x: GPUBuffer, pick: GPUBuffer, srcIdx: GPUBuffer | null, n: number, dst: number, base = 0): void {
   if (n === 0) return;
   const k = kernel(enc.gpu, { name: 'topk.gather', code: gatherSrc, entryPoint: 'gather', constants: { WG } });
-  k.dispatch(enc, [x, pick, srcIdx ?? pick, outVal, outIdx], [Math.max(1, Math.min(65535, Math.ceil(n / WG)))], Uint32Array.from([n, dst, base, srcIdx ? 1 : 0]));
+  const cost = { flops: 0, bytes: 4 * n * (srcIdx ? 5 : 4) };
+  k.dispatch(enc, [x, pick, srcIdx ?? pick, outVal, outIdx], [Math.max(1, Math.min(65535, Math.ceil(n / WG)))], Uint32Array.from([n, dst, base, srcIdx ? 1 : 0]), cost);
 }

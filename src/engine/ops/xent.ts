@@ -82,10 +82,11 @@ export function xentForward(enc: Encoder, loss: GPUBuffer, lse: GPUBuffer, h: GP
   const statsOff = d.T * Math.min(d.VC, d.V);
   const stats = kernel(enc.gpu, { name: 'xent.chunk_stats', code: fwdSrc, entryPoint: 'chunk_stats', constants: { WG } });
   eachChunk(enc, work, h, w, d, (c0, cols) => {
-    stats.dispatch(enc, [tgt, work, loss], flatGrid(d.T), xentParams(d.T, cols, c0, d.V, statsOff, c0 === 0));
+    // the chunk's logits read; running max and sum (read and) written: max, exp, add ~4 FLOPs a logit
+    stats.dispatch(enc, [tgt, work, loss], flatGrid(d.T), xentParams(d.T, cols, c0, d.V, statsOff, c0 === 0), { flops: 4 * d.T * cols, bytes: 4 * d.T * cols + 24 * d.T });
   });
   const fin = kernel(enc.gpu, { name: 'xent.finalize', code: fwdSrc, entryPoint: 'finalize', constants: { WG } });
-  fin.dispatch(enc, [tgt, work, lse, loss], flatGrid(Math.ceil(d.T / WG)), xentParams(d.T, 0, 0, d.V, statsOff, false));
+  fin.dispatch(enc, [tgt, work, lse, loss], flatGrid(Math.ceil(d.T / WG)), xentParams(d.T, 0, 0, d.V, statsOff, false), { flops: 4 * d.T, bytes: 24 * d.T });
 }
 
 /** dh [T, H] (=|+=) sum over chunks of (softmax - onehot(tgt)) * scale . W_chunk, from the forward's lse [T] (logits recomputed) */
@@ -102,7 +103,8 @@ export function xentBackward(
   checkWork(work, d.T * Math.min(d.VC, d.V));
   const grad = kernel(enc.gpu, { name: 'xent.chunk_grad', code: bwdSrc, entryPoint: 'chunk_grad', constants: { WG } });
   eachChunk(enc, work, h, w, d, (c0, cols) => {
-    grad.dispatch(enc, [tgt, lse, work], flatGrid(Math.ceil((d.T * cols) / WG)), xentBackwardParams(d.T, cols, c0, d.V, d.scale));
+    // logits read, (softmax - onehot) * scale written in place: exp, sub, mul ~4 FLOPs a logit
+    grad.dispatch(enc, [tgt, lse, work], flatGrid(Math.ceil((d.T * cols) / WG)), xentBackwardParams(d.T, cols, c0, d.V, d.scale), { flops: 4 * d.T * cols, bytes: 8 * d.T * cols + 8 * d.T });
     matmulBackwardInput(enc, dh, work, w, {
       M: d.T, N: cols, K: d.H, wDtype: d.wDtype, wOffset: (d.wOffset ?? 0) + c0 * d.H, accumulate: c0 > 0 || (d.accumulate ?? false),
     });

@@ -87,19 +87,24 @@ export class TrainGraph {
       enc = new Encoder(this.gpu, 'train-pass');
     };
     const c = o.cache;
+    enc.section = 'frozen_forward'; // the cost model's phases (gpu/cost.ts)
     if (c && this.trainFrom > 0 && c.samples.every((x) => c.cache.has(x))) c.samples.forEach((x, i) => c.cache.load(enc, x, f.resid, i));
     else {
       this.frozenForward(enc, batch, seq);
       if (c && this.trainFrom > 0) c.samples.forEach((x, i) => c.cache.store(enc, x, f.resid, i));
     }
     await phase('frozen_forward');
+    enc.section = 'forward';
     this.trained.forEach((L, i) => {
       enc.copy(f.resid, 0, this.xIn[i]!, 0, T * H * 4);
       f.layer(enc, L, f.resid, this.acts[i]!, batch, seq);
     });
+    enc.section = 'head';
     f.head(enc, T);
     await phase('trained_forward');
+    enc.section = 'head_backward';
     headBackward(enc, f, this.work, T, (o.gradScale ?? 1) / Math.max(1, valid), o.frozenGrads ?? null);
+    enc.section = 'backward';
     for (let i = this.trained.length - 1; i >= 0; i--) {
       layerBackward(enc, f, this.trained[i]!, this.xIn[i]!, this.acts[i]!, this.work, batch, seq, o.dRouters[i] ?? null, o.modes[i]!, o.frozenGrads ?? null);
       o.afterBackward?.(enc, this.trained[i]!);

@@ -28,6 +28,7 @@ import { Selection, type KeptState, type TrainedLayer } from './selection.ts';
 import { Importance } from './importance.ts';
 import { Q4Base, type ExpertScratch } from './q4-base.ts';
 import { changedTensors, restore, snapshot, valuesAt } from './state.ts';
+import { costScope } from '../gpu/cost.ts';
 
 export class Trainer {
   readonly graph: TrainGraph;
@@ -262,6 +263,7 @@ export class Trainer {
     let reselect: ReselectRecord | null = null;
     const tRes = performance.now();
     if (isReselectStep(s, this.s.reselectEvery)) {
+      costScope(this.gpu.device, 'reselection');
       if (this.s.accumulatedReselect) {
         // the step's own microbatch + N_IMPORTANCE - 1 more from the importance stream, as the first selection
         await this.importance.rank([batches[0]!, ...drawBatches(this.impRng, this.s.nImportance - 1, this.s.microbatch, this.data.count)]);
@@ -270,9 +272,10 @@ export class Trainer {
       const turnover = turnovers.reduce((a, b) => a + b, 0) / Math.max(1, turnovers.length);
       this.turnovers.push(turnover);
       reselect = { step: s, turnover, turnovers };
+      costScope(this.gpu.device, null);
       if (this.phases) this.phases.reselection = (this.phases.reselection ?? 0) + performance.now() - tRes;
     }
-    let enc = new Encoder(this.gpu, 'step.zero');
+    let enc = new Encoder(this.gpu, 'optimizer');
     for (const l of this.layers) {
       enc.clear(l.G.grad);
       enc.clear(l.D.grad);
@@ -298,7 +301,7 @@ export class Trainer {
       tokens += this.s.microbatch * this.s.seq;
     }
     const tOpt = performance.now();
-    enc = new Encoder(this.gpu, 'step.check');
+    enc = new Encoder(this.gpu, 'optimizer');
     for (const l of this.layers) {
       checkFinite(enc, this.flag, l.G.grad, l.G.k);
       checkFinite(enc, this.flag, l.D.grad, l.D.k);
@@ -310,7 +313,7 @@ export class Trainer {
     const lr = learningRate(s, this.s.steps, this.s.lrPeak);
     if (finite) {
       this.adamT++;
-      enc = new Encoder(this.gpu, 'step.update');
+      enc = new Encoder(this.gpu, 'optimizer');
       for (const l of this.layers) {
         for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
           sel.update(enc, lr, this.adamT, this.s.wd, this.adamBias && { bias: this.adamBias, tMax: this.s.steps });

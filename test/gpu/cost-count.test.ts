@@ -1,0 +1,55 @@
+// The cost model's counting device against a real device: the same demo training steps (a normal step, then a
+// reselection step) counted on Dawn (its device's calls wrapped, kernels run) and on the counting device (nothing runs)
+// give the same dispatches, submits, mapAsync calls and queue drains.
+import { afterAll, describe, expect, it } from 'vitest';
+import { openModel } from '../../src/cli/load-model.ts';
+import { nodeGpu } from '../../src/node/gpu.ts';
+import type { GpuContext } from '../../src/engine/gpu/device.ts';
+import { countCalls, type CallCounts } from '../../src/engine/gpu/cost.ts';
+import { countingGpu } from '../../src/engine/gpu/counting.ts';
+import { Trainer } from '../../src/engine/train/trainer.ts';
+import type { TrainSettings } from '../../src/engine/train/settings.ts';
+import type { Checkpoint } from '../../src/engine/io/checkpoint.ts';
+import { randomSamples } from '../helpers/samples.ts';
+
+const DEMO = 'public/models/usaf-demo-moe';
+const SEQ = 16;
+const settings: TrainSettings = {
+  frac: 0.005, steps: 6, microbatch: 1, accum: 1, seq: SEQ, lrPeak: 2e-4, wd: 0.005, trainFrom: 7, reselectEvery: 3, evalEvery: 0,
+  nImportance: 1, frozenCacheN: 4, seed: 3, evalWindows: null,
+};
+
+const opened: Checkpoint[] = [];
+afterAll(async () => {
+  for (const c of opened.splice(0)) await c.close();
+});
+
+/** Counts of [step 2 (normal), step 3 (reselection)] after init and step 1. */
+async function countSteps(gpu: GpuContext, counts: CallCounts) {
+  const m = await openModel(gpu, DEMO, { trainFrom: settings.trainFrom });
+  opened.push(m.ckpt);
+  const t = new Trainer(gpu, m.spec, m.weights, settings, randomSamples(8, SEQ, m.spec.vocab, 5));
+  await t.init([[0]]);
+  await t.trainStep();
+  const out = [];
+  for (let s = 2; s <= 3; s++) {
+    const a = { d: counts.dispatches, s: counts.submits, m: counts.mapAsync, w: counts.drains };
+    const r = await t.trainStep();
+    expect(r.record.finite).toBe(true);
+    out.push({ dispatches: counts.dispatches - a.d, submits: counts.submits - a.s, mapAsync: counts.mapAsync - a.m, drains: counts.drains - a.w, reselect: r.reselect !== null });
+  }
+  return out;
+}
+
+describe('counting device', () => {
+  it('counts what a Dawn run of the demo step does: dispatches, submits, mapAsync, queue drains', async () => {
+    const real = await nodeGpu({ fresh: true });
+    const onDawn = await countSteps(real, countCalls(real.device));
+    const fake = countingGpu();
+    const counted = await countSteps(fake.gpu, fake.counts);
+    expect(onDawn.map((x) => x.reselect)).toEqual([false, true]);
+    expect(onDawn[0]!.dispatches).toBeGreaterThan(50);
+    expect(onDawn[0]!.mapAsync).toBeGreaterThan(0);
+    expect(counted).toEqual(onDawn);
+  });
+});

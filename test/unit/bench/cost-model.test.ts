@@ -1,0 +1,68 @@
+// The cost model (usaf bench --cost): a training step of a 1-layer model on the counting device, its FLOPs per kernel
+// checked against hand arithmetic from the model's dimensions (written here, not taken from the launchers).
+import { describe, expect, it } from 'vitest';
+import { costJson, costModel, groupBy, ROOFLINES, rooflineOf } from '../../../src/cli/cost-bench.ts';
+import { syntheticSpec, SYNTHETIC_CONFIGS } from '../../../src/cli/synthetic.ts';
+import type { CountSnapshot } from '../../../src/engine/gpu/cost.ts';
+
+const flopsOf = (c: CountSnapshot, phase: string, kernels: string[]) =>
+  [...c.kernels].filter(([k]) => {
+    const [p, name] = k.split('\t');
+    return p === phase && kernels.includes(name!);
+  }).reduce((a, [, t]) => a + t.flops, 0);
+
+describe('cost model', () => {
+  it('FLOPs of one trained layer equal the hand arithmetic of its GEMMs and attention', async () => {
+    const cfg = SYNTHETIC_CONFIGS.demo!;
+    const H = cfg.hidden_size as number, IE = cfg.moe_intermediate_size as number, E = cfg.num_experts as number, K = cfg.num_experts_per_tok as number;
+    const NH = cfg.num_attention_heads as number, NKV = cfg.num_key_value_heads as number, D = cfg.head_dim as number, V = cfg.vocab_size as number;
+    const B = 2, S = 24, T = B * S;
+    const spec = await syntheticSpec('demo', 1);
+    const r = await costModel(spec, 'demo', ROOFLINES.h100!, { microbatch: B, seq: S, groupSize: 128 });
+    const c = r.normal;
+    expect(r.uncosted).toEqual([]);
+    // routed experts: gate, up, down over T*K rows (forward), dA = dY down, dX = dG gate + dU up (backward)
+    expect(flopsOf(c, 'forward', ['experts.gate_up', 'experts.down'])).toBe(2 * T * K * 3 * H * IE);
+    expect(flopsOf(c, 'backward', ['experts.backward_act', 'experts.backward_input'])).toBe(2 * T * K * 3 * H * IE);
+    // attention projections q, k, v, o (frozen weights: forward, and the input gradient in backward)
+    const proj = 2 * T * H * D * (NH + NKV + NKV + NH);
+    expect(flopsOf(c, 'forward', ['matmul.forward'])).toBe(proj);
+    expect(flopsOf(c, 'backward', ['matmul.backward_input'])).toBe(proj);
+    // router: logits forward; dWr and dx backward
+    expect(flopsOf(c, 'forward', ['router.matmul'])).toBe(2 * T * H * E);
+    expect(flopsOf(c, 'backward', ['router.matmul'])).toBe(2 * 2 * T * H * E);
+    // causal attention: S(S+1)/2 pairs per head and sample; q.k and p.v forward; backward recomputes q.k and dO.v in
+    // both kernels (dk/dv: + p^T dO, dS^T q; dq: + dS k)
+    const pairs = B * NH * ((S * (S + 1)) / 2);
+    expect(flopsOf(c, 'forward', ['attention.forward'])).toBe(2 * pairs * 2 * D);
+    expect(flopsOf(c, 'backward', ['attention.backward_dkdv', 'attention.backward_dq'])).toBe(2 * pairs * 7 * D);
+    // LM head: logits once forward, again in backward, and dh = dlogits W
+    expect(flopsOf(c, 'head', ['matmul.forward'])).toBe(2 * T * H * V);
+    expect(flopsOf(c, 'head_backward', ['matmul.forward', 'matmul.backward_input'])).toBe(2 * 2 * T * H * V);
+    // the GEMMs and attention are all but a sliver of the step (at these small widths the rest, dequantization's 2 FLOPs
+    // a weight, norms, softmax, SwiGLU, Adam, is ~2 %)
+    const gemm = 2 * T * K * 3 * H * IE * 2 + 2 * proj + 3 * 2 * T * H * E + 2 * pairs * 9 * D + 3 * 2 * T * H * V;
+    expect(c.flops).toBeGreaterThanOrEqual(gemm);
+    expect(c.flops).toBeLessThan(gemm * 1.04);
+  });
+
+  it('prints per step counts, phases and an estimate; a reselection step costs more; a bad --device is refused', async () => {
+    const spec = await syntheticSpec('demo', 2);
+    const r = await costModel(spec, 'demo', ROOFLINES.h200!, { microbatch: 1, seq: 16, groupSize: 128 });
+    const j = costJson(r);
+    expect(Object.keys(j)).toEqual(['per_step', 'reselect_step', 'phases', 'estimate']);
+    expect(Object.keys(j.per_step)).toEqual(['dispatches', 'submits', 'blocking_readbacks', 'flops', 'bytes']);
+    expect(j.reselect_step.dispatches).toBeGreaterThan(j.per_step.dispatches);
+    expect(j.phases.reselection!.dispatches).toBeGreaterThan(0);
+    expect(j.estimate.device).toBe('H200');
+    // the estimate is the sum of the step's phases, each dispatch max(FLOPs / peak, bytes / bandwidth): at least the
+    // step's bytes over the bandwidth and its FLOPs over the peak
+    const floor = Math.max(j.per_step.flops / 67e12, j.per_step.bytes / 4.8e12) * 1e3;
+    expect(j.estimate.ms).toBeGreaterThanOrEqual(floor * 0.999);
+    expect(j.estimate.ms).toBeLessThanOrEqual((j.per_step.flops / 67e12 + j.per_step.bytes / 4.8e12) * 1e3 * 1.001);
+    expect(j.estimate.tok_s).toBeCloseTo(16 / (j.estimate.ms / 1e3), -1);
+    const phases = groupBy(r.normal, 'phase');
+    expect([...phases.keys()].sort()).toEqual(['backward', 'forward', 'frozen_forward', 'head', 'head_backward', 'optimizer']);
+    await expect(rooflineOf('b200')).rejects.toThrow(/--device: "b200"/);
+  });
+});
