@@ -294,7 +294,8 @@ export class AppState {
     this.settings = { ...p.settings };
     this.settingsRevision++;
     this.presetError = null;
-    this.presetNotice = `Preset "${p.name}" loaded.`;
+    if (p.evalWindows !== undefined) this.setEvalWindows(p.evalWindows);
+    this.presetNotice = `Preset "${p.name}" loaded${p.evalWindows ? ` (evaluation windows per set: ${p.evalWindows})` : ''}.`;
     this.presetFromLink = false;
     this.fieldErrors = {};
     this.persistSettings(true);
