@@ -58,7 +58,7 @@ test('ux: issue J in one session — CPU adapter, import shards, screens in both
       if (t && w.progressTexts.at(-1) !== t) w.progressTexts.push(t);
     }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['aria-valuetext'] });
   });
-  await page.goto(env.baseUrl, { timeout: 120_000 });
+  await page.goto(env.baseUrl, { waitUntil: 'commit', timeout: 300_000 });
 
   // --- SwiftShader: a software adapter, so the amber notice and no green dot
   const notice = page.locator('[data-testid=gpu-software]');
