@@ -1,7 +1,7 @@
 // Contract: the built-in presets shown in the editor. Each is the defaults plus a few overrides; the memory plan
 // (src/engine/plan/memory.ts) is the judge of whether a preset fits a given GPU — the values here are the starting points we ship.
 
-import { DEFAULTS, validateSettings, type Settings } from './schema.ts';
+import { checkValue, DEFAULTS, RUN_SETTINGS, validateSettings, type Settings } from './schema.ts';
 
 export interface Preset {
   id: string;
@@ -12,18 +12,25 @@ export interface Preset {
   /** The GPU memory the preset is meant to fit in, GiB (null: whatever this GPU has). */
   gpuGiB: number | null;
   settings: Settings;
+  /** Evaluation windows per set the preset sets on the Run screen (a run option, not a setting); absent: left as it is. */
+  evalWindows?: number | null;
 }
 
-function preset(id: string, name: string, model: string | null, gpuGiB: number | null, description: string, overrides: Partial<Settings>): Preset {
+function preset(id: string, name: string, model: string | null, gpuGiB: number | null, description: string, overrides: Partial<Settings>, run: { evalWindows?: number | null } = {}): Preset {
   const v = validateSettings({ ...DEFAULTS, ...overrides });
   if (!v.ok) throw new Error(`built-in preset ${id}: ${v.errors.join('; ')}`);
-  return Object.freeze({ id, name, model, gpuGiB, description, settings: Object.freeze(v.settings) as Settings });
+  const windows = run.evalWindows === undefined ? null : checkValue(RUN_SETTINGS.find((s) => s.key === 'evalWindows')!, run.evalWindows);
+  if (windows) throw new Error(`built-in preset ${id}: EVAL_WINDOWS: ${windows}`);
+  return Object.freeze({ id, name, model, gpuGiB, description, settings: Object.freeze(v.settings) as Settings, ...run });
 }
 
 export const BUILTIN_PRESETS: readonly Preset[] = Object.freeze([
   preset('demo', 'Demo', 'usaf-demo-moe', null,
-    'The built-in 16 M-parameter Qwen3-MoE demo: the method exactly as docs/method.md states it (180 steps of 2 × 512 tokens, 0.5 % of the expert weights of layers 4–7, peak LR 2e-4).',
-    {}),
+    'The built-in 16 M-parameter Qwen3-MoE demo: the method exactly as docs/method.md states it (180 steps of 2 × 512 tokens, 0.5 % of the expert weights of layers 4–7, peak LR 2e-4), every evaluation on all windows.',
+    {}, { evalWindows: null }),
+  preset('quick-demo', 'Quick demo', 'usaf-demo-moe', null,
+    'The demo model in a few minutes, also on a CPU fallback adapter: differs from Demo in STEPS 40 (not 180), MICROBATCH 1 (not 2), SEQ 128 (not 512), EVAL_EVERY 0 (not 15: perplexity only before and after), N_IMPORTANCE 1 (not 3), RESELECT_EVERY 20 (not 50) and LR_PEAK 1e-3 (not 2e-4: so few steps still move the loss). It also sets the Run screen\'s evaluation windows to 32 per set (Demo: all of them), so each perplexity is measured on 4,096 tokens per set.',
+    { steps: 40, microbatch: 1, seq: 128, evalEvery: 0, nImportance: 1, reselectEvery: 20, lrPeak: 1e-3 }, { evalWindows: 32 }),
   preset('qwen3-30b-a3b-12gb', 'Qwen3-30B-A3B on a 12 GB GPU', 'Qwen/Qwen3-30B-A3B', 12,
     'Top 8 of 48 layers trained; expert weights of every layer in 4 bits with groups of 64; the 40 frozen layers stay in storage (STREAM_FROZEN): read once before training, every sequence\'s output cached in host memory; one sequence per pass with two accumulated. Plans at about 10.9 GiB, leaving room for the display.',
     { quantizeExperts: true, quantGroupSize: 64, microbatch: 1, accum: 2, streamFrozen: true }),

@@ -29,14 +29,9 @@ export const COPY_FILES: readonly string[] = [
   'README.md', 'LICENSE',
 ];
 
-/** What importQ4 reports (engine/quant/import-q4.ts ImportProgress). */
-export interface Q4Progress {
-  tensors: number;
-  totalTensors: number;
-  bytes: number;
-  totalBytes: number;
-  bytesRead: number;
-}
+/** What importQ4 reports. */
+export type { ImportProgress as Q4Progress } from '../engine/quant/import-q4.ts';
+import type { ImportProgress as Q4Progress } from '../engine/quant/import-q4.ts';
 
 export interface ImportJob {
   spec: ModelSpec;
@@ -230,7 +225,6 @@ export class ModelStore {
     const sink: FileSink = {
       name: inner.name,
       write: async (path, chunks) => {
-        progress.file = path;
         writing = true;
         try {
           await inner.write(path, chunks);
@@ -252,6 +246,7 @@ export class ModelStore {
         progress.tensorsDone = p.tensors;
         progress.tensorsTotal = p.totalTensors;
         progress.bytesRead = p.bytesRead;
+        if (p.source) progress.file = p.source;
         const rate = (p.bytes - progress.bytesResumed) / Math.max(1e-3, (performance.now() - t0) / 1000);
         progress.etaSeconds = rate > 0 ? (p.totalBytes - p.bytes) / rate : null;
         onProgress({ ...progress });

@@ -73,7 +73,7 @@ export type ModelSource =
 
 export interface ImportProgress {
   phase: 'checking' | 'importing' | 'verifying' | 'done';
-  /** The file being written. */
+  /** The source file (shard) being read, e.g. "model-00002-of-00004.safetensors"; empty until the first tensor is read. */
   file: string;
   /** Bytes stored (4-bit experts, bf16 rest), of bytesTotal. */
   bytesDone: number;

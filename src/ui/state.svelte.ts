@@ -2,13 +2,13 @@
 // call its methods; nothing here blocks the page — all work happens in the worker behind the Trainer proxy.
 
 import {
-  applyPresetHash, BUILTIN_PRESETS, checkAgainstModel, defaultSettings, encodePresetHash, validateSettings,
+  applyPresetHash, BUILTIN_PRESETS, checkAgainstModel, defaultSettings, encodePresetHash, plainName, SETTING_BY_KEY, validateSettings,
   type Preset, type SettingKey, type Settings,
 } from '../presets/index.ts';
 import { callbacks, connectTrainer, progress, type TrainerProxy } from '../worker/client.ts';
 import type {
   DatasetInput, DatasetProgress, DatasetSettings, DatasetSummary, EvalEvent, ExportOrigin, ExportProgress, ExportResult,
-  ExportTarget, GpuReport, ImportProgress, MemoryPlan, ModelSource, OriginalFolder, PhaseEvent, PresetPlan, ReselectEvent, RunError, RunHistory, RunSummary,
+  ExportTarget, GpuReport, ImportProgress, MemoryPlan, ModelSource, OriginalFolder, PhaseEvent, PresetPlan, ReselectEvent, RunError, RunEstimate, RunHistory, RunSummary,
   StepEvent, StorageReport, StoredModel,
 } from '../worker/protocol.ts';
 import { ORIGINAL_UNAVAILABLE } from '../worker/protocol.ts';
@@ -89,6 +89,10 @@ export class AppState {
   settingsRevision = $state(0);
   presetError = $state<string | null>(null);
   presetNotice = $state<string | null>(null);
+  /** The settings in use came from a share link (and were not edited since). */
+  presetFromLink = $state(false);
+  /** Text typed into a setting's field that is not a valid value (key → why); the settings keep the last valid value. */
+  fieldErrors = $state<Partial<Record<SettingKey, { text: string; why: string }>>>({});
   plan = $state<MemoryPlan | null>(null);
   planError = $state<string | null>(null);
   /** GPU memory to plan for, GiB (WebGPU does not report it); null = unknown. */
@@ -116,6 +120,13 @@ export class AppState {
   modelIssues = $derived(this.model
     ? checkAgainstModel(this.settings, { numLayers: this.model.facts.layers, maxPos: this.model.facts.maxPos })
     : {} as Partial<Record<SettingKey, string>>);
+  /** Why Start cannot start a run with the settings on screen (null: it can): the one check of the settings table. */
+  startBlocked = $derived.by(() => {
+    const typed = Object.entries(this.fieldErrors).map(([k, t]) => `${plainName(SETTING_BY_KEY.get(k)!)}: ${t.why}`);
+    if (typed.length) return `A setting has invalid text (Preset screen): ${typed.join('; ')}.`;
+    const issues = Object.entries(this.modelIssues).map(([k, why]) => `${plainName(SETTING_BY_KEY.get(k)!)} ${String(this.settings[k as SettingKey] ?? 'auto')}: ${why}`);
+    return issues.length ? `The settings do not fit ${this.model!.name}: ${issues.join('; ')}. Change them on the Preset screen.` : null;
+  });
 
   // -------------------------------------------------------------------------------------------
   // Start-up
@@ -283,6 +294,8 @@ export class AppState {
       this.settingsRevision++;
       this.presetError = null;
       this.presetNotice = 'Settings loaded from the link.';
+      this.presetFromLink = true;
+      this.fieldErrors = {};
       this.screen = 'preset';
       this.persistSettings(false);
     }
@@ -291,6 +304,7 @@ export class AppState {
   setSetting<K extends SettingKey>(key: K, value: Settings[K]): void {
     this.settings = { ...this.settings, [key]: value };
     this.presetNotice = null;
+    this.presetFromLink = false;
     this.persistSettings(true);
   }
 
@@ -298,7 +312,10 @@ export class AppState {
     this.settings = { ...p.settings };
     this.settingsRevision++;
     this.presetError = null;
-    this.presetNotice = `Preset "${p.name}" loaded.`;
+    if (p.evalWindows !== undefined) this.setEvalWindows(p.evalWindows);
+    this.presetNotice = `Preset "${p.name}" loaded${p.evalWindows ? ` (evaluation windows per set: ${p.evalWindows})` : ''}.`;
+    this.presetFromLink = false;
+    this.fieldErrors = {};
     this.persistSettings(true);
   }
 
@@ -321,6 +338,8 @@ export class AppState {
     this.settingsRevision++;
     this.presetError = null;
     this.presetNotice = 'Settings loaded from the file.';
+    this.presetFromLink = false;
+    this.fieldErrors = {};
     this.persistSettings(true);
   }
 
@@ -349,6 +368,15 @@ export class AppState {
       this.presetPlans = [];
       this.planError ??= `Planning the built-in presets failed: ${message(e)}`;
     }
+  }
+
+  /** A rough run time for the settings on screen, measured on this adapter (null: no model or training data chosen). */
+  async estimateRun(): Promise<RunEstimate | null> {
+    if (!this.trainer || !this.modelId || !this.trainDatasetId) return null;
+    return this.trainer.estimateRun({
+      modelId: this.modelId, trainDatasetId: this.trainDatasetId, heldoutDatasetId: this.heldoutDatasetId,
+      settings: $state.snapshot(this.settings), evalWindows: this.evalWindows,
+    });
   }
 
   setGpuMemoryGiB(n: number | null): void {
@@ -422,6 +450,10 @@ export class AppState {
     this.runError = null;
     if (!this.modelId || !this.trainDatasetId) {
       this.runError = 'Choose a model and a training dataset first.';
+      return;
+    }
+    if (this.startBlocked) {
+      this.runError = this.startBlocked;
       return;
     }
     const settings = $state.snapshot(this.settings);

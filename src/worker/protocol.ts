@@ -312,6 +312,38 @@ export interface ExportResult {
 export const ORIGINAL_UNAVAILABLE = 'OriginalUnavailable';
 
 // ---------------------------------------------------------------------------------------------
+// Run-time estimate
+
+/** A rough run time before Start: the run's arithmetic at the rate a short probe measured on this adapter. */
+export interface RunEstimate {
+  seconds: number;
+  /** Of which: frozen pass, importance and reselections; training steps; evaluations. */
+  setupSeconds: number;
+  trainSeconds: number;
+  evalSeconds: number;
+  evaluations: number;
+  /** Tokens one evaluation scores (both sets). */
+  evalTokens: number;
+  steps: number;
+  flops: number;
+  /** The probe's measured rate, FLOP/s, and what it timed. */
+  flopsPerSecond: number;
+  probe: string;
+  /** The engine's assumed slowdown over the probe's plain product. */
+  overhead: number;
+  /** The adapter computes on the CPU. */
+  cpu: boolean;
+}
+
+export interface EstimateRequest {
+  modelId: string;
+  trainDatasetId: string;
+  heldoutDatasetId: string | null;
+  settings: Settings;
+  evalWindows: number | null;
+}
+
+// ---------------------------------------------------------------------------------------------
 // The interface
 
 export interface WorkerEnv {
@@ -352,6 +384,8 @@ export interface Trainer {
   plan(modelId: string, settings: Settings, trainDatasetId?: string | null, gpuMemoryBytes?: number | null): Promise<MemoryPlan>;
   /** Each built-in preset's plan on its own model and this GPU, in the GPU memory the preset names (else `gpuMemoryBytes`). */
   presetPlans(trainDatasetId?: string | null, gpuMemoryBytes?: number | null): Promise<PresetPlan[]>;
+  /** How long a run of these settings would take on this adapter, roughly (a probe of a second or less, then cached). */
+  estimateRun(request: EstimateRequest): Promise<RunEstimate>;
 
   /** Starts a run; resolves as soon as it is started (events arrive through the callbacks). */
   startRun(request: RunRequest, callbacks: RunCallbacks): Promise<RunSummary>;

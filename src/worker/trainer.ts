@@ -11,7 +11,7 @@ import { shortHash, slug } from '../store/ids.ts';
 import { cancelRunningImport, impliedSettings, importModel, storedSpec, stripCommonFolder, workerModelStore } from './model-store.ts';
 import {
   type DatasetInput, type DatasetProgress, type DatasetSettings, type DatasetSummary, type ExportFile, type ExportOrigin,
-  type ExportProgress, type ExportResult, type ExportTarget, type GpuReport, type OriginalFolder,
+  type EstimateRequest, type ExportProgress, type ExportResult, type ExportTarget, type GpuReport, type OriginalFolder, type RunEstimate,
   type ImportProgress, type MemoryPlan, type ModelSource, type PresetPlan, type RunCallbacks, type RunHistory, type RunRequest, type RunSummary, type Settings,
   type StorageReport, type StoredModel, type Trainer, type WorkerEnv,
 } from './protocol.ts';
@@ -32,6 +32,7 @@ import { modelProblems, padIdOf, sampleRuleOf } from '../engine/train/setup.ts';
 import { BUILTIN_PRESETS } from '../presets/builtin.ts';
 import { PRESET_MODEL_CONFIGS } from '../presets/models.ts';
 import { appPlan } from './plan.ts';
+import { estimateRun } from './estimate.ts';
 
 /** A GPU memory size from the page: a positive number of bytes, or null. */
 function checkedBytes(n: number | null | undefined): number | null {
@@ -259,6 +260,16 @@ export class WorkerTrainer implements Trainer {
       out.push({ presetId: p.id, name: p.name, model: p.model, plan: appPlan({ gpu: gpu?.info ?? null, spec, settings: p.settings, trainTokens, pretokenized: ds?.format === 'jsonl-ids', gpuMemoryBytes: budget }) });
     }
     return out;
+  }
+
+  async estimateRun(r: EstimateRequest): Promise<RunEstimate> {
+    const v = validateSettings(r.settings);
+    if (!v.ok) throw new Error(`invalid settings: ${v.errors.join('; ')}`);
+    const { spec, model } = await this.modelParts(r.modelId);
+    const train = await storedDataset(r.trainDatasetId);
+    if (!train) throw new Error(`no stored dataset "${r.trainDatasetId}"`);
+    const heldout = r.heldoutDatasetId ? await storedDataset(r.heldoutDatasetId) : null;
+    return estimateRun(await this.device(), spec, impliedSettings(v.settings, model), train, heldout, r.evalWindows);
   }
 
   private active: ActiveRun | null = null;

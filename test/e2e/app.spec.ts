@@ -66,10 +66,11 @@ test('first launch: the demo model is stored and ready, with its config and the 
   // The live plan (engine planner) for the demo settings, and each built-in preset planned against this GPU.
   await page.locator('[data-testid=plan-verdict]', { hasText: 'Fits' }).waitFor({ timeout: 60_000 });
   const verdicts = page.locator('[data-testid=preset-plans] tbody tr');
-  await verdicts.nth(2).waitFor({ timeout: 60_000 });
-  assert.equal(await verdicts.count(), 3);
+  await verdicts.nth(3).waitFor({ timeout: 60_000 });
+  assert.equal(await verdicts.count(), 4);
   assert.match((await verdicts.nth(0).textContent()) ?? '', /^Demo.*Fits/);
-  for (const [i, gib] of [[1, 12], [2, 24]] as const) {
+  assert.match((await verdicts.nth(1).textContent()) ?? '', /^Quick demo.*Fits/);
+  for (const [i, gib] of [[2, 12], [3, 24]] as const) {
     const row = (await verdicts.nth(i).textContent()) ?? '';
     // 4-bit experts, frozen layers streamed from storage: each fits the GPU memory it names
     assert.match(row, new RegExp(`Qwen3-30B-A3B on a ${gib} GB GPU.*Qwen/Qwen3-30B-A3B.*layers 40\\+ trained.*GB${gib}\\.0 GBFits.*STREAM_FROZEN: the frozen layers stay in storage`));
@@ -108,7 +109,7 @@ test('a preset link fills the editor', async (env) => {
   assert.equal(await page.isChecked('#set-keepAdamState'), true);
   // TRAIN_SHARED: among the trained-entries settings, labelled, on from the link.
   const shared = page.locator('fieldset:has(legend:text("Trained entries")) [data-setting=trainShared]');
-  assert.equal(await shared.locator('label[for=set-trainShared]').innerText(), 'TRAIN_SHARED Train shared experts');
+  assert.equal(await shared.locator('label[for=set-trainShared]').innerText(), 'Train shared experts (TRAIN_SHARED)');
   assert.equal(await page.isChecked('#set-trainShared'), true);
   // Untouched settings keep their defaults.
   assert.equal(await page.inputValue('#set-frac'), '0.005');

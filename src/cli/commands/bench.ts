@@ -5,7 +5,7 @@ import { command, num } from '../command.ts';
 import { nodeGpu } from '../../node/gpu.ts';
 import { createBuffer, gpuSync } from '../../engine/gpu/buffers.ts';
 import { Encoder } from '../../engine/gpu/encoder.ts';
-import type { GpuContext } from '../../engine/gpu/device.ts';
+import { isCpuAdapter, type GpuContext } from '../../engine/gpu/device.ts';
 import { matmulForward } from '../../engine/ops/matmul.ts';
 import { openModel, QUANT_FLAGS, quantOption } from '../load-model.ts';
 import { Forward } from '../../engine/train/forward.ts';
@@ -81,7 +81,7 @@ export const bench = command(
       return 0;
     }
     const gpu = await nodeGpu();
-    const cpu = /swiftshader/i.test(gpu.info.description + gpu.info.architecture + gpu.info.vendor);
+    const cpu = isCpuAdapter(gpu.info);
     const M = num(f, 'tokens') ?? (cpu ? 32 : 1024);
     const reps = num(f, 'reps')!;
     const only = f.only ? String(f.only) : null;

@@ -85,7 +85,7 @@ export function countingGpu(name = 'counting device (no kernels run)'): { gpu: G
     vendor: 'nvidia', architecture: 'counting', device: name, description: name, features: [],
     maxBufferSize: LIMITS.maxBufferSize, maxStorageBufferBindingSize: LIMITS.maxStorageBufferBindingSize,
     maxComputeWorkgroupStorageSize: LIMITS.maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup: LIMITS.maxComputeInvocationsPerWorkgroup,
-    maxStorageBuffersPerShaderStage: LIMITS.maxStorageBuffersPerShaderStage,
+    maxStorageBuffersPerShaderStage: LIMITS.maxStorageBuffersPerShaderStage, isFallbackAdapter: false, cpu: false,
   };
   const gpu: GpuContext = { device, info, hasF16: false, hasSubgroups: false, hasTimestamps: false, lost: new Promise(() => {}), isLost: () => false };
   return { gpu, counts };

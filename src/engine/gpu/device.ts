@@ -6,6 +6,10 @@ export interface GpuInfo {
   architecture: string;
   device: string;
   description: string;
+  /** The browser says this adapter is a fallback (GPUAdapterInfo.isFallbackAdapter): software or severely limited. */
+  isFallbackAdapter: boolean;
+  /** Computes on the CPU (isCpuAdapter): a fallback adapter or a software rasterizer. */
+  cpu: boolean;
   features: string[];
   maxBufferSize: number;
   maxStorageBufferBindingSize: number;
@@ -35,6 +39,17 @@ export class DeviceLostError extends Error {
 
 const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'] as GPUFeatureName[];
 
+/** Software rasterizers that implement WebGPU on the CPU (Chromium's SwiftShader, Mesa's llvmpipe / lavapipe, WARP). */
+const CPU_ADAPTER = /swiftshader|llvmpipe|lavapipe|software|basic render|\bwarp\b|\bcpu\b/i;
+
+/**
+ * Whether an adapter runs on the CPU rather than a GPU: a fallback adapter, or a software rasterizer by name (vendor,
+ * architecture, device or description). Such an adapter is 100–1000× slower than a GPU.
+ */
+export function isCpuAdapter(i: Pick<GpuInfo, 'vendor' | 'architecture' | 'device' | 'description'> & { isFallbackAdapter?: boolean }): boolean {
+  return !!i.isFallbackAdapter || CPU_ADAPTER.test(`${i.vendor} ${i.architecture} ${i.device} ${i.description}`);
+}
+
 export async function createGpu(opts: { gpu?: GPU; powerPreference?: GPUPowerPreference } = {}): Promise<GpuContext> {
   const gpu = opts.gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   if (!gpu) throw new GpuUnavailableError('WebGPU is not available here (no navigator.gpu). Use a recent Chrome or Edge, or enable WebGPU.');
@@ -56,11 +71,12 @@ export async function createGpu(opts: { gpu?: GPU; powerPreference?: GPUPowerPre
     },
   });
   const ai = adapter.info;
-  const info: GpuInfo = {
+  const named: Omit<GpuInfo, 'cpu'> = {
     vendor: ai?.vendor ?? '',
     architecture: ai?.architecture ?? '',
     device: ai?.device ?? '',
     description: ai?.description ?? '',
+    isFallbackAdapter: !!((ai as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter),
     features: [...device.features].sort(),
     maxBufferSize: device.limits.maxBufferSize,
     maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
@@ -68,6 +84,7 @@ export async function createGpu(opts: { gpu?: GPU; powerPreference?: GPUPowerPre
     maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
     maxStorageBuffersPerShaderStage: device.limits.maxStorageBuffersPerShaderStage,
   };
+  const info: GpuInfo = { ...named, cpu: isCpuAdapter(named) };
   let lostFlag = false;
   const lost = device.lost.then((l) => {
     lostFlag = true;

@@ -1,7 +1,7 @@
 // Routed-expert (SwiGLU) launchers: grouped GEMMs over the expert-sorted rows of moe_route, weighted combine, backward
 // to dx/dTopW/per-row grads, and dense expert weight grads (+=). Same signatures as ref/experts.ts.
 
-import type { GpuContext } from '../gpu/device.ts';
+import { isCpuAdapter, type GpuContext } from '../gpu/device.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
 import { moeRouteMaxTiles } from './moe_route.ts';
@@ -102,9 +102,7 @@ export function forceExpertsTiling(t: ExpertsTiling | null): void {
  */
 export function expertsTiling(gpu: GpuContext): ExpertsTiling {
   if (forced) return forced;
-  const i = gpu.info;
-  const cpu = /swiftshader|llvmpipe|cpu/i.test(`${i.vendor} ${i.architecture} ${i.description}`);
-  return cpu ? { NX: 8, BK: 16 } : { NX: 16, BK: 16 };
+  return isCpuAdapter(gpu.info) ? { NX: 8, BK: 16 } : { NX: 16, BK: 16 };
 }
 
 type Gemm = 'gate_up' | 'down' | 'backward_act' | 'backward_input' | 'backward_weight';

@@ -30,6 +30,8 @@ export interface ImportProgress {
   totalBytes: number;
   /** Source tensor bytes read so far in this run. */
   bytesRead: number;
+  /** The source file (shard) of the tensor read last, e.g. "model-00002-of-00004.safetensors"; '' before any read. */
+  source: string;
 }
 
 export interface ImportOptions {
@@ -75,7 +77,10 @@ interface OutTensor {
 // ---------------------------------------------------------------------------------------------
 // The plan: every output tensor in spec order (globals, then layer by layer), the two 4-bit buffers where the experts were
 
-function plainTensor(src: Checkpoint, spec: ModelSpec, e: TensorEntry, count: (n: number) => void): OutTensor {
+/** Called after each source tensor is read: its bytes and its file within the source folder. */
+type ReadCount = (bytes: number, file: string) => void;
+
+function plainTensor(src: Checkpoint, spec: ModelSpec, e: TensorEntry, count: ReadCount): OutTensor {
   const info = src.tensors.get(e.name);
   if (!info) throw new Error(`source checkpoint has no tensor "${e.name}" (expected by the ${spec.arch} spec)`);
   // bf16 sources are copied as they are; f32 roles (norms, biases, router) keep a wider source as f32; the rest become bf16
@@ -85,7 +90,7 @@ function plainTensor(src: Checkpoint, spec: ModelSpec, e: TensorEntry, count: (n
     name: e.name, dtype, shape: e.shape, bytes: n * (dtype === 'F32' ? 4 : 2),
     make: async () => {
       const r = await readWeight(src, e, spec.quantization);
-      count(info.byteLength);
+      count(info.byteLength, info.file);
       if (r.dtype === dtype) return asBytes(r.bytes);
       const f = decodeF32(r.dtype, r.bytes);
       return dtype === 'F32' ? asBytes(new Uint8Array(f.buffer, f.byteOffset, f.byteLength)) : asBytes(encodeBf16(f));
@@ -93,7 +98,7 @@ function plainTensor(src: Checkpoint, spec: ModelSpec, e: TensorEntry, count: (n
   };
 }
 
-function planTensors(gpu: GpuContext, spec: ModelSpec, src: Checkpoint, G: number, count: (n: number) => void): OutTensor[] {
+function planTensors(gpu: GpuContext, spec: ModelSpec, src: Checkpoint, G: number, count: ReadCount): OutTensor[] {
   const lay = q4ExpertLayouts(spec, G);
   const out = globalTensors(spec).map((e) => plainTensor(src, spec, e, count));
   for (let L = 0; L < spec.numLayers; L++) {
@@ -105,7 +110,8 @@ function planTensors(gpu: GpuContext, spec: ModelSpec, src: Checkpoint, G: numbe
       held ??= (async () => {
         const ex = await loadExpertsQ4(gpu, spec, L, experts, async (e) => {
           const r = await readWeight(src, e, spec.quantization);
-          count(src.tensors.get(e.name)!.byteLength);
+          const info = src.tensors.get(e.name)!;
+          count(info.byteLength, info.file);
           return r;
         }, G);
         try {
@@ -195,14 +201,19 @@ export async function importQ4(gpu: GpuContext, spec: ModelSpec, sink: FileSink,
   const G = options.groupSize ?? DEFAULT_GROUP;
   const metadata = storedQ4Metadata({ groupSize: G, expertLayout: spec.expertLayout });
   let bytesRead = 0;
+  let source = '';
   const { ckpt: src, crcs } = hashingCheckpoint(original); // every source tensor read whole is hashed for the fingerprint
-  const tensors = planTensors(gpu, spec, src, G, (n) => { bytesRead += n; });
+  const tensors = planTensors(gpu, spec, src, G, (n, file) => {
+    bytesRead += n;
+    source = file;
+  });
   const shards = packShards(tensors, options.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES);
-  const progress: ImportProgress = { tensors: 0, totalTensors: tensors.length, bytes: 0, totalBytes: tensors.reduce((n, t) => n + t.bytes, 0), bytesRead: 0 };
+  const progress: ImportProgress = { tensors: 0, totalTensors: tensors.length, bytes: 0, totalBytes: tensors.reduce((n, t) => n + t.bytes, 0), bytesRead: 0, source: '' };
   const report = (t: OutTensor): void => {
     progress.tensors++;
     progress.bytes += t.bytes;
     progress.bytesRead = bytesRead;
+    progress.source = source;
     options.onProgress?.({ ...progress });
   };
 

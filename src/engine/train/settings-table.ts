@@ -45,7 +45,7 @@ interface SpecBase<K extends SettingKey> {
   flag?: string;
   /** `usaf train`'s env var when it is not the label (envName). */
   env?: string;
-  /** Short human title. */
+  /** What it is in plain words, shown first; the label follows in brackets (plainName). */
   title: string;
   unit: string;
   description: string;
@@ -85,32 +85,32 @@ export type SettingSpec = NumberSpec | BoolSpec | ChoiceSpec;
 
 export const SETTINGS: readonly SettingSpec[] = [
   {
-    key: 'frac', code: 'fr', label: 'FRAC', title: 'Trained fraction', kind: 'number', default: 0.005,
+    key: 'frac', code: 'fr', label: 'FRAC', title: 'Trained share of expert weights', kind: 'number', default: 0.005,
     min: 0, minExclusive: true, max: 1, unit: 'fraction of expert weights', group: 'selection',
     description: 'Share of each selection tensor (a layer\'s gate+up weights of all experts; its down weights) that is trained: the entries with the largest gradient magnitude.',
   },
   {
-    key: 'steps', code: 'st', label: 'STEPS', title: 'Steps', kind: 'int', default: 180, min: 1, max: 1_000_000,
+    key: 'steps', code: 'st', label: 'STEPS', title: 'Training steps', kind: 'int', default: 180, min: 1, max: 1_000_000,
     unit: 'optimizer steps', group: 'schedule',
     description: 'Number of optimizer updates. Ignored when EPOCHS is above 0.',
   },
   {
-    key: 'epochs', code: 'ep', label: 'EPOCHS', title: 'Epochs', kind: 'number', default: 0, min: 0, max: 1000,
+    key: 'epochs', code: 'ep', label: 'EPOCHS', title: 'Passes over the data', kind: 'number', default: 0, min: 0, max: 1000,
     unit: 'passes over the data', group: 'schedule', special: { value: 0, text: 'off: use STEPS' },
     description: 'When above 0: STEPS = floor(EPOCHS × training tokens / (MICROBATCH × ACCUM × SEQ)).',
   },
   {
-    key: 'microbatch', code: 'mb', label: 'MICROBATCH', title: 'Microbatch', kind: 'int', default: 2, min: 1, max: 1024,
+    key: 'microbatch', code: 'mb', label: 'MICROBATCH', title: 'Sequences per pass', kind: 'int', default: 2, min: 1, max: 1024,
     unit: 'sequences', group: 'batch',
     description: 'Sequences per forward/backward pass.',
   },
   {
-    key: 'accum', code: 'ac', label: 'ACCUM', title: 'Gradient accumulation', kind: 'int', default: 1, min: 1, max: 1024,
+    key: 'accum', code: 'ac', label: 'ACCUM', title: 'Passes per step (gradient accumulation)', kind: 'int', default: 1, min: 1, max: 1024,
     unit: 'microbatches per step', group: 'batch',
     description: 'Microbatches whose gradients are averaged before each update.',
   },
   {
-    key: 'seq', code: 'sq', label: 'SEQ', title: 'Sequence length', kind: 'int', default: 512, min: 2, max: 131_072,
+    key: 'seq', code: 'sq', label: 'SEQ', title: 'Tokens per sequence', kind: 'int', default: 512, min: 2, max: 131_072,
     unit: 'tokens', group: 'batch',
     description: 'Tokens per sequence. At most the model\'s max_position_embeddings.',
   },
@@ -131,17 +131,17 @@ export const SETTINGS: readonly SettingSpec[] = [
     description: 'Layers TRAIN_FROM..last (those with experts) are trained; the layers below stay frozen.',
   },
   {
-    key: 'reselectEvery', code: 're', label: 'RESELECT_EVERY', title: 'Reselect every', kind: 'int', default: 50,
+    key: 'reselectEvery', code: 're', label: 'RESELECT_EVERY', title: 'Choose trained weights again every', kind: 'int', default: 50,
     min: 0, max: 1_000_000, unit: 'steps', group: 'selection', special: { value: 0, text: 'never' },
     description: 'Every this many steps the trained entries are chosen again from a fresh gradient.',
   },
   {
-    key: 'evalEvery', code: 'ee', label: 'EVAL_EVERY', title: 'Evaluate every', kind: 'int', default: 15,
+    key: 'evalEvery', code: 'ee', label: 'EVAL_EVERY', title: 'Measure perplexity every', kind: 'int', default: 15,
     min: 0, max: 1_000_000, unit: 'steps', group: 'schedule', special: { value: 0, text: 'only before and after' },
     description: 'Every this many steps the in-domain and held-out perplexities are measured.',
   },
   {
-    key: 'nImportance', code: 'ni', label: 'N_IMPORTANCE', title: 'Importance microbatches', kind: 'int', default: 3,
+    key: 'nImportance', code: 'ni', label: 'N_IMPORTANCE', title: 'Batches to rank weights at the start', kind: 'int', default: 3,
     min: 1, max: 10_000, unit: 'microbatches', group: 'selection',
     description: 'Microbatches whose gradient magnitudes are summed to choose the first trained entries.',
   },
@@ -151,43 +151,43 @@ export const SETTINGS: readonly SettingSpec[] = [
     description: 'Also train the shared experts of DeepSeek-V3 / Qwen2-MoE as sparse selection tensors (FRAC of their gate+up and of their down weights). Ignored for families without shared experts.',
   },
   {
-    key: 'frozenCacheN', code: 'fc', label: 'FROZEN_CACHE_N', title: 'Cached frozen passes', kind: 'int', default: null,
+    key: 'frozenCacheN', code: 'fc', label: 'FROZEN_CACHE_N', title: 'Cached outputs of the frozen layers', kind: 'int', default: null,
     min: 0, max: 100_000_000, unit: 'sequences', group: 'memory', special: { value: 0, text: 'no cache' },
     auto: { text: 'as many training sequences as fit the memory plan' },
     description: 'Training sequences whose hidden state entering the first trained layer is computed once and kept, so the frozen layers are not run again each step.',
   },
   {
-    key: 'quantizeExperts', code: 'qe', label: 'QUANTIZE_EXPERTS', title: 'Quantize experts to 4 bits', kind: 'bool',
+    key: 'quantizeExperts', code: 'qe', label: 'QUANTIZE_EXPERTS', title: 'Experts in 4 bits', kind: 'bool',
     default: false, unit: 'on / off', group: 'memory',
     description: 'Keep the routed expert weights of every layer in 4 bits on the GPU (quantized while loading); trained entries keep float32 masters over the dequantized 4-bit base (the export writes the trained layers\' experts from that base).',
   },
   {
-    key: 'quantGroupSize', code: 'qg', label: 'QUANT_GROUP', flag: 'group-size', env: 'GROUP_SIZE', title: 'Quantization group size', kind: 'choice',
+    key: 'quantGroupSize', code: 'qg', label: 'QUANT_GROUP', flag: 'group-size', env: 'GROUP_SIZE', title: 'Weights per 4-bit scale', kind: 'choice',
     default: 128, choices: [128, 64], unit: 'weights per scale', group: 'memory',
     description: 'Consecutive input weights that share one scale and zero point (smaller: more accurate, larger).',
   },
   {
-    key: 'streamFrozen', code: 'sf', label: 'STREAM_FROZEN', title: 'Stream frozen layers', kind: 'bool',
+    key: 'streamFrozen', code: 'sf', label: 'STREAM_FROZEN', title: 'Keep frozen layers in storage', kind: 'bool',
     default: false, unit: 'on / off', group: 'memory',
     description: 'Keep the frozen layers off the GPU: before training, each frozen layer is read once from storage and every training sequence and evaluation window goes through it; their inputs of the first trained layer are kept in memory. Then only the trained layers are on the GPU.',
   },
   {
-    key: 'seed', code: 'sd', label: 'SEED', title: 'Seed', kind: 'int', default: 0, min: 0, max: 4_294_967_295,
+    key: 'seed', code: 'sd', label: 'SEED', title: 'Random seed', kind: 'int', default: 0, min: 0, max: 4_294_967_295,
     unit: 'integer', group: 'schedule',
     description: 'Seeds the microbatch order and every other random choice, so a run can be repeated.',
   },
   {
-    key: 'keepAdamState', code: 'ka', label: 'KEEP_ADAM_STATE', title: 'Keep Adam state at reselection', kind: 'bool',
+    key: 'keepAdamState', code: 'ka', label: 'KEEP_ADAM_STATE', title: 'Keep optimizer state when reselecting', kind: 'bool',
     default: false, unit: 'on / off', group: 'improvements',
     description: 'Improvement over the seed: entries kept across a reselection keep their Adam moments instead of restarting from zero.',
   },
   {
-    key: 'perEntryStep', code: 'pe', label: 'PER_ENTRY_STEP', title: 'Per-entry Adam step count', kind: 'bool',
+    key: 'perEntryStep', code: 'pe', label: 'PER_ENTRY_STEP', title: 'Per-weight optimizer step count', kind: 'bool',
     default: false, unit: 'on / off', group: 'improvements',
     description: 'Improvement over the seed: bias correction uses each entry\'s own update count rather than one shared count.',
   },
   {
-    key: 'accumulatedReselect', code: 'ar', label: 'ACCUMULATED_RESELECT', title: 'Accumulated reselection scores',
+    key: 'accumulatedReselect', code: 'ar', label: 'ACCUMULATED_RESELECT', title: 'Rank reselections over several batches',
     kind: 'bool', default: false, unit: 'on / off', group: 'improvements',
     description: 'Improvement over the seed: reselection ranks entries by |gradient| summed over N_IMPORTANCE microbatches, like the first selection, instead of one microbatch.',
   },
@@ -215,27 +215,27 @@ export interface RunSettingSpec extends Omit<NumberSpec, 'key' | 'code' | 'group
 
 export const RUN_SETTINGS: readonly RunSettingSpec[] = [
   {
-    key: 'evalWindows', label: 'EVAL_WINDOWS', title: 'Evaluation windows', kind: 'int', default: null, min: 1, max: 100_000_000,
+    key: 'evalWindows', label: 'EVAL_WINDOWS', title: 'Evaluation windows per set', kind: 'int', default: null, min: 1, max: 100_000_000,
     unit: 'windows per set', auto: { text: 'all' },
     description: 'Cap on the SEQ-token windows scored per evaluation set (in-domain, held-out).',
   },
   {
-    key: 'evalSplit', label: 'EVAL_SPLIT', title: 'In-domain eval split', kind: 'number', default: 0, min: 0, max: 1, maxExclusive: true,
+    key: 'evalSplit', label: 'EVAL_SPLIT', title: 'Share held apart for in-domain evaluation', kind: 'number', default: 0, min: 0, max: 1, maxExclusive: true,
     unit: 'share of the documents', special: { value: 0, text: 'evaluate on the training set, as the seed' },
     description: 'Share of the documents held apart for in-domain evaluation.',
   },
   {
-    key: 'gpuGib', label: 'GPU_GIB', title: 'GPU memory', kind: 'number', default: null, min: 0, minExclusive: true, max: 1_000_000,
+    key: 'gpuGib', label: 'GPU_GIB', title: 'Memory of the GPU', kind: 'number', default: null, min: 0, minExclusive: true, max: 1_000_000,
     unit: 'GiB', auto: { text: 'unknown: not checked' },
     description: 'GPU memory to fit in: a run whose memory plan exceeds it is refused (with settings that fit).',
   },
   {
-    key: 'expertChunk', label: 'EXPERT_CHUNK', title: 'Expert chunk', kind: 'int', default: null, min: 1, max: 1_000_000,
+    key: 'expertChunk', label: 'EXPERT_CHUNK', title: 'Experts per chunk', kind: 'int', default: null, min: 1, max: 1_000_000,
     unit: 'experts', auto: { text: 'all, or the largest chunk that fits GPU_GIB and the adapter' },
     description: '4-bit experts: experts per chunk of a trained layer\'s f32 scratch (same results).',
   },
   {
-    key: 'checkpointEvery', label: 'CHECKPOINT_EVERY', title: 'Checkpoint every', kind: 'int', default: 50, min: 0, max: 1_000_000,
+    key: 'checkpointEvery', label: 'CHECKPOINT_EVERY', title: 'Save a checkpoint every', kind: 'int', default: 50, min: 0, max: 1_000_000,
     unit: 'steps', special: { value: 0, text: 'only at the end' },
     description: 'Save a resumable checkpoint every this many steps (and at the end).',
   },
@@ -246,6 +246,9 @@ export type AnySettingSpec = SettingSpec | RunSettingSpec;
 
 /** `usaf train`'s flag for a setting: its key in kebab case unless the table names another. */
 export const flagName = (spec: AnySettingSpec): string => spec.flag ?? spec.key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+
+/** How the app names a setting: plain words first, the method's name second, e.g. "Trained share of expert weights (FRAC)". */
+export const plainName = (spec: AnySettingSpec): string => `${spec.title} (${spec.label})`;
 
 /** The env var of a setting: its label unless the table names another. */
 export const envName = (spec: AnySettingSpec): string => spec.env ?? spec.label;

@@ -2,7 +2,8 @@
 // auto values against a model and a dataset.
 import { describe, expect, it } from 'vitest';
 import {
-  BUILTIN_PRESETS, checkAgainstModel, checkValue, DEFAULTS, resolveSteps, resolveTrainFrom, SETTING_BY_KEY,
+  BUILTIN_PRESETS, checkAgainstModel, checkValue, DEFAULTS, resolveSteps, resolveTrainFrom, SETTING_BY_KEY, SETTINGS,
+  plainName, RUN_SETTINGS,
   validateSettings, type Settings,
 } from '../../../src/presets/index.ts';
 
@@ -57,14 +58,26 @@ describe('validateSettings', () => {
 
   it('every built-in preset is valid', () => {
     for (const p of BUILTIN_PRESETS) expect(validateSettings(p.settings).ok).toBe(true);
-    expect(BUILTIN_PRESETS.map((p) => p.name)).toEqual(['Demo', 'Qwen3-30B-A3B on a 12 GB GPU', 'Qwen3-30B-A3B on a 24 GB GPU']);
+    expect(BUILTIN_PRESETS.map((p) => p.name)).toEqual(['Demo', 'Quick demo', 'Qwen3-30B-A3B on a 12 GB GPU', 'Qwen3-30B-A3B on a 24 GB GPU']);
   });
 
   it('the Qwen3-30B-A3B presets run with 4-bit experts and streamed frozen layers; the demo follows docs/method.md (all defaults)', () => {
     expect(BUILTIN_PRESETS.map((p) => [p.id, p.settings.quantizeExperts, p.settings.quantGroupSize, p.settings.streamFrozen])).toEqual([
-      ['demo', false, 128, false], ['qwen3-30b-a3b-12gb', true, 64, true], ['qwen3-30b-a3b-24gb', true, 64, true],
+      ['demo', false, 128, false], ['quick-demo', false, 128, false], ['qwen3-30b-a3b-12gb', true, 64, true], ['qwen3-30b-a3b-24gb', true, 64, true],
     ]);
     expect(BUILTIN_PRESETS[0]!.settings).toEqual(DEFAULTS);
+  });
+
+  it('the Quick demo differs from the defaults in exactly the settings its description names, each with the default beside it', () => {
+    const quick = BUILTIN_PRESETS.find((p) => p.id === 'quick-demo')!;
+    const changed = SETTINGS.filter((s) => quick.settings[s.key] !== DEFAULTS[s.key]);
+    expect(changed.length).toBeGreaterThan(0);
+    const named = [...quick.description.matchAll(/\b([A-Z][A-Z_]+) (\S+) \(not ([^)\s,:]+)/g)];
+    expect(named.map((m) => m[1]).sort()).toEqual(changed.map((s) => s.label).sort());
+    for (const m of named) {
+      const key = SETTINGS.find((s) => s.label === m[1])!.key;
+      expect([Number(m[2]), Number(m[3])], m[1]).toEqual([quick.settings[key], DEFAULTS[key]]);
+    }
   });
 
   it('TRAIN_SHARED: an on/off setting of the trained entries, off by default, saying where it applies', () => {
@@ -100,5 +113,17 @@ describe('resolution', () => {
       seq: 'this model handles at most 2048 positions',
     });
     expect(checkAgainstModel(DEFAULTS, { numLayers: 8, maxPos: 2048 })).toEqual({});
+  });
+});
+
+describe('plainName', () => {
+  it('names every setting in plain words first, the method\'s name second', () => {
+    expect(plainName(SETTING_BY_KEY.get('frac')!)).toBe('Trained share of expert weights (FRAC)');
+    expect(plainName(SETTING_BY_KEY.get('trainFrom')!)).toBe('First trained layer (TRAIN_FROM)');
+    for (const s of [...SETTINGS, ...RUN_SETTINGS]) {
+      // the words are not the env name again, and they start with a capitalised word, not an upper-case code
+      expect(plainName(s)).toMatch(/^[A-Z][a-z]+[ -]/);
+      expect(s.title).not.toContain(s.label);
+    }
   });
 });

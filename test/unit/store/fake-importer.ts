@@ -43,13 +43,15 @@ export function fakeImporter(): FakeImporter {
       }
       const list = shards(j.spec, j.groupSize);
       let bytes = 0;
-      const report = (n: number) => { bytes += n; j.onProgress({ tensors: 0, totalTensors: list.length, bytes, totalBytes: list.length * WORDS * 4, bytesRead: 0 }); };
+      let source = '';
+      const report = (n: number) => { bytes += n; j.onProgress({ tensors: 0, totalTensors: list.length, bytes, totalBytes: list.length * WORDS * 4, bytesRead: 0, source }); };
       const weightMap: Record<string, string> = {};
       for (const s of list) {
         weightMap[s.name] = s.path;
         const there = await j.resumeFrom.open(s.path);
         if (there && (await there.size()) === s.header.byteLength + WORDS * 4) { report(WORDS * 4); continue; }
         const src = await j.src.readTensor(s.source);
+        source = j.src.tensors.get(s.source)!.file;
         const data = new Uint8Array(WORDS * 4).map((_, i) => src[i % src.byteLength]! ^ s.layer);
         await j.sink.write(s.path, (function* () { yield s.header; yield data; report(WORDS * 4); })());
         written.push(s.path);

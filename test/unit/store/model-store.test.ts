@@ -50,6 +50,8 @@ describe('model store', () => {
     expect(m.groupSize).toBe(128);
     expect(m.arch).toBe('qwen3_moe');
     expect(seen.at(-1)!.phase).toBe('done');
+    // progress names the source file being read (the fixture's one file), not the shards the store writes
+    expect([...new Set(seen.map((x) => x.file).filter(Boolean))]).toEqual(['model.safetensors']);
     expect(setAt[0]).toContain(`${STORE_DIR}/${m.id}/${INDEX_FILE}`);
     expect((await store.list()).map((x) => x.id)).toEqual([m.id]);
     // the manifest's file list is what OPFS holds, and nothing half-written is left

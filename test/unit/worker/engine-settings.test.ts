@@ -97,8 +97,8 @@ describe('settings → loadWeights options', () => {
 
   it('the Qwen3-30B-A3B presets load 4-bit experts with their group sizes; the demo does not', () => {
     const groups = BUILTIN_PRESETS.map((p) => setup({ ...p.settings, seq: 64, trainFrom: 5 }).load.quantizeExperts?.groupSize ?? null);
-    expect(BUILTIN_PRESETS.map((p) => p.id)).toEqual(['demo', 'qwen3-30b-a3b-12gb', 'qwen3-30b-a3b-24gb']);
-    expect(groups).toEqual([null, 64, 64]);
+    expect(BUILTIN_PRESETS.map((p) => p.id)).toEqual(['demo', 'quick-demo', 'qwen3-30b-a3b-12gb', 'qwen3-30b-a3b-24gb']);
+    expect(groups).toEqual([null, null, 64, 64]);
   });
 });
 

@@ -98,14 +98,14 @@ describe('app memory plan', () => {
   });
 
   it('plans every built-in preset on its own model: each fits the GPU memory it names (the Qwen3-30B-A3B ones with 4-bit experts and streamed frozen layers)', () => {
-    expect(BUILTIN_PRESETS.map((p) => p.model)).toEqual(['usaf-demo-moe', 'Qwen/Qwen3-30B-A3B', 'Qwen/Qwen3-30B-A3B']);
+    expect(BUILTIN_PRESETS.map((p) => p.model)).toEqual(['usaf-demo-moe', 'usaf-demo-moe', 'Qwen/Qwen3-30B-A3B', 'Qwen/Qwen3-30B-A3B']);
     for (const p of BUILTIN_PRESETS) {
       const spec = parseConfig(PRESET_MODEL_CONFIGS[p.model!]);
       const budget = p.gpuGiB === null ? null : p.gpuGiB * GiB;
       const r = appPlan({ gpu: gpu(2 ** 40, 2 * GiB - 4), spec, settings: p.settings, trainTokens: null, gpuMemoryBytes: budget });
       expect(r.gpuBudgetBytes).toBe(budget);
       expect(r.fits).toBe(true);
-      if (p.id === 'demo') {
+      if (p.model === 'usaf-demo-moe') {
         expect(r.trainFrom).toBe(4);
       } else {
         expect([p.settings.quantizeExperts, p.settings.streamFrozen]).toEqual([true, true]);

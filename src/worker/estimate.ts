@@ -1,0 +1,59 @@
+// Contract: the run-time estimate shown before Start: the run's arithmetic (engine/plan/run-time.ts, with the settings
+// resolved as the run resolves them) at the rate a short probe measured on this adapter (engine/plan/probe.ts).
+
+import type { GpuContext } from '../engine/gpu/device.ts';
+import type { ModelSpec } from '../engine/model/index.ts';
+import { measureMatmulRate, type MatmulRate } from '../engine/plan/probe.ts';
+import { ENGINE_OVERHEAD, runFlops, runSeconds } from '../engine/plan/run-time.ts';
+import { resolveSteps, type Settings } from '../presets/schema.ts';
+import { planSettings } from './plan.ts';
+import type { DatasetSummary, RunEstimate } from './protocol.ts';
+
+/** One probe per device and shape (the adapter does not change while the device lives). */
+const probes = new WeakMap<GPUDevice, Map<string, Promise<MatmulRate>>>();
+
+function probe(gpu: GpuContext, spec: ModelSpec): Promise<MatmulRate> {
+  let byShape = probes.get(gpu.device);
+  if (!byShape) probes.set(gpu.device, (byShape = new Map()));
+  const key = `${spec.hidden}x${spec.moe.expertIntermediate}`;
+  let p = byShape.get(key);
+  if (!p) {
+    p = measureMatmulRate(gpu, spec.hidden, spec.moe.expertIntermediate);
+    p.catch(() => byShape.delete(key));
+    byShape.set(key, p);
+  }
+  return p;
+}
+
+/** Tokens one evaluation scores in a set: its windows of SEQ tokens, at most `evalWindows` of them (null = all). */
+export function evalTokensOf(tokens: number, seq: number, evalWindows: number | null): number {
+  const windows = Math.floor(tokens / seq);
+  return Math.min(windows, evalWindows ?? windows) * seq;
+}
+
+export async function estimateRun(gpu: GpuContext, spec: ModelSpec, settings: Settings, train: DatasetSummary,
+  heldout: DatasetSummary | null, evalWindows: number | null): Promise<RunEstimate> {
+  const s = planSettings(spec, settings, train.trainTokens, gpu.info.maxBufferSize, train.format === 'jsonl-ids');
+  const steps = resolveSteps(settings, train.trainTokens);
+  const inDomain = train.evalTokens > 0 ? train.evalTokens : train.trainTokens;
+  const evalTokens = evalTokensOf(inDomain, s.seq, evalWindows) + (heldout ? evalTokensOf(heldout.tokens, s.seq, evalWindows) : 0);
+  const f = runFlops(spec, {
+    steps, microbatch: s.microbatch, accum: settings.accum, seq: s.seq, trainFrom: s.trainFrom, nImportance: settings.nImportance,
+    reselectEvery: settings.reselectEvery, evalEvery: settings.evalEvery, frozenCacheN: s.frozenCacheN, evalTokens,
+  });
+  const rate = await probe(gpu, spec);
+  return {
+    seconds: runSeconds(f.total, rate.flopsPerSecond),
+    setupSeconds: runSeconds(f.setup, rate.flopsPerSecond),
+    trainSeconds: runSeconds(f.train, rate.flopsPerSecond),
+    evalSeconds: runSeconds(f.evals, rate.flopsPerSecond),
+    evaluations: f.evaluations,
+    evalTokens,
+    steps,
+    flops: f.total,
+    flopsPerSecond: rate.flopsPerSecond,
+    overhead: ENGINE_OVERHEAD,
+    probe: `${rate.M}×${rate.K} by ${rate.K}×${rate.N} matrix product in ${Math.round(rate.ms)} ms`,
+    cpu: gpu.info.cpu,
+  };
+}
