@@ -41,7 +41,7 @@ export interface GenerateResult {
 export interface OpenGeneratorOptions {
   /** A run's v2 delta (usaf-delta.safetensors) to overlay: its trained entries over the model, nothing exported. */
   delta?: Bytes | null;
-  /** KV cache length in positions (prompt + new tokens); default min(the model's max_position_embeddings, 2048). */
+  /** KV cache length in positions (prompt + new tokens; generation stops when it is full): at most the model's max_position_embeddings (default 2048). */
   maxPositions?: number;
   /** Most prompt tokens per prefill step (default 128). */
   chunk?: number;
@@ -97,10 +97,8 @@ export class Generator {
       const q4 = !stored && overlay?.q4Group ? { groupSize: overlay.q4Group } : undefined;
       const weights = await loadWeights(gpu, spec, ckpt, { quantizeExperts: q4 });
       if (overlay) await overlayExperts(gpu, spec, weights, overlay);
-      const positions = opts.maxPositions ?? Math.min(spec.maxPos, DEFAULT_POSITIONS);
-      if (!(Number.isSafeInteger(positions) && positions >= 2 && positions <= spec.maxPos)) {
-        throw new Error(`maxPositions must be in 2..${spec.maxPos} (the model's max_position_embeddings), got ${positions}`);
-      }
+      const positions = Math.min(opts.maxPositions ?? DEFAULT_POSITIONS, spec.maxPos);
+      if (!(Number.isSafeInteger(positions) && positions >= 2)) throw new Error(`maxPositions must be a whole number >= 2, got ${opts.maxPositions}`);
       const kv = new KvForward(gpu, spec, weights, positions, Math.min(positions, opts.chunk ?? DEFAULT_CHUNK));
       return new Generator(gpu, spec, weights, kv, await readEosIds(folder));
     } finally {

@@ -74,7 +74,11 @@ export class KvForward extends Forward {
     return readF32(this.gpu, this.logitsBuf, 0, s.vocab);
   }
 
+  /** Frees the cache and every buffer of the forward (activations, rope tables); the weights stay. */
   destroy(): void {
-    for (const b of [...this.kCache, ...this.vCache, this.lastH, this.lastRstd, this.logitsBuf]) b.destroy();
+    const isBuf = (x: unknown): x is GPUBuffer => typeof x === 'object' && x !== null && 'mapAsync' in x && 'destroy' in x;
+    const own = (o: object | null): GPUBuffer[] => (o ? Object.values(o).filter(isBuf) : []);
+    const a = this.acts;
+    for (const b of [...this.kCache, ...this.vCache, ...own(this), ...own(a), ...own(a.mla), ...own(a.shared)]) b.destroy();
   }
 }
