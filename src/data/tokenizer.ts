@@ -6,11 +6,24 @@ import type { FileSet } from '../engine/io/folder.ts';
 export interface TextTokenizer {
   /** Token ids of `text`, without special tokens (EOS is added by the dataset builder). */
   encode(text: string): number[];
+  /** Text of token ids, special tokens included as text (the inverse of encode, up to normalization). */
+  decode?: (ids: readonly number[]) => string;
   /** End-of-sequence id (appended after each document; also used as padding). */
   eosId: number;
   eosToken: string | null;
   /** Size of the tokenizer's vocabulary (ids are below it). */
   vocabSize: number;
+  /**
+   * The conversation rendered with tokenizer_config.json's `chat_template` and tokenized, the assistant's turn opened
+   * after it (`add_generation_prompt`); null when the tokenizer has no chat template.
+   */
+  chatPrompt?: ((messages: readonly ChatTurn[]) => number[]) | null;
+}
+
+/** One message of a conversation, as chat templates take it. */
+export interface ChatTurn {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
 }
 
 const REQUIRED = 'tokenizer.json';
@@ -108,8 +121,12 @@ export async function loadTokenizer(folder: FileSet): Promise<TextTokenizer> {
   const vocabSize = tok.get_vocab().size;
   return {
     encode: (text) => tok.encode(text, { add_special_tokens: false }),
+    decode: (ids) => tok.decode([...ids], { skip_special_tokens: false }),
     eosId,
     eosToken: typeof tok.eos_token === 'string' ? tok.eos_token : null,
     vocabSize,
+    chatPrompt: tok.chat_template != null
+      ? (messages) => tok.apply_chat_template(messages.map((m) => ({ role: m.role, content: m.content })), { tokenize: true, add_generation_prompt: true, return_tensor: false, return_dict: false }) as number[]
+      : null,
   };
 }
