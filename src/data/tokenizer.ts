@@ -11,6 +11,17 @@ export interface TextTokenizer {
   eosToken: string | null;
   /** Size of the tokenizer's vocabulary (ids are below it). */
   vocabSize: number;
+  /**
+   * The conversation rendered with tokenizer_config.json's `chat_template` and tokenized, the assistant's turn opened
+   * after it (`add_generation_prompt`); null when the tokenizer has no chat template.
+   */
+  chatPrompt?: ((messages: readonly ChatTurn[]) => number[]) | null;
+}
+
+/** One message of a conversation, as chat templates take it. */
+export interface ChatTurn {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
 }
 
 const REQUIRED = 'tokenizer.json';
@@ -111,5 +122,8 @@ export async function loadTokenizer(folder: FileSet): Promise<TextTokenizer> {
     eosId,
     eosToken: typeof tok.eos_token === 'string' ? tok.eos_token : null,
     vocabSize,
+    chatPrompt: tok.chat_template != null
+      ? (messages) => tok.apply_chat_template(messages.map((m) => ({ role: m.role, content: m.content })), { tokenize: true, add_generation_prompt: true, return_tensor: false, return_dict: false }) as number[]
+      : null,
   };
 }
