@@ -40,15 +40,10 @@ export function triable(r: RunSummary): boolean {
   return r.status === 'done' || r.checkpointStep > 0;
 }
 
-/** Each sampling setting's problem in words (an empty object when all are valid). */
+/** The sampling fields that are not numbers (their ranges are checked by the engine, which names the rule). */
 export function samplingProblems(s: SampleSettings): Partial<Record<keyof SampleSettings, string>> {
   const out: Partial<Record<keyof SampleSettings, string>> = {};
-  if (!(Number.isSafeInteger(s.maxNewTokens) && s.maxNewTokens >= 1)) out.maxNewTokens = 'a whole number of at least 1';
-  if (!(Number.isFinite(s.temperature) && s.temperature >= 0)) out.temperature = 'a number ≥ 0 (0 = greedy)';
-  if (!(Number.isSafeInteger(s.topK) && s.topK >= 0)) out.topK = 'a whole number ≥ 0 (0 = off)';
-  if (!(Number.isFinite(s.topP) && s.topP > 0 && s.topP <= 1)) out.topP = 'a number above 0 and at most 1 (1 = off)';
-  if (!(Number.isFinite(s.repetitionPenalty) && s.repetitionPenalty > 0)) out.repetitionPenalty = 'a number above 0 (1 = off)';
-  if (!(Number.isSafeInteger(s.seed) && s.seed >= 0)) out.seed = 'a whole number ≥ 0';
+  for (const [k, v] of Object.entries(s) as [keyof SampleSettings, number][]) if (!Number.isFinite(v)) out[k] = 'a number';
   return out;
 }
 
@@ -122,7 +117,7 @@ export class TryState {
     }
     const bad = Object.entries(this.problems);
     if (bad.length) {
-      this.error = `Check the settings: ${bad.map(([k, v]) => `${k} must be ${v}`).join('; ')}.`;
+      this.error = 'Enter a number in each sampling setting.';
       return;
     }
     if (this.format === null) {
@@ -152,14 +147,22 @@ export class TryState {
       }
       for (const key of this.keys()) {
         if (this.stopped) break;
-        await this.generateSide(key, modelId, key === 'run' ? runId : null, chat, sampling);
+        // A failure (a setting refused, the GPU lost) would fail the other side the same way: it is not tried.
+        if (await this.generateSide(key, modelId, key === 'run' ? runId : null, chat, sampling)) continue;
+        if (chat) {
+          // The message is given back to be sent again; no side keeps it unanswered.
+          for (const k of this.keys()) if (this.sides[k].messages.at(-1)?.role === 'user') this.sides[k].messages.pop();
+          this.draft = userTurn;
+        }
+        break;
       }
     } finally {
       this.going = false;
     }
   }
 
-  private async generateSide(key: SideKey, modelId: string, runId: string | null, chat: boolean, sampling: SampleSettings & { stopStrings: string[] }): Promise<void> {
+  /** One side's generation; false when it failed (the error is on the side). */
+  private async generateSide(key: SideKey, modelId: string, runId: string | null, chat: boolean, sampling: SampleSettings & { stopStrings: string[] }): Promise<boolean> {
     const trainer = app.trainer!;
     const side = this.sides[key];
     side.going = true;
@@ -177,8 +180,10 @@ export class TryState {
       side.text = r.text;
       side.tokens = [...r.tokens];
       if (chat) side.messages.push({ role: 'assistant', content: r.text });
+      return true;
     } catch (e) {
       side.error = app.deviceLost ? `The GPU device was lost: ${app.deviceLost.replace(/\.+$/, '')}. Generate again to use a new device.` : message(e);
+      return false;
     } finally {
       side.going = false;
     }
