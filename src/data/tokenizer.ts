@@ -6,6 +6,8 @@ import type { FileSet } from '../engine/io/folder.ts';
 export interface TextTokenizer {
   /** Token ids of `text`, without special tokens (EOS is added by the dataset builder). */
   encode(text: string): number[];
+  /** Text of token ids, special tokens included as text (the inverse of encode, up to normalization). */
+  decode?: (ids: readonly number[]) => string;
   /** End-of-sequence id (appended after each document; also used as padding). */
   eosId: number;
   eosToken: string | null;
@@ -119,6 +121,7 @@ export async function loadTokenizer(folder: FileSet): Promise<TextTokenizer> {
   const vocabSize = tok.get_vocab().size;
   return {
     encode: (text) => tok.encode(text, { add_special_tokens: false }),
+    decode: (ids) => tok.decode([...ids], { skip_special_tokens: false }),
     eosId,
     eosToken: typeof tok.eos_token === 'string' ? tok.eos_token : null,
     vocabSize,

@@ -1,5 +1,5 @@
 // CPU float64 reference of a whole MoE decoder's forward pass (tests only), composed from the per-op oracles in this folder.
-// Qwen3-MoE semantics (HF Qwen3MoeForCausalLM): embed → layers (attention, routed experts or dense MLP) → final norm → logits, loss.
+// HF semantics of every family: embed → layers (MHA or MLA attention, routed + shared experts or dense MLP) → final norm → logits, loss.
 //
 // Legend: T tokens (batch*seq), H hidden, NH/NKV heads, D head dim, E experts, K top-k, IE expert width, I dense width, V vocab.
 // Weights are given by checkpoint name as plain numbers (bf16 already decoded), linear weights [out, in].
@@ -21,7 +21,8 @@ import { moeRoute } from './moe_route.ts';
 import { expertsForward, type RefSaved } from './experts.ts';
 import type { ExpertsDims, ExpertWeights } from '../ops/experts.ts';
 import type { RouterDims } from '../ops/router.ts';
-import { add, siluMul } from './elementwise.ts';
+import { add, addInPlace, clamp, sigmoidGate, siluMul } from './elementwise.ts';
+import { mlaKvForward } from './mla_kv.ts';
 import { logitsForward, xentForward } from './xent.ts';
 
 export type RefTensors = Map<string, Float64Array>;
@@ -180,16 +181,114 @@ function topkGap(probs: Float64Array, T: number, E: number, K: number): number {
   return gap;
 }
 
+type Lin = (y: Float64Array, x: Float64Array, w: Float64Array, b: Float64Array | null, N: number, Kin: number, accumulate?: boolean) => void;
+
+interface AttnContext {
+  s: ModelSpec;
+  T: number;
+  batch: number;
+  seq: number;
+  positions: Uint32Array; // [T]
+  cos: Float64Array;
+  sin: Float64Array;
+  rotDim: number;
+  lin: Lin;
+}
+
+/** Multi-head attention of layer L: o [T, NH, D] from xn [T, H] (q/k norm, OLMoE's clip_qkv, RoPE, causal GQA). */
+function refMha(c: AttnContext, L: number, w: LayerW, xn: Float64Array): Float64Array {
+  const { s, T, lin } = c;
+  const att = s.attention;
+  const { hidden: H, numHeads: NH, numKvHeads: NKV, headDim: D, rmsEps: eps } = s;
+  const f64 = (n: number) => new Float64Array(n);
+  const q = f64(T * NH * D), k = f64(T * NKV * D), v = f64(T * NKV * D); // [T, NH, D], [T, NKV, D] x2
+  const qRaw = f64(T * NH * D), kRaw = f64(T * NKV * D); // before q/k norm and rope
+  lin(qRaw, xn, w.get('attn.q'), w.opt('attn.q_bias'), NH * D, H);
+  lin(kRaw, xn, w.get('attn.k'), w.opt('attn.k_bias'), NKV * D, H);
+  lin(v, xn, w.get('attn.v'), w.opt('attn.v_bias'), NKV * D, H);
+  if (att.qkNorm === 'per_head') {
+    rmsnormForward(q, f64(T * NH), qRaw, w.get('attn.q_norm'), T * NH, D, eps);
+    rmsnormForward(k, f64(T * NKV), kRaw, w.get('attn.k_norm'), T * NKV, D, eps);
+  } else if (att.qkNorm === 'full') {
+    rmsnormForward(q, f64(T), qRaw, w.get('attn.q_norm'), T, NH * D, eps);
+    rmsnormForward(k, f64(T), kRaw, w.get('attn.k_norm'), T, NKV * D, eps);
+  } else {
+    q.set(qRaw);
+    k.set(kRaw);
+  }
+  if (att.clipQkv !== null) for (const t of [q, k, v]) clamp(t, t, -att.clipQkv, att.clipQkv, t.length);
+  const rd = { tokens: T, headDim: D, rotDim: c.rotDim, interleave: s.rope.interleave };
+  ropeForward(q, c.positions, c.cos, c.sin, { ...rd, nHeads: NH });
+  ropeForward(k, c.positions, c.cos, c.sin, { ...rd, nHeads: NKV });
+  const o = f64(T * NH * D);
+  attentionForward(o, f64(T * NH), q, k, v, { batch: c.batch, seq: c.seq, nHeads: NH, nKvHeads: NKV, dQK: D, dV: D, scale: att.softmaxScale, window: s.layers[L]!.slidingWindow });
+  return o;
+}
+
+/**
+ * Multi-head latent attention of layer L (DeepSeek-V3): o [T, NH, DV] from xn [T, H]. q = q_b(norm(q_a(x))) (or q_proj);
+ * kv_a(x) = [latent | rope key]; k = [kv_b(norm(latent)) nope part | the shared roped key], v = kv_b's value part.
+ */
+function refMla(c: AttnContext, L: number, w: LayerW, xn: Float64Array): Float64Array {
+  const { s, T, lin } = c;
+  const m = s.attention.mla!;
+  const { hidden: H, numHeads: NH, rmsEps: eps } = s;
+  const { qkNopeHeadDim: DN, qkRopeHeadDim: DR, vHeadDim: DV, kvLoraRank: KR, qLoraRank: QR } = m;
+  const D = DN + DR;
+  const f64 = (n: number) => new Float64Array(n);
+  const q = f64(T * NH * D); // [T, NH, D]
+  if (QR === null) lin(q, xn, w.get('attn.q'), w.opt('attn.q_bias'), NH * D, H);
+  else {
+    const qA = f64(T * QR), qAn = f64(T * QR); // [T, QR]
+    lin(qA, xn, w.get('attn.q_a'), w.opt('attn.q_a_bias'), QR, H);
+    rmsnormForward(qAn, f64(T), qA, w.get('attn.q_a_norm'), T, QR, eps);
+    lin(q, qAn, w.get('attn.q_b'), null, NH * D, QR);
+  }
+  const kvA = f64(T * (KR + DR)); // [T, KR + DR]
+  lin(kvA, xn, w.get('attn.kv_a'), w.opt('attn.kv_a_bias'), KR + DR, H);
+  const lat = f64(T * KR), kRope = f64(T * DR); // [T, KR], [T, DR]
+  for (let t = 0; t < T; t++) {
+    lat.set(kvA.subarray(t * (KR + DR), t * (KR + DR) + KR), t * KR);
+    kRope.set(kvA.subarray(t * (KR + DR) + KR, (t + 1) * (KR + DR)), t * DR);
+  }
+  const latN = f64(T * KR), kvB = f64(T * NH * (DN + DV)); // [T, KR], [T, NH, DN + DV]
+  rmsnormForward(latN, f64(T), lat, w.get('attn.kv_a_norm'), T, KR, eps);
+  lin(kvB, latN, w.get('attn.kv_b'), null, NH * (DN + DV), KR);
+  const il = s.rope.interleave;
+  ropeForward(q, c.positions, c.cos, c.sin, { tokens: T, nHeads: NH, headDim: D, rotStart: DN, rotDim: c.rotDim, interleave: il });
+  ropeForward(kRope, c.positions, c.cos, c.sin, { tokens: T, nHeads: 1, headDim: DR, rotDim: c.rotDim, interleave: il });
+  const k = f64(T * NH * D), v = f64(T * NH * DV); // [T, NH, D], [T, NH, DV]
+  mlaKvForward(k, v, kvB, kRope, { T, NH, DN, DR, DV });
+  const o = f64(T * NH * DV);
+  attentionForward(o, f64(T * NH), q, k, v, { batch: c.batch, seq: c.seq, nHeads: NH, nKvHeads: NH, dQK: D, dV: DV, scale: s.attention.softmaxScale, window: s.layers[L]!.slidingWindow });
+  return o;
+}
+
+/** The shared experts of a MoE layer on hn [T, H]: down(silu(gate(hn)) · up(hn)), times sigmoid(shared_expert_gate · hn) when gated. */
+function refShared(s: ModelSpec, w: LayerW, hn: Float64Array, T: number, lin: Lin): Float64Array {
+  const sh = s.moe.sharedExperts!;
+  const H = s.hidden, IS = sh.intermediate;
+  const g = new Float64Array(T * IS), u = new Float64Array(T * IS), a = new Float64Array(T * IS); // [T, IS]
+  lin(g, hn, w.get('shared.gate'), null, IS, H);
+  lin(u, hn, w.get('shared.up'), null, IS, H);
+  siluMul(a, g, u, T * IS);
+  const y = new Float64Array(T * H); // [T, H]
+  lin(y, a, w.get('shared.down'), null, H, IS);
+  if (!sh.gated) return y;
+  const gate = new Float64Array(T); // [T]
+  lin(gate, hn, w.get('shared.expert_gate'), null, 1, H);
+  const out = new Float64Array(T * H);
+  sigmoidGate(out, gate, y, T, H);
+  return out;
+}
+
 /** Forward of batch × seq tokens ids [T]; see RefForwardResult. */
 export function refForward(spec: ModelSpec, tensors: RefTensors, ids: ArrayLike<number>, batch: number, seq: number, opts: RefForwardOptions = {}): RefForwardResult {
   const s = spec;
   const att = s.attention;
-  if (att.kind !== 'mha') throw new Error(`refForward: ${att.kind} attention is not in the reference`);
-  if (att.clipQkv !== null) throw new Error('refForward: clip_qkv is not in the reference');
-  if (s.moe.sharedExperts) throw new Error('refForward: shared experts are not in the reference');
   const T = batch * seq;
   if (ids.length !== T) throw new Error(`refForward: ${ids.length} ids for batch ${batch} × seq ${seq}`);
-  const { hidden: H, numHeads: NH, numKvHeads: NKV, headDim: D, vocab: V, rmsEps: eps } = s;
+  const { hidden: H, headDim: D, vocab: V, rmsEps: eps } = s;
   const { numExperts: E, topK: K, expertIntermediate: IE } = s.moe;
   const I = s.denseIntermediate;
   const f64 = (n: number) => new Float64Array(n);
@@ -213,34 +312,16 @@ export function refForward(spec: ModelSpec, tensors: RefTensors, ids: ArrayLike<
   };
 
   const xn = f64(T * H), rstd = f64(T); // [T, H], [T]
-  const q = f64(T * NH * D), k = f64(T * NKV * D), v = f64(T * NKV * D); // [T, NH, D], [T, NKV, D] x2
-  const qRaw = f64(T * NH * D), kRaw = f64(T * NKV * D); // [T, NH, D], [T, NKV, D] before q/k norm and rope
-  const o = f64(T * NH * D), lse = f64(T * NH); // [T, NH, D], [T, NH]
   const h = f64(T * H); // [T, H] residual after attention
+  const ctx: AttnContext = { s, T, batch, seq, positions, cos: rope.cos, sin: rope.sin, rotDim, lin };
 
   for (let L = 0; L < s.numLayers; L++) {
     const w = layerWeights(s, L, tensors);
     // attention
     rmsnormForward(xn, rstd, x, w.get('input_norm'), T, H, eps);
-    lin(qRaw, xn, w.get('attn.q'), w.opt('attn.q_bias'), NH * D, H);
-    lin(kRaw, xn, w.get('attn.k'), w.opt('attn.k_bias'), NKV * D, H);
-    lin(v, xn, w.get('attn.v'), w.opt('attn.v_bias'), NKV * D, H);
-    if (att.qkNorm === 'per_head') {
-      rmsnormForward(q, f64(T * NH), qRaw, w.get('attn.q_norm'), T * NH, D, eps);
-      rmsnormForward(k, f64(T * NKV), kRaw, w.get('attn.k_norm'), T * NKV, D, eps);
-    } else if (att.qkNorm === 'full') {
-      rmsnormForward(q, f64(T), qRaw, w.get('attn.q_norm'), T, NH * D, eps);
-      rmsnormForward(k, f64(T), kRaw, w.get('attn.k_norm'), T, NKV * D, eps);
-    } else {
-      q.set(qRaw);
-      k.set(kRaw);
-    }
-    const rd = { tokens: T, headDim: D, rotDim, interleave: s.rope.interleave };
-    ropeForward(q, positions, rope.cos, rope.sin, { ...rd, nHeads: NH });
-    ropeForward(k, positions, rope.cos, rope.sin, { ...rd, nHeads: NKV });
-    attentionForward(o, lse, q, k, v, { batch, seq, nHeads: NH, nKvHeads: NKV, dQK: D, dV: D, scale: att.softmaxScale, window: s.layers[L]!.slidingWindow });
+    const o = att.kind === 'mla' ? refMla(ctx, L, w, xn) : refMha(ctx, L, w, xn); // [T, NH, DV]
     h.set(x);
-    lin(h, o, w.get('attn.o'), w.opt('attn.o_bias'), H, NH * D, true);
+    lin(h, o, w.get('attn.o'), w.opt('attn.o_bias'), H, o.length / T, true);
 
     // MLP input
     const hn = f64(T * H); // [T, H]
@@ -259,6 +340,7 @@ export function refForward(spec: ModelSpec, tensors: RefTensors, ids: ArrayLike<
     } else {
       const b = refMoeBlock(s, L, tensors, hn, T);
       mlpOut.set(b.out);
+      if (s.moe.sharedExperts) addInPlace(mlpOut, refShared(s, w, hn, T, lin), T * H);
       if (s.moe.scoring === 'softmax' && s.moe.nGroup === 1 && !s.moe.hasCorrectionBias) res.minTopkGap = Math.min(res.minTopkGap, topkGap(b.probs, T, E, K));
       res.routerLogits.push(b.logits);
       res.topIdx.push(b.topIdx);

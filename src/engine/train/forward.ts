@@ -276,7 +276,12 @@ export class Forward {
     const rope = { tokens: T, headDim: D, rotDim: this.rotDim, interleave: s.rope.interleave };
     ropeForward(enc, a.q, this.positions, this.cos, this.sin, { ...rope, nHeads: NH });
     ropeForward(enc, a.k, this.positions, this.cos, this.sin, { ...rope, nHeads: NKV });
-    attentionForward(enc, a.o, a.lse, a.q, a.k, a.v, mhaDims(s, L, batch, seq), this.tiles(seq));
+    this.attend(enc, L, a, mhaDims(s, L, batch, seq), this.tiles(seq));
+  }
+
+  /** Attention of layer L: a.o, a.lse from a.q, a.k, a.v (generate/ attends over its KV cache instead). */
+  attend(enc: Encoder, L: number, a: LayerActs, d: AttentionDims, tiles?: AttentionTiles): void {
+    attentionForward(enc, a.o, a.lse, a.q, a.k, a.v, d, tiles);
   }
 
   /**

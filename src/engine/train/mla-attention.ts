@@ -14,7 +14,7 @@ import type { BackwardWork, FrozenGrads } from './backward.ts';
 import { linear, linearBackBias, linearBackInput, linearBackWeight, type LayerWeights, type Rows } from './weights.ts';
 import { rmsnormBackward, rmsnormForward } from '../ops/rmsnorm.ts';
 import { ropeBackward, ropeForward, type RopeDims } from '../ops/rope.ts';
-import { attentionBackward, attentionForward, type AttentionDims, type AttentionTiles } from '../ops/attention.ts';
+import { attentionBackward, type AttentionDims, type AttentionTiles } from '../ops/attention.ts';
 import { mlaKvBackward, mlaKvForward, type MlaKvDims } from '../ops/mla_kv.ts';
 
 /** MLA activations beyond LayerActs' q [T, NH, D], k [T, NH, D], v [T, NH, DV], o [T, NH, DV], lse [T, NH]. */
@@ -115,7 +115,7 @@ export function mlaForward(enc: Encoder, f: Forward, L: number, a: LayerActs, ba
   ropeForward(enc, a.q, f.positions, f.cos, f.sin, ropeQ);
   ropeForward(enc, ma.kRope, f.positions, f.cos, f.sin, ropeK);
   mlaKvForward(enc, a.k, a.v, ma.kvB, ma.kRope, kv);
-  attentionForward(enc, a.o, a.lse, a.q, a.k, a.v, attnDims(s, L, batch, seq), tiles);
+  f.attend(enc, L, a, attnDims(s, L, batch, seq), tiles);
 }
 
 /**
