@@ -17,6 +17,7 @@ import {
   type Generated, type GenerateRequest, type PromptFormat, type PromptInput,
 } from './protocol.ts';
 import { TryModels } from './try-model.ts';
+import { provideGenerateDeps } from './generate.ts';
 import {
   listRunRecords, markInterruptedRuns, newRunId, opfsRunRecords, readRunLog, readRunRecord, runFolder, runLockName,
 } from './run-store.ts';
@@ -46,6 +47,11 @@ export class WorkerTrainer implements Trainer {
   private lostMessage: string | null = null;
   private onLost: ((message: string) => void) | null = null;
   private readonly store = workerModelStore(() => this.device());
+
+  constructor() {
+    // Generation uses this worker's GPU device (a lost one is replaced) and model store.
+    provideGenerateDeps({ gpu: () => this.device(), store: () => this.store });
+  }
 
   async setup(env: WorkerEnv): Promise<void> {
     this.env = { appBase: new URL(env.appBase).href };

@@ -2,6 +2,7 @@
 // chat template) and one generation at a time through generateInWorker, stopped with an AbortController.
 
 import type { TextTokenizer } from '../data/tokenizer.ts';
+import { checkSampleSettings } from '../engine/generate/index.ts';
 import { generateInWorker } from './generate.ts';
 import type { Generated, GenerateRequest, PromptFormat, PromptInput, RunSummary, StoredModel } from './protocol.ts';
 
@@ -59,6 +60,8 @@ export class TryModels {
 
   /** Checks the request against the stored model and run before any GPU work; names what is wrong. */
   private async check(req: GenerateRequest): Promise<void> {
+    const why = checkSampleSettings(req.sampling);
+    if (why) throw new Error(why);
     const model = await this.storedModel(req.modelId);
     if (!req.promptIds.length) throw new Error('the prompt has no tokens');
     const bad = req.promptIds.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= model.facts.vocab);

@@ -47,7 +47,8 @@ function setup(tok: TextTokenizer | null, over: Partial<TryDeps> = {}) {
   return { tries, models, runs, calls };
 }
 
-describe('TryModels: prompts', () => {
+// Loading transformers.js takes a while on a busy machine.
+describe('TryModels: prompts', { timeout: 300_000 }, () => {
   it('plain text: the tokenizer’s ids; the demo has no chat template, and a conversation is refused naming why', async () => {
     const tok = await loadTokenizer(nodeFolder(DEMO));
     const { tries } = setup(tok);
@@ -95,8 +96,10 @@ describe('TryModels: generation', () => {
     expect(calls[0]!.signal?.aborted).toBe(false);
   });
 
-  it('refuses before any work: bad ids, a run of another model, a run whose model is gone, a run without checkpoint, a busy GPU', async () => {
+  it('refuses before any work: bad settings, bad ids, a run of another model, a run whose model is gone, a run without checkpoint, a busy GPU', async () => {
     const { tries, runs, models, calls } = setup(null);
+    await expect(tries.generate(req({ sampling: { ...SAMPLING, topP: 1.5 } }), () => {})).rejects.toThrow(/top-p must be in \(0, 1\]/);
+    await expect(tries.generate(req({ sampling: { ...SAMPLING, maxNewTokens: 0 } }), () => {})).rejects.toThrow(/max new tokens/);
     await expect(tries.generate(req({ promptIds: [] }), () => {})).rejects.toThrow(/no tokens/);
     await expect(tries.generate(req({ promptIds: [1, 4096] }), () => {})).rejects.toThrow(/prompt token 2 \(4096\) is not an id of demo's vocabulary \(0 to 4095\)/);
     await expect(tries.generate(req({ runId: 'nope' }), () => {})).rejects.toThrow(/no run "nope"/);
