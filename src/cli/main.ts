@@ -13,8 +13,9 @@ import { quantReportCmd } from './commands/quant-report.ts';
 import { importCmd } from './commands/import.ts';
 import { runWithQuietStderr } from '../node/quiet.ts';
 import { merge } from './commands/merge.ts';
+import { generate } from './commands/generate.ts';
 
-const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, train, plan, quantReportCmd, bench, importCmd, merge];
+const COMMANDS: Command[] = [info, parity, evalCmd, tokenize, train, plan, quantReportCmd, bench, importCmd, merge, generate];
 
 function usage(): string {
   return ['usage: usaf <command> [flags]', '', ...COMMANDS.map((c) => `  ${c.name.padEnd(12)} ${c.summary}`), '', 'usaf <command> --help for its flags'].join('\n');
