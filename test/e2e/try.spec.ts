@@ -75,6 +75,7 @@ async function generate(page: Page, keys: ('base' | 'run')[]): Promise<Record<st
 
 test('try: the demo continues a code prompt (greedy and sampled) as the engine does, streamed; Stop; a run beside the base model', async (env) => {
   const { page, errors } = await env.open();
+  page.setDefaultTimeout(SLOW_MS); // a busy machine: clicks and fills wait for the page longer than the default 30 s
   await page.goto(env.baseUrl + PRESET, { timeout: SLOW_MS });
   await page.locator('[data-testid=preset-notice]', { hasText: 'Settings loaded from the link' }).waitFor({ timeout: SLOW_MS });
   await gotoScreen(page, 'models');
