@@ -14,13 +14,14 @@ import type {
 import { ORIGINAL_UNAVAILABLE } from '../worker/protocol.ts';
 import type { ArchInfo } from '../engine/model/index.ts';
 
-export type Screen = 'models' | 'datasets' | 'preset' | 'run' | 'export';
+export type Screen = 'models' | 'datasets' | 'preset' | 'run' | 'export' | 'try';
 export const SCREENS: { id: Screen; title: string }[] = [
   { id: 'models', title: 'Models' },
   { id: 'datasets', title: 'Datasets' },
   { id: 'preset', title: 'Preset' },
   { id: 'run', title: 'Run' },
   { id: 'export', title: 'Export' },
+  { id: 'try', title: 'Try' },
 ];
 
 const SETTINGS_KEY = 'usaf.settings';

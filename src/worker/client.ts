@@ -23,3 +23,8 @@ export function progress<T>(fn: (p: T) => void): (p: T) => void {
 export function callbacks(cb: RunCallbacks): RunCallbacks {
   return proxy(cb);
 }
+
+/** A token callback the worker can call (generate). */
+export function tokenCallback(fn: (id: number, text: string) => void): (id: number, text: string) => void {
+  return proxy(fn);
+}

@@ -7,9 +7,12 @@
 import type { GpuInfo } from '../engine/gpu/device.ts';
 import type { ArchInfo } from '../engine/model/index.ts';
 import type { Settings } from '../presets/schema.ts';
+import type { GenerateResult, SampleSettings } from '../engine/generate/index.ts';
+import type { ChatTurn } from '../data/tokenizer.ts';
 import type { ImportProgress, ModelFacts, ModelSource, ModelStorage, PickedFile, StoredFile, StoredModel } from '../store/records.ts';
 
 export type { GpuInfo, Settings };
+export type { ChatTurn, GenerateResult, SampleSettings };
 export type { ImportProgress, ModelFacts, ModelSource, ModelStorage, PickedFile, StoredFile, StoredModel };
 
 // ---------------------------------------------------------------------------------------------
@@ -344,6 +347,39 @@ export interface EstimateRequest {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Generation (the Try screen)
+
+/** What a prompt is: plain text to continue, or a conversation rendered with the tokenizer's chat template. */
+export type PromptInput =
+  | { kind: 'text'; text: string }
+  | { kind: 'chat'; messages: ChatTurn[] };
+
+export interface PromptFormat {
+  /** The tokenizer has a chat template (tokenizer_config.json `chat_template`): prompts can be conversations. */
+  chat: boolean;
+  /** The end-of-sequence token, as text (generation stops there); null when the tokenizer does not name it. */
+  eosToken: string | null;
+}
+
+export interface GenerateSampling extends SampleSettings {
+  /** Generation also stops once the text ends with one of these (empty: only EOS and maxNewTokens). */
+  stopStrings: string[];
+}
+
+/** The base model (`runId` null) or a run's fine-tuned entries over it, continuing `promptIds`. */
+export interface GenerateRequest {
+  modelId: string;
+  runId: string | null;
+  promptIds: number[];
+  sampling: GenerateSampling;
+}
+
+/** How a generation ended: the new token ids, their text, why it stopped, prefill and decode speed (tokens/s). */
+export interface Generated extends GenerateResult {
+  text: string;
+}
+
+// ---------------------------------------------------------------------------------------------
 // The interface
 
 export interface WorkerEnv {
@@ -419,4 +455,17 @@ export interface Trainer {
   cancelExport(): Promise<void>;
   /** The run log, JSONL in the seed's format. */
   exportLog(runId: string): Promise<ExportFile>;
+
+  /** Whether the model's tokenizer has a chat template, and its EOS token. Rejects for a model without a tokenizer. */
+  promptFormat(modelId: string): Promise<PromptFormat>;
+  /** The prompt's token ids with the model's own tokenizer (a conversation through its chat template, the assistant's turn opened). */
+  tokenizePrompt(modelId: string, prompt: PromptInput): Promise<number[]>;
+  /**
+   * Generates from the base model or a run (its trained entries over the stored model, from its last checkpoint);
+   * `onToken` (Comlink.proxy) gets each new token and its text as it comes. Resolves when it ends, also when stopped
+   * (`stop: 'aborted'`, with the tokens so far). One generation at a time.
+   */
+  generate(request: GenerateRequest, onToken: (id: number, text: string) => void): Promise<Generated>;
+  /** Stops the generation going on (it resolves with what it has); nothing happens when none is. */
+  stopGenerate(): Promise<void>;
 }

@@ -14,7 +14,10 @@ import {
   type EstimateRequest, type ExportProgress, type ExportResult, type ExportTarget, type GpuReport, type OriginalFolder, type RunEstimate,
   type ImportProgress, type MemoryPlan, type ModelSource, type PresetPlan, type RunCallbacks, type RunHistory, type RunRequest, type RunSummary, type Settings,
   type StorageReport, type StoredModel, type Trainer, type WorkerEnv,
+  type Generated, type GenerateRequest, type PromptFormat, type PromptInput,
 } from './protocol.ts';
+import { TryModels } from './try-model.ts';
+import { provideGenerateDeps } from './generate.ts';
 import {
   deleteRunFolder, listRunRecords, markInterruptedRuns, newRunId, opfsRunRecords, readRunLog, readRunRecord, runFolder, runLockName,
   runsBytes, writeRunRecord,
@@ -47,6 +50,11 @@ export class WorkerTrainer implements Trainer {
   private lostMessage: string | null = null;
   private onLost: ((message: string) => void) | null = null;
   private readonly store = workerModelStore(() => this.device());
+
+  constructor() {
+    // Generation uses this worker's GPU device (a lost one is replaced) and model store.
+    provideGenerateDeps({ gpu: () => this.device(), store: () => this.store });
+  }
 
   async setup(env: WorkerEnv): Promise<void> {
     this.env = { appBase: new URL(env.appBase).href };
@@ -424,5 +432,31 @@ export class WorkerTrainer implements Trainer {
     const log = await readRunLog(runId);
     if (!log) throw new Error(`run ${runId} has no log`);
     return { name: `${runId}.log.jsonl`, data: log };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Generation
+
+  private readonly tries = new TryModels({
+    model: (id) => this.store.get(id),
+    tokenizer: (m) => this.tokenizer(m),
+    run: (id) => readRunRecord(id),
+    busy: () => (this.active ? `run ${this.active.summary.name} is training on the GPU: try models when it has ended (or stop it)` : null),
+  });
+
+  promptFormat(modelId: string): Promise<PromptFormat> {
+    return this.tries.format(modelId);
+  }
+
+  tokenizePrompt(modelId: string, prompt: PromptInput): Promise<number[]> {
+    return this.tries.tokenize(modelId, prompt);
+  }
+
+  generate(request: GenerateRequest, onToken: (id: number, text: string) => void): Promise<Generated> {
+    return this.tries.generate(request, (id, text) => onToken(id, text));
+  }
+
+  async stopGenerate(): Promise<void> {
+    this.tries.stop();
   }
 }

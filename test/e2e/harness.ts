@@ -94,7 +94,7 @@ export async function waitForDemo(page: Page): Promise<void> {
     && !document.body.textContent?.includes('Preparing the built-in demo model'), null, { timeout: 120_000 });
 }
 
-export async function gotoScreen(page: Page, screen: 'models' | 'datasets' | 'preset' | 'run' | 'export'): Promise<void> {
+export async function gotoScreen(page: Page, screen: 'models' | 'datasets' | 'preset' | 'run' | 'export' | 'try'): Promise<void> {
   await page.click(`nav [data-screen=${screen}]`);
   await page.locator(`nav [data-screen=${screen}][aria-current=page]`).waitFor();
 }
