@@ -6,7 +6,7 @@ import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
 import type { GpuContext } from '../../src/engine/gpu/device.ts';
 import { countCalls, type CallCounts } from '../../src/engine/gpu/cost.ts';
-import { countingGpu } from '../../src/engine/gpu/counting.ts';
+import { countingGpu, recordReadbacks, type Replay } from '../../src/engine/gpu/counting.ts';
 import { Trainer } from '../../src/engine/train/trainer.ts';
 import type { TrainSettings } from '../../src/engine/train/settings.ts';
 import type { Checkpoint } from '../../src/engine/io/checkpoint.ts';
@@ -44,12 +44,17 @@ async function countSteps(gpu: GpuContext, counts: CallCounts) {
 describe('counting device', () => {
   it('counts what a Dawn run of the demo step does: dispatches, submits, mapAsync, queue drains', async () => {
     const real = await nodeGpu({ fresh: true });
+    // the counting device returns the Dawn run's readbacks in order: the same losses, flags and index sets, so the
+    // code takes the same branches (a reselection's grown and dropped entries decide some dispatches)
+    const replay: Replay = [];
+    recordReadbacks(real.device, replay);
     const onDawn = await countSteps(real, countCalls(real.device));
-    const fake = countingGpu();
+    const fake = countingGpu(undefined, replay);
     const counted = await countSteps(fake.gpu, fake.counts);
     expect(onDawn.map((x) => x.reselect)).toEqual([false, true]);
     expect(onDawn[0]!.dispatches).toBeGreaterThan(50);
     expect(onDawn[0]!.mapAsync).toBeGreaterThan(0);
     expect(counted).toEqual(onDawn);
+    expect(replay).toHaveLength(0); // every readback of the Dawn run was asked for again
   });
 });

@@ -25,13 +25,25 @@ const none = <T>(): T => ({}) as T;
 
 let readbacks = 0;
 
-function nullBuffer(desc: GPUBufferDescriptor): GPUBuffer {
+/**
+ * Bytes the readbacks return, in order, instead of the pattern: a real run's (recordReadbacks), so that the training
+ * code takes the same branches (which entries a reselection grows or drops) and issues the same calls.
+ */
+export type Replay = ArrayBuffer[];
+
+function nullBuffer(desc: GPUBufferDescriptor, replay?: Replay): GPUBuffer {
   const size = desc.size;
   let mapped: ArrayBuffer | null = null;
   return {
     label: desc.label ?? '', size, usage: desc.usage, mapState: 'unmapped',
     destroy() {},
     async mapAsync(_mode: number, offset = 0, len = size - offset) {
+      const next = replay?.shift();
+      if (next) {
+        if (next.byteLength !== len) throw new Error(`counting device: replayed readback of ${next.byteLength} bytes where ${len} are mapped (the runs diverged)`);
+        mapped = next;
+        return;
+      }
       mapped = new ArrayBuffer(len);
       const w = new Uint32Array(mapped, 0, len >> 2);
       const stride = 1 + (readbacks++ % 7);
@@ -56,7 +68,7 @@ function nullEncoder(): GPUCommandEncoder {
 }
 
 /** The device itself (uncounted). */
-export function nullDevice(): GPUDevice {
+export function nullDevice(replay?: Replay): GPUDevice {
   const queue = {
     submit() {},
     writeBuffer() {},
@@ -65,7 +77,7 @@ export function nullDevice(): GPUDevice {
   return {
     label: 'null', features: new Set<string>(), limits: { ...LIMITS }, queue,
     lost: new Promise<never>(() => {}),
-    createBuffer: nullBuffer,
+    createBuffer: (d: GPUBufferDescriptor) => nullBuffer(d, replay),
     createCommandEncoder: nullEncoder,
     createShaderModule: () => ({ getCompilationInfo: async () => ({ messages: [] }) }),
     createComputePipeline: () => ({ getBindGroupLayout: () => none<GPUBindGroupLayout>() }),
@@ -78,8 +90,8 @@ export function nullDevice(): GPUDevice {
 }
 
 /** A GpuContext on a null device with its calls counted (cost.ts). `name` is reported as the adapter. */
-export function countingGpu(name = 'counting device (no kernels run)'): { gpu: GpuContext; counts: CallCounts } {
-  const device = nullDevice();
+export function countingGpu(name = 'counting device (no kernels run)', replay?: Replay): { gpu: GpuContext; counts: CallCounts } {
+  const device = nullDevice(replay);
   const counts = countCalls(device);
   const info: GpuInfo = {
     vendor: 'nvidia', architecture: 'counting', device: name, description: name, features: [],
@@ -89,4 +101,18 @@ export function countingGpu(name = 'counting device (no kernels run)'): { gpu: G
   };
   const gpu: GpuContext = { device, info, hasF16: false, hasSubgroups: false, hasTimestamps: false, lost: new Promise(() => {}), isLost: () => false };
   return { gpu, counts };
+}
+
+/** Records every readback of `device` (a copy of each mapped range, in order) into `into`, for a counting device's replay. */
+export function recordReadbacks(device: GPUDevice, into: Replay): void {
+  const create = device.createBuffer.bind(device);
+  device.createBuffer = (d: GPUBufferDescriptor) => {
+    const b = create(d);
+    const map = b.mapAsync.bind(b);
+    b.mapAsync = async (mode: number, offset?: number, size?: number) => {
+      await map(mode, offset, size);
+      into.push(b.getMappedRange(offset, size).slice(0));
+    };
+    return b;
+  };
 }

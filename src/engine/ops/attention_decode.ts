@@ -40,5 +40,10 @@ export function decodeAttention(enc: Encoder, o: GPUBuffer, q: GPUBuffer, k: GPU
   if (d.dV > WG * MAXC) throw bad(`value width ${d.dV} exceeds ${WG * MAXC}`);
   if (d.tokens < 1 || d.tokens > 65535 || d.nHeads > 65535) throw bad(`${d.tokens} tokens x ${d.nHeads} heads is out of range`);
   const kf = kernel(enc.gpu, { name: 'attention.decode', code: src, entryPoint: 'decode', constants: { WG, DQK: d.dQK, DV: d.dV } });
-  kf.dispatch(enc, [q, k, v, o], [d.tokens, d.nHeads], decodeAttentionParams(d));
+  // query i scores its visible keys (all pos0 + i + 1, or the window): QK and PV products; every cached K/V read once
+  let pairs = 0;
+  for (let i = 0; i < d.tokens; i++) pairs += Math.min(d.pos0 + i + 1, d.window ?? Infinity);
+  const P = d.pos0 + d.tokens;
+  const cost = { flops: 2 * pairs * d.nHeads * (d.dQK + d.dV), bytes: 4 * (d.tokens * d.nHeads * (d.dQK + d.dV) + P * d.nKvHeads * (d.dQK + d.dV)) };
+  kf.dispatch(enc, [q, k, v, o], [d.tokens, d.nHeads], decodeAttentionParams(d), cost);
 }
