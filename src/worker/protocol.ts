@@ -7,9 +7,10 @@
 import type { GpuInfo } from '../engine/gpu/device.ts';
 import type { ArchInfo } from '../engine/model/index.ts';
 import type { Settings } from '../presets/schema.ts';
+import type { DatasetFormat, SamplePreview } from '../data/build.ts';
 import type { ImportProgress, ModelFacts, ModelSource, ModelStorage, PickedFile, StoredFile, StoredModel } from '../store/records.ts';
 
-export type { GpuInfo, Settings };
+export type { DatasetFormat, GpuInfo, SamplePreview, Settings };
 export type { ImportProgress, ModelFacts, ModelSource, ModelStorage, PickedFile, StoredFile, StoredModel };
 
 // ---------------------------------------------------------------------------------------------
@@ -58,8 +59,6 @@ export interface DatasetSettings {
   seed: number;
 }
 
-export type DatasetFormat = 'jsonl-ids' | 'jsonl-text' | 'text-files';
-
 export interface DatasetSummary {
   id: string;
   name: string;
@@ -78,6 +77,8 @@ export interface DatasetSummary {
   labelShiftFixed: boolean;
   /** Things the user should know (label shift found and fixed, skipped files, ...). */
   notes: string[];
+  /** Instruction data: its first record rendered, scored and unscored tokens apart (absent in datasets stored before). */
+  preview?: SamplePreview | null;
   createdAt: number;
 }
 
