@@ -10,8 +10,9 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { errorOf } from '../../helpers/dataset-error.ts';
 import {
-  buildDataset, DatasetError, loadTokenizer, parseFiles, parseJsonArray, parseJsonl, renderConversation,
+  buildDataset, loadTokenizer, parseFiles, parseJsonArray, parseJsonl, renderConversation,
   type ChatMessage, type SourceFile, type TextTokenizer,
 } from '../../../src/data/index.ts';
 import { nodeFolder } from '../../../src/node/folder.ts';
@@ -30,22 +31,12 @@ const DEMO = 'public/models/usaf-demo-moe';
 const read = (name: string): SourceFile => ({ path: name, bytes: new Uint8Array(readFileSync(join(FIX, name))) });
 const text = (name: string): string => readFileSync(join(FIX, name), 'utf8');
 
-function errorOf(fn: () => unknown): DatasetError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof DatasetError) return e;
-    throw e;
-  }
-  throw new Error('expected a DatasetError');
-}
-
 let tok: TextTokenizer;
 let demo: TextTokenizer;
 beforeAll(async () => {
   tok = await loadTokenizer(nodeFolder(CHAT_TOK));
   demo = await loadTokenizer(nodeFolder(DEMO));
-});
+}, 120_000);
 
 describe('shapes of instruction records', () => {
   it('messages JSONL: one conversation a line', () => {
@@ -316,7 +307,7 @@ describe('training and evaluation score the answers; TRAIN_ON_PROMPT trains on e
   let stream: TokenStream;
   beforeAll(async () => {
     stream = (await buildDataset([read('messages.jsonl')], tok, { vocabSize: spec.vocab })).all;
-  });
+  }, 120_000);
   const answers = (s: TokenStream) => [...s.labels!].filter((l) => l !== IGNORE);
   const setup = (trainOnPrompt: boolean) => setupRun({
     settings: { ...DEFAULTS, seq: 256, trainOnPrompt }, run: defaultRunSettings(), spec, padId: 0, maxBufferSize: null,
