@@ -66,7 +66,6 @@ test('instruction data: Alpaca .json and messages JSONL previewed with the score
   assert.deepEqual(await chat.locator('[data-testid=preview-scored]').allTextContents(), ['const add = (a, b) => a + b;<|im_end|>']);
   assert.match((await chat.locator('[data-testid=preview-unscored]').first().textContent()) ?? '', /^<\|im_start\|>system\nYou write short JavaScript\.<\|im_end\|>/);
   assert.match((await chat.locator('[data-testid=scored-count]').textContent()) ?? '', /^\d+ scored of [\d,]+ tokens$/);
-  await env.screenshot(page, '13-instruction-preview');
 
   for (const [name, message] of [
     ['bad-no-role.jsonl', 'bad-no-role.jsonl line 2: message 2 has no "role"'],
