@@ -1,8 +1,10 @@
-// Contract: documents → one token stream (EOS after each text document, HF labels, label shift fixed) and its
-// train / eval split by document. The counts it reports are what the UI and the CLI show.
+// Contract: documents → one token stream (EOS after each text document, HF labels, label shift fixed, instruction
+// records rendered with the chat template and their answers scored, chat.ts) and its train / eval split by document.
+// The counts it reports are what the UI and the CLI show.
 
 import { labelConvention, labelStats, unshiftLabels } from './labels.ts';
-import { DatasetError, parseFiles, type Doc, type IdsDoc, type SourceFile } from './parse.ts';
+import { DatasetError, parseFiles, type ChatDoc, type CompletionDoc, type Doc, type IdsDoc, type SourceFile } from './parse.ts';
+import { chatTemplateOf, previewPieces, renderCompletion, renderConversation, type PreviewPiece, type RenderedRecord } from './chat.ts';
 import { IGNORE, labeledCount, selectDocuments, type TokenStream } from '../engine/train/token-stream.ts';
 import type { TextTokenizer } from './tokenizer.ts';
 
@@ -14,11 +16,28 @@ export interface BuildOptions {
   seed?: number;
   /** Pre-tokenized ids must be below this (the model's vocabulary); default: the tokenizer's. */
   vocabSize?: number;
+  /** The model's name for messages (default: the tokenizer's folder name). */
+  modelName?: string;
   onProgress?: (p: { documentsDone: number; documentsTotal: number; tokens: number }) => void;
 }
 
+/** How a dataset was read: 'chat' = {"messages"} or Alpaca records, rendered with the chat template. */
+export type DatasetFormat = 'jsonl-ids' | 'jsonl-text' | 'text-files' | 'chat' | 'prompt-completion';
+
+/** Formats trained record by record (each record its own samples; setup.ts sampleRuleOf's `pretokenized`). */
+export const byRecord = (format: DatasetFormat): boolean => format !== 'jsonl-text' && format !== 'text-files';
+
+/** The first record as rendered, its scored and unscored tokens apart (instruction data). */
+export interface SamplePreview {
+  /** Where it came from, e.g. "alpaca.json record 1". */
+  record: string;
+  pieces: PreviewPiece[];
+  tokens: number;
+  scored: number;
+}
+
 export interface BuiltDataset {
-  format: 'jsonl-ids' | 'jsonl-text' | 'text-files';
+  format: DatasetFormat;
   /** Every document. */
   all: TokenStream;
   train: TokenStream;
@@ -30,6 +49,8 @@ export interface BuiltDataset {
   labelShiftFixed: boolean;
   labeledTokens: number;
   notes: string[];
+  /** Instruction data: the first record rendered (null for other formats). */
+  preview: SamplePreview | null;
 }
 
 /** A small seeded generator (mulberry32) for the document shuffle. */
@@ -86,13 +107,36 @@ async function tokenizeTexts(docs: Doc[], tok: TextTokenizer, onProgress: BuildO
   return { ids, starts };
 }
 
-function assembleIds(docs: IdsDoc[], vocab: number | null, notes: string[]): { stream: TokenStream; fixed: boolean } {
-  if (vocab !== null) {
-    for (const d of docs) {
-      const bad = d.ids.find((x) => x >= vocab) ?? d.labels?.find((x) => x >= vocab);
-      if (bad !== undefined) throw new DatasetError(d.file, d.line, `token id ${bad} is outside the model's vocabulary (${vocab} ids)`);
-    }
+type Located = { ids: readonly number[]; labels: readonly number[] | null; file: string; line: number; unit?: 'line' | 'record' };
+
+function checkVocab(docs: readonly Located[], vocab: number | null): void {
+  if (vocab === null) return;
+  for (const d of docs) {
+    const bad = d.ids.find((x) => x >= vocab) ?? d.labels?.find((x) => x >= vocab);
+    if (bad !== undefined) throw new DatasetError(d.file, d.line, `token id ${bad} is outside the model's vocabulary (${vocab} ids)`, d.unit);
   }
+}
+
+/** Records one after another as a stream (labels null when no record has any: identical to the ids). */
+function concatRecords(docs: readonly Located[]): TokenStream {
+  const hasLabels = docs.some((d) => d.labels);
+  let total = 0;
+  for (const d of docs) total += d.ids.length;
+  const ids = new Int32Array(total);
+  const labels = hasLabels ? new Int32Array(total) : null;
+  const docStarts = new Int32Array(docs.length);
+  let at = 0;
+  docs.forEach((d, k) => {
+    docStarts[k] = at;
+    ids.set(d.ids, at);
+    labels?.set(d.labels ?? d.ids, at);
+    at += d.ids.length;
+  });
+  return { ids, labels, docStarts };
+}
+
+function assembleIds(docs: IdsDoc[], vocab: number | null, notes: string[]): { stream: TokenStream; fixed: boolean } {
+  checkVocab(docs, vocab);
   const stats = labelStats(docs);
   const convention = labelConvention(stats);
   const fixed = convention === 'shifted';
@@ -103,23 +147,47 @@ function assembleIds(docs: IdsDoc[], vocab: number | null, notes: string[]): { s
   } else if (convention === 'custom') {
     notes.push(`The labels differ from input_ids at ${stats.compared - stats.same} of ${stats.compared} labelled positions; they are used as given (Hugging Face convention: the model shifts).`);
   }
-  const hasLabels = docs.some((d) => d.labels);
-  let total = 0;
-  for (const d of docs) total += d.ids.length;
-  const ids = new Int32Array(total);
-  const labels = hasLabels ? new Int32Array(total) : null;
-  const docStarts = new Int32Array(docs.length);
-  let at = 0;
-  docs.forEach((d, k) => {
+  const records = docs.map((d) => {
     if (d.labels && d.labels.length !== d.ids.length && !fixed) {
       throw new DatasetError(d.file, d.line, `"labels" has ${d.labels.length} entries for ${d.ids.length} input_ids, and the file's labels are not shifted by one`);
     }
-    docStarts[k] = at;
-    ids.set(d.ids, at);
-    if (labels) labels.set(d.labels ? (fixed ? unshiftLabels(d.ids, d.labels) : d.labels) : d.ids, at);
-    at += d.ids.length;
+    return { ...d, labels: d.labels && fixed ? unshiftLabels(d.ids, d.labels) : d.labels };
   });
-  return { stream: { ids, labels, docStarts }, fixed };
+  return { stream: concatRecords(records), fixed };
+}
+
+/** Instruction records rendered (chat template, scored answers), in order, with the first one's preview. */
+async function renderRecords(docs: (ChatDoc | CompletionDoc)[], tokenizer: TextTokenizer, o: BuildOptions, notes: string[]): Promise<{ stream: TokenStream; preview: SamplePreview | null }> {
+  const tok = o.modelName ? { ...tokenizer, name: o.modelName } : tokenizer;
+  const chats = docs.filter((d): d is ChatDoc => d.kind === 'chat');
+  const chat = chats.length ? chatTemplateOf(tok, chats[0]!.file, chats[0]!.shape === 'alpaca' ? 'Alpaca records (instruction/input/output)' : 'Conversations ({"messages": …})') : tok.chat ?? null;
+  const out: (RenderedRecord & Located)[] = [];
+  let last = performance.now();
+  let tokens = 0;
+  for (let i = 0; i < docs.length; i++) {
+    const d = docs[i]!;
+    const r = d.kind === 'chat' ? renderConversation(tok, chat!, d.messages, d) : renderCompletion(tok, d);
+    out.push({ ...r, file: d.file, line: d.line, unit: d.unit });
+    tokens += r.ids.length;
+    if (performance.now() - last > 50) {
+      o.onProgress?.({ documentsDone: i + 1, documentsTotal: docs.length, tokens });
+      await yieldNow();
+      last = performance.now();
+    }
+  }
+  checkVocab(out, o.vocabSize ?? tok.vocabSize);
+  const stream = concatRecords(out);
+  const shapes = [...new Set(docs.map((d) => (d.kind === 'chat' ? (d.shape === 'alpaca' ? 'Alpaca instruction/input/output' : 'chat messages') : 'prompt/completion')))];
+  notes.push(chat
+    ? `${docs.length} records (${shapes.join(', ')}) rendered with the chat template of ${tok.name ?? 'the model'} (${chat.source}); the loss scores each answer and its end-of-turn token.`
+    : `${docs.length} prompt/completion records: ${tok.name ?? 'the model'} has no chat template, so each is the prompt followed by the completion and the end-of-sequence token; the loss scores the completion and that token.`);
+  const first = out[0]!;
+  const pieces = previewPieces(tok, first);
+  const preview = pieces && {
+    record: `${first.file} ${first.unit ?? 'line'} ${first.line}`, pieces, tokens: first.ids.length,
+    scored: first.labels.filter((l) => l !== IGNORE).length,
+  };
+  return { stream, preview };
 }
 
 /** Files → the dataset (tokenized with `tok` unless every file is pre-tokenized). */
@@ -135,11 +203,17 @@ export async function buildDataset(files: readonly SourceFile[], tok: TextTokeni
   let all: TokenStream;
   let fixed = false;
   let format: BuiltDataset['format'];
-  if (docs[0]!.kind === 'ids') {
+  let preview: SamplePreview | null = null;
+  const kind = docs[0]!.kind;
+  if (kind === 'ids') {
     format = 'jsonl-ids';
     const r = assembleIds(docs as IdsDoc[], opts.vocabSize ?? tok?.vocabSize ?? null, notes);
     all = r.stream;
     fixed = r.fixed;
+  } else if (kind === 'chat' || kind === 'completion') {
+    if (!tok) throw new DatasetError(parsed.used[0] ?? '(files)', null, 'instruction records need the model\'s tokenizer, and this model has none');
+    format = kind === 'chat' ? 'chat' : 'prompt-completion';
+    ({ stream: all, preview } = await renderRecords(docs as (ChatDoc | CompletionDoc)[], tok, opts, notes));
   } else {
     if (!tok) throw new DatasetError(parsed.used[0] ?? '(files)', null, 'text needs the model\'s tokenizer, and this model has none');
     format = parsed.used.every((p) => /\.(jsonl|ndjson)$/i.test(p)) ? 'jsonl-text' : 'text-files';
@@ -159,7 +233,7 @@ export async function buildDataset(files: readonly SourceFile[], tok: TextTokeni
   }
   return {
     format, all, train, eval: evalStream, documents: docs.length, files: parsed.used, skipped: parsed.skipped,
-    labelShiftFixed: fixed, labeledTokens: labeledCount(all), notes,
+    labelShiftFixed: fixed, labeledTokens: labeledCount(all), notes, preview,
   };
 }
 

@@ -1,38 +1,17 @@
-// Contract: raw dataset files → documents. JSONL of {"text"} or of {"input_ids", "labels"?}, plain text files and
-// folders of source files (extension filter). Every error names the file and, for JSONL, the line.
+// Contract: raw dataset files → documents. JSONL (one record a line) and .json arrays of records (records.ts: text,
+// input_ids/labels, chat messages, Alpaca, prompt/completion), plain text files and folders of source files (extension
+// filter). Every error names the file and, for records, the line (JSONL) or the record number (.json).
 
-import { IGNORE } from '../engine/train/token-stream.ts';
+import { jsonErrorOffset, lineAt } from './json-error.ts';
+import { asRecord, DatasetError, EXPECTED_SHAPES, recordDoc, shapeName, shapeOf, type Doc, type Shape, type Where } from './records.ts';
 
-export class DatasetError extends Error {
-  constructor(readonly file: string, readonly line: number | null, detail: string) {
-    super(line === null ? `${file}: ${detail}` : `${file} line ${line}: ${detail}`);
-    this.name = 'DatasetError';
-  }
-}
+export { DatasetError, type ChatDoc, type CompletionDoc, type Doc, type IdsDoc, type TextDoc } from './records.ts';
 
 /** A file as read from disk, a picker or a URL; `path` is relative to what the user chose. */
 export interface SourceFile {
   path: string;
   bytes: Uint8Array;
 }
-
-/** A document still to be tokenized. */
-export interface TextDoc {
-  kind: 'text';
-  text: string;
-  file: string;
-}
-
-/** A pre-tokenized record (labels as given: maybe shifted, fixed later by labels.ts). */
-export interface IdsDoc {
-  kind: 'ids';
-  ids: number[];
-  labels: number[] | null;
-  file: string;
-  line: number;
-}
-
-export type Doc = TextDoc | IdsDoc;
 
 export interface Parsed {
   docs: Doc[];
@@ -42,7 +21,7 @@ export interface Parsed {
 }
 
 const JSONL_EXT = /\.(jsonl|ndjson)$/i;
-const MAX_ID = 0x7fffffff;
+const JSON_EXT = /\.json$/i;
 
 function extOf(path: string): string {
   const base = path.split('/').pop() ?? '';
@@ -69,85 +48,88 @@ function decodeUtf8(bytes: Uint8Array): string | null {
 }
 
 // ---------------------------------------------------------------------------------------------
-// JSONL
+// Records
 
-function isIntArray(v: unknown, allowIgnore: boolean): v is number[] {
-  if (!Array.isArray(v)) return false;
-  for (const x of v) {
-    if (typeof x !== 'number' || !Number.isInteger(x) || x > MAX_ID) return false;
-    if (x < 0 && !(allowIgnore && x === IGNORE)) return false;
-  }
-  return true;
+/** One shape per file: the first record's, named with its place in a refusal of another. */
+function oneShape(): (rec: Record<string, unknown>, at: Where) => Shape {
+  let first: { shape: Shape; at: number } | null = null;
+  return (rec, at) => {
+    const shape = shapeOf(rec, at);
+    if (!first) first = { shape, at: at.line };
+    else if (shape !== first.shape) {
+      throw new DatasetError(at.file, at.line, `this ${at.unit} has ${shapeName(shape)} but ${at.unit} ${first.at} has ${shapeName(first.shape)}: one file, one format`, at.unit);
+    }
+    return shape;
+  };
 }
 
-/** One JSONL file → documents. All lines must share one format ({"text"} or {"input_ids"}). */
+/** One JSONL file → documents. All lines must share one shape (records.ts). */
 export function parseJsonl(file: string, text: string): Doc[] {
   const docs: Doc[] = [];
-  let format: 'text' | 'ids' | null = null;
-  let formatLine = 0;
+  const check = oneShape();
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
-    const lineNo = i + 1;
+    const at: Where = { file, line: i + 1, unit: 'line' };
     const line = lines[i]!.replace(/\r$/, '');
     if (line.trim() === '') continue;
     let value: unknown;
     try {
       value = JSON.parse(line);
     } catch (e) {
-      throw new DatasetError(file, lineNo, `not valid JSON (${(e as Error).message})`);
+      throw new DatasetError(file, at.line, `not valid JSON (${(e as Error).message})`);
     }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new DatasetError(file, lineNo, `expected a JSON object, got ${Array.isArray(value) ? 'an array' : typeof value}`);
-    }
-    const rec = value as Record<string, unknown>;
-    const has = (k: string) => Object.prototype.hasOwnProperty.call(rec, k);
-    const kind = has('input_ids') ? 'ids' : has('text') ? 'text' : null;
-    if (!kind) throw new DatasetError(file, lineNo, 'expected an object with "text" (a string) or "input_ids" (a list of token ids)');
-    if (format === null) {
-      format = kind;
-      formatLine = lineNo;
-    } else if (kind !== format) {
-      throw new DatasetError(file, lineNo, `this line has "${kind === 'ids' ? 'input_ids' : 'text'}" but line ${formatLine} has "${format === 'ids' ? 'input_ids' : 'text'}": one file, one format`);
-    }
-    if (kind === 'text') {
-      if (typeof rec.text !== 'string') throw new DatasetError(file, lineNo, `"text" must be a string, got ${typeof rec.text}`);
-      docs.push({ kind: 'text', text: rec.text, file });
-      continue;
-    }
-    const ids = rec.input_ids;
-    if (!isIntArray(ids, false)) throw new DatasetError(file, lineNo, '"input_ids" must be a list of non-negative whole numbers');
-    if (ids.length === 0) throw new DatasetError(file, lineNo, '"input_ids" is empty');
-    let labels: number[] | null = null;
-    if (has('labels') && rec.labels !== null) {
-      if (!isIntArray(rec.labels, true)) throw new DatasetError(file, lineNo, '"labels" must be a list of token ids or -100');
-      const n = rec.labels.length;
-      if (n !== ids.length && n !== ids.length - 1) {
-        throw new DatasetError(file, lineNo, `"labels" has ${n} entries for ${ids.length} input_ids (expected ${ids.length})`);
-      }
-      labels = rec.labels;
-    }
-    let keepIds = ids;
-    if (has('attention_mask') && Array.isArray(rec.attention_mask)) {
-      const mask = rec.attention_mask;
-      if (mask.length !== ids.length) throw new DatasetError(file, lineNo, `"attention_mask" has ${mask.length} entries for ${ids.length} input_ids`);
-      if (mask.some((m) => m === 0)) {
-        // Padding positions are dropped; labels (same length) are cut alike.
-        const keep = mask.map((m) => m !== 0);
-        keepIds = ids.filter((_, j) => keep[j]);
-        if (labels && labels.length === ids.length) labels = labels.filter((_, j) => keep[j]);
-        else if (labels) throw new DatasetError(file, lineNo, 'padded records (attention_mask with zeros) need labels of the same length as input_ids');
-      }
-    }
-    docs.push({ kind: 'ids', ids: keepIds, labels, file, line: lineNo });
+    const rec = asRecord(value, at);
+    docs.push(recordDoc(rec, check(rec, at), at));
   }
   return docs;
+}
+
+/** A list whose first element is an object of a known shape (a folder's .json file read as records). */
+function looksLikeRecords(list: unknown[]): boolean {
+  const first = list[0];
+  if (typeof first !== 'object' || first === null || Array.isArray(first)) return false;
+  try {
+    shapeOf(first as Record<string, unknown>, { file: '', line: 1, unit: 'record' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A .json file → documents when it is a list of records (Alpaca's own files are); null when it is not and `strict` is
+ * off (a folder's other .json files stay plain text). Strict (a single chosen file): anything else is refused.
+ */
+export function parseJsonArray(file: string, text: string, strict: boolean): Doc[] | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    if (!strict) return null;
+    const at = jsonErrorOffset(text);
+    throw new DatasetError(file, at === null ? null : lineAt(text, at), `not valid JSON (${(e as Error).message})`);
+  }
+  if (!Array.isArray(value) || (!strict && !looksLikeRecords(value))) {
+    if (!strict) return null;
+    throw new DatasetError(file, null, `a .json dataset is a list of records, [{…}, {…}], each one ${EXPECTED_SHAPES.replace(/^expected /, '')}; this file holds ${Array.isArray(value) ? 'an empty list' : value === null ? 'null' : `a JSON ${typeof value}`}`);
+  }
+  const check = oneShape();
+  return value.map((v, i) => {
+    const at: Where = { file, line: i + 1, unit: 'record' };
+    const rec = asRecord(v, at);
+    return recordDoc(rec, check(rec, at), at);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Files and folders
 
+const KIND_TEXT: Record<Doc['kind'], string> = {
+  text: 'text', ids: 'pre-tokenized records ("input_ids")', chat: 'conversations ("messages" or Alpaca)', completion: 'prompt/completion records',
+};
+
 /**
- * Files → documents. JSONL files by line; any other text file is one document. With `extensions` non-empty,
+ * Files → documents. JSONL files by line, .json lists of records by record; any other text file is one document. With `extensions` non-empty,
  * only files with those extensions (and JSONL files when "jsonl" is listed, or when a single file was chosen) are used.
  * Hidden files, node_modules, binary and non-UTF-8 files are skipped and reported.
  */
@@ -180,7 +162,8 @@ export function parseFiles(files: readonly SourceFile[], extensions: readonly st
       skipped.push({ path: f.path, why: 'not UTF-8 text' });
       continue;
     }
-    if (JSONL_EXT.test(f.path)) docs.push(...parseJsonl(f.path, text));
+    const records = JSONL_EXT.test(f.path) ? parseJsonl(f.path, text) : JSON_EXT.test(f.path) ? parseJsonArray(f.path, text, single) : null;
+    if (records) docs.push(...records);
     else if (text.length) docs.push({ kind: 'text', text, file: f.path });
     else {
       skipped.push({ path: f.path, why: 'empty' });
@@ -188,9 +171,9 @@ export function parseFiles(files: readonly SourceFile[], extensions: readonly st
     }
     used.push(f.path);
   }
-  const kinds = new Set(docs.map((d) => d.kind));
-  if (kinds.size > 1) {
-    throw new DatasetError(used.join(', '), null, 'mixes pre-tokenized records ("input_ids") with text; use one kind per dataset');
+  const kinds = [...new Set(docs.map((d) => d.kind))];
+  if (kinds.length > 1) {
+    throw new DatasetError(used.join(', '), null, `mixes ${kinds.map((k) => KIND_TEXT[k]).join(' with ')}; use one kind per dataset`);
   }
   return { docs, used, skipped };
 }

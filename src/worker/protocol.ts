@@ -9,9 +9,10 @@ import type { ArchInfo } from '../engine/model/index.ts';
 import type { Settings } from '../presets/schema.ts';
 import type { GenerateResult, SampleSettings } from '../engine/generate/index.ts';
 import type { ChatTurn } from '../data/tokenizer.ts';
+import type { DatasetFormat, SamplePreview } from '../data/build.ts';
 import type { ImportProgress, ModelFacts, ModelSource, ModelStorage, PickedFile, StoredFile, StoredModel } from '../store/records.ts';
 
-export type { GpuInfo, Settings };
+export type { DatasetFormat, GpuInfo, SamplePreview, Settings };
 export type { ChatTurn, GenerateResult, SampleSettings };
 export type { ImportProgress, ModelFacts, ModelSource, ModelStorage, PickedFile, StoredFile, StoredModel };
 
@@ -64,8 +65,6 @@ export interface DatasetSettings {
   seed: number;
 }
 
-export type DatasetFormat = 'jsonl-ids' | 'jsonl-text' | 'text-files';
-
 export interface DatasetSummary {
   id: string;
   name: string;
@@ -84,6 +83,8 @@ export interface DatasetSummary {
   labelShiftFixed: boolean;
   /** Things the user should know (label shift found and fixed, skipped files, ...). */
   notes: string[];
+  /** Instruction data: its first record rendered, scored and unscored tokens apart (absent in datasets stored before). */
+  preview?: SamplePreview | null;
   createdAt: number;
 }
 

@@ -3,7 +3,7 @@
 
 import { createGpu, type GpuContext } from '../engine/gpu/device.ts';
 import { workerEngine } from './engine.ts';
-import { buildDataset } from '../data/build.ts';
+import { buildDataset, byRecord } from '../data/build.ts';
 import type { SourceFile } from '../data/parse.ts';
 import { loadTokenizer, type TextTokenizer } from '../data/tokenizer.ts';
 import { datasetsBytes, deleteStoredDataset, listStoredDatasets, loadDatasetStreams, saveDataset, storedDataset } from './dataset-store.ts';
@@ -197,7 +197,7 @@ export class WorkerTrainer implements Trainer {
     }
     const tok = await this.tokenizer(model);
     const built = await buildDataset(files, tok, {
-      extensions, evalFraction, seed: settings.seed, vocabSize: model.facts.vocab,
+      extensions, evalFraction, seed: settings.seed, vocabSize: model.facts.vocab, modelName: model.name,
       onProgress: (p) => onProgress?.({ phase: 'tokenizing', ...p }),
     });
     onProgress?.({ phase: 'saving', documentsDone: built.documents, documentsTotal: built.documents, tokens: built.all.ids.length });
@@ -205,7 +205,7 @@ export class WorkerTrainer implements Trainer {
       id, name, role: settings.role, modelId: model.id, format: built.format, files: built.files.length,
       documents: built.documents, tokens: built.all.ids.length, trainTokens: built.train.ids.length,
       evalTokens: built.eval?.ids.length ?? 0, labeledTokens: built.labeledTokens, labelShiftFixed: built.labelShiftFixed,
-      notes: built.notes, createdAt: Date.now(),
+      notes: built.notes, preview: built.preview, createdAt: Date.now(),
     };
     await saveDataset(summary, built.train, built.eval);
     onProgress?.({ phase: 'done', documentsDone: built.documents, documentsTotal: built.documents, tokens: summary.tokens });
@@ -248,7 +248,7 @@ export class WorkerTrainer implements Trainer {
     const gpu = await this.device().catch(() => null);
     const trainTokens = ds && ds.modelId === modelId ? ds.trainTokens : null;
     const used = impliedSettings(v.settings, model);
-    const plan = appPlan({ gpu: gpu?.info ?? null, spec, settings: used, trainTokens, pretokenized: ds?.format === 'jsonl-ids', gpuMemoryBytes: checkedBytes(gpuMemoryBytes) });
+    const plan = appPlan({ gpu: gpu?.info ?? null, spec, settings: used, trainTokens, pretokenized: !!ds && byRecord(ds.format), gpuMemoryBytes: checkedBytes(gpuMemoryBytes) });
     if (used !== v.settings) {
       plan.notes.unshift(`${model.name} is stored with its experts in 4 bits (groups of ${model.groupSize}): runs on it use 4-bit experts, QUANTIZE_EXPERTS is implied.`);
     }
@@ -265,7 +265,7 @@ export class WorkerTrainer implements Trainer {
       // The dataset sizes the frozen cache only when it was tokenized for this preset's model.
       const trainTokens = ds && ds.modelId === p.model ? ds.trainTokens : null;
       const budget = p.gpuGiB !== null ? p.gpuGiB * 2 ** 30 : checkedBytes(gpuMemoryBytes);
-      out.push({ presetId: p.id, name: p.name, model: p.model, plan: appPlan({ gpu: gpu?.info ?? null, spec, settings: p.settings, trainTokens, pretokenized: ds?.format === 'jsonl-ids', gpuMemoryBytes: budget }) });
+      out.push({ presetId: p.id, name: p.name, model: p.model, plan: appPlan({ gpu: gpu?.info ?? null, spec, settings: p.settings, trainTokens, pretokenized: !!ds && byRecord(ds.format), gpuMemoryBytes: budget }) });
     }
     return out;
   }
@@ -292,7 +292,7 @@ export class WorkerTrainer implements Trainer {
     const steps = resolveSteps(summary.settings, train.summary.trainTokens);
     const problems = modelProblems(summary.settings, spec);
     if (problems.length) throw new Error(problems.join('; '));
-    const pretokenized = train.summary.format === 'jsonl-ids';
+    const pretokenized = byRecord(train.summary.format);
     const samples = sampleRuleOf(summary.settings, pretokenized);
     const run = new ActiveRun({ ...summary, steps, samples, status: 'running', error: null }, opfsRunRecords, callbacks);
     const folder = (await runFolder(summary.id, true))!;

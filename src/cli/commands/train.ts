@@ -10,6 +10,7 @@ import { UsageError, type FlagSpec } from '../args.ts';
 import { nodeGpu } from '../../node/gpu.ts';
 import { openModel, storedQuantOption, readSpec } from '../load-model.ts';
 import { readDataset } from '../dataset.ts';
+import { byRecord } from '../../data/build.ts';
 import { Trainer } from '../../engine/train/trainer.ts';
 import { runTraining } from '../../engine/train/run.ts';
 import { loadTrainCheckpoint } from '../../engine/train/checkpoint-file.ts';
@@ -32,7 +33,7 @@ function settingFlag(s: AnySettingSpec): FlagSpec {
 
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   model: { type: 'string', help: 'model folder (config.json, safetensors, tokenizer)' },
-  dataset: { type: 'string', help: 'training data: JSONL {"text"} or {"input_ids","labels"}, or text' },
+  dataset: { type: 'string', help: 'training data: JSONL {"text"}, {"input_ids","labels"}, {"messages"}, {"prompt","completion"} or Alpaca (JSONL or a .json list), or text' },
   heldout: { type: 'string', help: 'held-out set for evaluation' },
   ...Object.fromEntries([...SETTINGS, ...RUN_SETTINGS].map((s) => [flagName(s), settingFlag(s)])),
   out: { type: 'string', default: 'runs/latest', help: 'output folder: log.jsonl, summary.json, train-state.safetensors, export/, usaf-delta.safetensors' },
@@ -78,7 +79,7 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
 
   const setup = {
     settings: userSettings, run: runSettings, spec, padId: padIdOf(ds.eosId, config),
-    data: { train: ds.train, eval: ds.eval, heldout: held?.all ?? null, pretokenized: ds.format === 'jsonl-ids' },
+    data: { train: ds.train, eval: ds.eval, heldout: held?.all ?? null, pretokenized: byRecord(ds.format) },
   };
   // the data and a resume checked before the GPU is touched (the adapter's buffer limit only caps the frozen cache)
   const checked = setupRun({ ...setup, maxBufferSize: null });

@@ -31,6 +31,7 @@ export interface Settings {
   perEntryStep: boolean;
   accumulatedReselect: boolean;
   windowSampling: boolean;
+  trainOnPrompt: boolean;
 }
 
 export type SettingKey = keyof Settings;
@@ -195,6 +196,11 @@ export const SETTINGS: readonly SettingSpec[] = [
     key: 'windowSampling', code: 'ws', label: 'WINDOW_SAMPLES', flag: 'window-samples', title: 'Train on consecutive windows', kind: 'bool',
     default: false, unit: 'on / off', group: 'batch',
     description: 'Text data: draw training sequences from the consecutive SEQ-token windows of the dataset (the ones evaluation scores), shuffled each epoch, instead of the seed\'s STEPS × MICROBATCH × ACCUM sequences at random positions. Pre-tokenized data (input_ids records) is always trained record by record.',
+  },
+  {
+    key: 'trainOnPrompt', code: 'tp', label: 'TRAIN_ON_PROMPT', title: 'Score all tokens, not only the answers', kind: 'bool',
+    default: false, unit: 'on / off', group: 'batch',
+    description: 'Instruction data (chat messages, Alpaca, prompt/completion) and records with -100 labels: training also scores the prompts, the role headers and the chat template\'s own tokens, not only the answers. Evaluation still scores the answers only, so perplexities stay comparable.',
   },
 ];
 

@@ -74,6 +74,16 @@ export function padIdOf(tokenizerEos: number | null, config: Record<string, unkn
   return typeof eos === 'number' ? eos : Array.isArray(eos) && typeof eos[0] === 'number' ? eos[0] : 0;
 }
 
+/**
+ * TRAIN_ON_PROMPT: the training stream with every ignored label (IGNORE: the prompt of instruction data) scoring its own
+ * token; the same stream when no label is ignored. Evaluation keeps the given labels.
+ */
+export function scoreAllTokens(stream: TokenStream): TokenStream {
+  const { labels, ids } = stream;
+  if (!labels || !labels.includes(IGNORE)) return stream;
+  return { ...stream, labels: labels.map((l, i) => (l === IGNORE ? ids[i]! : l)) };
+}
+
 /** How a run's training samples are drawn: pre-tokenized records one by one, text at random positions or as windows. */
 export function sampleRuleOf(settings: Pick<Settings, 'windowSampling'>, pretokenized: boolean): SampleRule {
   return pretokenized ? 'records' : settings.windowSampling ? 'windows' : 'random';
@@ -235,10 +245,12 @@ export function setupRun(a: SetupArgs): RunSetup {
   const steps = resolveSteps(settings, data.train.ids.length);
   const trainFrom = resolveTrainFrom(settings, spec.numLayers);
   const rule = sampleRuleOf(settings, data.pretokenized);
-  const trainSet = rule === 'records' ? recordSamples(data.train, settings.seq, a.padId)
-    : trainSamples(data.train, { sampling: rule, seq: settings.seq, steps, microbatch: settings.microbatch, accum: settings.accum, seed: settings.seed }, a.padId);
-  // the windows as training samples: the in-domain eval (no split) reuses their frozen cache
-  const inDomain = data.eval ? windowSamples(data.eval, settings.seq, a.padId) : rule === 'windows' ? trainSet : windowSamples(data.train, settings.seq, a.padId);
+  const trained = settings.trainOnPrompt ? scoreAllTokens(data.train) : data.train;
+  const trainSet = rule === 'records' ? recordSamples(trained, settings.seq, a.padId)
+    : trainSamples(trained, { sampling: rule, seq: settings.seq, steps, microbatch: settings.microbatch, accum: settings.accum, seed: settings.seed }, a.padId);
+  // the windows as training samples: the in-domain eval (no split) reuses their frozen cache when it scores the same tokens
+  const inDomain = data.eval ? windowSamples(data.eval, settings.seq, a.padId)
+    : rule === 'windows' && trained === data.train ? trainSet : windowSamples(data.train, settings.seq, a.padId);
   const heldout = data.heldout ? windowSamples(data.heldout, settings.seq, a.padId) : null;
   const streamed = settings.streamFrozen && trainFrom > 0; // every sample cached (host memory) by the layer-major pass
   const plan = memoryPlanSettings(spec, settings, trainSet.count, steps, a.maxBufferSize);
@@ -255,7 +267,7 @@ export function setupRun(a: SetupArgs): RunSetup {
     ...(run.expertChunk !== null ? { expertChunk: run.expertChunk } : {}),
   };
   const fingerprints: DataFingerprints = {
-    train: dataFingerprint(data.train), eval: data.eval ? dataFingerprint(data.eval) : null, heldout: data.heldout ? dataFingerprint(data.heldout) : null,
+    train: dataFingerprint(trained), eval: data.eval ? dataFingerprint(data.eval) : null, heldout: data.heldout ? dataFingerprint(data.heldout) : null,
   };
   return {
     steps, trainFrom, rule, streamed, trainSet, inDomain, heldout, train, quant,

@@ -1,8 +1,9 @@
 // Dataset parsing and labels: formats, malformed JSONL (with line numbers), label-shift detection and repair,
 // train / eval split and SEQ windows, on small inputs.
 import { describe, expect, it } from 'vitest';
+import { errorOf } from '../../helpers/dataset-error.ts';
 import {
-  buildDataset, DatasetError, evalDocuments, labelConvention, labelStats, parseFiles, parseJsonl, unshiftLabels,
+  buildDataset, evalDocuments, labelConvention, labelStats, parseFiles, parseJsonl, unshiftLabels,
   type SourceFile, type TextTokenizer,
 } from '../../../src/data/index.ts';
 import { IGNORE, windowAt, windowCount, windowFrom } from '../../../src/engine/train/token-stream.ts';
@@ -17,16 +18,6 @@ const toy: TextTokenizer = {
   eosToken: '<eos>',
   vocabSize: 1001,
 };
-
-function errorOf(fn: () => unknown): DatasetError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof DatasetError) return e;
-    throw e;
-  }
-  throw new Error('expected a DatasetError');
-}
 
 describe('JSONL', () => {
   it('reads {"text"} lines, skipping blank lines and CRLF endings', () => {
