@@ -1,6 +1,6 @@
 // Instruction data in the Datasets screen, on two small models made of the qwen3_moe fixture's weights (the demo's
 // import is skipped: it takes minutes on SwiftShader): one with the demo model's tokenizer, which has no chat template
-// (a clear refusal naming the model), and one with a Qwen3-style chat template (test/fixtures/qwen3_chat_tokenizer),
+// (a clear refusal naming the model), and one with a Qwen3-style chat template (test/data-fixtures/qwen3_chat_tokenizer),
 // which takes an Alpaca .json list and a messages JSONL, each previewed with the scored tokens apart and counted; bad
 // files are refused naming the line or record.
 import assert from 'node:assert/strict';
@@ -8,7 +8,7 @@ import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { gotoScreen, test } from './harness.ts';
 
-const FIX = 'test/fixtures/instructions';
+const FIX = 'test/data-fixtures/instructions';
 
 /** A model folder: the qwen3_moe fixture's weights and the tokenizer files of `tokenizer`. */
 function modelFolder(name: string, tokenizer: string): string {
@@ -21,7 +21,7 @@ function modelFolder(name: string, tokenizer: string): string {
 
 test('instruction data: Alpaca .json and messages JSONL previewed with the scored tokens apart; no template and bad files refused', async (env) => {
   const plain = modelFolder('plain-model', 'public/models/usaf-demo-moe');
-  const withTemplate = modelFolder('chat-model', 'test/fixtures/qwen3_chat_tokenizer');
+  const withTemplate = modelFolder('chat-model', 'test/data-fixtures/qwen3_chat_tokenizer');
   const { page } = await env.open();
   await page.addInitScript(() => localStorage.setItem('usaf.demoRemoved', '1'));
   await page.goto(env.baseUrl);

@@ -1,5 +1,5 @@
 // Instruction data: the shapes of records (chat messages, Alpaca as a .json list or JSONL, prompt/completion), each
-// refusal naming its line or record, the rendering with a Qwen3-style chat template (test/fixtures/qwen3_chat_tokenizer)
+// refusal naming its line or record, the rendering with a Qwen3-style chat template (test/data-fixtures/qwen3_chat_tokenizer)
 // against hand-built text, the label mask against an independent per-token oracle, TRAIN_ON_PROMPT, evaluation on the
 // same tokens, and a model without a chat template.
 //
@@ -25,8 +25,8 @@ import { scoreAllTokens, setupRun } from '../../../src/engine/train/setup.ts';
 import { DEFAULTS, defaultRunSettings } from '../../../src/engine/train/settings-table.ts';
 import { parseConfig } from '../../../src/engine/model/index.ts';
 
-const FIX = 'test/fixtures/instructions';
-const CHAT_TOK = 'test/fixtures/qwen3_chat_tokenizer';
+const FIX = 'test/data-fixtures/instructions';
+const CHAT_TOK = 'test/data-fixtures/qwen3_chat_tokenizer';
 const DEMO = 'public/models/usaf-demo-moe';
 const read = (name: string): SourceFile => ({ path: name, bytes: new Uint8Array(readFileSync(join(FIX, name))) });
 const text = (name: string): string => readFileSync(join(FIX, name), 'utf8');
