@@ -103,15 +103,16 @@ export function countingGpu(name = 'counting device (no kernels run)', replay?: 
   return { gpu, counts };
 }
 
-/** Records every readback of `device` (a copy of each mapped range, in order) into `into`, for a counting device's replay. */
+/** Records every readback of `device` (a copy of each range read, in order) into `into`, for a counting device's replay. */
 export function recordReadbacks(device: GPUDevice, into: Replay): void {
   const create = device.createBuffer.bind(device);
   device.createBuffer = (d: GPUBufferDescriptor) => {
     const b = create(d);
-    const map = b.mapAsync.bind(b);
-    b.mapAsync = async (mode: number, offset?: number, size?: number) => {
-      await map(mode, offset, size);
-      into.push(b.getMappedRange(offset, size).slice(0));
+    const get = b.getMappedRange.bind(b);
+    b.getMappedRange = (offset?: number, size?: number) => {
+      const r = get(offset, size);
+      into.push(r.slice(0));
+      return r;
     };
     return b;
   };
