@@ -40,6 +40,11 @@ export function triable(r: RunSummary): boolean {
   return r.status === 'done' || r.checkpointStep > 0;
 }
 
+/** The stop strings of the Try screen's field: one per line, empty lines ignored (the text's own spaces kept). */
+export function stopStrings(text: string): string[] {
+  return text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.trim() !== '');
+}
+
 /** The sampling fields that are not numbers (their ranges are checked by the engine, which names the rule). */
 export function samplingProblems(s: SampleSettings): Partial<Record<keyof SampleSettings, string>> {
   const out: Partial<Record<keyof SampleSettings, string>> = {};
@@ -54,6 +59,8 @@ export class TryState {
   /** The model's prompt format, loading or failed (no tokenizer). */
   formatError = $state<string | null>(null);
   sampling = $state<SampleSettings>({ ...DEFAULT_SAMPLING });
+  /** Stop strings, one per line (generation also stops once the text ends with one). */
+  stops = $state('');
   prompt = $state(DEMO_PROMPT);
   /** The chat view's message being written. */
   draft = $state('');
@@ -131,7 +138,7 @@ export class TryState {
       return;
     }
     const runId = this.runId;
-    const sampling = { ...$state.snapshot(this.sampling), stopStrings: [] as string[] };
+    const sampling = { ...$state.snapshot(this.sampling), stopStrings: stopStrings(this.stops) };
     this.going = true;
     this.stopped = false;
     if (chat) this.draft = '';

@@ -1,6 +1,6 @@
 // Generation on every family fixture: the prefill through the KV cache (in steps of 7 tokens) gives transformers'
 // logits (rel_err 1e-3, as parity.test.ts); greedy decoding equals the argmax continuation of the float64 oracle
-// (ref/model.ts, the whole sequence recomputed per token), which itself gives transformers' logits; stops at EOS and length.
+// (ref/model.ts, the whole sequence recomputed per token), which itself gives transformers' logits; stops at EOS, a stop string and length.
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeF32, decodeInt } from '../../src/engine/io/dtype.ts';
 import { openCheckpoint } from '../../src/engine/io/checkpoint.ts';
@@ -75,5 +75,11 @@ describe.each(FAMILIES.map((f) => f.arch))('generate on the %s fixture', (arch) 
     const atEos = await gen.generate({ ...greedy, maxNewTokens: NEW, promptIds: prompt, eosIds: [want[2]!] });
     expect(atEos.tokens).toEqual(want.slice(0, want.indexOf(want[2]!) + 1));
     expect(atEos.stop).toBe('eos');
+
+    // a stop string: the decoded new text contains it once the token whose text it is has come
+    const decode = (t: readonly number[]) => t.map((i) => `<${i}>`).join('');
+    const atStop = await gen.generate({ ...greedy, maxNewTokens: NEW, promptIds: prompt, eosIds: [], decode, stopStrings: [`<${want[3]}>`] });
+    expect(atStop.tokens).toEqual(want.slice(0, want.indexOf(want[3]!) + 1));
+    expect(atStop.stop).toBe('stop-string');
   });
 });
