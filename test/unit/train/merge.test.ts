@@ -244,9 +244,10 @@ describe('mergeModel streams (demo model, 4 shards)', () => {
       async write(_path, chunks) {
         if (baseline < 0) baseline = read; // headers and the trained tensors' up-front CRC check
         for await (const c of chunks) {
+          // held when a piece is handed over: everything read and not yet written, the piece itself included
+          peak = Math.max(peak, read - baseline - written);
           written += c.byteLength;
           biggestChunk = Math.max(biggestChunk, c.byteLength);
-          peak = Math.max(peak, read - baseline - written);
         }
       },
     };
