@@ -114,7 +114,7 @@ test('ux: issue J in one session — CPU adapter, import shards, screens in both
   const time = page.locator('[data-testid=run-estimate-time]');
   await time.waitFor({ timeout: 90_000 });
   const full = seconds(((await time.textContent()) ?? '').replace(/^Estimated run time: about /, ''));
-  assert.match((await page.locator('[data-testid=run-estimate]').textContent()) ?? '', /an estimate: setup .*180 steps.*evaluations of .* tokens.*probe on this adapter/s);
+  assert.match((await page.locator('[data-testid=run-estimate]').textContent()) ?? '', /an estimate: setup .*180 steps.*evaluations of .* tokens.*From a .*matrix product in \d+ ms on this adapter/s);
   assert.ok(full > 0, 'an estimate above zero');
   await gotoScreen(page, 'preset');
   const names = await page.locator('section .row button').allTextContents();
