@@ -46,7 +46,7 @@ test('first launch: the demo model is stored and ready, with its config and the 
   assert.equal(config.model_type, 'qwen3_moe');
   assert.equal(config.num_experts, 16);
   assert.match((await page.locator('[data-testid=storage-text]').textContent()) ?? '',
-    /^Used [\d.]+ MB of [\d.]+ [MGT]B available to this site, [\d.]+ [MGT]B free\s+\(models 13\.\d MB, datasets [\d.]+ [KM]B\)/);
+    /^Used [\d.]+ MB of [\d.]+ [MGT]B available to this site, [\d.]+ [MGT]B free\s+\(models 13\.\d MB, datasets [\d.]+ [KM]B, runs [\d.]+ [KMG]?B\)/);
   await env.screenshot(page, '01-models');
 
   await gotoScreen(page, 'datasets');

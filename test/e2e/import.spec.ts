@@ -139,7 +139,7 @@ test('datasets: shifted labels are fixed and reported, malformed JSONL names its
 
   await page.fill('#ds-ext', 'js');
   await page.setInputFiles('#dataset-folder', join(TMP, 'src'));
-  const folderRow = page.locator('[data-testid=dataset-row]', { hasText: /^src/ });
+  const folderRow = page.locator('[data-testid=dataset-row]', { has: page.locator('td[data-label=Name]', { hasText: /^src/ }) });
   await folderRow.waitFor({ timeout: 60_000 });
   assert.equal(await folderRow.locator('[data-testid=dataset-documents]').textContent(), '2');
   assert.match((await folderRow.textContent()) ?? '', /2 file\(s\) skipped/);
