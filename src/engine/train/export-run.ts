@@ -122,7 +122,6 @@ export async function runDiffs(run: TrainedRun, loaded: Checkpoint, original: Mo
   // 4-bit layers: only the touched entries' values are read back (a Qwen3-30B-A3B layer's experts are 2.4 GB in f32)
   const current = await run.changedTensors(undefined, { skipQ4Experts: true });
   const out: DiffEntry[] = [];
-  const q4Done = new Set<string>();
   for (const l of run.layers) {
     if (l.base.kind !== 'q4') continue;
     const G = l.base.experts.gate.q4!.G;
@@ -159,11 +158,9 @@ export async function runDiffs(run: TrainedRun, loaded: Checkpoint, original: Mo
         indices = Uint32Array.from(order, (k) => indices[k]!); diff = Float32Array.from(order, (k) => diff[k]!);
       }
       if (n) out.push({ name: e.name, dtype: p.dtype, shape: p.shape, indices, diff });
-      q4Done.add(e.name);
     }
   }
   for (const [name, t] of current) {
-    if (q4Done.has(name)) continue;
     const p = printOf.get(name);
     const info = loaded.tensors.get(name);
     if (!p || !info) throw new DeltaError(`trained tensor "${name}" is missing from the ${p ? 'loaded checkpoint' : 'original'}`);
