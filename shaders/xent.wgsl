@@ -1,20 +1,18 @@
-// Cross-entropy over a vocabulary processed in chunks (logits of one chunk at a time, from matmul): an online logsumexp per row.
-// chunk_stats folds a chunk [rows, cols] into the running (max, sum) and picks the target logit; finalize writes lse and loss.
+// Cross-entropy of a chunk of rows whose full-vocabulary logits [rows, vocab] sit in `work` (from matmul): one workgroup a
+// row writes lse and loss and, when p.grad != 0, overwrites the row's logits with dlogits = (softmax - onehot(tgt)) * scale
+// (0 where the target is ignored, NaN where it is >= vocab), so dh follows by one matmul without recomputing the logits.
 
-struct Params { rows: u32, cols: u32, col0: u32, vocab: u32, stats_off: u32, first: u32 }
+struct Params { rows: u32, vocab: u32, row0: u32, grad: u32, scale: f32 }
 
 const IGNORE = 0xffffffffu;
 const LOWEST = -3.4028234e38;
 var<private> nan_bits: u32 = 0x7fc00000u;   // a runtime (not constant) NaN for invalid targets
 
-@group(0) @binding(0) var<storage, read> tgt: array<u32>;             // [rows]; IGNORE = no loss
-@group(0) @binding(1) var<storage, read_write> work: array<f32>;      // logits chunk [rows, cols] at 0; (max, sum) [rows, 2] at stats_off
-@group(0) @binding(2) var<storage, read_write> picked: array<f32>;    // [rows] the target logit (the loss buffer until finalize)
-@group(0) @binding(3) var<uniform> p: Params;
-
-@group(0) @binding(2) var<storage, read_write> lse: array<f32>;       // [rows]
-@group(0) @binding(3) var<storage, read_write> loss: array<f32>;      // [rows]: lse - target logit; 0 if ignored; NaN if tgt >= vocab
-@group(0) @binding(4) var<uniform> pf: Params;
+@group(0) @binding(0) var<storage, read> tgt: array<u32>;             // [T]; IGNORE = no loss; row r of the chunk is tgt[row0 + r]
+@group(0) @binding(1) var<storage, read_write> work: array<f32>;      // [rows, vocab]: logits in, dlogits out (p.grad != 0)
+@group(0) @binding(2) var<storage, read_write> lse: array<f32>;       // [T]
+@group(0) @binding(3) var<storage, read_write> loss: array<f32>;      // [T]: lse - target logit; 0 if ignored; NaN if tgt >= vocab
+@group(0) @binding(4) var<uniform> p: Params;
 
 override WG: u32 = 256;   // a power of two
 var<workgroup> red: array<f32, WG>;
@@ -31,43 +29,38 @@ fn reduce(l: u32, v: f32, is_max: bool) -> f32 {
   return r;
 }
 
-// One workgroup per row.
 @compute @workgroup_size(WG)
-fn chunk_stats(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let row = wid.y * nwg.x + wid.x;
-  if (row >= p.rows) { return; }   // uniform per workgroup
-  let base = row * p.cols;
+fn rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let r = wid.y * nwg.x + wid.x;
+  if (r >= p.rows) { return; }   // uniform per workgroup
+  let base = r * p.vocab;
+  let row = p.row0 + r;
+  let t = tgt[row];
+  // the target logit, read before any thread overwrites the row (the reductions' barriers order it)
+  var picked = 0.0;
+  if (lid.x == 0u && t < p.vocab) { picked = work[base + t]; }
+  // one pass: each thread's running (max, sum of exp) over its columns, then combined across the workgroup
   var m = LOWEST;
-  for (var j = lid.x; j < p.cols; j += WG) { m = max(m, work[base + j]); }
-  let mc = reduce(lid.x, m, true);
   var s = 0.0;
-  for (var j = lid.x; j < p.cols; j += WG) { s += exp(work[base + j] - mc); }
-  let sc = reduce(lid.x, s, false);
-  if (lid.x != 0u) { return; }
-  let so = p.stats_off + 2u * row;
-  if (p.first != 0u) {
-    work[so] = mc;
-    work[so + 1u] = sc;
-  } else {
-    let mo = work[so];
-    let mn = max(mo, mc);
-    work[so] = mn;
-    work[so + 1u] = work[so + 1u] * exp(mo - mn) + sc * exp(mc - mn);
+  for (var j = lid.x; j < p.vocab; j += WG) {
+    let x = work[base + j];
+    if (x > m) { s = s * exp(m - x); m = x; }
+    s += exp(x - m);
   }
-  let t = tgt[row];
-  if (t >= p.col0 && t < p.col0 + p.cols) { picked[row] = work[base + t - p.col0]; }
-}
-
-// One thread per row.
-@compute @workgroup_size(WG)
-fn finalize(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let row = (wid.y * nwg.x + wid.x) * WG + lid.x;
-  if (row >= pf.rows) { return; }
-  let so = pf.stats_off + 2u * row;
-  let l = work[so] + log(work[so + 1u]);
-  lse[row] = l;
-  let t = tgt[row];
-  if (t == IGNORE) { loss[row] = 0.0; }
-  else if (t >= pf.vocab) { loss[row] = bitcast<f32>(nan_bits); }
-  else { loss[row] = l - loss[row]; }
+  let mr = reduce(lid.x, m, true);
+  let l = mr + log(reduce(lid.x, s * exp(m - mr), false));
+  if (lid.x == 0u) {
+    lse[row] = l;
+    if (t == IGNORE) { loss[row] = 0.0; }
+    else if (t >= p.vocab) { loss[row] = bitcast<f32>(nan_bits); }
+    else { loss[row] = l - picked; }
+  }
+  if (p.grad == 0u) { return; }
+  for (var j = lid.x; j < p.vocab; j += WG) {
+    var g: f32;
+    if (t == IGNORE) { g = 0.0; }
+    else if (t >= p.vocab) { g = bitcast<f32>(nan_bits); }
+    else { g = (exp(work[base + j] - l) - select(0.0, 1.0, j == t)) * p.scale; }
+    work[base + j] = g;
+  }
 }

@@ -1,12 +1,12 @@
-// Fused lm_head + cross-entropy launchers, the vocabulary in chunks of VC so [T, V] logits never exist (only [T, VC] in `work`).
-// Same signatures as ref/xent.ts plus a trailing `work` scratch buffer (xentWorkElements). Targets u32, XENT_IGNORE = no loss.
+// Fused lm_head + cross-entropy launchers, the tokens in chunks of TC rows so [T, V] logits never exist (only [TC, V] in
+// `work`): each chunk's logits are computed once, their loss taken and, for training, turned in place into dlogits whose
+// product with W is the chunk's dh. Same signatures as ref/xent.ts plus the `work` scratch. Targets u32, XENT_IGNORE = no loss.
 
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
 import { flatGrid } from './elementwise.ts';
 import { matmulBackwardInput, matmulForward, type WDtype } from './matmul.ts';
-import fwdSrc from '../../../shaders/xent.wgsl?raw';
-import bwdSrc from '../../../shaders/xent_backward.wgsl?raw';
+import src from '../../../shaders/xent.wgsl?raw';
 
 /** Target value that contributes no loss and no gradient (the last position, label -100). */
 export const XENT_IGNORE = 0xffffffff;
@@ -21,11 +21,13 @@ export interface LogitsDims {
 }
 
 export interface XentDims extends LogitsDims {
-  /** Vocabulary chunk (columns of logits held at once), e.g. 8192. */
-  VC: number;
+  /** Token chunk (rows of logits held at once in `work`), e.g. xentTokenChunk(T, V). */
+  TC: number;
 }
 
-export interface XentBackwardDims extends XentDims {
+/** The training head's gradient: dh [T, H] (=|+=) dlogits . W with dlogits = (softmax - onehot(tgt)) * scale. */
+export interface XentGrad {
+  dh: GPUBuffer;
   /** dlogits multiplier, usually 1 / (number of non-ignored targets). */
   scale: number;
   /** dh += instead of =. Default false. */
@@ -33,39 +35,30 @@ export interface XentBackwardDims extends XentDims {
 }
 
 const WG = 256;
+/** f32 logits one token chunk may hold (128 MiB): few chunks, since each chunk reads all of W [V, H] twice. */
+const XENT_BUDGET = 1 << 25;
 
-/** f32 elements `work` must hold: the logits chunk [T, VC] then the running (max, sum) [T, 2]. */
-export function xentWorkElements(d: XentDims): number {
-  return d.T * Math.min(d.VC, d.V) + 2 * d.T;
+/** The most rows of logits [rows, V] the budget holds: 220 at Qwen3's 151,936 (~134 MB). */
+function maxRows(V: number): number {
+  return Math.max(1, Math.floor(XENT_BUDGET / V));
+}
+
+/** Tokens per chunk for T tokens: the fewest chunks within the budget, of equal size (1024 × 151,936: 5 of 205). */
+export function xentTokenChunk(T: number, V: number): number {
+  return Math.ceil(T / Math.ceil(T / maxRows(V)));
+}
+
+/** f32 elements `work` must hold for any T' <= T tokens: one chunk of logits, [min(T, budget rows), V]. */
+export function xentWorkElements(T: number, V: number): number {
+  return Math.min(T, maxRows(V)) * V;
 }
 
 /** The `params` uniform of shaders/xent.wgsl. */
-export function xentParams(rows: number, cols: number, col0: number, vocab: number, statsOff: number, first: boolean): ArrayBuffer {
-  const b = new ArrayBuffer(24);
-  new Uint32Array(b).set([rows, cols, col0, vocab, statsOff, first ? 1 : 0]);
-  return b;
-}
-
-/** The `params` uniform of shaders/xent_backward.wgsl. */
-export function xentBackwardParams(rows: number, cols: number, col0: number, vocab: number, scale: number): ArrayBuffer {
+export function xentParams(rows: number, vocab: number, row0: number, grad: boolean, scale: number): ArrayBuffer {
   const b = new ArrayBuffer(20);
-  new Uint32Array(b, 0, 4).set([rows, cols, col0, vocab]);
+  new Uint32Array(b, 0, 4).set([rows, vocab, row0, grad ? 1 : 0]);
   new Float32Array(b, 16, 1)[0] = scale;
   return b;
-}
-
-function checkWork(work: GPUBuffer, elements: number): void {
-  if (work.size < elements * 4) throw new RangeError(`xent: work holds ${work.size} bytes, needs ${elements * 4}`);
-}
-
-/** For each chunk [c0, c0 + cols): logits [T, cols] = h W[c0 : c0 + cols]^T into work, then `after`. */
-function eachChunk(enc: Encoder, work: GPUBuffer, h: GPUBuffer, w: GPUBuffer, d: XentDims, after: (c0: number, cols: number) => void): void {
-  const vc = Math.min(d.VC, d.V);
-  for (let c0 = 0; c0 < d.V; c0 += vc) {
-    const cols = Math.min(vc, d.V - c0);
-    matmulForward(enc, work, h, w, null, { M: d.T, N: cols, K: d.H, wDtype: d.wDtype, wOffset: (d.wOffset ?? 0) + c0 * d.H });
-    after(c0, cols);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -76,37 +69,35 @@ export function logitsForward(enc: Encoder, logits: GPUBuffer, h: GPUBuffer, w: 
   matmulForward(enc, logits, h, w, null, { M: d.T, N: d.V, K: d.H, wDtype: d.wDtype, wOffset: d.wOffset });
 }
 
-/** loss [T] = lse - logit[tgt] (0 where ignored, NaN where tgt >= V), lse [T] <- h [T, H], W [V, H], tgt [T] u32 */
-export function xentForward(enc: Encoder, loss: GPUBuffer, lse: GPUBuffer, h: GPUBuffer, w: GPUBuffer, tgt: GPUBuffer, d: XentDims, work: GPUBuffer): void {
-  checkWork(work, xentWorkElements(d));
-  const statsOff = d.T * Math.min(d.VC, d.V);
-  const stats = kernel(enc.gpu, { name: 'xent.chunk_stats', code: fwdSrc, entryPoint: 'chunk_stats', constants: { WG } });
-  eachChunk(enc, work, h, w, d, (c0, cols) => {
-    // the chunk's logits read; running max and sum (read and) written: max, exp, add ~4 FLOPs a logit
-    stats.dispatch(enc, [tgt, work, loss], flatGrid(d.T), xentParams(d.T, cols, c0, d.V, statsOff, c0 === 0), { flops: 4 * d.T * cols, bytes: 4 * d.T * cols + 24 * d.T });
-  });
-  const fin = kernel(enc.gpu, { name: 'xent.finalize', code: fwdSrc, entryPoint: 'finalize', constants: { WG } });
-  fin.dispatch(enc, [tgt, work, lse, loss], flatGrid(Math.ceil(d.T / WG)), xentParams(d.T, 0, 0, d.V, statsOff, false), { flops: 4 * d.T, bytes: 24 * d.T });
-}
-
-/** dh [T, H] (=|+=) sum over chunks of (softmax - onehot(tgt)) * scale . W_chunk, from the forward's lse [T] (logits recomputed) */
-export function xentBackward(
+/**
+ * loss [T] = lse - logit[tgt] (0 where ignored, NaN where tgt >= V), lse [T] <- h [T, H], W [V, H], tgt [T] u32; with
+ * `grad`, also dh (see XentGrad; ignored rows 0, rows with tgt >= V NaN) from the same logits.
+ */
+export function xentHead(
   enc: Encoder,
-  dh: GPUBuffer,
+  loss: GPUBuffer,
+  lse: GPUBuffer,
   h: GPUBuffer,
   w: GPUBuffer,
   tgt: GPUBuffer,
-  lse: GPUBuffer,
-  d: XentBackwardDims,
+  d: XentDims,
   work: GPUBuffer,
+  grad: XentGrad | null = null,
 ): void {
-  checkWork(work, d.T * Math.min(d.VC, d.V));
-  const grad = kernel(enc.gpu, { name: 'xent.chunk_grad', code: bwdSrc, entryPoint: 'chunk_grad', constants: { WG } });
-  eachChunk(enc, work, h, w, d, (c0, cols) => {
-    // logits read, (softmax - onehot) * scale written in place: exp, sub, mul ~4 FLOPs a logit
-    grad.dispatch(enc, [tgt, lse, work], flatGrid(Math.ceil((d.T * cols) / WG)), xentBackwardParams(d.T, cols, c0, d.V, d.scale), { flops: 4 * d.T * cols, bytes: 8 * d.T * cols + 8 * d.T });
-    matmulBackwardInput(enc, dh, work, w, {
-      M: d.T, N: cols, K: d.H, wDtype: d.wDtype, wOffset: (d.wOffset ?? 0) + c0 * d.H, accumulate: c0 > 0 || (d.accumulate ?? false),
-    });
-  });
+  const { T, H, V } = d;
+  if (!(d.TC >= 1)) throw new RangeError(`xent: token chunk ${d.TC} must be at least 1`);
+  const need = Math.min(d.TC, T) * V * 4;
+  if (work.size < need) throw new RangeError(`xent: work holds ${work.size} bytes, needs ${need} (${Math.min(d.TC, T)} rows of ${V} logits)`);
+  const rows = kernel(enc.gpu, { name: 'xent.rows', code: src, entryPoint: 'rows', constants: { WG } });
+  const w0 = d.wOffset ?? 0;
+  for (let r0 = 0; r0 < T; r0 += d.TC) {
+    const n = Math.min(d.TC, T - r0);
+    matmulForward(enc, work, h, w, null, { M: n, N: V, K: H, wDtype: d.wDtype, wOffset: w0, xOffset: r0 * H });
+    // logits read (and dlogits written): running max and exp-sum ~4 FLOPs a logit, softmax - onehot and scale ~4 more
+    const cost = { flops: (grad ? 8 : 4) * n * V, bytes: (grad ? 8 : 4) * n * V + 12 * n };
+    rows.dispatch(enc, [tgt, work, lse, loss], flatGrid(n), xentParams(n, V, r0, grad !== null, grad?.scale ?? 0), cost);
+    if (grad) {
+      matmulBackwardInput(enc, grad.dh, work, w, { M: n, N: V, K: H, wDtype: d.wDtype, wOffset: w0, xOffset: r0 * H, accumulate: grad.accumulate ?? false });
+    }
+  }
 }

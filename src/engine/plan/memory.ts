@@ -8,7 +8,7 @@
 
 import type { ModelSpec, TensorEntry, TensorRole } from '../model/spec.ts';
 import { globalTensors, layerTensors } from '../model/tensors.ts';
-import { attentionWidths, XENT_CHUNK } from '../train/forward.ts';
+import { attentionWidths } from '../train/forward.ts';
 import { EXPERT_TILE_M } from '../ops/experts.ts';
 import { moeRouteMaxTiles } from '../ops/moe_route.ts';
 import { xentWorkElements } from '../ops/xent.ts';
@@ -270,7 +270,8 @@ function forwardItems(it: Items, spec: ModelSpec, T: number): void {
   const H = spec.hidden;
   // (its LayerActs: the first trained layer's, see TrainGraph)
   for (const [label, n] of [['resid', T * H], ['finalH', T * H], ['finalRstd', T], ['ids', T], ['targets', T], ['positions', T], ['rowLoss', T], ['rowLse', T]] as const) it.f32(label, 'activations', n);
-  it.f32('xent.work', 'workspace', xentWorkElements({ T, H, V: spec.vocab, VC: XENT_CHUNK, wDtype: 'bf16', wOffset: 0 }));
+  // the logits of one token chunk (the head computes each logit once, a chunk of tokens at a time; its dlogits in place)
+  it.f32('xent.work', 'workspace', xentWorkElements(T, spec.vocab));
   const rot = spec.rope.partialDim ?? spec.headDim;
   it.f32('rope.cos|sin', 'workspace', spec.maxPos * (rot / 2), 2);
 }

@@ -1,9 +1,15 @@
 // CPU float64 oracle of lm_head + cross-entropy (tests only): full [T, V] logits, no chunking. Same signatures as ops/xent.ts
-// minus the GPU scratch buffer; W given as plain numbers (bf16 already decoded), wOffset indexing the same array.
+// minus the GPU scratch buffer (dh a Float64Array); W given as plain numbers (bf16 already decoded), wOffset indexing the same array.
 
-import { XENT_IGNORE, type LogitsDims, type XentBackwardDims } from '../ops/xent.ts';
+import { XENT_IGNORE, type LogitsDims } from '../ops/xent.ts';
 
 type Num = ArrayLike<number>;
+
+export interface XentGrad {
+  dh: Float64Array;
+  scale: number;
+  accumulate?: boolean;
+}
 
 /** logits [T, V] = h [T, H] . W [V, H]^T */
 export function logitsForward(logits: Float64Array, h: Num, w: Num, d: LogitsDims): void {
@@ -33,8 +39,8 @@ export function xentForward(loss: Float64Array, lse: Float64Array, h: Num, w: Nu
   }
 }
 
-/** dh [T, H] (=|+=) (softmax - onehot(tgt)) * scale . W */
-export function xentBackward(dh: Float64Array, h: Num, w: Num, tgt: ArrayLike<number>, lse: Num, d: Omit<XentBackwardDims, 'VC'>): void {
+/** dh [T, H] (=|+=) (softmax - onehot(tgt)) * scale . W, from the forward's lse */
+export function xentBackward(dh: Float64Array, h: Num, w: Num, tgt: ArrayLike<number>, lse: Num, d: LogitsDims & Omit<XentGrad, 'dh'>): void {
   const { T, H, V } = d;
   const wo = d.wOffset ?? 0;
   const logits = new Float64Array(T * V);
@@ -50,4 +56,10 @@ export function xentBackward(dh: Float64Array, h: Num, w: Num, tgt: ArrayLike<nu
     }
     for (let k = 0; k < H; k++) dh[t * H + k] = (d.accumulate ? dh[t * H + k]! : 0) + row[k]!;
   }
+}
+
+/** ops/xent.ts xentHead: loss and lse, and with `grad` dh (= xentBackward from that lse). */
+export function xentHead(loss: Float64Array, lse: Float64Array, h: Num, w: Num, tgt: ArrayLike<number>, d: LogitsDims, grad: XentGrad | null = null): void {
+  xentForward(loss, lse, h, w, tgt, d);
+  if (grad) xentBackward(grad.dh, h, w, tgt, lse, { ...d, scale: grad.scale, accumulate: grad.accumulate });
 }

@@ -18,8 +18,8 @@ import { attentionBackward } from '../ops/attention.ts';
 import { routerBackward, routerLogitsBackward } from '../ops/router.ts';
 import { expertsBackward, expertsBackwardAct, expertsBackwardCombine, expertsBackwardInput, expertsBackwardWeights, expertsCombine } from '../ops/experts.ts';
 import { sparseGradDown, sparseGradGateUp } from '../ops/sparse_grad.ts';
-import { xentBackward } from '../ops/xent.ts';
 import { addInPlace, clampBackward, siluMulBackward } from '../ops/elementwise.ts';
+import type { XentGrad } from '../ops/xent.ts';
 
 /** Where a trained layer's expert-weight gradients go this pass. */
 export type ExpertGradMode =
@@ -94,10 +94,12 @@ const linBackInput = (enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, w: GpuTensor, 
 const linBackWeight = (enc: Encoder, grads: FrozenGrads | null, name: string, dy: GPUBuffer, x: GPUBuffer, w: GpuTensor, M: number): void =>
   linearBackWeight(enc, grads?.get(name), dy, x, w, M);
 
-/** Backward of the head: dResid (=) from the chunked cross-entropy through the final norm. `scale` = 1/valid tokens. */
-export function headBackward(enc: Encoder, f: Forward, wk: BackwardWork, T: number, scale: number, frozen: FrozenGrads | null): void {
+/** The head's gradient of finalH [T, H] for headBackward: Forward.head writes it into wk.dTmp. `scale` = 1/valid tokens. */
+export const headGrad = (wk: BackwardWork, scale: number): XentGrad => ({ dh: wk.dTmp, scale });
+
+/** Backward of the head: dResid (=) from the head's gradient (wk.dTmp, see headGrad) through the final norm. */
+export function headBackward(enc: Encoder, f: Forward, wk: BackwardWork, T: number, frozen: FrozenGrads | null): void {
   const s = f.spec;
-  xentBackward(enc, wk.dTmp, f.finalH, f.w.lmHead.buf, f.targets, f.rowLse, { ...f.xentDims(T), scale }, f.xentWork);
   rmsnormBackward(enc, wk.dResid, frozen?.get('model.norm.weight') ?? null, wk.dTmp, f.resid, f.w.finalNorm.buf, f.finalRstd, T, s.hidden);
 }
 

@@ -17,13 +17,11 @@ import { routerForward, routerLogits } from '../ops/router.ts';
 import { moeRoute } from '../ops/moe_route.ts';
 import { EXPERT_TILE_M, expertsCombine, expertsDown, expertsForward, expertsGateUp, maxTilesOf, type ExpertsDims } from '../ops/experts.ts';
 import { embeddingForward } from '../ops/embedding.ts';
-import { xentForward, xentWorkElements, XENT_IGNORE, type XentDims } from '../ops/xent.ts';
+import { xentHead, xentTokenChunk, xentWorkElements, XENT_IGNORE, type XentDims, type XentGrad } from '../ops/xent.ts';
 import { addInPlace, clamp, siluMul } from '../ops/elementwise.ts';
 import { MlaActs, mlaForward, mlaWidths } from './mla-attention.ts';
 import { SharedActs, sharedForward } from './shared-expert.ts';
 
-/** Vocabulary columns of logits held at once: T × 8192 f32 (32 MiB at 1024 tokens), never T × V. */
-export const XENT_CHUNK = 8192;
 
 export type Capture = (name: string, data: Float32Array) => void;
 
@@ -166,7 +164,7 @@ export class Forward {
   readonly cos: GPUBuffer; // [maxPos, rot/2]
   readonly sin: GPUBuffer;
   readonly rotDim: number;
-  readonly xentWork: GPUBuffer; // logits chunk [T, VC] + running stats [T, 2]
+  readonly xentWork: GPUBuffer; // the logits of one token chunk [TC, V] (xentWorkElements)
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly w: ModelWeights, readonly opts: ForwardOptions) {
     const T = opts.maxTokens;
@@ -181,7 +179,7 @@ export class Forward {
     this.positions = f('positions', T);
     this.rowLoss = f('rowLoss', T);
     this.rowLse = f('rowLse', T);
-    this.xentWork = f('xent.work', xentWorkElements(this.xentDims(T)), 'workspace');
+    this.xentWork = f('xent.work', xentWorkElements(T, spec.vocab), 'workspace');
     this.rotDim = spec.rope.partialDim ?? spec.headDim;
     const tables = ropeTables(spec.rope.theta, this.rotDim, spec.maxPos, spec.rope.scaling);
     this.cos = f('rope.cos', tables.cos.length, 'workspace');
@@ -320,11 +318,14 @@ export class Forward {
     expertsCombine(enc, a.mlpOut, a.Y, a.slot, a.topW, T, s.hidden, m.topK);
   }
 
-  /** Final norm + chunked lm_head cross-entropy: per-row loss and lse. */
-  head(enc: Encoder, T: number): void {
+  /**
+   * Final norm + lm_head cross-entropy in token chunks: per-row loss and lse; with `grad` (training) also d finalH from the
+   * same logits (each computed once), which headBackward takes through the final norm.
+   */
+  head(enc: Encoder, T: number, grad: XentGrad | null = null): void {
     const s = this.spec;
     rmsnormForward(enc, this.finalH, this.finalRstd, this.resid, this.w.finalNorm.buf, T, s.hidden, s.rmsEps);
-    xentForward(enc, this.rowLoss, this.rowLse, this.finalH, this.w.lmHead.buf, this.targets, this.xentDims(T), this.xentWork);
+    xentHead(enc, this.rowLoss, this.rowLse, this.finalH, this.w.lmHead.buf, this.targets, this.xentDims(T), this.xentWork, grad);
   }
 
   /**
@@ -367,7 +368,7 @@ export class Forward {
   }
 
   xentDims(T: number): XentDims {
-    return { T, H: this.spec.hidden, V: this.spec.vocab, wDtype: this.w.lmHead.dtype, wOffset: this.w.lmHead.offset, VC: XENT_CHUNK };
+    return { T, H: this.spec.hidden, V: this.spec.vocab, wDtype: this.w.lmHead.dtype, wOffset: this.w.lmHead.offset, TC: xentTokenChunk(T, this.spec.vocab) };
   }
 
   /** Full logits [T, V] (for parity on small vocabularies). */

@@ -5,7 +5,7 @@ import type { GpuContext } from '../gpu/device.ts';
 import { createBuffer, readF32 } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import { Forward, LayerActs, nextTokenTargets, IGNORE } from './forward.ts';
-import { BackwardWork, headBackward, layerBackward, type ExpertGradMode, type FrozenGrads } from './backward.ts';
+import { BackwardWork, headBackward, headGrad, layerBackward, type ExpertGradMode, type FrozenGrads } from './backward.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { ModelWeights } from './weights.ts';
 import type { FrozenCache } from './frozen-cache.ts';
@@ -100,10 +100,10 @@ export class TrainGraph {
       f.layer(enc, L, f.resid, this.acts[i]!, batch, seq);
     });
     enc.section = 'head';
-    f.head(enc, T);
+    f.head(enc, T, headGrad(this.work, (o.gradScale ?? 1) / Math.max(1, valid))); // loss rows and d finalH, logits once
     await phase('trained_forward');
     enc.section = 'head_backward';
-    headBackward(enc, f, this.work, T, (o.gradScale ?? 1) / Math.max(1, valid), o.frozenGrads ?? null);
+    headBackward(enc, f, this.work, T, o.frozenGrads ?? null);
     enc.section = 'backward';
     for (let i = this.trained.length - 1; i >= 0; i--) {
       layerBackward(enc, f, this.trained[i]!, this.xIn[i]!, this.acts[i]!, this.work, batch, seq, o.dRouters[i] ?? null, o.modes[i]!, o.frozenGrads ?? null);
