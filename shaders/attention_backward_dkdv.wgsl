@@ -1,5 +1,7 @@
-// Attention backward, key side: one workgroup per (key block, kv head, sample) owns its dk/dv rows and loops over every query
-// head of the group and every query block that sees it: dv_j = sum P_ij dO_i, dk_j = scale * sum dS_ij q_i (assigned, no atomics).
+// Attention backward, key side: one workgroup per (key block, query head, sample) loops over the query blocks that see its
+// keys: dv_j = sum_i P_ij dO_i, dk_j = scale * sum_i dS_ij q_i (assigned, no atomics). Outputs are per query head
+// [T, NH, D]: with GQA (NH > NKV) they are partials that attention_backward_dkdv_sum.wgsl sums over each kv head's
+// query heads in head order; without it (NH = NKV) they are dk and dv themselves.
 
 struct Params { batch: u32, seq: u32, n_heads: u32, n_kv_heads: u32, scale: f32, window: u32, pad0: u32, pad1: u32 }
 
@@ -9,8 +11,8 @@ struct Params { batch: u32, seq: u32, n_heads: u32, n_kv_heads: u32, scale: f32,
 @group(0) @binding(3) var<storage, read> dout: array<f32>;       // [T, NH, DV]
 @group(0) @binding(4) var<storage, read> lse: array<f32>;        // [T, NH]
 @group(0) @binding(5) var<storage, read> delta: array<f32>;      // [T, NH]
-@group(0) @binding(6) var<storage, read_write> dk: array<f32>;   // [T, NKV, DQK]
-@group(0) @binding(7) var<storage, read_write> dv: array<f32>;   // [T, NKV, DV]
+@group(0) @binding(6) var<storage, read_write> dk: array<f32>;   // [T, NH, DQK]  (partials of head h)
+@group(0) @binding(7) var<storage, read_write> dv: array<f32>;   // [T, NH, DV]
 @group(0) @binding(8) var<uniform> p: Params;
 
 override TX: u32 = 16;   // threads along queries and dk/dv dims
@@ -94,78 +96,75 @@ fn backward_dkdv(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id
   let ty = lid.y;
   let li = ty * TX + tx;
   let k0 = wid.x * BK;
-  let g = wid.y;
+  let h = wid.y;
+  let g = h / (p.n_heads / p.n_kv_heads);
   let tok0 = wid.z * p.seq;
   let NH = p.n_heads;
-  let rep = NH / p.n_kv_heads;
   var acc_k = array<f32, R * MAXC>();  // dk rows ty + TY*i, dims tx + TX*j at [i * MAXC + j]
   var acc_v = array<f32, R * MAXC>();
 
   let k_last = min(k0 + BK, p.seq) - 1u;
   var q_end = p.seq;
   if (p.window > 0u) { q_end = min(p.seq, k_last + p.window); }
-  for (var hh = 0u; hh < rep; hh++) {
-    let h = g * rep + hh;
-    for (var q0 = k0 / BQ * BQ; q0 < q_end; q0 += BQ) {
-      // ---- P^T and dS^T for this block
-      let st = block_products(false, k0, q0, tok0, h, g, tx, ty);
-      let dpt = block_products(true, k0, q0, tok0, h, g, tx, ty);
-      var pt = array<f32, R * R>();
-      var dst = array<f32, R * R>();
-      for (var j = 0u; j < R; j++) {
-        let qi = q0 + tx + TX * j;
-        var l = 0.0;
-        var dl = 0.0;
-        if (qi < p.seq) { l = lse[(tok0 + qi) * NH + h]; dl = delta[(tok0 + qi) * NH + h]; }
+  for (var q0 = k0 / BQ * BQ; q0 < q_end; q0 += BQ) {
+    // ---- P^T and dS^T for this block
+    let st = block_products(false, k0, q0, tok0, h, g, tx, ty);
+    let dpt = block_products(true, k0, q0, tok0, h, g, tx, ty);
+    var pt = array<f32, R * R>();
+    var dst = array<f32, R * R>();
+    for (var j = 0u; j < R; j++) {
+      let qi = q0 + tx + TX * j;
+      var l = 0.0;
+      var dl = 0.0;
+      if (qi < p.seq) { l = lse[(tok0 + qi) * NH + h]; dl = delta[(tok0 + qi) * NH + h]; }
+      for (var i = 0u; i < R; i++) {
+        let pij = select(0.0, exp(st[i * R + j] * p.scale - l), visible(qi, k0 + ty + TY * i));
+        pt[i * R + j] = pij;
+        dst[i * R + j] = pij * (dpt[i * R + j] - dl);
+      }
+    }
+    for (var i = 0u; i < R; i++) { for (var j = 0u; j < R; j++) { ps[(ty + TY * i) * PS + tx + TX * j] = pt[i * R + j]; } }
+    workgroupBarrier();
+
+    // ---- dv += P^T dO
+    for (var c0 = 0u; c0 < BQ; c0 += QC) {
+      stage_rows(true, q0, c0, tok0, h, li);
+      workgroupBarrier();
+      for (var qq = 0u; qq < QC; qq++) {
         for (var i = 0u; i < R; i++) {
-          let pij = select(0.0, exp(st[i * R + j] * p.scale - l), visible(qi, k0 + ty + TY * i));
-          pt[i * R + j] = pij;
-          dst[i * R + j] = pij * (dpt[i * R + j] - dl);
-        }
-      }
-      for (var i = 0u; i < R; i++) { for (var j = 0u; j < R; j++) { ps[(ty + TY * i) * PS + tx + TX * j] = pt[i * R + j]; } }
-      workgroupBarrier();
-
-      // ---- dv += P^T dO
-      for (var c0 = 0u; c0 < BQ; c0 += QC) {
-        stage_rows(true, q0, c0, tok0, h, li);
-        workgroupBarrier();
-        for (var qq = 0u; qq < QC; qq++) {
-          for (var i = 0u; i < R; i++) {
-            let pv = ps[(ty + TY * i) * PS + c0 + qq];
-            for (var j = 0u; j < NCV; j++) {
-              let d = tx + TX * j;
-              if (d < DV) { acc_v[i * MAXC + j] += pv * qrows[qq * DV + d]; }
-            }
+          let pv = ps[(ty + TY * i) * PS + c0 + qq];
+          for (var j = 0u; j < NCV; j++) {
+            let d = tx + TX * j;
+            if (d < DV) { acc_v[i * MAXC + j] += pv * qrows[qq * DV + d]; }
           }
         }
-        workgroupBarrier();
       }
-
-      // ---- dk += dS^T Q
-      for (var i = 0u; i < R; i++) { for (var j = 0u; j < R; j++) { ps[(ty + TY * i) * PS + tx + TX * j] = dst[i * R + j]; } }
       workgroupBarrier();
-      for (var c0 = 0u; c0 < BQ; c0 += QC) {
-        stage_rows(false, q0, c0, tok0, h, li);
-        workgroupBarrier();
-        for (var qq = 0u; qq < QC; qq++) {
-          for (var i = 0u; i < R; i++) {
-            let ds = ps[(ty + TY * i) * PS + c0 + qq];
-            for (var j = 0u; j < NCQ; j++) {
-              let d = tx + TX * j;
-              if (d < DQK) { acc_k[i * MAXC + j] += ds * qrows[qq * DQK + d]; }
-            }
+    }
+
+    // ---- dk += dS^T Q
+    for (var i = 0u; i < R; i++) { for (var j = 0u; j < R; j++) { ps[(ty + TY * i) * PS + tx + TX * j] = dst[i * R + j]; } }
+    workgroupBarrier();
+    for (var c0 = 0u; c0 < BQ; c0 += QC) {
+      stage_rows(false, q0, c0, tok0, h, li);
+      workgroupBarrier();
+      for (var qq = 0u; qq < QC; qq++) {
+        for (var i = 0u; i < R; i++) {
+          let ds = ps[(ty + TY * i) * PS + c0 + qq];
+          for (var j = 0u; j < NCQ; j++) {
+            let d = tx + TX * j;
+            if (d < DQK) { acc_k[i * MAXC + j] += ds * qrows[qq * DQK + d]; }
           }
         }
-        workgroupBarrier();
       }
+      workgroupBarrier();
     }
   }
 
   for (var i = 0u; i < R; i++) {
     let kj = k0 + ty + TY * i;
     if (kj < p.seq) {
-      let row = (tok0 + kj) * p.n_kv_heads + g;
+      let row = (tok0 + kj) * NH + h;
       for (var j = 0u; j < NCQ; j++) {
         let d = tx + TX * j;
         if (d < DQK) { dk[row * DQK + d] = acc_k[i * MAXC + j] * p.scale; }

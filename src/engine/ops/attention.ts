@@ -1,5 +1,6 @@
 // Causal grouped-query attention launchers (flash style, f32). Same signature as ref/attention.ts: outputs, inputs, dims.
-// Forward saves lse [T, NH] for the backward; backward = delta preamble, then dk/dv per kv-head key block, then dq per query block.
+// Forward saves lse [T, NH] for the backward; backward = delta preamble, then dk/dv per (key block, query head) (with GQA:
+// per-head partials, then their sum over each kv head's query heads), then dq per (query block, head).
 
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
@@ -7,6 +8,8 @@ import fwdSrc from '../../../shaders/attention.wgsl?raw';
 import deltaSrc from '../../../shaders/attention_backward_delta.wgsl?raw';
 import dqSrc from '../../../shaders/attention_backward_dq.wgsl?raw';
 import dkdvSrc from '../../../shaders/attention_backward_dkdv.wgsl?raw';
+import dkdvSumSrc from '../../../shaders/attention_backward_dkdv_sum.wgsl?raw';
+import { flatGrid } from './elementwise.ts';
 
 /**
  * Layout: T = batch * seq token rows, sample-major. q [T, nHeads, dQK], k [T, nKvHeads, dQK], v [T, nKvHeads, dV],
@@ -94,8 +97,17 @@ export function attentionForward(
 }
 
 /**
+ * f32 elements of the scratch attentionBackward needs for the per-query-head dv partials [T, NH, dV] when NH > NKV (GQA;
+ * the dk partials use dq's buffer, written last), else 0.
+ */
+export function attentionBackwardScratch(d: Pick<AttentionDims, 'batch' | 'seq' | 'nHeads' | 'nKvHeads' | 'dV'>): number {
+  return d.nHeads > d.nKvHeads ? d.batch * d.seq * d.nHeads * d.dV : 0;
+}
+
+/**
  * dq [T, NH, dQK], dk [T, NKV, dQK], dv [T, NKV, dV] (all assigned; dk/dv summed over the query heads of each kv head)
  * and the workspace delta [T, NH] (= rowsum(dO * o)) <- dO [T, NH, dV] and the forward's q, k, v, o, lse.
+ * `dvPart`: attentionBackwardScratch(d) f32 elements (GQA only).
  */
 export function attentionBackward(
   enc: Encoder,
@@ -111,17 +123,30 @@ export function attentionBackward(
   lse: GPUBuffer,
   d: AttentionDims,
   tiles: AttentionTiles = ATTENTION_TILES,
+  dvPart: GPUBuffer | null = null,
 ): void {
   const constants = check(enc, d, tiles);
+  const scratch = attentionBackwardScratch(d);
+  if (scratch > 0 && !(dvPart && dvPart.size >= 4 * scratch)) {
+    throw new Error(`attention: backward with ${d.nHeads} query heads over ${d.nKvHeads} kv heads needs a dv-partials scratch of ${4 * scratch} bytes, got ${dvPart ? dvPart.size : 'none'}`);
+  }
   const params = attentionParams(d);
-  const rows = d.batch * d.seq * d.nHeads;
+  const T = d.batch * d.seq;
+  const rows = T * d.nHeads;
   const pairs = d.batch * d.nHeads * attentionPairs(d), b = qkvoBytes(d);
   const read = b.q + b.kv + b.o + 8 * rows; // q, k, v, dO, lse, delta
   const kd = kernel(enc.gpu, { name: 'attention.backward_delta', code: deltaSrc, entryPoint: 'backward_delta', constants: { WG: 64, DV: d.dV } });
   kd.dispatch(enc, [dO, o, delta], [Math.ceil(rows / 64)], params, { flops: 2 * rows * d.dV, bytes: 2 * b.o + 4 * rows });
+  // per query head: recomputed S (dQK), dv += P^T dO (dV), dP = dO v^T (dV), dk += dS^T q (dQK)
   const kkv = kernel(enc.gpu, { name: 'attention.backward_dkdv', code: dkdvSrc, entryPoint: 'backward_dkdv', constants });
-  // recomputed S (dQK), dv += P^T dO (dV), dP = dO v^T (dV), dk += dS^T q (dQK)
-  kkv.dispatch(enc, [q, k, v, dO, lse, delta, dk, dv], [Math.ceil(d.seq / (R * tiles.ty)), d.nKvHeads, d.batch], params, { flops: 4 * pairs * (d.dQK + d.dV), bytes: read + b.kv });
+  const parts = 4 * rows * (d.dQK + d.dV);
+  const [pk, pv] = scratch > 0 ? [dq, dvPart!] : [dk, dv];
+  kkv.dispatch(enc, [q, k, v, dO, lse, delta, pk, pv], [Math.ceil(d.seq / (R * tiles.ty)), d.nHeads, d.batch], params, { flops: 4 * pairs * (d.dQK + d.dV), bytes: read + parts });
+  if (scratch > 0) {
+    const ks = kernel(enc.gpu, { name: 'attention.backward_dkdv_sum', code: dkdvSumSrc, entryPoint: 'backward_dkdv_sum', constants: { WG: 256, DQK: d.dQK, DV: d.dV } });
+    const n = T * d.nKvHeads * (d.dQK + d.dV);
+    ks.dispatch(enc, [pk, pv, dk, dv], flatGrid(Math.ceil(n / 256)), params, { flops: rows * (d.dQK + d.dV), bytes: parts + b.kv });
+  }
   const kq = kernel(enc.gpu, { name: 'attention.backward_dq', code: dqSrc, entryPoint: 'backward_dq', constants });
   // recomputed S (dQK), dP = dO v^T (dV), dq = dS k (dQK)
   kq.dispatch(enc, [q, k, v, dO, lse, delta, dq], [Math.ceil(d.seq / (R * tiles.ty)), d.nHeads, d.batch], params, { flops: 2 * pairs * (2 * d.dQK + d.dV), bytes: read + b.q });

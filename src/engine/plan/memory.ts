@@ -9,6 +9,7 @@
 import type { ModelSpec, TensorEntry, TensorRole } from '../model/spec.ts';
 import { globalTensors, layerTensors } from '../model/tensors.ts';
 import { attentionWidths } from '../train/forward.ts';
+import { dvPartElements } from '../train/backward.ts';
 import { EXPERT_TILE_M } from '../ops/experts.ts';
 import { moeRouteMaxTiles } from '../ops/moe_route.ts';
 import { xentWorkElements } from '../ops/xent.ts';
@@ -299,6 +300,7 @@ function backwardItems(it: Items, spec: ModelSpec, T: number): void {
   f('dkRaw', raw ? T * w.k : 1);
   if (att.kind === 'mha' && att.clipQkv !== null) f('dvClip', T * w.v);
   f('delta', T * NH);
+  if (dvPartElements(spec, T) > 0) f('dvPart', dvPartElements(spec, T));
   if (spec.layers.some((l) => l.mlp === 'dense')) for (const x of ['dDenseG', 'dDenseU', 'dDenseA']) f(x, T * spec.denseIntermediate);
   const m = att.mla;
   if (att.kind === 'mla' && m) {

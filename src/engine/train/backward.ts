@@ -11,10 +11,10 @@ import type { ModelSpec } from '../model/spec.ts';
 import { linearBackBias, linearBackInput, linearBackWeight, type GpuTensor, type LayerWeights } from './weights.ts';
 import { attentionWidths, expertDims, mhaDims, type Forward, type LayerActs } from './forward.ts';
 import { MlaWork, mlaBackward } from './mla-attention.ts';
-import { SharedWork, sharedBackward } from './shared-expert.ts';
+import { SharedWork, sharedBackward, sharedExpertTensors } from './shared-expert.ts';
 import { rmsnormBackward } from '../ops/rmsnorm.ts';
 import { ropeBackward } from '../ops/rope.ts';
-import { attentionBackward } from '../ops/attention.ts';
+import { attentionBackward, attentionBackwardScratch } from '../ops/attention.ts';
 import { routerBackward, routerLogitsBackward } from '../ops/router.ts';
 import { expertsBackward, expertsBackwardAct, expertsBackwardCombine, expertsBackwardInput, expertsBackwardWeights, expertsCombine } from '../ops/experts.ts';
 import { sparseGradDown, sparseGradGateUp } from '../ops/sparse_grad.ts';
@@ -52,6 +52,7 @@ export class BackwardWork {
   readonly dkRaw: GPUBuffer; // [T, NKV*D]
   readonly dvClip: GPUBuffer | null; // [T, NKV*D]  (clip_qkv only)
   readonly delta: GPUBuffer; // [T, NH]
+  readonly dvPart: GPUBuffer | null; // [T, NH*D]  per-query-head dv partials of GQA attention (NH > NKV), else null
   readonly dDense: [GPUBuffer, GPUBuffer, GPUBuffer] | null; // dG, dU, dA of dense MLP layers [T, I]
   readonly mla: MlaWork | null;
   readonly shared: SharedWork | null;
@@ -81,6 +82,8 @@ export class BackwardWork {
     this.dkRaw = f('dkRaw', raw ? T * w.k : 1);
     this.dvClip = att.kind === 'mha' && att.clipQkv !== null ? f('dvClip', T * w.v) : null;
     this.delta = f('delta', T * NH);
+    const part = dvPartElements(spec, T);
+    this.dvPart = part > 0 ? f('dvPart', part) : null;
     const I = spec.denseIntermediate;
     this.dDense = spec.layers.some((l) => l.mlp === 'dense') ? [f('dDenseG', T * I), f('dDenseU', T * I), f('dDenseA', T * I)] : null;
     this.mla = att.kind === 'mla' ? new MlaWork(gpu, spec, T) : null;
@@ -88,11 +91,31 @@ export class BackwardWork {
   }
 }
 
+/** f32 elements of BackwardWork.dvPart: the GQA attention backward's scratch (MLA has one kv head per query head). */
+export function dvPartElements(spec: ModelSpec, T: number): number {
+  return spec.attention.kind === 'mha' ? attentionBackwardScratch({ batch: 1, seq: T, nHeads: spec.numHeads, nKvHeads: spec.numKvHeads, dV: spec.headDim }) : 0;
+}
+
 const linBackInput = (enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, w: GpuTensor, M: number, accumulate: boolean): void =>
   linearBackInput(enc, dx, dy, w, M, accumulate);
 
 const linBackWeight = (enc: Encoder, grads: FrozenGrads | null, name: string, dy: GPUBuffer, x: GPUBuffer, w: GpuTensor, M: number): void =>
   linearBackWeight(enc, grads?.get(name), dy, x, w, M);
+
+/**
+ * Per trained layer `layers[i]` (ascending), whether its backward must produce dL/d(its input) (layerBackward's
+ * `inputGrad`): a layer below it receives gradients (router, experts, or a weight named in `frozen`), `frozen` names one
+ * of its own weights that only the full backward reaches, or, for every layer, `bottom` (the caller reads the lowest's).
+ */
+export function inputGradsNeeded(spec: ModelSpec, layers: number[], dRouters: (GPUBuffer | null)[], modes: ExpertGradMode[], frozen: FrozenGrads | null, bottom: boolean): boolean[] {
+  const named = (L: number, shared: boolean) => spec.layers[L]!.tensors.some((e) => e.role.startsWith('shared.') === shared && frozen?.has(e.name));
+  let below = bottom;
+  return layers.map((L, i) => {
+    const need = below || named(L, false);
+    below ||= (spec.layers[L]!.mlp === 'moe' && (!!dRouters[i] || modes[i]!.kind !== 'none')) || named(L, false) || named(L, true);
+    return need;
+  });
+}
 
 /** The head's gradient of finalH [T, H] for headBackward: Forward.head writes it into wk.dTmp. `scale` = 1/valid tokens. */
 export const headGrad = (wk: BackwardWork, scale: number): XentGrad => ({ dh: wk.dTmp, scale });
@@ -106,6 +129,9 @@ export function headBackward(enc: Encoder, f: Forward, wk: BackwardWork, T: numb
 /**
  * Backward of one decoder layer. On entry wk.dResid = dL/d(layer output); on exit dL/d(layer input) `xIn`.
  * Router weight gradient += into dRouter (when given); expert gradients per `mode`.
+ * `inputGrad` false (nothing below needs dL/d(layer input), e.g. the lowest trained layer): only the router, routed- and
+ * shared-expert weight gradients are computed, exactly as with true; the attention block's backward and every input
+ * gradient are skipped and wk.dResid is left stale. `frozen` may then name no other weight of this layer.
  */
 export function layerBackward(
   enc: Encoder,
@@ -119,6 +145,7 @@ export function layerBackward(
   dRouter: GPUBuffer | null,
   mode: ExpertGradMode,
   frozen: FrozenGrads | null = null,
+  inputGrad = true,
 ): void {
   const s = f.spec;
   const lw: LayerWeights = f.w.layers[L]!;
@@ -127,6 +154,15 @@ export function layerBackward(
   const H = s.hidden;
   const names = new Map(s.layers[L]!.tensors.map((e) => [e.role, e.name]));
   const name = (role: keyof LayerWeights['t']) => names.get(role)!;
+
+  if (!inputGrad) {
+    const other = s.layers[L]!.tensors.find((e) => !e.role.startsWith('shared.') && frozen?.has(e.name));
+    if (other) throw new Error(`layer ${L} backward without its input gradient cannot give ${other.name} its gradient`);
+    if (s.layers[L]!.mlp !== 'moe') return;
+    if (dRouter || mode.kind !== 'none') moeBackward(enc, f, lw, a, wk, T, dRouter, mode, false);
+    if (a.shared && sharedExpertTensors(s, L).some((e) => frozen?.has(e.name))) sharedBackward(enc, s, L, lw, a.shared, wk.shared!, null, wk.dResid, a.hn, T, frozen);
+    return;
+  }
 
   // ---- MLP block: out = h + mlp(rmsnorm(h)).  dHn = d mlp input; dA = dh = dResid + norm backward.
   if (s.layers[L]!.mlp === 'dense') {
@@ -166,7 +202,7 @@ function mhaBackward(enc: Encoder, f: Forward, L: number, a: LayerActs, wk: Back
   const att = s.attention;
   const names = new Map(s.layers[L]!.tensors.map((e) => [e.role, e.name]));
   const g = (role: keyof LayerWeights['t']) => frozen?.get(names.get(role) ?? '');
-  attentionBackward(enc, wk.dq, wk.dk, wk.dv, wk.delta, wk.dO, a.q, a.k, a.v, a.o, a.lse, mhaDims(s, L, batch, seq), f.tiles(seq));
+  attentionBackward(enc, wk.dq, wk.dk, wk.dv, wk.delta, wk.dO, a.q, a.k, a.v, a.o, a.lse, mhaDims(s, L, batch, seq), f.tiles(seq), wk.dvPart);
   const rope = { tokens: T, headDim: D, rotDim: f.rotDim, interleave: s.rope.interleave };
   ropeBackward(enc, wk.dq, f.positions, f.cos, f.sin, { ...rope, nHeads: NH });
   ropeBackward(enc, wk.dk, f.positions, f.cos, f.sin, { ...rope, nHeads: NKV });
@@ -198,8 +234,11 @@ function mhaBackward(enc: Encoder, f: Forward, L: number, a: LayerActs, wk: Back
   if (t['attn.v_bias']) linearBackBias(enc, g('attn.v_bias'), dv, t['attn.v']!, T);
 }
 
-/** Router + experts backward: wk.dHn (=) from wk.dResid (the MLP output's gradient). */
-function moeBackward(enc: Encoder, f: Forward, lw: LayerWeights, a: LayerActs, wk: BackwardWork, T: number, dRouter: GPUBuffer | null, mode: ExpertGradMode): void {
+/**
+ * Router + experts backward: wk.dHn (=) from wk.dResid (the MLP output's gradient). `inputGrad` false: no wk.dHn, only
+ * what the router's and experts' weight gradients need (dTopW, dLogits; dY, dG, dU unless mode is 'none').
+ */
+function moeBackward(enc: Encoder, f: Forward, lw: LayerWeights, a: LayerActs, wk: BackwardWork, T: number, dRouter: GPUBuffer | null, mode: ExpertGradMode, inputGrad = true): void {
   const s = f.spec;
   const m = s.moe;
   const ex = lw.experts!;
@@ -208,21 +247,29 @@ function moeBackward(enc: Encoder, f: Forward, lw: LayerWeights, a: LayerActs, w
   const route = { offsets: a.offsets, slot: a.slot, rowPair: a.rowPair, tiles: a.tiles };
   const g = { dY: wk.dY, dG: wk.dG, dU: wk.dU, dXr: a.Y }; // dXr over the saved Y: read (dTopW) before it is written
   const ch = lw.expertChunks;
-  if (!ch) expertsBackward(enc, wk.dHn, wk.dTopW, g, wk.dResid, w, a.topW, a, route, d);
-  else {
+  const act = inputGrad || mode.kind !== 'none';
+  if (!ch && inputGrad) expertsBackward(enc, wk.dHn, wk.dTopW, g, wk.dResid, w, a.topW, a, route, d);
+  else if (!ch) {
+    expertsBackwardCombine(enc, wk.dTopW, g.dY, wk.dResid, a.Y, a.topW, route, d);
+    if (act) expertsBackwardAct(enc, g.dG, g.dU, g.dY, w, a.G, a.U, route, d);
+  } else {
     // one chunk of experts at a time (see Forward.moe); the combines read no weights
     expertsBackwardCombine(enc, wk.dTopW, g.dY, wk.dResid, a.Y, a.topW, route, d);
-    ch.ranges.forEach((experts, c) => {
-      ch.load(enc, c);
-      expertsBackwardAct(enc, g.dG, g.dU, g.dY, w, a.G, a.U, route, { ...d, experts });
-      expertsBackwardInput(enc, g.dXr, g.dG, g.dU, w, route, { ...d, experts });
-    });
-    expertsCombine(enc, wk.dHn, g.dXr, route.slot, null, T, s.hidden, m.topK);
+    if (act) {
+      ch.ranges.forEach((experts, c) => {
+        ch.load(enc, c);
+        expertsBackwardAct(enc, g.dG, g.dU, g.dY, w, a.G, a.U, route, { ...d, experts });
+        if (inputGrad) expertsBackwardInput(enc, g.dXr, g.dG, g.dU, w, route, { ...d, experts });
+      });
+    }
+    if (inputGrad) expertsCombine(enc, wk.dHn, g.dXr, route.slot, null, T, s.hidden, m.topK);
   }
-  routerBackward(enc, wk.dLogits, wk.dTopW, a.topIdx, a.probs, {
-    T, E: m.numExperts, K: m.topK, scoring: m.scoring, nGroup: m.nGroup, topkGroup: m.topkGroup, normTopkProb: m.normTopkProb, routedScalingFactor: m.routedScalingFactor,
-  });
-  routerLogitsBackward(enc, dRouter, wk.dHn, wk.dLogits, a.hn, lw.t.router!.buf, T, s.hidden, m.numExperts, true);
+  if (inputGrad || dRouter) {
+    routerBackward(enc, wk.dLogits, wk.dTopW, a.topIdx, a.probs, {
+      T, E: m.numExperts, K: m.topK, scoring: m.scoring, nGroup: m.nGroup, topkGroup: m.topkGroup, normTopkProb: m.normTopkProb, routedScalingFactor: m.routedScalingFactor,
+    });
+    routerLogitsBackward(enc, dRouter, inputGrad ? wk.dHn : null, wk.dLogits, a.hn, lw.t.router!.buf, T, s.hidden, m.numExperts, true);
+  }
   const sd = { T, H: s.hidden, E: m.numExperts, K: m.topK, IE: m.expertIntermediate };
   if (mode.kind === 'sparse') {
     sparseGradGateUp(enc, mode.gradG, mode.idxG, wk.dG, wk.dU, a.hn, route, mode.nG, sd, true);

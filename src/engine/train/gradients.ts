@@ -38,7 +38,7 @@ export async function gradients(gpu: GpuContext, spec: ModelSpec, weights: Model
     for (const L of g.trained) for (const e of sharedExpertTensors(spec, L)) if (e.role !== 'shared.expert_gate') frozen.set(e.name, zero(e.name, e.shape.reduce((a, b) => a * b, 1)));
   }
   const targets = nextTokenTargets(ids, batch, seq);
-  await g.pass(ids, batch, seq, { targets, dRouters, modes, frozenGrads: frozen });
+  await g.pass(ids, batch, seq, { targets, dRouters, modes, frozenGrads: frozen, inputGrad: all }); // `all`: dResid gives the embedding's gradient
 
   const out = new Map<string, Float32Array>();
   for (const [i, L] of g.trained.entries()) {

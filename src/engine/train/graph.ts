@@ -5,7 +5,7 @@ import type { GpuContext } from '../gpu/device.ts';
 import { createBuffer, readF32 } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import { Forward, LayerActs, nextTokenTargets, IGNORE } from './forward.ts';
-import { BackwardWork, headBackward, headGrad, layerBackward, type ExpertGradMode, type FrozenGrads } from './backward.ts';
+import { BackwardWork, headBackward, headGrad, inputGradsNeeded, layerBackward, type ExpertGradMode, type FrozenGrads } from './backward.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { ModelWeights } from './weights.ts';
 import type { FrozenCache } from './frozen-cache.ts';
@@ -59,6 +59,8 @@ export class TrainGraph {
       dRouters: (GPUBuffer | null)[];
       modes: ExpertGradMode[];
       frozenGrads?: FrozenGrads;
+      /** Leave dL/d(input of the lowest trained layer) in work.dResid (else the backward stops where no gradient needs it). */
+      inputGrad?: boolean;
       /** Multiplies the gradient of the mean loss (1/ACCUM when microbatches are averaged). */
       gradScale?: number;
       /** When given, the pass syncs between phases and adds their wall time (ms) here (profiling only). */
@@ -105,8 +107,9 @@ export class TrainGraph {
     enc.section = 'head_backward';
     headBackward(enc, f, this.work, T, o.frozenGrads ?? null);
     enc.section = 'backward';
+    const need = inputGradsNeeded(this.spec, this.trained, this.trained.map((_, i) => o.dRouters[i] ?? null), o.modes, o.frozenGrads ?? null, o.inputGrad ?? false);
     for (let i = this.trained.length - 1; i >= 0; i--) {
-      layerBackward(enc, f, this.trained[i]!, this.xIn[i]!, this.acts[i]!, this.work, batch, seq, o.dRouters[i] ?? null, o.modes[i]!, o.frozenGrads ?? null);
+      layerBackward(enc, f, this.trained[i]!, this.xIn[i]!, this.acts[i]!, this.work, batch, seq, o.dRouters[i] ?? null, o.modes[i]!, o.frozenGrads ?? null, need[i]);
       o.afterBackward?.(enc, this.trained[i]!);
     }
     await phase('backward');

@@ -82,7 +82,8 @@ export function sharedForward(enc: Encoder, spec: ModelSpec, lw: LayerWeights, s
 }
 
 /**
- * Backward of the shared MLP given dOut [T, H] (the MLP output's gradient): dHn [T, H] += its input gradient.
+ * Backward of the shared MLP given dOut [T, H] (the MLP output's gradient): dHn [T, H] += its input gradient (none when
+ * dHn is null: the weight gradients only).
  * Weight grads += into grads.get(checkpoint name) where present (frozen-weight parity, or trained shared experts).
  */
 export function sharedBackward(
@@ -92,7 +93,7 @@ export function sharedBackward(
   lw: LayerWeights,
   sa: SharedActs,
   sw: SharedWork,
-  dHn: GPUBuffer,
+  dHn: GPUBuffer | null,
   dOut: GPUBuffer,
   hn: GPUBuffer,
   T: number,
@@ -107,14 +108,16 @@ export function sharedBackward(
   if (sa.y) {
     sigmoidGateBackward(enc, sw.dGate!, sw.dY!, dOut, sa.gate!, sa.y, T, H);
     dY = sw.dY!;
-    linearBackInput(enc, dHn, sw.dGate!, t['shared.expert_gate']!, T, true);
+    if (dHn) linearBackInput(enc, dHn, sw.dGate!, t['shared.expert_gate']!, T, true);
     linearBackWeight(enc, g('shared.expert_gate'), sw.dGate!, hn, t['shared.expert_gate']!, T);
   }
   linearBackInput(enc, sw.dA, dY, t['shared.down']!, T, false);
   linearBackWeight(enc, g('shared.down'), dY, sa.a, t['shared.down']!, T);
   siluMulBackward(enc, sw.dG, sw.dU, sw.dA, sa.g, sa.u, T * IS);
-  linearBackInput(enc, dHn, sw.dG, t['shared.gate']!, T, true);
-  linearBackInput(enc, dHn, sw.dU, t['shared.up']!, T, true);
+  if (dHn) {
+    linearBackInput(enc, dHn, sw.dG, t['shared.gate']!, T, true);
+    linearBackInput(enc, dHn, sw.dU, t['shared.up']!, T, true);
+  }
   linearBackWeight(enc, g('shared.gate'), sw.dG, hn, t['shared.gate']!, T);
   linearBackWeight(enc, g('shared.up'), sw.dU, hn, t['shared.up']!, T);
 }

@@ -1,5 +1,6 @@
 // attention: GPU forward (o, lse) and backward (dq, dk, dv, delta) vs the float64 oracle for GQA, Dv != Dqk, sliding
 // window and several tile shapes (multi-block, non-square); oracle backward vs finite differences of the oracle forward.
+// With GQA the dk/dv kernel writes per-query-head partials (dk's into dq, dv's into a scratch) summed per kv head after.
 import { describe, expect, it } from 'vitest';
 import * as gpuOp from '../../../src/engine/ops/attention.ts';
 import { ATTENTION_TILES, type AttentionDims, type AttentionTiles } from '../../../src/engine/ops/attention.ts';
@@ -18,6 +19,10 @@ const cases: { name: string; d: AttentionDims; tiles: AttentionTiles }[] = [
   { name: 'NH4 NKV2 Dqk24 Dv16', d: dims({ batch: 2, seq: 13, nHeads: 4, nKvHeads: 2, dQK: 24, dV: 16 }), tiles: { tx: 8, ty: 4 } },
   { name: 'MLA-like NH4 NKV4 Dqk24 Dv16', d: dims({ batch: 2, seq: 13, nHeads: 4, nKvHeads: 4, dQK: 24, dV: 16 }), tiles: { tx: 8, ty: 4 } },
   { name: 'sliding window 4, 12x8 blocks', d: dims({ batch: 2, seq: 13, nHeads: 4, nKvHeads: 2, dQK: 24, dV: 16, window: 4 }), tiles: { tx: 2, ty: 3 } },
+  { name: 'GQA rep 4, NH8 NKV2 Dqk24 Dv16, seq 21', d: dims({ batch: 2, seq: 21, nHeads: 8, nKvHeads: 2, dQK: 24, dV: 16 }), tiles: { tx: 2, ty: 3 } },
+  { name: 'GQA rep 3, window 5, NH6 NKV2', d: dims({ batch: 1, seq: 17, nHeads: 6, nKvHeads: 2, dQK: 8, dV: 12, window: 5 }), tiles: { tx: 2, ty: 2 } },
+  // DeepSeek-V3's MLA head dims (nope 128 + rope 64 = 192 for q.k, 128 for v), one kv head per query head
+  { name: 'MLA dims Dqk192 Dv128, NH2', d: dims({ batch: 1, seq: 11, nHeads: 2, nKvHeads: 2, dQK: 192, dV: 128 }), tiles: { tx: 12, ty: 2 } },
   { name: 'seq64 D64, 16x16 blocks', d: dims({ batch: 2, seq: 64, nHeads: 2, nKvHeads: 1, dQK: 64, dV: 64 }), tiles: { tx: 4, ty: 4 } },
   // window 18 puts a query block exactly at the last one that sees key block 0 (q 32 - k 15 = 17 < 18), and skips leading key blocks.
   { name: 'seq64 D64, window 18, 16x16 blocks', d: dims({ batch: 1, seq: 64, nHeads: 2, nKvHeads: 1, dQK: 64, dV: 64, window: 18 }), tiles: { tx: 4, ty: 4 } },
@@ -43,8 +48,11 @@ describe('attention', () => {
     it(`backward matches the oracle (${c.name})`, async () => {
       const gpu = await testGpu();
       const dq = poisoned(gpu, nq), dk = poisoned(gpu, nk), dv = poisoned(gpu, nv), delta = poisoned(gpu, T * d.nHeads);
+      const scratch = gpuOp.attentionBackwardScratch(d);
+      expect(scratch).toBe(d.nHeads > d.nKvHeads ? no : 0);
+      const dvPart = scratch > 0 ? poisoned(gpu, scratch) : null;
       const bufs = [dO, q, k, v, oRef, lseRef].map((a) => f32Buffer(gpu, a));
-      await run(gpu, (enc) => gpuOp.attentionBackward(enc, dq, dk, dv, delta, bufs[0]!, bufs[1]!, bufs[2]!, bufs[3]!, bufs[4]!, bufs[5]!, d, c.tiles));
+      await run(gpu, (enc) => gpuOp.attentionBackward(enc, dq, dk, dv, delta, bufs[0]!, bufs[1]!, bufs[2]!, bufs[3]!, bufs[4]!, bufs[5]!, d, c.tiles, dvPart));
       const w = { dq: new Float64Array(nq), dk: new Float64Array(nk), dv: new Float64Array(nv), delta: new Float64Array(T * d.nHeads) };
       ref.attentionBackward(w.dq, w.dk, w.dv, w.delta, dO, q, k, v, oRef, lseRef, d);
       expectClose(await readF32(gpu, delta), w.delta, 2e-5, 1e-4, 'delta');
@@ -61,6 +69,10 @@ describe('attention', () => {
     await expect(run(gpu, (enc) => gpuOp.attentionForward(enc, b, b, b, b, b, d))).rejects.toThrow(/multiple/);
     const wide = dims({ batch: 1, seq: 4, nHeads: 1, nKvHeads: 1, dQK: 72, dV: 8 });
     await expect(run(gpu, (enc) => gpuOp.attentionForward(enc, b, b, b, b, b, wide, { tx: 4, ty: 4 }))).rejects.toThrow(/exceed/);
+    // GQA backward without (or with too small) a dv-partials scratch
+    const gqa = dims({ batch: 1, seq: 4, nHeads: 4, nKvHeads: 2, dQK: 8, dV: 8 });
+    await expect(run(gpu, (enc) => gpuOp.attentionBackward(enc, b, b, b, b, b, b, b, b, b, b, gqa))).rejects.toThrow(/dv-partials scratch of 512 bytes, got none/);
+    await expect(run(gpu, (enc) => gpuOp.attentionBackward(enc, b, b, b, b, b, b, b, b, b, b, gqa, undefined, b))).rejects.toThrow(/512 bytes, got 16/);
   });
 
   for (const window of [null, 2]) {
