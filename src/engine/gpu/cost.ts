@@ -29,7 +29,7 @@ export interface CountSnapshot {
   submits: number;
   /** mapAsync calls: each one a CPU wait for the GPU (readBuffer). */
   mapAsync: number;
-  /** onSubmittedWorkDone calls awaited by the code (all calls minus the one each Encoder.submit makes to recycle uniforms). */
+  /** onSubmittedWorkDone calls (queue drains: the code awaits each one). */
   drains: number;
   /** mapAsync + drains: the round trips where the CPU waits for the GPU. */
   blocking: number;
@@ -52,8 +52,8 @@ export class CallCounts {
   writeBytes = 0;
   dispatches = 0;
   submits = 0;
-  /** submits made by Encoder.submit (each also calls onSubmittedWorkDone without waiting on it) */
-  encoderSubmits = 0;
+  /** createBindGroup calls (Encoder caches them: a step binding the same buffers as the last creates none). */
+  bindGroups = 0;
   mapAsync = 0;
   workDone = 0;
   readonly kernels = new Map<string, KernelTally>();
@@ -65,7 +65,7 @@ export class CallCounts {
   roofline: Roofline | null = null;
 
   get drains(): number {
-    return this.workDone - this.encoderSubmits;
+    return this.workDone;
   }
 
   kernel(phase: string, name: string, cost: KernelCost | undefined): void {
@@ -162,6 +162,8 @@ export function countCalls(device: GPUDevice): CallCounts {
     b.mapAsync = (...a) => (c.mapAsync++, map(...a));
     return b;
   };
+  const createBindGroup = device.createBindGroup.bind(device);
+  device.createBindGroup = (desc) => (c.bindGroups++, createBindGroup(desc));
   const createEncoder = device.createCommandEncoder.bind(device);
   device.createCommandEncoder = (desc) => {
     const e = createEncoder(desc);
