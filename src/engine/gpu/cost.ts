@@ -35,6 +35,8 @@ export interface CountSnapshot {
   blocking: number;
   buffers: number;
   bufferBytes: number;
+  /** createBindGroup calls (the encoder's cache misses). */
+  bindGroups: number;
   writes: number;
   writeBytes: number;
   flops: number;
@@ -89,7 +91,7 @@ export class CallCounts {
     for (const t of this.kernels.values()) (flops += t.flops, bytes += t.bytes);
     return {
       dispatches: this.dispatches, submits: this.submits, mapAsync: this.mapAsync, drains: this.drains, blocking: this.mapAsync + this.drains,
-      buffers: this.buffers, bufferBytes: this.bufferBytes, writes: this.writes, writeBytes: this.writeBytes, flops, bytes,
+      buffers: this.buffers, bufferBytes: this.bufferBytes, bindGroups: this.bindGroups, writes: this.writes, writeBytes: this.writeBytes, flops, bytes,
       kernels: new Map([...this.kernels].map(([k, v]) => [k, { ...v }])),
     };
   }
@@ -107,7 +109,7 @@ export function countsBetween(a: CountSnapshot, b: CountSnapshot): CountSnapshot
   const d = (f: Exclude<keyof CountSnapshot, 'kernels'>) => b[f] - a[f];
   return {
     dispatches: d('dispatches'), submits: d('submits'), mapAsync: d('mapAsync'), drains: d('drains'), blocking: d('blocking'), buffers: d('buffers'),
-    bufferBytes: d('bufferBytes'), writes: d('writes'), writeBytes: d('writeBytes'), flops: d('flops'), bytes: d('bytes'), kernels,
+    bufferBytes: d('bufferBytes'), bindGroups: d('bindGroups'), writes: d('writes'), writeBytes: d('writeBytes'), flops: d('flops'), bytes: d('bytes'), kernels,
   };
 }
 

@@ -3,7 +3,8 @@
 // one per-device uniform buffer, bound at a dynamic offset; a segment's slots are written by one writeBuffer just
 // before its submit (queue order keeps each submit's values its own, so the buffer is reused at once). Bind groups are
 // cached by kernel and bindings (gpu/bindgroups.ts). One pair of error scopes per segment names its kernels; with
-// debugScopes (errors.ts) each bind group gets its own scope too, naming the exact kernel.
+// debugScopes (errors.ts) each bind group gets its own scope too, naming the exact kernel. A queue.writeBuffer made
+// while encoding lands before the segments submitted after it only (as between separate encoders).
 
 import type { GpuContext } from './device.ts';
 import { KernelError, type Kernel } from './kernel.ts';
