@@ -126,7 +126,7 @@ export function costLines(r: CostReport): string[] {
   out.push(`peak GPU bytes ${g(r.peakBytes)}B; JS time to encode a step: normal ${r.encodeMs.normal.toFixed(1)} ms, reselection ${r.encodeMs.reselect.toFixed(1)} ms`);
   if (r.uncosted.length) out.push(`kernels without a declared cost: ${r.uncosted.join(', ')}`);
   for (const [name, c] of [['normal step', r.normal], ['reselection step', r.reselect]] as const) {
-    out.push('', `${name}: ${c.dispatches} dispatches, ${c.submits} submits, ${c.blocking} blocking readbacks (${c.mapAsync} mapAsync + ${c.drains} queue drains), ${c.writes} writes (${g(c.writeBytes)}B), ${g(c.flops)}FLOP, ${g(c.bytes)}B`);
+    out.push('', `${name}: ${c.dispatches} dispatches, ${c.submits} submits, ${c.blocking} blocking readbacks (${c.mapAsync} mapAsync + ${c.drains} queue drains), ${c.writes} writes (${g(c.writeBytes)}B), ${c.bindGroups} bind groups created, ${g(c.flops)}FLOP, ${g(c.bytes)}B`);
     out.push(`  ${'phase'.padEnd(34)} ${'disp'.padStart(6)} ${'FLOP'.padStart(10)} ${'bytes'.padStart(10)} ${'ms'.padStart(9)}  bound`);
     for (const [k, t] of groupBy(c, 'phase')) {
       const p = phaseCost(t);

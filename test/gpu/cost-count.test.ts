@@ -1,6 +1,6 @@
 // The cost model's counting device against a real device: the same demo training steps (a normal step, then a
 // reselection step) counted on Dawn (its device's calls wrapped, kernels run) and on the counting device (nothing runs)
-// give the same dispatches, submits, mapAsync calls and queue drains.
+// give the same dispatches, submits, mapAsync calls, queue drains and bind groups created.
 import { afterAll, describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
@@ -33,10 +33,10 @@ async function countSteps(gpu: GpuContext, counts: CallCounts) {
   await t.trainStep();
   const out = [];
   for (let s = 2; s <= 3; s++) {
-    const a = { d: counts.dispatches, s: counts.submits, m: counts.mapAsync, w: counts.drains };
+    const a = { d: counts.dispatches, s: counts.submits, m: counts.mapAsync, w: counts.drains, b: counts.bindGroups };
     const r = await t.trainStep();
     expect(r.record.finite).toBe(true);
-    out.push({ dispatches: counts.dispatches - a.d, submits: counts.submits - a.s, mapAsync: counts.mapAsync - a.m, drains: counts.drains - a.w, reselect: r.reselect !== null });
+    out.push({ dispatches: counts.dispatches - a.d, submits: counts.submits - a.s, mapAsync: counts.mapAsync - a.m, drains: counts.drains - a.w, bindGroups: counts.bindGroups - a.b, reselect: r.reselect !== null });
   }
   return out;
 }
@@ -54,6 +54,9 @@ describe('counting device', () => {
     expect(onDawn.map((x) => x.reselect)).toEqual([false, true]);
     expect(onDawn[0]!.dispatches).toBeGreaterThan(50);
     expect(onDawn[0]!.mapAsync).toBeGreaterThan(0);
+    expect(onDawn[0]!.submits).toBeGreaterThan(2); // the pass is split: the GPU starts while the rest is encoded
+    // a normal step binds mostly what the last one bound: its bind groups come from the encoder's cache
+    expect(onDawn[0]!.bindGroups).toBeLessThan(onDawn[0]!.dispatches / 4);
     expect(counted).toEqual(onDawn);
     expect(replay).toHaveLength(0); // every readback of the Dawn run was asked for again
   });

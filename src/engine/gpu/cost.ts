@@ -29,12 +29,14 @@ export interface CountSnapshot {
   submits: number;
   /** mapAsync calls: each one a CPU wait for the GPU (readBuffer). */
   mapAsync: number;
-  /** onSubmittedWorkDone calls awaited by the code (all calls minus the one each Encoder.submit makes to recycle uniforms). */
+  /** onSubmittedWorkDone calls (queue drains: the code awaits each one). */
   drains: number;
   /** mapAsync + drains: the round trips where the CPU waits for the GPU. */
   blocking: number;
   buffers: number;
   bufferBytes: number;
+  /** createBindGroup calls (the encoder's cache misses). */
+  bindGroups: number;
   writes: number;
   writeBytes: number;
   flops: number;
@@ -52,8 +54,8 @@ export class CallCounts {
   writeBytes = 0;
   dispatches = 0;
   submits = 0;
-  /** submits made by Encoder.submit (each also calls onSubmittedWorkDone without waiting on it) */
-  encoderSubmits = 0;
+  /** createBindGroup calls (Encoder caches them: a step binding the same buffers as the last creates none). */
+  bindGroups = 0;
   mapAsync = 0;
   workDone = 0;
   readonly kernels = new Map<string, KernelTally>();
@@ -65,7 +67,7 @@ export class CallCounts {
   roofline: Roofline | null = null;
 
   get drains(): number {
-    return this.workDone - this.encoderSubmits;
+    return this.workDone;
   }
 
   kernel(phase: string, name: string, cost: KernelCost | undefined): void {
@@ -89,7 +91,7 @@ export class CallCounts {
     for (const t of this.kernels.values()) (flops += t.flops, bytes += t.bytes);
     return {
       dispatches: this.dispatches, submits: this.submits, mapAsync: this.mapAsync, drains: this.drains, blocking: this.mapAsync + this.drains,
-      buffers: this.buffers, bufferBytes: this.bufferBytes, writes: this.writes, writeBytes: this.writeBytes, flops, bytes,
+      buffers: this.buffers, bufferBytes: this.bufferBytes, bindGroups: this.bindGroups, writes: this.writes, writeBytes: this.writeBytes, flops, bytes,
       kernels: new Map([...this.kernels].map(([k, v]) => [k, { ...v }])),
     };
   }
@@ -107,7 +109,7 @@ export function countsBetween(a: CountSnapshot, b: CountSnapshot): CountSnapshot
   const d = (f: Exclude<keyof CountSnapshot, 'kernels'>) => b[f] - a[f];
   return {
     dispatches: d('dispatches'), submits: d('submits'), mapAsync: d('mapAsync'), drains: d('drains'), blocking: d('blocking'), buffers: d('buffers'),
-    bufferBytes: d('bufferBytes'), writes: d('writes'), writeBytes: d('writeBytes'), flops: d('flops'), bytes: d('bytes'), kernels,
+    bufferBytes: d('bufferBytes'), bindGroups: d('bindGroups'), writes: d('writes'), writeBytes: d('writeBytes'), flops: d('flops'), bytes: d('bytes'), kernels,
   };
 }
 
@@ -162,6 +164,8 @@ export function countCalls(device: GPUDevice): CallCounts {
     b.mapAsync = (...a) => (c.mapAsync++, map(...a));
     return b;
   };
+  const createBindGroup = device.createBindGroup.bind(device);
+  device.createBindGroup = (desc) => (c.bindGroups++, createBindGroup(desc));
   const createEncoder = device.createCommandEncoder.bind(device);
   device.createCommandEncoder = (desc) => {
     const e = createEncoder(desc);

@@ -1,74 +1,117 @@
-// A command encoder that records kernel dispatches (one compute pass until a copy/clear breaks it),
-// allocates each dispatch's params uniform from a recycled pool, and submits with error scopes naming the kernels.
+// A command encoder that records kernel dispatches (one compute pass until a copy/clear breaks it) and submits them
+// in a few segments, so the GPU starts on the first while JS encodes the next. Each dispatch's params go to a slot of
+// one per-device uniform buffer, bound at a dynamic offset; a segment's slots are written by one writeBuffer just
+// before its submit (queue order keeps each submit's values its own, so the buffer is reused at once). Bind groups are
+// cached by kernel and bindings (gpu/bindgroups.ts). One pair of error scopes per segment names its kernels; with
+// debugScopes (errors.ts) each bind group gets its own scope too, naming the exact kernel. A queue.writeBuffer made
+// while encoding lands before the segments submitted after it only (as between separate encoders).
 
 import type { GpuContext } from './device.ts';
 import { KernelError, type Kernel } from './kernel.ts';
-import { trackScope } from './errors.ts';
+import { isDebug, trackScope } from './errors.ts';
+import { bindGroup } from './bindgroups.ts';
 import { countsOf, type KernelCost } from './cost.ts';
 import { Usage } from './usage.ts';
 
-const UNIFORM_USAGE = Usage.UNIFORM | Usage.COPY_DST;
+/** Params slots per uniform buffer: a segment is submitted when they run out. */
+const SLOTS = 128;
+/** A section change submits the segment once it holds this many dispatches. */
+const MIN_SEGMENT = 16;
 
-class UniformPool {
-  private free = new Map<number, GPUBuffer[]>();
-  constructor(private device: GPUDevice) {}
-  take(size: number): GPUBuffer {
-    const list = this.free.get(size);
-    return list?.pop() ?? this.device.createBuffer({ label: 'params', size, usage: UNIFORM_USAGE });
-  }
-  give(bufs: GPUBuffer[]): void {
-    for (const b of bufs) {
-      const list = this.free.get(b.size) ?? [];
-      list.push(b);
-      this.free.set(b.size, list);
-    }
-  }
+interface ParamsBuffer {
+  buffer: GPUBuffer;
+  /** minUniformBufferOffsetAlignment: every slot starts at a multiple. */
+  align: number;
 }
 
-const pools = new WeakMap<GPUDevice, UniformPool>();
+const params = new WeakMap<GPUDevice, ParamsBuffer>();
+
+function paramsBuffer(device: GPUDevice): ParamsBuffer {
+  let p = params.get(device);
+  if (!p) {
+    const align = device.limits.minUniformBufferOffsetAlignment || 256;
+    const buffer = device.createBuffer({ label: 'params', size: SLOTS * align, usage: Usage.UNIFORM | Usage.COPY_DST });
+    params.set(device, (p = { buffer, align }));
+  }
+  return p;
+}
 
 export class Encoder {
-  private enc: GPUCommandEncoder;
+  private enc: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
-  private uniforms: GPUBuffer[] = [];
-  readonly kernels: string[] = [];
-  private pool: UniformPool;
-  /** The step phase the next dispatches belong to (the cost model's per-phase tally; no effect on the GPU). */
-  section: string;
+  /** This segment's params, staged for its one writeBuffer; `used` bytes so far. */
+  private staged = new Uint8Array(0);
+  private used = 0;
+  /** Kernels dispatched in this segment (error messages name them). */
+  private kernels: string[] = [];
+  private readonly params: ParamsBuffer;
+  private sectionName: string;
 
-  constructor(readonly gpu: GpuContext, label = 'usaf') {
-    this.section = label;
-    this.enc = gpu.device.createCommandEncoder({ label });
-    let p = pools.get(gpu.device);
-    if (!p) pools.set(gpu.device, (p = new UniformPool(gpu.device)));
-    this.pool = p;
+  constructor(readonly gpu: GpuContext, private readonly label = 'usaf') {
+    this.sectionName = label;
+    this.params = paramsBuffer(gpu.device);
+  }
+
+  /** The step phase the next dispatches belong to (the cost model's per-phase tally). A change may submit the segment. */
+  get section(): string {
+    return this.sectionName;
+  }
+  set section(s: string) {
+    if (s !== this.sectionName && this.kernels.length >= MIN_SEGMENT) this.flush();
+    this.sectionName = s;
+  }
+
+  /** The open command encoder; opening one opens the segment's error scopes. */
+  private encoder(): GPUCommandEncoder {
+    if (!this.enc) {
+      const device = this.gpu.device;
+      device.pushErrorScope('validation');
+      device.pushErrorScope('out-of-memory');
+      this.enc = device.createCommandEncoder({ label: this.label });
+    }
+    return this.enc;
   }
 
   /** `cost`: the launch's FLOPs and bytes, recorded only where the device is counted (gpu/cost.ts). */
   dispatch(k: Kernel, buffers: (GPUBuffer | GPUBufferBinding)[], wg: [number, number?, number?], params?: ArrayBufferView | ArrayBuffer, cost?: KernelCost): void {
     const device = this.gpu.device;
-    const entries: GPUBindGroupEntry[] = buffers.map((b, i) => ({ binding: i, resource: 'mapState' in b ? { buffer: b } : b }));
-    if (params) {
-      const bytes = params instanceof ArrayBuffer ? new Uint8Array(params) : new Uint8Array(params.buffer as ArrayBuffer, params.byteOffset, params.byteLength);
-      const size = Math.max(16, Math.ceil(bytes.byteLength / 16) * 16);
-      const u = this.pool.take(size);
-      device.queue.writeBuffer(u, 0, bytes);
-      this.uniforms.push(u);
-      entries.push({ binding: buffers.length, resource: { buffer: u } });
-    }
     const [x, y = 1, z = 1] = wg;
     const lim = device.limits.maxComputeWorkgroupsPerDimension;
     if (x > lim || y > lim || z > lim || x < 0 || y < 0 || z < 0) throw new KernelError(k.name, `workgroup count [${x}, ${y}, ${z}] outside 0..${lim}`);
-    device.pushErrorScope('validation');
-    const bg = device.createBindGroup({ label: k.name, layout: k.layout, entries });
-    trackScope(this.gpu, device.popErrorScope(), (e) => new KernelError(k.name, `bind group: ${e.message}`));
     if (x === 0 || y === 0 || z === 0) return;
-    if (!this.pass) this.pass = this.enc.beginComputePass({ label: 'usaf.compute' });
-    this.pass.setPipeline(k.pipeline);
-    this.pass.setBindGroup(0, bg);
+    const v = k.variant(buffers.length, !!params);
+    let offset = -1, size = 0;
+    if (params) {
+      const bytes = params instanceof ArrayBuffer ? new Uint8Array(params) : new Uint8Array(params.buffer as ArrayBuffer, params.byteOffset, params.byteLength);
+      size = Math.max(16, Math.ceil(bytes.byteLength / 16) * 16);
+      const span = Math.ceil(size / this.params.align) * this.params.align;
+      if (this.used + span > this.params.buffer.size) this.flush();
+      offset = this.used;
+      this.stage(bytes, offset);
+      this.used += span;
+    }
+    const enc = this.encoder();
+    const debug = isDebug(device);
+    if (debug) device.pushErrorScope('validation');
+    const bg = bindGroup(device, k.name, v, buffers, params ? { buffer: this.params.buffer, size } : null);
+    if (debug) trackScope(this.gpu, device.popErrorScope(), (e) => new KernelError(k.name, `bind group: ${e.message}`));
+    if (!this.pass) this.pass = enc.beginComputePass({ label: 'usaf.compute' });
+    this.pass.setPipeline(v.pipeline);
+    if (offset >= 0) this.pass.setBindGroup(0, bg, [offset]);
+    else this.pass.setBindGroup(0, bg);
     this.pass.dispatchWorkgroups(x, y, z);
     this.kernels.push(k.name);
-    countsOf(device)?.kernel(this.section, k.name, cost);
+    countsOf(device)?.kernel(this.sectionName, k.name, cost);
+  }
+
+  private stage(bytes: Uint8Array, offset: number): void {
+    if (offset + bytes.byteLength > this.staged.byteLength) {
+      const grown = new Uint8Array(Math.min(this.params.buffer.size, Math.max(4096, this.staged.byteLength * 2, offset + bytes.byteLength)));
+      grown.set(this.staged.subarray(0, this.used));
+      this.staged = grown;
+    }
+    this.staged.set(bytes, offset);
+    // the slot's tail past the params (padding to 16 bytes) is left as is: WGSL reads only the struct's bytes
   }
 
   private endPass(): void {
@@ -78,35 +121,39 @@ export class Encoder {
 
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
     this.endPass();
-    this.enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+    this.encoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
   }
 
   clear(buf: GPUBuffer, offset = 0, size?: number): void {
     this.endPass();
-    this.enc.clearBuffer(buf, offset, size);
+    this.encoder().clearBuffer(buf, offset, size);
   }
 
   writeTimestamp(querySet: GPUQuerySet, index: number): void {
     // Timestamps are taken at pass boundaries (timestampWrites); see gpu/timing.ts.
     this.endPass();
-    this.pass = this.enc.beginComputePass({ label: 'usaf.timed', timestampWrites: { querySet, beginningOfPassWriteIndex: index } });
+    this.pass = this.encoder().beginComputePass({ label: 'usaf.timed', timestampWrites: { querySet, beginningOfPassWriteIndex: index } });
   }
 
-  /** Finish and submit. Errors are reported at the next `gpuSync`/readback, naming the kernels of this encoder. */
-  submit(): void {
+  /** Submit what is recorded so far (params first) and close the segment's error scopes. */
+  private flush(): void {
+    if (!this.enc) return;
     this.endPass();
     const device = this.gpu.device;
-    device.pushErrorScope('validation');
-    device.pushErrorScope('out-of-memory');
+    if (this.used) device.queue.writeBuffer(this.params.buffer, 0, this.staged, 0, this.used);
     device.queue.submit([this.enc.finish()]);
-    const counts = countsOf(device);
-    if (counts) counts.encoderSubmits++;
     const names = summarize(this.kernels);
     trackScope(this.gpu, device.popErrorScope(), (e) => new KernelError(names, `out of GPU memory: ${e.message}`));
     trackScope(this.gpu, device.popErrorScope(), (e) => new KernelError(names, e.message));
-    const used = this.uniforms;
-    this.uniforms = [];
-    device.queue.onSubmittedWorkDone().then(() => this.pool.give(used), () => {});
+    this.enc = null;
+    this.used = 0;
+    this.kernels = [];
+  }
+
+  /** Submit the rest. Errors are reported at the next `gpuSync`/readback, naming the kernels of the segment. */
+  submit(): void {
+    this.encoder(); // one with nothing recorded still submits (an empty command buffer), as before
+    this.flush();
   }
 }
 

@@ -12,6 +12,21 @@ function slot(gpu: GpuContext) {
   return s;
 }
 
+const debugDevices = new WeakSet<GPUDevice>();
+
+/**
+ * Debug mode: each dispatch's bind group gets its own error scope, so a binding error names its exact kernel (costs a
+ * scope and a promise per dispatch). Otherwise one pair of scopes per submit names the kernels it held (gpu/encoder.ts).
+ */
+export function debugScopes(gpu: GpuContext, on: boolean): void {
+  if (on) debugDevices.add(gpu.device);
+  else debugDevices.delete(gpu.device);
+}
+
+export function isDebug(device: GPUDevice): boolean {
+  return debugDevices.has(device);
+}
+
 export function reportError(gpu: GpuContext, e: Error): void {
   slot(gpu).errors.push(e);
 }
