@@ -26,6 +26,12 @@ class UniformPool {
 }
 
 const pools = new WeakMap<GPUDevice, UniformPool>();
+/** Called as an encoder starts and at each change of its section (gpu/timing.ts PhaseClock: a timestamp per phase). */
+const sectionHooks = new WeakMap<GPUDevice, (enc: Encoder, section: string) => void>();
+export function onSection(device: GPUDevice, hook: ((enc: Encoder, section: string) => void) | null): void {
+  if (hook) sectionHooks.set(device, hook);
+  else sectionHooks.delete(device);
+}
 
 export class Encoder {
   private enc: GPUCommandEncoder;
@@ -33,15 +39,22 @@ export class Encoder {
   private uniforms: GPUBuffer[] = [];
   readonly kernels: string[] = [];
   private pool: UniformPool;
-  /** The step phase the next dispatches belong to (the cost model's per-phase tally; no effect on the GPU). */
-  section: string;
+  private phase = '';
+  /** The step phase the next dispatches belong to (the cost model's per-phase tally; the phase clock's marks). */
+  get section(): string {
+    return this.phase;
+  }
+  set section(name: string) {
+    if (name !== this.phase) sectionHooks.get(this.gpu.device)?.(this, name);
+    this.phase = name;
+  }
 
   constructor(readonly gpu: GpuContext, label = 'usaf') {
-    this.section = label;
     this.enc = gpu.device.createCommandEncoder({ label });
     let p = pools.get(gpu.device);
     if (!p) pools.set(gpu.device, (p = new UniformPool(gpu.device)));
     this.pool = p;
+    this.section = label;
   }
 
   /** `cost`: the launch's FLOPs and bytes, recorded only where the device is counted (gpu/cost.ts). */
@@ -90,6 +103,12 @@ export class Encoder {
     // Timestamps are taken at pass boundaries (timestampWrites); see gpu/timing.ts.
     this.endPass();
     this.pass = this.enc.beginComputePass({ label: 'usaf.timed', timestampWrites: { querySet, beginningOfPassWriteIndex: index } });
+  }
+
+  /** Timestamps [first, first + count) of querySet into dst at dstOffset (a multiple of 256), as u64 nanoseconds. */
+  resolveQuery(querySet: GPUQuerySet, first: number, count: number, dst: GPUBuffer, dstOffset: number): void {
+    this.endPass();
+    this.enc.resolveQuerySet(querySet, first, count, dst, dstOffset);
   }
 
   /** Finish and submit. Errors are reported at the next `gpuSync`/readback, naming the kernels of this encoder. */
