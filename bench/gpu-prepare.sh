@@ -21,6 +21,7 @@ if [ "${1:-}" = --restore ]; then restore; git status --short | head; exit 0; fi
 [ -z "$(git status --porcelain)" ] || { echo "commit or stash your changes first" >&2; exit 1; }
 
 npm run -s build:cli
+node scripts/build-cli.mjs bench/gemm-bench.ts dist/cli/gemm-bench.mjs   # gpu-session.sh's GEMM bench, carried in .gpu/cli
 out=$(bash ../shared/gpu/prepare.sh dist/cli 2>&1) || { echo "$out" >&2; exit 1; }
 echo "$out" | grep -v -e '^prepared' -e 'TOO BIG' || true   # sizes are checked below, once only what travels is left
 # A stripped Node packed with xz -9e (cached by the binary's hash): 21.9 MB instead of 24.2.

@@ -82,16 +82,18 @@ export async function costModel(spec: ModelSpec, model: string, device: Roofline
   counts.roofline = device;
   const t = await syntheticTrainer(gpu, spec, { ...o, steps: 3, reselectEvery: 3, zeros: true });
   await t.init([Array.from({ length: o.microbatch }, (_, i) => i)]);
-  await t.trainStep(); // step 1: kernels made once (as on a GPU)
+  await t.runStep(); // step 1: kernels made once (as on a GPU)
+  // as a run steps (runTraining): pipelined, each step reading the one before it
   const step = async () => {
     const a = counts.now();
     const t0 = performance.now();
-    await t.trainStep();
+    await t.runStep();
     const ms = performance.now() - t0;
     return { c: countsBetween(a, counts.now()), ms };
   };
   const normal = await step(); // step 2
   const reselect = await step(); // step 3: reselection (RESELECT_EVERY 3)
+  await t.flush();
   return {
     model, device, microbatch: o.microbatch, seq: o.seq, layers: spec.numLayers, normal: normal.c, reselect: reselect.c,
     encodeMs: { normal: normal.ms, reselect: reselect.ms }, peakBytes: counts.peakBytes, uncosted: [...counts.uncosted].sort(),

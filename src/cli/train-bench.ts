@@ -3,7 +3,8 @@
 import type { GpuContext } from '../engine/gpu/device.ts';
 import { openModel } from './load-model.ts';
 import { Trainer } from '../engine/train/trainer.ts';
-import type { SampleSet } from '../engine/train/types.ts';
+import type { SampleSet, StepRecord } from '../engine/train/types.ts';
+import { PhaseClock } from '../engine/gpu/timing.ts';
 import { defaultTrainFrom } from './commands/train.ts';
 import { readSpec } from './load-model.ts';
 import { Encoder } from '../engine/gpu/encoder.ts';
@@ -119,18 +120,37 @@ export async function syntheticTrainBench(gpu: GpuContext, spec: ModelSpec, o: S
   await t.init([Array.from({ length: o.microbatch }, (_, i) => i)]);
   const tInit = performance.now();
   await t.trainStep(); // warm-up: compiles the remaining kernels
+  // timed steps pipelined as a run steps them (runStep: one readback a step, read a step late)
+  const steps = async () => {
+    const out: StepRecord[] = [];
+    for (let i = 0; i < o.steps; i++) {
+      const { done } = await t.runStep();
+      if (done) out.push(done);
+    }
+    out.push((await t.flush())!);
+    return out;
+  };
   const t1 = performance.now();
-  for (let i = 0; i < o.steps; i++) await t.trainStep();
+  const records = await steps();
   const sec = (performance.now() - t1) / 1000 / o.steps;
-  t.phases = {};
-  for (let i = 0; i < o.steps; i++) await t.trainStep();
+  // per phase: GPU time from timestamps, steps pipelined as above; without timestamps, wall time with syncs between phases
+  const clock = PhaseClock.start(gpu);
+  if (clock) await steps();
+  else {
+    t.phases = {};
+    for (let i = 0; i < o.steps; i++) await t.trainStep();
+  }
+  const phases = clock ? (await clock.stop()).phases : t.phases!;
   const plan = planMemory(spec, t.planned);
   const ms = (x: number) => +x.toFixed(1);
   return {
     arch: spec.arch, layers: spec.numLayers, experts: spec.moe.numExperts, hidden: spec.hidden, vocab: V, group_size: o.groupSize,
     microbatch: o.microbatch, seq, steps_timed: o.steps, expert_chunks: t.chunks.length,
     sec_per_step: +sec.toFixed(4), tokens_per_s: +((o.microbatch * seq) / sec).toFixed(1),
-    phase_ms_per_step: Object.fromEntries(Object.entries(t.phases).map(([k, v]) => [k, ms(v / o.steps)])),
+    // each step's own time: GPU time from timestamps, else wall time between step submissions (Trainer.flush)
+    step_sec: records.map((r) => +r.sec.toFixed(4)), step_timing: gpu.hasTimestamps ? 'timestamps' : 'wall between submissions',
+    phase_ms_per_step: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, +(v / o.steps).toFixed(3)])),
+    phase_timing: clock ? 'timestamps (a phase runs to the next mark)' : 'wall, synced between phases',
     load_quantize_s: +((tLoad - t0) / 1000).toFixed(2), importance_s: +((tInit - tLoad) / 1000).toFixed(2),
     gpu_bytes_after_setup: setupBytes, gpu_bytes_now: allocatedBytes(gpu), plan_peak_bytes: plan.peak,
     ...(await materializeTiming(gpu, t)),

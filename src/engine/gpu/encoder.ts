@@ -36,6 +36,13 @@ function paramsBuffer(device: GPUDevice): ParamsBuffer {
   return p;
 }
 
+/** Called as an encoder starts and at each change of its section (gpu/timing.ts PhaseClock: a timestamp per phase). */
+const sectionHooks = new WeakMap<GPUDevice, (enc: Encoder, section: string) => void>();
+export function onSection(device: GPUDevice, hook: ((enc: Encoder, section: string) => void) | null): void {
+  if (hook) sectionHooks.set(device, hook);
+  else sectionHooks.delete(device);
+}
+
 export class Encoder {
   private enc: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
@@ -45,20 +52,25 @@ export class Encoder {
   /** Kernels dispatched in this segment (error messages name them). */
   private kernels: string[] = [];
   private readonly params: ParamsBuffer;
-  private sectionName: string;
+  private sectionName = '';
 
   constructor(readonly gpu: GpuContext, private readonly label = 'usaf') {
-    this.sectionName = label;
     this.params = paramsBuffer(gpu.device);
+    this.section = label;
   }
 
-  /** The step phase the next dispatches belong to (the cost model's per-phase tally). A change may submit the segment. */
+  /**
+   * The step phase the next dispatches belong to (the cost model's per-phase tally; the phase clock's marks). A change
+   * may submit the segment.
+   */
   get section(): string {
     return this.sectionName;
   }
   set section(s: string) {
-    if (s !== this.sectionName && this.kernels.length >= MIN_SEGMENT) this.flush();
+    if (s === this.sectionName) return;
+    if (this.kernels.length >= MIN_SEGMENT) this.flush();
     this.sectionName = s;
+    sectionHooks.get(this.gpu.device)?.(this, s);
   }
 
   /** The open command encoder; opening one opens the segment's error scopes. */
@@ -133,6 +145,12 @@ export class Encoder {
     // Timestamps are taken at pass boundaries (timestampWrites); see gpu/timing.ts.
     this.endPass();
     this.pass = this.encoder().beginComputePass({ label: 'usaf.timed', timestampWrites: { querySet, beginningOfPassWriteIndex: index } });
+  }
+
+  /** Timestamps [first, first + count) of querySet into dst at dstOffset (a multiple of 256), as u64 nanoseconds. */
+  resolveQuery(querySet: GPUQuerySet, first: number, count: number, dst: GPUBuffer, dstOffset: number): void {
+    this.endPass();
+    this.encoder().resolveQuerySet(querySet, first, count, dst, dstOffset);
   }
 
   /** Submit what is recorded so far (params first) and close the segment's error scopes. */

@@ -67,6 +67,8 @@ export class TrainGraph {
       phases?: Record<string, number>;
       /** Recorded right after each trained layer's backward (e.g. consuming a dense gradient scratch shared by layers). */
       afterBackward?: (enc: Encoder, L: number) => void;
+      /** Given: the loss rows [T] are handed to it (recorded at the end of the pass) instead of read back; loss is NaN. */
+      lossRows?: (enc: Encoder, rows: GPUBuffer) => void;
     },
   ): Promise<PassResult> {
     const f = this.fwd;
@@ -113,7 +115,9 @@ export class TrainGraph {
       o.afterBackward?.(enc, this.trained[i]!);
     }
     await phase('backward');
+    o.lossRows?.(enc, f.rowLoss);
     enc.submit();
+    if (o.lossRows) return { loss: NaN, tokens: valid };
     const rows = await readF32(this.gpu, f.rowLoss, 0, T);
     let sum = 0;
     for (let t = 0; t < T; t++) if (targets[t] !== IGNORE) sum += rows[t]!;

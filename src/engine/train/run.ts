@@ -60,6 +60,19 @@ export function importanceBatches(seed: number, n: number, microbatch: number, c
   return drawBatches(importanceRng(seed), n, microbatch, count);
 }
 
+/**
+ * The run's control answer; when it does not come within a few microtasks (paused, or work of its own), `hold` runs
+ * first, so the last step's record is out while the run waits. Either way the answer is the same.
+ */
+async function control(ask: () => Promise<'go' | 'stop'>, hold: () => Promise<void>): Promise<'go' | 'stop'> {
+  const answer = ask();
+  let settled = false;
+  answer.then(() => (settled = true), () => (settled = true));
+  for (let i = 0; i < 8 && !settled; i++) await null;
+  if (!settled) await hold();
+  return answer;
+}
+
 export async function runTraining(t: Trainer, o: RunOptions): Promise<RunSummaryRecord> {
   const s = t.s;
   const log: object[] = o.resume ? [...o.resume.log] : [];
@@ -111,22 +124,32 @@ export async function runTraining(t: Trainer, o: RunOptions): Promise<RunSummary
   const done = t.step >= s.steps ? log.filter((r) => 'eval_ppl' in r && (r as EvalRecord).step === t.step).pop() : undefined;
   let last = (done as EvalRecord | undefined) ?? null;
   let stopped = false;
+  // Steps are pipelined (Trainer.runStep): a step's record comes with the next step, or with the flush that every
+  // evaluation, checkpoint, pause and the end of the run begin with, so the log keeps its order and step numbers.
+  const record = async (r: StepRecord | null) => {
+    if (!r) return;
+    await emit(r);
+    o.events?.onStep?.(r);
+    losses.push(r.loss);
+  };
   while (t.step < s.steps) {
-    if (o.control && (await o.control()) === 'stop') {
+    if (o.control && (await control(o.control, async () => record(await t.flush()))) === 'stop') {
       stopped = true;
       break;
     }
-    const { record, reselect } = await t.trainStep();
+    const { done: prev, reselect } = await t.runStep();
+    await record(prev);
     if (reselect) {
       await emit(reselect);
       o.events?.onReselect?.(reselect);
     }
-    await emit(record);
-    o.events?.onStep?.(record);
-    losses.push(record.loss);
-    if (s.evalEvery > 0 && t.step % s.evalEvery === 0 && t.step < s.steps) last = await evaluate(t.step);
-    if (o.checkpointEvery > 0 && t.step % o.checkpointEvery === 0 && t.step < s.steps) await save();
+    const evalDue = s.evalEvery > 0 && t.step % s.evalEvery === 0 && t.step < s.steps;
+    const saveDue = o.checkpointEvery > 0 && t.step % o.checkpointEvery === 0 && t.step < s.steps;
+    if (evalDue || saveDue || t.step >= s.steps) await record(await t.flush());
+    if (evalDue) last = await evaluate(t.step);
+    if (saveDue) await save();
   }
+  await record(await t.flush());
   if (!last || last.step !== t.step) last = await evaluate(t.step);
   await save();
   const sec = (performance.now() - t0) / 1000;

@@ -73,9 +73,9 @@ export class Selection {
   }
 
   /** SparseAdam on the masters: step count `t`, or each entry's own count (perEntryStep, with `entrySteps`). */
-  update(enc: Encoder, lr: number, t: number, weightDecay: number, entrySteps: EntrySteps | null): void {
-    if (this.steps && entrySteps) sparseAdamEntryT(enc, this.master, this.m, this.v, this.steps, this.grad, null, entrySteps.bias, this.k, { lr, tMax: entrySteps.tMax, weightDecay });
-    else sparseAdam(enc, this.master, this.m, this.v, this.grad, null, this.k, { lr, t, weightDecay });
+  update(enc: Encoder, lr: number, t: number, weightDecay: number, entrySteps: EntrySteps | null, guard: GPUBuffer | null = null): void {
+    if (this.steps && entrySteps) sparseAdamEntryT(enc, this.master, this.m, this.v, this.steps, this.grad, guard, entrySteps.bias, this.k, { lr, tMax: entrySteps.tMax, weightDecay });
+    else sparseAdam(enc, this.master, this.m, this.v, this.grad, guard, this.k, { lr, t, weightDecay });
   }
 
   /** Indices, masters, moments and update counts, read back. */

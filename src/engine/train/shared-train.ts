@@ -185,10 +185,10 @@ export class SharedTraining {
   }
 
   /** SparseAdam on every shared selection (the routed experts' hyper-parameters and step count, or per-entry counts), masters → weights. */
-  update(enc: Encoder, lr: number, t: number, weightDecay: number): void {
+  update(enc: Encoder, lr: number, t: number, weightDecay: number, guard: GPUBuffer | null = null): void {
     for (const { sel, w } of this.tensors()) {
-      sel.update(enc, lr, t, weightDecay, this.entrySteps);
-      scatterMasters(enc, w, sel.master, sel.idx, null, sel.k, { dtype: 'f32' });
+      sel.update(enc, lr, t, weightDecay, this.entrySteps, guard);
+      scatterMasters(enc, w, sel.master, sel.idx, guard, sel.k, { dtype: 'f32' });
     }
   }
 

@@ -29,6 +29,27 @@ import { Importance } from './importance.ts';
 import { Q4Base, type ExpertScratch } from './q4-base.ts';
 import { changedTensors, restore, snapshot, valuesAt } from './state.ts';
 import { costScope } from '../gpu/cost.ts';
+import { ReadbackRing } from '../gpu/ring.ts';
+import { GpuSpan, SPAN_BYTES, spanSeconds } from '../gpu/timing.ts';
+import { XENT_IGNORE } from '../ops/xent.ts';
+
+/** The readback slot: the non-finite flag at 0, the step's timestamps at SPAN_AT, then each microbatch's loss rows [T]. */
+const SPAN_AT = 8;
+const ROWS_AT = SPAN_AT + SPAN_BYTES;
+
+/** A submitted step whose outcome is not read yet: what its record needs besides the readback. */
+interface PendingStep {
+  step: number;
+  lr: number;
+  tokens: number;
+  /** Each microbatch's targets (XENT_IGNORE rows do not count in the loss). */
+  masks: Uint32Array[];
+  /** Wall seconds since the previous step's final submit (or this step's start). */
+  wall: number;
+  /** Wall seconds of the step's reselection (not in its timestamps). */
+  extra: number;
+  read: Promise<ArrayBuffer>;
+}
 
 export class Trainer {
   readonly graph: TrainGraph;
@@ -71,6 +92,14 @@ export class Trainer {
   readonly evalStores = new Map<SampleSet, { store: WindowStore; count: number }>();
   /** Frozen layers are streamed (not on the GPU): every sample's frozen output is cached by the layer-major pass. */
   readonly streamed: boolean;
+  /** Each step's readback: non-finite flag (u32 at 0), timestamps (SPAN_AT), loss rows of every microbatch (ROWS_AT). */
+  private readonly ring: ReadbackRing;
+  /** The step's GPU time from timestamp queries (null without the feature: wall time between step submissions). */
+  private readonly span: GpuSpan | null;
+  /** The last submitted step, until its readback is taken (runStep, flush). */
+  private pending: PendingStep | null = null;
+  /** performance.now() at the last step's final submit (null after a flush: the next step times from its start). */
+  private lastSubmit: number | null = null;
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
     if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
@@ -87,6 +116,8 @@ export class Trainer {
     this.cache = new FrozenCache(gpu, cached, s.seq, spec.hidden, `${spec.arch}:${s.trainFrom}:${s.seq}`, this.streamed ? 'host' : 'gpu');
     this.topkWork = createBuffer(gpu, { label: 'topk.work', size: TOPK_WORKSPACE_WORDS * 4, kind: 'workspace' });
     this.flag = createBuffer(gpu, { label: 'finite.flag', size: 4, kind: 'workspace' });
+    this.ring = new ReadbackRing(gpu, ROWS_AT + s.accum * this.T * 4, 2, 'train.step.readback');
+    this.span = GpuSpan.create(gpu);
     this.rng = new Rng(s.seed >>> 0);
     this.order = this.rng.shuffle(data.count);
     this.impRng = importanceRng(s.seed);
@@ -255,14 +286,33 @@ export class Trainer {
   }
 
 
-  /** One training step s (1-based): reselection when due, ACCUM microbatches, then the update unless non-finite. */
+  /**
+   * One training step s (1-based), waiting for its own record: runStep, then flush (one mapAsync, no queue drain). Tests
+   * and benches that look at each step's loss; a run pipelines with runStep.
+   */
   async trainStep(): Promise<{ record: StepRecord; reselect: ReselectRecord | null }> {
+    if (this.pending) throw new Error('trainStep: the last runStep is not read yet (flush first)');
+    const { reselect } = await this.runStep();
+    return { record: (await this.flush())!, reselect };
+  }
+
+  /**
+   * One training step s (1-based): reselection when due, ACCUM microbatches, then the update, which the optimizer kernels
+   * skip on the GPU when a gradient or loss row is non-finite (the flag). Nothing is awaited on a normal step but the
+   * readback of step s - 1 (loss rows, flag, timestamps, mapped when it was submitted), taken after step s's passes are
+   * submitted; step s's own record comes with the next runStep or flush. Returns step s - 1's record (null if none was
+   * pending) and step s's reselection.
+   */
+  async runStep(): Promise<{ done: StepRecord | null; reselect: ReselectRecord | null }> {
     const s = this.step + 1;
     const t0 = performance.now();
     const batches = Array.from({ length: this.s.accum }, () => this.nextSamples());
     let reselect: ReselectRecord | null = null;
-    const tRes = performance.now();
+    let done: StepRecord | null = null;
+    let wallExtra = 0;
     if (isReselectStep(s, this.s.reselectEvery)) {
+      done = await this.collect(); // the selection resets the step count: the last step's outcome first
+      const tRes = performance.now();
       costScope(this.gpu.device, 'reselection');
       if (this.s.accumulatedReselect) {
         // the step's own microbatch + N_IMPORTANCE - 1 more from the importance stream, as the first selection
@@ -273,9 +323,12 @@ export class Trainer {
       this.turnovers.push(turnover);
       reselect = { step: s, turnover, turnovers };
       costScope(this.gpu.device, null);
-      if (this.phases) this.phases.reselection = (this.phases.reselection ?? 0) + performance.now() - tRes;
+      wallExtra = performance.now() - tRes;
+      if (this.phases) this.phases.reselection = (this.phases.reselection ?? 0) + wallExtra;
     }
-    let enc = new Encoder(this.gpu, 'optimizer');
+    const slot = this.ring.slot();
+    const enc = new Encoder(this.gpu, 'optimizer');
+    this.span?.begin(enc);
     for (const l of this.layers) {
       enc.clear(l.G.grad);
       enc.clear(l.D.grad);
@@ -284,11 +337,13 @@ export class Trainer {
     enc.clear(this.flag);
     this.shared?.clearGrads(enc);
     enc.submit();
-    let loss = 0;
+    const T = this.T;
+    const masks: Uint32Array[] = [];
     let tokens = 0;
-    for (const samples of batches) {
+    for (const [i, samples] of batches.entries()) {
       const { ids, targets } = this.batch(samples);
-      const r = await this.graph.pass(ids, this.s.microbatch, this.s.seq, {
+      masks.push(targets);
+      await this.graph.pass(ids, this.s.microbatch, this.s.seq, {
         targets,
         cache: { cache: this.cache, samples },
         dRouters: this.routers(true),
@@ -296,40 +351,88 @@ export class Trainer {
         frozenGrads: this.shared?.grads,
         gradScale: 1 / this.s.accum,
         phases: this.phases ?? undefined,
+        lossRows: (e, rows) => {
+          e.section = 'optimizer';
+          checkFinite(e, this.flag, rows, T); // a non-finite loss skips the step as a non-finite gradient does
+          e.copy(rows, 0, slot, ROWS_AT + i * T * 4, T * 4);
+          if (i === batches.length - 1) this.checkGradients(e, slot);
+        },
       });
-      loss += r.loss / this.s.accum;
       tokens += this.s.microbatch * this.s.seq;
     }
     const tOpt = performance.now();
-    enc = new Encoder(this.gpu, 'optimizer');
+    // Step s - 1's outcome decides Adam's step count and the router's momentum start: read while the GPU runs step s.
+    if (this.pending) done = await this.collect();
+    const enc2 = new Encoder(this.gpu, 'optimizer');
+    const lr = learningRate(s, this.s.steps, this.s.lrPeak);
+    const t = this.adamT + 1; // counted on the host once the step is known to be applied
+    for (const l of this.layers) {
+      for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
+        sel.update(enc2, lr, t, this.s.wd, this.adamBias && { bias: this.adamBias, tMax: this.s.steps }, this.flag);
+        if (l.base.kind === 'f32') scatterMasters(enc2, w, sel.master, sel.idx, this.flag, sel.k, { dtype: 'f32' }); // 4-bit: Q4Base.load does it
+      }
+      routerSgd(enc2, l.router, l.routerBuf, l.dRouter, this.flag, l.dRouter.size / 4, { lr, weightDecay: this.s.wd, hasBuf: this.routerHasBuf });
+    }
+    this.shared?.update(enc2, lr, t, this.s.wd, this.flag);
+    if (this.span) this.span.end(enc2, slot, SPAN_AT);
+    enc2.submit();
+    const now = performance.now();
+    if (this.phases) {
+      await this.gpu.device.queue.onSubmittedWorkDone(); // the bench's per-phase wall times only
+      this.phases.optimizer = (this.phases.optimizer ?? 0) + performance.now() - tOpt;
+    }
+    const wall = (now - (this.lastSubmit ?? t0)) / 1000;
+    this.lastSubmit = now;
+    this.pending = { step: s, lr, tokens, masks, wall, extra: wallExtra / 1000, read: this.ring.send() };
+    this.step = s;
+    return { done, reselect };
+  }
+
+  /** The step's non-finite checks of every gradient into the flag, copied to the readback slot at 0. */
+  private checkGradients(enc: Encoder, slot: GPUBuffer): void {
     for (const l of this.layers) {
       checkFinite(enc, this.flag, l.G.grad, l.G.k);
       checkFinite(enc, this.flag, l.D.grad, l.D.k);
       checkFinite(enc, this.flag, l.dRouter, l.dRouter.size / 4);
     }
     this.shared?.gatherAndCheck(enc, this.flag);
-    enc.submit();
-    const finite = Number.isFinite(loss) && (await readU32(this.gpu, this.flag, 0, 1))[0] === 0;
-    const lr = learningRate(s, this.s.steps, this.s.lrPeak);
+    enc.copy(this.flag, 0, slot, 0, 4);
+  }
+
+  /**
+   * Reads the last submitted step's outcome (waiting for its GPU work) and returns its record, null if none is pending.
+   * Its update was applied on the GPU unless flagged non-finite: Adam's step count, the skip count and the router's
+   * momentum follow here. Call before anything that reads the trainer's state (evaluation, checkpoint, end of a run).
+   */
+  async flush(): Promise<StepRecord | null> {
+    this.lastSubmit = null; // the next step's wall time starts with it, not here
+    return this.collect();
+  }
+
+  private async collect(): Promise<StepRecord | null> {
+    const p = this.pending;
+    if (!p) return null;
+    this.pending = null;
+    const bytes = await p.read;
+    const finite = new Uint32Array(bytes, 0, 1)[0] === 0;
     if (finite) {
       this.adamT++;
-      enc = new Encoder(this.gpu, 'optimizer');
-      for (const l of this.layers) {
-        for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
-          sel.update(enc, lr, this.adamT, this.s.wd, this.adamBias && { bias: this.adamBias, tMax: this.s.steps });
-          if (l.base.kind === 'f32') scatterMasters(enc, w, sel.master, sel.idx, null, sel.k, { dtype: 'f32' }); // 4-bit: Q4Base.load does it
-        }
-        routerSgd(enc, l.router, l.routerBuf, l.dRouter, null, l.dRouter.size / 4, { lr, weightDecay: this.s.wd, hasBuf: this.routerHasBuf });
-      }
-      this.shared?.update(enc, lr, this.adamT, this.s.wd);
-      enc.submit();
       this.routerHasBuf = true;
     } else this.skipped++;
-    this.step = s;
-    await this.gpu.device.queue.onSubmittedWorkDone();
-    if (this.phases) this.phases.optimizer = (this.phases.optimizer ?? 0) + performance.now() - tOpt;
-    const sec = (performance.now() - t0) / 1000;
-    return { record: { step: s, loss, lr, finite, sec, tok_s: tokens / sec }, reselect };
+    const rows = new Float32Array(bytes, ROWS_AT, p.masks.length * this.T);
+    let loss = 0;
+    p.masks.forEach((targets, i) => {
+      let sum = 0;
+      let valid = 0;
+      targets.forEach((x, j) => {
+        if (x !== XENT_IGNORE) (sum += rows[i * this.T + j]!, valid++);
+      });
+      loss += sum / Math.max(1, valid) / p.masks.length;
+    });
+    // GPU time of the step (plus its reselection's wall time) from timestamps; else wall time between step submissions
+    const gpuSec = this.span ? spanSeconds(bytes, SPAN_AT) : null;
+    const sec = gpuSec !== null ? gpuSec + p.extra : p.wall;
+    return { step: p.step, loss, lr: p.lr, finite, sec, tok_s: p.tokens / sec };
   }
 
   /** Mean loss over the windows of a sample set (forward only, current weights). */
@@ -364,6 +467,7 @@ export class Trainer {
 
   /** Everything needed to continue this run exactly (read back from the GPU). */
   snapshot(settings: Record<string, unknown>, log: object[]): Promise<TrainCheckpoint> {
+    if (this.pending) throw new Error(`snapshot: step ${this.pending.step} is not read yet (flush first)`);
     return snapshot(this, settings, log);
   }
 
