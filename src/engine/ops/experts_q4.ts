@@ -100,14 +100,16 @@ export function expertsQ4Delta(enc: Encoder, s: SparseTableGpu, master: GPUBuffe
   k.dispatch(enc, [s.tab, master, overlay ?? master, w0.buf, s.delta], [gx, Math.ceil(n / (WG * gx))], params, { flops: 3 * n, bytes: 24 * n });
 }
 
-/** Expected sorted rows per expert (uniform routing): the cost model's share of the rows a table entry meets. */
-const rowsPerExpert = (d: ExpertsDims) => (d.T * d.K) / d.E;
-
-/** Keys read (two rowptr words each) by every row tile: tiles × columns. Entries × rows: the multiply-adds. */
-function cost(d: ExpertsDims, keys: number, nnz: number, outputsRW: number): { flops: number; bytes: number } {
-  const rows = rowsPerExpert(d);
-  const touched = Math.min(keys, nnz) * rows; // output elements with a correction, at most
-  return { flops: 2 * nnz * rows, bytes: 8 * maxTilesOf(d) * (keys / d.E) + 8 * nnz * Math.ceil(rows / 32) + 4 * nnz * rows + 4 * outputsRW * touched };
+/**
+ * Launch arithmetic (docs/cost-model.md: compulsory traffic, inputs read once): the rowptr words of `keys` keys, `words`
+ * u32/f32 per entry (col, Δ, pos), the dense input once (`inElems`), and `rw` words per output element corrected, at most
+ * every output column of every row, at most the entries' rows (uniform routing: R / E rows per expert). FLOPs: one
+ * multiply-add per entry and row of its expert.
+ */
+function cost(d: ExpertsDims, keys: number, nnz: number, words: number, inElems: number, outCols: number, rw: number): { flops: number; bytes: number } {
+  const R = d.T * d.K;
+  const corrected = Math.min(outCols * R, (nnz * R) / d.E);
+  return { flops: (2 * nnz * R) / d.E, bytes: 4 * (keys + 1) + 4 * words * nnz + 4 * inElems + 4 * rw * corrected };
 }
 
 const params = (d: ExpertsDims, s: SparseTableGpu, fwd: boolean) =>
@@ -117,26 +119,26 @@ const params = (d: ExpertsDims, s: SparseTableGpu, fwd: boolean) =>
 export function expertsQ4GateUp(enc: Encoder, s: { G: GPUBuffer; U: GPUBuffer; A: GPUBuffer }, x: GPUBuffer, tg: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
   if (tg.t.nnz === 0) return;
   const k = kernel(enc.gpu, { name: 'experts_q4.gate_up', code: gateUpSrc, entryPoint: 'gate_up', constants: { WG: CWG } });
-  k.dispatch(enc, [tg.tab, tg.delta, x, route.rowPair, route.tiles, s.G, s.U, s.A], [Math.ceil(d.IE / CWG), maxTilesOf(d)], params(d, tg, true), cost(d, 2 * d.E * d.IE, tg.t.nnz, 5));
+  k.dispatch(enc, [tg.tab, tg.delta, x, route.rowPair, route.tiles, s.G, s.U, s.A], [Math.ceil(d.IE / CWG), maxTilesOf(d)], params(d, tg, true), cost(d, 2 * d.E * d.IE, tg.t.nnz, 2, d.T * d.H + d.T * d.K, d.IE, 5));
 }
 
 /** Y [R, H] += A·Δᵀ over the D table's rows. After expertsDown on W0. */
 export function expertsQ4Down(enc: Encoder, Y: GPUBuffer, A: GPUBuffer, td: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
   if (td.t.nnz === 0) return;
   const k = kernel(enc.gpu, { name: 'experts_q4.down', code: downSrc, entryPoint: 'down', constants: { WG: CWG } });
-  k.dispatch(enc, [td.tab, td.delta, A, route.tiles, Y], [Math.ceil(d.H / CWG), maxTilesOf(d)], params(d, td, true), cost(d, d.E * d.H, td.t.nnz, 2));
+  k.dispatch(enc, [td.tab, td.delta, A, route.tiles, Y], [Math.ceil(d.H / CWG), maxTilesOf(d)], params(d, td, true), cost(d, d.E * d.H, td.t.nnz, 2, d.T * d.K * d.IE, d.H, 2));
 }
 
 /** dG, dU [R, IE] += (dY·Δ) through the SwiGLU backward, over the D table transposed. After expertsBackwardAct on W0. */
 export function expertsQ4BackwardAct(enc: Encoder, dG: GPUBuffer, dU: GPUBuffer, dY: GPUBuffer, G: GPUBuffer, U: GPUBuffer, td: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
   if (td.t.nnz === 0) return;
   const k = kernel(enc.gpu, { name: 'experts_q4.backward_act', code: actSrc, entryPoint: 'backward_act', constants: { WG: CWG } });
-  k.dispatch(enc, [td.tab, td.delta, dY, G, U, route.tiles, dG, dU], [Math.ceil(d.IE / CWG), maxTilesOf(d)], params(d, td, false), cost(d, d.E * d.IE, td.t.nnz, 6));
+  k.dispatch(enc, [td.tab, td.delta, dY, G, U, route.tiles, dG, dU], [Math.ceil(d.IE / CWG), maxTilesOf(d)], params(d, td, false), cost(d, d.E * d.IE, td.t.nnz, 3, d.T * d.K * d.H, d.IE, 6));
 }
 
 /** dXr [R, H] += dG·Δgate + dU·Δup over the G table transposed. After expertsBackwardInput on W0. */
 export function expertsQ4BackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer, dU: GPUBuffer, tg: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
   if (tg.t.nnz === 0) return;
   const k = kernel(enc.gpu, { name: 'experts_q4.backward_input', code: inSrc, entryPoint: 'backward_input', constants: { WG: CWG } });
-  k.dispatch(enc, [tg.tab, tg.delta, dG, dU, route.tiles, dXr], [Math.ceil(d.H / CWG), maxTilesOf(d)], params(d, tg, false), cost(d, 2 * d.E * d.H, tg.t.nnz, 2));
+  k.dispatch(enc, [tg.tab, tg.delta, dG, dU, route.tiles, dXr], [Math.ceil(d.H / CWG), maxTilesOf(d)], params(d, tg, false), cost(d, 2 * d.E * d.H, tg.t.nnz, 3, 2 * d.T * d.K * d.IE, d.H, 2));
 }

@@ -16,6 +16,7 @@ import { rmsnormBackward } from '../ops/rmsnorm.ts';
 import { ropeBackward } from '../ops/rope.ts';
 import { attentionBackward } from '../ops/attention.ts';
 import { routerBackward, routerLogitsBackward } from '../ops/router.ts';
+import { expertsQ4BackwardAct, expertsQ4BackwardInput } from '../ops/experts_q4.ts';
 import { expertsBackward, expertsBackwardAct, expertsBackwardCombine, expertsBackwardInput, expertsBackwardWeights, expertsCombine } from '../ops/experts.ts';
 import { sparseGradDown, sparseGradGateUp } from '../ops/sparse_grad.ts';
 import { xentBackward } from '../ops/xent.ts';
@@ -207,7 +208,18 @@ function moeBackward(enc: Encoder, f: Forward, lw: LayerWeights, a: LayerActs, w
   const g = { dY: wk.dY, dG: wk.dG, dU: wk.dU, dXr: a.Y }; // dXr over the saved Y: read (dTopW) before it is written
   const ch = lw.expertChunks;
   if (!ch) expertsBackward(enc, wk.dHn, wk.dTopW, g, wk.dResid, w, a.topW, a, route, d);
-  else {
+  else if (ch.fused) {
+    // 4-bit W0 + the sparse correction (see Forward.moe), Δ as the forward recorded it
+    const fz = ch.fused(enc, false);
+    const dq = expertDims(s, T, 'q4', fz.w);
+    const wq = { gate: fz.w.gate.buf, up: fz.w.up.buf, down: fz.w.down.buf };
+    expertsBackwardCombine(enc, wk.dTopW, g.dY, wk.dResid, a.Y, a.topW, route, dq);
+    expertsBackwardAct(enc, g.dG, g.dU, g.dY, wq, a.G, a.U, route, dq);
+    expertsQ4BackwardAct(enc, g.dG, g.dU, g.dY, a.G, a.U, fz.D, route, dq);
+    expertsBackwardInput(enc, g.dXr, g.dG, g.dU, wq, route, dq);
+    expertsQ4BackwardInput(enc, g.dXr, g.dG, g.dU, fz.G, route, dq);
+    expertsCombine(enc, wk.dHn, g.dXr, route.slot, null, T, s.hidden, m.topK);
+  } else {
     // one chunk of experts at a time (see Forward.moe); the combines read no weights
     expertsBackwardCombine(enc, wk.dTopW, g.dY, wk.dResid, a.Y, a.topW, route, d);
     ch.ranges.forEach((experts, c) => {
