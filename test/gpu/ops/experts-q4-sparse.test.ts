@@ -8,33 +8,17 @@ import * as q4 from '../../../src/engine/ops/experts_q4.ts';
 import * as ref from '../../../src/engine/ref/experts.ts';
 import * as refQ4 from '../../../src/engine/ref/experts_q4.ts';
 import * as route from '../../../src/engine/ops/moe_route.ts';
-import { dequantize } from '../../../src/engine/ref/dequant.ts';
-import { quantizeCpu } from '../../../src/engine/quant/hqq.ts';
-import { quantLayout } from '../../../src/engine/quant/format.ts';
 import type { GpuContext } from '../../../src/engine/gpu/device.ts';
 import { randn, rng } from '../../helpers/random.ts';
 import { expectClose } from '../../helpers/compare.ts';
 import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
-import { cpuRoute, randomRouting } from '../../helpers/experts-data.ts';
+import { cpuRoute, q4Tensor, randomRouting } from '../../helpers/experts-data.ts';
 
 const G = 16;
 const T = 40, H = 48, E = 5, K = 2, IE = 24;
 const R = T * K;
 const per = E * IE * H;
 const d: ex.ExpertsDims = { T, H, E, K, IE, wDtype: 'q4', groupSize: G };
-
-function q4Tensor(rows: number, L: number, seed: number) {
-  const lay = quantLayout(rows, L, G);
-  const q = new Uint32Array(lay.qWords), sz = new Uint32Array(lay.groups);
-  quantizeCpu(q, sz, randn(rows * L, seed, 0.15), { rows, K: L, G });
-  const gap = 3;
-  const words = new Uint32Array(lay.qWords + gap + lay.groups);
-  words.set(q);
-  words.set(sz, lay.qWords + gap);
-  const values = new Float64Array(rows * L);
-  dequantize(values, q, sz, { rows, K: L, G });
-  return { words, values, szAt: lay.qWords + gap };
-}
 
 /** Disjoint ascending active and overlay sets of [0, numel): dense in a few weight rows (of length L), sparse elsewhere. */
 function entries(numel: number, L: number, seed: number) {
@@ -55,8 +39,8 @@ function upload(gpu: GpuContext, t: q4.SparseTable): q4.SparseTableGpu {
   return { tab: u32Buffer(gpu, words), delta: poisoned(gpu, Math.max(1, t.nnz)), t: rest };
 }
 
-const gu = q4Tensor(2 * E * IE, H, 11);
-const dn = q4Tensor(E * H, IE, 12);
+const gu = q4Tensor(2 * E * IE, H, 11, 3, G);
+const dn = q4Tensor(E * H, IE, 12, 3, G);
 const eg = entries(2 * per, H, 13), ed = entries(per, IE, 14);
 const vals = (w0: Float64Array, idx: Uint32Array, seed: number) => Float32Array.from(randn(idx.length, seed, 0.05), (v, j) => w0[idx[j]!]! + v);
 const mG = vals(gu.values, eg.active, 15), oG = vals(gu.values, eg.overlay, 16);
