@@ -10,7 +10,6 @@ import type { ModelSpec, TensorEntry, TensorRole } from '../model/spec.ts';
 import { globalTensors, layerTensors } from '../model/tensors.ts';
 import { attentionWidths, XENT_CHUNK } from '../train/forward.ts';
 import { EXPERT_TILE_M } from '../ops/experts.ts';
-import { dGeometry, gGeometry, sparseTableWords } from '../ops/experts_q4.ts';
 import { moeRouteMaxTiles } from '../ops/moe_route.ts';
 import { xentWorkElements } from '../ops/xent.ts';
 import { TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
@@ -361,13 +360,7 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
     it.f32(`L.${sel}.m|v`, 'optimizer', k, 2 * n);
     if (s.perEntryStep) it.f32(`L.${sel}.steps`, 'optimizer', k, n);
     it.f32(`L.${sel}.grad`, 'workspace', k, n);
-    if (s.quantizeExperts) {
-      it.f32(`L.${sel}.overlay.idx|val`, 'masters', overlayCapacity(run, numelSel), 2 * n);
-      // the fused path's sparse table and Δ of every entry that differs from W0 (train/q4-base.ts reserve)
-      const most = k + overlayCapacity(run, numelSel);
-      it.f32(`L.${sel}.sparse.table`, 'masters', sparseTableWords((sel === 'G' ? gGeometry : dGeometry)({ E, IE, H }), most), n);
-      it.f32(`L.${sel}.sparse.delta`, 'workspace', Math.max(1, most), n);
-    }
+    if (s.quantizeExperts) it.f32(`L.${sel}.overlay.idx|val`, 'masters', overlayCapacity(run, numelSel), 2 * n);
   }
   it.f32('L.dRouter', 'workspace', E * H, n);
   it.f32('L.routerBuf', 'optimizer', E * H, n);

@@ -10,7 +10,7 @@ import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import { dequantizeExperts } from '../quant/experts-q4.ts';
 import { gatherMasters, scatterMasters } from '../ops/adam.ts';
-import { buildSparseTable, dGeometry, expertsQ4Delta, gGeometry, sparseTableWords, type SparseTableGpu } from '../ops/experts_q4.ts';
+import { buildSparseTable, dGeometry, expertsQ4Delta, gGeometry, type SparseTableGpu } from '../ops/experts_q4.ts';
 import { setMinus, union } from './sorted-sets.ts';
 import type { Selection, TrainedLayer } from './selection.ts';
 import type { FusedExperts } from './weights.ts';
@@ -95,37 +95,23 @@ export class Q4Base {
    * tables of its active and overlay entries, rebuilt on the host when either set changed (a selection, a resume), and
    * with `delta` the Δ of every entry recorded (from the masters as they are now). No f32 expert weights.
    */
-  /** The layer's table and Δ buffers, made once at their largest (k active + the overlay's capacity entries). */
-  reserve(l: TrainedLayer): Tables {
-    let t = this.tables.get(l);
-    if (t) return t;
-    const dims = { E: this.spec.moe.numExperts, IE: this.spec.moe.expertIntermediate, H: this.spec.hidden };
-    const make = (sel: Selection): SparseTableGpu => {
-      const most = sel.k + (sel.overlay?.cap ?? 0);
-      const words = sparseTableWords(sel === l.G ? gGeometry(dims) : dGeometry(dims), most);
-      const tab = createBuffer(this.gpu, { label: `${sel.name}.sparse.table`, size: words * 4, kind: 'masters' });
-      const delta = createBuffer(this.gpu, { label: `${sel.name}.sparse.delta`, size: Math.max(1, most) * 4, kind: 'workspace' });
-      return { tab, delta, t: { nnz: 0, fPtr: 0, fCol: 0, bPtr: 0, bCol: 0, bPos: 0, src: 0, flat: 0 } };
-    };
-    t = { from: [], G: make(l.G), D: make(l.D) };
-    this.tables.set(l, t);
-    return t;
-  }
-
   fused(enc: Encoder, l: TrainedLayer, delta: boolean): FusedExperts {
     if (l.base.kind !== 'q4') throw new Error('fused: not a 4-bit base');
     const w = l.base.experts;
     const none = new Uint32Array(0);
     const from = [l.G.host, this.overlays.get(l.G) ?? none, l.D.host, this.overlays.get(l.D) ?? none];
-    const t = this.reserve(l);
-    if (t.from.some((a, i) => a !== from[i])) {
+    let t = this.tables.get(l);
+    if (!t || t.from.some((a, i) => a !== from[i])) {
+      if (t) for (const b of [t.G.tab, t.G.delta, t.D.tab, t.D.delta]) b.destroy();
       const dims = { E: this.spec.moe.numExperts, IE: this.spec.moe.expertIntermediate, H: this.spec.hidden };
-      for (const [sel, tab, i] of [[l.G, t.G, 0], [l.D, t.D, 2]] as const) {
+      const up = (sel: Selection, i: number): SparseTableGpu => {
         const { words, ...rest } = buildSparseTable(sel === l.G ? gGeometry(dims) : dGeometry(dims), from[i]!, from[i + 1]!);
-        writeBuffer(this.gpu, tab.tab, 0, words);
-        tab.t = rest;
-      }
-      t.from = from;
+        const tab = createBuffer(this.gpu, { label: `${sel.name}.sparse.table`, size: words.byteLength, kind: 'masters' });
+        writeBuffer(this.gpu, tab, 0, words);
+        return { tab, delta: createBuffer(this.gpu, { label: `${sel.name}.sparse.delta`, size: Math.max(4, rest.nnz * 4), kind: 'workspace' }), t: rest };
+      };
+      t = { from, G: up(l.G, 0), D: up(l.D, 2) };
+      this.tables.set(l, t);
     }
     if (delta) {
       for (const [sel, tab, x, L] of [[l.G, t.G, w.gate, this.spec.hidden], [l.D, t.D, w.down, this.spec.moe.expertIntermediate]] as const) {

@@ -153,7 +153,6 @@ export class Trainer {
       });
     }
     if (this.scratch) for (const l of this.layers) weights.layers[l.layer]!.expertChunks = { ranges: this.chunks, load: (e, c) => this.q4.load(e, l, c), fused: (e, delta) => this.q4.fused(e, l, delta) };
-    if (this.scratch) for (const l of this.layers) this.q4.reserve(l);
     enc.submit();
     // The loaded gate/up buffers were copied into gu by the submitted work; WebGPU frees them once it has run.
     for (const b of retired) b.destroy();
