@@ -1,9 +1,10 @@
 // Trained experts in chunks, and the 4-bit base: a trained layer's experts come in chunks [e0, e1) (one chunk = all
-// experts unless 4-bit with a smaller expertChunk). With 4-bit experts the layer keeps only its 4-bit W0; its current f32
-// weights are materialized one chunk at a time into one scratch shared by all layers: W0 dequantized, then the overlay
-// (entries once trained, no longer active), then the active entries' masters. With an f32 base there is one chunk and
-// nothing to materialize.
-
+// experts unless 4-bit with a smaller expertChunk). With 4-bit experts the layer keeps only its 4-bit W0. Forward and
+// backward read W0 directly and add the trained entries as a sparse f32 correction (fused, ops/experts_q4.ts): no f32
+// expert weights on a step. Where the current f32 weights themselves are needed (a selection's values, the export), they
+// are materialized one chunk at a time into one scratch shared by all layers: W0 dequantized, then the overlay (entries
+// once trained, no longer active), then the active entries' masters. With an f32 base there is one chunk and nothing to
+// materialize.
 import type { GpuContext } from '../gpu/device.ts';
 import { createBuffer, readF32, scratchBuffer, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
