@@ -4,6 +4,10 @@ import { rng } from './random.ts';
 import { decodeBf16, encodeBf16, packBf16Pairs } from '../../src/engine/io/dtype.ts';
 import { moeRouteMaxTiles, type MoeRouteDims } from '../../src/engine/ops/moe_route.ts';
 import * as routeRef from '../../src/engine/ref/moe_route.ts';
+import { dequantize } from '../../src/engine/ref/dequant.ts';
+import { quantizeCpu } from '../../src/engine/quant/hqq.ts';
+import { quantLayout } from '../../src/engine/quant/format.ts';
+import { randn } from './random.ts';
 
 /** topIdx [T, K]: K distinct experts per token, skewed (some experts hot); `avoid` is never used (-1: none). */
 export function randomRouting(T: number, K: number, E: number, seed: number, avoid = -1): Uint32Array {
@@ -41,4 +45,20 @@ export function cpuRoute(topIdx: Uint32Array, d: MoeRouteDims) {
   };
   routeRef.moeRoute(o.counts, o.offsets, o.slot, o.rowPair, o.tiles, topIdx, d);
   return o;
+}
+
+/**
+ * rows [rows, L] of N(0, 0.15) weights quantized in groups of G: the words as a kernel binds them (codes, `gap` words,
+ * then the (scale, zero) table at word szAt) and the dequantized values.
+ */
+export function q4Tensor(rows: number, L: number, seed: number, gap: number, G: number) {
+  const lay = quantLayout(rows, L, G);
+  const q = new Uint32Array(lay.qWords), sz = new Uint32Array(lay.groups);
+  quantizeCpu(q, sz, randn(rows * L, seed, 0.15), { rows, K: L, G });
+  const words = new Uint32Array(lay.qWords + gap + lay.groups);
+  words.set(q);
+  words.set(sz, lay.qWords + gap);
+  const values = new Float64Array(rows * L);
+  dequantize(values, q, sz, { rows, K: L, G });
+  return { words, values, szAt: lay.qWords + gap };
 }

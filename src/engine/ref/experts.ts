@@ -22,7 +22,7 @@ export interface RefGrads {
 const sigmoid = (g: number) => 1 / (1 + Math.exp(-g));
 
 /** Expert of each sorted row, from offsets [E+1]. */
-function rowExperts(offsets: Arr, E: number): Uint32Array {
+export function rowExperts(offsets: Arr, E: number): Uint32Array {
   const out = new Uint32Array(offsets[E]!);
   for (let e = 0; e < E; e++) for (let r = offsets[e]!; r < offsets[e + 1]!; r++) out[r] = e;
   return out;

@@ -1,24 +1,34 @@
 // Trained experts in chunks, and the 4-bit base: a trained layer's experts come in chunks [e0, e1) (one chunk = all
-// experts unless 4-bit with a smaller expertChunk). With 4-bit experts the layer keeps only its 4-bit W0; its current f32
-// weights are materialized one chunk at a time into one scratch shared by all layers: W0 dequantized, then the overlay
-// (entries once trained, no longer active), then the active entries' masters. With an f32 base there is one chunk and
-// nothing to materialize.
-
+// experts unless 4-bit with a smaller expertChunk). With 4-bit experts the layer keeps only its 4-bit W0. Forward and
+// backward read W0 directly and add the trained entries as a sparse f32 correction (fused, ops/experts_q4.ts): no f32
+// expert weights on a step. Where the current f32 weights themselves are needed (a selection's values, the export), they
+// are materialized one chunk at a time into one scratch shared by all layers: W0 dequantized, then the overlay (entries
+// once trained, no longer active), then the active entries' masters. With an f32 base there is one chunk and nothing to
+// materialize.
 import type { GpuContext } from '../gpu/device.ts';
 import { createBuffer, readF32, scratchBuffer, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import { dequantizeExperts } from '../quant/experts-q4.ts';
 import { gatherMasters, scatterMasters } from '../ops/adam.ts';
+import { buildSparseTable, dGeometry, expertsQ4Delta, gGeometry, type SparseTableGpu } from '../ops/experts_q4.ts';
 import { setMinus, union } from './sorted-sets.ts';
 import type { Selection, TrainedLayer } from './selection.ts';
+import type { FusedExperts } from './weights.ts';
 
 /** The f32 scratch of 4-bit runs: gu = [gate | up] of `cap` experts each ([2, cap, IE, H]), down [cap, H, IE]. */
 export interface ExpertScratch { gu: GPUBuffer; down: GPUBuffer; cap: number }
 
 type Target = { dtype: 'f32'; offset: number; range: [number, number] };
 
+/** A layer's sparse tables and the index sets (by identity) they were built from: G active, G overlay, D active, D overlay. */
+interface Tables { from: Uint32Array[]; G: SparseTableGpu; D: SparseTableGpu }
+
 export class Q4Base {
+  /** The overlay's indices as last written (writeOverlay), by selection. */
+  private readonly overlays = new Map<Selection, Uint32Array>();
+  private readonly tables = new Map<TrainedLayer, Tables>();
+
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly chunks: [number, number][], readonly scratch: ExpertScratch | null) {}
 
   /** Elements of one expert's gate, up or down. */
@@ -78,6 +88,38 @@ export class Q4Base {
     if (dropped.length > o.cap) throw new Error(`${sel.name}: ${dropped.length} entries no longer active exceed the overlay's ${o.cap} (more reselections than the settings allow for)`);
     if (dropped.length) writeBuffer(this.gpu, o.idx, 0, dropped);
     o.n = dropped.length;
+    this.overlays.set(sel, dropped);
+  }
+
+  /**
+   * 4-bit base, a normal step: the layer's experts for the fused path (ExpertChunks.fused): the 4-bit W0 and the sparse
+   * tables of its active and overlay entries, rebuilt on the host when either set changed (a selection, a resume), and
+   * with `delta` the Δ of every entry recorded (from the masters as they are now). No f32 expert weights.
+   */
+  fused(enc: Encoder, l: TrainedLayer, delta: boolean): FusedExperts {
+    if (l.base.kind !== 'q4') throw new Error('fused: not a 4-bit base');
+    const w = l.base.experts;
+    const none = new Uint32Array(0);
+    const from = [l.G.host, this.overlays.get(l.G) ?? none, l.D.host, this.overlays.get(l.D) ?? none];
+    let t = this.tables.get(l);
+    if (!t || t.from.some((a, i) => a !== from[i])) {
+      if (t) for (const b of [t.G.tab, t.G.delta, t.D.tab, t.D.delta]) b.destroy();
+      const dims = { E: this.spec.moe.numExperts, IE: this.spec.moe.expertIntermediate, H: this.spec.hidden };
+      const up = (sel: Selection, i: number): SparseTableGpu => {
+        const { words, ...rest } = buildSparseTable(sel === l.G ? gGeometry(dims) : dGeometry(dims), from[i]!, from[i + 1]!);
+        const tab = createBuffer(this.gpu, { label: `${sel.name}.sparse.table`, size: words.byteLength, kind: 'masters' });
+        writeBuffer(this.gpu, tab, 0, words);
+        return { tab, delta: createBuffer(this.gpu, { label: `${sel.name}.sparse.delta`, size: Math.max(4, rest.nnz * 4), kind: 'workspace' }), t: rest };
+      };
+      t = { from, G: up(l.G, 0), D: up(l.D, 2) };
+      this.tables.set(l, t);
+    }
+    if (delta) {
+      for (const [sel, tab, x, L] of [[l.G, t.G, w.gate, this.spec.hidden], [l.D, t.D, w.down, this.spec.moe.expertIntermediate]] as const) {
+        expertsQ4Delta(enc, tab, sel.master, sel.overlay?.val ?? null, { buf: x.buf, szWord: x.q4!.sz, L, G: x.q4!.G });
+      }
+    }
+    return { w, G: t.G, D: t.D };
   }
 
   /**

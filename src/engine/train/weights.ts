@@ -4,6 +4,7 @@
 
 import type { GpuContext } from '../gpu/device.ts';
 import { createBuffer, writeBuffer } from '../gpu/buffers.ts';
+import type { SparseTableGpu } from '../ops/experts_q4.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { decodeF32, packBf16Pairs, encodeBf16, type Dtype } from '../io/dtype.ts';
@@ -58,7 +59,16 @@ export interface LayerWeights {
 export interface ExpertChunks {
   ranges: [e0: number, e1: number][];
   load(enc: Encoder, chunk: number): void;
+  /**
+   * When set, forward and backward load no chunk: the GEMMs read the 4-bit W0 (`w`) and add the trained entries as a
+   * sparse correction (ops/experts_q4.ts, tables of train/q4-base.ts). `delta`: record the Δ of the current values first
+   * (forward; the backward of the same pass reuses it).
+   */
+  fused?(enc: Encoder, delta: boolean): FusedExperts;
 }
+
+/** A trained 4-bit layer's experts without f32 weights: the 4-bit base and the sparse tables of G and D (with Δ). */
+export interface FusedExperts { w: ExpertWeights; G: SparseTableGpu; D: SparseTableGpu }
 
 export interface ModelWeights {
   embed: GpuTensor; // [V, H]

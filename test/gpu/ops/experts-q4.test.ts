@@ -5,35 +5,19 @@ import { describe, it } from 'vitest';
 import * as gpuOp from '../../../src/engine/ops/experts.ts';
 import * as ref from '../../../src/engine/ref/experts.ts';
 import * as route from '../../../src/engine/ops/moe_route.ts';
-import { dequantize } from '../../../src/engine/ref/dequant.ts';
-import { quantizeCpu } from '../../../src/engine/quant/hqq.ts';
-import { quantLayout } from '../../../src/engine/quant/format.ts';
 import type { ExpertsDims } from '../../../src/engine/ops/experts.ts';
 import { randn } from '../../helpers/random.ts';
 import { expectClose } from '../../helpers/compare.ts';
 import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
-import { cpuRoute, randomRouting } from '../../helpers/experts-data.ts';
+import { cpuRoute, q4Tensor, randomRouting } from '../../helpers/experts-data.ts';
 
 const G = 32;
 const T = 70, H = 80, E = 6, K = 3, IE = 24;
 const R = T * K;
 
-/** rows [rows, L] of N(0, 0.15) weights quantized; returns the words (codes, a gap, then the table) and the dequantized values. */
-function q4Tensor(rows: number, L: number, seed: number, gap: number) {
-  const lay = quantLayout(rows, L, G);
-  const q = new Uint32Array(lay.qWords), sz = new Uint32Array(lay.groups);
-  quantizeCpu(q, sz, randn(rows * L, seed, 0.15), { rows, K: L, G });
-  const words = new Uint32Array(lay.qWords + gap + lay.groups);
-  words.set(q);
-  words.set(sz, lay.qWords + gap);
-  const values = new Float64Array(rows * L);
-  dequantize(values, q, sz, { rows, K: L, G });
-  return { words, values, szAt: lay.qWords + gap };
-}
-
 // gate/up: 1 leading row, E*IE gate rows, E*IE up rows of H. down: 2 leading rows, E*H rows of IE.
-const gu = q4Tensor(1 + 2 * E * IE, H, 11, 5);
-const dn = q4Tensor(2 + E * H, IE, 12, 3);
+const gu = q4Tensor(1 + 2 * E * IE, H, 11, 5, G);
+const dn = q4Tensor(2 + E * H, IE, 12, 3, G);
 const offsets = { gateOffset: H, upOffset: (1 + E * IE) * H, downOffset: 2 * IE };
 const dQ4: ExpertsDims = { T, H, E, K, IE, wDtype: 'q4', groupSize: G, ...offsets, gateSz: gu.szAt, upSz: gu.szAt, downSz: dn.szAt };
 const dRef: ExpertsDims = { T, H, E, K, IE, wDtype: 'f32', ...offsets };

@@ -1,0 +1,144 @@
+// Routed experts on a 4-bit base with trained entries, without materializing f32 weights: the grouped GEMMs of
+// ops/experts.ts read the 4-bit W0 (dequantized in registers), then these kernels add the trained entries' part as a
+// sparse f32 correction, Δ = current value − dequantized W0 at every entry that differs (active masters and the overlay
+// of dropped, once-trained entries). Per selection tensor a host-built table orders its entries by weight row (forward:
+// output column of G/U or Y) and transposed (backward: output column of dG/dU or dXr), so each output element has one
+// owner. Same signatures as ref/experts_q4.ts.
+//
+// Index spaces (train/selection.ts): G = gate|up [2, E, IE, H] flat, D = down [E, H, IE] flat. Both are blocks of
+// M rows of length L: flat f = (b·M + m)·L + l with b = part·E + e (G: M = IE, L = H) or e (D: M = H, L = IE). The
+// forward key of f is its row b·M + m (other index l), the backward key b·L + l (other index m).
+
+import type { Encoder } from '../gpu/encoder.ts';
+import { kernel } from '../gpu/kernel.ts';
+import { DEFAULT_GROUP } from '../quant/format.ts';
+import type { ExpertRouting } from './experts.ts';
+import { maxTilesOf, type ExpertsDims } from './experts.ts';
+import deltaSrc from '../../../shaders/experts_q4_delta.wgsl?raw';
+import gateUpSrc from '../../../shaders/experts_q4_gate_up.wgsl?raw';
+import downSrc from '../../../shaders/experts_q4_down.wgsl?raw';
+import actSrc from '../../../shaders/experts_q4_backward_act.wgsl?raw';
+import inSrc from '../../../shaders/experts_q4_backward_input.wgsl?raw';
+
+/** Source code bit of a table entry: set = slot in the overlay's values, clear = slot in the masters. */
+export const OVERLAY = 0x80000000;
+
+/** One selection tensor's geometry: blocks of M rows of length L (see the header). */
+export interface SparseGeometry { blocks: number; M: number; L: number }
+
+export const gGeometry = (d: Pick<ExpertsDims, 'E' | 'IE' | 'H'>): SparseGeometry => ({ blocks: 2 * d.E, M: d.IE, L: d.H });
+export const dGeometry = (d: Pick<ExpertsDims, 'E' | 'IE' | 'H'>): SparseGeometry => ({ blocks: d.E, M: d.H, L: d.IE });
+
+/**
+ * A selection tensor's entries as one u32 table (word offsets below): forward rowptr [blocks·M + 1] and col (l) [nnz];
+ * backward rowptr [blocks·L + 1], col (m) [nnz] and pos [nnz] (the entry's place in forward order); src [nnz] (master
+ * slot, or overlay slot | OVERLAY) and flat [nnz] in forward order.
+ */
+export interface SparseTable {
+  words: Uint32Array;
+  nnz: number;
+  fPtr: number; fCol: number; bPtr: number; bCol: number; bPos: number; src: number; flat: number;
+}
+
+/**
+ * The table of `active` (ascending, master slot = position) and `overlay` (ascending, disjoint from active, overlay
+ * slot = position). Throws naming the index when one lies outside the tensor.
+ */
+export function buildSparseTable(g: SparseGeometry, active: Uint32Array, overlay: Uint32Array): SparseTable {
+  const { blocks, M, L } = g;
+  const numel = blocks * M * L;
+  const nnz = active.length + overlay.length;
+  const nF = blocks * M, nB = blocks * L;
+  const fPtr = 0, fCol = nF + 1, bPtr = fCol + nnz, bCol = bPtr + nB + 1, bPos = bCol + nnz, src = bPos + nnz, flat = src + nnz;
+  const w = new Uint32Array(flat + nnz);
+  // merge the two ascending lists into forward (flat) order
+  let a = 0, o = 0;
+  for (let j = 0; j < nnz; j++) {
+    const takeA = o >= overlay.length || (a < active.length && active[a]! < overlay[o]!);
+    const f = takeA ? active[a]! : overlay[o]!;
+    if (f >= numel) throw new RangeError(`sparse table: index ${f} outside the tensor's ${numel} entries`);
+    w[src + j] = takeA ? a++ : (o++ | OVERLAY) >>> 0;
+    w[flat + j] = f;
+    w[fCol + j] = f % L;
+    w[fPtr + Math.floor(f / L) + 1]!++;
+    const blk = Math.floor(f / (M * L));
+    w[bPtr + blk * L + (f % L) + 1]!++;
+  }
+  for (let r = 0; r < nF; r++) w[fPtr + r + 1]! += w[fPtr + r]!;
+  for (let r = 0; r < nB; r++) w[bPtr + r + 1]! += w[bPtr + r]!;
+  // backward order: stable counting sort by backward key (within a key, ascending m as in forward order)
+  const next = w.slice(bPtr, bPtr + nB);
+  for (let j = 0; j < nnz; j++) {
+    const f = w[flat + j]!;
+    const blk = Math.floor(f / (M * L));
+    const at = next[blk * L + (f % L)]!++;
+    w[bCol + at] = Math.floor(f / L) % M;
+    w[bPos + at] = j;
+  }
+  return { words: w, nnz, fPtr, fCol, bPtr, bCol, bPos, src, flat };
+}
+
+/** A table on the GPU with its Δ buffer [nnz] (see expertsQ4Delta). */
+export interface SparseTableGpu { tab: GPUBuffer; delta: GPUBuffer; t: Omit<SparseTable, 'words'> }
+
+const WG = 256;
+const CWG = 64;
+const MAX_GROUPS = 65535;
+
+/** The 4-bit W0 of one tensor: its buffer (codes from word 0, (scale, zero) words from szWord), row length L, group G. */
+export interface Q4Base { buf: GPUBuffer; szWord: number; L: number; G?: number }
+
+/** delta [nnz] = (masters or overlay values at each entry's src) − dequantized W0 at its flat index. */
+export function expertsQ4Delta(enc: Encoder, s: SparseTableGpu, master: GPUBuffer, overlay: GPUBuffer | null, w0: Q4Base): void {
+  const n = s.t.nnz;
+  if (n === 0) return;
+  const G = w0.G ?? DEFAULT_GROUP;
+  const k = kernel(enc.gpu, { name: 'experts_q4.delta', code: deltaSrc, entryPoint: 'delta_entries', constants: { WG, QG: G } });
+  const gx = Math.min(MAX_GROUPS, Math.ceil(n / WG));
+  const params = Uint32Array.from([n, s.t.src, s.t.flat, w0.L, w0.szWord, 0, 0, 0]);
+  // per entry: src, flat, value, a code word and a (scale, zero) word read; Δ written
+  k.dispatch(enc, [s.tab, master, overlay ?? master, w0.buf, s.delta], [gx, Math.ceil(n / (WG * gx))], params, { flops: 3 * n, bytes: 24 * n });
+}
+
+/**
+ * Launch arithmetic (docs/cost-model.md: compulsory traffic, inputs read once): the rowptr words of `keys` keys, `words`
+ * u32/f32 per entry (col, Δ, pos), the dense input once (`inElems`), and `rw` words per output element corrected, at most
+ * every output column of every row, at most the entries' rows (uniform routing: R / E rows per expert). FLOPs: one
+ * multiply-add per entry and row of its expert.
+ */
+function cost(d: ExpertsDims, keys: number, nnz: number, words: number, inElems: number, outCols: number, rw: number): { flops: number; bytes: number } {
+  const R = d.T * d.K;
+  const corrected = Math.min(outCols * R, (nnz * R) / d.E);
+  return { flops: (2 * nnz * R) / d.E, bytes: 4 * (keys + 1) + 4 * words * nnz + 4 * inElems + 4 * rw * corrected };
+}
+
+const params = (d: ExpertsDims, s: SparseTableGpu, fwd: boolean) =>
+  Uint32Array.from([d.H, d.IE, d.K, d.E, fwd ? s.t.fPtr : s.t.bPtr, fwd ? s.t.fCol : s.t.bCol, fwd ? 0 : s.t.bPos, 0]);
+
+/** G, U [R, IE] += x·Δᵀ over the G table's gate/up rows; A = silu(G)·U where corrected. After expertsGateUp on W0. */
+export function expertsQ4GateUp(enc: Encoder, s: { G: GPUBuffer; U: GPUBuffer; A: GPUBuffer }, x: GPUBuffer, tg: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+  if (tg.t.nnz === 0) return;
+  const k = kernel(enc.gpu, { name: 'experts_q4.gate_up', code: gateUpSrc, entryPoint: 'gate_up', constants: { WG: CWG } });
+  k.dispatch(enc, [tg.tab, tg.delta, x, route.rowPair, route.tiles, s.G, s.U, s.A], [Math.ceil(d.IE / CWG), maxTilesOf(d)], params(d, tg, true), cost(d, 2 * d.E * d.IE, tg.t.nnz, 2, d.T * d.H + d.T * d.K, d.IE, 5));
+}
+
+/** Y [R, H] += A·Δᵀ over the D table's rows. After expertsDown on W0. */
+export function expertsQ4Down(enc: Encoder, Y: GPUBuffer, A: GPUBuffer, td: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+  if (td.t.nnz === 0) return;
+  const k = kernel(enc.gpu, { name: 'experts_q4.down', code: downSrc, entryPoint: 'down', constants: { WG: CWG } });
+  k.dispatch(enc, [td.tab, td.delta, A, route.tiles, Y], [Math.ceil(d.H / CWG), maxTilesOf(d)], params(d, td, true), cost(d, d.E * d.H, td.t.nnz, 2, d.T * d.K * d.IE, d.H, 2));
+}
+
+/** dG, dU [R, IE] += (dY·Δ) through the SwiGLU backward, over the D table transposed. After expertsBackwardAct on W0. */
+export function expertsQ4BackwardAct(enc: Encoder, dG: GPUBuffer, dU: GPUBuffer, dY: GPUBuffer, G: GPUBuffer, U: GPUBuffer, td: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+  if (td.t.nnz === 0) return;
+  const k = kernel(enc.gpu, { name: 'experts_q4.backward_act', code: actSrc, entryPoint: 'backward_act', constants: { WG: CWG } });
+  k.dispatch(enc, [td.tab, td.delta, dY, G, U, route.tiles, dG, dU], [Math.ceil(d.IE / CWG), maxTilesOf(d)], params(d, td, false), cost(d, d.E * d.IE, td.t.nnz, 3, d.T * d.K * d.H, d.IE, 6));
+}
+
+/** dXr [R, H] += dG·Δgate + dU·Δup over the G table transposed. After expertsBackwardInput on W0. */
+export function expertsQ4BackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer, dU: GPUBuffer, tg: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+  if (tg.t.nnz === 0) return;
+  const k = kernel(enc.gpu, { name: 'experts_q4.backward_input', code: inSrc, entryPoint: 'backward_input', constants: { WG: CWG } });
+  k.dispatch(enc, [tg.tab, tg.delta, dG, dU, route.tiles, dXr], [Math.ceil(d.H / CWG), maxTilesOf(d)], params(d, tg, false), cost(d, 2 * d.E * d.H, tg.t.nnz, 3, 2 * d.T * d.K * d.IE, d.H, 2));
+}

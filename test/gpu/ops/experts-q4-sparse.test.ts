@@ -1,0 +1,162 @@
+// 4-bit experts with trained entries, no f32 weights: the sparse tables (host), the Δ kernel, and the four correction
+// kernels after the 4-bit grouped GEMMs, each vs its float64 oracle (ref/experts_q4.ts) on the GPU's own inputs, and the
+// whole forward/backward vs the dense oracle (ref/experts.ts) on the current weights W0 + Δ. IE = 24 in groups of 16
+// has a short last group; some weight rows carry many entries, most none; outputs poisoned before every write.
+import { describe, expect, it } from 'vitest';
+import * as ex from '../../../src/engine/ops/experts.ts';
+import * as q4 from '../../../src/engine/ops/experts_q4.ts';
+import * as ref from '../../../src/engine/ref/experts.ts';
+import * as refQ4 from '../../../src/engine/ref/experts_q4.ts';
+import * as route from '../../../src/engine/ops/moe_route.ts';
+import type { GpuContext } from '../../../src/engine/gpu/device.ts';
+import { randn, rng } from '../../helpers/random.ts';
+import { expectClose } from '../../helpers/compare.ts';
+import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
+import { cpuRoute, q4Tensor, randomRouting } from '../../helpers/experts-data.ts';
+
+const G = 16;
+const T = 40, H = 48, E = 5, K = 2, IE = 24;
+const R = T * K;
+const per = E * IE * H;
+const d: ex.ExpertsDims = { T, H, E, K, IE, wDtype: 'q4', groupSize: G };
+
+/** Disjoint ascending active and overlay sets of [0, numel): dense in a few weight rows (of length L), sparse elsewhere. */
+function entries(numel: number, L: number, seed: number) {
+  const r = rng(seed);
+  const hot = new Set([3, 7, Math.floor(numel / L) - 1]);
+  const a: number[] = [], o: number[] = [];
+  for (let f = 0; f < numel; f++) {
+    const p = hot.has(Math.floor(f / L)) ? 0.6 : 0.04;
+    const u = r();
+    if (u < p / 2) a.push(f);
+    else if (u < p) o.push(f);
+  }
+  return { active: Uint32Array.from(a), overlay: Uint32Array.from(o) };
+}
+
+function upload(gpu: GpuContext, t: q4.SparseTable): q4.SparseTableGpu {
+  const { words, ...rest } = t;
+  return { tab: u32Buffer(gpu, words), delta: poisoned(gpu, Math.max(1, t.nnz)), t: rest };
+}
+
+const gu = q4Tensor(2 * E * IE, H, 11, 3, G);
+const dn = q4Tensor(E * H, IE, 12, 3, G);
+const eg = entries(2 * per, H, 13), ed = entries(per, IE, 14);
+const vals = (w0: Float64Array, idx: Uint32Array, seed: number) => Float32Array.from(randn(idx.length, seed, 0.05), (v, j) => w0[idx[j]!]! + v);
+const mG = vals(gu.values, eg.active, 15), oG = vals(gu.values, eg.overlay, 16);
+const mD = vals(dn.values, ed.active, 17), oD = vals(dn.values, ed.overlay, 18);
+const x = randn(T * H, 21);
+const topW = randn(T * K, 22).map((v) => 0.2 + Math.abs(v));
+const dOut = randn(T * H, 23);
+const topIdx = randomRouting(T, K, E, 24, 4); // expert 4 gets no rows
+
+describe('4-bit experts, sparse f32 correction', () => {
+  it('tables list every entry once, in row order forward and column order backward', () => {
+    const geo = q4.dGeometry(d);
+    const t = q4.buildSparseTable(geo, ed.active, ed.overlay);
+    expect(t.nnz).toBe(ed.active.length + ed.overlay.length);
+    const seen = new Set<number>();
+    for (let key = 0; key < geo.blocks * geo.M; key++) {
+      for (let j = t.words[t.fPtr + key]!; j < t.words[t.fPtr + key + 1]!; j++) {
+        const f = t.words[t.flat + j]!;
+        expect([Math.floor(f / IE), f % IE]).toEqual([key, t.words[t.fCol + j]]);
+        const s = t.words[t.src + j]!;
+        expect(s & q4.OVERLAY ? ed.overlay[s & ~q4.OVERLAY] : ed.active[s]).toBe(f);
+        seen.add(f);
+      }
+    }
+    expect(seen.size).toBe(t.nnz);
+    let last = -1;
+    for (let key = 0; key < geo.blocks * geo.L; key++) {
+      for (let j = t.words[t.bPtr + key]!; j < t.words[t.bPtr + key + 1]!; j++) {
+        const f = t.words[t.flat + t.words[t.bPos + j]!]!;
+        expect(Math.floor(f / (H * IE)) * IE + (f % IE)).toBe(key);
+        expect(Math.floor(f / IE) % H).toBe(t.words[t.bCol + j]);
+        const order = key * H + t.words[t.bCol + j]!;
+        expect(order).toBeGreaterThan(last);
+        last = order;
+      }
+    }
+    expect(() => q4.buildSparseTable(geo, Uint32Array.of(per), new Uint32Array(0))).toThrow(/outside/);
+  });
+
+  it('Δ, then forward and backward corrections match their oracles and the dense products on W0 + Δ', async () => {
+    const gpu = await testGpu();
+    const rd = { T, K, E, tileM: ex.EXPERT_TILE_M };
+    const rt = { counts: poisoned(gpu, E), offsets: poisoned(gpu, E + 1), slot: poisoned(gpu, R), rowPair: poisoned(gpu, R), tiles: poisoned(gpu, 4 * route.moeRouteMaxTiles(rd)) };
+    const guB = u32Buffer(gpu, gu.words), dnB = u32Buffer(gpu, dn.words);
+    const w = { gate: guB, up: guB, down: dnB };
+    const dq: ex.ExpertsDims = { ...d, gateOffset: 0, upOffset: per, downOffset: 0, gateSz: gu.szAt, upSz: gu.szAt, downSz: dn.szAt };
+    const tg = upload(gpu, q4.buildSparseTable(q4.gGeometry(d), eg.active, eg.overlay));
+    const td = upload(gpu, q4.buildSparseTable(q4.dGeometry(d), ed.active, ed.overlay));
+    const xb = f32Buffer(gpu, x), tw = f32Buffer(gpu, topW);
+    const s = { G: poisoned(gpu, R * IE), U: poisoned(gpu, R * IE), A: poisoned(gpu, R * IE), Y: poisoned(gpu, R * H) };
+    const g = { dY: poisoned(gpu, R * H), dG: poisoned(gpu, R * IE), dU: poisoned(gpu, R * IE), dXr: poisoned(gpu, R * H) };
+    const out = poisoned(gpu, T * H), dx = poisoned(gpu, T * H), dTopW = poisoned(gpu, R);
+    const read = (b: GPUBuffer) => readF32(gpu, b).then((a) => Float64Array.from(a));
+
+    // Δ in table order
+    await run(gpu, (enc) => {
+      route.moeRoute(enc, rt.counts, rt.offsets, rt.slot, rt.rowPair, rt.tiles, u32Buffer(gpu, topIdx), rd);
+      q4.expertsQ4Delta(enc, tg, f32Buffer(gpu, mG), f32Buffer(gpu, oG), { buf: guB, szWord: gu.szAt, L: H, G });
+      q4.expertsQ4Delta(enc, td, f32Buffer(gpu, mD), f32Buffer(gpu, oD), { buf: dnB, szWord: dn.szAt, L: IE, G });
+    });
+    const DG = refQ4.expertsQ4Delta(2 * per, eg.active, mG, eg.overlay, oG, gu.values);
+    const DD = refQ4.expertsQ4Delta(per, ed.active, mD, ed.overlay, oD, dn.values);
+    for (const [t, D, name] of [[tg, DG, 'ΔG'], [td, DD, 'ΔD']] as const) {
+      const words = q4.buildSparseTable(t === tg ? q4.gGeometry(d) : q4.dGeometry(d), ...(t === tg ? [eg.active, eg.overlay] as const : [ed.active, ed.overlay] as const)).words;
+      const want = Array.from({ length: t.t.nnz }, (_, j) => D[words[t.t.flat + j]!]!);
+      expectClose(await readF32(gpu, t.delta), want, 1e-7, 1e-6, name);
+    }
+
+    const crt = cpuRoute(topIdx, rd);
+    // forward: 4-bit gate/up, then its correction (oracle on the GPU's uncorrected G, U)
+    await run(gpu, (enc) => ex.expertsGateUp(enc, s, xb, w, rt, dq));
+    const s0 = { G: await read(s.G), U: await read(s.U), A: new Float64Array(R * IE) };
+    await run(gpu, (enc) => q4.expertsQ4GateUp(enc, s, xb, tg, rt, dq));
+    refQ4.expertsQ4GateUp(s0, x, DG, crt, dq);
+    expectClose(await readF32(gpu, s.G), s0.G, 1e-5, 1e-4, 'G corrected');
+    expectClose(await readF32(gpu, s.U), s0.U, 1e-5, 1e-4, 'U corrected');
+    expectClose(await readF32(gpu, s.A), s0.A, 1e-5, 1e-4, 'A corrected');
+    await run(gpu, (enc) => ex.expertsDown(enc, s.Y, s.A, w, rt, dq));
+    const Y0 = await read(s.Y);
+    await run(gpu, (enc) => {
+      q4.expertsQ4Down(enc, s.Y, s.A, td, rt, dq);
+      ex.expertsCombine(enc, out, s.Y, rt.slot, tw, T, H, K);
+    });
+    refQ4.expertsQ4Down(Y0, await read(s.A), DD, crt, dq);
+    expectClose(await readF32(gpu, s.Y), Y0, 1e-5, 1e-4, 'Y corrected');
+
+    // backward: 4-bit act and input GEMMs, each then corrected
+    await run(gpu, (enc) => {
+      ex.expertsBackwardCombine(enc, dTopW, g.dY, f32Buffer(gpu, dOut), s.Y, tw, rt, dq);
+      ex.expertsBackwardAct(enc, g.dG, g.dU, g.dY, w, s.G, s.U, rt, dq);
+    });
+    const dG0 = await read(g.dG), dU0 = await read(g.dU);
+    await run(gpu, (enc) => q4.expertsQ4BackwardAct(enc, g.dG, g.dU, g.dY, s.G, s.U, td, rt, dq));
+    refQ4.expertsQ4BackwardAct(dG0, dU0, await read(g.dY), await read(s.G), await read(s.U), DD, crt, dq);
+    expectClose(await readF32(gpu, g.dG), dG0, 1e-5, 1e-4, 'dG corrected');
+    expectClose(await readF32(gpu, g.dU), dU0, 1e-5, 1e-4, 'dU corrected');
+    await run(gpu, (enc) => ex.expertsBackwardInput(enc, g.dXr, g.dG, g.dU, w, rt, dq));
+    const dXr0 = await read(g.dXr);
+    await run(gpu, (enc) => {
+      q4.expertsQ4BackwardInput(enc, g.dXr, g.dG, g.dU, tg, rt, dq);
+      ex.expertsCombine(enc, dx, g.dXr, rt.slot, null, T, H, K);
+    });
+    refQ4.expertsQ4BackwardInput(dXr0, await read(g.dG), await read(g.dU), DG, crt, dq);
+    expectClose(await readF32(gpu, g.dXr), dXr0, 1e-5, 1e-4, 'dXr corrected');
+
+    // the whole: dense f64 products on the current weights W0 + Δ
+    const cur = { gate: gu.values.map((v, i) => v + DG[i]!).subarray(0, per), up: gu.values.map((v, i) => v + DG[i]!).subarray(per), down: dn.values.map((v, i) => v + DD[i]!) };
+    const dRef: ex.ExpertsDims = { T, H, E, K, IE, wDtype: 'f32' };
+    const rs: ref.RefSaved = { G: new Float64Array(R * IE), U: new Float64Array(R * IE), A: new Float64Array(R * IE), Y: new Float64Array(R * H) };
+    const want = new Float64Array(T * H);
+    ref.expertsForward(want, rs, x, cur, topW, crt, dRef);
+    const rg: ref.RefGrads = { dY: new Float64Array(R * H), dG: new Float64Array(R * IE), dU: new Float64Array(R * IE), dXr: new Float64Array(R * H) };
+    const dxr = new Float64Array(T * H), dtr = new Float64Array(R);
+    ref.expertsBackward(dxr, dtr, rg, dOut, cur, topW, rs, crt, dRef);
+    expectClose(await readF32(gpu, out), want, 1e-5, 1e-4, 'out on W0 + Δ');
+    expectClose(await readF32(gpu, dx), dxr, 1e-5, 1e-4, 'dx on W0 + Δ');
+    expect(Math.max(...DG.map(Math.abs))).toBeGreaterThan(0.05); // the correction is not negligible
+  });
+});
