@@ -81,6 +81,8 @@ export interface SyntheticOptions {
   steps: number;
   groupSize: number;
   expertChunk?: number;
+  /** TrainSettings.fusedExperts: 4-bit W0 + the sparse correction instead of the f32 scratch. */
+  fusedExperts?: boolean;
   gpuBytes?: number;
   /** Reselection every N steps (default 0: none). */
   reselectEvery?: number;
@@ -106,7 +108,7 @@ export async function syntheticTrainer(gpu: GpuContext, spec: ModelSpec, o: Synt
   };
   const settings = {
     frac: 0.005, steps: 180, microbatch: o.microbatch, accum: 1, seq, lrPeak: 2e-4, wd: 0.005, trainFrom: 0, reselectEvery: o.reselectEvery ?? 0, evalEvery: 0,
-    nImportance: 1, frozenCacheN: 0, seed: 0, evalWindows: null, expertChunk: o.expertChunk, gpuBytes: o.gpuBytes,
+    nImportance: 1, frozenCacheN: 0, seed: 0, evalWindows: null, expertChunk: o.expertChunk, fusedExperts: o.fusedExperts, gpuBytes: o.gpuBytes,
   };
   return new Trainer(gpu, spec, weights, settings, data);
 }

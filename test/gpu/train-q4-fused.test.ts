@@ -16,7 +16,7 @@ import { expectClose } from '../helpers/compare.ts';
 describe('4-bit experts: fused GEMMs + sparse correction equal the materialized weights', () => {
   it('qwen3_moe fixture, after a reselection: loss, entry and router gradients, evaluation', async () => {
     const gpu = await nodeGpu();
-    const s: TrainSettings = { frac: 0.05, steps: 4, microbatch: 2, accum: 1, seq: 12, lrPeak: 2e-2, wd: 0.005, trainFrom: 2, reselectEvery: 3, evalEvery: 0, nImportance: 2, frozenCacheN: 100, seed: 7, evalWindows: null };
+    const s: TrainSettings = { frac: 0.05, steps: 4, microbatch: 2, accum: 1, seq: 12, lrPeak: 2e-2, wd: 0.005, trainFrom: 2, reselectEvery: 3, evalEvery: 0, nImportance: 2, frozenCacheN: 100, seed: 7, evalWindows: null, fusedExperts: true };
     const m = await openModel(gpu, 'test/fixtures/qwen3_moe', { trainFrom: s.trainFrom, quantizeExperts: { groupSize: 32 } });
     const data = randomSamples(8, s.seq, 512, 3);
     const t = new Trainer(gpu, m.spec, m.weights, s, data);

@@ -78,6 +78,9 @@ export function buildSparseTable(g: SparseGeometry, active: Uint32Array, overlay
   return { words: w, nnz, fPtr, fCol, bPtr, bCol, bPos, src, flat };
 }
 
+/** u32 words of a table of at most `nnz` entries (the memory plan's bound). */
+export const sparseTableWords = (g: SparseGeometry, nnz: number): number => g.blocks * (g.M + g.L) + 2 + 5 * nnz;
+
 /** A table on the GPU with its Δ buffer [nnz] (see expertsQ4Delta). */
 export interface SparseTableGpu { tab: GPUBuffer; delta: GPUBuffer; t: Omit<SparseTable, 'words'> }
 

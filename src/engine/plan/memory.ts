@@ -11,6 +11,7 @@ import { globalTensors, layerTensors } from '../model/tensors.ts';
 import { attentionWidths } from '../train/forward.ts';
 import { dvPartElements } from '../train/backward.ts';
 import { EXPERT_TILE_M } from '../ops/experts.ts';
+import { dGeometry, gGeometry, sparseTableWords } from '../ops/experts_q4.ts';
 import { moeRouteMaxTiles } from '../ops/moe_route.ts';
 import { xentWorkElements } from '../ops/xent.ts';
 import { TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
@@ -51,6 +52,8 @@ export interface PlanSettings {
    * splitExperts balances the chunks). Default all experts (one chunk); chooseExpertChunk picks one for a budget.
    */
   expertChunk?: number;
+  /** 4-bit runs on the fused path (TrainSettings.fusedExperts): each selection tensor's sparse table and Δ too. */
+  fusedExperts?: boolean;
 }
 
 export interface PlanItem {
@@ -364,6 +367,12 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
     if (s.perEntryStep) it.f32(`L.${sel}.steps`, 'optimizer', k, n);
     it.f32(`L.${sel}.grad`, 'workspace', k, n);
     if (s.quantizeExperts) it.f32(`L.${sel}.overlay.idx|val`, 'masters', overlayCapacity(run, numelSel), 2 * n);
+    if (s.quantizeExperts && s.fusedExperts) {
+      // the fused path's sparse table and Δ of every entry that differs from W0 (train/q4-base.ts), at their most
+      const most = k + overlayCapacity(run, numelSel);
+      it.f32(`L.${sel}.sparse.table`, 'masters', sparseTableWords((sel === 'G' ? gGeometry : dGeometry)({ E, IE, H }), most), n);
+      it.f32(`L.${sel}.sparse.delta`, 'workspace', Math.max(1, most), n);
+    }
   }
   it.f32('L.dRouter', 'workspace', E * H, n);
   it.f32('L.routerBuf', 'optimizer', E * H, n);

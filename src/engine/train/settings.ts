@@ -58,6 +58,14 @@ export interface TrainSettings {
    * (plan/memory.ts chooseExpertChunk); either way within the adapter's largest buffer binding.
    */
   expertChunk?: number;
+  /**
+   * 4-bit experts: the trained layers' expert GEMMs read the 4-bit W0 and add the trained entries as a sparse f32
+   * correction (ops/experts_q4.ts) instead of materializing each chunk into the scratch: a normal step moves ~70 GB
+   * less on Qwen3-30B-A3B top 8 (docs/cost-model.md). Off by default: its tables (24 bytes per trained or once-trained
+   * entry and selection tensor) come on top of the scratch, which selections and the export still use; the memory plan
+   * counts them when on.
+   */
+  fusedExperts?: boolean;
 }
 
 /** The memory plan's settings of a run (4-bit when the loaded experts are). */
@@ -69,5 +77,6 @@ export function planSettings(s: TrainSettings, samples: number, weights?: ModelW
     quantizeExperts: q4 ? { groupSize: q4.G } : null, steps: s.steps, reselectEvery: s.reselectEvery, importanceGroup: s.importanceGroup,
     trainShared: !!s.trainShared, perEntryStep: !!s.perEntryStep, streamFrozen: !!weights?.layers.some((l) => l.streamed),
     ...(q4 && s.expertChunk !== undefined ? { expertChunk: s.expertChunk } : {}),
+    ...(q4 && s.fusedExperts ? { fusedExperts: true } : {}),
   };
 }

@@ -183,7 +183,7 @@ export class Trainer {
         routerBuf: f('routerBuf', E * H, 'optimizer'),
       });
     }
-    if (this.scratch) for (const l of this.layers) weights.layers[l.layer]!.expertChunks = { ranges: this.chunks, load: (e, c) => this.q4.load(e, l, c), fused: (e, delta) => this.q4.fused(e, l, delta) };
+    if (this.scratch) for (const l of this.layers) weights.layers[l.layer]!.expertChunks = { ranges: this.chunks, load: (e, c) => this.q4.load(e, l, c), ...(s.fusedExperts ? { fused: (e: Encoder, delta: boolean) => this.q4.fused(e, l, delta) } : {}) };
     enc.submit();
     // The loaded gate/up buffers were copied into gu by the submitted work; WebGPU frees them once it has run.
     for (const b of retired) b.destroy();
