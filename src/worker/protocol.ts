@@ -170,11 +170,12 @@ export interface EvalEvent {
 }
 
 /**
- * What a run is doing besides steps, with its progress: loading the model, the frozen pass, restoring a checkpoint, an
+ * What a run is doing besides steps, with its progress: loading the model, the frozen pass, restoring a checkpoint and
+ * compiling the step's kernels after it (warming), an
  * evaluation (windows), the importance pass (microbatches), training (from `step`), writing a checkpoint, or paused.
  */
 export interface PhaseEvent {
-  phase: 'loading' | 'frozen' | 'restoring' | 'evaluation' | 'importance' | 'training' | 'checkpoint' | 'paused';
+  phase: 'loading' | 'frozen' | 'restoring' | 'warming' | 'evaluation' | 'importance' | 'training' | 'checkpoint' | 'paused';
   /** The step the phase belongs to (0 = before the first). */
   step: number;
   done: number;
