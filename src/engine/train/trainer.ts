@@ -340,13 +340,15 @@ export class Trainer {
   /**
    * One training pass (forward and backward, no update) over the first samples, its gradients discarded: compiles the
    * step's kernels on a fresh device, so that a resumed run's first step is timed on its own. Changes no trained state:
-   * the gradients it leaves are cleared by the next step, the data order and the frozen cache are not touched.
+   * the gradients it leaves are cleared by the next step, the data order is not touched, and the frozen cache (used as a
+   * step uses it: streamed frozen layers are not on the GPU) only gains the rows of these samples, which never change.
    */
   async warmUp(): Promise<void> {
     const samples = Array.from({ length: this.s.microbatch }, (_, i) => i % this.data.count);
     const { ids, targets } = this.batch(samples);
     await this.graph.pass(ids, this.s.microbatch, this.s.seq, {
       targets,
+      cache: { cache: this.cache, samples },
       dRouters: this.routers(true),
       modes: this.sparseModes(),
       frozenGrads: this.shared?.grads,
