@@ -331,11 +331,13 @@ export interface RunEstimate {
   evalTokens: number;
   steps: number;
   flops: number;
-  /** The probe's measured rate, FLOP/s, and what it timed. */
+  /** The probe's measured rates (FLOP/s; seconds a dispatch and a wait for the GPU cost), and what it timed. */
   flopsPerSecond: number;
+  dispatchSeconds: number;
+  syncSeconds: number;
+  /** Kernel dispatches of the whole run. */
+  dispatches: number;
   probe: string;
-  /** The engine's assumed slowdown over the probe's plain product. */
-  overhead: number;
   /** The adapter computes on the CPU. */
   cpu: boolean;
 }
