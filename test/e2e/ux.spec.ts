@@ -128,13 +128,13 @@ test('ux: issue J in one session — CPU adapter, import shards, screens in both
   const names = await page.locator('section .row button').allTextContents();
   assert.deepEqual(names.slice(0, 2), ['Demo', 'Quick demo']);
   const desc = (await page.locator('[data-testid=preset-description]', { hasText: 'Quick demo' }).textContent()) ?? '';
-  assert.match(desc, /STEPS 20 \(not 180\).*SEQ 128 \(not 512\)/);
+  assert.match(desc, /STEPS 12 \(not 180\).*SEQ 128 \(not 512\)/);
   await page.click('section .row button:text-is("Quick demo")');
   await page.locator('[data-testid=preset-notice]', { hasText: 'Preset "Quick demo" loaded' }).waitFor();
   await gotoScreen(page, 'run');
-  // the estimate follows the settings: 20 steps of 128 tokens, evaluations only before and after
-  await page.locator('[data-testid=run-estimate]', { hasText: '20 steps' }).waitFor({ timeout: 90_000 });
-  assert.equal(await page.inputValue('#run-eval-windows'), '8', 'the Quick demo caps the evaluation windows');
+  // the estimate follows the settings: 12 steps of 128 tokens, evaluations only before and after
+  await page.locator('[data-testid=run-estimate]', { hasText: '12 steps' }).waitFor({ timeout: 90_000 });
+  assert.equal(await page.inputValue('#run-eval-windows'), '4', 'the Quick demo caps the evaluation windows');
   const quick = seconds(((await time.textContent()) ?? '').replace(/^Estimated run time: about /, ''));
   assert.ok(quick * 5 < full, `the Quick demo (${quick} s) estimates far below the Demo (${full} s)`);
   await env.screenshot(page, 'ux-estimate');
@@ -151,7 +151,7 @@ test('ux: issue J in one session — CPU adapter, import shards, screens in both
 
   // --- invalid text: an error naming it, Start disabled saying why, and the text still there when the screen comes back
   await page.fill('#set-steps', '12x');
-  await page.locator('[data-setting=steps] [role=alert]', { hasText: '"12x" is not a whole number; the setting keeps 20' }).waitFor();
+  await page.locator('[data-setting=steps] [role=alert]', { hasText: '"12x" is not a whole number; the setting keeps 12' }).waitFor();
   await gotoScreen(page, 'run');
   assert.equal(await page.locator('button', { hasText: 'Start training' }).isDisabled(), true);
   assert.match((await page.locator('[data-testid=start-blocked]').textContent()) ?? '', /Training steps \(STEPS\): "12x" is not a whole number/);
