@@ -13,6 +13,7 @@ export function phaseText(p: PhaseEvent): string {
     case 'loading': return 'Loading the model onto the GPU';
     case 'frozen': return `Frozen pass (the untrained lower layers, once per sample): layer ${of}`;
     case 'restoring': return `Restoring the checkpoint of step ${p.step}`;
+    case 'warming': return 'Preparing the GPU kernels (so that the first resumed step is timed on its own)';
     case 'evaluation': return `${p.step === 0 ? 'Evaluating before training' : `Evaluating after step ${p.step}`}: window ${of}`;
     case 'importance': return `Importance pass (picks the weights to train): microbatch ${of}`;
     case 'training': return `Training: step ${p.step + 1} under way`;
@@ -22,7 +23,7 @@ export function phaseText(p: PhaseEvent): string {
 }
 
 /** The phases before the first step of a session. */
-export const SETUP_PHASES: readonly PhaseEvent['phase'][] = ['loading', 'frozen', 'restoring', 'importance'];
+export const SETUP_PHASES: readonly PhaseEvent['phase'][] = ['loading', 'frozen', 'restoring', 'warming', 'importance'];
 
 export interface StatusOf {
   status: RunStatus;

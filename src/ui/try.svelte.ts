@@ -68,6 +68,8 @@ export class TryState {
   going = $state(false);
   error = $state<string | null>(null);
   private stopped = false;
+  /** The model whose format was asked for last. */
+  private formatOf: string | null = null;
 
   model = $derived(app.models.find((m) => m.id === this.modelId) ?? null);
   runs = $derived(app.runs.filter((r) => r.modelId === this.modelId && triable(r)));
@@ -84,8 +86,13 @@ export class TryState {
     if (this.runId === null && this.runs.length) this.runId = this.runs[0]!.id;
   }
 
-  /** Reads the chosen model's prompt format (chat template or not); a new model starts a new conversation. */
+  /**
+   * Reads the chosen model's prompt format (chat template or not); a new model starts a new conversation, the same one
+   * (the screen opened again) keeps what it shows.
+   */
   async loadFormat(modelId: string | null): Promise<void> {
+    if (modelId !== null && modelId === this.formatOf && this.format) return;
+    this.formatOf = modelId;
     this.format = null;
     this.formatError = null;
     this.clear();

@@ -1,10 +1,11 @@
-// Contract: the run-time estimate shown before Start: the run's arithmetic (engine/plan/run-time.ts, with the settings
-// resolved as the run resolves them) at the rate a short probe measured on this adapter (engine/plan/probe.ts).
+// Contract: the run-time estimate shown before Start: the run's arithmetic, dispatches and waits (engine/plan/run-time.ts,
+// with the settings resolved as the run resolves them) at the rates a short probe measured on this adapter
+// (engine/plan/probe.ts).
 
 import type { GpuContext } from '../engine/gpu/device.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import { measureMatmulRate, type MatmulRate } from '../engine/plan/probe.ts';
-import { ENGINE_OVERHEAD, runFlops, runSeconds } from '../engine/plan/run-time.ts';
+import { runCalls, runFlops, runSeconds } from '../engine/plan/run-time.ts';
 import { resolveSteps, type Settings } from '../presets/schema.ts';
 import { planSettings } from './plan.ts';
 import type { DatasetSummary, RunEstimate } from './protocol.ts';
@@ -37,22 +38,28 @@ export async function estimateRun(gpu: GpuContext, spec: ModelSpec, settings: Se
   const steps = resolveSteps(settings, train.trainTokens);
   const inDomain = train.evalTokens > 0 ? train.evalTokens : train.trainTokens;
   const evalTokens = evalTokensOf(inDomain, s.seq, evalWindows) + (heldout ? evalTokensOf(heldout.tokens, s.seq, evalWindows) : 0);
-  const f = runFlops(spec, {
+  const shape = {
     steps, microbatch: s.microbatch, accum: settings.accum, seq: s.seq, trainFrom: s.trainFrom, nImportance: settings.nImportance,
     reselectEvery: settings.reselectEvery, evalEvery: settings.evalEvery, frozenCacheN: s.frozenCacheN, evalTokens,
-  });
+    sequences: Math.max(1, Math.floor(train.trainTokens / s.seq)),
+  };
+  const f = runFlops(spec, shape);
+  const c = runCalls(spec, shape, f.evaluations);
   const rate = await probe(gpu, spec);
+  const [setupSeconds, trainSeconds, evalSeconds] = [runSeconds(f.setup, c.setup, rate), runSeconds(f.train, c.train, rate), runSeconds(f.evals, c.evals, rate)];
   return {
-    seconds: runSeconds(f.total, rate.flopsPerSecond),
-    setupSeconds: runSeconds(f.setup, rate.flopsPerSecond),
-    trainSeconds: runSeconds(f.train, rate.flopsPerSecond),
-    evalSeconds: runSeconds(f.evals, rate.flopsPerSecond),
+    seconds: setupSeconds + trainSeconds + evalSeconds,
+    setupSeconds,
+    trainSeconds,
+    evalSeconds,
     evaluations: f.evaluations,
     evalTokens,
     steps,
     flops: f.total,
     flopsPerSecond: rate.flopsPerSecond,
-    overhead: ENGINE_OVERHEAD,
+    dispatchSeconds: rate.dispatchSeconds,
+    syncSeconds: rate.syncSeconds,
+    dispatches: c.setup.dispatches + c.train.dispatches + c.evals.dispatches,
     probe: `${rate.M}×${rate.K} by ${rate.K}×${rate.N} matrix product in ${Math.round(rate.ms)} ms`,
     cpu: gpu.info.cpu,
   };

@@ -170,11 +170,12 @@ export interface EvalEvent {
 }
 
 /**
- * What a run is doing besides steps, with its progress: loading the model, the frozen pass, restoring a checkpoint, an
+ * What a run is doing besides steps, with its progress: loading the model, the frozen pass, restoring a checkpoint and
+ * compiling the step's kernels after it (warming), an
  * evaluation (windows), the importance pass (microbatches), training (from `step`), writing a checkpoint, or paused.
  */
 export interface PhaseEvent {
-  phase: 'loading' | 'frozen' | 'restoring' | 'evaluation' | 'importance' | 'training' | 'checkpoint' | 'paused';
+  phase: 'loading' | 'frozen' | 'restoring' | 'warming' | 'evaluation' | 'importance' | 'training' | 'checkpoint' | 'paused';
   /** The step the phase belongs to (0 = before the first). */
   step: number;
   done: number;
@@ -330,11 +331,13 @@ export interface RunEstimate {
   evalTokens: number;
   steps: number;
   flops: number;
-  /** The probe's measured rate, FLOP/s, and what it timed. */
+  /** The probe's measured rates (FLOP/s; seconds a dispatch and a wait for the GPU cost), and what it timed. */
   flopsPerSecond: number;
+  dispatchSeconds: number;
+  syncSeconds: number;
+  /** Kernel dispatches of the whole run. */
+  dispatches: number;
   probe: string;
-  /** The engine's assumed slowdown over the probe's plain product. */
-  overhead: number;
   /** The adapter computes on the CPU. */
   cpu: boolean;
 }

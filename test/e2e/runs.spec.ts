@@ -4,7 +4,8 @@
 // has paused; a reload mid-run reopens the interrupted run with its charts and "Resume from step N", the resumed clock
 // going on from the stored elapsed time without the resume's set-up; "PPL after" only once finished; a second run
 // overlaid on the first; a rename that survives a reload, a past run opened with its charts after it; runs in the
-// Storage listing with their sizes, and a deleted run's folder gone.
+// Storage listing with their sizes, and a deleted run's folder gone. The resumed step's tokens/s within 2× of step 1's;
+// the time per step estimated before Start within 2× of the measured one.
 import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { gotoScreen, test, waitForDemo } from './harness.ts';
@@ -93,6 +94,12 @@ test('runs: set-up progress, step-0 PPL plotted, pause, reload reopens the run, 
   await waitForDemo(page);
   await gotoScreen(page, 'run');
   await page.fill('#run-eval-windows', '1');
+  // The estimate shown before Start (the probe on this adapter): its time per step, compared with the measured steps below.
+  const estimate = page.locator('[data-testid=run-estimate]', { hasText: '3 steps' }).locator('[data-testid=run-estimate-time]');
+  await estimate.waitFor({ timeout: 120_000 });
+  assert.match((await page.locator('[data-testid=run-estimate]').textContent()) ?? '', /^Estimated run time: about .*\(an estimate: .*about [\d.]+ s a step/s);
+  const estimatedStep = Number(await estimate.getAttribute('data-step-seconds'));
+  assert.ok(estimatedStep > 0);
   await watchRun(page);
   await page.click('button:has-text("Start training")');
 
@@ -156,12 +163,17 @@ test('runs: set-up progress, step-0 PPL plotted, pause, reload reopens the run, 
   }, null, { timeout: STEP_MS });
   const resumedPhases = (await seen(page)).map((s) => s.phase).filter(Boolean);
   assert.ok(resumedPhases.includes('Restoring the checkpoint of step 1'), resumedPhases.join(' | '));
+  // the step's kernels are compiled before the first resumed step (not counted in its time)
+  assert.ok(resumedPhases.indexOf('Preparing the GPU kernels (so that the first resumed step is timed on its own)') > resumedPhases.indexOf('Restoring the checkpoint of step 1'), resumedPhases.join(' | '));
   const elapsed = Number(await page.locator('[data-testid=run-elapsed]').getAttribute('data-ms'));
   const step2 = (await logRecords(page)).find((r) => 'loss' in r && r.step === 2)!;
   assert.ok(elapsed >= record.checkpointElapsedMs, `elapsed ${elapsed} ms ≥ the stored ${record.checkpointElapsedMs} ms`);
   assert.ok(elapsed - record.checkpointElapsedMs <= step2.sec * 1000 + 500,
     `the resumed session counted ${elapsed - record.checkpointElapsedMs} ms for a step of ${step2.sec * 1000} ms`);
+  // The resumed step's tokens/s is its own (the kernels compiled before it, in the 'warming' phase): within 2× of step 1's
+  // (measured 12× below it when the resumed step included compiling its kernels).
   console.log(`    tokens/s: step 1 ${step1.tok_s}, resumed step 2 ${step2.tok_s}`);
+  assert.ok(step2.tok_s >= step1.tok_s / 2 && step2.tok_s <= step1.tok_s * 2, `resumed step 2 at ${step2.tok_s} tokens/s, step 1 at ${step1.tok_s}`);
 
   // It finishes: "PPL after" now filled with the last evaluation.
   await row(page, runId).filter({ hasText: 'done' }).waitFor({ timeout: STEP_MS });
@@ -170,6 +182,11 @@ test('runs: set-up progress, step-0 PPL plotted, pause, reload reopens the run, 
   assert.match((await row(page, runId).locator('[data-testid=run-ppl-after]').textContent()) ?? '', /^\d[\d.,]* \/ \d[\d.,]*$/);
   const firstLoss = await points(page, 'Training loss', 'loss');
   assert.deepEqual(firstLoss.map((p) => p.x), [1, 2, 3]);
+  // The estimate before Start against the measured steps (their median time): within a factor of 2 either way.
+  const step3 = (await logRecords(page)).find((r) => 'loss' in r && r.step === 3)!;
+  const measuredStep = [step1.sec, step2.sec, step3.sec].sort((a, b) => a - b)[1]!;
+  console.log(`    time per step: estimated ${estimatedStep.toFixed(2)} s before Start, measured ${[step1.sec, step2.sec, step3.sec].map((x) => x.toFixed(2)).join(', ')} s`);
+  assert.ok(measuredStep <= 2 * estimatedStep && measuredStep >= estimatedStep / 2, `measured ${measuredStep} s a step, estimated ${estimatedStep} s`);
 
   // Renamed; a second run, stopped after its first step; the first overlaid on it.
   await row(page, runId).locator('button', { hasText: 'Rename' }).click();

@@ -2,14 +2,15 @@
 // reaches 4.5:1 contrast in both themes (axe-core's color-contrast rule); a CPU adapter is named as such, with a run-time
 // estimate before Start and a Quick demo preset; a link that does not fit the model disables Start, saying why; plain
 // setting names; invalid text is shown, not silently dropped; dataset controls, counts and Delete; 4-bit sizes; the
-// import names the source shards. Screenshots of every screen, both themes, both widths: test-results/review/.
+// import names the source shards. Screenshots of every screen (Try with a short generation), both themes, both widths:
+// test-results/review/.
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import type { Page } from 'playwright-core';
 import { gotoScreen, test } from './harness.ts';
 
-type Screen = 'models' | 'datasets' | 'preset' | 'run' | 'export';
-const SCREENS: Screen[] = ['models', 'datasets', 'preset', 'run', 'export'];
+type Screen = 'models' | 'datasets' | 'preset' | 'run' | 'export' | 'try';
+const SCREENS: Screen[] = ['models', 'datasets', 'preset', 'run', 'export', 'try'];
 /** Where the review screenshots go (test-results/ is git-ignored). */
 const REVIEW_DIR = 'test-results/review';
 const AXE = readFileSync('node_modules/axe-core/axe.min.js', 'utf8');
@@ -30,6 +31,7 @@ async function settled(page: Page, s: Screen): Promise<void> {
   if (s === 'preset') await page.locator('[data-testid=preset-plans]').waitFor({ timeout: 90_000 });
   if (s === 'run') await page.locator('[data-testid=run-estimate-time]').waitFor({ timeout: 90_000 });
   if (s === 'datasets') await page.locator('[data-testid=dataset-row]').nth(1).waitFor();
+  if (s === 'try') await page.locator('[data-testid=try-side-base] [data-testid=try-stats]', { hasText: 'ended:' }).waitFor();
 }
 
 /** The demo model ready (first launch imports it: minutes on SwiftShader when the machine is busy), from any screen. */
@@ -77,6 +79,12 @@ test('ux: issue J in one session — CPU adapter, import shards, screens in both
   const onDisk = (await page.locator('[data-model-id="usaf-demo-moe"] [data-testid=model-on-disk]').textContent()) ?? '';
   assert.match(onDisk, /\(4-bit experts, the rest bfloat16\)$/);
 
+  // --- Try: a short generation first, so that its screenshots and checks include the output and its statistics
+  await gotoScreen(page, 'try');
+  await page.fill('#try-maxNewTokens', '8');
+  await page.locator('button:has-text("Generate"):enabled').click();
+  await page.locator('[data-testid=try-side-base] [data-testid=try-stats]', { hasText: 'ended:' }).waitFor({ timeout: 300_000 });
+
   // --- every screen, both themes, both widths
   mkdirSync(REVIEW_DIR, { recursive: true });
   const problems: string[] = [];
@@ -114,19 +122,19 @@ test('ux: issue J in one session — CPU adapter, import shards, screens in both
   const time = page.locator('[data-testid=run-estimate-time]');
   await time.waitFor({ timeout: 90_000 });
   const full = seconds(((await time.textContent()) ?? '').replace(/^Estimated run time: about /, ''));
-  assert.match((await page.locator('[data-testid=run-estimate]').textContent()) ?? '', /an estimate: setup .*180 steps.*evaluations of .* tokens.*From a .*matrix product in \d+ ms on this adapter/s);
+  assert.match((await page.locator('[data-testid=run-estimate]').textContent()) ?? '', /an estimate: setup .*180 steps .*a step\),.*evaluations of .* tokens.*This is an estimate, not a measurement of the run.*matrix product in \d+ ms on this adapter.*kernel dispatches at [\d.]+ ms each/s);
   assert.ok(full > 0, 'an estimate above zero');
   await gotoScreen(page, 'preset');
   const names = await page.locator('section .row button').allTextContents();
   assert.deepEqual(names.slice(0, 2), ['Demo', 'Quick demo']);
   const desc = (await page.locator('[data-testid=preset-description]', { hasText: 'Quick demo' }).textContent()) ?? '';
-  assert.match(desc, /STEPS 40 \(not 180\).*SEQ 128 \(not 512\)/);
+  assert.match(desc, /STEPS 12 \(not 180\).*SEQ 128 \(not 512\)/);
   await page.click('section .row button:text-is("Quick demo")');
   await page.locator('[data-testid=preset-notice]', { hasText: 'Preset "Quick demo" loaded' }).waitFor();
   await gotoScreen(page, 'run');
-  // the estimate follows the settings: 40 steps of 128 tokens, evaluations only before and after
-  await page.locator('[data-testid=run-estimate]', { hasText: '40 steps' }).waitFor({ timeout: 90_000 });
-  assert.equal(await page.inputValue('#run-eval-windows'), '32', 'the Quick demo caps the evaluation windows');
+  // the estimate follows the settings: 12 steps of 128 tokens, evaluations only before and after
+  await page.locator('[data-testid=run-estimate]', { hasText: '12 steps' }).waitFor({ timeout: 90_000 });
+  assert.equal(await page.inputValue('#run-eval-windows'), '4', 'the Quick demo caps the evaluation windows');
   const quick = seconds(((await time.textContent()) ?? '').replace(/^Estimated run time: about /, ''));
   assert.ok(quick * 5 < full, `the Quick demo (${quick} s) estimates far below the Demo (${full} s)`);
   await env.screenshot(page, 'ux-estimate');
@@ -143,7 +151,7 @@ test('ux: issue J in one session — CPU adapter, import shards, screens in both
 
   // --- invalid text: an error naming it, Start disabled saying why, and the text still there when the screen comes back
   await page.fill('#set-steps', '12x');
-  await page.locator('[data-setting=steps] [role=alert]', { hasText: '"12x" is not a whole number; the setting keeps 40' }).waitFor();
+  await page.locator('[data-setting=steps] [role=alert]', { hasText: '"12x" is not a whole number; the setting keeps 12' }).waitFor();
   await gotoScreen(page, 'run');
   assert.equal(await page.locator('button', { hasText: 'Start training' }).isDisabled(), true);
   assert.match((await page.locator('[data-testid=start-blocked]').textContent()) ?? '', /Training steps \(STEPS\): "12x" is not a whole number/);

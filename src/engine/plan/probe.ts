@@ -1,13 +1,14 @@
 // A short measured probe of this adapter: the rate (FLOP/s) of the engine's matrix product (ops/matmul, bf16 weights,
-// as the frozen layers run) at a model's expert shape. Small on a CPU adapter (well under a second), larger on a GPU.
+// as the frozen layers run) at a model's expert shape, and the fixed costs a training step pays many times over: one more
+// dispatch in a submit, and a submit with a wait for the GPU. Small on a CPU adapter (about a second), larger on a GPU.
 
 import { createBuffer, gpuSync } from '../gpu/buffers.ts';
 import type { GpuContext } from '../gpu/device.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import { matmulForward } from '../ops/matmul.ts';
+import type { AdapterRate } from './run-time.ts';
 
-export interface MatmulRate {
-  flopsPerSecond: number;
+export interface MatmulRate extends AdapterRate {
   /** The product timed: y [M, N] = x [M, K] W^T. */
   M: number;
   N: number;
@@ -16,8 +17,8 @@ export interface MatmulRate {
   ms: number;
 }
 
-/** Seconds per product of [M, K] × [K, N], the best of `reps` after one warm-up. */
-async function timeProduct(gpu: GpuContext, M: number, N: number, K: number, reps: number): Promise<number> {
+/** Seconds for `count` products of [M, K] × [K, N] in one submit and its wait, the best of `reps` after one warm-up. */
+async function timeProducts(gpu: GpuContext, M: number, N: number, K: number, reps: number, count = 1): Promise<number> {
   const x = createBuffer(gpu, { label: 'probe x', size: M * K * 4 });
   const w = createBuffer(gpu, { label: 'probe w', size: N * K * 2 });
   const y = createBuffer(gpu, { label: 'probe y', size: M * N * 4 });
@@ -26,7 +27,7 @@ async function timeProduct(gpu: GpuContext, M: number, N: number, K: number, rep
     for (let i = 0; i <= reps; i++) {
       const t0 = performance.now();
       const enc = new Encoder(gpu, 'probe');
-      matmulForward(enc, y, x, w, null, { M, N, K, wDtype: 'bf16' });
+      for (let c = 0; c < count; c++) matmulForward(enc, y, x, w, null, { M, N, K, wDtype: 'bf16' });
       enc.submit();
       await gpuSync(gpu);
       if (i > 0) best = Math.min(best, (performance.now() - t0) / 1000); // the first includes compiling the kernel
@@ -37,19 +38,30 @@ async function timeProduct(gpu: GpuContext, M: number, N: number, K: number, rep
   }
 }
 
+/** Dispatches of a tiny product in one submit, to time what each dispatch costs beyond its arithmetic. */
+const DISPATCH_BATCH = 32;
+
 /**
- * The matrix-product rate for a model of hidden size `hidden` and expert width `width`: first 256 tokens; when that takes
- * under 20 ms (a GPU), 4096 tokens, whose rate is closer to what a GPU reaches on a full microbatch.
+ * The adapter's rates for a model of hidden size `hidden` and expert width `width`: the matrix product first at 256
+ * tokens, and when that takes under 20 ms (a GPU) at 4096, whose rate is closer to what a GPU reaches on a full
+ * microbatch; then a submit with one tiny product (8 × 64 by 64 × 64) and one with DISPATCH_BATCH of them: the first
+ * is a wait's cost, the difference over DISPATCH_BATCH - 1 a dispatch's.
  */
 export async function measureMatmulRate(gpu: GpuContext, hidden: number, width: number): Promise<MatmulRate> {
   const t0 = performance.now();
   const K = Math.min(hidden, 4096);
   const N = Math.min(width, 4096);
   let M = 256;
-  let sec = await timeProduct(gpu, M, N, K, 2);
+  let sec = await timeProducts(gpu, M, N, K, 2);
   if (sec < 0.02) {
     M = 4096;
-    sec = await timeProduct(gpu, M, N, K, 3);
+    sec = await timeProducts(gpu, M, N, K, 3);
   }
-  return { flopsPerSecond: (2 * M * N * K) / Math.max(sec, 1e-6), M, N, K, ms: performance.now() - t0 };
+  const one = await timeProducts(gpu, 8, 64, 64, 3);
+  const many = await timeProducts(gpu, 8, 64, 64, 3, DISPATCH_BATCH);
+  const dispatchSeconds = Math.max(0, many - one) / (DISPATCH_BATCH - 1);
+  return {
+    flopsPerSecond: (2 * M * N * K) / Math.max(sec, 1e-6), M, N, K, ms: performance.now() - t0,
+    dispatchSeconds, syncSeconds: Math.max(0, one - dispatchSeconds),
+  };
 }

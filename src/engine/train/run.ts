@@ -110,6 +110,8 @@ export async function runTraining(t: Trainer, o: RunOptions): Promise<RunSummary
   if (o.resume) {
     phase('restoring', o.resume.step)(0, 1);
     await t.restore(o.resume);
+    phase('warming', o.resume.step)(0, 1);
+    await t.warmUp();
   } else {
     before = await evaluate(0);
     phase('importance', 0)(0, s.nImportance);

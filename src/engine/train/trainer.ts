@@ -226,6 +226,11 @@ export class Trainer {
     });
   }
 
+  /** A training step's modes: expert gradients at the active entries only. */
+  private sparseModes(): ExpertGradMode[] {
+    return this.modes((l) => ({ kind: 'sparse', idxG: l.G.idx, nG: l.G.k, gradG: l.G.grad, idxD: l.D.idx, nD: l.D.k, gradD: l.D.grad }));
+  }
+
   /** Router-gradient buffers of the trained layers (none unless `on`). */
   routers(on: boolean): (GPUBuffer | null)[] {
     return this.graph.trained.map((L) => (on ? this.layers.find((x) => x.layer === L)?.dRouter ?? null : null));
@@ -347,7 +352,7 @@ export class Trainer {
         targets,
         cache: { cache: this.cache, samples },
         dRouters: this.routers(true),
-        modes: this.modes((l) => ({ kind: 'sparse', idxG: l.G.idx, nG: l.G.k, gradG: l.G.grad, idxD: l.D.idx, nD: l.D.k, gradD: l.D.grad })),
+        modes: this.sparseModes(),
         frozenGrads: this.shared?.grads,
         gradScale: 1 / this.s.accum,
         phases: this.phases ?? undefined,
@@ -433,6 +438,26 @@ export class Trainer {
     const gpuSec = this.span ? spanSeconds(bytes, SPAN_AT) : null;
     const sec = gpuSec !== null ? gpuSec + p.extra : p.wall;
     return { step: p.step, loss, lr: p.lr, finite, sec, tok_s: p.tokens / sec };
+  }
+
+  /**
+   * One training pass (forward and backward, no update) over the first samples, its gradients discarded: compiles the
+   * step's kernels on a fresh device, so that a resumed run's first step is timed on its own. Changes no trained state:
+   * the gradients it leaves are cleared by the next step, the data order is not touched, and the frozen cache (used as a
+   * step uses it: streamed frozen layers are not on the GPU) only gains the rows of these samples, which never change.
+   */
+  async warmUp(): Promise<void> {
+    const samples = Array.from({ length: this.s.microbatch }, (_, i) => i % this.data.count);
+    const { ids, targets } = this.batch(samples);
+    await this.graph.pass(ids, this.s.microbatch, this.s.seq, {
+      targets,
+      cache: { cache: this.cache, samples },
+      dRouters: this.routers(true),
+      modes: this.sparseModes(),
+      frozenGrads: this.shared?.grads,
+      gradScale: 1 / this.s.accum,
+    });
+    await this.gpu.device.queue.onSubmittedWorkDone();
   }
 
   /** Mean loss over the windows of a sample set (forward only, current weights). */

@@ -14,7 +14,7 @@ export interface ReselectRecord { step: number; turnover: number; turnovers: num
 
 /** Progress of a run's phase: `done` of `total` units (windows, microbatches, layers) while it goes on. */
 export interface PhaseRecord {
-  phase: 'frozen' | 'restoring' | 'evaluation' | 'importance' | 'training' | 'checkpoint';
+  phase: 'frozen' | 'restoring' | 'warming' | 'evaluation' | 'importance' | 'training' | 'checkpoint';
   /** The step the phase belongs to (the evaluation or checkpoint after it; 0 before the first). */
   step: number;
   done: number;

@@ -1,10 +1,13 @@
 // The run-time estimate's arithmetic (engine/plan/run-time.ts) against a count written out from the demo's config.json,
-// its scaling with the run's shape, and the worker's evaluation-token count (worker/estimate.ts).
+// its scaling with the run's shape, its dispatch and wait counts against the counting device running the trainer (the
+// cost model), and the worker's evaluation-token count (worker/estimate.ts).
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/engine/model/index.ts';
-import { runFlops, runSeconds, type RunShape } from '../../../src/engine/plan/run-time.ts';
+import { runCalls, runFlops, runSeconds, type RunShape } from '../../../src/engine/plan/run-time.ts';
 import { PRESET_MODEL_CONFIGS } from '../../../src/presets/models.ts';
 import { evalTokensOf } from '../../../src/worker/estimate.ts';
+import { costModel, ROOFLINES } from '../../../src/cli/cost-bench.ts';
+import { syntheticSpec } from '../../../src/cli/synthetic.ts';
 
 const config = PRESET_MODEL_CONFIGS['usaf-demo-moe'] as Record<string, number>;
 const demo = parseConfig(config);
@@ -21,7 +24,7 @@ function oracleLayer(seq: number): number {
 }
 
 const shape: RunShape = {
-  steps: 10, microbatch: 2, accum: 1, seq: 64, trainFrom: 4, nImportance: 3, reselectEvery: 0, evalEvery: 0, frozenCacheN: 20, evalTokens: 6400,
+  steps: 10, microbatch: 2, accum: 1, seq: 64, trainFrom: 4, nImportance: 3, reselectEvery: 0, evalEvery: 0, frozenCacheN: 20, evalTokens: 6400, sequences: 20,
 };
 
 describe('runFlops', () => {
@@ -30,28 +33,47 @@ describe('runFlops', () => {
     const head = 2 * config.hidden_size! * config.vocab_size!;
     const L = config.num_hidden_layers!;
     const f = runFlops(demo, shape);
-    const fb = (tokens: number, frozen: number) => tokens * (3 * ((L - 4) * layer + head) + frozen * 4 * layer);
+    const fb = (tokens: number) => tokens * 3 * ((L - 4) * layer + head);
     const rel = (a: number, b: number) => Math.abs(a - b) / b;
-    expect(rel(f.train, fb(10 * 2 * 64, 0))).toBeLessThan(1e-3); // all 20 samples cached: no frozen layer per step
-    expect(rel(f.setup, 20 * 64 * 4 * layer + fb(3 * 2 * 64, 1))).toBeLessThan(1e-3);
+    // 20 samples drawn from 20 sequences: each through the 4 frozen layers once (then cached)
+    expect(rel(f.train, fb(10 * 2 * 64) + 20 * 64 * 4 * layer)).toBeLessThan(1e-3);
+    expect(rel(f.setup, fb(3 * 2 * 64) + 3 * 2 * 64 * 4 * layer)).toBeLessThan(1e-3); // importance: through every layer
     expect(f.evaluations).toBe(2);
     expect(rel(f.evals, 2 * 6400 * (L * layer + head))).toBeLessThan(1e-3);
     expect(f.total).toBeCloseTo(f.setup + f.train + f.evals, 0);
   });
 
-  it('scales with the run: steps, uncached sequences through the frozen layers, evaluations every EVAL_EVERY, reselections', () => {
+  it('scales with the run: steps, sequences through the frozen layers, evaluations every EVAL_EVERY, reselections', () => {
     const base = runFlops(demo, shape);
-    expect(runFlops(demo, { ...shape, steps: 20, frozenCacheN: 40 }).train / base.train).toBeCloseTo(2, 6);
-    const uncached = runFlops(demo, { ...shape, frozenCacheN: 0 }).train - base.train; // every step through the 4 frozen layers
-    expect(Math.abs(uncached - 10 * 2 * 64 * 4 * oracleLayer(64)) / uncached).toBeLessThan(1e-3);
+    const frozenRun = 64 * 4 * oracleLayer(64); // one sequence through the 4 frozen layers
+    // twice the steps over the same 20 sequences, all cached: only the trained layers' share doubles
+    const near = (a: number, b: number) => expect(Math.abs(a - b) / b).toBeLessThan(1e-3);
+    near(runFlops(demo, { ...shape, steps: 20 }).train - base.train, base.train - 20 * frozenRun);
+    // not cached: the second epoch runs them again
+    near(runFlops(demo, { ...shape, steps: 20, frozenCacheN: 0 }).train - runFlops(demo, { ...shape, steps: 20 }).train, 20 * frozenRun);
     expect(runFlops(demo, { ...shape, evalEvery: 3 }).evaluations).toBe(2 + 3); // steps 3, 6, 9 plus before and after
     expect(runFlops(demo, { ...shape, reselectEvery: 5 }).setup).toBeGreaterThan(base.setup);
     expect(runFlops(demo, { ...shape, trainFrom: 0 }).train).toBeGreaterThan(base.train);
   });
 
+  it('counts a step\'s dispatches and waits within 15 % of the counting device running the trainer (demo, 1 and 4 trained layers)', async () => {
+    for (const trained of [1, 4]) {
+      const spec = await syntheticSpec('demo', trained);
+      const counted = (await costModel(spec, 'demo', ROOFLINES.h100!, { microbatch: 1, seq: 16, groupSize: 128 })).normal;
+      // one step over a sequence already cached (the counted step 2 of a model with no frozen layers)
+      const c = runCalls(spec, { ...shape, steps: 1, microbatch: 1, seq: 16, trainFrom: 0, frozenCacheN: 1, sequences: 1 }, 2).train;
+      expect(Math.abs(c.dispatches - counted.dispatches) / counted.dispatches, `${trained} layers: ${c.dispatches} vs ${counted.dispatches}`).toBeLessThan(0.15);
+      expect(c.syncs).toBe(counted.blocking);
+    }
+    const c = runCalls(demo, shape, 2);
+    expect(c.train.syncs).toBe(10 * 3); // per step: the loss, the non-finite flag, the drain after the update
+    expect(c.evals.dispatches).toBe(2 * Math.ceil(6400 / 64 / 2) * (8 * 26 + 4)); // every layer and the head per batch
+  }, 120_000);
+
   it('gives seconds at a measured rate', () => {
-    expect(runSeconds(3e9, 1e9, 1)).toBe(3);
-    expect(runSeconds(3e9, 1e9, 2)).toBe(6);
+    const rate = { flopsPerSecond: 1e9, dispatchSeconds: 0.002, syncSeconds: 0.01 };
+    expect(runSeconds(3e9, { dispatches: 0, syncs: 0 }, rate)).toBe(3);
+    expect(runSeconds(3e9, { dispatches: 500, syncs: 100 }, rate)).toBeCloseTo(3 + 1 + 1, 12);
   });
 });
 

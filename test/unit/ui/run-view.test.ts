@@ -28,7 +28,7 @@ describe('statusText', () => {
   });
 
   it('set-up phases say "setting up"; a later evaluation is part of running', () => {
-    for (const p of ['loading', 'frozen', 'restoring', 'importance'] as const) expect(statusText({ ...base, phase: phase(p) })).toBe('setting up');
+    for (const p of ['loading', 'frozen', 'restoring', 'warming', 'importance'] as const) expect(statusText({ ...base, phase: phase(p) })).toBe('setting up');
     expect(statusText({ ...base, phase: phase('evaluation', 0) })).toBe('setting up');
     expect(statusText({ ...base, phase: phase('evaluation', 5) })).toBe('running');
     expect(statusText({ ...base, finished: true, status: 'interrupted', phase: phase('loading') })).toBe('interrupted');
