@@ -35,15 +35,18 @@ export interface XentGrad {
 }
 
 const WG = 256;
-/** f32 logits one token chunk may hold (128 MiB): few chunks, since each chunk reads all of W [V, H] twice. */
-const XENT_BUDGET = 1 << 25;
+/**
+ * f32 logits one token chunk may hold (64 MiB): few chunks, since each chunk reads all of W [V, H] twice, within the
+ * memory plans of the built-in presets (twice this left the Qwen3-30B-A3B 12 GiB preset under 1 GiB of headroom).
+ */
+const XENT_BUDGET = 1 << 24;
 
-/** The most rows of logits [rows, V] the budget holds: 220 at Qwen3's 151,936 (~134 MB). */
+/** The most rows of logits [rows, V] the budget holds: 110 at Qwen3's 151,936 (~67 MB). */
 function maxRows(V: number): number {
   return Math.max(1, Math.floor(XENT_BUDGET / V));
 }
 
-/** Tokens per chunk for T tokens: the fewest chunks within the budget, of equal size (1024 × 151,936: 5 of 205). */
+/** Tokens per chunk for T tokens: the fewest chunks within the budget, of equal size (1024 × 151,936: 10 of 103). */
 export function xentTokenChunk(T: number, V: number): number {
   return Math.ceil(T / Math.ceil(T / maxRows(V)));
 }

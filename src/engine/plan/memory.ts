@@ -8,12 +8,10 @@
 
 import type { ModelSpec, TensorEntry, TensorRole } from '../model/spec.ts';
 import { globalTensors, layerTensors } from '../model/tensors.ts';
-import { attentionWidths } from '../train/forward.ts';
-import { dvPartElements } from '../train/backward.ts';
+import { attentionWidths, headWorkElements } from '../train/forward.ts';
 import { EXPERT_TILE_M } from '../ops/experts.ts';
 import { dGeometry, gGeometry, sparseTableWords } from '../ops/experts_q4.ts';
 import { moeRouteMaxTiles } from '../ops/moe_route.ts';
-import { xentWorkElements } from '../ops/xent.ts';
 import { TOPK_WORKSPACE_WORDS } from '../ops/topk.ts';
 import { activeCount, isReselectStep } from '../train/schedule.ts';
 import { q4ExpertLayouts } from '../quant/format.ts';
@@ -275,7 +273,7 @@ function forwardItems(it: Items, spec: ModelSpec, T: number): void {
   // (its LayerActs: the first trained layer's, see TrainGraph)
   for (const [label, n] of [['resid', T * H], ['finalH', T * H], ['finalRstd', T], ['ids', T], ['targets', T], ['positions', T], ['rowLoss', T], ['rowLse', T]] as const) it.f32(label, 'activations', n);
   // the logits of one token chunk (the head computes each logit once, a chunk of tokens at a time; its dlogits in place)
-  it.f32('xent.work', 'workspace', xentWorkElements(T, spec.vocab));
+  it.f32('xent.work', 'workspace', headWorkElements(spec, T));
   const rot = spec.rope.partialDim ?? spec.headDim;
   it.f32('rope.cos|sin', 'workspace', spec.maxPos * (rot / 2), 2);
 }
@@ -303,7 +301,6 @@ function backwardItems(it: Items, spec: ModelSpec, T: number): void {
   f('dkRaw', raw ? T * w.k : 1);
   if (att.kind === 'mha' && att.clipQkv !== null) f('dvClip', T * w.v);
   f('delta', T * NH);
-  if (dvPartElements(spec, T) > 0) f('dvPart', dvPartElements(spec, T));
   if (spec.layers.some((l) => l.mlp === 'dense')) for (const x of ['dDenseG', 'dDenseU', 'dDenseA']) f(x, T * spec.denseIntermediate);
   const m = att.mla;
   if (att.kind === 'mla' && m) {

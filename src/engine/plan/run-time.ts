@@ -54,10 +54,10 @@ export interface Calls {
  * optimizer; the LM head 4 forward and 4 backward; 1 more a step. A frozen or evaluated layer's forward is the same 26.
  * On a CPU adapter each dispatch costs milliseconds whatever its size, so a small step is counted in dispatches, not FLOPs.
  */
-export const DISPATCHES = { forward: 26, backward: 30, optimizer: 6, head: 4, headBackward: 4, step: 1 } as const;
+export const DISPATCHES = { forward: 26, backward: 31, lowestBackward: 12, optimizer: 6, head: 4, headBackward: 1, step: 2 } as const;
 
-/** Waits a step makes: the loss of each microbatch, the non-finite flag, the drain after the update. */
-const STEP_SYNCS = 2;
+/** Waits a step makes: one readback (every microbatch's loss rows and the non-finite flag, read a step late). */
+const STEP_SYNCS = 1;
 
 /** Forward FLOPs per token of layer L at context `seq` (projections, experts, router, causal attention scores). */
 function layerFlops(spec: ModelSpec, perLayer: number, seq: number): number {
@@ -104,13 +104,14 @@ export function runFlops(spec: ModelSpec, s: RunShape): RunFlops {
 export function runCalls(spec: ModelSpec, s: RunShape, evaluations: number): RunCalls {
   const d = DISPATCHES;
   const trained = spec.numLayers - s.trainFrom;
-  const pass = trained * (d.forward + d.backward) + d.head + d.headBackward;
+  // the lowest trained layer's backward stops at its router and expert weight gradients (train/backward.ts)
+  const pass = trained * d.forward + Math.max(0, trained - 1) * d.backward + (trained > 0 ? d.lowestBackward : 0) + d.head + d.headBackward;
   const micro = s.steps * s.accum;
   // a microbatch with a sequence not cached runs the frozen layers (the cache's copy is one dispatch)
   const frozenPasses = Math.min(micro, Math.ceil(frozenRuns(s) / s.microbatch));
   const train = {
     dispatches: micro * pass + s.steps * (trained * d.optimizer + d.step) + frozenPasses * s.trainFrom * d.forward,
-    syncs: s.steps * (s.accum + STEP_SYNCS),
+    syncs: s.steps * STEP_SYNCS,
   };
   const reselections = s.reselectEvery > 0 ? Math.floor((s.steps - 1) / s.reselectEvery) : 0;
   const importance = (1 + reselections) * s.nImportance;

@@ -14,7 +14,7 @@ import { MlaWork, mlaBackward } from './mla-attention.ts';
 import { SharedWork, sharedBackward, sharedExpertTensors } from './shared-expert.ts';
 import { rmsnormBackward } from '../ops/rmsnorm.ts';
 import { ropeBackward } from '../ops/rope.ts';
-import { attentionBackward, attentionBackwardScratch } from '../ops/attention.ts';
+import { attentionBackward } from '../ops/attention.ts';
 import { routerBackward, routerLogitsBackward } from '../ops/router.ts';
 import { expertsQ4BackwardAct, expertsQ4BackwardInput } from '../ops/experts_q4.ts';
 import { expertsBackward, expertsBackwardAct, expertsBackwardCombine, expertsBackwardInput, expertsBackwardWeights, expertsCombine } from '../ops/experts.ts';
@@ -53,7 +53,6 @@ export class BackwardWork {
   readonly dkRaw: GPUBuffer; // [T, NKV*D]
   readonly dvClip: GPUBuffer | null; // [T, NKV*D]  (clip_qkv only)
   readonly delta: GPUBuffer; // [T, NH]
-  readonly dvPart: GPUBuffer | null; // [T, NH*D]  per-query-head dv partials of GQA attention (NH > NKV), else null
   readonly dDense: [GPUBuffer, GPUBuffer, GPUBuffer] | null; // dG, dU, dA of dense MLP layers [T, I]
   readonly mla: MlaWork | null;
   readonly shared: SharedWork | null;
@@ -83,18 +82,11 @@ export class BackwardWork {
     this.dkRaw = f('dkRaw', raw ? T * w.k : 1);
     this.dvClip = att.kind === 'mha' && att.clipQkv !== null ? f('dvClip', T * w.v) : null;
     this.delta = f('delta', T * NH);
-    const part = dvPartElements(spec, T);
-    this.dvPart = part > 0 ? f('dvPart', part) : null;
     const I = spec.denseIntermediate;
     this.dDense = spec.layers.some((l) => l.mlp === 'dense') ? [f('dDenseG', T * I), f('dDenseU', T * I), f('dDenseA', T * I)] : null;
     this.mla = att.kind === 'mla' ? new MlaWork(gpu, spec, T) : null;
     this.shared = spec.moe.sharedExperts && spec.layers.some((l) => l.mlp === 'moe') ? new SharedWork(gpu, spec, T) : null;
   }
-}
-
-/** f32 elements of BackwardWork.dvPart: the GQA attention backward's scratch (MLA has one kv head per query head). */
-export function dvPartElements(spec: ModelSpec, T: number): number {
-  return spec.attention.kind === 'mha' ? attentionBackwardScratch({ batch: 1, seq: T, nHeads: spec.numHeads, nKvHeads: spec.numKvHeads, dV: spec.headDim }) : 0;
 }
 
 const linBackInput = (enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, w: GpuTensor, M: number, accumulate: boolean): void =>
@@ -203,7 +195,7 @@ function mhaBackward(enc: Encoder, f: Forward, L: number, a: LayerActs, wk: Back
   const att = s.attention;
   const names = new Map(s.layers[L]!.tensors.map((e) => [e.role, e.name]));
   const g = (role: keyof LayerWeights['t']) => frozen?.get(names.get(role) ?? '');
-  attentionBackward(enc, wk.dq, wk.dk, wk.dv, wk.delta, wk.dO, a.q, a.k, a.v, a.o, a.lse, mhaDims(s, L, batch, seq), f.tiles(seq), wk.dvPart);
+  attentionBackward(enc, wk.dq, wk.dk, wk.dv, wk.delta, wk.dO, a.q, a.k, a.v, a.o, a.lse, mhaDims(s, L, batch, seq), f.tiles(seq), f.xentWork); // dv partials (GQA) in the head's work, free after the head
   const rope = { tokens: T, headDim: D, rotDim: f.rotDim, interleave: s.rope.interleave };
   ropeBackward(enc, wk.dq, f.positions, f.cos, f.sin, { ...rope, nHeads: NH });
   ropeBackward(enc, wk.dk, f.positions, f.cos, f.sin, { ...rope, nHeads: NKV });

@@ -12,7 +12,7 @@ import type { ModelSpec } from '../model/spec.ts';
 import { linear, type ModelWeights, type LayerWeights, type GpuTensor, type ExpertWeights } from './weights.ts';
 import { rmsnormForward } from '../ops/rmsnorm.ts';
 import { ropeForward, ropeTables } from '../ops/rope.ts';
-import { ATTENTION_TILES, attentionForward, type AttentionDims, type AttentionTiles } from '../ops/attention.ts';
+import { ATTENTION_TILES, attentionBackwardScratch, attentionForward, type AttentionDims, type AttentionTiles } from '../ops/attention.ts';
 import { routerForward, routerLogits } from '../ops/router.ts';
 import { moeRoute } from '../ops/moe_route.ts';
 import { expertsQ4Down, expertsQ4GateUp } from '../ops/experts_q4.ts';
@@ -152,6 +152,15 @@ export function expertDims(spec: ModelSpec, T: number, wDtype: ExpertsDims['wDty
 const lin = (enc: Encoder, y: GPUBuffer, x: GPUBuffer, w: GpuTensor, bias: GpuTensor | undefined, M: number, accumulate = false): void =>
   linear(enc, y, x, w, bias, M, accumulate);
 
+/**
+ * f32 elements of Forward.xentWork: one token chunk of logits (the head), reused by the attention backward (after the
+ * head) for its GQA dv partials (attentionBackwardScratch; MLA has one kv head per query head).
+ */
+export function headWorkElements(spec: ModelSpec, T: number): number {
+  const part = spec.attention.kind === 'mha' ? attentionBackwardScratch({ batch: 1, seq: T, nHeads: spec.numHeads, nKvHeads: spec.numKvHeads, dV: spec.headDim }) : 0;
+  return Math.max(xentWorkElements(T, spec.vocab), part);
+}
+
 export class Forward {
   readonly acts: LayerActs;
   readonly resid: GPUBuffer; // [T, H] residual stream
@@ -165,7 +174,7 @@ export class Forward {
   readonly cos: GPUBuffer; // [maxPos, rot/2]
   readonly sin: GPUBuffer;
   readonly rotDim: number;
-  readonly xentWork: GPUBuffer; // the logits of one token chunk [TC, V] (xentWorkElements)
+  readonly xentWork: GPUBuffer; // the logits of one token chunk [TC, V] (xentWorkElements); the backward's dv partials
 
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly w: ModelWeights, readonly opts: ForwardOptions) {
     const T = opts.maxTokens;
@@ -180,7 +189,7 @@ export class Forward {
     this.positions = f('positions', T);
     this.rowLoss = f('rowLoss', T);
     this.rowLse = f('rowLse', T);
-    this.xentWork = f('xent.work', xentWorkElements(T, spec.vocab), 'workspace');
+    this.xentWork = f('xent.work', headWorkElements(spec, T), 'workspace');
     this.rotDim = spec.rope.partialDim ?? spec.headDim;
     const tables = ropeTables(spec.rope.theta, this.rotDim, spec.maxPos, spec.rope.scaling);
     this.cos = f('rope.cos', tables.cos.length, 'workspace');

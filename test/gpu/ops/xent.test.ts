@@ -34,12 +34,12 @@ function setup(gpu: GpuContext, wDtype: 'f32' | 'bf16', hScale: number, TC: numb
 }
 
 describe('xent', () => {
-  it('token chunks: the fewest within 2^25 logits, of equal size; work bounds every chunk of up to T tokens', () => {
-    // Qwen3's vocabulary: 2^25 / 151,936 = 220 rows at most
-    expect(gpuOp.xentTokenChunk(1024, 151_936)).toBe(205); // 5 chunks
-    expect(gpuOp.xentTokenChunk(220, 151_936)).toBe(220); // 1 chunk
-    expect(gpuOp.xentTokenChunk(221, 151_936)).toBe(111); // 2 chunks
-    expect(gpuOp.xentWorkElements(1024, 151_936)).toBe(220 * 151_936);
+  it('token chunks: the fewest within 2^24 logits, of equal size; work bounds every chunk of up to T tokens', () => {
+    // Qwen3's vocabulary: 2^24 / 151,936 = 110 rows at most
+    expect(gpuOp.xentTokenChunk(1024, 151_936)).toBe(103); // 10 chunks
+    expect(gpuOp.xentTokenChunk(110, 151_936)).toBe(110); // 1 chunk
+    expect(gpuOp.xentTokenChunk(111, 151_936)).toBe(56); // 2 chunks
+    expect(gpuOp.xentWorkElements(1024, 151_936)).toBe(110 * 151_936);
     expect(gpuOp.xentTokenChunk(48, 4096)).toBe(48); // 8192 rows fit: one chunk
     expect(gpuOp.xentWorkElements(48, 4096)).toBe(48 * 4096);
     for (const V of [4096, 151_936, 262_144]) {
