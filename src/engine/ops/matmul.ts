@@ -4,6 +4,7 @@
 import type { GpuContext } from '../gpu/device.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
+import { isLargeGpu } from './tiling.ts';
 import src from '../../../shaders/matmul.wgsl?raw';
 import plainEntry from '../../../shaders/matmul_plain.wgsl?raw';
 import sgEntry from '../../../shaders/matmul_sg.wgsl?raw';
@@ -62,9 +63,6 @@ const TILE64: MatmulTiling = { TX: 16, TY: 16, RM: 4, RN: 4, BK: 16, DB: false, 
 /** 16 x 16 threads, 8 x 8 outputs each: a 128 x 128 tile, K staged 8 at a time, two buffers (16 KiB). */
 const TILE128: MatmulTiling = { TX: 16, TY: 16, RM: 8, RN: 8, BK: 8, DB: true, SG: false };
 
-/** Desktop and datacenter GPU vendors (GPUAdapterInfo.vendor) that get the 128 x 128 tile. */
-const LARGE_GPU_VENDORS = /^(nvidia|amd|apple)$/i;
-
 /** Workgroup memory (bytes) of tiling t: As and Bs (shaders/matmul.wgsl), both buffers when DB. */
 export function matmulSharedBytes(t: MatmulTiling): number {
   return (t.DB ? 2 : 1) * t.BK * (t.TY * t.RM + t.TX * t.RN) * 4;
@@ -100,7 +98,7 @@ export function forceMatmulTiling(t: MatmulTiling | null, strictSubgroups = fals
 export function matmulTiling(gpu: GpuContext): MatmulTiling {
   if (forcedMatmul) return forcedMatmul;
   if (gpu.info.cpu) return TILE64;
-  const base = LARGE_GPU_VENDORS.test(gpu.info.vendor) ? TILE128 : TILE64;
+  const base = isLargeGpu(gpu.info) ? TILE128 : TILE64;
   for (const t of [{ ...base, SG: gpu.hasSubgroups }, base]) if (!matmulTilingProblem(gpu, t)) return t;
   return TILE64;
 }
