@@ -12,6 +12,7 @@ import { randn, rng } from '../../helpers/random.ts';
 import { expectClose, finiteDiff } from '../../helpers/compare.ts';
 import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
 import { cpuRoute, packBf16, randomRouting, roundBf16 } from '../../helpers/experts-data.ts';
+import { withForced } from '../../helpers/forced.ts';
 
 interface Case {
   name: string;
@@ -76,14 +77,7 @@ const tilings: { name: string; t: gpuOp.ExpertsTiling | null }[] = [
 ];
 
 /** Runs `f` with the launchers forced to tiling t (null: by adapter). */
-async function withTiling(t: gpuOp.ExpertsTiling | null, f: () => Promise<void>): Promise<void> {
-  gpuOp.forceExpertsTiling(t);
-  try {
-    await f();
-  } finally {
-    gpuOp.forceExpertsTiling(null);
-  }
-}
+const withTiling = (t: gpuOp.ExpertsTiling | null, f: () => Promise<void>) => withForced(gpuOp.forceExpertsTiling, t, f);
 
 describe('experts', () => {
   it('the per-vendor table: NX 32 on large GPUs, 16 on other GPUs, 8 on CPUs; the variants cover them', async () => {

@@ -7,6 +7,7 @@ import { randn } from '../../helpers/random.ts';
 import { expectClose, finiteDiff } from '../../helpers/compare.ts';
 import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
 import { testWeights } from '../../helpers/matmul-weights.ts';
+import { withForced } from '../../helpers/forced.ts';
 
 const ATOL = 1e-4, RTOL = 1e-5;
 
@@ -41,14 +42,7 @@ const variants: { name: string; t: gpuOp.MatmulTiling | null; cases: typeof case
 ];
 
 /** Runs `f` with the launchers forced to tiling t (null: by adapter). */
-async function withTiling(t: gpuOp.MatmulTiling | null, f: () => Promise<void>): Promise<void> {
-  gpuOp.forceMatmulTiling(t, true);
-  try {
-    await f();
-  } finally {
-    gpuOp.forceMatmulTiling(null);
-  }
-}
+const withTiling = (t: gpuOp.MatmulTiling | null, f: () => Promise<void>) => withForced((x: gpuOp.MatmulTiling | null) => gpuOp.forceMatmulTiling(x, true), t, f);
 
 describe('matmul variants', () => {
   it('SwiftShader offers all four tilings, subgroups included', async () => {
