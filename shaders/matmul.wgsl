@@ -1,8 +1,5 @@
 // Tiled matmul C[i, j] (+)= sum_r A(i, r) * B(r, j) (+ bias[j]) with C [m, n] row-major and A, B read through strided views.
 // One kernel serves the linear layer y = x W^T + b (A = x, B = W^T), dx = dy W (A = dy, B = W) and dW += dy^T x (A = dy^T, B = x).
-// Tilings (ops/matmul.ts matmulVariants, docs/gemm.md): TX x TY threads, each RM x RN outputs, BK reduction steps a stage;
-// DB double-buffers the workgroup tiles (one barrier a stage); SG (a module compiled with `enable subgroups`, see
-// matmul_sg.wgsl) hands each thread its A fragment through subgroupShuffle instead of workgroup memory.
 
 struct Params {
   m: u32, n: u32, k: u32,                              // C is [m, n]; the reduction runs over k
@@ -20,23 +17,15 @@ struct Params {
 override A_T: bool = false;   // A(i, r) at r*lda + i (else i*lda + r)
 override B_T: bool = true;    // B(r, j) at j*ldb + r: a PyTorch [out, in] weight (else r*ldb + j)
 override B_BF16: bool = false;
-override TX: u32 = 16;        // threads along n
-override TY: u32 = 16;        // threads along m
-override RM: u32 = 4;         // rows a thread owns (4 or 8): 4 consecutive rows at 4*(y + TY*u), u < RM/4
-override RN: u32 = 4;         // columns a thread owns (4 or 8): 4 consecutive columns at 4*(x + TX*v), v < RN/4
+override TX: u32 = 16;        // threads along n, 4 columns each
+override TY: u32 = 16;        // threads along m, 4 rows each
 override BK: u32 = 16;        // reduction slice staged in workgroup memory
-override DB: bool = false;    // two tile buffers: stage k-slice t+1 (through registers) while computing slice t
-override SG: bool = false;    // A fragments through subgroupShuffle (the module must define them: matmul_sg.wgsl)
-override SG_STRICT: bool = false;   // tests: write nothing rather than fall back to staging A
-override BM = TY * RM;
-override BN = TX * RN;
-override NBUF = select(1u, 2u, DB);
-override PA = BK * BM / (TX * TY);   // A values a thread stages per slice (ops/matmul.ts keeps it whole and <= 8)
-override PB = BK * BN / (TX * TY);
+override BM = TY * 4u;
+override BN = TX * 4u;
 // #include decode
 
-var<workgroup> As: array<vec4f, NBUF * BK * BM / 4>;   // [buf][BK][BM / 4], 4 consecutive rows per vec4
-var<workgroup> Bs: array<vec4f, NBUF * BK * BN / 4>;   // [buf][BK][BN / 4], 4 consecutive columns per vec4
+var<workgroup> As: array<vec4f, BK * TY>;   // [BK, BM], 4 consecutive rows per vec4
+var<workgroup> Bs: array<vec4f, BK * TX>;   // [BK, BN], 4 consecutive columns per vec4
 
 fn load_a(i: u32, r: u32) -> f32 {
   if (i >= p.m || r >= p.k) { return 0.0; }
@@ -54,110 +43,46 @@ fn load_b(r: u32, j: u32) -> f32 {
   return bitcast<f32>(b[e]);
 }
 
-// Staging element l of a slice: neighbouring threads walk the dimension that is contiguous in memory.
-fn a_at(l: u32) -> vec2u { return vec2u(select(l / BK, l % BM, A_T), select(l % BK, l / BM, A_T)); }   // (ii, rr)
-fn b_at(l: u32) -> vec2u { return vec2u(select(l % BN, l / BK, B_T), select(l / BN, l % BK, B_T)); }   // (jj, rr)
-fn put_a(buf: u32, l: u32, v: f32) { let at = a_at(l); As[(buf * BK + at.y) * (BM / 4u) + at.x / 4u][at.x % 4u] = v; }
-fn put_b(buf: u32, l: u32, v: f32) { let at = b_at(l); Bs[(buf * BK + at.y) * (BN / 4u) + at.x / 4u][at.x % 4u] = v; }
-
-/** The 4 rows 4*q..4*q+3 of the tile at reduction step r (A fragment of one thread). */
-fn a_rows(i0: u32, q: u32, r: u32) -> vec4f {
-  let i = i0 + 4u * q;
-  return vec4f(load_a(i, r), load_a(i + 1u, r), load_a(i + 2u, r), load_a(i + 3u, r));
-}
-
-fn gemm(wid: vec3u, lid: vec3u, sg_lane: u32, sg_size: u32) {
+@compute @workgroup_size(TX, TY)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let tid = lid.y * TX + lid.x;
   let i0 = wid.y * BM;
   let j0 = wid.x * BN;
-  // SG: lanes in runs of W = min(subgroup size, TX, BK) that share lid.y and count lid.x up from a multiple of W; each
-  // lane loads the A fragments of reduction steps s, s + W, ... and the run shares them. Checked, not assumed: the
-  // mapping of invocations to subgroups is the implementation's, and a workgroup where one run breaks it stages A.
-  var use_sg = false;
-  var w = 1u;
-  var head = 0u;
-  if (SG) {
-    w = min(sg_size, min(TX, BK));
-    let s = sg_lane % w;
-    head = sg_lane - s;
-    let run_row = sg_row_of(lid.y, head);
-    let ok = w >= 4u && (BK / w) * (RM / 4u) <= 8u && (lid.x % w) == s && run_row == lid.y;
-    // Bs (zeroed at launch, staged only after this) carries the flag: every lane that breaks the layout writes 1.
-    if (!ok) { Bs[0].x = 1.0; }
-    use_sg = workgroupUniformLoad(&Bs[0]).x == 0.0;
-    if (SG_STRICT && !use_sg) { return; }   // tests: prove the subgroup path ran (outputs stay poisoned otherwise)
-  }
-  var acc: array<vec4f, 16>;   // (row 4*(lid.y + TY*u) + t, columns 4*(lid.x + TX*v)..) at (4u + t) * (RN/4) + v
-  var pa: array<f32, 8>;       // DB: the next slice, held in registers while this one is computed
-  var pb: array<f32, 8>;
-  var af: array<vec4f, 8>;     // SG: this lane's A fragments, (step s + W*q, rows of u) at q * (RM/4) + u
-  let nt = (p.k + BK - 1u) / BK;
-  if (DB) {
-    for (var l = 0u; l < PA; l++) { if (!use_sg) { let at = a_at(tid + l * TX * TY); put_a(0u, tid + l * TX * TY, load_a(i0 + at.x, at.y)); } }
-    for (var l = 0u; l < PB; l++) { let at = b_at(tid + l * TX * TY); put_b(0u, tid + l * TX * TY, load_b(at.y, j0 + at.x)); }
+  var acc: array<vec4f, 4>;   // rows i0 + 4*lid.y + u, columns j0 + 4*lid.x + (0..3)
+  for (var r0 = 0u; r0 < p.k; r0 += BK) {
+    // Stage the tiles; neighbouring threads walk the dimension that is contiguous in memory.
+    for (var l = tid; l < BK * BM; l += TX * TY) {
+      let ii = select(l / BK, l % BM, A_T);
+      let rr = select(l % BK, l / BM, A_T);
+      As[rr * TY + ii / 4u][ii % 4u] = load_a(i0 + ii, r0 + rr);
+    }
+    for (var l = tid; l < BK * BN; l += TX * TY) {
+      let jj = select(l % BN, l / BK, B_T);
+      let rr = select(l / BN, l % BK, B_T);
+      Bs[rr * TX + jj / 4u][jj % 4u] = load_b(r0 + rr, j0 + jj);
+    }
     workgroupBarrier();
-  }
-  for (var t = 0u; t < nt; t++) {
-    let r0 = t * BK;
-    var buf = 0u;
-    if (DB) {
-      buf = t % 2u;
-      if (t + 1u < nt) {   // prefetch slice t + 1
-        for (var l = 0u; l < PA; l++) { if (!use_sg) { let at = a_at(tid + l * TX * TY); pa[l] = load_a(i0 + at.x, r0 + BK + at.y); } }
-        for (var l = 0u; l < PB; l++) { let at = b_at(tid + l * TX * TY); pb[l] = load_b(r0 + BK + at.y, j0 + at.x); }
-      }
-    } else {
-      for (var l = tid; l < BK * BM; l += TX * TY) { if (!use_sg) { let at = a_at(l); put_a(0u, l, load_a(i0 + at.x, r0 + at.y)); } }
-      for (var l = tid; l < BK * BN; l += TX * TY) { let at = b_at(l); put_b(0u, l, load_b(r0 + at.y, j0 + at.x)); }
-      workgroupBarrier();
-    }
-    if (use_sg) {
-      let s = sg_lane % w;
-      for (var q = 0u; q < BK / w; q++) {
-        for (var u = 0u; u < RM / 4u; u++) { af[q * (RM / 4u) + u] = a_rows(i0, lid.y + TY * u, r0 + s + w * q); }
-      }
-    }
     for (var rr = 0u; rr < BK; rr++) {
-      var av: array<vec4f, 2>;
-      for (var u = 0u; u < RM / 4u; u++) {
-        if (use_sg) { av[u] = sg_shuffle(af[(rr / w) * (RM / 4u) + u], head + rr % w); }
-        else { av[u] = As[(buf * BK + rr) * (BM / 4u) + lid.y + TY * u]; }
-      }
-      for (var v = 0u; v < RN / 4u; v++) {
-        let bv = Bs[(buf * BK + rr) * (BN / 4u) + lid.x + TX * v];
-        for (var u = 0u; u < RM / 4u; u++) {
-          let o = 4u * u * (RN / 4u) + v;
-          acc[o] += av[u].x * bv;
-          acc[o + RN / 4u] += av[u].y * bv;
-          acc[o + 2u * (RN / 4u)] += av[u].z * bv;
-          acc[o + 3u * (RN / 4u)] += av[u].w * bv;
-        }
-      }
-    }
-    if (DB) {
-      if (t + 1u < nt) {
-        for (var l = 0u; l < PA; l++) { if (!use_sg) { put_a(1u - buf, tid + l * TX * TY, pa[l]); } }
-        for (var l = 0u; l < PB; l++) { put_b(1u - buf, tid + l * TX * TY, pb[l]); }
-      }
+      let av = As[rr * TY + lid.y];
+      let bv = Bs[rr * TX + lid.x];
+      acc[0] += av.x * bv;
+      acc[1] += av.y * bv;
+      acc[2] += av.z * bv;
+      acc[3] += av.w * bv;
     }
     workgroupBarrier();
   }
-  for (var u = 0u; u < RM / 4u; u++) {
-    for (var t = 0u; t < 4u; t++) {
-      let i = i0 + 4u * (lid.y + TY * u) + t;
-      if (i >= p.m) { continue; }
-      for (var v = 0u; v < RN / 4u; v++) {
-        let vals = acc[(4u * u + t) * (RN / 4u) + v];
-        for (var e = 0u; e < 4u; e++) {
-          let j = j0 + 4u * (lid.x + TX * v) + e;
-          if (j >= p.n) { continue; }
-          var out = vals[e];
-          if (p.has_bias != 0u) { out += bias[p.bias_off + j]; }
-          let ci = p.c_off + i * p.ldc + j;
-          if (p.accumulate != 0u) { out += c[ci]; }
-          c[ci] = out;
-        }
-      }
+  for (var u = 0u; u < 4u; u++) {
+    let i = i0 + lid.y * 4u + u;
+    if (i >= p.m) { break; }
+    for (var v = 0u; v < 4u; v++) {
+      let j = j0 + lid.x * 4u + v;
+      if (j >= p.n) { break; }
+      var out = acc[u][v];
+      if (p.has_bias != 0u) { out += bias[p.bias_off + j]; }
+      let ci = p.c_off + i * p.ldc + j;
+      if (p.accumulate != 0u) { out += c[ci]; }
+      c[ci] = out;
     }
   }
 }

@@ -6,6 +6,7 @@ import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
 import { isLargeGpu } from './tiling.ts';
 import src from '../../../shaders/matmul.wgsl?raw';
+import tiledSrc from '../../../shaders/matmul_tiled.wgsl?raw';
 import plainEntry from '../../../shaders/matmul_plain.wgsl?raw';
 import sgEntry from '../../../shaders/matmul_sg.wgsl?raw';
 import biasSrc from '../../../shaders/matmul_backward_bias.wgsl?raw';
@@ -134,11 +135,14 @@ function gemm(enc: Encoder, name: string, c: GPUBuffer, a: GPUBuffer, b: GPUBuff
   const t = matmulTiling(enc.gpu);
   const problem = matmulTilingProblem(enc.gpu, t);
   if (problem) throw new RangeError(`${name}: tiling ${JSON.stringify(t)} cannot run here: ${problem}`);
-  const k = kernel(enc.gpu, {
+  const base = { A_T: g.aT ? 1 : 0, B_T: g.bT ? 1 : 0, B_BF16: g.bBf16 ? 1 : 0, TX: t.TX, TY: t.TY, BK: t.BK };
+  // The plain 64 x 64 tile keeps matmul.wgsl's own entry (the fastest on SwiftShader); the others compile matmul_tiled.wgsl.
+  const plain = t.RM === 4 && t.RN === 4 && !t.DB && !t.SG;
+  const k = kernel(enc.gpu, plain ? { name, code: src, entryPoint: 'main', constants: base } : {
     name,
-    code: t.SG ? `enable subgroups;\n${src}\n${sgEntry}` : `${src}\n${plainEntry}`,
-    entryPoint: 'main',
-    constants: { A_T: g.aT ? 1 : 0, B_T: g.bT ? 1 : 0, B_BF16: g.bBf16 ? 1 : 0, TX: t.TX, TY: t.TY, RM: t.RM, RN: t.RN, BK: t.BK, DB: t.DB ? 1 : 0, SG: t.SG ? 1 : 0, SG_STRICT: sgStrict ? 1 : 0 },
+    code: `${t.SG ? 'enable subgroups;\n' : ''}${src}\n${tiledSrc}\n${t.SG ? sgEntry : plainEntry}`,
+    entryPoint: 'tiled',
+    constants: { ...base, RM: t.RM, RN: t.RN, DB: t.DB ? 1 : 0, SG: t.SG ? 1 : 0, SG_STRICT: sgStrict ? 1 : 0 },
   });
   // A [m, k] and B [k, n] read once, C [m, n] written (read too when accumulating)
   const bytes = 4 * g.m * g.k + (g.bBf16 ? 2 : 4) * g.k * g.n + 4 * g.m * g.n * (g.accumulate ? 2 : 1) + (bias ? 4 * g.n : 0);
