@@ -4,6 +4,7 @@
 import { isCpuAdapter, type GpuContext } from '../gpu/device.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
+import { isLargeGpu } from './tiling.ts';
 import { moeRouteMaxTiles } from './moe_route.ts';
 import { DEFAULT_GROUP, quantLayout } from '../quant/format.ts';
 import gateUpSrc from '../../../shaders/experts.wgsl?raw';
@@ -96,13 +97,29 @@ export function forceExpertsTiling(t: ExpertsTiling | null): void {
   forced = t;
 }
 
+/** The tilings by name (bench/gpu-session.sh measures each: forceExpertsTiling(variant.tiling)). */
+const TILINGS = {
+  cpu: { NX: 8, BK: 16 },
+  gpu: { NX: 16, BK: 16 },
+  wide: { NX: 32, BK: 16 },
+} satisfies Record<string, ExpertsTiling>;
+
 /**
- * Real GPUs: 64-thread workgroups, BK 16. CPU adapters (SwiftShader runs invocations as fibers, 4 lanes wide): 32
- * threads; there, reads of workgroup memory dominate, and BK 8..32 time the same but compile slower as BK grows.
+ * The per-vendor table. CPU adapters (SwiftShader runs invocations as fibers, 4 lanes wide): 32 threads; there, reads
+ * of workgroup memory dominate, and BK 8..32 time the same but compile slower as BK grows. NVIDIA, AMD, Apple: 128
+ * threads, 32 x 128 tiles (down, backward: 32 x 256), so each row tile's activations are staged for half as many
+ * column tiles; other GPUs: 64 threads. BK is lowered per kernel to fit the workgroup memory (gemmConstants).
  */
 export function expertsTiling(gpu: GpuContext): ExpertsTiling {
   if (forced) return forced;
-  return isCpuAdapter(gpu.info) ? { NX: 8, BK: 16 } : { NX: 16, BK: 16 };
+  if (isCpuAdapter(gpu.info)) return TILINGS.cpu;
+  const wide = isLargeGpu(gpu.info) && TILINGS.wide.NX * 8 <= gpu.info.maxComputeInvocationsPerWorkgroup;
+  return wide ? TILINGS.wide : TILINGS.gpu;
+}
+
+/** Every expert tiling, by name, for forcing with forceExpertsTiling (each fits any WebGPU device's default limits). */
+export function expertsVariants(): { name: string; tiling: ExpertsTiling }[] {
+  return Object.entries(TILINGS).map(([name, tiling]) => ({ name: `experts NX ${tiling.NX} BK ${tiling.BK} (${name})`, tiling }));
 }
 
 type Gemm = 'gate_up' | 'down' | 'backward_act' | 'backward_input' | 'backward_weight';

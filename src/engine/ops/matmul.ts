@@ -1,9 +1,14 @@
 // Linear-layer launchers (PyTorch convention, W [N, K] = [out, in]). Same signatures as ref/matmul.ts: outputs, inputs, dims.
 // y = x W^T (+ b); dx = dy W; dW += dy^T x; dbias += colsum(dy). W may be f32 or packed bf16 at an element offset; x, y, grads f32.
 
+import type { GpuContext } from '../gpu/device.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
+import { isLargeGpu } from './tiling.ts';
 import src from '../../../shaders/matmul.wgsl?raw';
+import tiledSrc from '../../../shaders/matmul_tiled.wgsl?raw';
+import plainEntry from '../../../shaders/matmul_plain.wgsl?raw';
+import sgEntry from '../../../shaders/matmul_sg.wgsl?raw';
 import biasSrc from '../../../shaders/matmul_backward_bias.wgsl?raw';
 
 export type WDtype = 'f32' | 'bf16';
@@ -36,8 +41,79 @@ export interface MatmulWeightGradDims {
   accumulateDw?: boolean;
 }
 
-/** Tile shape: 16 x 16 threads, 4 x 4 outputs each -> 64 x 64 outputs a workgroup, K staged 16 at a time. */
-const TX = 16, TY = 16, BK = 16;
+// ---------------------------------------------------------------------------------------------
+// Tilings (docs/gemm.md): chosen per adapter by matmulTiling, forced by forceMatmulTiling, listed by matmulVariants.
+
+export interface MatmulTiling {
+  /** Threads along n and m. */
+  TX: number;
+  TY: number;
+  /** Outputs a thread owns along m and n: 4 or 8. */
+  RM: 4 | 8;
+  RN: 4 | 8;
+  /** Reduction steps staged per workgroup barrier. */
+  BK: number;
+  /** Double-buffered workgroup tiles: the next k-slice is loaded into registers while this one is computed. */
+  DB: boolean;
+  /** A fragments shared through subgroupShuffle (only on a device created with the 'subgroups' feature). */
+  SG: boolean;
+}
+
+/** 16 x 16 threads, 4 x 4 outputs each: a 64 x 64 tile, K staged 16 at a time (8 KiB of workgroup memory). */
+const TILE64: MatmulTiling = { TX: 16, TY: 16, RM: 4, RN: 4, BK: 16, DB: false, SG: false };
+/** 16 x 16 threads, 8 x 8 outputs each: a 128 x 128 tile, K staged 8 at a time, two buffers (16 KiB). */
+const TILE128: MatmulTiling = { TX: 16, TY: 16, RM: 8, RN: 8, BK: 8, DB: true, SG: false };
+
+/** Workgroup memory (bytes) of tiling t: As and Bs (shaders/matmul.wgsl), both buffers when DB. */
+export function matmulSharedBytes(t: MatmulTiling): number {
+  return (t.DB ? 2 : 1) * t.BK * (t.TY * t.RM + t.TX * t.RN) * 4;
+}
+
+/** Why tiling t cannot run on gpu (null: it can). */
+export function matmulTilingProblem(gpu: GpuContext, t: MatmulTiling): string | null {
+  const per = (t.TX * t.TY);
+  if (t.SG && !gpu.hasSubgroups) return 'the device has no subgroups';
+  if (per > gpu.info.maxComputeInvocationsPerWorkgroup) return `${per} threads exceed maxComputeInvocationsPerWorkgroup ${gpu.info.maxComputeInvocationsPerWorkgroup}`;
+  if (matmulSharedBytes(t) > gpu.info.maxComputeWorkgroupStorageSize) return `${matmulSharedBytes(t)} bytes of workgroup memory exceed ${gpu.info.maxComputeWorkgroupStorageSize}`;
+  // each thread stages whole, at most 8 values of each slice (the shader's pa / pb registers)
+  for (const slice of [t.BK * t.TY * t.RM, t.BK * t.TX * t.RN]) if (slice % per !== 0 || slice / per > 8) return `a ${slice}-value slice does not split into <= 8 values a thread`;
+  return null;
+}
+
+let forcedMatmul: MatmulTiling | null = null;
+let sgStrict = false;
+/**
+ * Tests and benchmarks: use this tiling on every adapter (null: choose by adapter again). strictSubgroups: an SG
+ * workgroup whose subgroups do not match the layout it needs writes nothing instead of falling back to staging A.
+ */
+export function forceMatmulTiling(t: MatmulTiling | null, strictSubgroups = false): void {
+  forcedMatmul = t;
+  sgStrict = t !== null && strictSubgroups;
+}
+
+/**
+ * The per-vendor table. CPU adapters (SwiftShader): the 64 x 64 tile without subgroups (what the tests time). NVIDIA,
+ * AMD, Apple: the 128 x 128 tile, other GPUs the 64 x 64 one; each with subgroup A fragments when the device has them.
+ * A tiling the limits refuse falls back to the 64 x 64 one.
+ */
+export function matmulTiling(gpu: GpuContext): MatmulTiling {
+  if (forcedMatmul) return forcedMatmul;
+  if (gpu.info.cpu) return TILE64;
+  const base = isLargeGpu(gpu.info) ? TILE128 : TILE64;
+  for (const t of [{ ...base, SG: gpu.hasSubgroups }, base]) if (!matmulTilingProblem(gpu, t)) return t;
+  return TILE64;
+}
+
+/** Every tiling gpu can run, by name (bench/gpu-session.sh measures each: forceMatmulTiling(variant.tiling)). */
+export function matmulVariants(gpu: GpuContext): { name: string; tiling: MatmulTiling }[] {
+  const all = [
+    { name: 'matmul 64x64 4x4', tiling: TILE64 },
+    { name: 'matmul 128x128 8x8 db', tiling: TILE128 },
+    { name: 'matmul 64x64 4x4 subgroups', tiling: { ...TILE64, SG: true } },
+    { name: 'matmul 128x128 8x8 db subgroups', tiling: { ...TILE128, SG: true } },
+  ];
+  return all.filter((v) => !matmulTilingProblem(gpu, v.tiling));
+}
 
 // ---------------------------------------------------------------------------------------------
 // Shared GEMM dispatch: C[m, n] (+)= A(i, r) B(r, j) (+ bias)
@@ -56,15 +132,21 @@ export function matmulParams(g: Gemm): Uint32Array {
 }
 
 function gemm(enc: Encoder, name: string, c: GPUBuffer, a: GPUBuffer, b: GPUBuffer, bias: GPUBuffer | null, g: Gemm): void {
-  const k = kernel(enc.gpu, {
+  const t = matmulTiling(enc.gpu);
+  const problem = matmulTilingProblem(enc.gpu, t);
+  if (problem) throw new RangeError(`${name}: tiling ${JSON.stringify(t)} cannot run here: ${problem}`);
+  const base = { A_T: g.aT ? 1 : 0, B_T: g.bT ? 1 : 0, B_BF16: g.bBf16 ? 1 : 0, TX: t.TX, TY: t.TY, BK: t.BK };
+  // The plain 64 x 64 tile keeps matmul.wgsl's own entry (the fastest on SwiftShader); the others compile matmul_tiled.wgsl.
+  const plain = t.RM === 4 && t.RN === 4 && !t.DB && !t.SG;
+  const k = kernel(enc.gpu, plain ? { name, code: src, entryPoint: 'main', constants: base } : {
     name,
-    code: src,
-    entryPoint: 'main',
-    constants: { A_T: g.aT ? 1 : 0, B_T: g.bT ? 1 : 0, B_BF16: g.bBf16 ? 1 : 0, TX, TY, BK },
+    code: `${t.SG ? 'enable subgroups;\n' : ''}${src}\n${tiledSrc}\n${t.SG ? sgEntry : plainEntry}`,
+    entryPoint: 'tiled',
+    constants: { ...base, RM: t.RM, RN: t.RN, DB: t.DB ? 1 : 0, SG: t.SG ? 1 : 0, SG_STRICT: sgStrict ? 1 : 0 },
   });
   // A [m, k] and B [k, n] read once, C [m, n] written (read too when accumulating)
   const bytes = 4 * g.m * g.k + (g.bBf16 ? 2 : 4) * g.k * g.n + 4 * g.m * g.n * (g.accumulate ? 2 : 1) + (bias ? 4 * g.n : 0);
-  k.dispatch(enc, [a, b, bias ?? a, c], [Math.ceil(g.n / (4 * TX)), Math.ceil(g.m / (4 * TY))], matmulParams({ ...g, hasBias: bias !== null }), { flops: 2 * g.m * g.n * g.k, bytes });
+  k.dispatch(enc, [a, b, bias ?? a, c], [Math.ceil(g.n / (t.RN * t.TX)), Math.ceil(g.m / (t.RM * t.TY))], matmulParams({ ...g, hasBias: bias !== null }), { flops: 2 * g.m * g.n * g.k, bytes });
 }
 
 function need(buf: GPUBuffer, bytes: number, what: string): void {

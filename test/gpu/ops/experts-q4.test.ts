@@ -28,7 +28,7 @@ const topW = randn(T * K, 22).map((v) => 0.2 + Math.abs(v));
 const dOut = randn(T * H, 23);
 const topIdx = randomRouting(T, K, E, 24, 4);
 
-const tilings: (gpuOp.ExpertsTiling | null)[] = [null, { NX: 4, BK: 8 }];
+const tilings: (gpuOp.ExpertsTiling | null)[] = [null, { NX: 4, BK: 8 }, { NX: 32, BK: 16 }];   // adapter, narrow, wide (large GPUs)
 
 describe('experts, 4-bit weights', () => {
   for (const t of tilings) {

@@ -1,5 +1,5 @@
 // experts: grouped SwiGLU forward/backward and dense weight grads, GPU vs the float64 oracle (f32 and bf16 weights at
-// odd element offsets, experts spanning several row tiles, an unused expert, three tilings); oracle backward vs finite differences.
+// odd element offsets, experts spanning several row tiles, an unused expert, every tiling); oracle backward vs finite differences.
 import { describe, expect, it } from 'vitest';
 import * as gpuOp from '../../../src/engine/ops/experts.ts';
 import * as ref from '../../../src/engine/ref/experts.ts';
@@ -12,6 +12,7 @@ import { randn, rng } from '../../helpers/random.ts';
 import { expectClose, finiteDiff } from '../../helpers/compare.ts';
 import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
 import { cpuRoute, packBf16, randomRouting, roundBf16 } from '../../helpers/experts-data.ts';
+import { withForced } from '../../helpers/forced.ts';
 
 interface Case {
   name: string;
@@ -66,25 +67,27 @@ function refForward(d: ExpertsDims, inp: RefInputs, rt: ReturnType<typeof cpuRou
   return { out, s };
 }
 
-// Tilings the launchers pick on other adapters (a real GPU: 16 x 4 threads, BK 16) or that split every output into
-// several column tiles (4 x 4 threads, BK 8), forced here so that SwiftShader runs their code paths too.
+// Every tiling of expertsVariants the adapter would not pick itself (a real GPU: 16 x 4 threads; a large one: 32 x 4),
+// and one that splits every output into several column tiles (4 x 4 threads, BK 8), forced so SwiftShader runs them too.
+const own = gpuOp.expertsTiling(await testGpu());
 const tilings: { name: string; t: gpuOp.ExpertsTiling | null }[] = [
   { name: 'adapter tiling', t: null },
-  { name: 'GPU tiling NX 16 BK 16', t: { NX: 16, BK: 16 } },
+  ...gpuOp.expertsVariants().filter((v) => v.tiling.NX !== own.NX || v.tiling.BK !== own.BK).map((v) => ({ name: v.name, t: v.tiling })),
   { name: 'narrow tiling NX 4 BK 8', t: { NX: 4, BK: 8 } },
 ];
 
 /** Runs `f` with the launchers forced to tiling t (null: by adapter). */
-async function withTiling(t: gpuOp.ExpertsTiling | null, f: () => Promise<void>): Promise<void> {
-  gpuOp.forceExpertsTiling(t);
-  try {
-    await f();
-  } finally {
-    gpuOp.forceExpertsTiling(null);
-  }
-}
+const withTiling = (t: gpuOp.ExpertsTiling | null, f: () => Promise<void>) => withForced(gpuOp.forceExpertsTiling, t, f);
 
 describe('experts', () => {
+  it('the per-vendor table: NX 32 on large GPUs, 16 on other GPUs, 8 on CPUs; the variants cover them', async () => {
+    const gpu = await testGpu();
+    const as = (vendor: string, cpu: boolean) => gpuOp.expertsTiling({ ...gpu, info: { ...gpu.info, vendor, cpu, description: cpu ? 'SwiftShader' : vendor, device: '', architecture: '', isFallbackAdapter: false } });
+    expect([as('nvidia', false).NX, as('apple', false).NX, as('intel', false).NX, as('google', true).NX]).toEqual([32, 32, 16, 8]);
+    expect(gpuOp.expertsVariants().map((v) => v.tiling.NX).sort()).toEqual([16, 32, 8]);
+    expect(tilings.length).toBe(4);   // the adapter's own, the two it does not pick, the narrow one
+  });
+
   for (const [ci, { name, d }] of cases.entries()) for (const tiling of ci === 0 ? tilings.slice(0, 1) : tilings) {
     const R = d.T * d.K;
     const inp = makeInputs(d, 100 + d.T);

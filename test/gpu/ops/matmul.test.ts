@@ -1,5 +1,5 @@
 // matmul: GPU forward/backward (f32 and bf16 W, offsets, bias, accumulate, ragged tiles) vs the float64 oracle; oracle vs finite differences.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, it as vitestIt } from 'vitest';
 import * as gpuOp from '../../../src/engine/ops/matmul.ts';
 import * as ref from '../../../src/engine/ref/matmul.ts';
 import type { GpuContext } from '../../../src/engine/gpu/device.ts';
@@ -7,6 +7,7 @@ import { randn } from '../../helpers/random.ts';
 import { expectClose, finiteDiff } from '../../helpers/compare.ts';
 import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
 import { testWeights } from '../../helpers/matmul-weights.ts';
+import { withForced } from '../../helpers/forced.ts';
 
 const ATOL = 1e-4, RTOL = 1e-5;
 
@@ -32,10 +33,41 @@ function padded(data: Float32Array, off: number, fill = 7): Float32Array {
   return out;
 }
 
+// Every tiling of matmulVariants, forced (subgroup ones strict: no silent fallback to staging A), on the ragged cases
+// plus one spanning several 128 x 128 tiles and an odd number of k-slices; the adapter's own choice on every case.
+const bigCase = { M: 150, N: 133, K: 45, wOffset: 2, dtype: 'bf16' as const, xo: 1, yo: 0 };
+const variants: { name: string; t: gpuOp.MatmulTiling | null; cases: typeof cases }[] = [
+  { name: 'adapter tiling', t: null, cases },
+  ...gpuOp.matmulVariants(await testGpu()).map((v) => ({ name: v.name, t: v.tiling, cases: [...cases.slice(2), bigCase] })),
+];
+
+/** Runs `f` with the launchers forced to tiling t (null: by adapter). */
+const withTiling = (t: gpuOp.MatmulTiling | null, f: () => Promise<void>) => withForced((x: gpuOp.MatmulTiling | null) => gpuOp.forceMatmulTiling(x, true), t, f);
+
+describe('matmul variants', () => {
+  it('SwiftShader offers all four tilings, subgroups included', async () => {
+    const gpu = await testGpu();
+    expect(gpu.hasSubgroups).toBe(true);
+    expect(variants.map((v) => v.name)).toEqual(['adapter tiling', 'matmul 64x64 4x4', 'matmul 128x128 8x8 db', 'matmul 64x64 4x4 subgroups', 'matmul 128x128 8x8 db subgroups']);
+  });
+
+  it('the per-vendor table: 128 x 128 on large GPUs with subgroups when present; 64 x 64 on CPUs and other GPUs', async () => {
+    const gpu = await testGpu();
+    const as = (vendor: string, cpu: boolean, hasSubgroups: boolean, storage = 16384) =>
+      gpuOp.matmulTiling({ ...gpu, hasSubgroups, info: { ...gpu.info, vendor, cpu, maxComputeWorkgroupStorageSize: storage, maxComputeInvocationsPerWorkgroup: 256 } });
+    expect(as('nvidia', false, true)).toMatchObject({ RM: 8, RN: 8, DB: true, SG: true });
+    expect(as('amd', false, false)).toMatchObject({ RM: 8, RN: 8, DB: true, SG: false });
+    expect(as('intel', false, true)).toMatchObject({ RM: 4, RN: 4, DB: false, SG: true });
+    expect(as('google', true, true)).toMatchObject({ RM: 4, RN: 4, DB: false, SG: false });
+    expect(as('nvidia', false, true, 12288)).toMatchObject({ RM: 4, RN: 4 });   // 16 KiB tile refused by the limit
+  });
+});
+
 describe('matmul', () => {
-  for (const c of cases) {
+  for (const v of variants) for (const c of v.cases) {
     const { M, N, K, wOffset, dtype, xo, yo } = c;
-    const tag = `M${M} N${N} K${K} ${dtype} offsets w ${wOffset} x ${xo} y ${yo}`;
+    const tag = `M${M} N${N} K${K} ${dtype} offsets w ${wOffset} x ${xo} y ${yo}, ${v.name}`;
+    const it = (title: string, f: () => Promise<void>) => vitestIt(title, () => withTiling(v.t, f));
     const x = padded(randn(M * K, 1), xo);
     const dy = padded(randn(M * N, 2), yo);
     const bias = randn(N + 2, 3);
