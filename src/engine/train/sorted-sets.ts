@@ -13,13 +13,13 @@ export function countNotIn(a: Uint32Array, b: Uint32Array): number {
 
 /** Elements of a not in b (ascending). */
 export function setMinus(a: Uint32Array, b: Uint32Array): Uint32Array {
-  const out: number[] = [];
-  let j = 0;
+  const out = new Uint32Array(a.length);
+  let j = 0, n = 0;
   for (let i = 0; i < a.length; i++) {
     while (j < b.length && b[j]! < a[i]!) j++;
-    if (j >= b.length || b[j] !== a[i]) out.push(a[i]!);
+    if (j >= b.length || b[j] !== a[i]) out[n++] = a[i]!;
   }
-  return Uint32Array.from(out);
+  return out.slice(0, n);
 }
 
 export function union(a: Uint32Array, b: Uint32Array): Uint32Array {
