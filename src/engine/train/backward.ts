@@ -26,7 +26,9 @@ import type { XentGrad } from '../ops/xent.ts';
 export type ExpertGradMode =
   | { kind: 'sparse'; idxG: GPUBuffer; nG: number; gradG: GPUBuffer; idxD: GPUBuffer; nD: number; gradD: GPUBuffer }
   | { kind: 'dense'; dGate: GPUBuffer | GPUBufferBinding; dUp: GPUBuffer | GPUBufferBinding; dDown: GPUBuffer | GPUBufferBinding; accumulate: boolean | 'abs' }
-  | { kind: 'none' };
+  | { kind: 'none' }
+  /** No weight gradient, but the per-row gradients dY, dG, dU left in the workspace (a caller consumes them). */
+  | { kind: 'rows' };
 
 /**
  * Dense gradients (+=) of non-routed weights by checkpoint name -> f32 buffer of the weight's shape: every frozen weight for

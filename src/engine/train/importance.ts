@@ -209,14 +209,15 @@ export class Importance {
   }
 
   /**
-   * One pass on `samples` with no expert weight gradients in the backward (per-row gradients only); `consume` is recorded
-   * right after each of `layers`' backward, while its per-row gradients are still in the backward workspace.
+   * One pass on `samples` with no expert weight gradients in the backward (per-row gradients of `layers` only: mode
+   * 'rows'); `consume` is recorded right after each of `layers`' backward, while its per-row gradients are still in the
+   * backward workspace.
    */
   private async chunkedPass(samples: number[], layers: TrainedLayer[], consume: (enc: Encoder, l: TrainedLayer) => void): Promise<number> {
     const run = this.run;
     const { ids, targets } = run.batch(samples);
     const r = await run.graph.pass(ids, run.s.microbatch, run.s.seq, {
-      targets, cache: { cache: run.cache, samples }, dRouters: run.routers(false), frozenGrads: run.shared?.clearedGrads(), modes: run.modes(() => ({ kind: 'none' })),
+      targets, cache: { cache: run.cache, samples }, dRouters: run.routers(false), frozenGrads: run.shared?.clearedGrads(), modes: run.modes((l) => (layers.includes(l) ? { kind: 'rows' } : { kind: 'none' })),
       afterBackward: (enc, L) => {
         const l = layers.find((x) => x.layer === L);
         if (l) consume(enc, l);
