@@ -90,6 +90,9 @@ test('training: the loss chart grows; pause; an offline reload, a lost GPU devic
   await page.locator('footer', { hasText: 'Ready to work offline' }).waitFor({ timeout: 60_000 });
   await reloadOffline(context, page);
   await page.locator('[role=status]', { hasText: 'You are offline' }).waitFor();
+  // the app reopens Run on the interrupted run by itself (issue J): wait for it, or a click on Models can race it
+  await page.locator('nav [data-screen=run][aria-current=page]').waitFor({ timeout: 30_000 });
+  await page.locator('[data-testid=run-status]', { hasText: 'interrupted' }).waitFor({ timeout: 30_000 });
   await gotoScreen(page, 'models');
   await waitForDemo(page);
   await gotoScreen(page, 'run');
