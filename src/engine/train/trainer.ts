@@ -349,12 +349,7 @@ export class Trainer {
       const { ids, targets } = this.batch(samples);
       masks.push(targets);
       await this.graph.pass(ids, this.s.microbatch, this.s.seq, {
-        targets,
-        cache: { cache: this.cache, samples },
-        dRouters: this.routers(true),
-        modes: this.sparseModes(),
-        frozenGrads: this.shared?.grads,
-        gradScale: 1 / this.s.accum,
+        ...this.stepPass(samples, targets),
         phases: this.phases ?? undefined,
         lossRows: (e, rows) => {
           e.section = 'optimizer';
@@ -449,15 +444,19 @@ export class Trainer {
   async warmUp(): Promise<void> {
     const samples = Array.from({ length: this.s.microbatch }, (_, i) => i % this.data.count);
     const { ids, targets } = this.batch(samples);
-    await this.graph.pass(ids, this.s.microbatch, this.s.seq, {
+    await this.graph.pass(ids, this.s.microbatch, this.s.seq, this.stepPass(samples, targets)); // its loss read back: the work is done
+  }
+
+  /** A training step's pass over `samples`: their cached frozen rows, router and selected entries' gradients. */
+  private stepPass(samples: number[], targets: Uint32Array) {
+    return {
       targets,
       cache: { cache: this.cache, samples },
       dRouters: this.routers(true),
       modes: this.sparseModes(),
       frozenGrads: this.shared?.grads,
       gradScale: 1 / this.s.accum,
-    });
-    await this.gpu.device.queue.onSubmittedWorkDone();
+    };
   }
 
   /** Mean loss over the windows of a sample set (forward only, current weights). */
