@@ -1,5 +1,6 @@
 // Top-k compaction 2/2: write, in ascending index order, every i with key > threshold and the first `ties` with
-// key == threshold: position = (# above before i) + min(# equal before i, ties). Chunks in order, scans inside.
+// key == threshold: position = (# above before i) + min(# equal before i, ties). Chunks in order; inside a chunk, tiles
+// of WG·V elements, thread t owning the V contiguous elements at t·V: one workgroup scan per tile (not per WG elements).
 
 struct Params { n: u32, k: u32, shift: u32, bits: u32, round: u32, nChunks: u32, chunkSize: u32, _pad: u32 }
 
@@ -9,9 +10,17 @@ struct Params { n: u32, k: u32, shift: u32, bits: u32, round: u32, nChunks: u32,
 @group(0) @binding(3) var<uniform> p: Params;
 
 override WG: u32 = 256;
+const V = 16u;
 const STATE = 2048u;
 const CHUNKS = 2056u;
 var<workgroup> sums: array<vec2u, WG>;
+
+/** (key > tau, key == tau) of x[i], i < end. */
+fn flags(i: u32, end: u32, tau: u32) -> vec2u {
+  if (i >= end) { return vec2u(0u); }
+  let key = bitcast<u32>(x[i]) & 0x7fffffffu;
+  return vec2u(select(0u, 1u, key > tau), select(0u, 1u, key == tau));
+}
 
 @compute @workgroup_size(WG)
 fn compact(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
@@ -31,14 +40,11 @@ fn compact(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3
   workgroupBarrier();
   let start = wid.x * p.chunkSize;
   let end = min(start + p.chunkSize, p.n);
-  for (var s = start; s < end; s += WG) {
-    let i = s + lid;
-    var f = vec2u(0u);
-    if (i < end) {
-      let key = bitcast<u32>(x[i]) & 0x7fffffffu;
-      f = vec2u(select(0u, 1u, key > tau), select(0u, 1u, key == tau));
-    }
-    sums[lid] = f;
+  for (var s = start; s < end; s += WG * V) {
+    let i0 = s + lid * V;
+    var own = vec2u(0u);
+    for (var v = 0u; v < V; v++) { own += flags(i0 + v, end, tau); }
+    sums[lid] = own;
     workgroupBarrier();
     for (var off = 1u; off < WG; off *= 2u) {
       var add = vec2u(0u);
@@ -47,10 +53,17 @@ fn compact(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3
       sums[lid] += add;
       workgroupBarrier();
     }
-    let before = run + sums[lid] - f;
-    if (f.x == 1u) { indices[before.x + min(before.y, ties)] = i; }
-    if (f.y == 1u && before.y < ties) { indices[before.x + before.y] = i; }
-    run += sums[WG - 1u];
+    var before = run + sums[lid] - own;
+    let total = sums[WG - 1u];
+    if (own.x + own.y != 0u) {
+      for (var v = 0u; v < V; v++) {
+        let f = flags(i0 + v, end, tau);
+        if (f.x == 1u) { indices[before.x + min(before.y, ties)] = i0 + v; }
+        if (f.y == 1u && before.y < ties) { indices[before.x + before.y] = i0 + v; }
+        before += f;
+      }
+    }
+    run += total;
     workgroupBarrier();
   }
 }

@@ -56,10 +56,29 @@ async function openGpu(opts: { swiftshader?: boolean }): Promise<GpuContext> {
   const forceSS = opts.swiftshader ?? process.env.USAF_SWIFTSHADER === '1';
   if (forceSS && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
   try {
-    return await createGpu({ gpu: instance() });
+    return traced(await createGpu({ gpu: instance() }));
   } catch (e) {
     if (!(e instanceof GpuUnavailableError) || process.env.VK_ICD_FILENAMES || !existsSync(SWIFTSHADER_ICD)) throw e;
     process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
-    return await createGpu({ gpu: instance() });
+    return traced(await createGpu({ gpu: instance() }));
   }
+}
+
+/**
+ * USAF_TRACE_GPU=1: each submit's kernels and the GPU time until its work was done (since the previous submit's work was
+ * done, or since it was submitted if the queue was idle) on stderr, for finding where a slow run spends its time.
+ */
+function traced(g: GpuContext): GpuContext {
+  if (!process.env.USAF_TRACE_GPU) return g;
+  let lastDone = performance.now();
+  g.onSubmit = (kernels, done) => {
+    const submitted = performance.now();
+    void done.then(() => {
+      const now = performance.now();
+      const ms = now - Math.max(submitted, lastDone);
+      lastDone = now;
+      process.stderr.write(`[gpu] ${ms.toFixed(0).padStart(7)} ms  ${kernels || '(copies)'}\n`);
+    });
+  };
+  return g;
 }

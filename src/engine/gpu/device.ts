@@ -27,6 +27,8 @@ export interface GpuContext {
   /** Resolves (never rejects) with the loss message when the device is lost. */
   lost: Promise<string>;
   isLost(): boolean;
+  /** Called after each submit with the kernels it holds (a trace of where GPU time goes; set by the Node CLI's USAF_TRACE_GPU). */
+  onSubmit?: (kernels: string, done: Promise<void>) => void;
 }
 
 export class GpuUnavailableError extends Error {

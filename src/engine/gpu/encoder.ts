@@ -161,6 +161,7 @@ export class Encoder {
     if (this.used) device.queue.writeBuffer(this.params.buffer, 0, this.staged, 0, this.used);
     device.queue.submit([this.enc.finish()]);
     const names = summarize(this.kernels);
+    this.gpu.onSubmit?.(names, device.queue.onSubmittedWorkDone());
     trackScope(this.gpu, device.popErrorScope(), (e) => new KernelError(names, `out of GPU memory: ${e.message}`));
     trackScope(this.gpu, device.popErrorScope(), (e) => new KernelError(names, e.message));
     this.enc = null;

@@ -1,5 +1,6 @@
 // topk: GPU radix select + ordered compaction equals the sorting oracle: n=10007, k=50 with ties at the threshold,
-// negative values and zeros; k=1 and k=n; chunks of several blocks; all elements equal.
+// negative values and zeros; k=1 and k=n; chunks of several blocks; all elements equal; the group counts of a GPU and of
+// a CPU adapter (whose chunks span several compaction tiles).
 import { describe, expect, it } from 'vitest';
 import * as gpuOp from '../../../src/engine/ops/topk.ts';
 import * as ref from '../../../src/engine/ref/topk.ts';
@@ -7,8 +8,10 @@ import { readU32 } from '../../../src/engine/gpu/buffers.ts';
 import { randn, rng } from '../../helpers/random.ts';
 import { f32Buffer, poisoned, run, testGpu } from '../../helpers/gpu.ts';
 
-async function gpuTopk(x: Float32Array, k: number): Promise<number[]> {
-  const gpu = await testGpu();
+/** cpu: the group counts of a CPU adapter (few workgroups, chunks of several tiles) or of a GPU, whatever runs the test. */
+async function gpuTopk(x: Float32Array, k: number, cpu?: boolean): Promise<number[]> {
+  const dev = await testGpu();
+  const gpu = cpu === undefined ? dev : { ...dev, info: { ...dev.info, cpu } };
   const idx = poisoned(gpu, k), ws = poisoned(gpu, gpuOp.TOPK_WORKSPACE_WORDS);
   await run(gpu, (enc) => gpuOp.topkSelect(enc, idx, f32Buffer(gpu, x), ws, x.length, k));
   return Array.from(await readU32(gpu, idx));
@@ -50,5 +53,15 @@ describe('topk', () => {
     expect(await gpuTopk(x, k)).toEqual(oracle(x, k));
     const same = new Float32Array(10007).fill(-0.25);
     expect(await gpuTopk(same, 50)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+  });
+
+  it('the group counts of a GPU and of a CPU adapter agree with the oracle (n=600011: chunks of several tiles, ties)', async () => {
+    const n = 600_011, k = Math.floor(0.005 * n);
+    const r = rng(11);
+    const x = Float32Array.from(randn(n, 13), (v) => Math.round(v * 64) / 64 * (r() < 0.5 ? -1 : 1));
+    const want = oracle(x, k);
+    const tau = Math.min(...want.map((i) => Math.abs(x[i]!)));
+    expect(Array.from(x).filter((v) => Math.abs(v) === tau).length).toBeGreaterThan(want.filter((i) => Math.abs(x[i]!) === tau).length);
+    for (const cpu of [false, true]) expect(await gpuTopk(x, k, cpu), `cpu=${cpu}`).toEqual(want);
   });
 });
