@@ -22,6 +22,9 @@ const table = (buf: GPUBuffer, L: Q4BufferLayout): GPUBufferBinding => ({ buffer
 
 type Reader = (e: TensorEntry) => Promise<{ dtype: Dtype; bytes: Uint8Array }>;
 
+/** Source bytes handed to the queue before the load waits for the GPU to catch up. */
+const PENDING_BYTES = 64 * 2 ** 20;
+
 /**
  * Reads the layer's expert tensors (per expert or fused) and quantizes them on the GPU (HQQ). GPU memory besides the
  * result: one staging buffer of one expert's gate+up (or down) rows in their source precision (bf16 stays bf16).
@@ -34,7 +37,15 @@ export async function loadExpertsQ4(gpu: GpuContext, spec: ModelSpec, L: number,
   const dn = createBuffer(gpu, { label: `layer${L}.experts.down.q4`, size: lay.down.bytes, kind: 'weights' });
   const stage = createBuffer(gpu, { label: `layer${L}.experts.staging`, size: 2 * IE * H * 4, kind: 'workspace' });
   // rows [count, K] of `data` from element `from` on -> rows row0.. of the target
-  const put = (data: Uint32Array | Float32Array, bf16: boolean, parts: { from: number; rows: number; row0: number; down: boolean }[]) => {
+  let pending = 0;
+  const put = async (data: Uint32Array | Float32Array, bf16: boolean, parts: { from: number; rows: number; row0: number; down: boolean }[]) => {
+    // what writeBuffer copies waits in the driver's staging memory until the GPU has run the kernels before it: a slow
+    // GPU (a CPU adapter) would otherwise let a whole layer's source (1.2 GB for Qwen3-30B-A3B) pile up in host memory
+    if (pending >= PENDING_BYTES) {
+      await gpu.device.queue.onSubmittedWorkDone();
+      pending = 0;
+    }
+    pending += data.byteLength;
     writeBuffer(gpu, stage, 0, data);
     const enc = new Encoder(gpu, 'experts.quantize');
     for (const p of parts) {
@@ -52,14 +63,14 @@ export async function loadExpertsQ4(gpu: GpuContext, spec: ModelSpec, L: number,
     if (e.role === 'expert.gate_up_fused') {
       // [E, 2·IE, H]: per expert, gate rows then up rows.
       for (let x = 0; x < E; x++) {
-        put(slice(x, 2 * IE * H), bf16, [{ from: 0, rows: IE, row0: x * IE, down: false }, { from: IE * H, rows: IE, row0: (E + x) * IE, down: false }]);
+        await put(slice(x, 2 * IE * H), bf16, [{ from: 0, rows: IE, row0: x * IE, down: false }, { from: IE * H, rows: IE, row0: (E + x) * IE, down: false }]);
       }
     } else if (e.role === 'expert.down_fused') {
-      for (let x = 0; x < E; x++) put(slice(x, H * IE), bf16, [{ from: 0, rows: H, row0: x * H, down: true }]);
+      for (let x = 0; x < E; x++) await put(slice(x, H * IE), bf16, [{ from: 0, rows: H, row0: x * H, down: true }]);
     } else {
       const x = e.expert!;
       const row0 = e.role === 'expert.gate' ? x * IE : e.role === 'expert.up' ? (E + x) * IE : x * H;
-      put(all, bf16, [{ from: 0, rows: e.role === 'expert.down' ? H : IE, row0, down: e.role === 'expert.down' }]);
+      await put(all, bf16, [{ from: 0, rows: e.role === 'expert.down' ? H : IE, row0, down: e.role === 'expert.down' }]);
     }
   }
   await gpu.device.queue.onSubmittedWorkDone();
