@@ -20,6 +20,7 @@ override B_BF16: bool = false;
 override TX: u32 = 16;        // threads along n, 4 columns each
 override TY: u32 = 16;        // threads along m, 4 rows each
 override BK: u32 = 16;        // reduction slice staged in workgroup memory
+override ROWS_FAST: bool = false;   // the grid is [row tiles, column tiles] (else [column tiles, row tiles]): ops/matmul.ts
 override BM = TY * 4u;
 override BN = TX * 4u;
 // #include decode
@@ -46,8 +47,8 @@ fn load_b(r: u32, j: u32) -> f32 {
 @compute @workgroup_size(TX, TY)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let tid = lid.y * TX + lid.x;
-  let i0 = wid.y * BM;
-  let j0 = wid.x * BN;
+  let i0 = select(wid.y, wid.x, ROWS_FAST) * BM;
+  let j0 = select(wid.x, wid.y, ROWS_FAST) * BN;
   var acc: array<vec4f, 4>;   // rows i0 + 4*lid.y + u, columns j0 + 4*lid.x + (0..3)
   for (var r0 = 0u; r0 < p.k; r0 += BK) {
     // Stage the tiles; neighbouring threads walk the dimension that is contiguous in memory.

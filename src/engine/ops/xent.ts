@@ -36,24 +36,35 @@ export interface XentGrad {
 
 const WG = 256;
 /**
- * f32 logits one token chunk may hold (64 MiB): few chunks, since each chunk reads all of W [V, H] twice, within the
- * memory plans of the built-in presets (twice this left the Qwen3-30B-A3B 12 GiB preset under 1 GiB of headroom).
+ * f32 logits one token chunk holds by default (64 MiB), within the memory plans of the built-in presets (twice this left
+ * the Qwen3-30B-A3B 12 GiB preset under 1 GiB of headroom). A run with room for more passes its own chunk (plan/head.ts):
+ * each chunk reads all of W [V, H] twice.
  */
 const XENT_BUDGET = 1 << 24;
+/** Bytes of the largest binding the logits may take (2 GiB), below the adapter's maxStorageBufferBindingSize too. */
+const MAX_BINDING = 2 ** 31;
 
-/** The most rows of logits [rows, V] the budget holds: 110 at Qwen3's 151,936 (~67 MB). */
-function maxRows(V: number): number {
+/** The default most rows of logits [rows, V] a chunk holds: 110 at Qwen3's 151,936 (~67 MB). */
+export function xentDefaultRows(V: number): number {
   return Math.max(1, Math.floor(XENT_BUDGET / V));
 }
 
-/** Tokens per chunk for T tokens: the fewest chunks within the budget, of equal size (1024 × 151,936: 10 of 103). */
-export function xentTokenChunk(T: number, V: number): number {
-  return Math.ceil(T / Math.ceil(T / maxRows(V)));
+/** The most rows of logits [rows, V] one binding of at most min(2 GiB, maxBinding) bytes holds. */
+export function xentMaxRows(V: number, maxBinding = MAX_BINDING): number {
+  return Math.max(1, Math.floor(Math.min(MAX_BINDING, maxBinding) / (4 * V)));
 }
 
-/** f32 elements `work` must hold for any T' <= T tokens: one chunk of logits, [min(T, budget rows), V]. */
-export function xentWorkElements(T: number, V: number): number {
-  return Math.min(T, maxRows(V)) * V;
+/**
+ * Tokens per chunk for T tokens, chunks of at most `rows` (default xentDefaultRows): the fewest chunks, of equal size
+ * (1024 × 151,936 by default: 10 of 103).
+ */
+export function xentTokenChunk(T: number, V: number, rows = xentDefaultRows(V)): number {
+  return Math.ceil(T / Math.ceil(T / Math.min(rows, xentMaxRows(V))));
+}
+
+/** f32 elements `work` must hold for any T' <= T tokens in chunks of at most `rows`: [min(T, rows), V]. */
+export function xentWorkElements(T: number, V: number, rows = xentDefaultRows(V)): number {
+  return Math.min(T, rows, xentMaxRows(V)) * V;
 }
 
 /** The `params` uniform of shaders/xent.wgsl. */
@@ -90,14 +101,17 @@ export function xentHead(
   const { T, H, V } = d;
   if (!(d.TC >= 1)) throw new RangeError(`xent: token chunk ${d.TC} must be at least 1`);
   const need = Math.min(d.TC, T) * V * 4;
+  const most = xentMaxRows(V, enc.gpu.device.limits.maxStorageBufferBindingSize);
+  if (Math.min(d.TC, T) > most) throw new RangeError(`xent: a chunk of ${Math.min(d.TC, T)} rows of ${V} logits exceeds the largest binding (${most} rows)`);
   if (work.size < need) throw new RangeError(`xent: work holds ${work.size} bytes, needs ${need} (${Math.min(d.TC, T)} rows of ${V} logits)`);
   const rows = kernel(enc.gpu, { name: 'xent.rows', code: src, entryPoint: 'rows', constants: { WG } });
   const w0 = d.wOffset ?? 0;
   for (let r0 = 0; r0 < T; r0 += d.TC) {
     const n = Math.min(d.TC, T - r0);
     matmulForward(enc, work, h, w, null, { M: n, N: V, K: H, wDtype: d.wDtype, wOffset: w0, xOffset: r0 * H });
-    // logits read (and dlogits written): running max and exp-sum ~4 FLOPs a logit, softmax - onehot and scale ~4 more
-    const cost = { flops: (grad ? 8 : 4) * n * V, bytes: (grad ? 8 : 4) * n * V + 12 * n };
+    // running max and exp-sum ~4 FLOPs a logit, softmax - onehot and scale ~4 more; the logits read, and with grad read
+    // again (a row of V f32 does not fit in a workgroup) and overwritten with dlogits
+    const cost = { flops: (grad ? 8 : 4) * n * V, bytes: (grad ? 12 : 4) * n * V + 12 * n };
     rows.dispatch(enc, [tgt, work, lse, loss], flatGrid(n), xentParams(n, V, r0, grad !== null, grad?.scale ?? 0), cost);
     if (grad) {
       matmulBackwardInput(enc, grad.dh, work, w, { M: n, N: V, K: H, wDtype: d.wDtype, wOffset: w0, xOffset: r0 * H, accumulate: grad.accumulate ?? false });

@@ -11,6 +11,8 @@ import { randint, randn } from '../../helpers/random.ts';
 import { expectClose, finiteDiff } from '../../helpers/compare.ts';
 import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
 import { testWeights } from '../../helpers/matmul-weights.ts';
+import { withForced } from '../../helpers/forced.ts';
+import { forceMatmulGridOrder } from '../../../src/engine/ops/matmul.ts';
 
 const T = 13, H = 80, V = 1000, W_OFF = 5;
 
@@ -48,8 +50,9 @@ describe('xent', () => {
   });
 
   // hScale 1: logits ~ 4; hScale 12: logits ~ 50 (max over the vocabulary ~ 150), where a naive exp overflows f32.
-  for (const [wDtype, hScale, TC] of [['f32', 1, 5], ['bf16', 1, 13], ['bf16', 12, 5], ['f32', 1, 1]] as const) {
-    it(`loss, lse and dh (= and +=) from one set of logits, ${wDtype} W, h scale ${hScale}, ${TC}-token chunks`, async () => {
+  // rowsFirst: the head's GEMMs on the grid laid out row tiles first (what gemmBytes picks for a large chunk and vocabulary)
+  for (const [wDtype, hScale, TC, rowsFirst] of [['f32', 1, 5, false], ['bf16', 1, 13, false], ['bf16', 12, 5, false], ['f32', 1, 1, false], ['bf16', 1, 13, true]] as const) {
+    it(`loss, lse and dh (= and +=) from one set of logits, ${wDtype} W, h scale ${hScale}, ${TC}-token chunks${rowsFirst ? ', row tiles first' : ''}`, () => withForced(forceMatmulGridOrder, rowsFirst, async () => {
       const gpu = await testGpu();
       const { w, h, wBuf, d, work } = setup(gpu, wDtype, hScale, TC);
       if (hScale > 1) h.set(h.subarray(0, H).map((v) => v * 8), 0); // row 0: logits up to ~1000
@@ -78,7 +81,7 @@ describe('xent', () => {
       expectClose(await readF32(gpu, dh), dhR, 1e-5, 1e-4, 'dh');
       expect(dhR.subarray(4 * H, 5 * H).every((x) => x === 0)).toBe(true); // an ignored row: no gradient
       expectClose(await readF32(gpu, dhAcc), dhAccR, 1e-5, 1e-4, 'dh (accumulated)');
-    });
+    }));
   }
 
   it('logitsForward and a target >= V (NaN loss and gradient row, the others finite)', async () => {
