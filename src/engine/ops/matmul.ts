@@ -130,6 +130,8 @@ export interface Gemm {
   aOff: number; bOff: number; cOff: number; biasOff: number;
   aT: boolean; bT: boolean; bBf16: boolean;
   accumulate: boolean; hasBias: boolean;
+  /** A(i, r) = exp(stored - shift[i]), the shifts [m] bound as the bias at biasOff (shaders/matmul.wgsl A_EXP). */
+  aExp?: boolean;
 }
 
 /** The `params` uniform of shaders/matmul.wgsl. */
@@ -141,10 +143,10 @@ function gemm(enc: Encoder, name: string, c: GPUBuffer, a: GPUBuffer, b: GPUBuff
   const t = matmulTiling(enc.gpu);
   const problem = matmulTilingProblem(enc.gpu, t);
   if (problem) throw new RangeError(`${name}: tiling ${JSON.stringify(t)} cannot run here: ${problem}`);
-  const base = { A_T: g.aT ? 1 : 0, B_T: g.bT ? 1 : 0, B_BF16: g.bBf16 ? 1 : 0, TX: t.TX, TY: t.TY, BK: t.BK };
+  const base = { A_T: g.aT ? 1 : 0, B_T: g.bT ? 1 : 0, B_BF16: g.bBf16 ? 1 : 0, TX: t.TX, TY: t.TY, BK: t.BK, ...(g.aExp ? { A_EXP: 1 } : {}) };
   // The plain 64 x 64 tile keeps matmul.wgsl's own entry (the fastest on SwiftShader); the others compile matmul_tiled.wgsl.
   const plain = t.RM === 4 && t.RN === 4 && !t.DB && !t.SG;
-  const gg = { ...g, hasBias: bias !== null };
+  const gg = { ...g, hasBias: bias !== null && !g.aExp };
   const cols = gemmBytes(gg, t, false), rows = gemmBytes(gg, t, true);
   const rowsFast = forcedRowsFast ?? rows < cols;
   const grid: [number, number] = [Math.ceil(g.n / (t.RN * t.TX)), Math.ceil(g.m / (t.RM * t.TY))];
@@ -180,7 +182,7 @@ export function gemmBytes(g: Gemm, t: MatmulTiling, rowsFast: boolean): number {
   const aBytes = 4 * g.m * g.k, bBytes = wb * g.k * g.n;
   const a = aBytes * (rowsFast ? walkReads(aBytes) : stripReads(4 * BM * g.k));
   const b = bBytes * (rowsFast ? stripReads(wb * BN * g.k) : walkReads(bBytes));
-  return a + b + 4 * g.m * g.n * (g.accumulate ? 2 : 1) + (g.hasBias ? 4 * g.n : 0);
+  return a + b + 4 * g.m * g.n * (g.accumulate ? 2 : 1) + (g.hasBias ? 4 * g.n : 0) + (g.aExp ? 4 * g.m : 0);
 }
 
 function need(buf: GPUBuffer, bytes: number, what: string): void {
@@ -207,14 +209,18 @@ export function matmulForward(enc: Encoder, y: GPUBuffer, x: GPUBuffer, w: GPUBu
   });
 }
 
-/** dx [M, K] (=|+=) dy [M, N] . W [N, K] */
-export function matmulBackwardInput(enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, w: GPUBuffer, d: MatmulDims): void {
+/**
+ * dx [M, K] (=|+=) dy [M, N] . W [N, K]; with `expShift`, dy(i, j) = exp(stored(i, j) - shift[offset + i]) (the LM head:
+ * its softmax · scale from the logits, ops/xent.ts).
+ */
+export function matmulBackwardInput(enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, w: GPUBuffer, d: MatmulDims, expShift: { buf: GPUBuffer; offset: number } | null = null): void {
   const { M, N, K } = d;
   const xo = d.xOffset ?? 0, yo = d.yOffset ?? 0;
   need(dx, (xo + M * K) * 4, 'dx'); need(dy, (yo + M * N) * 4, 'dy'); need(w, wBytes(d), 'w');
-  gemm(enc, 'matmul.backward_input', dx, dy, w, null, {
-    m: M, n: K, k: N, lda: N, ldb: K, ldc: K, aOff: yo, bOff: d.wOffset ?? 0, cOff: xo, biasOff: 0,
-    aT: false, bT: false, bBf16: d.wDtype === 'bf16', accumulate: d.accumulate ?? false, hasBias: false,
+  if (expShift) need(expShift.buf, (expShift.offset + M) * 4, 'shift');
+  gemm(enc, 'matmul.backward_input', dx, dy, w, expShift?.buf ?? null, {
+    m: M, n: K, k: N, lda: N, ldb: K, ldc: K, aOff: yo, bOff: d.wOffset ?? 0, cOff: xo, biasOff: expShift?.offset ?? 0,
+    aT: false, bT: false, bBf16: d.wDtype === 'bf16', accumulate: d.accumulate ?? false, hasBias: false, aExp: expShift !== null,
   });
 }
 

@@ -31,7 +31,7 @@ function setup(gpu: GpuContext, wDtype: 'f32' | 'bf16', hScale: number, TC: numb
   const h = randn(T * H, 22, hScale);
   const wBuf = wDtype === 'bf16' ? u32Buffer(gpu, w.packed, 'w') : f32Buffer(gpu, w.values, 'w');
   const d = { T, H, V, TC, wDtype, wOffset: W_OFF };
-  const work = poisoned(gpu, Math.min(TC, T) * V, 'work'); // exactly one chunk of logits
+  const work = poisoned(gpu, Math.min(TC, T) * (V + 1), 'work'); // exactly one chunk of logits and their shifts
   return { w, h, wBuf, d, work };
 }
 
@@ -41,9 +41,9 @@ describe('xent', () => {
     expect(gpuOp.xentTokenChunk(1024, 151_936)).toBe(103); // 10 chunks
     expect(gpuOp.xentTokenChunk(110, 151_936)).toBe(110); // 1 chunk
     expect(gpuOp.xentTokenChunk(111, 151_936)).toBe(56); // 2 chunks
-    expect(gpuOp.xentWorkElements(1024, 151_936)).toBe(110 * 151_936);
+    expect(gpuOp.xentWorkElements(1024, 151_936)).toBe(110 * 151_937); // logits and a shift a row
     expect(gpuOp.xentTokenChunk(48, 4096)).toBe(48); // 8192 rows fit: one chunk
-    expect(gpuOp.xentWorkElements(48, 4096)).toBe(48 * 4096);
+    expect(gpuOp.xentWorkElements(48, 4096)).toBe(48 * 4097);
     for (const V of [4096, 151_936, 262_144]) {
       for (let T = 1; T <= 1100; T += 7) expect(gpuOp.xentTokenChunk(T, V) * V).toBeLessThanOrEqual(gpuOp.xentWorkElements(1100, V));
     }
@@ -105,12 +105,14 @@ describe('xent', () => {
     expect([...g.subarray(0, 6 * H), ...g.subarray(7 * H)].every(Number.isFinite)).toBe(true);
   });
 
-  it('refuses a work buffer smaller than one chunk of logits, before recording anything', async () => {
+  it('refuses a work buffer smaller than one chunk of logits and shifts, and a negative dlogits scale, before recording anything', async () => {
     const gpu = await testGpu();
     const { h, wBuf, d } = setup(gpu, 'f32', 1, 5);
-    const small = poisoned(gpu, 5 * V - 1, 'work');
+    const small = poisoned(gpu, 5 * (V + 1) - 1, 'work');
     const H_ = f32Buffer(gpu, h), TGT = u32Buffer(gpu, targets(27)), loss = poisoned(gpu, T), lse = poisoned(gpu, T);
     await expect(run(gpu, (enc) => gpuOp.xentHead(enc, loss, lse, H_, wBuf, TGT, d, small))).rejects.toThrow(/xent: work holds \d+ bytes, needs \d+/);
+    const work = poisoned(gpu, 5 * (V + 1), 'work'), dh = poisoned(gpu, T * H);
+    await expect(run(gpu, (enc) => gpuOp.xentHead(enc, loss, lse, H_, wBuf, TGT, d, work, { dh, scale: -0.5 }))).rejects.toThrow(/dlogits scale -0.5 must be/);
   });
 
   it('oracle backward agrees with finite differences of the mean loss', () => {

@@ -19,15 +19,15 @@ describe('the head\'s token chunk', () => {
     expect(xentTokenChunk(1024, V)).toBe(103);
     expect(xentTokenChunk(1024, V, 1024)).toBe(1024);
     expect(xentTokenChunk(1024, V, 600)).toBe(512); // 2 chunks of equal size
-    expect(xentMaxRows(V)).toBe(Math.floor(2 ** 31 / (4 * V))); // 3533
-    expect(xentMaxRows(V, 2 ** 28)).toBe(Math.floor(2 ** 28 / (4 * V)));
+    expect(xentMaxRows(V)).toBe(Math.floor(2 ** 31 / (4 * (V + 1)))); // 3533
+    expect(xentMaxRows(V, 2 ** 28)).toBe(Math.floor(2 ** 28 / (4 * (V + 1))));
     expect(xentTokenChunk(8192, V, 8192)).toBe(Math.ceil(8192 / Math.ceil(8192 / 3533))); // never over 2 GiB
   });
 
-  it('the plan counts the chunk\'s logits [rows, V] f32', () => {
-    expect(work()).toBe(110 * V * 4);
-    expect(work(1024)).toBe(1024 * V * 4);
-    expect(total(1024) - total()).toBe((1024 - 110) * V * 4);
+  it('the plan counts the chunk\'s logits [rows, V] f32 and a shift a row', () => {
+    expect(work()).toBe(110 * (V + 1) * 4);
+    expect(work(1024)).toBe(1024 * (V + 1) * 4);
+    expect(total(1024) - total()).toBe((1024 - 110) * (V + 1) * 4);
   });
 
   it('picks the fewest chunks whose plan fits the budget, within maxBinding; the default without room or budget', () => {
@@ -38,7 +38,7 @@ describe('the head\'s token chunk', () => {
     expect(planMemory(spec, { ...s, headRows: 1024 }).fits(budget)).toBe(false);
     expect(chooseHeadRows(spec, s, budget)).toBe(512);
     // the binding limit: 300 rows of logits at most, so 4 chunks of 256
-    expect(chooseHeadRows(spec, s, Infinity, 300 * V * 4)).toBe(256);
+    expect(chooseHeadRows(spec, s, Infinity, 300 * (V + 1) * 4)).toBe(256);
     // no room beyond the default plan: the default (and withHeadRows leaves s as it was)
     expect(chooseHeadRows(spec, s, total())).toBe(110);
     expect(withHeadRows(spec, s, total())).toBe(s);
