@@ -52,6 +52,8 @@ export interface PlanSettings {
   expertChunk?: number;
   /** 4-bit runs on the fused path (TrainSettings.fusedExperts): each selection tensor's sparse table and Δ too. */
   fusedExperts?: boolean;
+  /** The LM head's most token rows of logits at once (Forward's headRows; plan/head.ts withHeadRows). Default xentDefaultRows. */
+  headRows?: number;
 }
 
 export interface PlanItem {
@@ -268,12 +270,12 @@ function layerActsItems(it: Items, spec: ModelSpec, T: number, count: number, ki
 }
 
 /** Forward(spec, {maxTokens: T}) beyond its LayerActs: residual, head, xent work, rope tables. */
-function forwardItems(it: Items, spec: ModelSpec, T: number): void {
+function forwardItems(it: Items, spec: ModelSpec, T: number, headRows?: number): void {
   const H = spec.hidden;
   // (its LayerActs: the first trained layer's, see TrainGraph)
   for (const [label, n] of [['resid', T * H], ['finalH', T * H], ['finalRstd', T], ['ids', T], ['targets', T], ['positions', T], ['rowLoss', T], ['rowLse', T]] as const) it.f32(label, 'activations', n);
   // the logits of one token chunk (the head computes each logit once, a chunk of tokens at a time; its dlogits in place)
-  it.f32('xent.work', 'workspace', headWorkElements(spec, T));
+  it.f32('xent.work', 'workspace', headWorkElements(spec, T, headRows));
   const rot = spec.rope.partialDim ?? spec.headDim;
   it.f32('rope.cos|sin', 'workspace', spec.maxPos * (rot / 2), 2);
 }
@@ -434,7 +436,7 @@ export function planItems(spec: ModelSpec, s: PlanSettings, residentLayers?: num
   const T = s.microbatch * s.seq;
   const trained = Array.from({ length: spec.numLayers - s.trainFrom }, (_, i) => s.trainFrom + i);
   weightItems(it, spec, new Set(trained), residentLayers ?? spec.layers.map((l) => l.index), s.quantizeExperts, !!s.trainShared);
-  forwardItems(it, spec, T);
+  forwardItems(it, spec, T, s.headRows);
   layerActsItems(it, spec, T, trained.length);
   it.f32('xIn', 'activations', T * spec.hidden, trained.length);
   backwardItems(it, spec, T);

@@ -12,6 +12,7 @@ import type { ModelSpec } from '../model/spec.ts';
 import type { ModelWeights } from './weights.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { assertFits, overlayCapacity, splitExperts, withExpertChunk, type PlanSettings } from '../plan/memory.ts';
+import { withHeadRows } from '../plan/head.ts';
 import { TrainGraph } from './graph.ts';
 import { FrozenCache } from './frozen-cache.ts';
 import type { ExpertGradMode } from './backward.ts';
@@ -104,12 +105,13 @@ export class Trainer {
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
     if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
     const lim = gpu.device.limits;
-    this.planned = withExpertChunk(spec, planSettings(s, data.count, weights), s.gpuBytes, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
+    const maxBinding = Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize);
+    this.planned = withHeadRows(spec, withExpertChunk(spec, planSettings(s, data.count, weights), s.gpuBytes, maxBinding), s.gpuBytes, maxBinding);
     if (s.gpuBytes !== undefined) assertFits(spec, this.planned, s.gpuBytes);
     if (s.expertChunk !== undefined && !this.planned.quantizeExperts && s.expertChunk < spec.moe.numExperts) throw new Error('expertChunk applies to 4-bit experts (quantizeExperts) only');
     this.chunks = splitExperts(spec.moe.numExperts, this.planned.expertChunk);
     this.T = s.microbatch * s.seq;
-    this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T);
+    this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T, this.planned.headRows);
     this.streamed = weights.layers.some((l) => l.streamed);
     // streamed: every sample is cached, in host memory (the GPU holds only the trained layers)
     const cached = s.trainFrom === 0 ? 0 : this.streamed ? data.count : Math.min(s.frozenCacheN, data.count);
