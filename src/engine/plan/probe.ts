@@ -20,22 +20,27 @@ export interface MatmulRate extends AdapterRate {
   ms: number;
 }
 
-/** Seconds for `count` products of [M, K] × [K, N] in one submit and its wait, the best of `reps` after one warm-up. */
+/**
+ * Seconds for `count` products of [M, K] × [K, N] in one submit and its wait, the median of `reps` after one warm-up:
+ * the typical time, not the best moment, as a run lasts minutes under whatever else the machine runs.
+ */
 async function timeProducts(gpu: GpuContext, M: number, N: number, K: number, reps: number, count = 1): Promise<number> {
   const x = createBuffer(gpu, { label: 'probe x', size: M * K * 4 });
   const w = createBuffer(gpu, { label: 'probe w', size: N * K * 2 });
   const y = createBuffer(gpu, { label: 'probe y', size: M * N * 4 });
   try {
-    let best = Infinity;
+    const times: number[] = [];
     for (let i = 0; i <= reps; i++) {
       const t0 = performance.now();
       const enc = new Encoder(gpu, 'probe');
       for (let c = 0; c < count; c++) matmulForward(enc, y, x, w, null, { M, N, K, wDtype: 'bf16' });
       enc.submit();
       await gpuSync(gpu);
-      if (i > 0) best = Math.min(best, (performance.now() - t0) / 1000); // the first includes compiling the kernel
+      if (i > 0) times.push((performance.now() - t0) / 1000); // the first includes compiling the kernel
     }
-    return best;
+    times.sort((a, b) => a - b);
+    const h = times.length >> 1;
+    return times.length % 2 ? times[h]! : (times[h - 1]! + times[h]!) / 2;
   } finally {
     for (const b of [x, w, y]) b.destroy();
   }
