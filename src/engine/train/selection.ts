@@ -106,11 +106,11 @@ export class Selection {
 export interface TrainedLayer {
   layer: number;
   /**
-   * Current expert weights, f32: gu = [gate | up] ([2, E, IE, H], the G index space), down = [E, H, IE] (D). With a
-   * 4-bit base these are the Trainer's one shared scratch, valid only right after Q4Base.load (one chunk of experts).
+   * Current expert weights, f32: gu = [gate | up] ([2, E, IE, H], the G index space), down = [E, H, IE] (D). Null with
+   * a 4-bit base: Q4Base materializes them, one chunk of experts at a time, into its scratch where they are needed.
    */
-  gu: GPUBuffer;
-  down: GPUBuffer;
+  gu: GPUBuffer | null;
+  down: GPUBuffer | null;
   /** Base weights W0: f32 copies made at start, or (4-bit experts) the loaded 4-bit experts themselves. */
   base: { kind: 'f32'; gu: GPUBuffer; down: GPUBuffer } | { kind: 'q4'; experts: ExpertWeights };
   G: Selection;
