@@ -360,25 +360,29 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
     it.f32('L.base.gate_up', 'weights', 2 * per, n);
     it.f32('L.base.down', 'weights', per, n);
   }
-  const run = { frac: s.frac, steps: s.steps ?? 180, reselectEvery: s.reselectEvery ?? 50 };
+  const run = overlayRun(s);
   for (const [sel, numelSel] of [['G', 2 * per], ['D', per]] as const) {
     const k = activeCount(s.frac, numelSel);
     it.f32(`L.${sel}.idx|master`, 'masters', k, 2 * n);
     it.f32(`L.${sel}.m|v`, 'optimizer', k, 2 * n);
     if (s.perEntryStep) it.f32(`L.${sel}.steps`, 'optimizer', k, n);
     it.f32(`L.${sel}.grad`, 'workspace', k, n);
-    if (s.quantizeExperts) it.f32(`L.${sel}.overlay.idx|val`, 'masters', overlayCapacity(run, numelSel), 2 * n);
+    // (fused: the overlay's indices live on the host, uploaded for a selection or an export: planMemory's transient)
+    if (s.quantizeExperts) it.f32(`L.${sel}.overlay.${isFused(s) ? 'val' : 'idx|val'}`, 'masters', overlayCapacity(run, numelSel), (isFused(s) ? 1 : 2) * n);
     if (isFused(s)) {
-      // the fused path's sparse table and Δ of every entry that differs from W0 (train/q4-base.ts), at their most
+      // the fused path's sparse table (8 bytes per entry) and Δ of every entry that differs from W0 (train/q4-base.ts), at their most
       const most = k + overlayCapacity(run, numelSel);
       it.f32(`L.${sel}.sparse.table`, 'masters', sparseTableWords((sel === 'G' ? gGeometry : dGeometry)({ E, IE, H }), most), n);
-      it.f32(`L.${sel}.sparse.delta`, 'workspace', Math.max(1, most), n);
+      it.f32(`${sel}.sparse.delta`, 'workspace', Math.max(1, most), one); // shared by the layers
     }
   }
   it.f32('L.dRouter', 'workspace', E * H, n);
   it.f32('L.routerBuf', 'optimizer', E * H, n);
   sharedTrainItems(it, spec, s, moeTrained);
 }
+
+/** What sizes the overlay: the run's steps and reselections (default METHOD's 180 steps, every 50). */
+const overlayRun = (s: PlanSettings) => ({ frac: s.frac, steps: s.steps ?? 180, reselectEvery: s.reselectEvery ?? 50 });
 
 /** 4-bit runs are fused unless fusedExperts is false. */
 export const isFused = (s: PlanSettings): boolean => !!s.quantizeExperts && s.fusedExperts !== false;
@@ -511,7 +515,10 @@ export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
   const group = chunked ? 1 : Math.min(moeTrained, Math.max(1, s.importanceGroup ?? (s.quantizeExperts ? 1 : moeTrained)));
   const scores = group > 1 ? group * bufBytes(2 * per * 4) + group * bufBytes(per * 4) : 0;
   // fused: the dense gradient (a ranking; not made for the first one's groups of several layers) or the f32 scratch
-  const work = isFused(s) && moeTrained > 0 ? Math.max(workBytes(denseWork(spec, s)), workBytes(scratchWork(spec, s))) : 0;
+  // and one layer's overlay indices (train/q4-base.ts release: per layer)
+  const run = overlayRun(s);
+  const overlayIdx = bufBytes(4 * overlayCapacity(run, 2 * per)) + bufBytes(4 * overlayCapacity(run, per));
+  const work = isFused(s) && moeTrained > 0 ? Math.max(workBytes(denseWork(spec, s)), workBytes(scratchWork(spec, s)) + overlayIdx) : 0;
   const transient = Math.max(scores, work) + sharedImportanceBytes(spec, s, moeTrained);
   let staging = 0;
   if (streamed) for (let L = 0; L < s.trainFrom; L++) staging = Math.max(staging, frozenLayerBytes(spec, s, L));

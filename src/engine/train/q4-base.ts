@@ -40,8 +40,13 @@ export class Q4Base {
   private readonly overlays = new Map<Selection, Uint32Array>();
   private readonly tables = new Map<TrainedLayer, Tables>();
 
-  /** Fused path: the scratch made for the work in progress (freed by release). */
+  /** Fused path: the Δ buffers of G and D, shared by the layers, and the layer whose Δ they hold (recorded). */
+  private readonly deltas: { G?: GPUBuffer; D?: GPUBuffer } = {};
+  private deltaOf: TrainedLayer | null = null;
+  /** Fused path: the scratch made for the work in progress, and the overlay indices uploaded for it (freed by release). */
   private tmp: ExpertScratch | null = null;
+  private readonly tmpIdx = new Map<Selection, GPUBuffer>();
+  private readonly tmpBufs: GPUBuffer[] = [];
 
   /**
    * `scratch`: the one held for the run (materialized path); null on the fused path (or with an f32 base), where
@@ -59,6 +64,16 @@ export class Q4Base {
     this.tmp?.gu.destroy();
     this.tmp?.down.destroy();
     this.tmp = null;
+    for (const b of this.tmpBufs.splice(0)) b.destroy();
+    this.tmpIdx.clear();
+  }
+
+  /** A selection's overlay indices on the GPU: held (materialized path), else its host copy uploaded until release. */
+  private overlayIdx(sel: Selection): GPUBuffer {
+    if (sel.overlay!.idx) return sel.overlay!.idx;
+    let b = this.tmpIdx.get(sel);
+    if (!b) this.tmpIdx.set(sel, (b = scratchBuffer(this.gpu, this.overlays.get(sel) ?? new Uint32Array(0), `${sel.name}.overlay.idx`, this.tmpBufs)));
+    return b;
   }
 
   /** Elements of one expert's gate, up or down. */
@@ -100,7 +115,7 @@ export class Q4Base {
     for (const [sel, w] of [[l.G, b.gu], [l.D, b.down]] as const) {
       for (const { range, offset } of this.targets(l, sel, c)) {
         const t = { dtype: 'f32', offset, range } as const;
-        if (sel.overlay) scatterMasters(enc, w, sel.overlay.val, sel.overlay.idx, null, sel.overlay.n, t);
+        if (sel.overlay) scatterMasters(enc, w, sel.overlay.val, this.overlayIdx(sel), null, sel.overlay.n, t);
         if (sel.host.length) scatterMasters(enc, w, sel.master, masterIdx?.get(sel) ?? sel.idx, null, sel.k, t);
       }
     }
@@ -120,9 +135,10 @@ export class Q4Base {
   writeOverlay(sel: Selection, dropped: Uint32Array): void {
     const o = sel.overlay!;
     if (dropped.length > o.cap) throw new Error(`${sel.name}: ${dropped.length} entries no longer active exceed the overlay's ${o.cap} (more reselections than the settings allow for)`);
-    if (dropped.length) writeBuffer(this.gpu, o.idx, 0, dropped);
+    if (dropped.length && o.idx) writeBuffer(this.gpu, o.idx, 0, dropped);
     o.n = dropped.length;
     this.overlays.set(sel, dropped);
+    this.tmpIdx.delete(sel); // (an upload of the old indices is freed at release)
   }
 
   private get dims() {
@@ -134,20 +150,22 @@ export class Q4Base {
    * hold (k active + the overlay's capacity), written in place at every rebuild (the memory plan's sparse items).
    */
   addTables(l: TrainedLayer): void {
-    const make = (sel: Selection, g: ReturnType<typeof gGeometry>): SparseTableGpu => {
+    const make = (sel: Selection, g: ReturnType<typeof gGeometry>, space: 'G' | 'D'): SparseTableGpu => {
       const most = sel.k + (sel.overlay?.cap ?? 0);
       const tab = createBuffer(this.gpu, { label: `${sel.name}.sparse.table`, size: sparseTableWords(g, most) * 4, kind: 'masters' });
-      const delta = createBuffer(this.gpu, { label: `${sel.name}.sparse.delta`, size: Math.max(1, most) * 4, kind: 'workspace' });
+      const delta = (this.deltas[space] ??= createBuffer(this.gpu, { label: `${space}.sparse.delta`, size: Math.max(1, most) * 4, kind: 'workspace' }));
       return { tab, delta, t: { nnz: 0, fPtr: 0, fAct: 0, bPtr: 0, cols: 0, bPos: 0 } };
     };
     const stale = [new Uint32Array(0)]; // no index set is this one: the first fused() builds
-    this.tables.set(l, { from: stale, G: make(l.G, gGeometry(this.dims)), D: make(l.D, dGeometry(this.dims)) });
+    this.tables.set(l, { from: stale, G: make(l.G, gGeometry(this.dims), 'G'), D: make(l.D, dGeometry(this.dims), 'D') });
   }
 
   /**
    * 4-bit base, a normal step: the layer's experts for the fused path (ExpertChunks.fused): the 4-bit W0 and the sparse
    * tables of its active and overlay entries, rebuilt on the host when either set changed (a selection, a resume), and
-   * with `delta` the Δ of every entry recorded (from the masters as they are now). No f32 expert weights.
+   * the Δ of every entry recorded (from the masters as they are now) with `delta`, or when another layer's Δ is in the
+   * Δ buffers, which all layers share (the backward recomputes all but the top layer's: 20 bytes read per entry, against
+   * 4 bytes per entry held for every layer). No f32 expert weights.
    */
   fused(enc: Encoder, l: TrainedLayer, delta: boolean): FusedExperts {
     if (l.base.kind !== 'q4') throw new Error('fused: not a 4-bit base');
@@ -165,8 +183,10 @@ export class Q4Base {
         return { ...into, t: rest };
       };
       Object.assign(t, { from, G: up(l.G, 0, t.G), D: up(l.D, 2, t.D) });
+      this.deltaOf = null;
     }
-    if (delta) {
+    if (delta || this.deltaOf !== l) {
+      this.deltaOf = l;
       for (const [sel, tab, x, L] of [[l.G, t.G, w.gate, this.spec.hidden], [l.D, t.D, w.down, this.spec.moe.expertIntermediate]] as const) {
         expertsQ4Delta(enc, tab, sel.master, sel.overlay?.val ?? null, { buf: x.buf, szWord: x.q4!.sz, L, G: x.q4!.G });
       }

@@ -178,8 +178,8 @@ export class Trainer {
         gu,
         down,
         base,
-        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per), !!s.perEntryStep, q4 ? overlayCapacity(s, 2 * per) : null),
-        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per), !!s.perEntryStep, q4 ? overlayCapacity(s, per) : null),
+        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per), !!s.perEntryStep, q4 ? overlayCapacity(s, 2 * per) : null, !this.fused),
+        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per), !!s.perEntryStep, q4 ? overlayCapacity(s, per) : null, !this.fused),
         router: lw.t.router!.buf,
         dRouter: f('dRouter', E * H, 'workspace'),
         routerBuf: f('routerBuf', E * H, 'optimizer'),
@@ -285,12 +285,12 @@ export class Trainer {
         sel.resetMoments(enc, fr, kept.get(sel));
       }
       enc.submit();
+      this.q4.release(); // (fused: the next layer makes its scratch anew: one layer's work at a time)
     }
     if (this.shared) turnovers.push(...(await this.shared.select(this.topkWork, resetGrown, keep)));
     if (!keep) this.adamT = 0;
     await this.gpu.device.queue.onSubmittedWorkDone();
     for (const b of scratch) b.destroy();
-    this.q4.release();
     return turnovers;
   }
 
