@@ -57,29 +57,41 @@ export interface Calls {
 
 /**
  * The distinct kernels (one pipeline each) a run first uses in each part, by name, for a Qwen3-MoE-shaped model: the
- * first evaluation compiles the forward (the expert kernels twice when frozen layers read bf16 or 4-bit experts and the
- * trained layers f32; 4-bit: also the dequantization), the importance pass the backward and the selection, the first
- * step the optimizer. Reselections and later evaluations compile nothing new.
+ * first evaluation compiles the forward (the expert kernels twice when frozen layers read bf16 experts and the trained
+ * layers f32), the importance pass the backward and the selection (4-bit: also the dequantization), the first step the
+ * optimizer (4-bit: also the sparse corrections). Reselections and later evaluations compile nothing new.
  */
 export const RUN_KERNELS = {
   forward: ['embedding.forward', 'rmsnorm.forward', 'matmul.forward', 'rope.forward', 'attention.forward', 'router.matmul', 'router.forward',
     'moe_route.rank', 'moe_route.offsets', 'moe_route.scatter', 'experts.gate_up', 'experts.down', 'experts.combine', 'elementwise.add_in_place', 'xent.rows'],
-  /** A second variant of each, when the frozen layers' experts are not the trained layers' f32. */
+  /** f32 trained experts: a second variant of each for the frozen layers' (bf16) experts. */
   frozenExperts: ['experts.gate_up', 'experts.down'],
-  quantized: ['dequant'],
-  importance: ['matmul.backward_input', 'rmsnorm.backward_input', 'experts.backward_combine', 'experts.backward_act', 'experts.backward_input',
-    'router.backward', 'attention.backward_delta', 'attention.backward_dkdv', 'attention.backward_dkdv_sum', 'attention.backward_dq', 'rope.backward',
-    'experts.backward_weight', 'topk.histogram', 'topk.select', 'topk.count', 'topk.compact', 'adam.gather'],
-  training: ['adam.scatter', 'sparse_grad', 'adam.check_finite', 'adam.sparse_adam', 'adam.sgd'],
+  /** The head's dh GEMM folds the softmax in (a second matmul.backward_input variant), then xent.onehot. */
+  importance: ['matmul.backward_input', 'matmul.backward_input', 'xent.onehot', 'rmsnorm.backward_input', 'experts.backward_combine', 'experts.backward_act',
+    'experts.backward_input', 'router.backward', 'attention.backward_delta', 'attention.backward_dkdv', 'attention.backward_dkdv_sum', 'attention.backward_dq',
+    'rope.backward', 'experts.backward_weight', 'topk.histogram', 'topk.select', 'topk.count', 'topk.compact', 'adam.gather'],
+  training: ['sparse_grad', 'adam.check_finite', 'adam.sparse_adam', 'adam.sgd'],
+  /** f32 trained experts: the masters scattered into the weights after each update. */
+  f32Training: ['adam.scatter'],
+  /**
+   * 4-bit trained experts (fused, train/q4-base.ts): the trained entries' Δ scattered before the first evaluation; the
+   * selection dequantizes a chunk of W0; the steps add the sparse corrections.
+   */
+  fused: {
+    evals: ['adam.scatter'],
+    setup: ['dequant'],
+    train: ['experts_q4.gate_up', 'experts_q4.down', 'experts_q4.delta', 'experts_q4.backward_act', 'experts_q4.backward_input'],
+  },
 } as const;
 
 /** The kernels a run compiles, by the part of the run that first uses them. */
 export function runKernels(s: Pick<RunShape, 'trainFrom' | 'quantized'>): { evals: string[]; setup: string[]; train: string[] } {
   const k = RUN_KERNELS;
+  const q = s.quantized;
   return {
-    evals: [...k.forward, ...(s.trainFrom > 0 ? k.frozenExperts : []), ...(s.quantized ? k.quantized : [])],
-    setup: [...k.importance],
-    train: [...k.training],
+    evals: [...k.forward, ...(!q && s.trainFrom > 0 ? k.frozenExperts : []), ...(q ? k.fused.evals : [])],
+    setup: [...k.importance, ...(q ? k.fused.setup : [])],
+    train: [...k.training, ...(q ? k.fused.train : k.f32Training)],
   };
 }
 

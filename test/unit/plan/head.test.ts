@@ -11,7 +11,7 @@ const spec = parseConfig(loadJson('./configs/Qwen3-30B-A3B.json'));
 const V = spec.vocab; // 151,936
 const s: PlanSettings = { trainFrom: 40, microbatch: 2, seq: 512, frac: 0.005, frozenCacheN: 0, quantizeExperts: { groupSize: 64 }, fusedExperts: true };
 const work = (rows?: number) => planMemory(spec, { ...s, ...(rows !== undefined ? { headRows: rows } : {}) }).items.find((i) => i.label === 'xent.work')!.bytes;
-const total = (rows?: number) => planMemory(spec, { ...s, ...(rows !== undefined ? { headRows: rows } : {}) }).gpu.total;
+const total = (rows?: number) => planMemory(spec, { ...s, ...(rows !== undefined ? { headRows: rows } : {}) }).peak; // what fits() compares
 
 describe('the head\'s token chunk', () => {
   it('chunks: the default 2^24 logits (103 rows of 10 chunks at 1024 tokens), or any rows up to the 2 GiB binding', () => {
