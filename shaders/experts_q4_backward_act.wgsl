@@ -4,7 +4,7 @@
 
 struct Params { H: u32, IE: u32, K: u32, E: u32, ptr: u32, col: u32, pos: u32, _p0: u32 }
 
-@group(0) @binding(0) var<storage, read> tab: array<u32>;       // rowptr [E·IE + 1] at ptr, col (h) [nnz] at col, pos [nnz] at pos
+@group(0) @binding(0) var<storage, read> tab: array<u32>;       // rowptr [E·IE + 1] at ptr, col (h: high 16 bits) [nnz] at col, pos [nnz] at pos
 @group(0) @binding(1) var<storage, read> delta: array<f32>;     // [nnz] in the forward table's order (pos maps to it)
 @group(0) @binding(2) var<storage, read> dY: array<f32>;        // [R, H]
 @group(0) @binding(3) var<storage, read> G: array<f32>;         // [R, IE]
@@ -28,7 +28,7 @@ fn backward_act(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
   let nr = tile.z - tile.y;
   var acc: array<f32, TM>;
   for (var j = j0; j < j1; j++) {
-    let h = tab[p.col + j];
+    let h = tab[p.col + j] >> 16u;
     let d = delta[tab[p.pos + j]];
     for (var m = 0u; m < nr; m++) { acc[m] += dY[(tile.y + m) * p.H + h] * d; }
   }

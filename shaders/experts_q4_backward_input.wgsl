@@ -4,7 +4,7 @@
 
 struct Params { H: u32, IE: u32, K: u32, E: u32, ptr: u32, col: u32, pos: u32, _p0: u32 }
 
-@group(0) @binding(0) var<storage, read> tab: array<u32>;       // rowptr [2·E·H + 1] at ptr (gate, then up), col (i) at col, pos at pos
+@group(0) @binding(0) var<storage, read> tab: array<u32>;       // rowptr [2·E·H + 1] at ptr (gate, then up), col (i: high 16 bits) at col, pos at pos
 @group(0) @binding(1) var<storage, read> delta: array<f32>;     // [nnz] in the forward table's order
 @group(0) @binding(2) var<storage, read> dG: array<f32>;        // [R, IE]
 @group(0) @binding(3) var<storage, read> dU: array<f32>;        // [R, IE]
@@ -28,12 +28,12 @@ fn backward_input(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
   let nr = tile.z - tile.y;
   var acc: array<f32, TM>;
   for (var j = g0; j < g1; j++) {
-    let i = tab[p.col + j];
+    let i = tab[p.col + j] >> 16u;
     let d = delta[tab[p.pos + j]];
     for (var m = 0u; m < nr; m++) { acc[m] += dG[(tile.y + m) * p.IE + i] * d; }
   }
   for (var j = u0; j < u1; j++) {
-    let i = tab[p.col + j];
+    let i = tab[p.col + j] >> 16u;
     let d = delta[tab[p.pos + j]];
     for (var m = 0u; m < nr; m++) { acc[m] += dU[(tile.y + m) * p.IE + i] * d; }
   }

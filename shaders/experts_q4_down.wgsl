@@ -3,7 +3,7 @@
 
 struct Params { H: u32, IE: u32, K: u32, E: u32, ptr: u32, col: u32, _p0: u32, _p1: u32 }
 
-@group(0) @binding(0) var<storage, read> tab: array<u32>;       // rowptr [E·H + 1] at ptr, col [nnz] at col
+@group(0) @binding(0) var<storage, read> tab: array<u32>;       // rowptr [E·H + 1] at ptr, col (low 15 bits) [nnz] at col
 @group(0) @binding(1) var<storage, read> delta: array<f32>;     // [nnz]
 @group(0) @binding(2) var<storage, read> A: array<f32>;         // [R, IE]
 @group(0) @binding(3) var<storage, read> tiles: array<vec4u>;   // [maxTiles]
@@ -24,7 +24,7 @@ fn down(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let nr = tile.z - tile.y;
   var acc: array<f32, TM>;
   for (var j = j0; j < j1; j++) {
-    let i = tab[p.col + j];
+    let i = tab[p.col + j] & 0x7fffu;
     let d = delta[j];
     for (var m = 0u; m < nr; m++) { acc[m] += A[(tile.y + m) * p.IE + i] * d; }
   }

@@ -5,7 +5,7 @@
 
 struct Params { H: u32, IE: u32, K: u32, E: u32, ptr: u32, col: u32, _p0: u32, _p1: u32 }
 
-@group(0) @binding(0) var<storage, read> tab: array<u32>;       // rowptr [2·E·IE + 1] at ptr (gate rows, then up), col [nnz] at col
+@group(0) @binding(0) var<storage, read> tab: array<u32>;       // rowptr [2·E·IE + 1] at ptr (gate rows, then up), col (low 15 bits) [nnz] at col
 @group(0) @binding(1) var<storage, read> delta: array<f32>;     // [nnz] (experts_q4_delta.wgsl)
 @group(0) @binding(2) var<storage, read> x: array<f32>;         // [T, H]
 @group(0) @binding(3) var<storage, read> rowPair: array<u32>;   // [R] pair t*K+k of each sorted row
@@ -32,12 +32,12 @@ fn gate_up(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
   var dg: array<f32, TM>;
   var du: array<f32, TM>;
   for (var j = g0; j < g1; j++) {
-    let h = tab[p.col + j];
+    let h = tab[p.col + j] & 0x7fffu;
     let d = delta[j];
     for (var m = 0u; m < nr; m++) { dg[m] += x[(rowPair[tile.y + m] / p.K) * p.H + h] * d; }
   }
   for (var j = u0; j < u1; j++) {
-    let h = tab[p.col + j];
+    let h = tab[p.col + j] & 0x7fffu;
     let d = delta[j];
     for (var m = 0u; m < nr; m++) { du[m] += x[(rowPair[tile.y + m] / p.K) * p.H + h] * d; }
   }

@@ -10,7 +10,7 @@ struct Params {
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;        // A_T ? [k, m] : [m, k]
 @group(0) @binding(1) var<storage, read> b: array<u32>;        // B_T ? [n, k] : [k, n]; f32 bits, or two bf16 a word (B_BF16)
-@group(0) @binding(2) var<storage, read> bias: array<f32>;     // [n], read only when has_bias
+@group(0) @binding(2) var<storage, read> bias: array<f32>;     // [n], read only when has_bias; A_EXP: a shift per row of A [m]
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;  // [m, n] at c_off with row stride ldc
 @group(0) @binding(4) var<uniform> p: Params;
 
@@ -20,6 +20,8 @@ override B_BF16: bool = false;
 override TX: u32 = 16;        // threads along n, 4 columns each
 override TY: u32 = 16;        // threads along m, 4 rows each
 override BK: u32 = 16;        // reduction slice staged in workgroup memory
+override A_EXP: bool = false;       // A(i, r) = exp(stored - bias[bias_off + i]) (the LM head's dlogits from its logits: ops/xent.ts)
+override ROWS_FAST: bool = false;   // the grid is [row tiles, column tiles] (else [column tiles, row tiles]): ops/matmul.ts
 override BM = TY * 4u;
 override BN = TX * 4u;
 // #include decode
@@ -29,8 +31,9 @@ var<workgroup> Bs: array<vec4f, BK * TX>;   // [BK, BN], 4 consecutive columns p
 
 fn load_a(i: u32, r: u32) -> f32 {
   if (i >= p.m || r >= p.k) { return 0.0; }
-  if (A_T) { return a[p.a_off + r * p.lda + i]; }
-  return a[p.a_off + i * p.lda + r];
+  let v = a[p.a_off + select(i * p.lda + r, r * p.lda + i, A_T)];
+  if (A_EXP) { return exp(v - bias[p.bias_off + i]); }
+  return v;
 }
 
 fn load_b(r: u32, j: u32) -> f32 {
@@ -46,8 +49,8 @@ fn load_b(r: u32, j: u32) -> f32 {
 @compute @workgroup_size(TX, TY)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let tid = lid.y * TX + lid.x;
-  let i0 = wid.y * BM;
-  let j0 = wid.x * BN;
+  let i0 = select(wid.y, wid.x, ROWS_FAST) * BM;
+  let j0 = select(wid.x, wid.y, ROWS_FAST) * BN;
   var acc: array<vec4f, 4>;   // rows i0 + 4*lid.y + u, columns j0 + 4*lid.x + (0..3)
   for (var r0 = 0u; r0 < p.k; r0 += BK) {
     // Stage the tiles; neighbouring threads walk the dimension that is contiguous in memory.

@@ -31,8 +31,8 @@ fn a_rows(i0: u32, q: u32, r: u32) -> vec4f {
 
 fn gemm(wid: vec3u, lid: vec3u, sg_lane: u32, sg_size: u32) {
   let tid = lid.y * TX + lid.x;
-  let i0 = wid.y * TBM;
-  let j0 = wid.x * TBN;
+  let i0 = select(wid.y, wid.x, ROWS_FAST) * TBM;
+  let j0 = select(wid.x, wid.y, ROWS_FAST) * TBN;
   // SG: lanes in runs of W = min(subgroup size, TX, BK) that share lid.y and count lid.x up from a multiple of W; each
   // lane loads the A fragments of reduction steps s, s + W, ... and the run shares them. Checked, not assumed: the
   // mapping of invocations to subgroups is the implementation's, and a workgroup where one run breaks it stages A.

@@ -10,12 +10,12 @@ import { syntheticTrainer, type SyntheticOptions } from './train-bench.ts';
 
 /** f32 peaks (no tensor cores: the kernels are f32 FMA) and memory bandwidth. */
 export const ROOFLINES: Record<string, Roofline> = {
-  h100: { name: 'H100 SXM', flops: 67e12, bytes_per_s: 3.35e12 },
-  h200: { name: 'H200', flops: 67e12, bytes_per_s: 4.8e12 },
-  rx7900xtx: { name: 'RX 7900 XTX', flops: 61e12, bytes_per_s: 0.96e12 },
+  h100: { name: 'H100 SXM', flops: 67e12, bytes_per_s: 3.35e12, gpu_bytes: 80e9 },
+  h200: { name: 'H200', flops: 67e12, bytes_per_s: 4.8e12, gpu_bytes: 141e9 },
+  rx7900xtx: { name: 'RX 7900 XTX', flops: 61e12, bytes_per_s: 0.96e12, gpu_bytes: 24 * 2 ** 30 },
 };
 
-/** A named device, or a JSON file {name, flops, bytes_per_s}. */
+/** A named device, or a JSON file {name, flops, bytes_per_s, gpu_bytes?}. */
 export async function rooflineOf(nameOrFile: string): Promise<Roofline> {
   const known = ROOFLINES[nameOrFile.toLowerCase()];
   if (known) return known;
@@ -24,7 +24,8 @@ export async function rooflineOf(nameOrFile: string): Promise<Roofline> {
   for (const k of ['flops', 'bytes_per_s'] as const) {
     if (!(typeof j[k] === 'number' && j[k]! > 0)) throw new Error(`--device ${nameOrFile}: "${k}" must be a positive number (FLOP/s, bytes/s)`);
   }
-  return { name: typeof j.name === 'string' ? j.name : nameOrFile, flops: j.flops!, bytes_per_s: j.bytes_per_s! };
+  if (j.gpu_bytes !== undefined && !(typeof j.gpu_bytes === 'number' && j.gpu_bytes > 0)) throw new Error(`--device ${nameOrFile}: "gpu_bytes" must be a positive number (bytes of GPU memory)`);
+  return { name: typeof j.name === 'string' ? j.name : nameOrFile, flops: j.flops!, bytes_per_s: j.bytes_per_s!, ...(j.gpu_bytes !== undefined ? { gpu_bytes: j.gpu_bytes } : {}) };
 }
 
 export interface StepTotals {

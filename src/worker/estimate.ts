@@ -5,7 +5,7 @@
 import type { GpuContext } from '../engine/gpu/device.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import { measureMatmulRate, type MatmulRate } from '../engine/plan/probe.ts';
-import { runCalls, runFlops, runSeconds } from '../engine/plan/run-time.ts';
+import { evalTokens, runCalls, runFlops, runSeconds } from '../engine/plan/run-time.ts';
 import { resolveSteps, type Settings } from '../presets/schema.ts';
 import { planSettings } from './plan.ts';
 import type { DatasetSummary, RunEstimate } from './protocol.ts';
@@ -26,10 +26,13 @@ function probe(gpu: GpuContext, spec: ModelSpec): Promise<MatmulRate> {
   return p;
 }
 
-/** Tokens one evaluation scores in a set: its windows of SEQ tokens, at most `evalWindows` of them (null = all). */
-export function evalTokensOf(tokens: number, seq: number, evalWindows: number | null): number {
-  const windows = Math.floor(tokens / seq);
-  return Math.min(windows, evalWindows ?? windows) * seq;
+/**
+ * Windows one evaluation scores in a set of `tokens`: its windows of SEQ tokens (the last one padded, as
+ * token-stream.ts windowCount counts them), at most `evalWindows` of them (null = all).
+ */
+export function evalWindowsOf(tokens: number, seq: number, evalWindows: number | null): number {
+  const windows = Math.ceil(tokens / seq);
+  return Math.min(windows, evalWindows ?? windows);
 }
 
 export async function estimateRun(gpu: GpuContext, spec: ModelSpec, settings: Settings, train: DatasetSummary,
@@ -37,11 +40,11 @@ export async function estimateRun(gpu: GpuContext, spec: ModelSpec, settings: Se
   const s = planSettings(spec, settings, train.trainTokens, gpu.info.maxBufferSize, train.format === 'jsonl-ids');
   const steps = resolveSteps(settings, train.trainTokens);
   const inDomain = train.evalTokens > 0 ? train.evalTokens : train.trainTokens;
-  const evalTokens = evalTokensOf(inDomain, s.seq, evalWindows) + (heldout ? evalTokensOf(heldout.tokens, s.seq, evalWindows) : 0);
+  const windows = [evalWindowsOf(inDomain, s.seq, evalWindows), ...(heldout ? [evalWindowsOf(heldout.tokens, s.seq, evalWindows)] : [])];
   const shape = {
     steps, microbatch: s.microbatch, accum: settings.accum, seq: s.seq, trainFrom: s.trainFrom, nImportance: settings.nImportance,
-    reselectEvery: settings.reselectEvery, evalEvery: settings.evalEvery, frozenCacheN: s.frozenCacheN, evalTokens,
-    sequences: Math.max(1, Math.floor(train.trainTokens / s.seq)),
+    reselectEvery: settings.reselectEvery, evalEvery: settings.evalEvery, frozenCacheN: s.frozenCacheN, evalWindows: windows,
+    sequences: Math.max(1, Math.floor(train.trainTokens / s.seq)), quantized: !!s.quantizeExperts,
   };
   const f = runFlops(spec, shape);
   const c = runCalls(spec, shape, f.evaluations);
@@ -53,13 +56,15 @@ export async function estimateRun(gpu: GpuContext, spec: ModelSpec, settings: Se
     trainSeconds,
     evalSeconds,
     evaluations: f.evaluations,
-    evalTokens,
+    evalTokens: evalTokens(shape),
     steps,
     flops: f.total,
     flopsPerSecond: rate.flopsPerSecond,
     dispatchSeconds: rate.dispatchSeconds,
     syncSeconds: rate.syncSeconds,
+    compileSeconds: rate.compileSeconds,
     dispatches: c.setup.dispatches + c.train.dispatches + c.evals.dispatches,
+    pipelines: c.setup.pipelines + c.train.pipelines + c.evals.pipelines,
     probe: `${rate.M}×${rate.K} by ${rate.K}×${rate.N} matrix product in ${Math.round(rate.ms)} ms`,
     cpu: gpu.info.cpu,
   };

@@ -322,7 +322,7 @@ export const ORIGINAL_UNAVAILABLE = 'OriginalUnavailable';
 /** A rough run time before Start: the run's arithmetic at the rate a short probe measured on this adapter. */
 export interface RunEstimate {
   seconds: number;
-  /** Of which: frozen pass, importance and reselections; training steps; evaluations. */
+  /** Of which: frozen pass, importance and reselections; training steps; evaluations (each with the kernels it compiles first). */
   setupSeconds: number;
   trainSeconds: number;
   evalSeconds: number;
@@ -335,8 +335,12 @@ export interface RunEstimate {
   flopsPerSecond: number;
   dispatchSeconds: number;
   syncSeconds: number;
+  /** The probe's seconds to compile one kernel's pipeline. */
+  compileSeconds: number;
   /** Kernel dispatches of the whole run. */
   dispatches: number;
+  /** Distinct kernels the run compiles (once each, at first use). */
+  pipelines: number;
   probe: string;
   /** The adapter computes on the CPU. */
   cpu: boolean;

@@ -122,7 +122,7 @@ test('ux: issue J in one session — CPU adapter, import shards, screens in both
   const time = page.locator('[data-testid=run-estimate-time]');
   await time.waitFor({ timeout: 90_000 });
   const full = seconds(((await time.textContent()) ?? '').replace(/^Estimated run time: about /, ''));
-  assert.match((await page.locator('[data-testid=run-estimate]').textContent()) ?? '', /an estimate: setup .*180 steps .*a step\),.*evaluations of .* tokens.*This is an estimate, not a measurement of the run.*matrix product in \d+ ms on this adapter.*kernel dispatches at [\d.]+ ms each/s);
+  assert.match((await page.locator('[data-testid=run-estimate]').textContent()) ?? '', /an estimate: setup .*180 steps .*a step\),.*evaluations of .* tokens.*This is an estimate, not a measurement of the run.*matrix product in \d+ ms on this adapter.*kernel dispatches at [\d.]+ m?s each.*GPU kernels compiled at first use at [\d.]+ m?s each/s);
   assert.ok(full > 0, 'an estimate above zero');
   await gotoScreen(page, 'preset');
   const names = await page.locator('section .row button').allTextContents();

@@ -78,8 +78,8 @@ describe('golden training run (tiny qwen3_moe, last layer trained) vs the float6
         expect(maxAbs(got.m, want.m) / big(want.m), `${what}: ${name} Adam m`).toBeLessThanOrEqual(1e-4);
         expect(maxAbs(got.v, want.v) / big(want.v), `${what}: ${name} Adam v`).toBeLessThanOrEqual(1e-4);
       }
-      expect(maxAbs(await readF32(gpu, l.gu), ref.G), `${what}: gate/up weights`).toBeLessThanOrEqual(tol);
-      expect(maxAbs(await readF32(gpu, l.down), ref.D), `${what}: down weights`).toBeLessThanOrEqual(tol);
+      expect(maxAbs(await readF32(gpu, l.gu!), ref.G), `${what}: gate/up weights`).toBeLessThanOrEqual(tol);
+      expect(maxAbs(await readF32(gpu, l.down!), ref.D), `${what}: down weights`).toBeLessThanOrEqual(tol);
       expect(maxAbs(await readF32(gpu, l.router), ref.router), `${what}: router`).toBeLessThanOrEqual(tol);
       if (ref.routerHasBuf) expect(maxAbs(await readF32(gpu, l.routerBuf), ref.routerBuf) / Math.max(...ref.routerBuf.map(Math.abs)), `${what}: router momentum`).toBeLessThanOrEqual(1e-4);
     };

@@ -1,6 +1,7 @@
 // The memory planner against reality: on the demo model (trainFrom 4, 2×32), the bytes planMemory predicts per kind and
 // in total equal, to the byte, what allocatedBytes counts after openModel + new Trainer (deltas: the device is shared).
-// The same with 4-bit experts (every layer quantized, one shared f32 scratch), also in chunks of experts. The five family fixtures (MLA, shared experts, dense layers, clip_qkv, biases) are held to the same,
+// The same with 4-bit experts (every layer quantized; fused: sparse tables, no f32 scratch held; materialized: one
+// shared f32 scratch), also in chunks of experts. The five family fixtures (MLA, shared experts, dense layers, clip_qkv, biases) are held to the same,
 // DeepSeek-V3 and Qwen2-MoE also with their shared experts trained (trainShared).
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
@@ -18,9 +19,9 @@ function samples(count: number, seq: number): SampleSet {
   return { count, seq, fill(i, ids, targets, off) { for (let j = 0; j < seq; j++) (ids[off + j] = (i * 7 + j) % 64, targets[off + j] = j + 1 < seq ? (i * 7 + j + 1) % 64 : 0xffffffff); } };
 }
 
-async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null, trainShared = false, perEntryStep = false, streamFrozen = false, expertChunk?: number): Promise<void> {
+async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null, trainShared = false, perEntryStep = false, streamFrozen = false, expertChunk?: number, fusedExperts?: boolean): Promise<void> {
   const gpu = await nodeGpu();
-  const s: TrainSettings = { frac: 0.005, steps: 7, microbatch: 2, accum: 1, seq, lrPeak: 1e-3, wd: 0, trainFrom, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null, trainShared, perEntryStep, expertChunk };
+  const s: TrainSettings = { frac: 0.005, steps: 7, microbatch: 2, accum: 1, seq, lrPeak: 1e-3, wd: 0, trainFrom, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null, trainShared, perEntryStep, expertChunk, fusedExperts };
   const data = samples(10, s.seq);
   const before = allocatedBytes(gpu);
   const m = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: q4 ?? undefined, trainShared, streamFrozen });
@@ -51,7 +52,14 @@ async function compare(dir: string, trainFrom: number, seq: number, q4: { groupS
     expect(p.peak).toBeLessThan(resident.peak);
   }
   if (trainShared) expect(t.shared).not.toBeNull();
-  if (expertChunk !== undefined) {
+  if (q4) {
+    // fused (the default): no f32 expert scratch held, sparse tables instead; materialized: the scratch, no tables
+    expect(t.fused).toBe(fusedExperts !== false);
+    expect(t.scratch === null).toBe(t.fused);
+    expect(p.items.some((i) => i.label.startsWith('experts.scratch'))).toBe(!t.fused);
+    expect(p.items.some((i) => i.label.endsWith('sparse.table'))).toBe(t.fused);
+  }
+  if (expertChunk !== undefined && !t.fused) {
     // the scratch holds the largest chunk only: planned to the byte
     expect(t.chunks.length).toBeGreaterThan(1);
     expect(p.settings.expertChunk).toBe(expertChunk);
@@ -73,6 +81,7 @@ describe('memory plan vs allocation', () => {
   it('demo model, trainFrom 4, 2×32: planned bytes per kind and in total equal allocatedBytes', () => compare(DEMO, 4, 32), 60_000);
   it('demo model with 4-bit experts, trainFrom 4, 2×32: the same', () => compare(DEMO, 4, 32, { groupSize: 128 }), 120_000);
   it('demo model with 4-bit experts in chunks of 5 (4 chunks of 4 experts), trainFrom 4, 2×32: the same', () => compare(DEMO, 4, 32, { groupSize: 128 }, false, false, false, 5), 120_000);
+  it('demo model with 4-bit experts materialized (fusedExperts false), in chunks of 5: the same', () => compare(DEMO, 4, 32, { groupSize: 128 }, false, false, false, 5, false), 120_000);
   it('demo model, trainFrom 4, 2×32, frozen layers streamed: the same, and the staging of one frozen layer', () => compare(DEMO, 4, 32, null, false, false, true), 60_000);
   it('demo model with 4-bit experts, frozen layers streamed: the same', () => compare(DEMO, 4, 32, { groupSize: 128 }, false, false, true), 120_000);
   it('the Trainer refuses settings whose plan exceeds gpuBytes, proposing ones that fit; chunks its experts when that fits', async () => {

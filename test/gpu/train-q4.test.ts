@@ -1,5 +1,6 @@
 // Training on 4-bit experts (qwen3_moe fixture, G = 32): trained layers keep only their 4-bit base plus masters and the
-// overlay of touched entries, materialized into one shared scratch per use. A resumed run continues the same run, the
+// overlay of touched entries (the fused path: the steps read W0 + a sparse correction; a selection or the export
+// materializes chunks into a scratch made for that work). A resumed run continues the same run, the
 // loss falls, entries never trained stay exactly at the dequantized base, and the export holds base + overlay in bf16.
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
@@ -41,7 +42,8 @@ describe('training on 4-bit experts (qwen3_moe fixture)', () => {
     const data = randomSamples(6, 12, 512, 3);
     const s = settings({});
     const { t: a, ckpt } = await trainer(gpu, s, data);
-    expect(a.scratch).not.toBeNull();
+    expect(a.fused).toBe(true); // 4-bit: the fused path by default, no f32 expert scratch held
+    expect(a.scratch).toBeNull();
     await a.init(importanceBatches(s.seed, s.nImportance, s.microbatch, data.count));
     const full: number[] = [];
     let snap: Uint8Array | null = null;

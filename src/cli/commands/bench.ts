@@ -65,10 +65,10 @@ export const bench = command(
     'train-layers': { type: 'number', default: 8, help: '--synthetic: the top N layers of the model (all of them train)' },
     microbatch: { type: 'number', default: 2, help: '--synthetic: samples per microbatch' },
     'expert-chunk': { type: 'number', env: 'EXPERT_CHUNK', help: '--synthetic: experts per chunk of the trained layers\' f32 scratch (default: all, or what fits --gpu-gib)' },
-    'fused-experts': { type: 'boolean', help: '--synthetic/--cost: 4-bit W0 + the sparse correction of the trained entries instead of the f32 expert scratch (TrainSettings.fusedExperts)' },
-    'gpu-gib': { type: 'number', env: 'GPU_GIB', help: '--synthetic: GPU memory to fit in, GiB (picks the expert chunk; refuses a plan that exceeds it)' },
+    'materialized-experts': { type: 'boolean', help: '--synthetic/--cost: each trained layer\'s experts materialized into an f32 scratch per step instead of the default 4-bit W0 + sparse correction (TrainSettings.fusedExperts false)' },
+    'gpu-gib': { type: 'number', env: 'GPU_GIB', help: '--synthetic: GPU memory to fit in, GiB (picks the expert chunk and the LM head\'s token chunk; refuses a plan that exceeds it; --cost: default the --device\'s memory)' },
     cost: { type: 'boolean', help: 'no GPU: count a normal and a reselection step of --synthetic (default qwen3-30b-a3b) on a counting device and estimate its time on --device; last line JSON' },
-    device: { type: 'string', default: 'h100', help: '--cost: h100 | h200 | rx7900xtx | a JSON file {name, flops, bytes_per_s}' },
+    device: { type: 'string', default: 'h100', help: '--cost: h100 | h200 | rx7900xtx | a JSON file {name, flops, bytes_per_s, gpu_bytes?}' },
     ...QUANT_FLAGS,
   },
   async (f) => {
@@ -76,7 +76,8 @@ export const bench = command(
       const name = f.synthetic ? String(f.synthetic) : 'qwen3-30b-a3b';
       const device = await rooflineOf(String(f.device));
       const spec = await syntheticSpec(name, num(f, 'train-layers')!);
-      const r = await costModel(spec, name, device, { microbatch: num(f, 'microbatch')!, seq: num(f, 'seq') ?? 512, groupSize: num(f, 'group-size')!, expertChunk: num(f, 'expert-chunk'), fusedExperts: !!f['fused-experts'] });
+      const r = await costModel(spec, name, device, { microbatch: num(f, 'microbatch')!, seq: num(f, 'seq') ?? 512, groupSize: num(f, 'group-size')!, expertChunk: num(f, 'expert-chunk'), fusedExperts: !f['materialized-experts'],
+        gpuBytes: num(f, 'gpu-gib') !== undefined ? Math.floor(num(f, 'gpu-gib')! * 2 ** 30) : device.gpu_bytes });
       for (const line of costLines(r)) console.log(line);
       console.log(JSON.stringify(costJson(r)));
       return 0;
@@ -90,7 +91,7 @@ export const bench = command(
     if (f.synthetic) {
       const spec = await syntheticSpec(String(f.synthetic), num(f, 'train-layers')!);
       const o = { microbatch: num(f, 'microbatch')!, seq: num(f, 'seq') ?? (cpu ? 32 : 512), steps: num(f, 'train-steps') ?? (cpu ? 1 : 4), groupSize: num(f, 'group-size')!,
-        expertChunk: num(f, 'expert-chunk'), fusedExperts: !!f['fused-experts'], gpuBytes: num(f, 'gpu-gib') !== undefined ? Math.floor(num(f, 'gpu-gib')! * 2 ** 30) : undefined };
+        expertChunk: num(f, 'expert-chunk'), fusedExperts: !f['materialized-experts'], gpuBytes: num(f, 'gpu-gib') !== undefined ? Math.floor(num(f, 'gpu-gib')! * 2 ** 30) : undefined };
       result.synthetic_train = { model: String(f.synthetic), ...(await syntheticTrainBench(gpu, spec, o)) };
       console.log(JSON.stringify(result, null, 2));
       return 0;

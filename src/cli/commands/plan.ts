@@ -36,6 +36,7 @@ export const plan = command(
     ...QUANT_FLAGS,
     'stream-frozen': { type: 'boolean', env: 'STREAM_FROZEN', help: 'frozen layers streamed from storage (one layer on the GPU at a time); give --frozen-cache-n = the training samples: all are cached' },
     'expert-chunk': { type: 'number', env: 'EXPERT_CHUNK', help: '4-bit: experts per chunk of a trained layer\'s f32 scratch (default: all, or the largest chunk that fits --gpu-gib)' },
+    'materialized-experts': { type: 'boolean', help: '4-bit: the steps materialize each trained layer\'s experts into an f32 scratch held for the run (TrainSettings.fusedExperts false) instead of the fused 4-bit W0 + sparse correction' },
   },
   async (f) => {
     const spec = await readSpecOrConfig(str(f, 'model'));
@@ -48,6 +49,7 @@ export const plan = command(
       quantizeExperts: quantOption(f) ?? null,
       trainShared: !!f['train-shared'],
       streamFrozen: !!f['stream-frozen'],
+      ...(f['materialized-experts'] ? { fusedExperts: false } : {}),
       ...(num(f, 'expert-chunk') !== undefined ? { expertChunk: num(f, 'expert-chunk') } : {}),
     };
     const gpuBytes = Math.floor(num(f, 'gpu-gib')! * 2 ** 30);

@@ -19,6 +19,8 @@ export interface Roofline {
   name: string;
   flops: number;
   bytes_per_s: number;
+  /** GPU memory (bytes): the run's budget (TrainSettings.gpuBytes) unless one is given. */
+  gpu_bytes?: number;
 }
 
 const zeroTally = (): KernelTally => ({ dispatches: 0, flops: 0, bytes: 0, computeSec: 0, memorySec: 0 });

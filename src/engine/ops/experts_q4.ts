@@ -7,7 +7,8 @@
 //
 // Index spaces (train/selection.ts): G = gate|up [2, E, IE, H] flat, D = down [E, H, IE] flat. Both are blocks of
 // M rows of length L: flat f = (b·M + m)·L + l with b = part·E + e (G: M = IE, L = H) or e (D: M = H, L = IE). The
-// forward key of f is its row b·M + m (other index l), the backward key b·L + l (other index m).
+// forward key of f is its row b·M + m (other index l), the backward key b·L + l (other index m). Both other indices share
+// one u32 per entry (16 bits each), so a table costs 8 bytes per entry and Δ 4.
 
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
@@ -20,8 +21,8 @@ import downSrc from '../../../shaders/experts_q4_down.wgsl?raw';
 import actSrc from '../../../shaders/experts_q4_backward_act.wgsl?raw';
 import inSrc from '../../../shaders/experts_q4_backward_input.wgsl?raw';
 
-/** Source code bit of a table entry: set = slot in the overlay's values, clear = slot in the masters. */
-export const OVERLAY = 0x80000000;
+/** Bit of a forward column field: set = the entry is in the overlay (its value at the next overlay slot of its row). */
+export const OVERLAY = 0x8000;
 
 /** One selection tensor's geometry: blocks of M rows of length L (see the header). */
 export interface SparseGeometry { blocks: number; M: number; L: number }
@@ -30,59 +31,64 @@ export const gGeometry = (d: Pick<ExpertsDims, 'E' | 'IE' | 'H'>): SparseGeometr
 export const dGeometry = (d: Pick<ExpertsDims, 'E' | 'IE' | 'H'>): SparseGeometry => ({ blocks: d.E, M: d.H, L: d.IE });
 
 /**
- * A selection tensor's entries as one u32 table (word offsets below): forward rowptr [blocks·M + 1] and col (l) [nnz];
- * backward rowptr [blocks·L + 1], col (m) [nnz] and pos [nnz] (the entry's place in forward order); src [nnz] (master
- * slot, or overlay slot | OVERLAY) and flat [nnz] in forward order.
+ * A selection tensor's entries as one u32 table (word offsets below), 8 bytes per entry: forward rowptr [blocks·M + 1]
+ * and the active entries before each forward row [blocks·M + 1] (an entry's master slot = that + the active entries
+ * before it in its row; overlay slots likewise); backward rowptr [blocks·L + 1]; cols [nnz], whose low 16 bits are the
+ * forward entry j's l (OVERLAY bit set for an overlay entry) and high 16 bits the backward entry j's m; pos [nnz] (the
+ * backward entry's place in forward order, where its Δ is). `flat` [nnz]: each forward entry's index (host only).
  */
 export interface SparseTable {
   words: Uint32Array;
+  flat: Uint32Array;
   nnz: number;
-  fPtr: number; fCol: number; bPtr: number; bCol: number; bPos: number; src: number; flat: number;
+  fPtr: number; fAct: number; bPtr: number; cols: number; bPos: number;
 }
 
 /**
  * The table of `active` (ascending, master slot = position) and `overlay` (ascending, disjoint from active, overlay
- * slot = position). Throws naming the index when one lies outside the tensor.
+ * slot = position). Throws naming the index when one lies outside the tensor, or when rows are too long for 16-bit columns.
  */
 export function buildSparseTable(g: SparseGeometry, active: Uint32Array, overlay: Uint32Array): SparseTable {
   const { blocks, M, L } = g;
+  if (L > OVERLAY || M > 0x10000) throw new RangeError(`sparse table: blocks of ${M} rows of ${L} exceed its 16-bit columns (at most 65536 rows of 32768)`);
   const numel = blocks * M * L;
   const nnz = active.length + overlay.length;
   const nF = blocks * M, nB = blocks * L;
-  const fPtr = 0, fCol = nF + 1, bPtr = fCol + nnz, bCol = bPtr + nB + 1, bPos = bCol + nnz, src = bPos + nnz, flat = src + nnz;
-  const w = new Uint32Array(flat + nnz);
+  const fPtr = 0, fAct = nF + 1, bPtr = fAct + nF + 1, cols = bPtr + nB + 1, bPos = cols + nnz;
+  const w = new Uint32Array(bPos + nnz);
+  const flat = new Uint32Array(nnz);
   // merge the two ascending lists into forward (flat) order
   let a = 0, o = 0;
   for (let j = 0; j < nnz; j++) {
     const takeA = o >= overlay.length || (a < active.length && active[a]! < overlay[o]!);
-    const f = takeA ? active[a]! : overlay[o]!;
+    const f = takeA ? active[a++]! : overlay[o++]!;
     if (f >= numel) throw new RangeError(`sparse table: index ${f} outside the tensor's ${numel} entries`);
-    w[src + j] = takeA ? a++ : (o++ | OVERLAY) >>> 0;
-    w[flat + j] = f;
-    w[fCol + j] = f % L;
-    w[fPtr + Math.floor(f / L) + 1]!++;
-    const blk = Math.floor(f / (M * L));
-    w[bPtr + blk * L + (f % L) + 1]!++;
+    flat[j] = f;
+    const r = Math.floor(f / L);
+    w[cols + j] = (f % L) | (takeA ? 0 : OVERLAY);
+    w[fPtr + r + 1]!++;
+    if (takeA) w[fAct + r + 1]!++;
+    w[bPtr + Math.floor(r / M) * L + (f % L) + 1]!++;
   }
-  for (let r = 0; r < nF; r++) w[fPtr + r + 1]! += w[fPtr + r]!;
+  for (let r = 0; r < nF; r++) (w[fPtr + r + 1]! += w[fPtr + r]!, w[fAct + r + 1]! += w[fAct + r]!);
   for (let r = 0; r < nB; r++) w[bPtr + r + 1]! += w[bPtr + r]!;
   // backward order: stable counting sort by backward key (within a key, ascending m as in forward order)
   const next = w.slice(bPtr, bPtr + nB);
   for (let j = 0; j < nnz; j++) {
-    const f = w[flat + j]!;
-    const blk = Math.floor(f / (M * L));
-    const at = next[blk * L + (f % L)]!++;
-    w[bCol + at] = Math.floor(f / L) % M;
+    const f = flat[j]!;
+    const r = Math.floor(f / L);
+    const at = next[Math.floor(r / M) * L + (f % L)]!++;
+    w[cols + at] = (w[cols + at]! | ((r % M) << 16)) >>> 0;
     w[bPos + at] = j;
   }
-  return { words: w, nnz, fPtr, fCol, bPtr, bCol, bPos, src, flat };
+  return { words: w, flat, nnz, fPtr, fAct, bPtr, cols, bPos };
 }
 
 /** u32 words of a table of at most `nnz` entries (the memory plan's bound). */
-export const sparseTableWords = (g: SparseGeometry, nnz: number): number => g.blocks * (g.M + g.L) + 2 + 5 * nnz;
+export const sparseTableWords = (g: SparseGeometry, nnz: number): number => g.blocks * (2 * g.M + g.L) + 3 + 2 * nnz;
 
 /** A table on the GPU with its Δ buffer [nnz] (see expertsQ4Delta). */
-export interface SparseTableGpu { tab: GPUBuffer; delta: GPUBuffer; t: Omit<SparseTable, 'words'> }
+export interface SparseTableGpu { tab: GPUBuffer; delta: GPUBuffer; t: Omit<SparseTable, 'words' | 'flat'> }
 
 const WG = 256;
 const CWG = 64;
@@ -91,16 +97,17 @@ const MAX_GROUPS = 65535;
 /** The 4-bit W0 of one tensor: its buffer (codes from word 0, (scale, zero) words from szWord), row length L, group G. */
 export interface Q4Base { buf: GPUBuffer; szWord: number; L: number; G?: number }
 
-/** delta [nnz] = (masters or overlay values at each entry's src) − dequantized W0 at its flat index. */
+/** delta [nnz] = (masters or overlay values of each entry) − dequantized W0 at its index; one thread per forward row. */
 export function expertsQ4Delta(enc: Encoder, s: SparseTableGpu, master: GPUBuffer, overlay: GPUBuffer | null, w0: Q4Base): void {
   const n = s.t.nnz;
   if (n === 0) return;
   const G = w0.G ?? DEFAULT_GROUP;
-  const k = kernel(enc.gpu, { name: 'experts_q4.delta', code: deltaSrc, entryPoint: 'delta_entries', constants: { WG, QG: G } });
-  const gx = Math.min(MAX_GROUPS, Math.ceil(n / WG));
-  const params = Uint32Array.from([n, s.t.src, s.t.flat, w0.L, w0.szWord, 0, 0, 0]);
-  // per entry: src, flat, value, a code word and a (scale, zero) word read; Δ written
-  k.dispatch(enc, [s.tab, master, overlay ?? master, w0.buf, s.delta], [gx, Math.ceil(n / (WG * gx))], params, { flops: 3 * n, bytes: 24 * n });
+  const rows = s.t.fAct - s.t.fPtr - 1;
+  const k = kernel(enc.gpu, { name: 'experts_q4.delta', code: deltaSrc, entryPoint: 'delta_rows', constants: { WG, QG: G } });
+  const gx = Math.min(MAX_GROUPS, Math.ceil(rows / WG));
+  const params = Uint32Array.from([rows, s.t.fPtr, s.t.fAct, s.t.cols, w0.L, w0.szWord, 0, 0]);
+  // per row: its two rowptr and active-count words; per entry: col, value, a code word and a (scale, zero) word read; Δ written
+  k.dispatch(enc, [s.tab, master, overlay ?? master, w0.buf, s.delta], [gx, Math.ceil(rows / (WG * gx))], params, { flops: 3 * n, bytes: 12 * rows + 20 * n });
 }
 
 /**
@@ -116,7 +123,7 @@ function cost(d: ExpertsDims, keys: number, nnz: number, words: number, inElems:
 }
 
 const params = (d: ExpertsDims, s: SparseTableGpu, fwd: boolean) =>
-  Uint32Array.from([d.H, d.IE, d.K, d.E, fwd ? s.t.fPtr : s.t.bPtr, fwd ? s.t.fCol : s.t.bCol, fwd ? 0 : s.t.bPos, 0]);
+  Uint32Array.from([d.H, d.IE, d.K, d.E, fwd ? s.t.fPtr : s.t.bPtr, s.t.cols, fwd ? 0 : s.t.bPos, 0]);
 
 /** G, U [R, IE] += x·Δᵀ over the G table's gate/up rows; A = silu(G)·U where corrected. After expertsGateUp on W0. */
 export function expertsQ4GateUp(enc: Encoder, s: { G: GPUBuffer; U: GPUBuffer; A: GPUBuffer }, x: GPUBuffer, tg: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {

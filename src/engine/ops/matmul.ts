@@ -91,6 +91,12 @@ export function forceMatmulTiling(t: MatmulTiling | null, strictSubgroups = fals
   sgStrict = t !== null && strictSubgroups;
 }
 
+let forcedRowsFast: boolean | null = null;
+/** Tests: lay every GEMM grid out row tiles first (true) or column tiles first (false); null: whichever reads less (gemmBytes). */
+export function forceMatmulGridOrder(rowsFast: boolean | null): void {
+  forcedRowsFast = rowsFast;
+}
+
 /**
  * The per-vendor table. CPU adapters (SwiftShader): the 64 x 64 tile without subgroups (what the tests time). NVIDIA,
  * AMD, Apple: the 128 x 128 tile, other GPUs the 64 x 64 one; each with subgroup A fragments when the device has them.
@@ -118,12 +124,14 @@ export function matmulVariants(gpu: GpuContext): { name: string; tiling: MatmulT
 // ---------------------------------------------------------------------------------------------
 // Shared GEMM dispatch: C[m, n] (+)= A(i, r) B(r, j) (+ bias)
 
-interface Gemm {
+export interface Gemm {
   m: number; n: number; k: number;
   lda: number; ldb: number; ldc: number;
   aOff: number; bOff: number; cOff: number; biasOff: number;
   aT: boolean; bT: boolean; bBf16: boolean;
   accumulate: boolean; hasBias: boolean;
+  /** A(i, r) = exp(stored - shift[i]), the shifts [m] bound as the bias at biasOff (shaders/matmul.wgsl A_EXP). */
+  aExp?: boolean;
 }
 
 /** The `params` uniform of shaders/matmul.wgsl. */
@@ -135,18 +143,46 @@ function gemm(enc: Encoder, name: string, c: GPUBuffer, a: GPUBuffer, b: GPUBuff
   const t = matmulTiling(enc.gpu);
   const problem = matmulTilingProblem(enc.gpu, t);
   if (problem) throw new RangeError(`${name}: tiling ${JSON.stringify(t)} cannot run here: ${problem}`);
-  const base = { A_T: g.aT ? 1 : 0, B_T: g.bT ? 1 : 0, B_BF16: g.bBf16 ? 1 : 0, TX: t.TX, TY: t.TY, BK: t.BK };
+  const base = { A_T: g.aT ? 1 : 0, B_T: g.bT ? 1 : 0, B_BF16: g.bBf16 ? 1 : 0, TX: t.TX, TY: t.TY, BK: t.BK, ...(g.aExp ? { A_EXP: 1 } : {}) };
   // The plain 64 x 64 tile keeps matmul.wgsl's own entry (the fastest on SwiftShader); the others compile matmul_tiled.wgsl.
   const plain = t.RM === 4 && t.RN === 4 && !t.DB && !t.SG;
-  const k = kernel(enc.gpu, plain ? { name, code: src, entryPoint: 'main', constants: base } : {
+  const gg = { ...g, hasBias: bias !== null && !g.aExp };
+  const cols = gemmBytes(gg, t, false), rows = gemmBytes(gg, t, true);
+  const rowsFast = forcedRowsFast ?? rows < cols;
+  const grid: [number, number] = [Math.ceil(g.n / (t.RN * t.TX)), Math.ceil(g.m / (t.RM * t.TY))];
+  const k = kernel(enc.gpu, plain ? { name, code: src, entryPoint: 'main', constants: { ...base, ROWS_FAST: rowsFast ? 1 : 0 } } : {
     name,
     code: `${t.SG ? 'enable subgroups;\n' : ''}${src}\n${tiledSrc}\n${t.SG ? sgEntry : plainEntry}`,
     entryPoint: 'tiled',
-    constants: { ...base, RM: t.RM, RN: t.RN, DB: t.DB ? 1 : 0, SG: t.SG ? 1 : 0, SG_STRICT: sgStrict ? 1 : 0 },
+    constants: { ...base, RM: t.RM, RN: t.RN, DB: t.DB ? 1 : 0, SG: t.SG ? 1 : 0, SG_STRICT: sgStrict ? 1 : 0, ROWS_FAST: rowsFast ? 1 : 0 },
   });
-  // A [m, k] and B [k, n] read once, C [m, n] written (read too when accumulating)
-  const bytes = 4 * g.m * g.k + (g.bBf16 ? 2 : 4) * g.k * g.n + 4 * g.m * g.n * (g.accumulate ? 2 : 1) + (bias ? 4 * g.n : 0);
-  k.dispatch(enc, [a, b, bias ?? a, c], [Math.ceil(g.n / (t.RN * t.TX)), Math.ceil(g.m / (t.RM * t.TY))], matmulParams({ ...g, hasBias: bias !== null }), { flops: 2 * g.m * g.n * g.k, bytes });
+  k.dispatch(enc, [a, b, bias ?? a, c], rowsFast ? [grid[1], grid[0]] : grid, matmulParams(gg), { flops: 2 * g.m * g.n * g.k, bytes: rowsFast ? rows : cols });
+}
+
+/** An operand larger than this is assumed not to stay in the last-level cache (H100 / H200 L2: 50 MB). */
+export const GEMM_CACHE_BYTES = 32 * 2 ** 20;
+/** Workgroups of one GEMM dispatch assumed in flight at once (launched in id order, x fastest). */
+export const GEMM_WAVE = 128;
+
+/**
+ * Memory bytes of gemm g on tiling t, its grid [column tiles, row tiles] (rowsFast: [row tiles, column tiles]). Each
+ * workgroup streams its A rows and B columns through the whole reduction. The operand strip that the grid's slow index
+ * picks (A's rows on the default grid) is shared by the `fast` consecutive workgroups of a grid row: read from memory
+ * once if they are in flight together (fast <= GEMM_WAVE) or the strip fits the cache, else once per wave. The operand
+ * the fast index walks (B on the default grid) is read again by every grid row: once in all if it fits the cache, else
+ * once per wave of grid rows. C is written (and read when accumulating), the bias read.
+ */
+export function gemmBytes(g: Gemm, t: MatmulTiling, rowsFast: boolean): number {
+  const BM = t.TY * t.RM, BN = t.TX * t.RN;
+  const gm = Math.ceil(g.m / BM), gn = Math.ceil(g.n / BN);
+  const wb = g.bBf16 ? 2 : 4;
+  const [fast, slow] = rowsFast ? [gm, gn] : [gn, gm];
+  const stripReads = (strip: number): number => (fast <= GEMM_WAVE || strip <= GEMM_CACHE_BYTES ? 1 : Math.ceil(fast / GEMM_WAVE));
+  const walkReads = (all: number): number => (all <= GEMM_CACHE_BYTES ? 1 : Math.ceil(slow / Math.max(1, Math.floor(GEMM_WAVE / fast))));
+  const aBytes = 4 * g.m * g.k, bBytes = wb * g.k * g.n;
+  const a = aBytes * (rowsFast ? walkReads(aBytes) : stripReads(4 * BM * g.k));
+  const b = bBytes * (rowsFast ? stripReads(wb * BN * g.k) : walkReads(bBytes));
+  return a + b + 4 * g.m * g.n * (g.accumulate ? 2 : 1) + (g.hasBias ? 4 * g.n : 0) + (g.aExp ? 4 * g.m : 0);
 }
 
 function need(buf: GPUBuffer, bytes: number, what: string): void {
@@ -173,14 +209,18 @@ export function matmulForward(enc: Encoder, y: GPUBuffer, x: GPUBuffer, w: GPUBu
   });
 }
 
-/** dx [M, K] (=|+=) dy [M, N] . W [N, K] */
-export function matmulBackwardInput(enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, w: GPUBuffer, d: MatmulDims): void {
+/**
+ * dx [M, K] (=|+=) dy [M, N] . W [N, K]; with `expShift`, dy(i, j) = exp(stored(i, j) - shift[offset + i]) (the LM head:
+ * its softmax · scale from the logits, ops/xent.ts).
+ */
+export function matmulBackwardInput(enc: Encoder, dx: GPUBuffer, dy: GPUBuffer, w: GPUBuffer, d: MatmulDims, expShift: { buf: GPUBuffer; offset: number } | null = null): void {
   const { M, N, K } = d;
   const xo = d.xOffset ?? 0, yo = d.yOffset ?? 0;
   need(dx, (xo + M * K) * 4, 'dx'); need(dy, (yo + M * N) * 4, 'dy'); need(w, wBytes(d), 'w');
-  gemm(enc, 'matmul.backward_input', dx, dy, w, null, {
-    m: M, n: K, k: N, lda: N, ldb: K, ldc: K, aOff: yo, bOff: d.wOffset ?? 0, cOff: xo, biasOff: 0,
-    aT: false, bT: false, bBf16: d.wDtype === 'bf16', accumulate: d.accumulate ?? false, hasBias: false,
+  if (expShift) need(expShift.buf, (expShift.offset + M) * 4, 'shift');
+  gemm(enc, 'matmul.backward_input', dx, dy, w, expShift?.buf ?? null, {
+    m: M, n: K, k: N, lda: N, ldb: K, ldc: K, aOff: yo, bOff: d.wOffset ?? 0, cOff: xo, biasOff: expShift?.offset ?? 0,
+    aT: false, bT: false, bBf16: d.wDtype === 'bf16', accumulate: d.accumulate ?? false, hasBias: false, aExp: expShift !== null,
   });
 }
 

@@ -46,12 +46,19 @@ export interface PlanSettings {
    */
   streamFrozen?: boolean;
   /**
-   * 4-bit runs: experts per chunk of a trained layer's f32 scratch (its weights are materialized one chunk at a time;
-   * splitExperts balances the chunks). Default all experts (one chunk); chooseExpertChunk picks one for a budget.
+   * 4-bit runs: experts per chunk of a trained layer's f32 scratch and dense gradient (its weights are materialized one
+   * chunk at a time; splitExperts balances the chunks). Default all experts (one chunk); chooseExpertChunk picks one for
+   * a budget. On the fused path only selections, checkpoints and the export work in chunks (the steps never do).
    */
   expertChunk?: number;
-  /** 4-bit runs on the fused path (TrainSettings.fusedExperts): each selection tensor's sparse table and Δ too. */
+  /**
+   * 4-bit runs on the fused path unless false (TrainSettings.fusedExperts): each selection tensor's
+   * sparse table and Δ are held; the f32 scratch and the dense gradient only while a selection or an export runs
+   * (MemoryPlan.transient).
+   */
   fusedExperts?: boolean;
+  /** The LM head's most token rows of logits at once (Forward's headRows; plan/head.ts withHeadRows). Default xentDefaultRows. */
+  headRows?: number;
 }
 
 export interface PlanItem {
@@ -72,7 +79,9 @@ export interface MemoryPlan {
   /**
    * Extra GPU bytes held for a while on top of `gpu`: the importance scores of Trainer.init, [2·per] + [per] per trained
    * MoE layer of a group (none when the group is one layer: its scores live in the dense-gradient scratch), plus the
-   * shared experts' [2·IS·H] + [IS·H] per trained MoE layer with trainShared.
+   * shared experts' [2·IS·H] + [IS·H] per trained MoE layer with trainShared. 4-bit fused runs: the larger of those
+   * scores, the dense-gradient scratch (a ranking) and the f32 expert scratch of one chunk (a selection's values, a
+   * checkpoint, the export), each made for that work and freed after it.
    */
   transient: number;
   /**
@@ -268,12 +277,12 @@ function layerActsItems(it: Items, spec: ModelSpec, T: number, count: number, ki
 }
 
 /** Forward(spec, {maxTokens: T}) beyond its LayerActs: residual, head, xent work, rope tables. */
-function forwardItems(it: Items, spec: ModelSpec, T: number): void {
+function forwardItems(it: Items, spec: ModelSpec, T: number, headRows?: number): void {
   const H = spec.hidden;
   // (its LayerActs: the first trained layer's, see TrainGraph)
   for (const [label, n] of [['resid', T * H], ['finalH', T * H], ['finalRstd', T], ['ids', T], ['targets', T], ['positions', T], ['rowLoss', T], ['rowLse', T]] as const) it.f32(label, 'activations', n);
   // the logits of one token chunk (the head computes each logit once, a chunk of tokens at a time; its dlogits in place)
-  it.f32('xent.work', 'workspace', headWorkElements(spec, T));
+  it.f32('xent.work', 'workspace', headWorkElements(spec, T, headRows));
   const rot = spec.rope.partialDim ?? spec.headDim;
   it.f32('rope.cos|sin', 'workspace', spec.maxPos * (rot / 2), 2);
 }
@@ -334,47 +343,68 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
   const n = moeTrained;
   const one = n > 0 ? 1 : 0;
   const chunked = !!s.quantizeExperts && scratchExperts(spec, s) < E;
+  // fused: the dense gradient and the f32 scratch are made per selection or export (planMemory's transient)
+  const held = isFused(s) ? 0 : one;
   if (chunked) {
     // one chunk's dense gradient and the exact top-k over chunks (train/chunked-topk.ts): running sets, merger
     const kG = activeCount(s.frac, 2 * per), kD = activeCount(s.frac, per);
-    it.f32('dense.chunk.gate|up|down', 'workspace', scratchExperts(spec, s) * IE * H, 3 * one);
     it.f32('topk.run.gate|up.val|idx', 'workspace', kG, 4 * one);
     it.f32('topk.run.down.val|idx', 'workspace', kD, 2 * one);
     it.f32('topk.cand.val|idx', 'workspace', 2 * kG, 2 * one);
     it.f32('topk.pick', 'workspace', kG, one);
-  } else {
-    it.f32('denseG', 'workspace', 2 * per, one);
-    it.f32('denseD', 'workspace', per, one);
   }
+  for (const w of denseWork(spec, s)) it.f32(w.label, 'workspace', w.n, w.count * held);
   if (s.quantizeExperts) {
-    const chunk = scratchExperts(spec, s) * IE * H; // one role of the largest expert chunk
-    it.f32('experts.scratch.gate_up', 'workspace', 2 * chunk, one);
-    it.f32('experts.scratch.down', 'workspace', chunk, one);
+    for (const w of scratchWork(spec, s)) it.f32(w.label, 'workspace', w.n, held);
   } else {
     // The Trainer moves gate and up into one [2, E, IE, H] buffer (the loaded f32 gate/up buffers are freed).
     it.f32('L.gate_up', 'weights', 2 * per, n);
     it.f32('L.base.gate_up', 'weights', 2 * per, n);
     it.f32('L.base.down', 'weights', per, n);
   }
-  const run = { frac: s.frac, steps: s.steps ?? 180, reselectEvery: s.reselectEvery ?? 50 };
+  const run = overlayRun(s);
   for (const [sel, numelSel] of [['G', 2 * per], ['D', per]] as const) {
     const k = activeCount(s.frac, numelSel);
     it.f32(`L.${sel}.idx|master`, 'masters', k, 2 * n);
     it.f32(`L.${sel}.m|v`, 'optimizer', k, 2 * n);
     if (s.perEntryStep) it.f32(`L.${sel}.steps`, 'optimizer', k, n);
     it.f32(`L.${sel}.grad`, 'workspace', k, n);
-    if (s.quantizeExperts) it.f32(`L.${sel}.overlay.idx|val`, 'masters', overlayCapacity(run, numelSel), 2 * n);
-    if (s.quantizeExperts && s.fusedExperts) {
-      // the fused path's sparse table and Δ of every entry that differs from W0 (train/q4-base.ts), at their most
+    // (fused: the overlay's indices live on the host, uploaded for a selection or an export: planMemory's transient)
+    if (s.quantizeExperts) it.f32(`L.${sel}.overlay.${isFused(s) ? 'val' : 'idx|val'}`, 'masters', overlayCapacity(run, numelSel), (isFused(s) ? 1 : 2) * n);
+    if (isFused(s)) {
+      // the fused path's sparse table (8 bytes per entry) and Δ of every entry that differs from W0 (train/q4-base.ts), at their most
       const most = k + overlayCapacity(run, numelSel);
       it.f32(`L.${sel}.sparse.table`, 'masters', sparseTableWords((sel === 'G' ? gGeometry : dGeometry)({ E, IE, H }), most), n);
-      it.f32(`L.${sel}.sparse.delta`, 'workspace', Math.max(1, most), n);
+      it.f32(`${sel}.sparse.delta`, 'workspace', Math.max(1, most), one); // shared by the layers
     }
   }
   it.f32('L.dRouter', 'workspace', E * H, n);
   it.f32('L.routerBuf', 'optimizer', E * H, n);
   sharedTrainItems(it, spec, s, moeTrained);
 }
+
+/** What sizes the overlay: the run's steps and reselections (default METHOD's 180 steps, every 50). */
+const overlayRun = (s: PlanSettings) => ({ frac: s.frac, steps: s.steps ?? 180, reselectEvery: s.reselectEvery ?? 50 });
+
+/** 4-bit runs are fused unless fusedExperts is false. */
+export const isFused = (s: PlanSettings): boolean => !!s.quantizeExperts && s.fusedExperts !== false;
+
+/** The dense-gradient scratch of the importance passes (Importance.acquire): one chunk's gate, up, down, or the whole [2·per], [per]. */
+function denseWork(spec: ModelSpec, s: PlanSettings): { label: string; n: number; count: number }[] {
+  const { numExperts: E, expertIntermediate: IE } = spec.moe;
+  const per = E * IE * spec.hidden;
+  const chunk = scratchExperts(spec, s);
+  if (s.quantizeExperts && chunk < E) return [{ label: 'dense.chunk.gate|up|down', n: chunk * IE * spec.hidden, count: 3 }];
+  return [{ label: 'denseG', n: 2 * per, count: 1 }, { label: 'denseD', n: per, count: 1 }];
+}
+
+/** 4-bit runs: the f32 scratch of one (the largest) expert chunk (q4-base.ts expertScratch). */
+function scratchWork(spec: ModelSpec, s: PlanSettings): { label: string; n: number }[] {
+  const chunk = scratchExperts(spec, s) * spec.moe.expertIntermediate * spec.hidden; // one role of the largest chunk
+  return [{ label: 'experts.scratch.gate_up', n: 2 * chunk }, { label: 'experts.scratch.down', n: chunk }];
+}
+
+const workBytes = (w: { n: number; count?: number }[]): number => w.reduce((a, x) => a + bufBytes(x.n * 4) * (x.count ?? 1), 0);
 
 /** SharedTraining: per trained MoE layer, gate|up moved into one buffer, W0 copies, dense gradients, two selections. */
 function sharedTrainItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: number): void {
@@ -434,7 +464,7 @@ export function planItems(spec: ModelSpec, s: PlanSettings, residentLayers?: num
   const T = s.microbatch * s.seq;
   const trained = Array.from({ length: spec.numLayers - s.trainFrom }, (_, i) => s.trainFrom + i);
   weightItems(it, spec, new Set(trained), residentLayers ?? spec.layers.map((l) => l.index), s.quantizeExperts, !!s.trainShared);
-  forwardItems(it, spec, T);
+  forwardItems(it, spec, T, s.headRows);
   layerActsItems(it, spec, T, trained.length);
   it.f32('xIn', 'activations', T * spec.hidden, trained.length);
   backwardItems(it, spec, T);
@@ -485,7 +515,13 @@ export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
   // (dense gradient in expert chunks: one layer at a time, its scores per chunk)
   const chunked = !!s.quantizeExperts && scratchExperts(spec, s) < spec.moe.numExperts;
   const group = chunked ? 1 : Math.min(moeTrained, Math.max(1, s.importanceGroup ?? (s.quantizeExperts ? 1 : moeTrained)));
-  const transient = (group > 1 ? group * bufBytes(2 * per * 4) + group * bufBytes(per * 4) : 0) + sharedImportanceBytes(spec, s, moeTrained);
+  const scores = group > 1 ? group * bufBytes(2 * per * 4) + group * bufBytes(per * 4) : 0;
+  // fused: the dense gradient (a ranking; not made for the first one's groups of several layers) or the f32 scratch
+  // and one layer's overlay indices (train/q4-base.ts release: per layer)
+  const run = overlayRun(s);
+  const overlayIdx = bufBytes(4 * overlayCapacity(run, 2 * per)) + bufBytes(4 * overlayCapacity(run, per));
+  const work = isFused(s) && moeTrained > 0 ? Math.max(workBytes(denseWork(spec, s)), workBytes(scratchWork(spec, s)) + overlayIdx) : 0;
+  const transient = Math.max(scores, work) + sharedImportanceBytes(spec, s, moeTrained);
   let staging = 0;
   if (streamed) for (let L = 0; L < s.trainFrom; L++) staging = Math.max(staging, frozenLayerBytes(spec, s, L));
   const peak = gpu.total + Math.max(transient, staging);

@@ -5,7 +5,10 @@
 // at each reselection; STEPS × ACCUM forward/backward microbatches through the trained layers (and forward through the
 // frozen layers for sequences not in the frozen cache yet); an evaluation (forward only, every window of each evaluation
 // set) before training, every EVAL_EVERY steps and after. On a CPU adapter a small run's time is mostly the fixed cost of
-// each kernel dispatch and each wait for the GPU: those are counted too (runCalls), and timed by the probe.
+// each kernel dispatch and each wait for the GPU: those are counted too (runCalls), and timed by the probe; and the first
+// use of each distinct kernel compiles its pipeline (on SwiftShader about a second each): counted by RUN_KERNELS, the
+// compile timed by the probe. With 4-bit experts the first selection takes its importance one trained layer at a time
+// (train/importance.ts: importanceGroup 1), rerunning the N_IMPORTANCE microbatches for each.
 
 import type { ModelSpec } from '../model/spec.ts';
 import { countParams } from '../model/params.ts';
@@ -23,8 +26,10 @@ export interface RunShape {
   frozenCacheN: number;
   /** Sequences in the training set (a run draws them in turn: none repeats before all are drawn). */
   sequences: number;
-  /** Tokens scored by one evaluation (in-domain and held-out windows together). */
-  evalTokens: number;
+  /** Windows of SEQ tokens one evaluation scores in each set (in-domain, then held-out if any). */
+  evalWindows: number[];
+  /** Routed experts in 4 bits (trained layers materialized from the 4-bit base; importance a layer at a time). */
+  quantized: boolean;
 }
 
 export interface RunFlops {
@@ -46,6 +51,48 @@ export interface RunCalls {
 export interface Calls {
   dispatches: number;
   syncs: number;
+  /** Distinct kernels first used here: each compiles its pipeline once. */
+  pipelines: number;
+}
+
+/**
+ * The distinct kernels (one pipeline each) a run first uses in each part, by name, for a Qwen3-MoE-shaped model: the
+ * first evaluation compiles the forward (the expert kernels twice when frozen layers read bf16 experts and the trained
+ * layers f32), the importance pass the backward and the selection (4-bit: also the dequantization), the first step the
+ * optimizer (4-bit: also the sparse corrections). Reselections and later evaluations compile nothing new.
+ */
+export const RUN_KERNELS = {
+  forward: ['embedding.forward', 'rmsnorm.forward', 'matmul.forward', 'rope.forward', 'attention.forward', 'router.matmul', 'router.forward',
+    'moe_route.rank', 'moe_route.offsets', 'moe_route.scatter', 'experts.gate_up', 'experts.down', 'experts.combine', 'elementwise.add_in_place', 'xent.rows'],
+  /** f32 trained experts: a second variant of each for the frozen layers' (bf16) experts. */
+  frozenExperts: ['experts.gate_up', 'experts.down'],
+  /** The head's dh GEMM folds the softmax in (a second matmul.backward_input variant), then xent.onehot. */
+  importance: ['matmul.backward_input', 'matmul.backward_input', 'xent.onehot', 'rmsnorm.backward_input', 'experts.backward_combine', 'experts.backward_act',
+    'experts.backward_input', 'router.backward', 'attention.backward_delta', 'attention.backward_dkdv', 'attention.backward_dkdv_sum', 'attention.backward_dq',
+    'rope.backward', 'experts.backward_weight', 'topk.histogram', 'topk.select', 'topk.count', 'topk.compact', 'adam.gather'],
+  training: ['sparse_grad', 'adam.check_finite', 'adam.sparse_adam', 'adam.sgd'],
+  /** f32 trained experts: the masters scattered into the weights after each update. */
+  f32Training: ['adam.scatter'],
+  /**
+   * 4-bit trained experts (fused, train/q4-base.ts): the trained entries' Δ scattered before the first evaluation; the
+   * selection dequantizes a chunk of W0; the steps add the sparse corrections.
+   */
+  fused: {
+    evals: ['adam.scatter'],
+    setup: ['dequant'],
+    train: ['experts_q4.gate_up', 'experts_q4.down', 'experts_q4.delta', 'experts_q4.backward_act', 'experts_q4.backward_input'],
+  },
+} as const;
+
+/** The kernels a run compiles, by the part of the run that first uses them. */
+export function runKernels(s: Pick<RunShape, 'trainFrom' | 'quantized'>): { evals: string[]; setup: string[]; train: string[] } {
+  const k = RUN_KERNELS;
+  const q = s.quantized;
+  return {
+    evals: [...k.forward, ...(!q && s.trainFrom > 0 ? k.frozenExperts : []), ...(q ? k.fused.evals : [])],
+    setup: [...k.importance, ...(q ? k.fused.setup : [])],
+    train: [...k.training, ...(q ? k.fused.train : k.f32Training)],
+  };
 }
 
 /**
@@ -78,6 +125,22 @@ function frozenRuns(s: RunShape): number {
   return distinct + (samples - distinct) * Math.max(0, 1 - s.frozenCacheN / Math.max(1, s.sequences));
 }
 
+/** Tokens one evaluation runs (padded last windows run whole). */
+export function evalTokens(s: Pick<RunShape, 'evalWindows' | 'seq'>): number {
+  return s.evalWindows.reduce((a, w) => a + w, 0) * s.seq;
+}
+
+/** Microbatches the evaluator runs in one evaluation: each set's windows in batches of MICROBATCH (train/trainer.ts evaluate). */
+export function evalBatches(s: Pick<RunShape, 'evalWindows' | 'microbatch'>): number {
+  return s.evalWindows.reduce((a, w) => a + Math.ceil(w / s.microbatch), 0);
+}
+
+/** Training passes of the first selection: N_IMPORTANCE microbatches, again for each trained MoE layer with 4-bit experts. */
+export function importancePasses(spec: ModelSpec, s: Pick<RunShape, 'trainFrom' | 'nImportance' | 'quantized'>): number {
+  const moe = spec.layers.slice(s.trainFrom).filter((l) => l.mlp === 'moe').length;
+  return s.nImportance * (s.quantized ? Math.max(1, moe) : 1);
+}
+
 export function runFlops(spec: ModelSpec, s: RunShape): RunFlops {
   const c = countParams(spec);
   const n = spec.numLayers;
@@ -94,9 +157,11 @@ export function runFlops(spec: ModelSpec, s: RunShape): RunFlops {
   const fb = (tokens: number) => tokens * 3 * (trained * layer + head);
   const train = fb(micro * tokensPerMicro) + frozenRuns(s) * s.seq * frozen * layer;
   const reselections = s.reselectEvery > 0 ? Math.floor((s.steps - 1) / s.reselectEvery) : 0;
-  const setup = (1 + reselections) * (fb(s.nImportance * tokensPerMicro) + s.nImportance * tokensPerMicro * frozen * layer);
+  // the first selection reruns its microbatches per group of trained layers; the frozen layers run once per microbatch
+  const first = importancePasses(spec, s) * fb(tokensPerMicro) + s.nImportance * tokensPerMicro * frozen * layer;
+  const setup = first + reselections * (fb(tokensPerMicro) + tokensPerMicro * frozen * layer);
   const evaluations = 2 + (s.evalEvery > 0 ? Math.floor((s.steps - 1) / s.evalEvery) : 0);
-  const evals = evaluations * s.evalTokens * (n * layer + head);
+  const evals = evaluations * evalTokens(s) * (n * layer + head);
   return { setup, train, evals, evaluations, total: setup + train + evals };
 }
 
@@ -109,16 +174,22 @@ export function runCalls(spec: ModelSpec, s: RunShape, evaluations: number): Run
   const micro = s.steps * s.accum;
   // a microbatch with a sequence not cached runs the frozen layers (the cache's copy is one dispatch)
   const frozenPasses = Math.min(micro, Math.ceil(frozenRuns(s) / s.microbatch));
+  const kernels = runKernels(s);
   const train = {
     dispatches: micro * pass + s.steps * (trained * d.optimizer + d.step) + frozenPasses * s.trainFrom * d.forward,
     syncs: s.steps * STEP_SYNCS,
+    pipelines: kernels.train.length,
   };
   const reselections = s.reselectEvery > 0 ? Math.floor((s.steps - 1) / s.reselectEvery) : 0;
-  const importance = (1 + reselections) * s.nImportance;
-  const setup = { dispatches: importance * (pass + s.trainFrom * d.forward), syncs: importance + 1 + reselections };
+  const passes = importancePasses(spec, s) + reselections;
+  const setup = {
+    dispatches: passes * pass + (s.nImportance + reselections) * s.trainFrom * d.forward,
+    syncs: passes + 1 + reselections,
+    pipelines: kernels.setup.length,
+  };
   // one forward of every layer and the head per microbatch of windows
-  const batches = evaluations * Math.ceil(s.evalTokens / s.seq / s.microbatch);
-  const evals = { dispatches: batches * (spec.numLayers * d.forward + d.head), syncs: batches };
+  const batches = evaluations * evalBatches(s);
+  const evals = { dispatches: batches * (spec.numLayers * d.forward + d.head), syncs: batches, pipelines: kernels.evals.length };
   return { setup, train, evals };
 }
 
@@ -130,9 +201,11 @@ export interface AdapterRate {
   dispatchSeconds: number;
   /** Seconds of a submit and wait for the GPU (a readback's round trip). */
   syncSeconds: number;
+  /** Seconds to compile one kernel's pipeline. */
+  compileSeconds: number;
 }
 
-/** Seconds for `flops` in `calls` on the measured adapter: the arithmetic at the probe's rate, plus each dispatch and wait. */
+/** Seconds for `flops` in `calls` on the measured adapter: the arithmetic at the probe's rate, plus each dispatch, wait and compile. */
 export function runSeconds(flops: number, calls: Calls, rate: AdapterRate): number {
-  return flops / rate.flopsPerSecond + calls.dispatches * rate.dispatchSeconds + calls.syncs * rate.syncSeconds;
+  return flops / rate.flopsPerSecond + calls.dispatches * rate.dispatchSeconds + calls.syncs * rate.syncSeconds + calls.pipelines * rate.compileSeconds;
 }

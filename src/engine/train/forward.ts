@@ -35,6 +35,8 @@ export interface ForwardOptions {
    * whenever frozen layers, evaluation or the layer-major pass run: before that layer's forward or outside a pass).
    */
   acts?: LayerActs;
+  /** The LM head's most token rows of logits at once (xentTokenChunk; default xentDefaultRows; plan/head.ts picks one). */
+  headRows?: number;
 }
 
 /** Widths per token of the attention buffers: q/k [NH*D | NKV*D], v and o [NKV*DV | NH*DV]. */
@@ -156,9 +158,9 @@ const lin = (enc: Encoder, y: GPUBuffer, x: GPUBuffer, w: GpuTensor, bias: GpuTe
  * f32 elements of Forward.xentWork: one token chunk of logits (the head), reused by the attention backward (after the
  * head) for its GQA dv partials (attentionBackwardScratch; MLA has one kv head per query head).
  */
-export function headWorkElements(spec: ModelSpec, T: number): number {
+export function headWorkElements(spec: ModelSpec, T: number, headRows?: number): number {
   const part = spec.attention.kind === 'mha' ? attentionBackwardScratch({ batch: 1, seq: T, nHeads: spec.numHeads, nKvHeads: spec.numKvHeads, dV: spec.headDim }) : 0;
-  return Math.max(xentWorkElements(T, spec.vocab), part);
+  return Math.max(xentWorkElements(T, spec.vocab, headRows), part);
 }
 
 export class Forward {
@@ -189,7 +191,7 @@ export class Forward {
     this.positions = f('positions', T);
     this.rowLoss = f('rowLoss', T);
     this.rowLse = f('rowLse', T);
-    this.xentWork = f('xent.work', headWorkElements(spec, T), 'workspace');
+    this.xentWork = f('xent.work', headWorkElements(spec, T, opts.headRows), 'workspace');
     this.rotDim = spec.rope.partialDim ?? spec.headDim;
     const tables = ropeTables(spec.rope.theta, this.rotDim, spec.maxPos, spec.rope.scaling);
     this.cos = f('rope.cos', tables.cos.length, 'workspace');
@@ -389,7 +391,7 @@ export class Forward {
   }
 
   xentDims(T: number): XentDims {
-    return { T, H: this.spec.hidden, V: this.spec.vocab, wDtype: this.w.lmHead.dtype, wOffset: this.w.lmHead.offset, TC: xentTokenChunk(T, this.spec.vocab) };
+    return { T, H: this.spec.hidden, V: this.spec.vocab, wDtype: this.w.lmHead.dtype, wOffset: this.w.lmHead.offset, TC: xentTokenChunk(T, this.spec.vocab, this.opts.headRows) };
   }
 
   /** Full logits [T, V] (for parity on small vocabularies). */

@@ -23,7 +23,7 @@ export class TrainGraph {
   readonly work: BackwardWork;
   readonly trained: number[];
 
-  constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, weights: ModelWeights, readonly trainFrom: number, readonly maxTokens: number) {
+  constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, weights: ModelWeights, readonly trainFrom: number, readonly maxTokens: number, headRows?: number) {
     if (trainFrom < 0 || trainFrom >= spec.numLayers) throw new Error(`train-from ${trainFrom} outside 0..${spec.numLayers - 1}`);
     this.trained = Array.from({ length: spec.numLayers - trainFrom }, (_, i) => trainFrom + i);
     for (const L of this.trained) {
@@ -31,7 +31,7 @@ export class TrainGraph {
       this.xIn.push(createBuffer(gpu, { label: `xIn${L}`, size: maxTokens * spec.hidden * 4, kind: 'activations' }));
     }
     // frozen layers' forward and evaluation reuse the first trained layer's activations (free at those times)
-    this.fwd = new Forward(gpu, spec, weights, { maxTokens, acts: this.acts[0] });
+    this.fwd = new Forward(gpu, spec, weights, { maxTokens, acts: this.acts[0], ...(headRows !== undefined ? { headRows } : {}) });
     this.work = new BackwardWork(gpu, spec, maxTokens);
   }
 

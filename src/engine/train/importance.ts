@@ -42,32 +42,49 @@ export interface ImportanceRun {
 }
 
 export class Importance {
-  /** Dense expert-gradient scratch shared by all layers (each layer's is consumed right after its backward): [2·per], [per]. */
-  readonly denseG: GPUBuffer | null = null;
-  readonly denseD: GPUBuffer | null = null;
   /**
-   * Instead of denseG/denseD when a layer's experts come in several chunks: one chunk's dense gradient (gate, up, down
-   * [cap·IE·H] each) and the exact top-k over chunks (running sets of gate, up and down, one merger).
+   * Dense expert-gradient scratch shared by all layers (each layer's is consumed right after its backward): [2·per],
+   * [per]. With `transient` (4-bit fused runs) made for each ranking and freed after it; else held for the run.
    */
-  readonly denseChunk: { gate: GPUBuffer; up: GPUBuffer; down: GPUBuffer; runGate: RunningTopk; runUp: RunningTopk; runDown: RunningTopk; merger: TopkMerger } | null = null;
+  private dense: { G: GPUBuffer; D: GPUBuffer } | null = null;
+  /**
+   * Instead of the dense scratch when a layer's experts come in several chunks: one chunk's dense gradient (gate, up,
+   * down [cap·IE·H] each; made and freed like the dense scratch) and the exact top-k over chunks (running sets of gate,
+   * up and down, one merger; held).
+   */
+  readonly denseChunk: { runGate: RunningTopk; runUp: RunningTopk; runDown: RunningTopk; merger: TopkMerger } | null = null;
+  private chunkGrad: { gate: GPUBuffer; up: GPUBuffer; down: GPUBuffer } | null = null;
 
   /** `per` = E·IE·H elements of one expert tensor of the trained layers (0: no MoE layer is trained, nothing to allocate). */
-  constructor(private readonly run: ImportanceRun, chunks: [number, number][], per: number) {
-    const { gpu, spec, s } = run;
+  constructor(private readonly run: ImportanceRun, private readonly chunks: [number, number][], private readonly per: number, private readonly transient = false) {
+    const { gpu, s } = run;
     if (!per) return;
     if (chunks.length > 1) {
-      const n = (chunks[0]![1] - chunks[0]![0]) * spec.moe.expertIntermediate * spec.hidden;
       const kG = activeCount(s.frac, 2 * per), kD = activeCount(s.frac, per);
-      const b = (label: string) => createBuffer(gpu, { label, size: n * 4, kind: 'workspace' });
       this.denseChunk = {
-        gate: b('dense.chunk.gate'), up: b('dense.chunk.up'), down: b('dense.chunk.down'),
         runGate: new RunningTopk(gpu, kG, 'topk.run.gate'), runUp: new RunningTopk(gpu, kG, 'topk.run.up'), runDown: new RunningTopk(gpu, kD, 'topk.run.down'),
         merger: new TopkMerger(gpu, kG, run.topkWork),
       };
-    } else {
-      this.denseG = createBuffer(gpu, { label: 'denseG', size: 2 * per * 4, kind: 'workspace' });
-      this.denseD = createBuffer(gpu, { label: 'denseD', size: per * 4, kind: 'workspace' });
     }
+    if (!transient) this.acquire();
+  }
+
+  /** The dense-gradient scratch (whole or one chunk), made when not there. */
+  private acquire(): void {
+    const { gpu, spec } = this.run;
+    const b = (label: string, n: number) => createBuffer(gpu, { label, size: n * 4, kind: 'workspace' });
+    if (this.denseChunk) {
+      const n = (this.chunks[0]![1] - this.chunks[0]![0]) * spec.moe.expertIntermediate * spec.hidden;
+      this.chunkGrad ??= { gate: b('dense.chunk.gate', n), up: b('dense.chunk.up', n), down: b('dense.chunk.down', n) };
+    } else this.dense ??= { G: b('denseG', 2 * this.per), D: b('denseD', this.per) };
+  }
+
+  /** transient: frees the dense-gradient scratch after the recorded work (destroy waits for it). */
+  private releaseDense(): void {
+    if (!this.transient) return;
+    for (const x of [this.dense?.G, this.dense?.D, this.chunkGrad?.gate, this.chunkGrad?.up, this.chunkGrad?.down]) x?.destroy();
+    this.dense = null;
+    this.chunkGrad = null;
   }
 
   /**
@@ -78,18 +95,19 @@ export class Importance {
    */
   async rank(importanceSamples: number[][], onProgress?: OnProgress): Promise<void> {
     const { gpu, layers, shared } = this.run;
-    const scratch = this.run.q4.scratch;
+    const q4 = layers.some((l) => l.base.kind === 'q4');
     shared?.startImportance();
     // A reselection on a 4-bit base: Q4Base.load places the masters at idx until select(), so the new sets wait aside.
     const waiting = new Map<Selection, GPUBuffer>();
     const dest = (sel: Selection): GPUBuffer => {
-      if (!scratch || !sel.host.length) return sel.idx;
+      if (!q4 || !sel.host.length) return sel.idx;
       let b = waiting.get(sel);
       if (!b) waiting.set(sel, (b = createBuffer(gpu, { label: `${sel.name}.idx.new`, size: sel.k * 4, kind: 'workspace' })));
       return b;
     };
+    const group = this.denseChunk ? layers.length : Math.max(1, this.run.s.importanceGroup ?? (q4 ? 1 : layers.length));
+    if (this.denseChunk || group === 1) this.acquire();
     if (this.denseChunk) await this.chunkedImportance(importanceSamples, dest);
-    const group = this.denseChunk ? layers.length : Math.max(1, this.run.s.importanceGroup ?? (scratch ? 1 : layers.length));
     // progress: one unit per microbatch pass (each group of layers reruns the microbatches)
     const passes = this.denseChunk ? 1 : Math.ceil(layers.length / group) * importanceSamples.length;
     let passed = 0;
@@ -97,12 +115,12 @@ export class Importance {
       const part = layers.slice(g0, g0 + group);
       const one = group === 1;
       const imp = new Map<TrainedLayer, [GPUBuffer, GPUBuffer]>(part.map((l) => [l, one
-        ? [this.denseG!, this.denseD!]
+        ? [this.dense!.G, this.dense!.D]
         : [createBuffer(gpu, { label: 'impG', size: l.G.numel * 4, kind: 'workspace' }), createBuffer(gpu, { label: 'impD', size: l.D.numel * 4, kind: 'workspace' })]]));
       if (one) {
         const enc = new Encoder(gpu, 'importance.clear');
-        enc.clear(this.denseG!);
-        enc.clear(this.denseD!);
+        enc.clear(this.dense!.G);
+        enc.clear(this.dense!.D);
         enc.submit();
       }
       for (const samples of importanceSamples) {
@@ -122,6 +140,7 @@ export class Importance {
       if (!one) for (const [g, d] of imp.values()) (g.destroy(), d.destroy());
     }
     if (this.denseChunk) onProgress?.(passes, passes);
+    this.releaseDense();
     if (!waiting.size) return;
     const enc = new Encoder(gpu, 'select.idx');
     for (const [sel, b] of waiting) enc.copy(b, 0, sel.idx, 0, sel.k * 4);
@@ -134,6 +153,7 @@ export class Importance {
   async rankByStep(samples: number[]): Promise<void> {
     const { layers } = this.run;
     const dc = this.denseChunk;
+    this.acquire();
     if (dc) {
       await this.chunkedPass(samples, layers, (e, l) => {
         this.run.q4.chunks.forEach((_, c) => {
@@ -142,7 +162,8 @@ export class Importance {
         });
         this.finishTopk(e, l, (sel) => sel.idx);
       });
-    } else await this.densePass(samples, layers, () => [this.denseG!, this.denseD!], false, (e, l, dG, dD) => this.topk(e, l, dG, dD));
+    } else await this.densePass(samples, layers, () => [this.dense!.G, this.dense!.D], false, (e, l, dG, dD) => this.topk(e, l, dG, dD));
+    this.releaseDense();
   }
 
   /**
@@ -182,11 +203,10 @@ export class Importance {
    */
   private async chunkedImportance(importanceSamples: number[][], dest: (sel: Selection) => GPUBuffer): Promise<void> {
     const { gpu, shared } = this.run;
-    const dc = this.denseChunk!;
     for (const [i, l] of this.run.layers.entries()) {
       for (let c = 0; c < this.run.q4.chunks.length; c++) {
         let enc = new Encoder(gpu, 'importance.clear');
-        for (const b of [dc.gate, dc.up, dc.down]) enc.clear(b);
+        for (const b of Object.values(this.chunkGrad!)) enc.clear(b);
         enc.submit();
         for (const samples of importanceSamples) {
           await this.chunkedPass(samples, [l], (e) => this.denseChunkGrads(e, l, c, 'abs'));
@@ -229,7 +249,7 @@ export class Importance {
   /** Dense gradient of chunk c's experts (=, or += |.| with 'abs') into denseChunk, from the layer's last backward. */
   private denseChunkGrads(enc: Encoder, l: TrainedLayer, c: number, accumulate: false | 'abs'): void {
     const { graph, spec } = this.run;
-    const dc = this.denseChunk!;
+    const dc = this.chunkGrad!;
     const a = graph.acts[graph.trained.indexOf(l.layer)]!;
     const wk = graph.work;
     const d = { ...expertDims(spec, this.run.T, 'f32'), experts: this.run.q4.chunks[c]! };
@@ -240,12 +260,13 @@ export class Importance {
   /** Offers chunk c's dense gradient (in denseChunk) to the running top-k sets of gate, up and down. */
   private offerChunk(enc: Encoder, l: TrainedLayer, c: number): void {
     const dc = this.denseChunk!;
+    const g = this.chunkGrad!;
     const [e0, e1] = this.run.q4.chunks[c]!;
     const one = this.run.spec.moe.expertIntermediate * this.run.spec.hidden;
     const n = (e1 - e0) * one;
-    dc.merger.offer(enc, dc.runGate, dc.gate, n, e0 * one);
-    dc.merger.offer(enc, dc.runUp, dc.up, n, l.D.numel + e0 * one);
-    dc.merger.offer(enc, dc.runDown, dc.down, n, e0 * one);
+    dc.merger.offer(enc, dc.runGate, g.gate, n, e0 * one);
+    dc.merger.offer(enc, dc.runUp, g.up, n, l.D.numel + e0 * one);
+    dc.merger.offer(enc, dc.runDown, g.down, n, e0 * one);
   }
 
   /** G := top-k of gate ∪ up (every up index is above every gate index), D := top-k of down; into dest(sel). */

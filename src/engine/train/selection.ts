@@ -29,13 +29,14 @@ export class Selection {
   touched: Uint32Array = new Uint32Array(0); // every index ever active (sorted)
   /**
    * 4-bit base only: the values of the entries once trained and no longer active on the GPU (idx, val [cap], the first n
-   * used; the active entries' values are in `master`), cap = every entry the run's reselections can drop.
+   * used; the active entries' values are in `master`), cap = every entry the run's reselections can drop. idx null when
+   * not held on the GPU (the fused path: Q4Base uploads its host copy for the work that needs it).
    */
-  readonly overlay: { idx: GPUBuffer; val: GPUBuffer; cap: number; n: number } | null = null;
+  readonly overlay: { idx: GPUBuffer | null; val: GPUBuffer; cap: number; n: number } | null = null;
 
-  constructor(readonly gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number, perEntryStep: boolean, overlayCap: number | null = null) {
+  constructor(readonly gpu: GpuContext, readonly name: string, readonly numel: number, readonly k: number, perEntryStep: boolean, overlayCap: number | null = null, overlayIdx = true) {
     const f = (label: string, kind: string, n = k) => createBuffer(gpu, { label: `${name}.${label}`, size: n * 4, kind });
-    if (overlayCap !== null) this.overlay = { idx: f('overlay.idx', 'masters', overlayCap), val: f('overlay.val', 'masters', overlayCap), cap: overlayCap, n: 0 };
+    if (overlayCap !== null) this.overlay = { idx: overlayIdx ? f('overlay.idx', 'masters', overlayCap) : null, val: f('overlay.val', 'masters', overlayCap), cap: overlayCap, n: 0 };
     this.idx = f('idx', 'masters');
     this.master = f('master', 'masters');
     this.m = f('m', 'optimizer');
@@ -106,11 +107,11 @@ export class Selection {
 export interface TrainedLayer {
   layer: number;
   /**
-   * Current expert weights, f32: gu = [gate | up] ([2, E, IE, H], the G index space), down = [E, H, IE] (D). With a
-   * 4-bit base these are the Trainer's one shared scratch, valid only right after Q4Base.load (one chunk of experts).
+   * Current expert weights, f32: gu = [gate | up] ([2, E, IE, H], the G index space), down = [E, H, IE] (D). Null with
+   * a 4-bit base: Q4Base materializes them, one chunk of experts at a time, into its scratch where they are needed.
    */
-  gu: GPUBuffer;
-  down: GPUBuffer;
+  gu: GPUBuffer | null;
+  down: GPUBuffer | null;
   /** Base weights W0: f32 copies made at start, or (4-bit experts) the loaded 4-bit experts themselves. */
   base: { kind: 'f32'; gu: GPUBuffer; down: GPUBuffer } | { kind: 'q4'; experts: ExpertWeights };
   G: Selection;

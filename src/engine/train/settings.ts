@@ -60,10 +60,10 @@ export interface TrainSettings {
   expertChunk?: number;
   /**
    * 4-bit experts: the trained layers' expert GEMMs read the 4-bit W0 and add the trained entries as a sparse f32
-   * correction (ops/experts_q4.ts) instead of materializing each chunk into the scratch: a normal step moves ~70 GB
-   * less on Qwen3-30B-A3B top 8 (docs/cost-model.md). Off by default: its tables (24 bytes per trained or once-trained
-   * entry and selection tensor) come on top of the scratch, which selections and the export still use; the memory plan
-   * counts them when on.
+   * correction (ops/experts_q4.ts) instead of materializing each chunk into an f32 scratch: a normal step moves ~70 GB
+   * less on Qwen3-30B-A3B top 8 (docs/cost-model.md) and no f32 expert scratch is held; selections, checkpoints and the
+   * export materialize one chunk at a time into a scratch made for that work. On by default; false = the materialized
+   * path (the fused path's reference in tests), whose scratch of one chunk is held for the run.
    */
   fusedExperts?: boolean;
 }
@@ -77,6 +77,6 @@ export function planSettings(s: TrainSettings, samples: number, weights?: ModelW
     quantizeExperts: q4 ? { groupSize: q4.G } : null, steps: s.steps, reselectEvery: s.reselectEvery, importanceGroup: s.importanceGroup,
     trainShared: !!s.trainShared, perEntryStep: !!s.perEntryStep, streamFrozen: !!weights?.layers.some((l) => l.streamed),
     ...(q4 && s.expertChunk !== undefined ? { expertChunk: s.expertChunk } : {}),
-    ...(q4 && s.fusedExperts ? { fusedExperts: true } : {}),
+    ...(q4 && s.fusedExperts === false ? { fusedExperts: false } : {}),
   };
 }

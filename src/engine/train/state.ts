@@ -47,6 +47,7 @@ export async function valuesAt(t: Pick<RunState, 'gpu' | 'q4'>, l: TrainedLayer,
   const enc = new Encoder(gpu, 'values.at');
   t.q4.gatherCurrent(enc, l, sel, vb, ib, idx.length);
   enc.submit();
+  t.q4.release();
   const out = await readF32(gpu, vb, 0, idx.length);
   ib.destroy();
   vb.destroy();
@@ -111,8 +112,8 @@ export async function restore(t: RunState, c: TrainCheckpoint): Promise<void> {
       if (!!sel.steps !== (steps !== undefined)) throw new Error(`checkpoint layer ${l.layer} ${steps ? 'has' : 'has no'} per-entry step counts; resume with${steps ? '' : 'out'} perEntryStep`);
       if (sel.steps && steps && (!(steps instanceof Uint32Array) || steps.length !== sel.k)) throw new Error(`checkpoint layer ${l.layer}: per-entry step counts do not match k ${sel.k}`);
       if (base) {
-        enc.copy(base, 0, w, 0, sel.numel * 4);
-        if (touched.length) scatterMasters(enc, w, up(tvals, 'touched.vals'), up(touched, 'touched.idx'), null, touched.length, { dtype: 'f32' });
+        enc.copy(base, 0, w!, 0, sel.numel * 4);
+        if (touched.length) scatterMasters(enc, w!, up(tvals, 'touched.vals'), up(touched, 'touched.idx'), null, touched.length, { dtype: 'f32' });
       } else {
         // the overlay holds the touched entries that are not active
         const active = new Set(idx);

@@ -11,7 +11,8 @@ import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { ModelWeights } from './weights.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
-import { assertFits, overlayCapacity, splitExperts, withExpertChunk, type PlanSettings } from '../plan/memory.ts';
+import { assertFits, isFused, overlayCapacity, splitExperts, withExpertChunk, type PlanSettings } from '../plan/memory.ts';
+import { withHeadRows } from '../plan/head.ts';
 import { TrainGraph } from './graph.ts';
 import { FrozenCache } from './frozen-cache.ts';
 import type { ExpertGradMode } from './backward.ts';
@@ -26,7 +27,7 @@ import { drawBatches, importanceRng, Rng } from './rng.ts';
 import { setMinus } from './sorted-sets.ts';
 import { Selection, type KeptState, type TrainedLayer } from './selection.ts';
 import { Importance } from './importance.ts';
-import { Q4Base, type ExpertScratch } from './q4-base.ts';
+import { Q4Base, expertScratch, type ExpertScratch } from './q4-base.ts';
 import { changedTensors, restore, snapshot, valuesAt } from './state.ts';
 import { costScope } from '../gpu/cost.ts';
 import { ReadbackRing } from '../gpu/ring.ts';
@@ -78,10 +79,13 @@ export class Trainer {
   /** The importance passes and their dense-gradient scratch. */
   readonly importance: Importance;
   /**
-   * 4-bit experts: the one f32 scratch every trained layer's current weights are materialized into, one chunk of experts
-   * at a time: gu = [gate | up] of `cap` experts each ([2, cap, IE, H]), down [cap, H, IE].
+   * 4-bit experts on the materialized path (fusedExperts false): the one f32 scratch every trained layer's current
+   * weights are materialized into, one chunk of experts at a time, held for the run: gu = [gate | up] of `cap` experts
+   * each ([2, cap, IE, H]), down [cap, H, IE]. Null on the fused path (Q4Base makes one for a selection or an export).
    */
   readonly scratch: ExpertScratch | null = null;
+  /** 4-bit experts on the fused path (the default): steps read the 4-bit W0 plus the sparse correction. */
+  readonly fused: boolean = false;
   /** The expert chunks [e0, e1) of a trained layer (one chunk = all experts unless 4-bit with a smaller expertChunk). */
   readonly chunks: [number, number][];
   /** The trained experts chunk by chunk, and the 4-bit base's materialization. */
@@ -104,12 +108,13 @@ export class Trainer {
   constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly weights: ModelWeights, readonly s: TrainSettings, readonly data: SampleSet) {
     if (data.seq !== s.seq) throw new Error(`samples are ${data.seq} tokens, settings say SEQ ${s.seq}`);
     const lim = gpu.device.limits;
-    this.planned = withExpertChunk(spec, planSettings(s, data.count, weights), s.gpuBytes, Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize));
+    const maxBinding = Math.min(lim.maxStorageBufferBindingSize, lim.maxBufferSize);
+    this.planned = withHeadRows(spec, withExpertChunk(spec, planSettings(s, data.count, weights), s.gpuBytes, maxBinding), s.gpuBytes, maxBinding);
     if (s.gpuBytes !== undefined) assertFits(spec, this.planned, s.gpuBytes);
     if (s.expertChunk !== undefined && !this.planned.quantizeExperts && s.expertChunk < spec.moe.numExperts) throw new Error('expertChunk applies to 4-bit experts (quantizeExperts) only');
     this.chunks = splitExperts(spec.moe.numExperts, this.planned.expertChunk);
     this.T = s.microbatch * s.seq;
-    this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T);
+    this.graph = new TrainGraph(gpu, spec, weights, s.trainFrom, this.T, this.planned.headRows);
     this.streamed = weights.layers.some((l) => l.streamed);
     // streamed: every sample is cached, in host memory (the GPU holds only the trained layers)
     const cached = s.trainFrom === 0 ? 0 : this.streamed ? data.count : Math.min(s.frozenCacheN, data.count);
@@ -132,29 +137,29 @@ export class Trainer {
     const enc = new Encoder(gpu, 'trainer.init');
     const retired: GPUBuffer[] = [];
     const moeLayers = this.graph.trained.filter((L) => spec.layers[L]!.mlp === 'moe');
+    const q4 = moeLayers.length > 0 && weights.layers[moeLayers[0]!]!.experts!.gate.dtype === 'q4';
     if (moeLayers.length) {
       if ((per * 4) % gpu.device.limits.minStorageBufferOffsetAlignment) throw new Error(`expert tensor of ${per} elements is not aligned for a buffer binding`);
-      if (weights.layers[moeLayers[0]!]!.experts!.gate.dtype === 'q4') {
-        const cap = this.chunks[0]![1] - this.chunks[0]![0];
-        this.scratch = {
-          gu: createBuffer(gpu, { label: 'experts.scratch.gate_up', size: 2 * cap * IE * H * 4, kind: 'workspace' }),
-          down: createBuffer(gpu, { label: 'experts.scratch.down', size: cap * IE * H * 4, kind: 'workspace' }),
-          cap,
-        };
-      } else if (this.chunks.length > 1) throw new Error('expertChunk applies to 4-bit experts only');
+      if (q4 && !isFused(this.planned)) this.scratch = expertScratch(gpu, spec, this.chunks[0]![1] - this.chunks[0]![0]);
+      else if (!q4 && this.chunks.length > 1) throw new Error('expertChunk applies to 4-bit experts only');
     }
-    this.importance = new Importance(this, this.chunks, moeLayers.length ? per : 0);
-    this.q4 = new Q4Base(gpu, spec, this.chunks, this.scratch);
+    this.fused = q4 && isFused(this.planned);
+    this.importance = new Importance(this, this.chunks, moeLayers.length ? per : 0, this.fused);
+    this.q4 = new Q4Base(gpu, spec, this.chunks, this.scratch, this.fused);
     for (const L of moeLayers) {
       const lw = weights.layers[L]!;
       const ex = lw.experts!;
       const f = (label: string, n: number, kind: string) => createBuffer(gpu, { label: `L${L}.${label}`, size: n * 4, kind });
-      let gu: GPUBuffer, down: GPUBuffer, base: TrainedLayer['base'];
-      if (this.scratch) {
+      let gu: GPUBuffer | null = null, down: GPUBuffer | null = null, base: TrainedLayer['base'];
+      if (q4) {
         if (ex.gate.dtype !== 'q4') throw new Error(`layer ${L}: expert weights must all be 4-bit or none`);
-        // The layer keeps only its 4-bit base; forward and backward read the scratch, materialized right before.
-        ({ gu, down } = this.scratch);
+        // The layer keeps only its 4-bit base; forward and backward read it (fused) or the scratch, materialized right before.
         base = { kind: 'q4', experts: ex };
+        if (this.scratch) {
+          const sc = this.scratch;
+          const upAt = sc.cap * IE * H;
+          lw.experts = { gate: { buf: sc.gu, dtype: 'f32', shape: ex.gate.shape, offset: 0 }, up: { buf: sc.gu, dtype: 'f32', shape: ex.up.shape, offset: upAt }, down: { buf: sc.down, dtype: 'f32', shape: ex.down.shape, offset: 0 } };
+        }
       } else {
         if (ex.gate.dtype !== 'f32') throw new Error(`layer ${L}: trained expert weights must be loaded as f32 (loadWeights f32ExpertLayers)`);
         // gate and up move into one buffer so that the G selection tensor is one index space.
@@ -168,22 +173,22 @@ export class Trainer {
         retired.push(ex.gate.buf, ex.up.buf);
         down = ex.down.buf;
         base = { kind: 'f32', gu: baseGu, down: baseDown };
+        lw.experts = { gate: { buf: gu, dtype: 'f32', shape: ex.gate.shape, offset: 0 }, up: { buf: gu, dtype: 'f32', shape: ex.up.shape, offset: per }, down: { buf: down, dtype: 'f32', shape: ex.down.shape, offset: 0 } };
       }
-      const upAt = this.scratch ? this.scratch.cap * IE * H : per;
-      lw.experts = { gate: { buf: gu, dtype: 'f32', shape: ex.gate.shape, offset: 0 }, up: { buf: gu, dtype: 'f32', shape: ex.up.shape, offset: upAt }, down: { buf: down, dtype: 'f32', shape: ex.down.shape, offset: 0 } };
       this.layers.push({
         layer: L,
         gu,
         down,
         base,
-        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per), !!s.perEntryStep, this.scratch ? overlayCapacity(s, 2 * per) : null),
-        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per), !!s.perEntryStep, this.scratch ? overlayCapacity(s, per) : null),
+        G: new Selection(gpu, `L${L}.G`, 2 * per, activeCount(s.frac, 2 * per), !!s.perEntryStep, q4 ? overlayCapacity(s, 2 * per) : null, !this.fused),
+        D: new Selection(gpu, `L${L}.D`, per, activeCount(s.frac, per), !!s.perEntryStep, q4 ? overlayCapacity(s, per) : null, !this.fused),
         router: lw.t.router!.buf,
         dRouter: f('dRouter', E * H, 'workspace'),
         routerBuf: f('routerBuf', E * H, 'optimizer'),
       });
     }
-    if (this.scratch) for (const l of this.layers) weights.layers[l.layer]!.expertChunks = { ranges: this.chunks, load: (e, c) => this.q4.load(e, l, c), ...(s.fusedExperts ? { fused: (e: Encoder, delta: boolean) => this.q4.fused(e, l, delta) } : {}) };
+    if (this.fused) for (const l of this.layers) this.q4.addTables(l);
+    if (q4) for (const l of this.layers) weights.layers[l.layer]!.expertChunks = { ranges: this.chunks, load: (e, c) => this.q4.load(e, l, c), ...(this.fused ? { fused: (e: Encoder, delta: boolean) => this.q4.fused(e, l, delta) } : {}) };
     enc.submit();
     // The loaded gate/up buffers were copied into gu by the submitted work; WebGPU frees them once it has run.
     for (const b of retired) b.destroy();
@@ -269,7 +274,7 @@ export class Trainer {
           const vals = createBuffer(this.gpu, { label: 'grown.vals', size: grown.length * 4 });
           scratch.push(vals);
           gatherMasters(enc, vals, base, idx, grown.length, { dtype: 'f32' });
-          scatterMasters(enc, w, vals, idx, null, grown.length, { dtype: 'f32' });
+          scatterMasters(enc, w!, vals, idx, null, grown.length, { dtype: 'f32' });
         }
         turnovers.push(sel.adopt(fr));
         const v = q4?.get(sel);
@@ -278,10 +283,11 @@ export class Trainer {
           this.q4.writeOverlay(sel, dropped);
           if (dropped.length) enc.copy(v.overlay, 0, sel.overlay!.val, 0, dropped.length * 4);
           enc.copy(v.master, 0, sel.master, 0, sel.k * 4);
-        } else gatherMasters(enc, sel.master, w, sel.idx, sel.k, { dtype: 'f32' });
+        } else gatherMasters(enc, sel.master, w!, sel.idx, sel.k, { dtype: 'f32' });
         sel.resetMoments(enc, fr, kept.get(sel));
       }
       enc.submit();
+      this.q4.release(); // (fused: the next layer makes its scratch anew: one layer's work at a time)
     }
     if (this.shared) turnovers.push(...(await this.shared.select(this.topkWork, resetGrown, keep)));
     if (!keep) this.adamT = 0;
@@ -369,7 +375,7 @@ export class Trainer {
     for (const l of this.layers) {
       for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
         sel.update(enc2, lr, t, this.s.wd, this.adamBias && { bias: this.adamBias, tMax: this.s.steps }, this.flag);
-        if (l.base.kind === 'f32') scatterMasters(enc2, w, sel.master, sel.idx, this.flag, sel.k, { dtype: 'f32' }); // 4-bit: Q4Base.load does it
+        if (w) scatterMasters(enc2, w, sel.master, sel.idx, this.flag, sel.k, { dtype: 'f32' }); // 4-bit: the fused Δ or Q4Base.load does it
       }
       routerSgd(enc2, l.router, l.routerBuf, l.dRouter, this.flag, l.dRouter.size / 4, { lr, weightDecay: this.s.wd, hasBuf: this.routerHasBuf });
     }

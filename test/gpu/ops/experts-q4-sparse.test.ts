@@ -57,11 +57,13 @@ describe('4-bit experts, sparse f32 correction', () => {
     expect(t.nnz).toBe(ed.active.length + ed.overlay.length);
     const seen = new Set<number>();
     for (let key = 0; key < geo.blocks * geo.M; key++) {
+      // slots: the active (overlay) entries before the row, then those before the entry in the row
+      let a = t.words[t.fAct + key]!, o = t.words[t.fPtr + key]! - a;
       for (let j = t.words[t.fPtr + key]!; j < t.words[t.fPtr + key + 1]!; j++) {
-        const f = t.words[t.flat + j]!;
-        expect([Math.floor(f / IE), f % IE]).toEqual([key, t.words[t.fCol + j]]);
-        const s = t.words[t.src + j]!;
-        expect(s & q4.OVERLAY ? ed.overlay[s & ~q4.OVERLAY] : ed.active[s]).toBe(f);
+        const f = t.flat[j]!;
+        const c = t.words[t.cols + j]! & 0xffff;
+        expect([Math.floor(f / IE), f % IE]).toEqual([key, c & ~q4.OVERLAY]);
+        expect(c & q4.OVERLAY ? ed.overlay[o++] : ed.active[a++]).toBe(f);
         seen.add(f);
       }
     }
@@ -69,15 +71,20 @@ describe('4-bit experts, sparse f32 correction', () => {
     let last = -1;
     for (let key = 0; key < geo.blocks * geo.L; key++) {
       for (let j = t.words[t.bPtr + key]!; j < t.words[t.bPtr + key + 1]!; j++) {
-        const f = t.words[t.flat + t.words[t.bPos + j]!]!;
+        const f = t.flat[t.words[t.bPos + j]!]!;
+        const m = t.words[t.cols + j]! >>> 16;
         expect(Math.floor(f / (H * IE)) * IE + (f % IE)).toBe(key);
-        expect(Math.floor(f / IE) % H).toBe(t.words[t.bCol + j]);
-        const order = key * H + t.words[t.bCol + j]!;
+        expect(Math.floor(f / IE) % H).toBe(m);
+        const order = key * H + m;
         expect(order).toBeGreaterThan(last);
         last = order;
       }
     }
     expect(() => q4.buildSparseTable(geo, Uint32Array.of(per), new Uint32Array(0))).toThrow(/outside/);
+    expect(() => q4.buildSparseTable({ blocks: 1, M: 2, L: 0x8001 }, new Uint32Array(0), new Uint32Array(0))).toThrow(/16-bit/);
+    // 8 bytes per entry: the tables of 1 and 101 entries differ by 100 × 2 words
+    expect(q4.sparseTableWords(geo, 101) - q4.sparseTableWords(geo, 1)).toBe(200);
+    expect(t.words.length).toBe(q4.sparseTableWords(geo, t.nnz));
   });
 
   it('Δ, then forward and backward corrections match their oracles and the dense products on W0 + Δ', async () => {
@@ -104,8 +111,8 @@ describe('4-bit experts, sparse f32 correction', () => {
     const DG = refQ4.expertsQ4Delta(2 * per, eg.active, mG, eg.overlay, oG, gu.values);
     const DD = refQ4.expertsQ4Delta(per, ed.active, mD, ed.overlay, oD, dn.values);
     for (const [t, D, name] of [[tg, DG, 'ΔG'], [td, DD, 'ΔD']] as const) {
-      const words = q4.buildSparseTable(t === tg ? q4.gGeometry(d) : q4.dGeometry(d), ...(t === tg ? [eg.active, eg.overlay] as const : [ed.active, ed.overlay] as const)).words;
-      const want = Array.from({ length: t.t.nnz }, (_, j) => D[words[t.t.flat + j]!]!);
+      const flat = q4.buildSparseTable(t === tg ? q4.gGeometry(d) : q4.dGeometry(d), ...(t === tg ? [eg.active, eg.overlay] as const : [ed.active, ed.overlay] as const)).flat;
+      const want = Array.from({ length: t.t.nnz }, (_, j) => D[flat[j]!]!);
       expectClose(await readF32(gpu, t.delta), want, 1e-7, 1e-6, name);
     }
 

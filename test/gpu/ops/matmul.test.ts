@@ -36,19 +36,22 @@ function padded(data: Float32Array, off: number, fill = 7): Float32Array {
 // Every tiling of matmulVariants, forced (subgroup ones strict: no silent fallback to staging A), on the ragged cases
 // plus one spanning several 128 x 128 tiles and an odd number of k-slices; the adapter's own choice on every case.
 const bigCase = { M: 150, N: 133, K: 45, wOffset: 2, dtype: 'bf16' as const, xo: 1, yo: 0 };
-const variants: { name: string; t: gpuOp.MatmulTiling | null; cases: typeof cases }[] = [
+// Each tiling also on the grid laid out row tiles first (the layout gemmBytes picks for the LM head's logits).
+const variants: { name: string; t: gpuOp.MatmulTiling | null; rowsFast?: boolean; cases: typeof cases }[] = [
   { name: 'adapter tiling', t: null, cases },
   ...gpuOp.matmulVariants(await testGpu()).map((v) => ({ name: v.name, t: v.tiling, cases: [...cases.slice(2), bigCase] })),
+  ...gpuOp.matmulVariants(await testGpu()).map((v) => ({ name: `${v.name} rows first`, t: v.tiling, rowsFast: true, cases: [cases[2]!, bigCase] })),
 ];
 
-/** Runs `f` with the launchers forced to tiling t (null: by adapter). */
-const withTiling = (t: gpuOp.MatmulTiling | null, f: () => Promise<void>) => withForced((x: gpuOp.MatmulTiling | null) => gpuOp.forceMatmulTiling(x, true), t, f);
+/** Runs `f` with the launchers forced to tiling t (null: by adapter) and, when rowsFast is set, that grid order. */
+const withTiling = (t: gpuOp.MatmulTiling | null, rowsFast: boolean | undefined, f: () => Promise<void>) =>
+  withForced((x: gpuOp.MatmulTiling | null) => gpuOp.forceMatmulTiling(x, true), t, () => withForced(gpuOp.forceMatmulGridOrder, rowsFast ?? null, f));
 
 describe('matmul variants', () => {
   it('SwiftShader offers all four tilings, subgroups included', async () => {
     const gpu = await testGpu();
     expect(gpu.hasSubgroups).toBe(true);
-    expect(variants.map((v) => v.name)).toEqual(['adapter tiling', 'matmul 64x64 4x4', 'matmul 128x128 8x8 db', 'matmul 64x64 4x4 subgroups', 'matmul 128x128 8x8 db subgroups']);
+    expect(variants.filter((v) => !v.rowsFast).map((v) => v.name)).toEqual(['adapter tiling', 'matmul 64x64 4x4', 'matmul 128x128 8x8 db', 'matmul 64x64 4x4 subgroups', 'matmul 128x128 8x8 db subgroups']);
   });
 
   it('the per-vendor table: 128 x 128 on large GPUs with subgroups when present; 64 x 64 on CPUs and other GPUs', async () => {
@@ -67,7 +70,7 @@ describe('matmul', () => {
   for (const v of variants) for (const c of v.cases) {
     const { M, N, K, wOffset, dtype, xo, yo } = c;
     const tag = `M${M} N${N} K${K} ${dtype} offsets w ${wOffset} x ${xo} y ${yo}, ${v.name}`;
-    const it = (title: string, f: () => Promise<void>) => vitestIt(title, () => withTiling(v.t, f));
+    const it = (title: string, f: () => Promise<void>) => vitestIt(title, () => withTiling(v.t, v.rowsFast, f));
     const x = padded(randn(M * K, 1), xo);
     const dy = padded(randn(M * N, 2), yo);
     const bias = randn(N + 2, 3);

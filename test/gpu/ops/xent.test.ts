@@ -11,6 +11,8 @@ import { randint, randn } from '../../helpers/random.ts';
 import { expectClose, finiteDiff } from '../../helpers/compare.ts';
 import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../helpers/gpu.ts';
 import { testWeights } from '../../helpers/matmul-weights.ts';
+import { withForced } from '../../helpers/forced.ts';
+import { forceMatmulGridOrder } from '../../../src/engine/ops/matmul.ts';
 
 const T = 13, H = 80, V = 1000, W_OFF = 5;
 
@@ -29,7 +31,7 @@ function setup(gpu: GpuContext, wDtype: 'f32' | 'bf16', hScale: number, TC: numb
   const h = randn(T * H, 22, hScale);
   const wBuf = wDtype === 'bf16' ? u32Buffer(gpu, w.packed, 'w') : f32Buffer(gpu, w.values, 'w');
   const d = { T, H, V, TC, wDtype, wOffset: W_OFF };
-  const work = poisoned(gpu, Math.min(TC, T) * V, 'work'); // exactly one chunk of logits
+  const work = poisoned(gpu, Math.min(TC, T) * (V + 1), 'work'); // exactly one chunk of logits and their shifts
   return { w, h, wBuf, d, work };
 }
 
@@ -39,17 +41,18 @@ describe('xent', () => {
     expect(gpuOp.xentTokenChunk(1024, 151_936)).toBe(103); // 10 chunks
     expect(gpuOp.xentTokenChunk(110, 151_936)).toBe(110); // 1 chunk
     expect(gpuOp.xentTokenChunk(111, 151_936)).toBe(56); // 2 chunks
-    expect(gpuOp.xentWorkElements(1024, 151_936)).toBe(110 * 151_936);
+    expect(gpuOp.xentWorkElements(1024, 151_936)).toBe(110 * 151_937); // logits and a shift a row
     expect(gpuOp.xentTokenChunk(48, 4096)).toBe(48); // 8192 rows fit: one chunk
-    expect(gpuOp.xentWorkElements(48, 4096)).toBe(48 * 4096);
+    expect(gpuOp.xentWorkElements(48, 4096)).toBe(48 * 4097);
     for (const V of [4096, 151_936, 262_144]) {
       for (let T = 1; T <= 1100; T += 7) expect(gpuOp.xentTokenChunk(T, V) * V).toBeLessThanOrEqual(gpuOp.xentWorkElements(1100, V));
     }
   });
 
   // hScale 1: logits ~ 4; hScale 12: logits ~ 50 (max over the vocabulary ~ 150), where a naive exp overflows f32.
-  for (const [wDtype, hScale, TC] of [['f32', 1, 5], ['bf16', 1, 13], ['bf16', 12, 5], ['f32', 1, 1]] as const) {
-    it(`loss, lse and dh (= and +=) from one set of logits, ${wDtype} W, h scale ${hScale}, ${TC}-token chunks`, async () => {
+  // rowsFirst: the head's GEMMs on the grid laid out row tiles first (what gemmBytes picks for a large chunk and vocabulary)
+  for (const [wDtype, hScale, TC, rowsFirst] of [['f32', 1, 5, false], ['bf16', 1, 13, false], ['bf16', 12, 5, false], ['f32', 1, 1, false], ['bf16', 1, 13, true]] as const) {
+    it(`loss, lse and dh (= and +=) from one set of logits, ${wDtype} W, h scale ${hScale}, ${TC}-token chunks${rowsFirst ? ', row tiles first' : ''}`, () => withForced(forceMatmulGridOrder, rowsFirst, async () => {
       const gpu = await testGpu();
       const { w, h, wBuf, d, work } = setup(gpu, wDtype, hScale, TC);
       if (hScale > 1) h.set(h.subarray(0, H).map((v) => v * 8), 0); // row 0: logits up to ~1000
@@ -78,7 +81,7 @@ describe('xent', () => {
       expectClose(await readF32(gpu, dh), dhR, 1e-5, 1e-4, 'dh');
       expect(dhR.subarray(4 * H, 5 * H).every((x) => x === 0)).toBe(true); // an ignored row: no gradient
       expectClose(await readF32(gpu, dhAcc), dhAccR, 1e-5, 1e-4, 'dh (accumulated)');
-    });
+    }));
   }
 
   it('logitsForward and a target >= V (NaN loss and gradient row, the others finite)', async () => {
@@ -102,12 +105,14 @@ describe('xent', () => {
     expect([...g.subarray(0, 6 * H), ...g.subarray(7 * H)].every(Number.isFinite)).toBe(true);
   });
 
-  it('refuses a work buffer smaller than one chunk of logits, before recording anything', async () => {
+  it('refuses a work buffer smaller than one chunk of logits and shifts, and a negative dlogits scale, before recording anything', async () => {
     const gpu = await testGpu();
     const { h, wBuf, d } = setup(gpu, 'f32', 1, 5);
-    const small = poisoned(gpu, 5 * V - 1, 'work');
+    const small = poisoned(gpu, 5 * (V + 1) - 1, 'work');
     const H_ = f32Buffer(gpu, h), TGT = u32Buffer(gpu, targets(27)), loss = poisoned(gpu, T), lse = poisoned(gpu, T);
     await expect(run(gpu, (enc) => gpuOp.xentHead(enc, loss, lse, H_, wBuf, TGT, d, small))).rejects.toThrow(/xent: work holds \d+ bytes, needs \d+/);
+    const work = poisoned(gpu, 5 * (V + 1), 'work'), dh = poisoned(gpu, T * H);
+    await expect(run(gpu, (enc) => gpuOp.xentHead(enc, loss, lse, H_, wBuf, TGT, d, work, { dh, scale: -0.5 }))).rejects.toThrow(/dlogits scale -0.5 must be/);
   });
 
   it('oracle backward agrees with finite differences of the mean loss', () => {

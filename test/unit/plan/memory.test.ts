@@ -41,8 +41,8 @@ describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512', () => {
     expect(p.transient).toBe(8 * 3 * per * 4); // importance scores of all 8 layers at once
     // SparseAdam: k = floor(0.005·2·per) and floor(0.005·per) entries, m and v f32 each.
     expect(p.gpu.optimizer).toBe(8 * ((Math.floor(0.005 * 2 * per) + Math.floor(0.005 * per)) * 8 + 128 * 2048 * 4));
-    // xent work: one token chunk of logits, floor(2^24 / V) = 110 rows of the 151,936-word vocabulary, f32.
-    expect(itemBytes('xent.work')).toBe(110 * 151_936 * 4);
+    // xent work: one token chunk of logits, floor(2^24 / V) = 110 rows of the 151,936-word vocabulary, f32, and a shift a row.
+    expect(itemBytes('xent.work')).toBe(110 * (151_936 + 1) * 4);
   });
 
   it('4-bit storage ≈ 16 GB: experts 28.99 B weights × (0.5 + 4/128) bytes, the rest bf16', () => {
@@ -62,9 +62,35 @@ describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512', () => {
   });
 });
 
-describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512, 4-bit experts (G 128)', () => {
+describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512, 4-bit experts (G 128), fused (the default)', () => {
   const spec = load('Qwen3-30B-A3B');
   const s: PlanSettings = { trainFrom: 40, microbatch: 2, seq: 512, frac: 0.005, frozenCacheN: 0, quantizeExperts: { groupSize: 128 } };
+  const p = planMemory(spec, s);
+  const per = 128 * 768 * 2048;
+  const itemBytes = (label: string) => p.items.filter((i) => i.label === label || i.label.endsWith(label)).reduce((a, i) => a + i.bytes * i.count, 0);
+  const kG = Math.floor(0.005 * 2 * per), kD = Math.floor(0.005 * per);
+
+  it('no f32 expert scratch or dense gradient held; sparse tables of 8 bytes per entry, one Δ for all layers', () => {
+    const m = planMemory(spec, { ...s, fusedExperts: false });
+    for (const label of ['experts.scratch.gate_up', 'experts.scratch.down', 'denseG', 'denseD']) expect(itemBytes(label), label).toBe(0);
+    // entries at their most: k active + 3 k dropped by the reselections at 50, 100, 150
+    const rows = (blocks: number, M: number, L: number) => 4 * (blocks * (2 * M + L) + 3);
+    expect(itemBytes('L.G.sparse.table')).toBe(8 * (rows(256, 768, 2048) + 8 * 4 * kG));
+    expect(itemBytes('L.D.sparse.table')).toBe(8 * (rows(128, 2048, 768) + 8 * 4 * kD));
+    expect(itemBytes('G.sparse.delta') + itemBytes('D.sparse.delta')).toBe(4 * 4 * (kG + kD));
+    // the overlay's indices live on the host; its values stay
+    expect(itemBytes('L.G.overlay.val')).toBe(8 * 3 * kG * 4);
+    expect(itemBytes('L.G.overlay.idx|val')).toBe(0);
+    // while a selection or export runs: the larger of the dense gradient and the f32 scratch + one layer's overlay indices
+    expect(p.transient).toBe(Math.max(3 * per * 4, 3 * per * 4 + 3 * (kG + kD) * 4));
+    // the materialized path holds both scratches (4.5 GiB) and the overlay's indices; the fused one its tables (0.8 GiB)
+    expect(m.gpu.total - p.gpu.total).toBeGreaterThan(3.9 * GiB);
+  });
+});
+
+describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512, 4-bit experts (G 128), materialized (fusedExperts false)', () => {
+  const spec = load('Qwen3-30B-A3B');
+  const s: PlanSettings = { trainFrom: 40, microbatch: 2, seq: 512, frac: 0.005, frozenCacheN: 0, quantizeExperts: { groupSize: 128 }, fusedExperts: false };
   const p = planMemory(spec, s);
   show('Qwen3-30B-A3B 4-bit', p);
   const per = 128 * 768 * 2048;
@@ -119,20 +145,35 @@ describe('in chunks of experts (4-bit, frozen layers streamed): the 8 GiB and 12
   });
   const one = 2 * 768 * 2048 * 4; // one Qwen3-30B-A3B expert's gate|up in f32
 
-  it('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512 fits 12 GiB in one chunk, and the aim of 8 GiB in chunks of 16 experts', () => {
+  it('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512 fits 8 GiB fused, the steps without expert chunks (only selections and exports work in chunks)', () => {
     const spec = load('Qwen3-30B-A3B');
     const s = base(spec, 40);
+    const fit = withExpertChunk(spec, s, 8 * GiB);
+    const p8 = planMemory(spec, fit);
+    console.log(`Qwen3-30B-A3B fused in 8 GiB: peak ${gib(p8.peak)} GiB (selection work in chunks of ${fit.expertChunk} experts); by kind ${KINDS.map((k) => `${k} ${gib(p8.gpu[k])}`).join(', ')}`);
+    expect(p8.fits(8 * GiB)).toBe(true);
+    expect(p8.settings.fusedExperts).not.toBe(false);
+    // the step holds no f32 expert weights or gradient of any chunk: nothing held scales with the chunk
+    expect(p8.items.some((i) => /scratch|dense/.test(i.label))).toBe(false);
+    expect(planMemory(spec, { ...fit, expertChunk: 1 }).gpu).toEqual(p8.gpu);
+    expect(planMemory(spec, { ...fit, expertChunk: chooseNext(128, fit.expertChunk!) }).fits(8 * GiB)).toBe(false); // the largest that fits
+    // the materialized path needs chunks of 16 for 8 GiB, and more than 8 GiB in one chunk
+    const m = { ...s, fusedExperts: false };
+    expect(planMemory(spec, m).fits(8 * GiB)).toBe(false);
+    expect(withExpertChunk(spec, m, 8 * GiB).expertChunk).toBe(16);
+  });
+
+  it('materialized: Qwen3-30B-A3B, TRAIN_FROM 40, 2×512 fits 12 GiB in one chunk, 8 GiB in chunks of 16 experts', () => {
+    const spec = load('Qwen3-30B-A3B');
+    const s = { ...base(spec, 40), fusedExperts: false };
     const whole = planMemory(spec, s);
-    console.log(`Qwen3-30B-A3B in one chunk of 128 experts: peak ${gib(whole.peak)} GiB`);
+    console.log(`Qwen3-30B-A3B materialized in one chunk of 128 experts: peak ${gib(whole.peak)} GiB`);
     expect(whole.fits(12 * GiB)).toBe(true); // one chunk of all 128 experts: 11.76 GiB
     expect(withExpertChunk(spec, s, 12 * GiB)).toBe(s);
     expect(whole.fits(8 * GiB)).toBe(false);
     const fit = withExpertChunk(spec, s, 8 * GiB);
-    const p8 = planMemory(spec, fit);
-    console.log(`Qwen3-30B-A3B in 8 GiB: chunks of ${fit.expertChunk} experts, peak ${gib(p8.peak)} GiB`);
     expect(fit.expertChunk).toBe(16);
-    expect(p8.fits(8 * GiB)).toBe(true);
-    expect(planMemory(spec, { ...fit, expertChunk: chooseNext(128, 16) }).fits(8 * GiB)).toBe(false); // the largest that fits
+    expect(planMemory(spec, fit).fits(8 * GiB)).toBe(true);
     // the scratch and the dense gradient shrink with the chunk; the exact top-k's buffers stay k-sized
     const p = planMemory(spec, { ...s, expertChunk: 16 });
     const item = (label: string) => p.items.filter((i) => i.label === label).reduce((a, i) => a + i.bytes * i.count, 0);
@@ -143,9 +184,19 @@ describe('in chunks of experts (4-bit, frozen layers streamed): the 8 GiB and 12
     expect(whole.peak - p.peak).toBeGreaterThan(3 * GiB);
   });
 
-  it('Qwen3-235B-A22B, top 8 layers, 2×512 fits 24 GiB (the aim of 16 does not: its 4-bit trained experts alone take 9.6)', () => {
+  it('Qwen3-235B-A22B, top 8 layers, 2×512: fused 24.75 GiB at peak (its sparse tables + Δ 3.15 GiB), not 16', () => {
     const spec = load('Qwen3-235B-A22B');
     const s = base(spec, spec.numLayers - 8);
+    const p = planMemory(spec, withExpertChunk(spec, s, 24 * GiB));
+    const table = p.items.filter((i) => i.label.includes('sparse')).reduce((a, i) => a + i.bytes * i.count, 0);
+    console.log(`Qwen3-235B-A22B fused: peak ${gib(p.peak)} GiB (+${gib(p.transient)} selection work, staging ${gib(p.staging)}); by kind ${KINDS.map((k) => `${k} ${gib(p.gpu[k])}`).join(', ')}; sparse tables + Δ ${gib(table)}`);
+    expect(p.fits(16 * GiB)).toBe(false);
+    expect(table).toBeGreaterThan(3 * GiB);
+  });
+
+  it('materialized: Qwen3-235B-A22B, top 8 layers, 2×512 fits 24 GiB (the aim of 16 does not: its 4-bit trained experts alone take 9.6)', () => {
+    const spec = load('Qwen3-235B-A22B');
+    const s = { ...base(spec, spec.numLayers - 8), fusedExperts: false };
     expect(planMemory(spec, s).fits(24 * GiB)).toBe(false); // 41 GiB in one chunk
     const fit = withExpertChunk(spec, s, 24 * GiB);
     const p = planMemory(spec, fit);

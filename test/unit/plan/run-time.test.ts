@@ -1,11 +1,11 @@
 // The run-time estimate's arithmetic (engine/plan/run-time.ts) against a count written out from the demo's config.json,
 // its scaling with the run's shape, its dispatch and wait counts against the counting device running the trainer (the
-// cost model), and the worker's evaluation-token count (worker/estimate.ts).
+// cost model), and the worker's evaluation-window count (worker/estimate.ts).
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/engine/model/index.ts';
-import { runCalls, runFlops, runSeconds, type RunShape } from '../../../src/engine/plan/run-time.ts';
+import { evalBatches, importancePasses, runCalls, runFlops, runSeconds, type RunShape } from '../../../src/engine/plan/run-time.ts';
 import { PRESET_MODEL_CONFIGS } from '../../../src/presets/models.ts';
-import { evalTokensOf } from '../../../src/worker/estimate.ts';
+import { evalWindowsOf } from '../../../src/worker/estimate.ts';
 import { costModel, ROOFLINES } from '../../../src/cli/cost-bench.ts';
 import { syntheticSpec } from '../../../src/cli/synthetic.ts';
 
@@ -24,7 +24,7 @@ function oracleLayer(seq: number): number {
 }
 
 const shape: RunShape = {
-  steps: 10, microbatch: 2, accum: 1, seq: 64, trainFrom: 4, nImportance: 3, reselectEvery: 0, evalEvery: 0, frozenCacheN: 20, evalTokens: 6400, sequences: 20,
+  steps: 10, microbatch: 2, accum: 1, seq: 64, trainFrom: 4, nImportance: 3, reselectEvery: 0, evalEvery: 0, frozenCacheN: 20, evalWindows: [50, 50], sequences: 20, quantized: false,
 };
 
 describe('runFlops', () => {
@@ -41,6 +41,18 @@ describe('runFlops', () => {
     expect(f.evaluations).toBe(2);
     expect(rel(f.evals, 2 * 6400 * (L * layer + head))).toBeLessThan(1e-3);
     expect(f.total).toBeCloseTo(f.setup + f.train + f.evals, 0);
+    // 4-bit experts: the 3 importance microbatches again for each of the 4 trained layers, the frozen layers once each
+    const q = runFlops(demo, { ...shape, quantized: true });
+    expect(rel(q.setup, 4 * fb(3 * 2 * 64) + 3 * 2 * 64 * 4 * layer)).toBeLessThan(1e-3);
+  });
+
+  it('counts importance passes and evaluation batches as the trainer runs them', () => {
+    expect(importancePasses(demo, { trainFrom: 4, nImportance: 3, quantized: false })).toBe(3);
+    expect(importancePasses(demo, { trainFrom: 4, nImportance: 3, quantized: true })).toBe(12);
+    expect(importancePasses(demo, { trainFrom: 6, nImportance: 1, quantized: true })).toBe(2);
+    // each set in batches of MICROBATCH: 5 windows in 3 batches of 2, 4 in 2
+    expect(evalBatches({ evalWindows: [5, 4], microbatch: 2 })).toBe(5);
+    expect(evalBatches({ evalWindows: [5], microbatch: 1 })).toBe(5);
   });
 
   it('scales with the run: steps, sequences through the frozen layers, evaluations every EVAL_EVERY, reselections', () => {
@@ -67,20 +79,21 @@ describe('runFlops', () => {
     }
     const c = runCalls(demo, shape, 2);
     expect(c.train.syncs).toBe(10); // per step: one readback (the loss rows and the non-finite flag)
-    expect(c.evals.dispatches).toBe(2 * Math.ceil(6400 / 64 / 2) * (8 * 26 + 4)); // every layer and the head per batch
+    expect(c.evals.dispatches).toBe(2 * (25 + 25) * (8 * 26 + 4)); // every layer and the head per batch of 2 windows
   }, 120_000);
 
   it('gives seconds at a measured rate', () => {
-    const rate = { flopsPerSecond: 1e9, dispatchSeconds: 0.002, syncSeconds: 0.01 };
-    expect(runSeconds(3e9, { dispatches: 0, syncs: 0 }, rate)).toBe(3);
-    expect(runSeconds(3e9, { dispatches: 500, syncs: 100 }, rate)).toBeCloseTo(3 + 1 + 1, 12);
+    const rate = { flopsPerSecond: 1e9, dispatchSeconds: 0.002, syncSeconds: 0.01, compileSeconds: 0.5 };
+    expect(runSeconds(3e9, { dispatches: 0, syncs: 0, pipelines: 0 }, rate)).toBe(3);
+    expect(runSeconds(3e9, { dispatches: 500, syncs: 100, pipelines: 4 }, rate)).toBeCloseTo(3 + 1 + 1 + 2, 12);
   });
 });
 
-describe('evalTokensOf', () => {
-  it('counts whole windows of SEQ tokens, capped by the evaluation windows', () => {
-    expect(evalTokensOf(1000, 128, null)).toBe(7 * 128);
-    expect(evalTokensOf(1000, 128, 3)).toBe(3 * 128);
-    expect(evalTokensOf(100, 128, null)).toBe(0);
+describe('evalWindowsOf', () => {
+  it('counts the windows the evaluator runs (the last one padded), capped by the evaluation windows', () => {
+    expect(evalWindowsOf(1000, 128, null)).toBe(8);
+    expect(evalWindowsOf(1024, 128, null)).toBe(8);
+    expect(evalWindowsOf(1000, 128, 3)).toBe(3);
+    expect(evalWindowsOf(100, 128, null)).toBe(1);
   });
 });
