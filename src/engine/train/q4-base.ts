@@ -52,7 +52,7 @@ export class Q4Base {
    * `scratch`: the one held for the run (materialized path); null on the fused path (or with an f32 base), where
    * `fused` layers get their sparse tables (tables) and any materialization a scratch of the first chunk's size.
    */
-  constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly chunks: [number, number][], readonly scratch: ExpertScratch | null, readonly isFused = false) {}
+  constructor(readonly gpu: GpuContext, readonly spec: ModelSpec, readonly chunks: [number, number][], readonly scratch: ExpertScratch | null) {}
 
   /** The scratch to materialize into: the held one, else one made now and kept until release. */
   private buf(): ExpertScratch {

@@ -138,14 +138,14 @@ export class Trainer {
     const retired: GPUBuffer[] = [];
     const moeLayers = this.graph.trained.filter((L) => spec.layers[L]!.mlp === 'moe');
     const q4 = moeLayers.length > 0 && weights.layers[moeLayers[0]!]!.experts!.gate.dtype === 'q4';
+    this.fused = q4 && isFused(this.planned);
     if (moeLayers.length) {
       if ((per * 4) % gpu.device.limits.minStorageBufferOffsetAlignment) throw new Error(`expert tensor of ${per} elements is not aligned for a buffer binding`);
-      if (q4 && !isFused(this.planned)) this.scratch = expertScratch(gpu, spec, this.chunks[0]![1] - this.chunks[0]![0]);
+      if (q4 && !this.fused) this.scratch = expertScratch(gpu, spec, this.chunks[0]![1] - this.chunks[0]![0]);
       else if (!q4 && this.chunks.length > 1) throw new Error('expertChunk applies to 4-bit experts only');
     }
-    this.fused = q4 && isFused(this.planned);
     this.importance = new Importance(this, this.chunks, moeLayers.length ? per : 0, this.fused);
-    this.q4 = new Q4Base(gpu, spec, this.chunks, this.scratch, this.fused);
+    this.q4 = new Q4Base(gpu, spec, this.chunks, this.scratch);
     for (const L of moeLayers) {
       const lw = weights.layers[L]!;
       const ex = lw.experts!;
