@@ -6,6 +6,7 @@ import type { GpuContext } from '../engine/gpu/device.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import { measureMatmulRate, type MatmulRate } from '../engine/plan/probe.ts';
 import { evalTokens, runCalls, runFlops, runSeconds } from '../engine/plan/run-time.ts';
+import { windowsIn } from '../engine/train/token-stream.ts';
 import { resolveSteps, type Settings } from '../presets/schema.ts';
 import { planSettings } from './plan.ts';
 import type { DatasetSummary, RunEstimate } from './protocol.ts';
@@ -26,12 +27,9 @@ function probe(gpu: GpuContext, spec: ModelSpec): Promise<MatmulRate> {
   return p;
 }
 
-/**
- * Windows one evaluation scores in a set of `tokens`: its windows of SEQ tokens (the last one padded, as
- * token-stream.ts windowCount counts them), at most `evalWindows` of them (null = all).
- */
+/** Windows one evaluation scores in a set of `tokens`: its windows of SEQ tokens (the last one padded), at most `evalWindows` (null = all). */
 export function evalWindowsOf(tokens: number, seq: number, evalWindows: number | null): number {
-  const windows = Math.ceil(tokens / seq);
+  const windows = windowsIn(tokens, seq);
   return Math.min(windows, evalWindows ?? windows);
 }
 

@@ -22,7 +22,12 @@ export interface Window {
 
 /** Number of consecutive SEQ-token windows; the last, shorter one counts (it is padded). */
 export function windowCount(stream: TokenStream, seq: number): number {
-  return Math.ceil(stream.ids.length / seq);
+  return windowsIn(stream.ids.length, seq);
+}
+
+/** windowCount of a stream of `tokens` tokens. */
+export function windowsIn(tokens: number, seq: number): number {
+  return Math.ceil(tokens / seq);
 }
 
 /**
