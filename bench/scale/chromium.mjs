@@ -5,11 +5,14 @@
 // saved to disk here) → faithfulness read from the files. Host memory: every Chromium process, polled from /proc.
 
 import { build } from 'esbuild';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import { findProcess, sampleTree } from './mem.mjs';
+
+/** A phase's RSS peaks split by kind of page and by process kind (mem.mjs). */
+const splitOf = (p) => ({ peak_rss_anon_bytes: p.peak_rss_anon_sum, peak_rss_file_bytes: p.peak_rss_file_sum, peak_rss_shmem_bytes: p.peak_rss_shmem_sum, peak_rss_by_kind: p.peak_rss_by_kind });
 import { checkFaithful } from './check.mjs';
 import { duBytes } from './node.mjs';
 import { serveStatic } from '../../scripts/static-server.mjs';
@@ -69,6 +72,7 @@ async function exportInto(page, button, dir, timeoutMs) {
  * Returns the run's JSON record.
  */
 export async function chromiumJourney({ src, work, data, layers, seq = 16, steps = 2, timeoutMs = 3_600_000, log = console.error, progress = () => {} }) {
+  rmSync(work, { recursive: true, force: true }); // a fresh profile: a store, runs or downloads left by an earlier run would mix in
   mkdirSync(work, { recursive: true });
   const config = await launchOptions(work);
   const server = await serveStatic([['/scale-model/', resolve(src)], ['/', APP]]);
@@ -95,7 +99,7 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
     const usage = await storage();
     phases[name] = { wall_s: +((performance.now() - t) / 1000).toFixed(1), storage_bytes: usage - usageBefore, storage_usage_bytes: usage, profile_bytes: duBytes(profile), ...extra };
     const peaks = mem.peaks(name);
-    if (peaks) Object.assign(phases[name], { peak_host_bytes: peaks.peak_rss_sum, peak_pss_bytes: peaks.peak_pss_sum, peak_vmhwm_bytes: peaks.peak_hwm_max });
+    if (peaks) Object.assign(phases[name], { peak_host_bytes: peaks.peak_rss_sum, peak_pss_bytes: peaks.peak_pss_sum, peak_vmhwm_bytes: peaks.peak_hwm_max, ...splitOf(peaks) });
     log(`chromium: ${name} done in ${phases[name].wall_s} s`);
     progress(phases);
   };
@@ -165,12 +169,13 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
     await page.locator('[data-testid=export-origin]', { hasText: /scale-model|folder/ }).waitFor({ timeout: 60_000 }).catch(() => {});
     const origin = (await page.locator('[data-testid=export-origin]').textContent())?.replace(/\s+/g, ' ');
     const model = await exportInto(page, 'Export fine-tuned model', join(work, 'merged'), timeoutMs);
+    const modelPeaks = mem.peaks('export'); // the fine-tuned model's part of the phase (the delta's follows)
     const deltaDir = join(work, 'delta');
     const delta = await exportInto(page, 'Export sparse delta', deltaDir, timeoutMs);
-    await end('export', { origin, model, delta, downloads_bytes: model.bytes + delta.bytes });
+    await end('export', { origin, model, delta, downloads_bytes: model.bytes + delta.bytes, model_export_peaks: modelPeaks });
 
     const mstats = mem.stop();
-    for (const [p, v] of Object.entries(mstats.phases)) if (phases[p]) Object.assign(phases[p], { peak_host_bytes: v.peak_rss_sum, peak_pss_bytes: v.peak_pss_sum, peak_vmhwm_bytes: v.peak_hwm_max });
+    for (const [p, v] of Object.entries(mstats.phases)) if (phases[p]) Object.assign(phases[p], { peak_host_bytes: v.peak_rss_sum, peak_pss_bytes: v.peak_pss_sum, peak_vmhwm_bytes: v.peak_hwm_max, ...splitOf(v) });
     phases.startup = { peak_host_bytes: mstats.phases.startup?.peak_rss_sum, peak_pss_bytes: mstats.phases.startup?.peak_pss_sum };
 
     log('chromium: checking the merge against the original');

@@ -46,6 +46,15 @@ function statusKb(pid, key) {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+/** Chromium's process type (gpu-process, renderer, utility:<sub-type>; the browser has none: "browser"), else the program's name. */
+function kind(pid) {
+  const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' '); // Chromium rewrites it as one string
+  const t = /--type=(\S+)/.exec(cmd)?.[1];
+  if (!t) return /chrom/.test(cmd.split(' ')[0] ?? '') ? 'browser' : (cmd.split(' ')[0] ?? '').split('/').pop() || String(pid);
+  const sub = /--utility-sub-type=(\S+)/.exec(cmd)?.[1];
+  return sub ? `${t}:${sub.split('.').pop()}` : t;
+}
+
 function pss(pid) {
   const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
@@ -63,15 +72,25 @@ export function sampleTree(rootPid, { ms = 1000, pssMs = 10_000 } = {}) {
   const all = { peak_rss_sum: 0, peak_pss_sum: 0, peak_hwm_max: 0, samples: 0 };
   const seen = new Set();
   const hwm = new Map();
-  const bump = (o, k, v) => { if (v > o[k]) o[k] = v; };
+  const bump = (o, k, v) => { if (!(v <= o[k])) o[k] = v; }; // a key not there yet takes v
   const poll = () => {
     let rss = 0;
     let ps = 0;
+    // RSS split: anonymous (heaps, SwiftShader's GPU memory), file-backed (mapped files: reclaimable page cache), shared
+    // memory (counted once per process that maps it), and per process kind
+    const split = { anon: 0, file: 0, shmem: 0 };
+    const byKind = {};
     const withPss = pssMs > 0 && performance.now() - lastPss >= pssMs;
     if (withPss) lastPss = performance.now();
     for (const pid of tree(rootPid)) {
       try {
-        rss += statusKb(pid, 'VmRSS');
+        const r = statusKb(pid, 'VmRSS');
+        rss += r;
+        split.anon += statusKb(pid, 'RssAnon');
+        split.file += statusKb(pid, 'RssFile');
+        split.shmem += statusKb(pid, 'RssShmem');
+        const k = kind(pid);
+        byKind[k] = (byKind[k] ?? 0) + r;
         hwm.set(pid, statusKb(pid, 'VmHWM'));
         if (withPss) ps += pss(pid);
         seen.add(pid);
@@ -82,6 +101,11 @@ export function sampleTree(rootPid, { ms = 1000, pssMs = 10_000 } = {}) {
       bump(o, 'peak_rss_sum', rss);
       bump(o, 'peak_pss_sum', ps);
       bump(o, 'peak_hwm_max', h);
+      bump(o, 'peak_rss_anon_sum', split.anon);
+      bump(o, 'peak_rss_file_sum', split.file);
+      bump(o, 'peak_rss_shmem_sum', split.shmem);
+      o.peak_rss_by_kind ??= {};
+      for (const [k, v] of Object.entries(byKind)) bump(o.peak_rss_by_kind, k, v);
       o.samples++;
     }
   };

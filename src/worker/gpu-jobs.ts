@@ -1,5 +1,8 @@
 // Contract: GPU memory of the engine's jobs (a run, an export) is given back when they end. The engine allocates its
 // buffers once per Trainer and never frees them; the worker outlives many jobs, so it destroys what they allocated.
+// Destroying buffers is not always enough: Chromium on SwiftShader keeps a destroyed buffer's memory until its device is
+// destroyed (bench/results/scale/README.md), so a device whose jobs have all ended is `spent` and the worker replaces it
+// before its next use (WorkerTrainer.device).
 
 import { Usage } from '../engine/gpu/usage.ts';
 
@@ -11,6 +14,8 @@ interface Jobs {
   count: number;
   /** Storage buffers created while any job was going. */
   buffers: Set<GPUBuffer>;
+  /** A job ran and none runs now. */
+  spent: boolean;
 }
 
 const byDevice = new WeakMap<GPUDevice, Jobs>();
@@ -19,7 +24,7 @@ const byDevice = new WeakMap<GPUDevice, Jobs>();
 function jobsOf(device: GPUDevice): Jobs {
   let jobs = byDevice.get(device);
   if (jobs) return jobs;
-  const j: Jobs = { count: 0, buffers: new Set() };
+  const j: Jobs = { count: 0, buffers: new Set(), spent: false };
   const create = device.createBuffer.bind(device);
   device.createBuffer = (desc: GPUBufferDescriptor): GPUBuffer => {
     const b = create(desc);
@@ -38,6 +43,7 @@ function jobsOf(device: GPUDevice): Jobs {
 export function beginGpuJob(device: GPUDevice): () => void {
   const jobs = jobsOf(device);
   jobs.count++;
+  jobs.spent = false;
   let ended = false;
   return () => {
     if (ended) return;
@@ -45,5 +51,12 @@ export function beginGpuJob(device: GPUDevice): () => void {
     if (--jobs.count > 0) return;
     for (const b of jobs.buffers) b.destroy();
     jobs.buffers.clear();
+    jobs.spent = true;
   };
+}
+
+/** Every job on `device` has ended (at least one ran): what they allocated is only given back by destroying the device. */
+export function isSpent(device: GPUDevice): boolean {
+  const j = byDevice.get(device);
+  return !!j && j.count === 0 && j.spent;
 }

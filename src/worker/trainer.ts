@@ -2,6 +2,7 @@
 // training and export through the worker's engine (engine.ts).
 
 import { createGpu, type GpuContext } from '../engine/gpu/device.ts';
+import { isSpent } from './gpu-jobs.ts';
 import { workerEngine } from './engine.ts';
 import { buildDataset, byRecord } from '../data/build.ts';
 import type { SourceFile } from '../data/parse.ts';
@@ -47,6 +48,10 @@ function checkedBytes(n: number | null | undefined): number | null {
 export class WorkerTrainer implements Trainer {
   private env: WorkerEnv | null = null;
   private gpu: Promise<GpuContext> | null = null;
+  /** `gpu` once resolved. */
+  private ctx: GpuContext | null = null;
+  /** Devices destroyed on purpose (spent), whose loss is not reported. */
+  private readonly retired = new WeakSet<GPUDevice>();
   private lostMessage: string | null = null;
   private onLost: ((message: string) => void) | null = null;
   private readonly store = workerModelStore(() => this.device());
@@ -69,16 +74,31 @@ export class WorkerTrainer implements Trainer {
   // -------------------------------------------------------------------------------------------
   // GPU
 
+  /**
+   * The worker's device; a spent one (its jobs ended: gpu-jobs.ts) is destroyed and replaced first, so that the memory
+   * of a finished run or export is given back before the next job allocates (a replaced device is not "lost").
+   */
   private device(): Promise<GpuContext> {
+    if (this.ctx && isSpent(this.ctx.device)) {
+      const old = this.ctx;
+      this.retired.add(old.device);
+      this.ctx = null;
+      this.gpu = null;
+      old.device.destroy();
+    }
     if (!this.gpu) {
       const p = createGpu();
       this.gpu = p;
       p.then(
-        (g) => g.lost.then((msg) => {
-          this.lostMessage = msg;
-          this.gpu = null; // the next call makes a new device
-          this.onLost?.(msg);
-        }),
+        (g) => {
+          if (this.gpu === p) this.ctx = g;
+          return g.lost.then((msg) => {
+            if (this.retired.has(g.device)) return;
+            this.lostMessage = msg;
+            if (this.gpu === p) (this.gpu = null), (this.ctx = null); // the next call makes a new device
+            this.onLost?.(msg);
+          });
+        },
         () => { if (this.gpu === p) this.gpu = null; },
       );
     }

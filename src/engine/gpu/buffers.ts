@@ -32,10 +32,56 @@ export interface BufferOpts {
   usage?: number;
 }
 
+/**
+ * Buffers given back for reuse by size, usage and kind: while a pool is in use (withPool), createBuffer takes a buffer of
+ * the same size, usage and kind from it before making one. Streamed layers reuse the last layer's buffers this way
+ * (Chromium on SwiftShader only frees a destroyed buffer's memory with its device).
+ */
+export class BufferPool {
+  private readonly free = new Map<string, GPUBuffer[]>();
+
+  /** Puts buffers made by createBuffer back, for the next withPool to take. */
+  give(bufs: Iterable<GPUBuffer>): void {
+    for (const b of bufs) {
+      const key = keys.get(b);
+      if (key === undefined) throw new Error(`buffer "${b.label}" was not made by createBuffer`);
+      let list = this.free.get(key);
+      if (!list) this.free.set(key, (list = []));
+      list.push(b);
+    }
+  }
+
+  take(key: string): GPUBuffer | undefined {
+    return this.free.get(key)?.pop();
+  }
+
+  destroy(): void {
+    for (const list of this.free.values()) for (const b of list) b.destroy();
+    this.free.clear();
+  }
+}
+
+const keys = new WeakMap<GPUBuffer, string>();
+const pools = new WeakMap<GPUDevice, BufferPool>();
+
+/** Runs `make` with `pool` as the source of the device's new buffers (one pool at a time per device). */
+export async function withPool<T>(gpu: GpuContext, pool: BufferPool, make: () => Promise<T>): Promise<T> {
+  if (pools.has(gpu.device)) throw new Error('withPool: another pool is in use on this device');
+  pools.set(gpu.device, pool);
+  try {
+    return await make();
+  } finally {
+    pools.delete(gpu.device);
+  }
+}
+
 export function createBuffer(gpu: GpuContext, o: BufferOpts): GPUBuffer {
   const size = Math.max(4, Math.ceil(o.size / 4) * 4);
   if (size > gpu.info.maxBufferSize) throw new GpuMemoryError(`buffer "${o.label}" needs ${size} bytes; this GPU allows ${gpu.info.maxBufferSize} per buffer`);
   const device = gpu.device;
+  const key = `${size}:${o.usage ?? STORAGE}:${o.kind ?? 'workspace'}`;
+  const pooled = pools.get(device)?.take(key);
+  if (pooled) return pooled;
   device.pushErrorScope('out-of-memory');
   const buf = device.createBuffer({ label: o.label, size, usage: o.usage ?? STORAGE });
   trackScope(gpu, device.popErrorScope(), (e) => new GpuMemoryError(`out of GPU memory allocating "${o.label}" (${size} bytes): ${e.message}`));
@@ -48,6 +94,7 @@ export function createBuffer(gpu: GpuContext, o: BufferOpts): GPUBuffer {
     alive = false;
     destroy();
   };
+  keys.set(buf, key);
   return buf;
 }
 
@@ -59,13 +106,36 @@ export function scratchBuffer(gpu: GpuContext, data: Uint32Array | Float32Array,
   return b;
 }
 
+/**
+ * Largest piece one queue.writeBuffer call is given. In Chromium the data of one call crosses to the GPU process as a
+ * single shared-memory transfer of its whole size, kept after use (a 600 MiB write: 600 MiB of shared memory in both
+ * processes); in pieces, the transfer memory stays near one piece (bench/results/scale/README.md).
+ */
+export const WRITE_PIECE = 16 * 2 ** 20;
+
 export function writeBuffer(gpu: GpuContext, buf: GPUBuffer, offset: number, data: ArrayBufferView): void {
   const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
-  if (bytes.byteLength % 4 === 0) gpu.device.queue.writeBuffer(buf, offset, bytes);
-  else {
-    const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
-    padded.set(bytes);
-    gpu.device.queue.writeBuffer(buf, offset, padded);
+  const whole = bytes.byteLength - (bytes.byteLength % 4);
+  for (let at = 0; at < whole; at += WRITE_PIECE) gpu.device.queue.writeBuffer(buf, offset + at, bytes.subarray(at, Math.min(whole, at + WRITE_PIECE)));
+  if (whole < bytes.byteLength) {
+    const padded = new Uint8Array(4);
+    padded.set(bytes.subarray(whole));
+    gpu.device.queue.writeBuffer(buf, offset + whole, padded);
+  }
+}
+
+/** Source bytes handed to the queue before an upload waits for the GPU to take them (uploadPaced). */
+export const PENDING_BYTES = 64 * 2 ** 20;
+
+/**
+ * writeBuffer for large uploads (weights): waits for the queue every PENDING_BYTES, so that what the driver copies for
+ * later never piles up in host memory (a slow GPU, or a CPU adapter, takes the copies in its own time).
+ */
+export async function uploadPaced(gpu: GpuContext, buf: GPUBuffer, offset: number, data: ArrayBufferView): Promise<void> {
+  const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  for (let at = 0; at < bytes.byteLength; at += PENDING_BYTES) {
+    if (at) await gpu.device.queue.onSubmittedWorkDone();
+    writeBuffer(gpu, buf, offset + at, bytes.subarray(at, Math.min(bytes.byteLength, at + PENDING_BYTES)));
   }
 }
 
@@ -75,17 +145,28 @@ export async function gpuSync(gpu: GpuContext): Promise<void> {
   await throwPendingErrors(gpu);
 }
 
-/** Copy `size` bytes from `buf` at `offset` back to the CPU (throws pending GPU errors first). */
+/** Largest piece a readback maps at once (readBuffer): in Chromium a mapped buffer is shared memory in two processes. */
+export const READ_PIECE = 64 * 2 ** 20;
+
+/** Copy `size` bytes from `buf` at `offset` back to the CPU (throws pending GPU errors first), READ_PIECE at a time. */
 export async function readBuffer(gpu: GpuContext, buf: GPUBuffer, offset = 0, size = buf.size - offset): Promise<ArrayBuffer> {
   const device = gpu.device;
-  const staging = device.createBuffer({ label: 'readback', size: Math.ceil(size / 4) * 4, usage: Usage.MAP_READ | Usage.COPY_DST });
-  const enc = device.createCommandEncoder({ label: 'readback' });
-  enc.copyBufferToBuffer(buf, offset, staging, 0, Math.ceil(size / 4) * 4);
-  device.queue.submit([enc.finish()]);
+  const total = Math.ceil(size / 4) * 4;
+  const piece = Math.min(total, READ_PIECE);
+  const staging = device.createBuffer({ label: 'readback', size: piece, usage: Usage.MAP_READ | Usage.COPY_DST });
+  const out = new Uint8Array(total);
   try {
-    await throwPendingErrors(gpu);
-    await staging.mapAsync(MAP_READ_MODE);
-    return staging.getMappedRange().slice(0, size);
+    for (let at = 0; at < total; at += piece) {
+      const n = Math.min(piece, total - at);
+      const enc = device.createCommandEncoder({ label: 'readback' });
+      enc.copyBufferToBuffer(buf, offset + at, staging, 0, n);
+      device.queue.submit([enc.finish()]);
+      await throwPendingErrors(gpu);
+      await staging.mapAsync(MAP_READ_MODE, 0, n);
+      out.set(new Uint8Array(staging.getMappedRange(0, n)), at);
+      staging.unmap();
+    }
+    return total === size ? out.buffer : out.buffer.slice(0, size);
   } catch (e) {
     if (gpu.isLost()) throw new DeviceLostError(await gpu.lost);
     throw e;

@@ -6,7 +6,7 @@
 // is the code words, then (from a 256-byte boundary, so both halves can be bound separately) the (scale, zero) words.
 
 import type { GpuContext } from '../gpu/device.ts';
-import { createBuffer, readBuffer, writeBuffer } from '../gpu/buffers.ts';
+import { createBuffer, PENDING_BYTES, readBuffer, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { Dtype } from '../io/dtype.ts';
 import type { ModelSpec, TensorEntry } from '../model/spec.ts';
@@ -22,8 +22,6 @@ const table = (buf: GPUBuffer, L: Q4BufferLayout): GPUBufferBinding => ({ buffer
 
 type Reader = (e: TensorEntry) => Promise<{ dtype: Dtype; bytes: Uint8Array }>;
 
-/** Source bytes handed to the queue before the load waits for the GPU to catch up. */
-const PENDING_BYTES = 64 * 2 ** 20;
 
 /**
  * Reads the layer's expert tensors (per expert or fused) and quantizes them on the GPU (HQQ). GPU memory besides the

@@ -8,14 +8,14 @@
 // in the FrozenCache when the eval set is the training set itself.
 
 import type { GpuContext } from '../gpu/device.ts';
-import { readF32 } from '../gpu/buffers.ts';
+import { BufferPool, readF32, withPool } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import type { ModelSpec } from '../model/spec.ts';
 import type { Forward } from './forward.ts';
 import { HostStore, type FrozenCache, type WindowStore } from './frozen-cache.ts';
 export { HostStore, type WindowStore } from './frozen-cache.ts';
-import { destroyLayer, loadLayer, type LoadOptions, type ModelWeights } from './weights.ts';
+import { layerBuffers, loadLayer, type LoadOptions, type ModelWeights } from './weights.ts';
 import type { OnProgress, SampleSet } from './types.ts';
 import type { Trainer } from './trainer.ts';
 
@@ -67,21 +67,27 @@ export async function frozenPass(fwd: Forward, weights: ModelWeights, trainFrom:
       await step(g, w0, count, (enc, _b, _s) => fwd.embed(enc, count * seq), false);
     }
   }
-  for (let L = 0; L < trainFrom; L++) {
-    const placeholder = weights.layers[L]!;
-    if (placeholder.streamed) {
-      if (!source) throw new Error(`layer ${L} is streamed but no checkpoint was given to read it from`);
-      weights.layers[L] = await loadLayer(gpu, spec, L, source.ckpt, source.load);
+  // a streamed layer's buffers go to the next streamed layer (same shapes), and are destroyed after the last
+  const pool = new BufferPool();
+  try {
+    for (let L = 0; L < trainFrom; L++) {
+      const placeholder = weights.layers[L]!;
+      if (placeholder.streamed) {
+        if (!source) throw new Error(`layer ${L} is streamed but no checkpoint was given to read it from`);
+        weights.layers[L] = await withPool(gpu, pool, () => loadLayer(gpu, spec, L, source.ckpt, source.load));
+      }
+      for (const g of groups) for (const [w0, count] of chunks(g)) await step(g, w0, count, (enc, b, s) => fwd.layer(enc, L, fwd.resid, fwd.acts, b, s), true);
+      if (placeholder.streamed) {
+        await gpu.device.queue.onSubmittedWorkDone();
+        pool.give(layerBuffers(weights.layers[L]!));
+        weights.layers[L] = placeholder;
+      }
+      onProgress?.(L + 1, trainFrom);
     }
-    for (const g of groups) for (const [w0, count] of chunks(g)) await step(g, w0, count, (enc, b, s) => fwd.layer(enc, L, fwd.resid, fwd.acts, b, s), true);
-    if (placeholder.streamed) {
-      await gpu.device.queue.onSubmittedWorkDone();
-      destroyLayer(weights.layers[L]!);
-      weights.layers[L] = placeholder;
-    }
-    onProgress?.(L + 1, trainFrom);
+    await gpu.device.queue.onSubmittedWorkDone();
+  } finally {
+    pool.destroy();
   }
-  await gpu.device.queue.onSubmittedWorkDone();
 }
 
 /**

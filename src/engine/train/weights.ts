@@ -3,7 +3,7 @@
 // FP8 (E4M3 + `*_scale_inv` block scales) weights are dequantized on the way in. Also: linear layers on a GpuTensor.
 
 import type { GpuContext } from '../gpu/device.ts';
-import { createBuffer, writeBuffer } from '../gpu/buffers.ts';
+import { createBuffer, uploadPaced, writeBuffer } from '../gpu/buffers.ts';
 import type { SparseTableGpu } from '../ops/experts_q4.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
@@ -176,7 +176,7 @@ async function uploadSingle(gpu: GpuContext, e: TensorEntry, read: Reader, opts:
   const { dtype, bytes } = await read(e);
   const data = toGpuBytes(dtype, bytes, want);
   const buf = createBuffer(gpu, { label: e.name, size: byteSize(elements(e.shape), want), kind: 'weights' });
-  writeBuffer(gpu, buf, 0, data);
+  await uploadPaced(gpu, buf, 0, data);
   return { buf, dtype: want, shape: e.shape, offset: 0 };
 }
 
@@ -228,9 +228,14 @@ async function loadStoredExperts(gpu: GpuContext, spec: ModelSpec, L: number, ck
 
 /** Frees every buffer of a layer loaded by loadLayer. */
 export function destroyLayer(lw: LayerWeights): void {
+  for (const b of layerBuffers(lw)) b.destroy();
+}
+
+/** The buffers of a layer loadLayer made (each once). */
+export function layerBuffers(lw: LayerWeights): Set<GPUBuffer> {
   const bufs = new Set<GPUBuffer>(Object.values(lw.t).map((x) => x!.buf));
   if (lw.experts) for (const x of [lw.experts.gate, lw.experts.up, lw.experts.down]) bufs.add(x.buf);
-  for (const b of bufs) b.destroy();
+  return bufs;
 }
 
 export type Reader = (e: TensorEntry) => Promise<{ dtype: Dtype; bytes: Uint8Array }>;
