@@ -6,6 +6,7 @@ import { allocatedBytes } from '../engine/gpu/buffers.ts';
 import { openCheckpoint, type Checkpoint } from '../engine/io/checkpoint.ts';
 import type { FileSet } from '../engine/io/folder.ts';
 import type { FileSink } from '../engine/io/sink.ts';
+import type { ByteSource } from '../engine/io/byte-source.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
 import { loadTrainCheckpoint, TrainCheckpointError, type TrainCheckpoint } from '../engine/train/checkpoint-file.ts';
 import { DELTA_FILE } from '../engine/train/delta.ts';
@@ -174,9 +175,29 @@ async function train(inp: RunInputs, control: Control): Promise<'done' | 'stoppe
       frozenSource: run.streamed ? { ckpt, load: run.load } : undefined,
       control: control.next,
     });
-    return summary.stopped ? 'stopped' : 'done';
+    if (summary.stopped) return 'stopped';
+    await keepDelta(inp, trainer, ckpt);
+    return 'done';
   } finally {
     await ckpt.close();
+  }
+}
+
+/**
+ * A finished run's delta, written now from the Trainer that holds its final state (equal to its last checkpoint's), into
+ * the run folder: an export then copies it instead of loading the model and the checkpoint on the GPU again. Best effort:
+ * when it cannot be written (e.g. a store without its original's fingerprint), exports make it from the checkpoint.
+ */
+async function keepDelta(inp: RunInputs, trainer: Trainer, ckpt: Checkpoint): Promise<void> {
+  try {
+    const c = await lastCheckpoint(inp.runFiles);
+    if (c.step !== trainer.step) return;
+    const sink = prefixed(inp.runSink, KEPT_DELTA_DIR);
+    const d = await deltaOf({ spec: inp.spec, model: inp.model, runName: inp.runFiles.name }, trainer, ckpt, c, sink, null);
+    // written last: the kept delta counts only once it is complete
+    await sink.write(KEPT_FILE, [new TextEncoder().encode(JSON.stringify({ step: d.step, originalSource: d.originalSource }))]);
+  } catch (e) {
+    console.warn(`run ${inp.runFiles.name}: its delta is made at export instead (${(e as Error).message})`);
   }
 }
 
@@ -265,22 +286,61 @@ async function withTrainer<T>(args: ExportArgs, use: (loaded: Checkpoint, traine
 
 /**
  * The run's v2 delta (differences from the weights it trained on, bound to the original's fingerprint: the one a 4-bit
- * store recorded at import, else `original`'s) and its description (run, step, settings, counts) into `sink`.
+ * store recorded at import, else `original`'s) and its description (run, step, settings, counts) into `sink`: the one the
+ * run kept when it finished (keepDelta) if it is its last checkpoint's, else made from that checkpoint on the GPU.
  */
 async function writeDelta(args: ExportArgs, sink: FileSink, original: FileSet | null): Promise<DeltaWritten> {
-  const d = await withTrainer(args, async (loaded, trainer, s, c) => {
-    const r = await exportRun(trainer, {
-      loaded, loadedFolder: args.model, original, settings: { ...s, arch: args.spec.arch, steps_done: c.step }, extra: { run: args.runFiles.name },
-      deltaSink: sink, mergeSink: null,
-    });
-    return { r, s, step: c.step };
+  const kept = await keptDelta(args.runFiles);
+  if (kept) {
+    const c = await lastCheckpoint(args.runFiles);
+    if (c.step === kept.step) {
+      for (const f of [DELTA_FILE, DELTA_INFO_FILE]) await sink.write(f, sourceChunks((await args.runFiles.open(`${KEPT_DELTA_DIR}/${f}`))!));
+      return { files: [DELTA_FILE, DELTA_INFO_FILE], step: kept.step, originalSource: kept.originalSource };
+    }
+  }
+  return withTrainer(args, (loaded, trainer, _s, c) => deltaOf({ spec: args.spec, model: args.model, runName: args.runFiles.name }, trainer, loaded, c, sink, original));
+}
+
+/** The delta of `trainer` (restored to or finished at checkpoint `c`) and its description, into `sink`. */
+async function deltaOf(run: { spec: ModelSpec; model: FileSet; runName: string }, trainer: Trainer, loaded: Checkpoint, c: TrainCheckpoint, sink: FileSink, original: FileSet | null): Promise<DeltaWritten> {
+  const s = savedSettings(c.settings);
+  const r = await exportRun(trainer, {
+    loaded, loadedFolder: run.model, original, settings: { ...s, arch: run.spec.arch, steps_done: c.step }, extra: { run: run.runName },
+    deltaSink: sink, mergeSink: null,
   });
   const description = {
-    file: DELTA_FILE, format: 'usaf-delta version 2 (docs/delta-format.md)', run: args.runFiles.name, step: d.step, settings: d.s,
-    bytes: d.r.delta.bytes, tensors: d.r.delta.tensors, entries: d.r.delta.entries,
+    file: DELTA_FILE, format: 'usaf-delta version 2 (docs/delta-format.md)', run: run.runName, step: c.step, settings: s,
+    bytes: r.delta.bytes, tensors: r.delta.tensors, entries: r.delta.entries,
   };
   await sink.write(DELTA_INFO_FILE, [new TextEncoder().encode(`${JSON.stringify(description, null, 2)}\n`)]);
-  return { files: [DELTA_FILE, DELTA_INFO_FILE], step: d.step, originalSource: d.r.originalSource ?? null };
+  return { files: [DELTA_FILE, DELTA_INFO_FILE], step: c.step, originalSource: r.originalSource ?? null };
+}
+
+/** Folder of the run where a finished run keeps its delta, and the record that says it is complete. */
+export const KEPT_DELTA_DIR = 'delta';
+const KEPT_FILE = 'kept.json';
+
+async function keptDelta(files: FileSet): Promise<{ step: number; originalSource: string | null } | null> {
+  const src = await files.open(`${KEPT_DELTA_DIR}/${KEPT_FILE}`);
+  if (!src) return null;
+  try {
+    const k = JSON.parse(new TextDecoder().decode(await src.read(0, await src.size()))) as { step?: unknown; originalSource?: unknown };
+    if (typeof k.step !== 'number' || (k.originalSource !== null && typeof k.originalSource !== 'string')) return null;
+    return { step: k.step, originalSource: k.originalSource };
+  } catch {
+    return null;
+  }
+}
+
+/** A source's bytes in pieces of 8 MiB. */
+async function* sourceChunks(src: ByteSource): AsyncIterable<Uint8Array> {
+  const size = await src.size();
+  for (let at = 0; at < size; at += 8 << 20) yield await src.read(at, Math.min(8 << 20, size - at));
+}
+
+/** `sink` with every path under `dir`. */
+function prefixed(sink: FileSink, dir: string): FileSink {
+  return { name: `${sink.name}/${dir}`, write: (path, chunks) => sink.write(`${dir}/${path}`, chunks), commit: sink.commit && (() => sink.commit!()) };
 }
 
 // ---------------------------------------------------------------------------------------------

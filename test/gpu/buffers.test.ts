@@ -31,7 +31,7 @@ describe('transfers in pieces', () => {
       const q = gpu.device.queue;
       const write = q.writeBuffer;
       const sizes: number[] = [];
-      q.writeBuffer = ((b: GPUBuffer, o: number, d: Uint8Array) => (sizes.push(d.byteLength), write.call(q, b, o, d))) as typeof q.writeBuffer;
+      q.writeBuffer = ((b: GPUBuffer, o: number, d: Uint8Array<ArrayBuffer>) => (sizes.push(d.byteLength), write.call(q, b, o, d))) as typeof q.writeBuffer;
       try {
         if (paced) await uploadPaced(gpu, buf, offset, data);
         else writeBuffer(gpu, buf, offset, data);

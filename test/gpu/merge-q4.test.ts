@@ -18,6 +18,7 @@ import { dequantizeExperts } from '../../src/engine/quant/experts-q4.ts';
 import { importQ4 } from '../../src/engine/quant/import-q4.ts';
 import { openDeltaAny } from '../../src/engine/train/delta-v2.ts';
 import { exportRun } from '../../src/engine/train/export-run.ts';
+import { decodeTrainCheckpoint, encodeTrainCheckpoint } from '../../src/engine/train/checkpoint-file.ts';
 import { fingerprintOf, readConfig, readStoredOriginal } from '../../src/engine/train/fingerprint.ts';
 import { mergeModel } from '../../src/engine/train/merge.ts';
 import { importanceBatches } from '../../src/engine/train/run.ts';
@@ -144,6 +145,16 @@ describe('faithful export of 4-bit runs', () => {
       expect(r2.merged).toBeNull();
       expect(r2.originalSource).toBeNull(); // this import was not told where its original is
       expect(Buffer.from(alone.bytes('usaf-delta.safetensors')).equals(Buffer.from(deltaSink.bytes('usaf-delta.safetensors')))).toBe(true);
+      // the delta of a Trainer restored from the run's last checkpoint (an export of a run made earlier) is the one the
+      // finished run's own Trainer writes (the app keeps that one: worker/engine.ts keepDelta)
+      const snap = Buffer.concat(encodeTrainCheckpoint(await t.snapshot(m.s as unknown as Record<string, unknown>, [])));
+      const r3 = await openModel(gpu, store.dir, { trainFrom: m.s.trainFrom });
+      const restored = new Trainer(gpu, r3.spec, r3.weights, { ...m.s, frozenCacheN: 0 }, { count: 1, seq: m.s.seq, fill: () => undefined });
+      await restored.restore(await decodeTrainCheckpoint(memorySource(new Uint8Array(snap), 'train-state.safetensors')));
+      const fromCheckpoint = memorySink('restored');
+      await exportRun(restored, { loaded: r3.ckpt, loadedFolder: nodeFolder(store.dir), settings: { ...m.s }, deltaSink: fromCheckpoint, mergeSink: null });
+      expect(Buffer.from(fromCheckpoint.bytes('usaf-delta.safetensors')).equals(Buffer.from(alone.bytes('usaf-delta.safetensors')))).toBe(true);
+      await r3.ckpt.close();
       const again = memorySink('again');
       await mergeModel(nodeFolder(dir), memorySource(alone.bytes('usaf-delta.safetensors'), 'd'), again);
       for (const p of out.files.keys()) expect(Buffer.from(again.bytes(p)).equals(Buffer.from(out.bytes(p))), p).toBe(true);
