@@ -342,17 +342,8 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
   if (s.perEntryStep) it.f32('adam.bias', 'optimizer', 2 * ((s.steps ?? 180) + 1));
   const n = moeTrained;
   const one = n > 0 ? 1 : 0;
-  const chunked = !!s.quantizeExperts && scratchExperts(spec, s) < E;
   // fused: the dense gradient and the f32 scratch are made per selection or export (planMemory's transient)
   const held = isFused(s) ? 0 : one;
-  if (chunked) {
-    // one chunk's dense gradient and the exact top-k over chunks (train/chunked-topk.ts): running sets, merger
-    const kG = activeCount(s.frac, 2 * per), kD = activeCount(s.frac, per);
-    it.f32('topk.run.gate|up.val|idx', 'workspace', kG, 4 * one);
-    it.f32('topk.run.down.val|idx', 'workspace', kD, 2 * one);
-    it.f32('topk.cand.val|idx', 'workspace', 2 * kG, 2 * one);
-    it.f32('topk.pick', 'workspace', kG, one);
-  }
   for (const w of denseWork(spec, s)) it.f32(w.label, 'workspace', w.n, w.count * held);
   if (s.quantizeExperts) {
     for (const w of scratchWork(spec, s)) it.f32(w.label, 'workspace', w.n, held);
@@ -389,13 +380,23 @@ const overlayRun = (s: PlanSettings) => ({ frac: s.frac, steps: s.steps ?? 180, 
 /** 4-bit runs are fused unless fusedExperts is false. */
 export const isFused = (s: PlanSettings): boolean => !!s.quantizeExperts && s.fusedExperts !== false;
 
-/** The dense-gradient scratch of the importance passes (Importance.acquire): one chunk's gate, up, down, or the whole [2·per], [per]. */
+/**
+ * The dense-gradient scratch of the importance passes (Importance.acquire): the whole [2·per], [per]; or in expert chunks
+ * one chunk's gate, up, down and the exact top-k over chunks (train/chunked-topk.ts: running sets, merger).
+ */
 function denseWork(spec: ModelSpec, s: PlanSettings): { label: string; n: number; count: number }[] {
   const { numExperts: E, expertIntermediate: IE } = spec.moe;
   const per = E * IE * spec.hidden;
   const chunk = scratchExperts(spec, s);
-  if (s.quantizeExperts && chunk < E) return [{ label: 'dense.chunk.gate|up|down', n: chunk * IE * spec.hidden, count: 3 }];
-  return [{ label: 'denseG', n: 2 * per, count: 1 }, { label: 'denseD', n: per, count: 1 }];
+  if (!s.quantizeExperts || chunk >= E) return [{ label: 'denseG', n: 2 * per, count: 1 }, { label: 'denseD', n: per, count: 1 }];
+  const kG = activeCount(s.frac, 2 * per), kD = activeCount(s.frac, per);
+  return [
+    { label: 'dense.chunk.gate|up|down', n: chunk * IE * spec.hidden, count: 3 },
+    { label: 'topk.run.gate|up.val|idx', n: kG, count: 4 },
+    { label: 'topk.run.down.val|idx', n: kD, count: 2 },
+    { label: 'topk.cand.val|idx', n: 2 * kG, count: 2 },
+    { label: 'topk.pick', n: kG, count: 1 },
+  ];
 }
 
 /** 4-bit runs: the f32 scratch of one (the largest) expert chunk (q4-base.ts expertScratch). */
