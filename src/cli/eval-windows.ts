@@ -34,7 +34,8 @@ export async function evalWindows(gpu: GpuContext, spec: ModelSpec, weights: Mod
 
 /** Destroys every GPU buffer of a loaded model (the weights are unusable afterwards). */
 export function destroyWeights(w: ModelWeights): void {
-  const bufs = new Set<GPUBuffer>([w.embed.buf, w.finalNorm.buf, w.lmHead.buf]);
+  const bufs = new Set<GPUBuffer>([w.finalNorm.buf, w.lmHead.buf]);
+  if (w.embed) bufs.add(w.embed.buf);
   for (const l of w.layers) {
     for (const t of Object.values(l.t)) if (t) bufs.add(t.buf);
     if (l.experts) for (const t of [l.experts.gate, l.experts.up, l.experts.down]) bufs.add(t.buf);

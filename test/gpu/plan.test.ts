@@ -11,7 +11,7 @@ import { Trainer } from '../../src/engine/train/trainer.ts';
 import { planSettings, type TrainSettings } from '../../src/engine/train/settings.ts';
 import type { SampleSet } from '../../src/engine/train/types.ts';
 import { KINDS, PlanError, planMemory } from '../../src/engine/plan/memory.ts';
-import { destroyLayer, loadLayer, readEntry } from '../../src/engine/train/weights.ts';
+import { destroyLayer, loadEmbed, loadLayer, readEntry } from '../../src/engine/train/weights.ts';
 
 const DEMO = 'public/models/usaf-demo-moe';
 
@@ -35,10 +35,19 @@ async function compare(dir: string, trainFrom: number, seq: number, q4: { groupS
   expect(p.settings.perEntryStep).toBe(perEntryStep);
   expect(!!p.settings.streamFrozen).toBe(streamFrozen);
   if (streamFrozen) {
-    // the layer-major pass's staging: the most loadLayer holds at once for a frozen layer (sampled at every tensor read:
-    // the 4-bit quantizer's staging lives while the experts are read; and after), freed after
+    // the layer-major pass's staging: the most loadEmbed or loadLayer holds at once (for a frozen layer sampled at every
+    // tensor read: the 4-bit quantizer's staging lives while the experts are read; and after), freed after
     const total = () => KINDS.reduce((a, k) => a + (allocatedBytes(gpu)[k] ?? 0), 0);
     let staged = 0;
+    // untied embeddings: the embedding is streamed too (not in the plan's resident items; loaded for the embedding pass)
+    expect(m.weights.embed).toBeNull();
+    expect(p.items.some((i) => i.label === 'model.embed_tokens.weight')).toBe(false);
+    {
+      const b = total();
+      const e = await loadEmbed(gpu, m.spec, m.ckpt, m.load);
+      staged = total() - b;
+      e.buf.destroy();
+    }
     for (let L = 0; L < trainFrom; L++) {
       const b = total();
       const lw = await loadLayer(gpu, m.spec, L, m.ckpt, m.load, (e) => ((staged = Math.max(staged, total() - b)), readEntry(m.ckpt, m.spec, e)));

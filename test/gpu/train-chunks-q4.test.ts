@@ -51,7 +51,7 @@ async function runOnce(gpu: GpuContext, dir: string, s: TrainSettings, data: Sam
     await m2.ckpt.close();
   }
   await m.ckpt.close();
-  return { chunks: t.chunks, dense: t.importance.denseChunk !== null, scratch: t.chunks[0]![1] - t.chunks[0]![0], /* experts of the f32 scratch (fused: made for a selection or an export only) */ evalBefore, evalAfter, losses, turnovers: t.turnovers, state, changed, saved, restored };
+  return { chunks: t.chunks, dense: t.importance.chunked, scratch: t.chunks[0]![1] - t.chunks[0]![0], /* experts of the f32 scratch (fused: made for a selection or an export only) */ evalBefore, evalAfter, losses, turnovers: t.turnovers, state, changed, saved, restored };
 }
 
 const cases: { name: string; dir: string; chunk: number; want: number; V: number; groupSize: number; trainFrom: number; steps: number; accumulatedReselect?: boolean; trainShared?: boolean }[] = [

@@ -43,7 +43,7 @@ afterAll(async () => {
 async function poisoned(gpu: GpuContext): Promise<Trainer> {
   const m = await openModel(gpu, FIX, { trainFrom: s.trainFrom });
   opened.push(m.ckpt);
-  const e = m.weights.embed;
+  const e = m.weights.embed!; // (resident: the frozen layers are not streamed)
   const H = m.spec.hidden;
   if (e.dtype === 'f32') writeBuffer(gpu, e.buf, (e.offset + POISON * H) * 4, new Uint32Array(H).fill(0x7fc00000));
   else if (e.dtype === 'bf16') writeBuffer(gpu, e.buf, (e.offset + POISON * H) * 2, new Uint16Array(H).fill(0x7fc0));

@@ -169,7 +169,7 @@ export class Generator {
   /** Frees the weights and the cache. */
   destroy(): void {
     const w = this.weights;
-    for (const b of new Set([w.embed.buf, w.finalNorm.buf, w.lmHead.buf])) b.destroy();
+    for (const b of new Set([w.embed?.buf, w.finalNorm.buf, w.lmHead.buf])) b?.destroy();
     for (const lw of w.layers) destroyLayer(lw);
     this.kv.destroy();
   }

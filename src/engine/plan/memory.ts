@@ -86,7 +86,7 @@ export interface MemoryPlan {
   transient: number;
   /**
    * Streamed runs: GPU bytes of the largest frozen layer as the layer-major pass loads it (its buffers, and the 4-bit
-   * quantizer's staging), held during that pass only; 0 when resident.
+   * quantizer's staging), or of the embedding (untied: streamed too), held during that pass only; 0 when resident.
    */
   staging: number;
   /** gpu.total + max(transient, staging): what must fit. */
@@ -191,11 +191,11 @@ class Items {
 }
 
 /**
- * loadWeights: globals, then per layer its single tensors and the routed experts ([E, IE, H] × gate, up, [E, H, IE] down;
+ * loadWeights: globals (without the embedding when `embed` is false: streamed, weights.ts embedStreamed), then per layer its single tensors and the routed experts ([E, IE, H] × gate, up, [E, H, IE] down;
  * 4-bit: one gate|up and one down buffer, codes + (scale, zero) table, as quant/experts-q4.ts lays them out).
  */
-function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: number[], q4: PlanSettings['quantizeExperts'], trainShared: boolean): void {
-  for (const e of globalTensors(spec)) if (!(e.role === 'lm_head' && spec.tieEmbeddings)) single(it, e);
+function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: number[], q4: PlanSettings['quantizeExperts'], trainShared: boolean, embed = true): void {
+  for (const e of globalTensors(spec)) if (!(e.role === 'lm_head' && spec.tieEmbeddings) && (embed || e.role !== 'embed')) single(it, e);
   const { numExperts: E, expertIntermediate: IE } = spec.moe;
   const per = E * IE * spec.hidden;
   for (const L of layers) {
@@ -342,17 +342,8 @@ function trainerItems(it: Items, spec: ModelSpec, s: PlanSettings, moeTrained: n
   if (s.perEntryStep) it.f32('adam.bias', 'optimizer', 2 * ((s.steps ?? 180) + 1));
   const n = moeTrained;
   const one = n > 0 ? 1 : 0;
-  const chunked = !!s.quantizeExperts && scratchExperts(spec, s) < E;
   // fused: the dense gradient and the f32 scratch are made per selection or export (planMemory's transient)
   const held = isFused(s) ? 0 : one;
-  if (chunked) {
-    // one chunk's dense gradient and the exact top-k over chunks (train/chunked-topk.ts): running sets, merger
-    const kG = activeCount(s.frac, 2 * per), kD = activeCount(s.frac, per);
-    it.f32('topk.run.gate|up.val|idx', 'workspace', kG, 4 * one);
-    it.f32('topk.run.down.val|idx', 'workspace', kD, 2 * one);
-    it.f32('topk.cand.val|idx', 'workspace', 2 * kG, 2 * one);
-    it.f32('topk.pick', 'workspace', kG, one);
-  }
   for (const w of denseWork(spec, s)) it.f32(w.label, 'workspace', w.n, w.count * held);
   if (s.quantizeExperts) {
     for (const w of scratchWork(spec, s)) it.f32(w.label, 'workspace', w.n, held);
@@ -389,13 +380,23 @@ const overlayRun = (s: PlanSettings) => ({ frac: s.frac, steps: s.steps ?? 180, 
 /** 4-bit runs are fused unless fusedExperts is false. */
 export const isFused = (s: PlanSettings): boolean => !!s.quantizeExperts && s.fusedExperts !== false;
 
-/** The dense-gradient scratch of the importance passes (Importance.acquire): one chunk's gate, up, down, or the whole [2·per], [per]. */
+/**
+ * The dense-gradient scratch of the importance passes (Importance.acquire): the whole [2·per], [per]; or in expert chunks
+ * one chunk's gate, up, down and the exact top-k over chunks (train/chunked-topk.ts: running sets, merger).
+ */
 function denseWork(spec: ModelSpec, s: PlanSettings): { label: string; n: number; count: number }[] {
   const { numExperts: E, expertIntermediate: IE } = spec.moe;
   const per = E * IE * spec.hidden;
   const chunk = scratchExperts(spec, s);
-  if (s.quantizeExperts && chunk < E) return [{ label: 'dense.chunk.gate|up|down', n: chunk * IE * spec.hidden, count: 3 }];
-  return [{ label: 'denseG', n: 2 * per, count: 1 }, { label: 'denseD', n: per, count: 1 }];
+  if (!s.quantizeExperts || chunk >= E) return [{ label: 'denseG', n: 2 * per, count: 1 }, { label: 'denseD', n: per, count: 1 }];
+  const kG = activeCount(s.frac, 2 * per), kD = activeCount(s.frac, per);
+  return [
+    { label: 'dense.chunk.gate|up|down', n: chunk * IE * spec.hidden, count: 3 },
+    { label: 'topk.run.gate|up.val|idx', n: kG, count: 4 },
+    { label: 'topk.run.down.val|idx', n: kD, count: 2 },
+    { label: 'topk.cand.val|idx', n: 2 * kG, count: 2 },
+    { label: 'topk.pick', n: kG, count: 1 },
+  ];
 }
 
 /** 4-bit runs: the f32 scratch of one (the largest) expert chunk (q4-base.ts expertScratch). */
@@ -463,7 +464,7 @@ export function planItems(spec: ModelSpec, s: PlanSettings, residentLayers?: num
   const it = new Items();
   const T = s.microbatch * s.seq;
   const trained = Array.from({ length: spec.numLayers - s.trainFrom }, (_, i) => s.trainFrom + i);
-  weightItems(it, spec, new Set(trained), residentLayers ?? spec.layers.map((l) => l.index), s.quantizeExperts, !!s.trainShared);
+  weightItems(it, spec, new Set(trained), residentLayers ?? spec.layers.map((l) => l.index), s.quantizeExperts, !!s.trainShared, !embedStreamed(spec, s));
   forwardItems(it, spec, T, s.headRows);
   layerActsItems(it, spec, T, trained.length);
   it.f32('xIn', 'activations', T * spec.hidden, trained.length);
@@ -491,6 +492,16 @@ function planRam(spec: ModelSpec, s: PlanSettings): number {
   // streamed frozen layers: every training sample's input of trainFrom, in host memory (FrozenCache 'host')
   const hostCache = s.streamFrozen && s.trainFrom > 0 ? s.frozenCacheN * s.seq * spec.hidden * 4 : 0;
   return Math.max(load, snapshot) + hostCache;
+}
+
+/** The embedding is not resident: frozen layers streamed and untied embeddings (weights.ts embedStreamed). */
+function embedStreamed(spec: ModelSpec, s: PlanSettings): boolean {
+  return !!s.streamFrozen && s.trainFrom > 0 && !spec.tieEmbeddings;
+}
+
+/** GPU bytes of the embedding as loadEmbed uploads it (bf16). */
+function embedBytes(spec: ModelSpec): number {
+  return weightBytes(numel(globalTensors(spec).find((e) => e.role === 'embed')!.shape), false);
 }
 
 /** GPU bytes loadLayer allocates for frozen layer L (its weights; the 4-bit quantizer's staging [2·IE·H] f32). */
@@ -522,7 +533,8 @@ export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
   const overlayIdx = bufBytes(4 * overlayCapacity(run, 2 * per)) + bufBytes(4 * overlayCapacity(run, per));
   const work = isFused(s) && moeTrained > 0 ? Math.max(workBytes(denseWork(spec, s)), workBytes(scratchWork(spec, s)) + overlayIdx) : 0;
   const transient = Math.max(scores, work) + sharedImportanceBytes(spec, s, moeTrained);
-  let staging = 0;
+  // the frozen pass loads a streamed embedding, then one frozen layer at a time
+  let staging = embedStreamed(spec, s) ? embedBytes(spec) : 0;
   if (streamed) for (let L = 0; L < s.trainFrom; L++) staging = Math.max(staging, frozenLayerBytes(spec, s, L));
   const peak = gpu.total + Math.max(transient, staging);
   const other = streamed ? null : s.trainFrom > 0 ? planMemory(spec, { ...s, streamFrozen: true }) : null;

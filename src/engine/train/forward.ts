@@ -216,6 +216,7 @@ export class Forward {
   /** Embedding into the residual stream. */
   embed(enc: Encoder, T: number): void {
     const s = this.spec;
+    if (!this.w.embed) throw new Error('the embedding is streamed (not on the GPU): only the layer-major frozen pass, which loads it, embeds tokens');
     embeddingForward(enc, this.resid, this.ids, this.w.embed.buf, { tokens: T, hidden: s.hidden, vocab: s.vocab, tableDtype: this.w.embed.dtype });
   }
 

@@ -1,5 +1,5 @@
 // Layer-major frozen pass: the hidden state entering layer TRAIN_FROM for many windows at once. Embedding for all
-// windows, then per frozen layer: its weights on the GPU (resident, or streamed from the checkpoint and freed after),
+// windows (a streamed embedding loaded for it and freed after), then per frozen layer: its weights on the GPU (resident, or streamed from the checkpoint and freed after),
 // every window through it in chunks of the run's microbatch. Storage is read once per pass, not once per window.
 //
 // Where windows' hidden states live between layers: training samples in the FrozenCache (one slot per sample: on the
@@ -15,7 +15,7 @@ import type { ModelSpec } from '../model/spec.ts';
 import type { Forward } from './forward.ts';
 import { HostStore, type FrozenCache, type WindowStore } from './frozen-cache.ts';
 export { HostStore, type WindowStore } from './frozen-cache.ts';
-import { layerBuffers, loadLayer, type LoadOptions, type ModelWeights } from './weights.ts';
+import { layerBuffers, loadEmbed, loadLayer, type LoadOptions, type ModelWeights } from './weights.ts';
 import type { OnProgress, SampleSet } from './types.ts';
 import type { Trainer } from './trainer.ts';
 
@@ -57,19 +57,30 @@ export async function frozenPass(fwd: Forward, weights: ModelWeights, trainFrom:
   const chunks = function* (g: WindowGroup) {
     for (let w = 0; w < g.count; w += chunk) yield [w, Math.min(chunk, g.count - w)] as const;
   };
-  for (const g of groups) {
-    for (const [w0, count] of chunks(g)) {
-      const seq = g.set.seq;
-      const ids = new Uint32Array(count * seq);
-      const targets = new Uint32Array(count * seq);
-      for (let i = 0; i < count; i++) g.set.fill(w0 + i, ids, targets, i * seq);
-      fwd.setBatch(ids, count, seq, targets); // positions too (t mod seq): valid for every later chunk of this length
-      await step(g, w0, count, (enc, _b, _s) => fwd.embed(enc, count * seq), false);
-    }
-  }
-  // a streamed layer's buffers go to the next streamed layer (same shapes), and are destroyed after the last
+  // streamed weights: a layer's buffers go to the next streamed layer (same shapes); all are destroyed after the pass
   const pool = new BufferPool();
   try {
+    // a streamed embedding (ModelWeights.embed null) is loaded for the embedding pass only, like a streamed layer
+    const embedStreamed = !weights.embed;
+    if (embedStreamed) {
+      if (!source) throw new Error('the embedding is streamed but no checkpoint was given to read it from');
+      weights.embed = await withPool(gpu, pool, () => loadEmbed(gpu, spec, source.ckpt, source.load));
+    }
+    for (const g of groups) {
+      for (const [w0, count] of chunks(g)) {
+        const seq = g.set.seq;
+        const ids = new Uint32Array(count * seq);
+        const targets = new Uint32Array(count * seq);
+        for (let i = 0; i < count; i++) g.set.fill(w0 + i, ids, targets, i * seq);
+        fwd.setBatch(ids, count, seq, targets); // positions too (t mod seq): valid for every later chunk of this length
+        await step(g, w0, count, (enc, _b, _s) => fwd.embed(enc, count * seq), false);
+      }
+    }
+    if (embedStreamed) {
+      await gpu.device.queue.onSubmittedWorkDone();
+      pool.give([weights.embed!.buf]);
+      weights.embed = null;
+    }
     for (let L = 0; L < trainFrom; L++) {
       const placeholder = weights.layers[L]!;
       if (placeholder.streamed) {

@@ -108,6 +108,7 @@ async function cpuEmbeddingAndHeadGrads(gpu: GpuContext, spec: ModelSpec, g: Tra
 /** Token ids among `ids` whose embedding row is all zeros (the padding row of nn.Embedding(padding_idx)). */
 async function zeroEmbeddingRows(gpu: GpuContext, g: TrainGraph, ids: Set<number>): Promise<Set<number>> {
   const e = g.fwd.w.embed;
+  if (!e) throw new Error('embedding gradients need the embedding on the GPU (it is streamed)');
   const H = g.spec.hidden;
   const words = await readU32(gpu, e.buf); // small models only, as the rest of this file
   // magnitude bits of element i (f32, or bf16 packed two per u32 with the even element in the low half)

@@ -48,43 +48,44 @@ export class Importance {
    */
   private dense: { G: GPUBuffer; D: GPUBuffer } | null = null;
   /**
-   * Instead of the dense scratch when a layer's experts come in several chunks: one chunk's dense gradient (gate, up,
-   * down [cap·IE·H] each; made and freed like the dense scratch) and the exact top-k over chunks (running sets of gate,
-   * up and down, one merger; held).
+   * Instead of the dense scratch when a layer's experts come in several chunks (`chunked`): one chunk's dense gradient
+   * (gate, up, down [cap·IE·H] each) and the exact top-k over chunks (running sets of gate, up and down, one merger),
+   * made and freed together like the dense scratch.
    */
-  readonly denseChunk: { runGate: RunningTopk; runUp: RunningTopk; runDown: RunningTopk; merger: TopkMerger } | null = null;
+  readonly chunked: boolean;
+  private topkSets: { runGate: RunningTopk; runUp: RunningTopk; runDown: RunningTopk; merger: TopkMerger } | null = null;
   private chunkGrad: { gate: GPUBuffer; up: GPUBuffer; down: GPUBuffer } | null = null;
 
   /** `per` = E·IE·H elements of one expert tensor of the trained layers (0: no MoE layer is trained, nothing to allocate). */
   constructor(private readonly run: ImportanceRun, private readonly chunks: [number, number][], private readonly per: number, private readonly transient = false) {
-    const { gpu, s } = run;
-    if (!per) return;
-    if (chunks.length > 1) {
-      const kG = activeCount(s.frac, 2 * per), kD = activeCount(s.frac, per);
-      this.denseChunk = {
-        runGate: new RunningTopk(gpu, kG, 'topk.run.gate'), runUp: new RunningTopk(gpu, kG, 'topk.run.up'), runDown: new RunningTopk(gpu, kD, 'topk.run.down'),
-        merger: new TopkMerger(gpu, kG, run.topkWork),
-      };
-    }
-    if (!transient) this.acquire();
+    this.chunked = per > 0 && chunks.length > 1;
+    if (per && !transient) this.acquire();
   }
 
   /** The dense-gradient scratch (whole or one chunk), made when not there. */
   private acquire(): void {
-    const { gpu, spec } = this.run;
+    const { gpu, spec, s } = this.run;
     const b = (label: string, n: number) => createBuffer(gpu, { label, size: n * 4, kind: 'workspace' });
-    if (this.denseChunk) {
+    if (this.chunked) {
+      const kG = activeCount(s.frac, 2 * this.per), kD = activeCount(s.frac, this.per);
+      this.topkSets ??= {
+        runGate: new RunningTopk(gpu, kG, 'topk.run.gate'), runUp: new RunningTopk(gpu, kG, 'topk.run.up'), runDown: new RunningTopk(gpu, kD, 'topk.run.down'),
+        merger: new TopkMerger(gpu, kG, this.run.topkWork),
+      };
       const n = (this.chunks[0]![1] - this.chunks[0]![0]) * spec.moe.expertIntermediate * spec.hidden;
       this.chunkGrad ??= { gate: b('dense.chunk.gate', n), up: b('dense.chunk.up', n), down: b('dense.chunk.down', n) };
     } else this.dense ??= { G: b('denseG', 2 * this.per), D: b('denseD', this.per) };
   }
 
-  /** transient: frees the dense-gradient scratch after the recorded work (destroy waits for it). */
+  /** transient: frees the dense-gradient scratch (and chunked: the top-k sets) after the recorded work (destroy waits for it). */
   private releaseDense(): void {
     if (!this.transient) return;
-    for (const x of [this.dense?.G, this.dense?.D, this.chunkGrad?.gate, this.chunkGrad?.up, this.chunkGrad?.down]) x?.destroy();
+    const t = this.topkSets;
+    const sets = t ? [t.runGate.val, t.runGate.idx, t.runUp.val, t.runUp.idx, t.runDown.val, t.runDown.idx, t.merger.candVal, t.merger.candIdx, t.merger.pick] : [];
+    for (const x of [this.dense?.G, this.dense?.D, this.chunkGrad?.gate, this.chunkGrad?.up, this.chunkGrad?.down, ...sets]) x?.destroy();
     this.dense = null;
     this.chunkGrad = null;
+    this.topkSets = null;
   }
 
   /**
@@ -105,13 +106,13 @@ export class Importance {
       if (!b) waiting.set(sel, (b = createBuffer(gpu, { label: `${sel.name}.idx.new`, size: sel.k * 4, kind: 'workspace' })));
       return b;
     };
-    const group = this.denseChunk ? layers.length : Math.max(1, this.run.s.importanceGroup ?? (q4 ? 1 : layers.length));
-    if (this.denseChunk || group === 1) this.acquire();
-    if (this.denseChunk) await this.chunkedImportance(importanceSamples, dest);
+    const group = this.chunked ? layers.length : Math.max(1, this.run.s.importanceGroup ?? (q4 ? 1 : layers.length));
+    if (this.chunked || group === 1) this.acquire();
+    if (this.chunked) await this.chunkedImportance(importanceSamples, dest);
     // progress: one unit per microbatch pass (each group of layers reruns the microbatches)
-    const passes = this.denseChunk ? 1 : Math.ceil(layers.length / group) * importanceSamples.length;
+    const passes = this.chunked ? 1 : Math.ceil(layers.length / group) * importanceSamples.length;
     let passed = 0;
-    for (let g0 = 0; !this.denseChunk && g0 < layers.length; g0 += group) {
+    for (let g0 = 0; !this.chunked && g0 < layers.length; g0 += group) {
       const part = layers.slice(g0, g0 + group);
       const one = group === 1;
       const imp = new Map<TrainedLayer, [GPUBuffer, GPUBuffer]>(part.map((l) => [l, one
@@ -139,7 +140,7 @@ export class Importance {
       await gpu.device.queue.onSubmittedWorkDone();
       if (!one) for (const [g, d] of imp.values()) (g.destroy(), d.destroy());
     }
-    if (this.denseChunk) onProgress?.(passes, passes);
+    if (this.chunked) onProgress?.(passes, passes);
     this.releaseDense();
     if (!waiting.size) return;
     const enc = new Encoder(gpu, 'select.idx');
@@ -152,9 +153,8 @@ export class Importance {
   /** idx of every routed selection := top-k of |grad| of one microbatch at the current weights (a reselection). */
   async rankByStep(samples: number[]): Promise<void> {
     const { layers } = this.run;
-    const dc = this.denseChunk;
     this.acquire();
-    if (dc) {
+    if (this.chunked) {
       await this.chunkedPass(samples, layers, (e, l) => {
         this.run.q4.chunks.forEach((_, c) => {
           this.denseChunkGrads(e, l, c, false);
@@ -246,7 +246,7 @@ export class Importance {
     return r.loss;
   }
 
-  /** Dense gradient of chunk c's experts (=, or += |.| with 'abs') into denseChunk, from the layer's last backward. */
+  /** Dense gradient of chunk c's experts (=, or += |.| with 'abs') into the chunk gradient, from the layer's last backward. */
   private denseChunkGrads(enc: Encoder, l: TrainedLayer, c: number, accumulate: false | 'abs'): void {
     const { graph, spec } = this.run;
     const dc = this.chunkGrad!;
@@ -257,9 +257,9 @@ export class Importance {
       { offsets: a.offsets, slot: a.slot, rowPair: a.rowPair, tiles: a.tiles }, d, accumulate);
   }
 
-  /** Offers chunk c's dense gradient (in denseChunk) to the running top-k sets of gate, up and down. */
+  /** Offers chunk c's dense gradient (in the chunk gradient) to the running top-k sets of gate, up and down. */
   private offerChunk(enc: Encoder, l: TrainedLayer, c: number): void {
-    const dc = this.denseChunk!;
+    const dc = this.topkSets!;
     const g = this.chunkGrad!;
     const [e0, e1] = this.run.q4.chunks[c]!;
     const one = this.run.spec.moe.expertIntermediate * this.run.spec.hidden;
@@ -271,7 +271,7 @@ export class Importance {
 
   /** G := top-k of gate ∪ up (every up index is above every gate index), D := top-k of down; into dest(sel). */
   private finishTopk(enc: Encoder, l: TrainedLayer, dest: (sel: Selection) => GPUBuffer): void {
-    const dc = this.denseChunk!;
+    const dc = this.topkSets!;
     dc.merger.append(enc, dc.runGate, dc.runUp);
     dc.runUp.have = 0;
     dc.merger.finish(enc, dest(l.G), dc.runGate);

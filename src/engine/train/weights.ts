@@ -71,7 +71,11 @@ export interface ExpertChunks {
 export interface FusedExperts { w: ExpertWeights; G: SparseTableGpu; D: SparseTableGpu }
 
 export interface ModelWeights {
-  embed: GpuTensor; // [V, H]
+  /**
+   * [V, H]; null when streamed (frozen layers streamed and untied embeddings: only the layer-major frozen pass reads it,
+   * and frozen-pass.ts loads it for that pass with loadEmbed).
+   */
+  embed: GpuTensor | null;
   finalNorm: GpuTensor; // [H]
   lmHead: GpuTensor; // [V, H] (the embedding when tied)
   layers: LayerWeights[];
@@ -99,7 +103,8 @@ export interface LoadOptions {
   onTensor?: (name: string, done: number, total: number) => void;
   /**
    * Layers below this one (the frozen layers, TRAIN_FROM) are not uploaded: their LayerWeights stay empty (`streamed`)
-   * and frozen-pass.ts loads each one with loadLayer when it runs them.
+   * and frozen-pass.ts loads each one with loadLayer when it runs them. When > 0 with untied embeddings, neither is the
+   * embedding (embedStreamed): only the frozen pass reads it, and it loads it with loadEmbed.
    */
   streamFrozenBelow?: number;
   /** Makes layer L's routed experts instead of reading them (the synthetic bench: random 4-bit tensors built on the GPU). */
@@ -153,9 +158,9 @@ export async function loadWeights(gpu: GpuContext, spec: ModelSpec, ckpt: Checkp
     throw new Error(`the checkpoint stores experts in 4 bits with group size ${stored.groupSize}; it cannot be loaded with group size ${opts.quantizeExperts.groupSize}`);
   }
   const globals = new Map(globalTensors(spec).map((e) => [e.role, e]));
-  const embed = await uploadSingle(gpu, globals.get('embed')!, read, opts);
+  const embed = embedStreamed(spec, opts) ? null : await uploadSingle(gpu, globals.get('embed')!, read, opts);
   const finalNorm = await uploadSingle(gpu, globals.get('final_norm')!, read, opts);
-  const lmHead = spec.tieEmbeddings ? embed : await uploadSingle(gpu, globals.get('lm_head')!, read, opts);
+  const lmHead = spec.tieEmbeddings ? embed! : await uploadSingle(gpu, globals.get('lm_head')!, read, opts);
 
   const layers: LayerWeights[] = [];
   for (let L = 0; L < spec.numLayers; L++) {
@@ -163,6 +168,16 @@ export async function loadWeights(gpu: GpuContext, spec: ModelSpec, ckpt: Checkp
     else layers.push(await loadLayer(gpu, spec, L, ckpt, opts, read, (name) => opts.onTensor?.(name, ++done, ckpt.tensors.size)));
   }
   return { embed, finalNorm, lmHead, layers };
+}
+
+/** The embedding stays off the GPU (ModelWeights.embed null): frozen layers streamed and the LM head not the embedding. */
+export function embedStreamed(spec: ModelSpec, opts: Pick<LoadOptions, 'streamFrozenBelow'>): boolean {
+  return (opts.streamFrozenBelow ?? 0) > 0 && !spec.tieEmbeddings;
+}
+
+/** The embedding on the GPU as loadWeights would upload it (for a streamed one; the caller destroys its buffer). */
+export function loadEmbed(gpu: GpuContext, spec: ModelSpec, ckpt: Checkpoint, opts: LoadOptions, read: Reader = (e) => readEntry(ckpt, spec, e)): Promise<GpuTensor> {
+  return uploadSingle(gpu, globalTensors(spec).find((e) => e.role === 'embed')!, read, opts);
 }
 
 /** A checkpoint tensor the spec expects, converted as readWeight does. */

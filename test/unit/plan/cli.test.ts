@@ -28,7 +28,7 @@ describe('usaf plan', () => {
   it('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512, 4-bit, frozen layers streamed: fits 12 GiB, and 8 with the selection work in expert chunks it picks; --expert-chunk forces one', async () => {
     const args = ['--model', 'test/unit/model/configs/Qwen3-30B-A3B.json', '--train-from', '40', '--quantize-experts', '--stream-frozen'];
     // fused (the default for 4-bit): the chunk sizes only the scratch a selection or an export makes (the plan's transient)
-    for (const [gib, chunk] of [['12', undefined], ['8', 22]] as const) {
+    for (const [gib, chunk] of [['12', undefined], ['8', 43]] as const) {
       const { code, out } = await runPlan([...args, '--gpu-gib', gib]);
       expect(code).toBe(0);
       expect(out.settings).toMatchObject({ trainFrom: 40, microbatch: 2, seq: 512 });
@@ -36,7 +36,7 @@ describe('usaf plan', () => {
     }
     const forced = await runPlan([...args, '--gpu-gib', '8', '--expert-chunk', '128']);
     expect(forced.code).toBe(1);
-    expect(forced.out.peakGiB as number).toBeGreaterThan(9.5); // one layer's 128 experts in f32 (2.25 GiB) while selecting
+    expect(forced.out.peakGiB as number).toBeGreaterThan(9); // one layer's 128 experts in f32 (2.25 GiB) while selecting
   });
 
   it('the demo model folder fits 1 GiB (exit 0) and not 64 MiB (exit 1); defaults to the top half for ≤ 16 layers', async () => {
