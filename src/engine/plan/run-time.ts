@@ -59,7 +59,7 @@ export interface Calls {
  * The distinct kernels (one pipeline each) a run first uses in each part, by name, for a Qwen3-MoE-shaped model: the
  * first evaluation compiles the forward (the expert kernels twice when frozen layers read bf16 experts and the trained
  * layers f32), the importance pass the backward and the selection (4-bit: also the dequantization), the first step the
- * optimizer (4-bit: also the sparse corrections). Reselections and later evaluations compile nothing new.
+ * optimizer (4-bit: also the trained entries' Δ). Reselections and later evaluations compile nothing new.
  */
 export const RUN_KERNELS = {
   forward: ['embedding.forward', 'rmsnorm.forward', 'matmul.forward', 'rope.forward', 'attention.forward', 'router.matmul', 'router.forward',
@@ -75,12 +75,12 @@ export const RUN_KERNELS = {
   f32Training: ['adam.scatter'],
   /**
    * 4-bit trained experts (fused, train/q4-base.ts): the trained entries' Δ scattered before the first evaluation; the
-   * selection dequantizes a chunk of W0; the steps add the sparse corrections.
+   * selection dequantizes a chunk of W0; the steps compute the trained entries' Δ (the GEMMs add it as they stage W0).
    */
   fused: {
     evals: ['adam.scatter'],
     setup: ['dequant'],
-    train: ['experts_q4.gate_up', 'experts_q4.down', 'experts_q4.delta', 'experts_q4.backward_act', 'experts_q4.backward_input'],
+    train: ['experts_q4.delta'],
   },
 } as const;
 
