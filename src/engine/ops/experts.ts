@@ -5,6 +5,7 @@ import { isCpuAdapter, type GpuContext } from '../gpu/device.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
 import { isLargeGpu } from './tiling.ts';
+import { GEMM_CACHE_BYTES } from './matmul.ts';
 import { moeRouteMaxTiles } from './moe_route.ts';
 import { DEFAULT_GROUP, quantLayout } from '../quant/format.ts';
 import type { SparseTableGpu } from './experts_q4.ts';
@@ -192,15 +193,17 @@ export function expertsParams(d: ExpertsDims, s: SparseTableGpu | null = null, f
  * The sparse bindings (table, Δ) of a GEMM: the table's when it has entries, else `none` twice (an unread binding), and
  * the table's launch arithmetic (docs/cost-model.md): every row tile of an expert reads, over its column tiles, the
  * rowptr word of each of the expert's `keys` keys and `words` u32/f32 per entry (col, Δ; backward also pos), and adds
- * each entry once. Uniform routing and entries: an expert's rows fill ceil(rows / EXPERT_TILE_M) tiles, its entries
- * are nnz / E.
+ * each entry once. Uniform routing and entries: an expert's rows fill ceil(rows / EXPERT_TILE_M) tiles, its entries are
+ * nnz / E. An expert's row tiles are consecutive workgroups, so its part of the table (a strip) is read once when it
+ * fits GEMM_CACHE_BYTES (as the weights, read by every row tile, are counted once), else once per row tile.
  */
 function sparseOf(s: SparseTableGpu | null | undefined, none: GPUBuffer, d: ExpertsDims, keys: number, words: number): { bind: GPUBuffer[]; flops: number; bytes: number } {
   if (!s || s.t.nnz === 0) return { bind: [none, none], flops: 0, bytes: 0 };
   const { rows, ne } = span(d);
   const tiles = Math.ceil(rows / ne / EXPERT_TILE_M);
-  const nnz = (s.t.nnz * ne) / d.E;
-  return { bind: [s.tab, s.delta], flops: tiles * nnz, bytes: tiles * 4 * (ne * keys + words * nnz) };
+  const strip = 4 * (keys + (words * s.t.nnz) / d.E);
+  const reads = strip <= GEMM_CACHE_BYTES ? 1 : tiles;
+  return { bind: [s.tab, s.delta], flops: ne * tiles * (s.t.nnz / d.E), bytes: reads * ne * strip };
 }
 
 function combineParams(T: number, H: number, K: number, weighted: boolean): Uint32Array {
