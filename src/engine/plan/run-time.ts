@@ -97,11 +97,12 @@ export function runKernels(s: Pick<RunShape, 'trainFrom' | 'quantized'>): { eval
 
 /**
  * Dispatches a training pass makes, as the cost model counts them (usaf bench --cost --synthetic demo, MICROBATCH 1,
- * SEQ 16: 71, 133 and 257 a step for 1, 2 and 4 trained layers): per trained layer 26 forward, 30 backward and 6 in the
- * optimizer; the LM head 4 forward and 4 backward; 1 more a step. A frozen or evaluated layer's forward is the same 26.
+ * SEQ 16, 4-bit experts: 42, 97 and 207 a step for 1, 2 and 4 trained layers): per trained layer 22 forward (2 of them
+ * the trained entries' Δ), 27 backward (the lowest 7, with the head's last) and 6 in the optimizer; the LM head 4 forward
+ * and 1 backward; 2 more a step. A frozen or evaluated layer's forward is counted as the same 22.
  * On a CPU adapter each dispatch costs milliseconds whatever its size, so a small step is counted in dispatches, not FLOPs.
  */
-export const DISPATCHES = { forward: 26, backward: 31, lowestBackward: 12, optimizer: 6, head: 4, headBackward: 1, step: 2 } as const;
+export const DISPATCHES = { forward: 22, backward: 27, lowestBackward: 7, optimizer: 6, head: 4, headBackward: 1, step: 2 } as const;
 
 /** Waits a step makes: one readback (every microbatch's loss rows and the non-finite flag, read a step late). */
 const STEP_SYNCS = 1;
