@@ -52,7 +52,7 @@ const topW = randn(T * K, 22).map((v) => 0.2 + Math.abs(v));
 const dOut = randn(T * H, 23);
 const topIdx = randomRouting(T, K, E, 24, 4); // expert 4 gets no rows
 
-describe('4-bit experts, sparse f32 correction', () => {
+describe('4-bit experts, trained entries folded into the GEMMs', () => {
   it('tables list every entry once, in row order forward and column order backward', () => {
     const geo = q4.dGeometry(d);
     const t = q4.buildSparseTable(geo, ed.active, ed.overlay);
