@@ -1,8 +1,10 @@
 // Routed experts forward 1/3, grouped GEMM over expert-sorted rows: for row r of expert e (token t = rowPair[r] / K),
 // G = x_t·gate_e^T, U = x_t·up_e^T, A = silu(G)*U. Workgroup = one row tile (TM rows, one expert) x TN columns of IE;
-// thread = 8 rows x 4 columns of both G and U.
+// thread = 8 rows x 4 columns of both G and U. With a sparse table (4-bit base with trained entries, p.sNnz > 0, see
+// ops/experts_q4.ts), each staged weight slice gets Δ of the entries whose h falls in it before the multiply: the
+// products are on W0 + Δ, written once.
 
-struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32, gateSz: u32, upSz: u32, downSz: u32, e0: u32, e1: u32, _p0: u32, _p1: u32, _p2: u32 }
+struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32, gateSz: u32, upSz: u32, downSz: u32, e0: u32, e1: u32, sPtr: u32, sCol: u32, sPos: u32, sNnz: u32, _p0: u32, _p1: u32, _p2: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;              // [T, H]
 @group(0) @binding(1) var<storage, read> wGate: array<u32>;          // [E, IE, H] from gateOff: f32 bits, bf16 pairs or 4-bit
@@ -12,7 +14,9 @@ struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32,
 @group(0) @binding(5) var<storage, read_write> G: array<f32>;        // [R, IE]
 @group(0) @binding(6) var<storage, read_write> U: array<f32>;        // [R, IE]
 @group(0) @binding(7) var<storage, read_write> A: array<f32>;        // [R, IE]
-@group(0) @binding(8) var<uniform> p: Params;
+@group(0) @binding(8) var<storage, read> sp: array<u32>;         // sparse table (G index space), any buffer when p.sNnz == 0
+@group(0) @binding(9) var<storage, read> delta: array<f32>;      // [nnz] Δ in forward order
+@group(0) @binding(10) var<uniform> p: Params;
 
 override W_BF16: bool = false;
 override W_Q4: bool = false;   // 4-bit codes + (scale, zero) words, see q4_vec4()
@@ -74,6 +78,17 @@ fn x4(i: u32, k: u32, kEnd: u32) -> vec4f {
   for (var c = 0u; c < 4u; c++) { if (k + c < kEnd) { v[c] = x[i + c]; } }
   return v;
 }
+// Δ of the entries j0.. of one weight row (forward order: h ascending) with h < k0 + BK onto staged column n; returns the
+// next entry. `up` picks the staged tile.
+fn add_delta(j0: u32, j1: u32, n: u32, k0: u32, up: bool) -> u32 {
+  var j = j0;
+  for (; j < j1; j++) {
+    let s = (sp[p.sCol + j] & 0x7fffu) - k0;
+    if (s >= BK) { break; }
+    if (up) { us[n * BQ + s / 4u][s % 4u] += delta[j]; } else { gs[n * BQ + s / 4u][s % 4u] += delta[j]; }
+  }
+  return j;
+}
 fn dots(a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f { return vec4f(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3)); }
 
 fn put(m: u32, nr: u32, r: u32, n0: u32, g: vec4f, u: vec4f) {
@@ -104,6 +119,13 @@ fn gate_up(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
   workgroupBarrier();
   var g: array<vec4f, 8>;   // rows y + 4i, columns x + NX*j
   var u: array<vec4f, 8>;
+  // sparse: thread li walks the gate and up rows of staged column li (TN = 4 NX threads)
+  var jg = 0u; var jgEnd = 0u; var ju = 0u; var juEnd = 0u;
+  if (p.sNnz != 0u && n0 + li < IE) {
+    let kg = p.sPtr + tile.x * IE + n0 + li;
+    let ku = p.sPtr + (p.E + tile.x) * IE + n0 + li;
+    jg = sp[kg]; jgEnd = sp[kg + 1u]; ju = sp[ku]; juEnd = sp[ku + 1u];
+  }
   for (var k0 = 0u; k0 < H; k0 += BK) {
     for (var q = li; q < TM * (BK / 4u); q += NX * 4u) {
       let m = q / (BK / 4u);
@@ -120,6 +142,11 @@ fn gate_up(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid:
       us[n * BQ + q % (BK / 4u)] = up4(p.upOff + row, k, H);
     }
     workgroupBarrier();
+    if (p.sNnz != 0u) {
+      jg = add_delta(jg, jgEnd, li, k0, false);
+      ju = add_delta(ju, juEnd, li, k0, true);
+      workgroupBarrier();
+    }
     for (var kq = 0u; kq < BK / 4u; kq++) {
       let b0 = gs[lid.x * BQ + kq]; let b1 = gs[(lid.x + NX) * BQ + kq];
       let b2 = gs[(lid.x + 2u * NX) * BQ + kq]; let b3 = gs[(lid.x + 3u * NX) * BQ + kq];

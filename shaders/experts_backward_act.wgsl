@@ -1,8 +1,9 @@
 // Routed experts backward 2/3, grouped GEMM over expert-sorted rows: dA = dY·down_e, then through A = silu(G)*U:
 // dG = dA * U * silu'(G), dU = dA * silu(G) (=). Workgroup = one row tile (TM rows, one expert) x TN columns of IE;
-// thread = 8 rows x 8 columns (two runs of 4).
+// thread = 8 rows x 8 columns (two runs of 4). With a sparse table (p.sNnz > 0, ops/experts_q4.ts; transposed: entries
+// by column of IE, h ascending) each staged weight slice gets Δ of the entries whose h falls in it: dA on W0 + Δ.
 
-struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32, gateSz: u32, upSz: u32, downSz: u32, e0: u32, e1: u32, _p0: u32, _p1: u32, _p2: u32 }
+struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32, gateSz: u32, upSz: u32, downSz: u32, e0: u32, e1: u32, sPtr: u32, sCol: u32, sPos: u32, sNnz: u32, _p0: u32, _p1: u32, _p2: u32 }
 
 @group(0) @binding(0) var<storage, read> dY: array<f32>;             // [R, H]
 @group(0) @binding(1) var<storage, read> wDown: array<u32>;          // [E, H, IE] from downOff: f32 bits, bf16 pairs or 4-bit
@@ -11,7 +12,9 @@ struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32,
 @group(0) @binding(4) var<storage, read> tiles: array<vec4u>;        // [maxTiles] (expert, first row, end row, 0)
 @group(0) @binding(5) var<storage, read_write> dG: array<f32>;       // [R, IE]
 @group(0) @binding(6) var<storage, read_write> dU: array<f32>;       // [R, IE]
-@group(0) @binding(7) var<uniform> p: Params;
+@group(0) @binding(7) var<storage, read> sp: array<u32>;         // sparse table (D index space), any buffer when p.sNnz == 0
+@group(0) @binding(8) var<storage, read> delta: array<f32>;      // [nnz] Δ in forward order (the backward entry j's at sp[sPos + j])
+@group(0) @binding(9) var<uniform> p: Params;
 
 override W_BF16: bool = false;
 override W_Q4: bool = false;   // 4-bit codes + (scale, zero) words, see q4_vec4()
@@ -56,6 +59,18 @@ fn dy4(i: u32, k: u32, kEnd: u32) -> vec4f {
 // a = 4 reduction steps of one row, b* = the matching 4 rows of 4 columns.
 fn fma4(a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f { return a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3; }
 
+// Δ of the backward entries j0.. of one column c of IE (h ascending) with h < k0 + BK onto the staged tile; returns the
+// next entry.
+fn add_delta(j0: u32, j1: u32, c: u32, k0: u32) -> u32 {
+  var j = j0;
+  for (; j < j1; j++) {
+    let s = (sp[p.sCol + j] >> 16u) - k0;
+    if (s >= BK) { break; }
+    ws[s * NQ + c / 4u][c % 4u] += delta[sp[p.sPos + j]];
+  }
+  return j;
+}
+
 fn put(m: u32, nr: u32, r: u32, n: u32, da: vec4f) {
   if (m >= nr) { return; }
   for (var c = 0u; c < 4u; c++) {
@@ -82,6 +97,13 @@ fn backward_act(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
   let li = lid.y * NX + lid.x;
   var lo: array<vec4f, 8>;   // row y + 4i: columns 4*x + c
   var hi: array<vec4f, 8>;   // columns 4*(x + NX) + c
+  // sparse: thread li walks staged columns li and li + 4 NX (TN = 8 NX, 4 NX threads)
+  var ja = 0u; var jaEnd = 0u; var jb = 0u; var jbEnd = 0u;
+  if (p.sNnz != 0u) {
+    let ka = p.sPtr + tile.x * IE + n0 + li;
+    if (n0 + li < IE) { ja = sp[ka]; jaEnd = sp[ka + 1u]; }
+    if (n0 + li + 4u * NX < IE) { jb = sp[ka + 4u * NX]; jbEnd = sp[ka + 4u * NX + 1u]; }
+  }
   for (var k0 = 0u; k0 < H; k0 += BK) {
     for (var q = li; q < TM * (BK / 4u); q += NX * 4u) {
       let m = q / (BK / 4u);
@@ -98,6 +120,11 @@ fn backward_act(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id)
       ws[q] = v;
     }
     workgroupBarrier();
+    if (p.sNnz != 0u) {
+      ja = add_delta(ja, jaEnd, li, k0);
+      jb = add_delta(jb, jbEnd, li + 4u * NX, k0);
+      workgroupBarrier();
+    }
     for (var kq = 0u; kq < BK / 4u; kq++) {
       let w = 4u * kq * NQ + lid.x;
       let b0 = ws[w]; let b1 = ws[w + NQ]; let b2 = ws[w + 2u * NQ]; let b3 = ws[w + 3u * NQ];

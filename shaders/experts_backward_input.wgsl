@@ -1,8 +1,9 @@
 // Routed experts backward 3/3, grouped GEMM over expert-sorted rows: dXr = dG·gate_e + dU·up_e [R, H] (=), which
 // experts_combine then gathers per token into dx. Workgroup = one row tile (TM rows, one expert) x TN columns of H;
-// thread = 8 rows x 8 columns (two runs of 4).
+// thread = 8 rows x 8 columns (two runs of 4). With a sparse table (p.sNnz > 0, ops/experts_q4.ts; transposed: entries
+// by column of H, i ascending) each staged gate/up slice gets Δ of the entries whose i falls in it: dXr on W0 + Δ.
 
-struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32, gateSz: u32, upSz: u32, downSz: u32, e0: u32, e1: u32, _p0: u32, _p1: u32, _p2: u32 }
+struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32, gateSz: u32, upSz: u32, downSz: u32, e0: u32, e1: u32, sPtr: u32, sCol: u32, sPos: u32, sNnz: u32, _p0: u32, _p1: u32, _p2: u32 }
 
 @group(0) @binding(0) var<storage, read> dG: array<f32>;             // [R, IE]
 @group(0) @binding(1) var<storage, read> dU: array<f32>;             // [R, IE]
@@ -10,7 +11,9 @@ struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32,
 @group(0) @binding(3) var<storage, read> wUp: array<u32>;            // [E, IE, H] from upOff
 @group(0) @binding(4) var<storage, read> tiles: array<vec4u>;        // [maxTiles] (expert, first row, end row, 0)
 @group(0) @binding(5) var<storage, read_write> dXr: array<f32>;      // [R, H]
-@group(0) @binding(6) var<uniform> p: Params;
+@group(0) @binding(6) var<storage, read> sp: array<u32>;         // sparse table (G index space), any buffer when p.sNnz == 0
+@group(0) @binding(7) var<storage, read> delta: array<f32>;      // [nnz] Δ in forward order (the backward entry j's at sp[sPos + j])
+@group(0) @binding(8) var<uniform> p: Params;
 
 override W_BF16: bool = false;
 override W_Q4: bool = false;   // 4-bit codes + (scale, zero) words, see q4_vec4()
@@ -81,6 +84,19 @@ fn du4(i: u32, k: u32, kEnd: u32) -> vec4f {
 // a = 4 reduction steps of one row, b* = the matching 4 rows of 4 columns.
 fn fma4(a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f { return a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3; }
 
+// Δ of the backward entries j0.. of one column c of H (i ascending) with i < k0 + BK onto the staged gate (or up) tile;
+// returns the next entry.
+fn add_delta(j0: u32, j1: u32, c: u32, k0: u32, up: bool) -> u32 {
+  var j = j0;
+  for (; j < j1; j++) {
+    let s = (sp[p.sCol + j] >> 16u) - k0;
+    if (s >= BK) { break; }
+    let d = delta[sp[p.sPos + j]];
+    if (up) { uws[s * NQ + c / 4u][c % 4u] += d; } else { gws[s * NQ + c / 4u][c % 4u] += d; }
+  }
+  return j;
+}
+
 fn put(m: u32, nr: u32, r: u32, n: u32, v: vec4f) {
   if (m >= nr) { return; }
   for (var c = 0u; c < 4u; c++) {
@@ -101,6 +117,20 @@ fn backward_input(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
   let li = lid.y * NX + lid.x;
   var lo: array<vec4f, 8>;   // row y + 4i: columns 4*x + c
   var hi: array<vec4f, 8>;   // columns 4*(x + NX) + c
+  // sparse: thread li walks the gate and up columns of staged columns li and li + 4 NX (TN = 8 NX, 4 NX threads)
+  var j: array<u32, 4>;      // next entry: gate a, up a, gate b, up b
+  var jEnd: array<u32, 4>;
+  if (p.sNnz != 0u) {
+    for (var b = 0u; b < 2u; b++) {
+      let c = n0 + li + 4u * NX * b;
+      if (c < H) {
+        let kg = p.sPtr + tile.x * H + c;
+        let ku = p.sPtr + (p.E + tile.x) * H + c;
+        j[2u * b] = sp[kg]; jEnd[2u * b] = sp[kg + 1u];
+        j[2u * b + 1u] = sp[ku]; jEnd[2u * b + 1u] = sp[ku + 1u];
+      }
+    }
+  }
   for (var k0 = 0u; k0 < IE; k0 += BK) {
     for (var q = li; q < TM * (BK / 4u); q += NX * 4u) {
       let m = q / (BK / 4u);
@@ -128,6 +158,13 @@ fn backward_input(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_i
       uws[q] = u;
     }
     workgroupBarrier();
+    if (p.sNnz != 0u) {
+      j[0] = add_delta(j[0], jEnd[0], li, k0, false);
+      j[1] = add_delta(j[1], jEnd[1], li, k0, true);
+      j[2] = add_delta(j[2], jEnd[2], li + 4u * NX, k0, false);
+      j[3] = add_delta(j[3], jEnd[3], li + 4u * NX, k0, true);
+      workgroupBarrier();
+    }
     for (var kq = 0u; kq < BK / 4u; kq++) {
       let w = 4u * kq * NQ + lid.x;
       let b0 = gws[w]; let b1 = gws[w + NQ]; let b2 = gws[w + 2u * NQ]; let b3 = gws[w + 3u * NQ];

@@ -1,13 +1,16 @@
 // Routed experts forward 2/3, grouped GEMM over expert-sorted rows: Y[r] = A[r]·down_e^T for the rows r of expert e.
-// Workgroup = one row tile (TM rows, one expert) x TN columns of H; thread = 8 rows x 8 columns.
+// Workgroup = one row tile (TM rows, one expert) x TN columns of H; thread = 8 rows x 8 columns. With a sparse table
+// (p.sNnz > 0, ops/experts_q4.ts) each staged weight slice gets Δ of the entries whose i falls in it: Y on W0 + Δ.
 
-struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32, gateSz: u32, upSz: u32, downSz: u32, e0: u32, e1: u32, _p0: u32, _p1: u32, _p2: u32 }
+struct Params { H: u32, IE: u32, K: u32, gateOff: u32, upOff: u32, downOff: u32, T: u32, E: u32, gateSz: u32, upSz: u32, downSz: u32, e0: u32, e1: u32, sPtr: u32, sCol: u32, sPos: u32, sNnz: u32, _p0: u32, _p1: u32, _p2: u32 }
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;              // [R, IE]
 @group(0) @binding(1) var<storage, read> wDown: array<u32>;          // [E, H, IE] from downOff: f32 bits, bf16 pairs or 4-bit
 @group(0) @binding(2) var<storage, read> tiles: array<vec4u>;        // [maxTiles] (expert, first row, end row, 0)
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;        // [R, H]
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read> sp: array<u32>;         // sparse table (D index space), any buffer when p.sNnz == 0
+@group(0) @binding(5) var<storage, read> delta: array<f32>;      // [nnz] Δ in forward order
+@group(0) @binding(6) var<uniform> p: Params;
 
 override W_BF16: bool = false;
 override W_Q4: bool = false;   // 4-bit codes + (scale, zero) words, see q4_vec4()
@@ -49,6 +52,17 @@ fn a4(i: u32, k: u32, kEnd: u32) -> vec4f {
   for (var c = 0u; c < 4u; c++) { if (k + c < kEnd) { v[c] = A[i + c]; } }
   return v;
 }
+// Δ of the entries j0.. of one weight row (forward order: i ascending) with i < k0 + BK onto staged column n; returns
+// the next entry.
+fn add_delta(j0: u32, j1: u32, n: u32, k0: u32) -> u32 {
+  var j = j0;
+  for (; j < j1; j++) {
+    let s = (sp[p.sCol + j] & 0x7fffu) - k0;
+    if (s >= BK) { break; }
+    ws[n * BQ + s / 4u][s % 4u] += delta[j];
+  }
+  return j;
+}
 fn dots(a: vec4f, b0: vec4f, b1: vec4f, b2: vec4f, b3: vec4f) -> vec4f { return vec4f(dot(a, b0), dot(a, b1), dot(a, b2), dot(a, b3)); }
 
 // Row m of the tile: columns n + NX*j, j < 4 from lo and 4 <= j < 8 from hi.
@@ -73,6 +87,13 @@ fn down(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let li = lid.y * NX + lid.x;
   var lo: array<vec4f, 8>;   // row y + 4i: columns x + NX*j, j < 4
   var hi: array<vec4f, 8>;   // j = 4..7
+  // sparse: thread li walks the rows of staged columns li and li + 4 NX (TN = 8 NX, 4 NX threads)
+  var ja = 0u; var jaEnd = 0u; var jb = 0u; var jbEnd = 0u;
+  if (p.sNnz != 0u) {
+    let ka = p.sPtr + tile.x * H + n0 + li;
+    if (n0 + li < H) { ja = sp[ka]; jaEnd = sp[ka + 1u]; }
+    if (n0 + li + 4u * NX < H) { jb = sp[ka + 4u * NX]; jbEnd = sp[ka + 4u * NX + 1u]; }
+  }
   for (var k0 = 0u; k0 < IE; k0 += BK) {
     for (var q = li; q < TM * (BK / 4u); q += NX * 4u) {
       let m = q / (BK / 4u);
@@ -88,6 +109,11 @@ fn down(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       ws[n * BQ + q % (BK / 4u)] = down4(p.downOff + (e * H + min(n0 + n, H - 1u)) * IE + k, k, IE);
     }
     workgroupBarrier();
+    if (p.sNnz != 0u) {
+      ja = add_delta(ja, jaEnd, li, k0);
+      jb = add_delta(jb, jbEnd, li + 4u * NX, k0);
+      workgroupBarrier();
+    }
     for (var kq = 0u; kq < BK / 4u; kq++) {
       let b0 = ws[lid.x * BQ + kq]; let b1 = ws[(lid.x + NX) * BQ + kq];
       let b2 = ws[(lid.x + 2u * NX) * BQ + kq]; let b3 = ws[(lid.x + 3u * NX) * BQ + kq];

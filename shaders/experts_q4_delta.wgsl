@@ -1,6 +1,7 @@
 // 4-bit routed experts, sparse correction (ops/experts_q4.ts): Δ[j] = current value − dequantized W0 at table entry j,
-// the current value being an active entry's master or a dropped entry's overlay value. Once per step and tensor; the
-// correction kernels (experts_q4_*.wgsl) read Δ instead of the weights.
+// the current value being an active entry's master or a dropped entry's overlay value. Once per step and tensor (and
+// again in backward for all but the top layer: one Δ buffer per index space); the grouped GEMMs (experts*.wgsl) add it
+// to the 4-bit weights they stage.
 
 struct Params { rows: u32, ptr: u32, act: u32, col: u32, L: u32, szOff: u32, _p0: u32, _p1: u32 }
 

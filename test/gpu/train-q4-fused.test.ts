@@ -1,4 +1,4 @@
-// Trained 4-bit layers run their expert GEMMs on the 4-bit W0 plus a sparse f32 correction (ops/experts_q4.ts) instead of
+// Trained 4-bit layers run their expert GEMMs on the 4-bit W0 with the trained entries' Δ folded in (ops/experts_q4.ts) instead of
 // materializing f32 weights: after steps through a reselection (masters and a non-empty overlay differ from W0), one
 // training pass (loss, the selected entries' gradients, the routers' gradients) and an evaluation through the fused
 // path (the default) must match the same pass of a run on the materialized path (fusedExperts false: each layer's
@@ -15,7 +15,7 @@ import { importanceBatches } from '../../src/engine/train/run.ts';
 import { randomSamples } from '../helpers/samples.ts';
 import { expectClose } from '../helpers/compare.ts';
 
-describe('4-bit experts: fused GEMMs + sparse correction equal the materialized weights', () => {
+describe('4-bit experts: fused GEMMs with the trained entries folded in equal the materialized weights', () => {
   it('qwen3_moe fixture, after a reselection: loss, entry and router gradients, evaluation', async () => {
     const gpu = await nodeGpu();
     const s: TrainSettings = { frac: 0.05, steps: 4, microbatch: 2, accum: 1, seq: 12, lrPeak: 2e-2, wd: 0.005, trainFrom: 2, reselectEvery: 3, evalEvery: 0, nImportance: 2, frozenCacheN: 100, seed: 7, evalWindows: null };

@@ -5,8 +5,10 @@ import { isCpuAdapter, type GpuContext } from '../gpu/device.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
 import { isLargeGpu } from './tiling.ts';
+import { GEMM_CACHE_BYTES } from './matmul.ts';
 import { moeRouteMaxTiles } from './moe_route.ts';
 import { DEFAULT_GROUP, quantLayout } from '../quant/format.ts';
+import type { SparseTableGpu } from './experts_q4.ts';
 import gateUpSrc from '../../../shaders/experts.wgsl?raw';
 import downSrc from '../../../shaders/experts_down.wgsl?raw';
 import combineSrc from '../../../shaders/experts_combine.wgsl?raw';
@@ -179,10 +181,29 @@ function weightBytes(d: ExpertsDims, rows: number, cols: number): number {
   return rows * cols * (d.wDtype === 'bf16' ? 2 : 4);
 }
 
-export function expertsParams(d: ExpertsDims): Uint32Array {
+/** The GEMMs' params; with a sparse table `s`, its rowptr (forward or, `fwd` false, backward), cols, pos and nnz. */
+export function expertsParams(d: ExpertsDims, s: SparseTableGpu | null = null, fwd = true): Uint32Array {
   const o = [d.gateOffset ?? 0, d.upOffset ?? 0, d.downOffset ?? 0];
   const [e0, e1] = d.experts ?? [0, d.E];
-  return Uint32Array.from([d.H, d.IE, d.K, ...o, d.T, d.E, d.gateSz ?? 0, d.upSz ?? 0, d.downSz ?? 0, e0, e1, 0, 0, 0]);
+  const sp = s ? [fwd ? s.t.fPtr : s.t.bPtr, s.t.cols, s.t.bPos, s.t.nnz] : [0, 0, 0, 0];
+  return Uint32Array.from([d.H, d.IE, d.K, ...o, d.T, d.E, d.gateSz ?? 0, d.upSz ?? 0, d.downSz ?? 0, e0, e1, ...sp, 0, 0, 0]);
+}
+
+/**
+ * The sparse bindings (table, Δ) of a GEMM: the table's when it has entries, else `none` twice (an unread binding), and
+ * the table's launch arithmetic (docs/cost-model.md): every row tile of an expert reads, over its column tiles, the
+ * rowptr word of each of the expert's `keys` keys and `words` u32/f32 per entry (col, Δ; backward also pos), and adds
+ * each entry once. Uniform routing and entries: an expert's rows fill ceil(rows / EXPERT_TILE_M) tiles, its entries are
+ * nnz / E. An expert's row tiles are consecutive workgroups, so its part of the table (a strip) is read once when it
+ * fits GEMM_CACHE_BYTES (as the weights, read by every row tile, are counted once), else once per row tile.
+ */
+function sparseOf(s: SparseTableGpu | null | undefined, none: GPUBuffer, d: ExpertsDims, keys: number, words: number): { bind: GPUBuffer[]; flops: number; bytes: number } {
+  if (!s || s.t.nnz === 0) return { bind: [none, none], flops: 0, bytes: 0 };
+  const { rows, ne } = span(d);
+  const tiles = Math.ceil(rows / ne / EXPERT_TILE_M);
+  const strip = 4 * (keys + (words * s.t.nnz) / d.E);
+  const reads = strip <= GEMM_CACHE_BYTES ? 1 : tiles;
+  return { bind: [s.tab, s.delta], flops: ne * tiles * (s.t.nnz / d.E), bytes: reads * ne * strip };
 }
 
 function combineParams(T: number, H: number, K: number, weighted: boolean): Uint32Array {
@@ -210,21 +231,26 @@ export function expertsForward(
   expertsCombine(enc, out, s.Y, route.slot, topW, d.T, d.H, d.K);
 }
 
-/** G, U, A [R, IE] (=) <- x [T, H] gathered per sorted row, gate/up. Forward 1/3. */
-export function expertsGateUp(enc: Encoder, s: Pick<ExpertSaved<GPUBuffer>, 'G' | 'U' | 'A'>, x: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+/**
+ * G, U, A [R, IE] (=) <- x [T, H] gathered per sorted row, gate/up. Forward 1/3. With `sparse` (the G table of a 4-bit
+ * base, ops/experts_q4.ts): gate/up = W0 + Δ, Δ added to each staged weight slice.
+ */
+export function expertsGateUp(enc: Encoder, s: Pick<ExpertSaved<GPUBuffer>, 'G' | 'U' | 'A'>, x: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims, sparse?: SparseTableGpu | null): void {
   const gu = kernel(enc.gpu, { name: 'experts.gate_up', code: gateUpSrc, entryPoint: 'gate_up', constants: gemmConstants(enc.gpu, 'gate_up', d) });
   // G = x gate^T, U = x up^T over each row's expert; x rows gathered, gate and up read, G, U, A written
   const { rows, ne } = span(d);
-  const cost = { flops: 2 * 2 * rows * d.H * d.IE, bytes: 4 * rows * d.H + 2 * ne * weightBytes(d, d.IE, d.H) + 3 * 4 * rows * d.IE + 4 * rows };
-  gu.dispatch(enc, [x, w.gate, w.up, route.rowPair, route.tiles, s.G, s.U, s.A], [colTiles(enc.gpu, d.IE, 4), maxTilesOf(d)], expertsParams(d), cost);
+  const sp = sparseOf(sparse, route.tiles, d, 2 * d.IE, 2);
+  const cost = { flops: 2 * 2 * rows * d.H * d.IE + sp.flops, bytes: 4 * rows * d.H + 2 * ne * weightBytes(d, d.IE, d.H) + 3 * 4 * rows * d.IE + 4 * rows + sp.bytes };
+  gu.dispatch(enc, [x, w.gate, w.up, route.rowPair, route.tiles, s.G, s.U, s.A, ...sp.bind], [colTiles(enc.gpu, d.IE, 4), maxTilesOf(d)], expertsParams(d, sparse), cost);
 }
 
-/** Y [R, H] (=) <- A [R, IE], down. Forward 2/3. */
-export function expertsDown(enc: Encoder, Y: GPUBuffer, A: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+/** Y [R, H] (=) <- A [R, IE], down. Forward 2/3. With `sparse` (the D table): down = W0 + Δ. */
+export function expertsDown(enc: Encoder, Y: GPUBuffer, A: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims, sparse?: SparseTableGpu | null): void {
   const dn = kernel(enc.gpu, { name: 'experts.down', code: downSrc, entryPoint: 'down', constants: gemmConstants(enc.gpu, 'down', d) });
   const { rows, ne } = span(d);
-  const cost = { flops: 2 * rows * d.IE * d.H, bytes: 4 * rows * d.IE + ne * weightBytes(d, d.H, d.IE) + 4 * rows * d.H };
-  dn.dispatch(enc, [A, w.down, route.tiles, Y], [colTiles(enc.gpu, d.H, 8), maxTilesOf(d)], expertsParams(d), cost);
+  const sp = sparseOf(sparse, route.tiles, d, d.H, 2);
+  const cost = { flops: 2 * rows * d.IE * d.H + sp.flops, bytes: 4 * rows * d.IE + ne * weightBytes(d, d.H, d.IE) + 4 * rows * d.H + sp.bytes };
+  dn.dispatch(enc, [A, w.down, route.tiles, Y, ...sp.bind], [colTiles(enc.gpu, d.H, 8), maxTilesOf(d)], expertsParams(d, sparse), cost);
 }
 
 /** out [T, H] = sum_k w[t,k] * rows[slot(t,k)], w = topW [T, K] or 1 when topW is null. rows [R, H]. */
@@ -268,21 +294,26 @@ export function expertsBackwardCombine(enc: Encoder, dTopW: GPUBuffer, dY: GPUBu
   b.dispatch(enc, [dOut, Y, route.slot, topW, dTopW, dY], [groups(d.T * d.K, 64 / 8)], expertsParams(d), cost);
 }
 
-/** dG, dU [R, IE] (=) <- dY [R, H], down, saved G, U [R, IE]. Backward 2/4. */
-export function expertsBackwardAct(enc: Encoder, dG: GPUBuffer, dU: GPUBuffer, dY: GPUBuffer, w: ExpertWeights<GPUBuffer>, G: GPUBuffer, U: GPUBuffer, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+/** dG, dU [R, IE] (=) <- dY [R, H], down, saved G, U [R, IE]. Backward 2/4. With `sparse` (the D table, transposed): down = W0 + Δ. */
+export function expertsBackwardAct(enc: Encoder, dG: GPUBuffer, dU: GPUBuffer, dY: GPUBuffer, w: ExpertWeights<GPUBuffer>, G: GPUBuffer, U: GPUBuffer, route: ExpertRouting<GPUBuffer>, d: ExpertsDims, sparse?: SparseTableGpu | null): void {
   const act = kernel(enc.gpu, { name: 'experts.backward_act', code: actSrc, entryPoint: 'backward_act', constants: gemmConstants(enc.gpu, 'backward_act', d) });
   // dA = dY down (per row's expert), then the SwiGLU backward into dG, dU
   const { rows, ne } = span(d);
-  const cost = { flops: 2 * rows * d.H * d.IE, bytes: 4 * rows * d.H + ne * weightBytes(d, d.H, d.IE) + 4 * 4 * rows * d.IE };
-  act.dispatch(enc, [dY, w.down, G, U, route.tiles, dG, dU], [colTiles(enc.gpu, d.IE, 8), maxTilesOf(d)], expertsParams(d), cost);
+  const sp = sparseOf(sparse, route.tiles, d, d.IE, 3);
+  const cost = { flops: 2 * rows * d.H * d.IE + sp.flops, bytes: 4 * rows * d.H + ne * weightBytes(d, d.H, d.IE) + 4 * 4 * rows * d.IE + sp.bytes };
+  act.dispatch(enc, [dY, w.down, G, U, route.tiles, dG, dU, ...sp.bind], [colTiles(enc.gpu, d.IE, 8), maxTilesOf(d)], expertsParams(d, sparse, false), cost);
 }
 
-/** dXr [R, H] (=) = dG·gate_e + dU·up_e <- dG, dU [R, IE], gate/up. Backward 3/4 (experts_combine gathers dx). */
-export function expertsBackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer, dU: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
+/**
+ * dXr [R, H] (=) = dG·gate_e + dU·up_e <- dG, dU [R, IE], gate/up. Backward 3/4 (experts_combine gathers dx). With
+ * `sparse` (the G table, transposed): gate/up = W0 + Δ.
+ */
+export function expertsBackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer, dU: GPUBuffer, w: ExpertWeights<GPUBuffer>, route: ExpertRouting<GPUBuffer>, d: ExpertsDims, sparse?: SparseTableGpu | null): void {
   const inp = kernel(enc.gpu, { name: 'experts.backward_input', code: inSrc, entryPoint: 'backward_input', constants: gemmConstants(enc.gpu, 'backward_input', d) });
   const { rows, ne } = span(d);
-  const cost = { flops: 2 * 2 * rows * d.IE * d.H, bytes: 2 * 4 * rows * d.IE + 2 * ne * weightBytes(d, d.IE, d.H) + 4 * rows * d.H };
-  inp.dispatch(enc, [dG, dU, w.gate, w.up, route.tiles, dXr], [colTiles(enc.gpu, d.H, 8), maxTilesOf(d)], expertsParams(d), cost);
+  const sp = sparseOf(sparse, route.tiles, d, 2 * d.H, 3);
+  const cost = { flops: 2 * 2 * rows * d.IE * d.H + sp.flops, bytes: 2 * 4 * rows * d.IE + 2 * ne * weightBytes(d, d.IE, d.H) + 4 * rows * d.H + sp.bytes };
+  inp.dispatch(enc, [dG, dU, w.gate, w.up, route.tiles, dXr, ...sp.bind], [colTiles(enc.gpu, d.H, 8), maxTilesOf(d)], expertsParams(d, sparse, false), cost);
 }
 
 /**

@@ -1,9 +1,10 @@
 // Routed experts on a 4-bit base with trained entries, without materializing f32 weights: the grouped GEMMs of
-// ops/experts.ts read the 4-bit W0 (dequantized in registers), then these kernels add the trained entries' part as a
-// sparse f32 correction, Δ = current value − dequantized W0 at every entry that differs (active masters and the overlay
-// of dropped, once-trained entries). Per selection tensor a host-built table orders its entries by weight row (forward:
-// output column of G/U or Y) and transposed (backward: output column of dG/dU or dXr), so each output element has one
-// owner. Same signatures as ref/experts_q4.ts.
+// ops/experts.ts read the 4-bit W0 (dequantized in registers) and, given a table of this file, add the trained entries'
+// part to each weight slice they stage: Δ = current value − dequantized W0 at every entry that differs (active masters
+// and the overlay of dropped, once-trained entries). Per selection tensor a host-built table orders its entries by
+// weight row (forward: output column of G/U or Y) and transposed (backward: output column of dG/dU or dXr), so one
+// thread per staged column walks that column's entries in reduction order. Oracle: ref/experts_q4.ts (the products'
+// Δ part).
 //
 // Index spaces (train/selection.ts): G = gate|up [2, E, IE, H] flat, D = down [E, H, IE] flat. Both are blocks of
 // M rows of length L: flat f = (b·M + m)·L + l with b = part·E + e (G: M = IE, L = H) or e (D: M = H, L = IE). The
@@ -13,13 +14,8 @@
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
 import { DEFAULT_GROUP } from '../quant/format.ts';
-import type { ExpertRouting } from './experts.ts';
-import { maxTilesOf, type ExpertsDims } from './experts.ts';
+import type { ExpertsDims } from './experts.ts';
 import deltaSrc from '../../../shaders/experts_q4_delta.wgsl?raw';
-import gateUpSrc from '../../../shaders/experts_q4_gate_up.wgsl?raw';
-import downSrc from '../../../shaders/experts_q4_down.wgsl?raw';
-import actSrc from '../../../shaders/experts_q4_backward_act.wgsl?raw';
-import inSrc from '../../../shaders/experts_q4_backward_input.wgsl?raw';
 
 /** Bit of a forward column field: set = the entry is in the overlay (its value at the next overlay slot of its row). */
 export const OVERLAY = 0x8000;
@@ -91,7 +87,6 @@ export const sparseTableWords = (g: SparseGeometry, nnz: number): number => g.bl
 export interface SparseTableGpu { tab: GPUBuffer; delta: GPUBuffer; t: Omit<SparseTable, 'words' | 'flat'> }
 
 const WG = 256;
-const CWG = 64;
 const MAX_GROUPS = 65535;
 
 /** The 4-bit W0 of one tensor: its buffer (codes from word 0, (scale, zero) words from szWord), row length L, group G. */
@@ -108,47 +103,4 @@ export function expertsQ4Delta(enc: Encoder, s: SparseTableGpu, master: GPUBuffe
   const params = Uint32Array.from([rows, s.t.fPtr, s.t.fAct, s.t.cols, w0.L, w0.szWord, 0, 0]);
   // per row: its two rowptr and active-count words; per entry: col, value, a code word and a (scale, zero) word read; Δ written
   k.dispatch(enc, [s.tab, master, overlay ?? master, w0.buf, s.delta], [gx, Math.ceil(rows / (WG * gx))], params, { flops: 3 * n, bytes: 12 * rows + 20 * n });
-}
-
-/**
- * Launch arithmetic (docs/cost-model.md: compulsory traffic, inputs read once): the rowptr words of `keys` keys, `words`
- * u32/f32 per entry (col, Δ, pos), the dense input once (`inElems`), and `rw` words per output element corrected, at most
- * every output column of every row, at most the entries' rows (uniform routing: R / E rows per expert). FLOPs: one
- * multiply-add per entry and row of its expert.
- */
-function cost(d: ExpertsDims, keys: number, nnz: number, words: number, inElems: number, outCols: number, rw: number): { flops: number; bytes: number } {
-  const R = d.T * d.K;
-  const corrected = Math.min(outCols * R, (nnz * R) / d.E);
-  return { flops: (2 * nnz * R) / d.E, bytes: 4 * (keys + 1) + 4 * words * nnz + 4 * inElems + 4 * rw * corrected };
-}
-
-const params = (d: ExpertsDims, s: SparseTableGpu, fwd: boolean) =>
-  Uint32Array.from([d.H, d.IE, d.K, d.E, fwd ? s.t.fPtr : s.t.bPtr, s.t.cols, fwd ? 0 : s.t.bPos, 0]);
-
-/** G, U [R, IE] += x·Δᵀ over the G table's gate/up rows; A = silu(G)·U where corrected. After expertsGateUp on W0. */
-export function expertsQ4GateUp(enc: Encoder, s: { G: GPUBuffer; U: GPUBuffer; A: GPUBuffer }, x: GPUBuffer, tg: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  if (tg.t.nnz === 0) return;
-  const k = kernel(enc.gpu, { name: 'experts_q4.gate_up', code: gateUpSrc, entryPoint: 'gate_up', constants: { WG: CWG } });
-  k.dispatch(enc, [tg.tab, tg.delta, x, route.rowPair, route.tiles, s.G, s.U, s.A], [Math.ceil(d.IE / CWG), maxTilesOf(d)], params(d, tg, true), cost(d, 2 * d.E * d.IE, tg.t.nnz, 2, d.T * d.H + d.T * d.K, d.IE, 5));
-}
-
-/** Y [R, H] += A·Δᵀ over the D table's rows. After expertsDown on W0. */
-export function expertsQ4Down(enc: Encoder, Y: GPUBuffer, A: GPUBuffer, td: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  if (td.t.nnz === 0) return;
-  const k = kernel(enc.gpu, { name: 'experts_q4.down', code: downSrc, entryPoint: 'down', constants: { WG: CWG } });
-  k.dispatch(enc, [td.tab, td.delta, A, route.tiles, Y], [Math.ceil(d.H / CWG), maxTilesOf(d)], params(d, td, true), cost(d, d.E * d.H, td.t.nnz, 2, d.T * d.K * d.IE, d.H, 2));
-}
-
-/** dG, dU [R, IE] += (dY·Δ) through the SwiGLU backward, over the D table transposed. After expertsBackwardAct on W0. */
-export function expertsQ4BackwardAct(enc: Encoder, dG: GPUBuffer, dU: GPUBuffer, dY: GPUBuffer, G: GPUBuffer, U: GPUBuffer, td: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  if (td.t.nnz === 0) return;
-  const k = kernel(enc.gpu, { name: 'experts_q4.backward_act', code: actSrc, entryPoint: 'backward_act', constants: { WG: CWG } });
-  k.dispatch(enc, [td.tab, td.delta, dY, G, U, route.tiles, dG, dU], [Math.ceil(d.IE / CWG), maxTilesOf(d)], params(d, td, false), cost(d, d.E * d.IE, td.t.nnz, 3, d.T * d.K * d.H, d.IE, 6));
-}
-
-/** dXr [R, H] += dG·Δgate + dU·Δup over the G table transposed. After expertsBackwardInput on W0. */
-export function expertsQ4BackwardInput(enc: Encoder, dXr: GPUBuffer, dG: GPUBuffer, dU: GPUBuffer, tg: SparseTableGpu, route: ExpertRouting<GPUBuffer>, d: ExpertsDims): void {
-  if (tg.t.nnz === 0) return;
-  const k = kernel(enc.gpu, { name: 'experts_q4.backward_input', code: inSrc, entryPoint: 'backward_input', constants: { WG: CWG } });
-  k.dispatch(enc, [tg.tab, tg.delta, dG, dU, route.tiles, dXr], [Math.ceil(d.H / CWG), maxTilesOf(d)], params(d, tg, false), cost(d, 2 * d.E * d.H, tg.t.nnz, 3, 2 * d.T * d.K * d.IE, d.H, 2));
 }

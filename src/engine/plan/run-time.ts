@@ -59,7 +59,7 @@ export interface Calls {
  * The distinct kernels (one pipeline each) a run first uses in each part, by name, for a Qwen3-MoE-shaped model: the
  * first evaluation compiles the forward (the expert kernels twice when frozen layers read bf16 experts and the trained
  * layers f32), the importance pass the backward and the selection (4-bit: also the dequantization), the first step the
- * optimizer (4-bit: also the sparse corrections). Reselections and later evaluations compile nothing new.
+ * optimizer (4-bit: also the trained entries' Δ). Reselections and later evaluations compile nothing new.
  */
 export const RUN_KERNELS = {
   forward: ['embedding.forward', 'rmsnorm.forward', 'matmul.forward', 'rope.forward', 'attention.forward', 'router.matmul', 'router.forward',
@@ -75,12 +75,12 @@ export const RUN_KERNELS = {
   f32Training: ['adam.scatter'],
   /**
    * 4-bit trained experts (fused, train/q4-base.ts): the trained entries' Δ scattered before the first evaluation; the
-   * selection dequantizes a chunk of W0; the steps add the sparse corrections.
+   * selection dequantizes a chunk of W0; the steps compute the trained entries' Δ (the GEMMs add it as they stage W0).
    */
   fused: {
     evals: ['adam.scatter'],
     setup: ['dequant'],
-    train: ['experts_q4.gate_up', 'experts_q4.down', 'experts_q4.delta', 'experts_q4.backward_act', 'experts_q4.backward_input'],
+    train: ['experts_q4.delta'],
   },
 } as const;
 
@@ -97,11 +97,12 @@ export function runKernels(s: Pick<RunShape, 'trainFrom' | 'quantized'>): { eval
 
 /**
  * Dispatches a training pass makes, as the cost model counts them (usaf bench --cost --synthetic demo, MICROBATCH 1,
- * SEQ 16: 71, 133 and 257 a step for 1, 2 and 4 trained layers): per trained layer 26 forward, 30 backward and 6 in the
- * optimizer; the LM head 4 forward and 4 backward; 1 more a step. A frozen or evaluated layer's forward is the same 26.
+ * SEQ 16, 4-bit experts: 42, 97 and 207 a step for 1, 2 and 4 trained layers): per trained layer 22 forward (2 of them
+ * the trained entries' Δ), 27 backward (the lowest 7, with the head's last) and 6 in the optimizer; the LM head 4 forward
+ * and 1 backward; 2 more a step. A frozen or evaluated layer's forward is counted as the same 22.
  * On a CPU adapter each dispatch costs milliseconds whatever its size, so a small step is counted in dispatches, not FLOPs.
  */
-export const DISPATCHES = { forward: 26, backward: 31, lowestBackward: 12, optimizer: 6, head: 4, headBackward: 1, step: 2 } as const;
+export const DISPATCHES = { forward: 22, backward: 27, lowestBackward: 7, optimizer: 6, head: 4, headBackward: 1, step: 2 } as const;
 
 /** Waits a step makes: one readback (every microbatch's loss rows and the non-finite flag, read a step late). */
 const STEP_SYNCS = 1;

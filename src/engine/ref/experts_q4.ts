@@ -1,5 +1,5 @@
-// CPU float64 oracle of the 4-bit experts' sparse correction (tests only). Same signatures as ops/experts_q4.ts, but Δ
-// as dense tensors (zero where no entry): G space [2, E, IE, H] (gate then up), D space [E, H, IE]. Rows are the
+// CPU float64 oracle of the trained entries' part of the 4-bit experts' products (tests only): what the grouped GEMMs
+// (ops/experts.ts with a sparse table of ops/experts_q4.ts) add to the products on W0, with Δ as dense tensors (zero where no entry): G space [2, E, IE, H] (gate then up), D space [E, H, IE]. Rows are the
 // expert-sorted rows of moe_route (expert from offsets, token = rowPair / K).
 
 import type { ExpertRouting, ExpertsDims } from '../ops/experts.ts';

@@ -16,7 +16,6 @@ import { rmsnormBackward } from '../ops/rmsnorm.ts';
 import { ropeBackward } from '../ops/rope.ts';
 import { attentionBackward } from '../ops/attention.ts';
 import { routerBackward, routerLogitsBackward } from '../ops/router.ts';
-import { expertsQ4BackwardAct, expertsQ4BackwardInput } from '../ops/experts_q4.ts';
 import { expertsBackward, expertsBackwardAct, expertsBackwardCombine, expertsBackwardInput, expertsBackwardWeights, expertsCombine } from '../ops/experts.ts';
 import { sparseGradDown, sparseGradGateUp } from '../ops/sparse_grad.ts';
 import { addInPlace, clampBackward, siluMulBackward } from '../ops/elementwise.ts';
@@ -248,18 +247,16 @@ function moeBackward(enc: Encoder, f: Forward, lw: LayerWeights, a: LayerActs, w
     expertsBackwardCombine(enc, wk.dTopW, g.dY, wk.dResid, a.Y, a.topW, route, d);
     if (act) expertsBackwardAct(enc, g.dG, g.dU, g.dY, w, a.G, a.U, route, d);
   } else if (ch.fused) {
-    // 4-bit W0 + the sparse correction (see Forward.moe), Δ as the forward recorded it
+    // 4-bit W0 + the trained entries' Δ in the GEMMs (see Forward.moe)
     const fz = ch.fused(enc, false);
     const dq = expertDims(s, T, 'q4', fz.w);
     const wq = { gate: fz.w.gate.buf, up: fz.w.up.buf, down: fz.w.down.buf };
     expertsBackwardCombine(enc, wk.dTopW, g.dY, wk.dResid, a.Y, a.topW, route, dq);
     if (act) {
-      expertsBackwardAct(enc, g.dG, g.dU, g.dY, wq, a.G, a.U, route, dq);
-      expertsQ4BackwardAct(enc, g.dG, g.dU, g.dY, a.G, a.U, fz.D, route, dq);
+      expertsBackwardAct(enc, g.dG, g.dU, g.dY, wq, a.G, a.U, route, dq, fz.D);
     }
     if (inputGrad) {
-      expertsBackwardInput(enc, g.dXr, g.dG, g.dU, wq, route, dq);
-      expertsQ4BackwardInput(enc, g.dXr, g.dG, g.dU, fz.G, route, dq);
+      expertsBackwardInput(enc, g.dXr, g.dG, g.dU, wq, route, dq, fz.G);
       expertsCombine(enc, wk.dHn, g.dXr, route.slot, null, T, s.hidden, m.topK);
     }
   } else {

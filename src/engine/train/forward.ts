@@ -15,7 +15,6 @@ import { ropeForward, ropeTables } from '../ops/rope.ts';
 import { ATTENTION_TILES, attentionBackwardScratch, attentionForward, type AttentionDims, type AttentionTiles } from '../ops/attention.ts';
 import { routerForward, routerLogits } from '../ops/router.ts';
 import { moeRoute } from '../ops/moe_route.ts';
-import { expertsQ4Down, expertsQ4GateUp } from '../ops/experts_q4.ts';
 import { EXPERT_TILE_M, expertsCombine, expertsDown, expertsForward, expertsGateUp, maxTilesOf, type ExpertsDims } from '../ops/experts.ts';
 import { embeddingForward } from '../ops/embedding.ts';
 import { xentHead, xentTokenChunk, xentWorkElements, XENT_IGNORE, type XentDims, type XentGrad } from '../ops/xent.ts';
@@ -323,14 +322,12 @@ export class Forward {
     const ch = lw.expertChunks;
     if (!ch) return expertsForward(enc, a.mlpOut, a, a.hn, w, a.topW, route, d);
     if (ch.fused) {
-      // 4-bit W0 in the GEMMs, the trained entries added as a sparse correction: no f32 expert weights
+      // 4-bit W0 in the GEMMs, the trained entries' Δ added to each staged weight slice: no f32 expert weights
       const fz = ch.fused(enc, true);
       const dq = expertDims(s, T, 'q4', fz.w);
       const wq = { gate: fz.w.gate.buf, up: fz.w.up.buf, down: fz.w.down.buf };
-      expertsGateUp(enc, a, a.hn, wq, route, dq);
-      expertsQ4GateUp(enc, a, a.hn, fz.G, route, dq);
-      expertsDown(enc, a.Y, a.A, wq, route, dq);
-      expertsQ4Down(enc, a.Y, a.A, fz.D, route, dq);
+      expertsGateUp(enc, a, a.hn, wq, route, dq, fz.G);
+      expertsDown(enc, a.Y, a.A, wq, route, dq, fz.D);
       return expertsCombine(enc, a.mlpOut, a.Y, a.slot, a.topW, T, s.hidden, m.topK);
     }
     // one chunk of experts at a time: each GEMM writes only its chunk's rows, so the rows end as in one pass

@@ -1,7 +1,9 @@
-// 4-bit experts with trained entries, no f32 weights: the sparse tables (host), the Δ kernel, and the four correction
-// kernels after the 4-bit grouped GEMMs, each vs its float64 oracle (ref/experts_q4.ts) on the GPU's own inputs, and the
-// whole forward/backward vs the dense oracle (ref/experts.ts) on the current weights W0 + Δ. IE = 24 in groups of 16
-// has a short last group; some weight rows carry many entries, most none; outputs poisoned before every write.
+// 4-bit experts with trained entries, no f32 weights: the sparse tables (host), the Δ kernel, and the four grouped GEMMs
+// with the table folded in (Δ added to each staged 4-bit slice), each vs the same GEMM on W0 alone plus the float64
+// oracle of the Δ part (ref/experts_q4.ts) on the GPU's own inputs, in every tiling (several column tiles, slices of 8
+// and 16: entries at slice starts and ends); and the whole forward/backward vs the dense oracle (ref/experts.ts) on the
+// current weights W0 + Δ. IE = 40 in groups of 16 has a short last group and a short last slice; some weight rows carry
+// many entries, most none; expert 4 gets no rows, the others ragged tiles; outputs poisoned before every write.
 import { describe, expect, it } from 'vitest';
 import * as ex from '../../../src/engine/ops/experts.ts';
 import * as q4 from '../../../src/engine/ops/experts_q4.ts';
@@ -15,7 +17,7 @@ import { f32Buffer, poisoned, readF32, run, testGpu, u32Buffer } from '../../hel
 import { cpuRoute, q4Tensor, randomRouting } from '../../helpers/experts-data.ts';
 
 const G = 16;
-const T = 40, H = 48, E = 5, K = 2, IE = 24;
+const T = 40, H = 80, E = 5, K = 2, IE = 40;
 const R = T * K;
 const per = E * IE * H;
 const d: ex.ExpertsDims = { T, H, E, K, IE, wDtype: 'q4', groupSize: G };
@@ -50,7 +52,7 @@ const topW = randn(T * K, 22).map((v) => 0.2 + Math.abs(v));
 const dOut = randn(T * H, 23);
 const topIdx = randomRouting(T, K, E, 24, 4); // expert 4 gets no rows
 
-describe('4-bit experts, sparse f32 correction', () => {
+describe('4-bit experts, trained entries folded into the GEMMs', () => {
   it('tables list every entry once, in row order forward and column order backward', () => {
     const geo = q4.dGeometry(d);
     const t = q4.buildSparseTable(geo, ed.active, ed.overlay);
@@ -85,9 +87,12 @@ describe('4-bit experts, sparse f32 correction', () => {
     // 8 bytes per entry: the tables of 1 and 101 entries differ by 100 × 2 words
     expect(q4.sparseTableWords(geo, 101) - q4.sparseTableWords(geo, 1)).toBe(200);
     expect(t.words.length).toBe(q4.sparseTableWords(geo, t.nnz));
+    // slice boundaries (BK 8 and 16) carry entries, on both sides
+    const ls = Array.from(t.flat, (f) => f % IE);
+    for (const l of [0, 7, 8, 15, 16, 31, 32, IE - 1]) expect(ls, `an entry at l = ${l}`).toContain(l);
   });
 
-  it('Δ, then forward and backward corrections match their oracles and the dense products on W0 + Δ', async () => {
+  it('Δ, then the GEMMs with the table folded in match W0 + the Δ oracle, in every tiling, and the dense products on W0 + Δ', async () => {
     const gpu = await testGpu();
     const rd = { T, K, E, tileM: ex.EXPERT_TILE_M };
     const rt = { counts: poisoned(gpu, E), offsets: poisoned(gpu, E + 1), slot: poisoned(gpu, R), rowPair: poisoned(gpu, R), tiles: poisoned(gpu, 4 * route.moeRouteMaxTiles(rd)) };
@@ -117,41 +122,66 @@ describe('4-bit experts, sparse f32 correction', () => {
     }
 
     const crt = cpuRoute(topIdx, rd);
-    // forward: 4-bit gate/up, then its correction (oracle on the GPU's uncorrected G, U)
-    await run(gpu, (enc) => ex.expertsGateUp(enc, s, xb, w, rt, dq));
-    const s0 = { G: await read(s.G), U: await read(s.U), A: new Float64Array(R * IE) };
-    await run(gpu, (enc) => q4.expertsQ4GateUp(enc, s, xb, tg, rt, dq));
-    refQ4.expertsQ4GateUp(s0, x, DG, crt, dq);
-    expectClose(await readF32(gpu, s.G), s0.G, 1e-5, 1e-4, 'G corrected');
-    expectClose(await readF32(gpu, s.U), s0.U, 1e-5, 1e-4, 'U corrected');
-    expectClose(await readF32(gpu, s.A), s0.A, 1e-5, 1e-4, 'A corrected');
-    await run(gpu, (enc) => ex.expertsDown(enc, s.Y, s.A, w, rt, dq));
-    const Y0 = await read(s.Y);
-    await run(gpu, (enc) => {
-      q4.expertsQ4Down(enc, s.Y, s.A, td, rt, dq);
-      ex.expertsCombine(enc, out, s.Y, rt.slot, tw, T, H, K);
-    });
-    refQ4.expertsQ4Down(Y0, await read(s.A), DD, crt, dq);
-    expectClose(await readF32(gpu, s.Y), Y0, 1e-5, 1e-4, 'Y corrected');
+    const tilings = [...ex.expertsVariants().map((v) => v.tiling), { NX: 4, BK: 8 }];
+    for (const tiling of tilings) {
+      ex.forceExpertsTiling(tiling);
+      try {
+        const at = `(NX ${tiling.NX} BK ${tiling.BK})`;
+        // forward: gate/up on W0 (the GPU's, into s0), then on W0 + Δ (into s): s = s0 + the oracle's Δ part
+        const s0 = { G: poisoned(gpu, R * IE), U: poisoned(gpu, R * IE), A: poisoned(gpu, R * IE) };
+        const sf = { G: poisoned(gpu, R * IE), U: poisoned(gpu, R * IE), A: poisoned(gpu, R * IE), Y: poisoned(gpu, R * H) };
+        await run(gpu, (enc) => {
+          ex.expertsGateUp(enc, s0, xb, w, rt, dq);
+          ex.expertsGateUp(enc, sf, xb, w, rt, dq, tg);
+        });
+        const want = { G: await read(s0.G), U: await read(s0.U), A: new Float64Array(R * IE) };
+        refQ4.expertsQ4GateUp(want, x, DG, crt, dq);
+        expectClose(await readF32(gpu, sf.G), want.G, 1e-5, 1e-4, `G ${at}`);
+        expectClose(await readF32(gpu, sf.U), want.U, 1e-5, 1e-4, `U ${at}`);
+        expectClose(await readF32(gpu, sf.A), want.A, 1e-5, 1e-4, `A ${at}`);
+        const Y0 = poisoned(gpu, R * H);
+        await run(gpu, (enc) => {
+          ex.expertsDown(enc, Y0, sf.A, w, rt, dq);
+          ex.expertsDown(enc, sf.Y, sf.A, w, rt, dq, td);
+        });
+        const wantY = await read(Y0);
+        refQ4.expertsQ4Down(wantY, await read(sf.A), DD, crt, dq);
+        expectClose(await readF32(gpu, sf.Y), wantY, 1e-5, 1e-4, `Y ${at}`);
 
-    // backward: 4-bit act and input GEMMs, each then corrected
+        // backward: act and input likewise (dY from the combine's backward over the fused Y)
+        const dY = poisoned(gpu, R * H), dG0 = poisoned(gpu, R * IE), dU0 = poisoned(gpu, R * IE), dG = poisoned(gpu, R * IE), dU = poisoned(gpu, R * IE);
+        await run(gpu, (enc) => {
+          ex.expertsBackwardCombine(enc, poisoned(gpu, R), dY, f32Buffer(gpu, dOut), sf.Y, tw, rt, dq);
+          ex.expertsBackwardAct(enc, dG0, dU0, dY, w, sf.G, sf.U, rt, dq);
+          ex.expertsBackwardAct(enc, dG, dU, dY, w, sf.G, sf.U, rt, dq, td);
+        });
+        const wdG = await read(dG0), wdU = await read(dU0);
+        refQ4.expertsQ4BackwardAct(wdG, wdU, await read(dY), await read(sf.G), await read(sf.U), DD, crt, dq);
+        expectClose(await readF32(gpu, dG), wdG, 1e-5, 1e-4, `dG ${at}`);
+        expectClose(await readF32(gpu, dU), wdU, 1e-5, 1e-4, `dU ${at}`);
+        const dXr0 = poisoned(gpu, R * H), dXr = poisoned(gpu, R * H);
+        await run(gpu, (enc) => {
+          ex.expertsBackwardInput(enc, dXr0, dG, dU, w, rt, dq);
+          ex.expertsBackwardInput(enc, dXr, dG, dU, w, rt, dq, tg);
+        });
+        const wdXr = await read(dXr0);
+        refQ4.expertsQ4BackwardInput(wdXr, await read(dG), await read(dU), DG, crt, dq);
+        expectClose(await readF32(gpu, dXr), wdXr, 1e-5, 1e-4, `dXr ${at}`);
+      } finally {
+        ex.forceExpertsTiling(null);
+      }
+    }
+
+    // the adapter's tiling, start to end: forward and backward on W0 + Δ
     await run(gpu, (enc) => {
+      ex.expertsGateUp(enc, s, xb, w, rt, dq, tg);
+      ex.expertsDown(enc, s.Y, s.A, w, rt, dq, td);
+      ex.expertsCombine(enc, out, s.Y, rt.slot, tw, T, H, K);
       ex.expertsBackwardCombine(enc, dTopW, g.dY, f32Buffer(gpu, dOut), s.Y, tw, rt, dq);
-      ex.expertsBackwardAct(enc, g.dG, g.dU, g.dY, w, s.G, s.U, rt, dq);
-    });
-    const dG0 = await read(g.dG), dU0 = await read(g.dU);
-    await run(gpu, (enc) => q4.expertsQ4BackwardAct(enc, g.dG, g.dU, g.dY, s.G, s.U, td, rt, dq));
-    refQ4.expertsQ4BackwardAct(dG0, dU0, await read(g.dY), await read(s.G), await read(s.U), DD, crt, dq);
-    expectClose(await readF32(gpu, g.dG), dG0, 1e-5, 1e-4, 'dG corrected');
-    expectClose(await readF32(gpu, g.dU), dU0, 1e-5, 1e-4, 'dU corrected');
-    await run(gpu, (enc) => ex.expertsBackwardInput(enc, g.dXr, g.dG, g.dU, w, rt, dq));
-    const dXr0 = await read(g.dXr);
-    await run(gpu, (enc) => {
-      q4.expertsQ4BackwardInput(enc, g.dXr, g.dG, g.dU, tg, rt, dq);
+      ex.expertsBackwardAct(enc, g.dG, g.dU, g.dY, w, s.G, s.U, rt, dq, td);
+      ex.expertsBackwardInput(enc, g.dXr, g.dG, g.dU, w, rt, dq, tg);
       ex.expertsCombine(enc, dx, g.dXr, rt.slot, null, T, H, K);
     });
-    refQ4.expertsQ4BackwardInput(dXr0, await read(g.dG), await read(g.dU), DG, crt, dq);
-    expectClose(await readF32(gpu, g.dXr), dXr0, 1e-5, 1e-4, 'dXr corrected');
 
     // the whole: dense f64 products on the current weights W0 + Δ
     const cur = { gate: gu.values.map((v, i) => v + DG[i]!).subarray(0, per), up: gu.values.map((v, i) => v + DG[i]!).subarray(per), down: dn.values.map((v, i) => v + DD[i]!) };

@@ -79,7 +79,7 @@ describe('runFlops', () => {
     }
     const c = runCalls(demo, shape, 2);
     expect(c.train.syncs).toBe(10); // per step: one readback (the loss rows and the non-finite flag)
-    expect(c.evals.dispatches).toBe(2 * (25 + 25) * (8 * 26 + 4)); // every layer and the head per batch of 2 windows
+    expect(c.evals.dispatches).toBe(2 * (25 + 25) * (8 * 22 + 4)); // every layer and the head per batch of 2 windows
   }, 120_000);
 
   it('gives seconds at a measured rate', () => {
