@@ -39,6 +39,9 @@ export class DeviceLostError extends Error {
   override name = 'DeviceLostError';
 }
 
+/** Storage buffers the widest kernel binds in one stage (experts.wgsl gate_up with its sparse table and Δ). */
+export const MIN_STORAGE_BUFFERS = 10;
+
 const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'] as GPUFeatureName[];
 
 /** Software rasterizers that implement WebGPU on the CPU (Chromium's SwiftShader, Mesa's llvmpipe / lavapipe, WARP). */
@@ -58,6 +61,9 @@ export async function createGpu(opts: { gpu?: GPU; powerPreference?: GPUPowerPre
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
   if (!adapter) throw new GpuUnavailableError('WebGPU found no GPU adapter (is hardware acceleration disabled?).');
   const L = adapter.limits;
+  if (L.maxStorageBuffersPerShaderStage < MIN_STORAGE_BUFFERS) {
+    throw new GpuUnavailableError(`this GPU adapter allows ${L.maxStorageBuffersPerShaderStage} storage buffers per shader stage; the routed-expert kernels bind ${MIN_STORAGE_BUFFERS} (WebGPU's default is 8, most desktop GPUs offer 10 or more)`);
+  }
   const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({
     requiredFeatures,
