@@ -317,7 +317,7 @@ async function deltaOf(run: { spec: ModelSpec; model: FileSet; runName: string }
 }
 
 /** Folder of the run where a finished run keeps its delta, and the record that says it is complete. */
-export const KEPT_DELTA_DIR = 'delta';
+const KEPT_DELTA_DIR = 'delta';
 const KEPT_FILE = 'kept.json';
 
 async function keptDelta(files: FileSet): Promise<{ step: number; originalSource: string | null } | null> {
