@@ -170,10 +170,9 @@ test('runs: set-up progress, step-0 PPL plotted, pause, reload reopens the run, 
   assert.ok(elapsed >= record.checkpointElapsedMs, `elapsed ${elapsed} ms ≥ the stored ${record.checkpointElapsedMs} ms`);
   assert.ok(elapsed - record.checkpointElapsedMs <= step2.sec * 1000 + 500,
     `the resumed session counted ${elapsed - record.checkpointElapsedMs} ms for a step of ${step2.sec * 1000} ms`);
-  // The resumed step's tokens/s is its own (the kernels compiled before it, in the 'warming' phase): within 2× of step 1's
-  // (measured 12× below it when the resumed step included compiling its kernels).
+  // The resumed step's tokens/s is its own: that the 'warming' phase compiles every kernel of a normal step is checked
+  // by counting pipelines (test/gpu/train.test.ts); times are only printed here.
   console.log(`    tokens/s: step 1 ${step1.tok_s}, resumed step 2 ${step2.tok_s}`);
-  assert.ok(step2.tok_s >= step1.tok_s / 2 && step2.tok_s <= step1.tok_s * 2, `resumed step 2 at ${step2.tok_s} tokens/s, step 1 at ${step1.tok_s}`);
 
   // It finishes: "PPL after" now filled with the last evaluation.
   await row(page, runId).filter({ hasText: 'done' }).waitFor({ timeout: STEP_MS });

@@ -18,6 +18,7 @@ import { openCheckpoint, type Checkpoint } from '../../src/engine/io/checkpoint.
 import { nodeFolder } from '../../src/node/folder.ts';
 import { loadWeights } from '../../src/engine/train/weights.ts';
 import { Forward } from '../../src/engine/train/forward.ts';
+import { pipelinesBuilt } from '../../src/engine/gpu/kernel.ts';
 import { randomSamples } from '../helpers/samples.ts';
 
 const FIX = 'test/fixtures/qwen3_moe';
@@ -49,19 +50,30 @@ describe('training (qwen3_moe fixture)', () => {
     await a.init(importanceBatches(s.seed, s.nImportance, s.microbatch, data.count));
     const full: number[] = [];
     let snap: Uint8Array | null = null;
+    let snap3: Uint8Array | null = null;
     for (let i = 0; i < 5; i++) {
       full.push((await a.trainStep()).record.loss);
       if (i === 1) snap = concat(encodeTrainCheckpoint(await a.snapshot(s as unknown as Record<string, unknown>, [])));
+      if (i === 2) snap3 = concat(encodeTrainCheckpoint(await a.snapshot(s as unknown as Record<string, unknown>, [])));
     }
     expect(a.turnovers.length).toBe(1);
     expect(full.every(Number.isFinite)).toBe(true);
 
-    // Resumed from the checkpoint after step 2, on freshly loaded weights.
+    // Resumed from the checkpoint after step 2 (step 3 reselects), on freshly loaded weights.
     const b = await trainer(gpu, s, data);
     await b.restore(await decodeTrainCheckpoint(memorySource(snap!, 'train-state.safetensors')));
     await b.warmUp(); // what runTraining does after a restore: it must change nothing
     const resumed: number[] = [];
     for (let i = 2; i < 5; i++) resumed.push((await b.trainStep()).record.loss);
+    // After step 3 (step 4 is a normal step), on a fresh device: the warm-up compiles every kernel of a normal step, so
+    // that the first resumed step's time is its own; its skipped update changes nothing.
+    const b3 = await trainer(await nodeGpu({ fresh: true }), s, data);
+    await b3.restore(await decodeTrainCheckpoint(memorySource(snap3!, 'train-state.safetensors')));
+    await b3.warmUp();
+    const built = pipelinesBuilt();
+    const step4 = (await b3.trainStep()).record.loss;
+    expect(pipelinesBuilt() - built, 'pipelines compiled by the first resumed step').toBe(0);
+    expect(Math.abs(step4 - full[3]!), 'step 4 resumed on a fresh device').toBeLessThanOrEqual(1e-5);
     for (let i = 0; i < 3; i++) expect(Math.abs(resumed[i]! - full[i + 2]!), `step ${i + 3}`).toBeLessThanOrEqual(1e-5);
 
     // Same run with no frozen cache: identical losses.

@@ -42,6 +42,11 @@ export interface KernelVariant {
 
 let variantIds = 0;
 
+/** Compute pipelines built so far in this realm (all devices): a test counts what a step compiles. */
+export function pipelinesBuilt(): number {
+  return variantIds;
+}
+
 export class Kernel {
   private variants = new Map<number, KernelVariant>();
 

@@ -371,15 +371,7 @@ export class Trainer {
     if (this.pending) done = await this.collect();
     const enc2 = new Encoder(this.gpu, 'optimizer');
     const lr = learningRate(s, this.s.steps, this.s.lrPeak);
-    const t = this.adamT + 1; // counted on the host once the step is known to be applied
-    for (const l of this.layers) {
-      for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
-        sel.update(enc2, lr, t, this.s.wd, this.adamBias && { bias: this.adamBias, tMax: this.s.steps }, this.flag);
-        if (w) scatterMasters(enc2, w, sel.master, sel.idx, this.flag, sel.k, { dtype: 'f32' }); // 4-bit: the fused Δ or Q4Base.load does it
-      }
-      routerSgd(enc2, l.router, l.routerBuf, l.dRouter, this.flag, l.dRouter.size / 4, { lr, weightDecay: this.s.wd, hasBuf: this.routerHasBuf });
-    }
-    this.shared?.update(enc2, lr, t, this.s.wd, this.flag);
+    this.encodeUpdate(enc2, lr, this.adamT + 1); // Adam's t is counted on the host once the step is known to be applied
     if (this.span) this.span.end(enc2, slot, SPAN_AT);
     enc2.submit();
     const now = performance.now();
@@ -392,6 +384,18 @@ export class Trainer {
     this.pending = { step: s, lr, tokens, masks, wall, extra: wallExtra / 1000, read: this.ring.send() };
     this.step = s;
     return { done, reselect };
+  }
+
+  /** The update of every trained value from its gradient; each kernel does nothing when `this.flag` is set. */
+  private encodeUpdate(enc: Encoder, lr: number, t: number): void {
+    for (const l of this.layers) {
+      for (const [sel, w] of [[l.G, l.gu], [l.D, l.down]] as const) {
+        sel.update(enc, lr, t, this.s.wd, this.adamBias && { bias: this.adamBias, tMax: this.s.steps }, this.flag);
+        if (w) scatterMasters(enc, w, sel.master, sel.idx, this.flag, sel.k, { dtype: 'f32' }); // 4-bit: the fused Δ or Q4Base.load does it
+      }
+      routerSgd(enc, l.router, l.routerBuf, l.dRouter, this.flag, l.dRouter.size / 4, { lr, weightDecay: this.s.wd, hasBuf: this.routerHasBuf });
+    }
+    this.shared?.update(enc, lr, t, this.s.wd, this.flag);
   }
 
   /** The step's non-finite checks of every gradient into the flag, copied to the readback slot at 0. */
@@ -442,15 +446,25 @@ export class Trainer {
   }
 
   /**
-   * One training pass (forward and backward, no update) over the first samples, its gradients discarded: compiles the
-   * step's kernels on a fresh device, so that a resumed run's first step is timed on its own. Changes no trained state:
-   * the gradients it leaves are cleared by the next step, the data order is not touched, and the frozen cache (used as a
-   * step uses it: streamed frozen layers are not on the GPU) only gains the rows of these samples, which never change.
+   * A normal step's work on the first samples with its update skipped: compiles the step's kernels on a fresh device,
+   * so that a resumed run's first step is timed on its own. Changes no trained state: the pass's gradients are cleared
+   * by the next step, the update runs with the non-finite flag set (every optimizer kernel then leaves its values and
+   * state as they are, as for a skipped step), the data order is not touched, and the frozen cache (used as a step uses
+   * it: streamed frozen layers are not on the GPU) only gains the rows of these samples, which never change.
    */
   async warmUp(): Promise<void> {
     const samples = Array.from({ length: this.s.microbatch }, (_, i) => i % this.data.count);
     const { ids, targets } = this.batch(samples);
-    await this.graph.pass(ids, this.s.microbatch, this.s.seq, this.stepPass(samples, targets)); // its loss read back: the work is done
+    await this.graph.pass(ids, this.s.microbatch, this.s.seq, {
+      ...this.stepPass(samples, targets),
+      lossRows: (e, rows) => checkFinite(e, this.flag, rows, this.T),
+    });
+    this.gpu.device.queue.writeBuffer(this.flag, 0, new Uint32Array([1]));
+    const enc = new Encoder(this.gpu, 'optimizer');
+    this.encodeUpdate(enc, learningRate(this.step + 1, this.s.steps, this.s.lrPeak), this.adamT + 1);
+    enc.clear(this.flag);
+    enc.submit();
+    await this.gpu.device.queue.onSubmittedWorkDone();
   }
 
   /** A training step's pass over `samples`: their cached frozen rows, router and selected entries' gradients. */
