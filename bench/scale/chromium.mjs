@@ -147,12 +147,15 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
     await page.click('nav [data-screen=run]');
     await page.fill('#run-eval-windows', '1');
     await page.click('button:has-text("Start training")');
-    let gpuBytes = 0;
+    let gpuBytes = 0; // the run screen's "GPU memory": the engine's buffers at each step (steady state)
+    let gpuPeakBytes = 0; // its "GPU peak": the most held at once (importance, selection scratch and streamed layers included)
     const t0 = Date.now();
     for (;;) {
       const text = (await page.locator('[data-testid=run-stats]').textContent()) ?? '';
       const g = parseBytes(/GPU memory\s*([\d.]+\s*[KMGT]?B)/.exec(text)?.[1]);
       if (g && g > gpuBytes) gpuBytes = g;
+      const p = parseBytes(/GPU peak\s*([\d.]+\s*[KMGT]?B)/.exec(text)?.[1]);
+      if (p && p > gpuPeakBytes) gpuPeakBytes = p;
       const err = page.locator('[data-testid=run-error], [data-testid=run-live-error]');
       if (await err.count()) throw new Error(`training failed: ${await err.first().textContent()}`);
       const first = page.locator('[data-testid=run-history] tbody tr').first();
@@ -160,7 +163,19 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
       if (Date.now() - t0 > timeoutMs) throw new Error('training did not finish in time');
       await page.waitForTimeout(2000);
     }
-    await end('train', { gpu_bytes: gpuBytes, stats: (await page.locator('[data-testid=run-stats]').textContent())?.replace(/\s+/g, ' ').slice(0, 400) });
+    // the whole run's peak, kept delta included, to the byte: written beside the delta the run keeps (worker/engine.ts keepDelta)
+    const kept = await page.evaluate(async () => {
+      const runs = await (await navigator.storage.getDirectory()).getDirectoryHandle('runs');
+      for await (const [, h] of runs.entries()) {
+        if (h.kind !== 'directory') continue;
+        try {
+          return JSON.parse(await (await (await (await h.getDirectoryHandle('delta')).getFileHandle('kept.json')).getFile()).text());
+        } catch { /* not this run */ }
+      }
+      return null;
+    });
+    if (kept?.gpuPeakBytes > gpuPeakBytes) gpuPeakBytes = kept.gpuPeakBytes;
+    await end('train', { gpu_bytes: gpuPeakBytes, gpu_steady_bytes: gpuBytes, gpu_peak_kept: kept?.gpuPeakBytes ?? null, stats: (await page.locator('[data-testid=run-stats]').textContent())?.replace(/\s+/g, ' ').slice(0, 400) });
 
     await phase('export');
     log('chromium: export the fine-tuned model and the delta');
@@ -187,8 +202,9 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
       env: 'chromium', layers, browser: await page.evaluate(() => navigator.userAgent), model_id: modelId,
       peak_host_bytes: Math.max(...appPhases.map((p) => phases[p].peak_host_bytes)),
       peak_host_note: 'sum of VmRSS over every Chromium process (shared pages counted once per process); peak_pss_bytes splits them',
-      gpu_bytes: gpuBytes,
-      gpu_bytes_note: 'from the run screen\'s "GPU memory" (the engine\'s allocated buffers, 3 significant digits)',
+      gpu_bytes: gpuPeakBytes,
+      gpu_steady_bytes: gpuBytes,
+      gpu_bytes_note: 'the most GPU memory the engine held at once in the run (its buffers tallied by createBuffer, transient work included: run screen "GPU peak" and kept.json); gpu_steady_bytes: the run screen\'s "GPU memory" (held between steps, 3 significant digits)',
       faithful: check.faithful,
       phases, check, page_errors: errors.slice(0, 10),
       storage_bytes: { original: duBytes(src), opfs_usage_after: phases.export.storage_usage_bytes, downloads: phases.export.downloads_bytes },

@@ -84,8 +84,10 @@ export async function nodeJourney({ src, work, data, layers, seq = 16, steps = 2
     '--microbatch', '1', '--train-from', String(layers - 1), '--stream-frozen', '--eval-every', '0', '--eval-windows', '1',
     '--n-importance', '1', '--reselect-every', '0', '--lr-peak', '1e-2', '--checkpoint-every', String(steps)], log, timeoutMs);
   const summary = lastJson(tr.stdout);
-  const gpuBytes = summary ? Object.values(summary.gpu_bytes ?? {}).reduce((a, b) => a + b, 0) : null;
-  record('train', tr, duBytes(run), { gpu_bytes: gpuBytes, gpu_bytes_by_kind: summary?.gpu_bytes ?? null, losses: summary?.losses ?? null });
+  // GPU bytes: the most the engine held at once (transient work included); steady: what it held at the end, by kind
+  const gpuSteady = summary ? Object.values(summary.gpu_bytes ?? {}).reduce((a, b) => a + b, 0) : null;
+  const gpuBytes = summary?.gpu_peak_bytes ?? null;
+  record('train', tr, duBytes(run), { gpu_bytes: gpuBytes, gpu_steady_bytes: gpuSteady, gpu_bytes_by_kind: summary?.gpu_bytes ?? null, losses: summary?.losses ?? null });
 
   const delta = join(run, 'usaf-delta.safetensors');
   let mergedDir;

@@ -2,7 +2,7 @@
 // pause/resume/stop, checkpoints in the run folder, resume from the last one; exports restore that checkpoint.
 
 import { DeviceLostError, type GpuContext } from '../engine/gpu/device.ts';
-import { allocatedBytes } from '../engine/gpu/buffers.ts';
+import { allocatedBytes, peakAllocatedBytes } from '../engine/gpu/buffers.ts';
 import { openCheckpoint, type Checkpoint } from '../engine/io/checkpoint.ts';
 import type { FileSet } from '../engine/io/folder.ts';
 import type { FileSink } from '../engine/io/sink.ts';
@@ -194,8 +194,9 @@ async function keepDelta(inp: RunInputs, trainer: Trainer, ckpt: Checkpoint): Pr
     if (c.step !== trainer.step) return;
     const sink = prefixed(inp.runSink, KEPT_DELTA_DIR);
     const d = await deltaOf({ spec: inp.spec, model: inp.model, runName: inp.runFiles.name }, trainer, ckpt, c, sink, null);
-    // written last: the kept delta counts only once it is complete
-    await sink.write(KEPT_FILE, [new TextEncoder().encode(JSON.stringify({ step: d.step, originalSource: d.originalSource }))]);
+    // written last: the kept delta counts only once it is complete; with the most GPU memory the run held at once
+    const kept = { step: d.step, originalSource: d.originalSource, gpuPeakBytes: peakAllocatedBytes(trainer.gpu) };
+    await sink.write(KEPT_FILE, [new TextEncoder().encode(JSON.stringify(kept))]);
   } catch (e) {
     console.warn(`run ${inp.runFiles.name}: its delta is made at export instead (${(e as Error).message})`);
   }
@@ -212,7 +213,7 @@ function runEvents(t: Trainer, ts: TrainSettings, ev: EngineEvents, clock: RunCl
       const perStep = clock.session() / Math.max(1, r.step - firstStep);
       ev.onStep({
         step: r.step, steps: ts.steps, loss: r.loss, lr: r.lr, tokensPerSecond: r.tok_s, elapsedMs: clock.elapsed(),
-        etaMs: perStep * (ts.steps - r.step), gpuMemoryBytes: gpuBytes(t.gpu), skippedSteps: t.skipped,
+        etaMs: perStep * (ts.steps - r.step), gpuMemoryBytes: gpuBytes(t.gpu), gpuPeakBytes: peakAllocatedBytes(t.gpu), skippedSteps: t.skipped,
         activeFraction: activeFraction(t),
       });
     },
@@ -231,7 +232,7 @@ function runEvents(t: Trainer, ts: TrainSettings, ev: EngineEvents, clock: RunCl
 function replay(c: TrainCheckpoint, ts: TrainSettings, ev: EngineEvents, gpu: GpuContext, active: number): number {
   const h = historyFromLog(c.log as Record<string, unknown>[], ts.steps);
   const memory = gpuBytes(gpu);
-  for (const s of h.steps) ev.onStep({ ...s, gpuMemoryBytes: memory, activeFraction: active });
+  for (const s of h.steps) ev.onStep({ ...s, gpuMemoryBytes: memory, gpuPeakBytes: null, activeFraction: active });
   for (const e of h.evals) ev.onEval(e);
   for (const x of h.reselects) ev.onReselect({ ...x, activeFraction: active });
   return h.steps.at(-1)?.elapsedMs ?? 0;

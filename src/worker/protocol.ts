@@ -158,6 +158,8 @@ export interface StepEvent {
   elapsedMs: number;
   etaMs: number | null;
   gpuMemoryBytes: number | null;
+  /** The most GPU memory the run's engine held at once so far (transient work included; null when unknown). */
+  gpuPeakBytes: number | null;
   skippedSteps: number;
   /** Trainable share of the trained layers' expert weights (the active set; null when unknown). */
   activeFraction: number | null;

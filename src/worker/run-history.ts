@@ -36,7 +36,7 @@ export function historyFromLog(records: readonly Record<string, unknown>[], step
       h.steps.push({
         step: s.step, steps, loss: s.loss, lr: s.lr, tokensPerSecond: s.tok_s,
         elapsedMs: known && known.step === s.step ? known.elapsedMs : elapsed,
-        etaMs: null, gpuMemoryBytes: null, skippedSteps: skipped, activeFraction: null,
+        etaMs: null, gpuMemoryBytes: null, gpuPeakBytes: null, skippedSteps: skipped, activeFraction: null,
       });
     } else if ('eval_ppl' in r && typeof r.step === 'number') {
       const e = r as unknown as EvalRecord;

@@ -75,7 +75,7 @@ test('training: the loss chart grows; pause; an offline reload, a lost GPU devic
   await waitForPoints(page, 1);
   assert.match(await stats(page), /Step1 \/ 4/);
   // Elapsed, ETA, the GPU memory in use and the active fraction (FRAC of the trained layers) from the first step on.
-  assert.match(await stats(page), /Elapsed\d.*ETA\d.*GPU memory[\d.]+ [KMG]B.*Active fraction0\.50 %/);
+  assert.match(await stats(page), /Elapsed\d.*ETA\d.*GPU memory[\d.]+ [KMG]B.*GPU peak[\d.]+ [KMG]B.*Active fraction0\.50 %/);
   await control(page, 'Pause').click();
   await page.locator('[data-testid=run-checkpoint]', { hasText: 'step 1' }).waitFor({ timeout: STEP_MS });
   await page.locator('[data-testid=run-status]', { hasText: /^paused$/ }).waitFor({ timeout: STEP_MS });

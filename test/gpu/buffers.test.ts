@@ -3,7 +3,7 @@
 // included), and a BufferPool hands a streamed layer's buffers to the next one of the same size, usage and kind only.
 import { describe, expect, it } from 'vitest';
 import { nodeGpu } from '../../src/node/gpu.ts';
-import { allocatedBytes, BufferPool, createBuffer, PENDING_BYTES, READ_PIECE, readBuffer, uploadPaced, withPool, WRITE_PIECE, writeBuffer } from '../../src/engine/gpu/buffers.ts';
+import { allocatedBytes, BufferPool, createBuffer, peakAllocatedBytes, PENDING_BYTES, READ_PIECE, readBuffer, uploadPaced, withPool, WRITE_PIECE, writeBuffer } from '../../src/engine/gpu/buffers.ts';
 
 function random(n: number, seed: number): Uint8Array {
   const b = new Uint8Array(n);
@@ -87,5 +87,25 @@ describe('BufferPool', () => {
     for (const x of [a, b, c, got[1]!]) x.destroy();
     expect(allocatedBytes(gpu).weights ?? 0).toBe(before);
     expect(() => pool.give([gpu.device.createBuffer({ size: 4, usage: GPUBufferUsage.STORAGE })])).toThrow(/not made by createBuffer/);
+  });
+});
+
+describe('peakAllocatedBytes', () => {
+  it('is the most bytes live at once on the device, destroyed buffers given back; a reset starts from what is live', async () => {
+    const gpu = await nodeGpu({ fresh: true });
+    expect(peakAllocatedBytes(gpu)).toBe(0);
+    const a = createBuffer(gpu, { label: 'a', size: 1000, kind: 'weights' });
+    const b = createBuffer(gpu, { label: 'b', size: 3000, kind: 'workspace' });
+    b.destroy();
+    b.destroy(); // twice: counted once
+    const c = createBuffer(gpu, { label: 'c', size: 2000, kind: 'activations' });
+    expect(peakAllocatedBytes(gpu)).toBe(4000); // a + b, before b went
+    expect(peakAllocatedBytes(gpu, true)).toBe(4000);
+    expect(peakAllocatedBytes(gpu)).toBe(3000); // a + c live
+    const d = createBuffer(gpu, { label: 'd', size: 1500, kind: 'weights' });
+    expect(peakAllocatedBytes(gpu)).toBe(4500);
+    for (const x of [a, c, d]) x.destroy();
+    expect(peakAllocatedBytes(gpu)).toBe(4500);
+    gpu.device.destroy();
   });
 });

@@ -18,7 +18,7 @@ import { exportRun } from '../../engine/train/export-run.ts';
 import { baseFolder } from './merge.ts';
 import { nodeFileSink, removeOrphanTemps } from '../../node/file-sink.ts';
 import { nodeFolder } from '../../node/folder.ts';
-import { allocatedBytes } from '../../engine/gpu/buffers.ts';
+import { allocatedBytes, peakAllocatedBytes } from '../../engine/gpu/buffers.ts';
 import { envName, flagName, rangeText, resolveTrainFrom, RUN_SETTINGS, SETTINGS, type AnySettingSpec, type Settings } from '../../engine/train/settings-table.ts';
 import { checkFits, checkResume, cliName, modelProblems, padIdOf, readSettings, SAMPLE_RULE_TEXT, savedSettings, SettingsError, setupRun } from '../../engine/train/setup.ts';
 
@@ -141,7 +141,7 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     else if (!r.merged) say(`usaf train: ${modelDir} is a stored 4-bit model and no --base was given: only the delta was written. Merge it onto the original with\n  usaf merge --base ${r.originalSource ?? '<the original Hub model folder or URL>'} --delta ${deltaPath} --out ${exportDir}`);
     exported = { hub: r.merged ? exportDir : null, shards: r.merged?.shards.length ?? 0, delta: deltaPath, delta_bytes: r.delta.bytes };
   }
-  const result = { model: modelDir, arch: model.spec.arch, settings, ...summary, frozen_cache: { hits: trainer.cache.hits, misses: trainer.cache.misses }, gpu_bytes: allocatedBytes(gpu), exported };
+  const result = { model: modelDir, arch: model.spec.arch, settings, ...summary, frozen_cache: { hits: trainer.cache.hits, misses: trainer.cache.misses }, gpu_bytes: allocatedBytes(gpu), gpu_peak_bytes: peakAllocatedBytes(gpu), exported };
   await writeFile(join(out, 'summary.json'), JSON.stringify(result, null, 2));
   console.log(JSON.stringify(result));
   return 0;

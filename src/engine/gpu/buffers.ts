@@ -17,10 +17,28 @@ export function allocatedBytes(gpu: GpuContext): Record<string, number> {
   return Object.fromEntries(tallies.get(gpu.device) ?? []);
 }
 
+const peaks = new WeakMap<GPUDevice, { now: number; peak: number }>();
+
+/**
+ * The most bytes allocated through `createBuffer` at once since the device was made (or since the last reset): the
+ * steady state plus the largest transient work (importance gradients, selection scratch, streamed layers).
+ */
+export function peakAllocatedBytes(gpu: GpuContext, reset = false): number {
+  const p = peaks.get(gpu.device);
+  if (!p) return 0;
+  const peak = p.peak;
+  if (reset) p.peak = p.now;
+  return peak;
+}
+
 function tally(gpu: GpuContext, kind: string, delta: number): void {
   let m = tallies.get(gpu.device);
   if (!m) tallies.set(gpu.device, (m = new Map()));
   m.set(kind, (m.get(kind) ?? 0) + delta);
+  let p = peaks.get(gpu.device);
+  if (!p) peaks.set(gpu.device, (p = { now: 0, peak: 0 }));
+  p.now += delta;
+  if (p.now > p.peak) p.peak = p.now;
 }
 
 export interface BufferOpts {
