@@ -39,7 +39,7 @@ describe('statusText', () => {
 function history(seed: number, steps: number): RunHistory {
   const r = (i: number) => Math.abs(Math.sin(seed * 97 + i));
   return {
-    steps: Array.from({ length: steps }, (_, i) => ({ step: i + 1, steps, loss: 3 - r(i), lr: r(i + 50) * 1e-3, tokensPerSecond: 100 * r(i + 9), elapsedMs: i, etaMs: null, gpuMemoryBytes: null, skippedSteps: 0, activeFraction: null })),
+    steps: Array.from({ length: steps }, (_, i) => ({ step: i + 1, steps, loss: 3 - r(i), lr: r(i + 50) * 1e-3, tokensPerSecond: 100 * r(i + 9), elapsedMs: i, etaMs: null, gpuMemoryBytes: null, gpuPeakBytes: null, skippedSteps: 0, activeFraction: null })),
     evals: [0, steps].map((s, i) => ({ step: s, inDomainPpl: 10 + r(i + 20), heldoutPpl: seed % 2 ? null : 12 + r(i + 30) })),
     reselects: [],
   };

@@ -42,7 +42,7 @@ function fakeHandle(): RunHandle & { finish(how: 'done' | 'stopped'): void; fail
   return { pause() {}, resume() {}, stop() {}, done, finish: (how) => ok(how), fail: (e) => ko(e) };
 }
 
-const step = (n: number, loss: number) => ({ step: n, steps: 3, loss, lr: 1e-4, tokensPerSecond: 100, elapsedMs: n * 10, etaMs: 0, gpuMemoryBytes: null, skippedSteps: 0, activeFraction: 0.005 });
+const step = (n: number, loss: number) => ({ step: n, steps: 3, loss, lr: 1e-4, tokensPerSecond: 100, elapsedMs: n * 10, etaMs: 0, gpuMemoryBytes: null, gpuPeakBytes: null, skippedSteps: 0, activeFraction: 0.005 });
 
 describe('a run in the worker', () => {
   it('forwards events, keeps the record and the log, and reports the end', async () => {
