@@ -6,7 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
-import { allocatedBytes } from '../../src/engine/gpu/buffers.ts';
+import { allocatedBytes, peakAllocatedBytes } from '../../src/engine/gpu/buffers.ts';
+import { runTraining } from '../../src/engine/train/run.ts';
+import { randomSamples } from '../helpers/samples.ts';
 import { Trainer } from '../../src/engine/train/trainer.ts';
 import { planSettings, type TrainSettings } from '../../src/engine/train/settings.ts';
 import type { SampleSet } from '../../src/engine/train/types.ts';
@@ -128,4 +130,27 @@ describe('memory plan vs allocation', () => {
     it(`${fam} fixture with trainShared, trainFrom 1, 2×12: the same (f32 shared weights, their copies, gradients, selections)`, () => compare(`test/fixtures/${fam}`, 1, 12, null, true), 60_000);
   }
   it('deepseek_v3 fixture with trainShared and perEntryStep (step counts, bias table): the same', () => compare('test/fixtures/deepseek_v3', 1, 12, null, true, true), 60_000);
+
+  // The plan's peak against a whole run on a fresh device (load, frozen pass, importance, steps, a reselection, the
+  // evaluations): the most bytes held at once never exceeds it, and is at least what the run holds between steps.
+  for (const stream of [false, true]) {
+    it(`qwen3_moe fixture, 4-bit experts${stream ? ', frozen layers streamed' : ''}: a run's peak allocation within the plan's peak`, async () => {
+      const gpu = await nodeGpu({ fresh: true });
+      const s: TrainSettings = { frac: 0.005, steps: 3, microbatch: 2, accum: 1, seq: 12, lrPeak: 1e-3, wd: 0, trainFrom: 1, reselectEvery: 2, evalEvery: 0, nImportance: 2, frozenCacheN: 6, seed: 1, evalWindows: null };
+      const data = randomSamples(6, s.seq, 512, 3);
+      const heldout = randomSamples(3, s.seq, 512, 4);
+      const m = await openModel(gpu, 'test/fixtures/qwen3_moe', { trainFrom: s.trainFrom, quantizeExperts: { groupSize: 32 }, streamFrozen: stream });
+      const t = new Trainer(gpu, m.spec, m.weights, s, data);
+      const p = planMemory(m.spec, t.planned);
+      await runTraining(t, { inDomain: data, heldout, sink: null, checkpointEvery: 0, settings: s as unknown as Record<string, unknown>, frozenSource: stream ? { ckpt: m.ckpt, load: m.load } : undefined });
+      const peak = peakAllocatedBytes(gpu);
+      console.log(`plan: held ${p.gpu.total}, peak ${p.peak} (transient ${p.transient}, staging ${p.staging}); allocated at most ${peak}`);
+      expect(t.turnovers.length).toBe(1);
+      expect(peak).toBeLessThanOrEqual(p.peak);
+      expect(peak).toBeGreaterThanOrEqual(p.gpu.total);
+      await m.ckpt.close();
+      gpu.device.destroy();
+    }, 180_000);
+  }
 });
+

@@ -405,6 +405,22 @@ function scratchWork(spec: ModelSpec, s: PlanSettings): { label: string; n: numb
   return [{ label: 'experts.scratch.gate_up', n: 2 * chunk }, { label: 'experts.scratch.down', n: chunk }];
 }
 
+/**
+ * One trained MoE layer's buffers of a selection (Trainer.select, one layer at a time), at most: 4-bit (q4-base.ts
+ * selectValues), per selection tensor the old indices, the grown entries' indices and values, the new overlay's indices
+ * and values, the new masters; f32, the grown entries' indices and values.
+ */
+function selectWork(spec: ModelSpec, s: PlanSettings): { label: string; n: number; count: number }[] {
+  const per = spec.moe.numExperts * spec.moe.expertIntermediate * spec.hidden;
+  const run = overlayRun(s);
+  return [['G', 2 * per], ['D', per]].flatMap(([sel, n]) => {
+    const k = activeCount(s.frac, n as number);
+    if (!s.quantizeExperts) return [{ label: `select.${sel}.grown.idx|vals`, n: k, count: 2 }];
+    const ov = overlayCapacity(run, n as number);
+    return [{ label: `select.${sel}.old.idx|grown.idx|grown.vals|master.new`, n: k, count: 4 }, { label: `select.${sel}.touched.idx|overlay.new`, n: ov, count: 2 }];
+  });
+}
+
 const workBytes = (w: { n: number; count?: number }[]): number => w.reduce((a, x) => a + bufBytes(x.n * 4) * (x.count ?? 1), 0);
 
 /** SharedTraining: per trained MoE layer, gate|up moved into one buffer, W0 copies, dense gradients, two selections. */
@@ -531,7 +547,8 @@ export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
   // and one layer's overlay indices (train/q4-base.ts release: per layer)
   const run = overlayRun(s);
   const overlayIdx = bufBytes(4 * overlayCapacity(run, 2 * per)) + bufBytes(4 * overlayCapacity(run, per));
-  const work = isFused(s) && moeTrained > 0 ? Math.max(workBytes(denseWork(spec, s)), workBytes(scratchWork(spec, s)) + overlayIdx) : 0;
+  const select = moeTrained > 0 ? workBytes(selectWork(spec, s)) : 0;
+  const work = isFused(s) && moeTrained > 0 ? Math.max(workBytes(denseWork(spec, s)), workBytes(scratchWork(spec, s)) + overlayIdx + select) : select;
   const transient = Math.max(scores, work) + sharedImportanceBytes(spec, s, moeTrained);
   // the frozen pass loads a streamed embedding, then one frozen layer at a time
   let staging = embedStreamed(spec, s) ? embedBytes(spec) : 0;

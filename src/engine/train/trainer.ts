@@ -288,6 +288,7 @@ export class Trainer {
       }
       enc.submit();
       this.q4.release(); // (fused: the next layer makes its scratch anew: one layer's work at a time)
+      for (const b of scratch.splice(0)) b.destroy(); // freed once the submitted work is done: one layer's at a time
     }
     if (this.shared) turnovers.push(...(await this.shared.select(this.topkWork, resetGrown, keep)));
     if (!keep) this.adamT = 0;

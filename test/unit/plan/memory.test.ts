@@ -82,7 +82,10 @@ describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512, 4-bit experts (G 128), fused (th
     expect(itemBytes('L.G.overlay.val')).toBe(8 * 3 * kG * 4);
     expect(itemBytes('L.G.overlay.idx|val')).toBe(0);
     // while a selection or export runs: the larger of the dense gradient and the f32 scratch + one layer's overlay indices
-    expect(p.transient).toBe(Math.max(3 * per * 4, 3 * per * 4 + 3 * (kG + kD) * 4));
+    // + one layer's selection buffers (per tensor: old idx, grown idx and values, new masters: 4 k; new overlay idx and
+    // values: 2 × 3 k)
+    const select = (4 * (kG + kD) + 2 * 3 * (kG + kD)) * 4;
+    expect(p.transient).toBe(Math.max(3 * per * 4, 3 * per * 4 + 3 * (kG + kD) * 4 + select));
     // the materialized path holds both scratches (4.5 GiB) and the overlay's indices; the fused one its tables (0.8 GiB)
     expect(m.gpu.total - p.gpu.total).toBeGreaterThan(3.9 * GiB);
   });
@@ -103,7 +106,10 @@ describe('Qwen3-30B-A3B, TRAIN_FROM 40, 2×512, 4-bit experts (G 128), materiali
     expect(p.items.filter((i) => i.label.includes('.q4')).length).toBe(2 * 48);
     expect(itemBytes('L.gate_up')).toBe(0);
     expect(itemBytes('experts.scratch.gate_up') + itemBytes('experts.scratch.down')).toBe(3 * per * 4);
-    expect(p.transient).toBe(0); // one layer at a time: its importance scores live in the dense-gradient scratch
+    // one layer at a time: its importance scores live in the dense-gradient scratch; a selection's buffers for one layer
+    // (per tensor: old idx, grown idx and values, new masters: 4 k; new overlay idx and values: 2 × 3 k)
+    const kG = Math.floor(0.005 * 2 * per), kD = Math.floor(0.005 * per);
+    expect(p.transient).toBe((4 * (kG + kD) + 2 * 3 * (kG + kD)) * 4);
     // overlay: the entries each reselection (at 50, 100, 150) can drop, 3 k of idx and val per selection tensor
     expect(itemBytes('L.G.overlay.idx|val')).toBe(8 * 2 * 3 * Math.floor(0.005 * 2 * per) * 4);
   });
