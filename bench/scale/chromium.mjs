@@ -12,7 +12,7 @@ import { chromium } from 'playwright-core';
 import { findProcess, sampleTree } from './mem.mjs';
 
 /** A phase's RSS peaks split by kind of page and by process kind (mem.mjs). */
-const splitOf = (p) => ({ peak_rss_anon_bytes: p.peak_rss_anon_sum, peak_rss_file_bytes: p.peak_rss_file_sum, peak_rss_shmem_bytes: p.peak_rss_shmem_sum, peak_rss_by_kind: p.peak_rss_by_kind });
+const splitOf = (p) => ({ peak_rss_anon_bytes: p.peak_rss_anon_sum, peak_rss_file_bytes: p.peak_rss_file_sum, peak_rss_shmem_bytes: p.peak_rss_shmem_sum, peak_rss_by_kind: p.peak_rss_by_kind, marks: p.marks, timeline: p.timeline });
 import { checkFaithful } from './check.mjs';
 import { duBytes } from './node.mjs';
 import { serveStatic } from '../../scripts/static-server.mjs';
@@ -150,8 +150,11 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
     let gpuBytes = 0; // the run screen's "GPU memory": the engine's buffers at each step (steady state)
     let gpuPeakBytes = 0; // its "GPU peak": the most held at once (importance, selection scratch and streamed layers included)
     const t0 = Date.now();
+    let lastPhase = '';
     for (;;) {
       const text = (await page.locator('[data-testid=run-stats]').textContent()) ?? '';
+      const shown = ((await page.locator('[data-testid=run-phase]').textContent().catch(() => '')) ?? '').replace(/\s+/g, ' ').replace(/[\d.,]+ ?%|\d+ of \d+/g, '').trim().slice(0, 120);
+      if (shown !== lastPhase) mem.mark((lastPhase = shown) || '(no set-up phase shown)');
       const g = parseBytes(/GPU memory\s*([\d.]+\s*[KMGT]?B)/.exec(text)?.[1]);
       if (g && g > gpuBytes) gpuBytes = g;
       const p = parseBytes(/GPU peak\s*([\d.]+\s*[KMGT]?B)/.exec(text)?.[1]);

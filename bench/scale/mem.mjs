@@ -97,6 +97,12 @@ export function sampleTree(rootPid, { ms = 1000, pssMs = 10_000 } = {}) {
       } catch { /* exited between listing and reading */ }
     }
     const h = Math.max(0, ...hwm.values());
+    // a coarse timeline of the current phase (with the PSS samples): when each process kind peaks, beside mark()s
+    if (withPss && cur) {
+      const t = phases[cur].timeline ??= [];
+      t.push({ t_s: +((performance.now() - t0) / 1000).toFixed(1), rss: rss * 1024, pss: ps * 1024, by_kind: Object.fromEntries(Object.entries(byKind).filter(([, v]) => v > 200_000).map(([k, v]) => [k, v * 1024])) });
+      if (t.length > 400) t.splice(0, t.length, ...t.filter((_, i) => i % 2 === 0)); // keep it short: every other sample
+    }
     for (const o of cur ? [all, phases[cur]] : [all]) {
       bump(o, 'peak_rss_sum', rss);
       bump(o, 'peak_pss_sum', ps);
@@ -109,6 +115,7 @@ export function sampleTree(rootPid, { ms = 1000, pssMs = 10_000 } = {}) {
       o.samples++;
     }
   };
+  const t0 = performance.now();
   const timer = setInterval(poll, ms);
   poll();
   return {
@@ -118,6 +125,11 @@ export function sampleTree(rootPid, { ms = 1000, pssMs = 10_000 } = {}) {
       cur = name;
       phases[name] = { peak_rss_sum: 0, peak_pss_sum: 0, peak_hwm_max: 0, samples: 0 };
       poll();
+    },
+    /** Notes an event (e.g. the app's set-up phase) in the current phase's timeline. */
+    mark(label) {
+      if (!cur) return;
+      (phases[cur].marks ??= []).push({ t_s: +((performance.now() - t0) / 1000).toFixed(1), label });
     },
     /** The peaks so far of phase `name` (null if there is none). */
     peaks(name) {
