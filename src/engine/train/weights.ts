@@ -3,7 +3,7 @@
 // FP8 (E4M3 + `*_scale_inv` block scales) weights are dequantized on the way in. Also: linear layers on a GpuTensor.
 
 import type { GpuContext } from '../gpu/device.ts';
-import { createBuffer, uploadPaced, writeBuffer } from '../gpu/buffers.ts';
+import { createBuffer, PENDING_BYTES, uploadPaced, writeBuffer } from '../gpu/buffers.ts';
 import type { SparseTableGpu } from '../ops/experts_q4.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
@@ -109,6 +109,11 @@ export interface LoadOptions {
   streamFrozenBelow?: number;
   /** Makes layer L's routed experts instead of reading them (the synthetic bench: random 4-bit tensors built on the GPU). */
   makeExperts?: (L: number) => ExpertWeights;
+  /**
+   * A tensor stored as it is used (bf16 or f32) and larger than this is read and uploaded this many bytes at a time
+   * (a multiple of 4; default PENDING_BYTES), never whole on the host.
+   */
+  uploadPiece?: number;
 }
 
 /** Bytes of a tensor converted to the GPU representation of `dtype`. */
@@ -148,11 +153,7 @@ export async function readWeight(ckpt: Checkpoint, e: { name: string; shape: num
 
 export async function loadWeights(gpu: GpuContext, spec: ModelSpec, ckpt: Checkpoint, opts: LoadOptions = {}): Promise<ModelWeights> {
   let done = 0;
-  const read = async (e: TensorEntry) => {
-    const r = await readEntry(ckpt, spec, e);
-    opts.onTensor?.(e.name, ++done, ckpt.tensors.size);
-    return r;
-  };
+  const read = checkpointReader(ckpt, spec, (e) => opts.onTensor?.(e.name, ++done, ckpt.tensors.size));
   const stored = storedQ4Info(ckpt);
   if (stored && opts.quantizeExperts && opts.quantizeExperts.groupSize !== stored.groupSize) {
     throw new Error(`the checkpoint stores experts in 4 bits with group size ${stored.groupSize}; it cannot be loaded with group size ${opts.quantizeExperts.groupSize}`);
@@ -176,7 +177,7 @@ export function embedStreamed(spec: ModelSpec, opts: Pick<LoadOptions, 'streamFr
 }
 
 /** The embedding on the GPU as loadWeights would upload it (for a streamed one; the caller destroys its buffer). */
-export function loadEmbed(gpu: GpuContext, spec: ModelSpec, ckpt: Checkpoint, opts: LoadOptions, read: Reader = (e) => readEntry(ckpt, spec, e)): Promise<GpuTensor> {
+export function loadEmbed(gpu: GpuContext, spec: ModelSpec, ckpt: Checkpoint, opts: LoadOptions, read: Reader = checkpointReader(ckpt, spec)): Promise<GpuTensor> {
   return uploadSingle(gpu, globalTensors(spec).find((e) => e.role === 'embed')!, read, opts);
 }
 
@@ -188,6 +189,22 @@ export async function readEntry(ckpt: Checkpoint, spec: ModelSpec, e: TensorEntr
 
 async function uploadSingle(gpu: GpuContext, e: TensorEntry, read: Reader, opts: LoadOptions, L = -1): Promise<GpuTensor> {
   const want: WDtype = F32_ROLES.has(e.role) || (e.role.startsWith('shared.') && opts.f32SharedLayers?.has(L)) ? 'f32' : 'bf16';
+  const stored = read.stored?.(e);
+  const piece = opts.uploadPiece ?? PENDING_BYTES;
+  if (piece % 4) throw new Error(`uploadPiece must be a multiple of 4, got ${piece}`);
+  if (stored && stored.byteLength > piece && (want === 'bf16' ? stored.dtype === 'BF16' : stored.dtype === 'F32')) {
+    // uploaded as stored, a piece at a time: the host never holds the whole tensor (an LM head: 0.6–1.2 GB)
+    const buf = createBuffer(gpu, { label: e.name, size: byteSize(elements(e.shape), want), kind: 'weights' });
+    for (let at = 0; at < stored.byteLength; at += piece) {
+      const n = Math.min(piece, stored.byteLength - at);
+      let bytes = await stored.read(at, n);
+      if (n % 4) bytes = padTo4(bytes); // a bf16 tensor with an odd count: its last pair's high half is 0, as packBf16Pairs
+      if (at) await gpu.device.queue.onSubmittedWorkDone();
+      writeBuffer(gpu, buf, at, bytes);
+    }
+    stored.done();
+    return { buf, dtype: want, shape: e.shape, offset: 0 };
+  }
   const { dtype, bytes } = await read(e);
   const data = toGpuBytes(dtype, bytes, want);
   const buf = createBuffer(gpu, { label: e.name, size: byteSize(elements(e.shape), want), kind: 'weights' });
@@ -205,7 +222,7 @@ export async function loadLayer(
   L: number,
   ckpt: Checkpoint,
   opts: LoadOptions,
-  read: Reader = (e) => readEntry(ckpt, spec, e),
+  read: Reader = checkpointReader(ckpt, spec),
   onRaw: (name: string) => void = () => {},
 ): Promise<LayerWeights> {
   const t: LayerWeights['t'] = {};
@@ -253,7 +270,38 @@ export function layerBuffers(lw: LayerWeights): Set<GPUBuffer> {
   return bufs;
 }
 
-export type Reader = (e: TensorEntry) => Promise<{ dtype: Dtype; bytes: Uint8Array }>;
+/** A tensor's bytes as the spec expects them (readEntry); `stored`, when the reader has it, reads it as stored, in ranges. */
+export type Reader = ((e: TensorEntry) => Promise<{ dtype: Dtype; bytes: Uint8Array }>) & { stored?: (e: TensorEntry) => StoredTensor | null };
+
+/** A checkpoint tensor as stored (no conversion): read in ranges; `done` once it has been read (progress, counts). */
+export interface StoredTensor {
+  dtype: Dtype;
+  byteLength: number;
+  read(byteOffset: number, byteLength: number): Promise<Uint8Array>;
+  done(): void;
+}
+
+/** readEntry over `ckpt`, with ranged reads of tensors stored as they are used (not fp8); `onRead` after each tensor. */
+export function checkpointReader(ckpt: Checkpoint, spec: ModelSpec, onRead: (e: TensorEntry) => void = () => {}): Reader {
+  const read: Reader = async (e) => {
+    const r = await readEntry(ckpt, spec, e);
+    onRead(e);
+    return r;
+  };
+  read.stored = (e) => {
+    const info = ckpt.tensors.get(e.name);
+    // anything readEntry would refuse or convert goes through it
+    if (!info || info.dtype === 'F8_E4M3' || info.shape.join(',') !== e.shape.join(',')) return null;
+    return { dtype: info.dtype, byteLength: info.byteLength, read: (o, n) => ckpt.readTensorRange(e.name, o, n), done: () => onRead(e) };
+  };
+  return read;
+}
+
+function padTo4(b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil(b.byteLength / 4) * 4);
+  out.set(b);
+  return out;
+}
 
 async function loadExperts(gpu: GpuContext, spec: ModelSpec, L: number, entries: TensorEntry[], read: Reader, want: WDtype): Promise<ExpertWeights> {
   const { numExperts: E, expertIntermediate: IE } = spec.moe;
