@@ -100,7 +100,7 @@ export function sampleTree(rootPid, { ms = 1000, pssMs = 10_000 } = {}) {
     // a coarse timeline of the current phase (with the PSS samples): when each process kind peaks, beside mark()s
     if (withPss && cur) {
       const t = phases[cur].timeline ??= [];
-      t.push({ t_s: +((performance.now() - t0) / 1000).toFixed(1), rss: rss * 1024, pss: ps * 1024, by_kind: Object.fromEntries(Object.entries(byKind).filter(([, v]) => v > 200_000).map(([k, v]) => [k, v * 1024])) });
+      t.push({ t_s: +((performance.now() - t0) / 1000).toFixed(1), rss, pss: ps, by_kind: Object.fromEntries(Object.entries(byKind).filter(([, v]) => v > 200e6)) }); // bytes
       if (t.length > 400) t.splice(0, t.length, ...t.filter((_, i) => i % 2 === 0)); // keep it short: every other sample
     }
     for (const o of cur ? [all, phases[cur]] : [all]) {
