@@ -10,35 +10,32 @@ export class GpuMemoryError extends Error {
   override name = 'GpuMemoryError';
 }
 
-const tallies = new WeakMap<GPUDevice, Map<string, number>>();
+/** Per device: bytes allocated through `createBuffer` now, by kind; in all; the most at once. */
+const tallies = new WeakMap<GPUDevice, { byKind: Map<string, number>; now: number; peak: number }>();
 
 /** Bytes currently allocated through `createBuffer`, by kind. */
 export function allocatedBytes(gpu: GpuContext): Record<string, number> {
-  return Object.fromEntries(tallies.get(gpu.device) ?? []);
+  return Object.fromEntries(tallies.get(gpu.device)?.byKind ?? []);
 }
-
-const peaks = new WeakMap<GPUDevice, { now: number; peak: number }>();
 
 /**
  * The most bytes allocated through `createBuffer` at once since the device was made (or since the last reset): the
  * steady state plus the largest transient work (importance gradients, selection scratch, streamed layers).
  */
 export function peakAllocatedBytes(gpu: GpuContext, reset = false): number {
-  const p = peaks.get(gpu.device);
-  if (!p) return 0;
-  const peak = p.peak;
-  if (reset) p.peak = p.now;
+  const t = tallies.get(gpu.device);
+  if (!t) return 0;
+  const peak = t.peak;
+  if (reset) t.peak = t.now;
   return peak;
 }
 
 function tally(gpu: GpuContext, kind: string, delta: number): void {
-  let m = tallies.get(gpu.device);
-  if (!m) tallies.set(gpu.device, (m = new Map()));
-  m.set(kind, (m.get(kind) ?? 0) + delta);
-  let p = peaks.get(gpu.device);
-  if (!p) peaks.set(gpu.device, (p = { now: 0, peak: 0 }));
-  p.now += delta;
-  if (p.now > p.peak) p.peak = p.now;
+  let t = tallies.get(gpu.device);
+  if (!t) tallies.set(gpu.device, (t = { byKind: new Map(), now: 0, peak: 0 }));
+  t.byKind.set(kind, (t.byKind.get(kind) ?? 0) + delta);
+  t.now += delta;
+  t.peak = Math.max(t.peak, t.now);
 }
 
 export interface BufferOpts {

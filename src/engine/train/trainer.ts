@@ -256,12 +256,12 @@ export class Trainer {
    */
   private async select(resetGrown: boolean): Promise<number[]> {
     const turnovers: number[] = [];
-    const scratch: GPUBuffer[] = [];
     const keep = resetGrown && !!this.s.keepAdamState;
     const kept = new Map<Selection, KeptState>();
     if (keep) for (const l of this.layers) for (const sel of [l.G, l.D]) kept.set(sel, await sel.kept());
     for (const l of this.layers) {
       const fresh = { G: await readU32(this.gpu, l.G.idx, 0, l.G.k), D: await readU32(this.gpu, l.D.idx, 0, l.D.k) };
+      const scratch: GPUBuffer[] = []; // this layer's: destroyed after its work is submitted (freed once it is done)
       const q4 = l.base.kind === 'q4' ? this.q4.selectValues(l, fresh, resetGrown, scratch) : null;
       const enc = new Encoder(this.gpu, 'select.masters');
       for (const [sel, w, base] of [[l.G, l.gu, l.base.kind === 'f32' ? l.base.gu : null], [l.D, l.down, l.base.kind === 'f32' ? l.base.down : null]] as const) {
@@ -288,12 +288,11 @@ export class Trainer {
       }
       enc.submit();
       this.q4.release(); // (fused: the next layer makes its scratch anew: one layer's work at a time)
-      for (const b of scratch.splice(0)) b.destroy(); // freed once the submitted work is done: one layer's at a time
+      for (const b of scratch) b.destroy();
     }
     if (this.shared) turnovers.push(...(await this.shared.select(this.topkWork, resetGrown, keep)));
     if (!keep) this.adamT = 0;
     await this.gpu.device.queue.onSubmittedWorkDone();
-    for (const b of scratch) b.destroy();
     return turnovers;
   }
 
