@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
 import type { GpuContext } from '../../src/engine/gpu/device.ts';
-import { createBuffer, readF32 } from '../../src/engine/gpu/buffers.ts';
+import { allocatedBytes, createBuffer, peakAllocatedBytes, readF32 } from '../../src/engine/gpu/buffers.ts';
 import { Encoder } from '../../src/engine/gpu/encoder.ts';
 import { Trainer } from '../../src/engine/train/trainer.ts';
 import type { SampleSet } from '../../src/engine/train/types.ts';
@@ -88,6 +88,15 @@ describe('training on 4-bit experts (qwen3_moe fixture)', () => {
         expect(untouchedDiff, `layer ${l.layer} ${name}: untouched entries off the base`).toBe(0);
         expect(touchedDiff, `layer ${l.layer} ${name}: trained entries moved`).toBeGreaterThan(sel.k / 2);
         expect(sel.touched.length).toBeGreaterThan(sel.k); // the reselection grew new entries; dropped ones stay in the overlay
+        // what a checkpoint and the delta read: the same values at the touched entries, the layer never materialized
+        // (GPU memory for it: the touched indices and values, not an f32 scratch of the experts)
+        peakAllocatedBytes(gpu, true);
+        const before = Object.values(allocatedBytes(gpu)).reduce((x, y) => x + y, 0);
+        const at = await a.touchedValues(l, name);
+        expect(peakAllocatedBytes(gpu) - before, `layer ${l.layer} ${name}: GPU bytes to read the touched values`).toBeLessThanOrEqual(2 * 4 * sel.touched.length);
+        let off = 0;
+        sel.touched.forEach((i, j) => { off += Object.is(at[j], cur[name][i]) ? 0 : 1; });
+        expect(off, `layer ${l.layer} ${name}: touched values differ from the materialized weights`).toBe(0);
       }
     }
 

@@ -6,12 +6,12 @@
 // is the code words, then (from a 256-byte boundary, so both halves can be bound separately) the (scale, zero) words.
 
 import type { GpuContext } from '../gpu/device.ts';
-import { createBuffer, PENDING_BYTES, readBuffer, writeBuffer } from '../gpu/buffers.ts';
+import { createBuffer, PENDING_BYTES, readBuffer, readF32, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { Dtype } from '../io/dtype.ts';
 import type { ModelSpec, TensorEntry } from '../model/spec.ts';
 import { quantize, quantizeRandom } from '../ops/quantize.ts';
-import { dequantize } from '../ops/dequant.ts';
+import { dequantize, dequantizeAt } from '../ops/dequant.ts';
 import { q4ExpertLayouts, type Q4BufferLayout } from './format.ts';
 import type { ExpertTensor, ExpertWeights } from '../train/weights.ts';
 import { toGpuBytes } from '../train/weights.ts';
@@ -102,6 +102,30 @@ export function randomExpertsQ4(gpu: GpuContext, spec: ModelSpec, L: number, G: 
 export async function readExpertsQ4(gpu: GpuContext, ex: ExpertWeights): Promise<{ gateUp: Uint8Array; down: Uint8Array }> {
   if (ex.gate.dtype !== 'q4' || ex.down.dtype !== 'q4') throw new Error('readExpertsQ4: the experts are not 4-bit');
   return { gateUp: new Uint8Array(await readBuffer(gpu, ex.gate.buf)), down: new Uint8Array(await readBuffer(gpu, ex.down.buf)) };
+}
+
+/**
+ * The 4-bit weights W0 at entries `idx` of a layer's index space G ([gate | up] = [2·E·IE rows of H]: the gate|up buffer's
+ * rows) or D ([E·H rows of IE]: the down buffer's), as the dequantization computes them; GPU and host memory: idx only.
+ */
+export async function expertsQ4At(gpu: GpuContext, ex: ExpertWeights, spec: ModelSpec, space: 'G' | 'D', idx: Uint32Array): Promise<Float32Array> {
+  if (ex.gate.dtype !== 'q4' || ex.down.dtype !== 'q4') throw new Error('expertsQ4At: the experts are not 4-bit');
+  if (!idx.length) return new Float32Array(0);
+  const G = ex.gate.q4!.G;
+  const lay = q4ExpertLayouts(spec, G);
+  const [L, buf] = space === 'G' ? [lay.gateUp, ex.gate.buf] : [lay.down, ex.down.buf];
+  const ib = createBuffer(gpu, { label: `experts.q4.at.${space}.idx`, size: idx.byteLength, kind: 'workspace' });
+  const ob = createBuffer(gpu, { label: `experts.q4.at.${space}.values`, size: idx.byteLength, kind: 'workspace' });
+  try {
+    writeBuffer(gpu, ib, 0, idx);
+    const enc = new Encoder(gpu, 'experts.q4.at');
+    dequantizeAt(enc, ob, codes(buf, L), table(buf, L), ib, idx.length, { rows: L.rows, K: L.K, G });
+    enc.submit();
+    return await readF32(gpu, ob, 0, idx.length);
+  } finally {
+    ib.destroy();
+    ob.destroy();
+  }
 }
 
 /** A layer's 4-bit experts from stored buffer bytes (readExpertsQ4's), uploaded as they are; sizes checked. */

@@ -15,3 +15,14 @@ export function dequantize(out: Float64Array, q: ArrayLike<number>, sz: ArrayLik
     }
   }
 }
+
+/** out [n] <- element idx[j] (= row · K + k) of the [rows, K] matrix q [rows, K/8], sz [rows, ceil(K/G)] */
+export function dequantizeAt(out: Float64Array, q: ArrayLike<number>, sz: ArrayLike<number>, idx: ArrayLike<number>, n: number, dims: { rows: number; K: number; G: number }): void {
+  const L = quantLayout(dims.rows, dims.K, dims.G);
+  for (let j = 0; j < n; j++) {
+    const i = idx[j]!, r = Math.floor(i / L.K), k = i - r * L.K;
+    if (r >= L.rows) throw new RangeError(`dequantizeAt: element ${i} outside [${L.rows}, ${L.K}]`);
+    const { s, z } = unpackScaleZero(sz[r * L.groupsPerRow + Math.floor(k / L.G)]!);
+    out[j] = (nibble(q, i) - z) * s;
+  }
+}

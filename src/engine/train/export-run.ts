@@ -8,8 +8,7 @@ import { decodeF32, type Dtype } from '../io/dtype.ts';
 import type { FileSet } from '../io/folder.ts';
 import type { FileSink } from '../io/sink.ts';
 import type { ModelSpec } from '../model/spec.ts';
-import { readExpertsQ4 } from '../quant/experts-q4.ts';
-import { nibble, q4ExpertLayouts, q4Value, unpackScaleZero, type Q4BufferLayout } from '../quant/format.ts';
+import { expertsQ4At } from '../quant/experts-q4.ts';
 import { storedQ4Info } from '../quant/stored-q4.ts';
 import { crc32, DELTA_FILE, DeltaError, isRouterName } from './delta.ts';
 import { encodeDeltaV2, type DiffEntry } from './delta-v2.ts';
@@ -17,6 +16,7 @@ import { encodeAs, writeHub } from './export.ts';
 import { fingerprintOf, readConfig, readStoredOriginal, type ModelFingerprint } from './fingerprint.ts';
 import { MERGEABLE, mergeModel, mergeTensor, type MergeOptions } from './merge.ts';
 import { readWeight, type ExpertWeights } from './weights.ts';
+import { lowerBound } from './sorted-sets.ts';
 
 /** What a delta needs of a Trainer (structural: its file layout does not matter here). */
 export interface TrainedRun {
@@ -101,13 +101,6 @@ export function expertSpan(role: string, x: number, E: number, per: number): { l
   }
 }
 
-/** First position in ascending `a` whose value is ≥ v. */
-function lowerBound(a: Uint32Array, v: number): number {
-  let lo = 0, hi = a.length;
-  while (lo < hi) { const m = (lo + hi) >>> 1; if (a[m]! < v) lo = m + 1; else hi = m; }
-  return lo;
-}
-
 /**
  * The run's differences, per trained tensor under its Hub name, with the original's dtype and shape (`original`). 4-bit
  * layers: d = f32(trained − dequantized 4-bit base) at every entry ever trained (nonzero ones stored). Everything else
@@ -124,19 +117,8 @@ export async function runDiffs(run: TrainedRun, loaded: Checkpoint, original: Mo
   const out: DiffEntry[] = [];
   for (const l of run.layers) {
     if (l.base.kind !== 'q4') continue;
-    const G = l.base.experts.gate.q4!.G;
-    const lay = q4ExpertLayouts(spec, G);
-    const words = await readExpertsQ4(run.gpu, l.base.experts);
-    // the base at one entry of an index space, as dequant.wgsl computes it (only touched entries are ever needed)
-    const baseAt = (bytes: Uint8Array, L: Q4BufferLayout) => {
-      const w = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-      return (i: number): number => {
-        const row = Math.floor(i / L.K), g = Math.floor((i - row * L.K) / L.G);
-        const { s, z } = unpackScaleZero(w[L.szWord + row * L.groupsPerRow + g]!);
-        return q4Value(nibble(w, i), s, z);
-      };
-    };
-    const base = { G: baseAt(words.gateUp, lay.gateUp), D: baseAt(words.down, lay.down) };
+    // the 4-bit base at the touched entries only, as dequant.wgsl computes it (the whole layer is 0.3 GB at Qwen3-30B-A3B)
+    const base = { G: await expertsQ4At(run.gpu, l.base.experts, spec, 'G', l.G.touched), D: await expertsQ4At(run.gpu, l.base.experts, spec, 'D', l.D.touched) };
     const trained = { G: await run.touchedValues(l, 'G'), D: await run.touchedValues(l, 'D') };
     for (const e of spec.layers[l.layer]!.tensors) {
       const span = expertSpan(e.role, e.expert ?? 0, E, per);
@@ -149,7 +131,7 @@ export async function runDiffs(run: TrainedRun, loaded: Checkpoint, original: Mo
       let indices = new Uint32Array(last - first), diff = new Float32Array(last - first), n = 0;
       for (let j = first; j < last; j++) {
         const s = touched[j]!, i = span.at(s);
-        const d = Math.fround(t[j]! - b(s));
+        const d = Math.fround(t[j]! - b[j]!);
         if (d !== 0) { indices[n] = i; diff[n++] = d; }
       }
       indices = indices.subarray(0, n); diff = diff.subarray(0, n);

@@ -10,10 +10,10 @@ import type { GpuContext } from '../gpu/device.ts';
 import { createBuffer, readF32, scratchBuffer, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { ModelSpec } from '../model/spec.ts';
-import { dequantizeExperts } from '../quant/experts-q4.ts';
+import { dequantizeExperts, expertsQ4At } from '../quant/experts-q4.ts';
 import { gatherMasters, scatterMasters } from '../ops/adam.ts';
 import { buildSparseTable, dGeometry, expertsQ4Delta, gGeometry, sparseTableWords, type SparseTableGpu } from '../ops/experts_q4.ts';
-import { setMinus, union } from './sorted-sets.ts';
+import { lowerBound, setMinus, union } from './sorted-sets.ts';
 import type { Selection, TrainedLayer } from './selection.ts';
 import type { FusedExperts } from './weights.ts';
 
@@ -121,14 +121,31 @@ export class Q4Base {
     }
   }
 
-  /** out[j] = the current weight at idx[j] (j < n) of selection tensor `sel`, chunk by chunk (4-bit: release after submit). */
+  /**
+   * The current weights at entries `idx` (ascending) of selection tensor `sel`, without materializing the layer: W0 at
+   * those entries (dequantized on the GPU as the kernels do), then the overlay's values, then the active entries' masters
+   * (the order `load` puts them on). Memory: idx, the masters and the overlay, on the GPU and the host.
+   */
+  async currentAt(l: TrainedLayer, sel: Selection, idx: Uint32Array): Promise<Float32Array> {
+    if (l.base.kind !== 'q4') throw new Error('currentAt: not a 4-bit base');
+    for (let j = 1; j < idx.length; j++) if (idx[j - 1]! >= idx[j]!) throw new Error(`currentAt: ${sel.name} entries are not ascending at ${j}`);
+    const out = await expertsQ4At(this.gpu, l.base.experts, this.spec, sel === l.G ? 'G' : 'D', idx);
+    const put = (at: Uint32Array, vals: Float32Array) => {
+      for (let j = 0; j < at.length; j++) {
+        const p = lowerBound(idx, at[j]!);
+        if (p < idx.length && idx[p] === at[j]) out[p] = vals[j]!;
+      }
+    };
+    const ov = this.overlays.get(sel);
+    if (ov?.length) put(ov, await readF32(this.gpu, sel.overlay!.val, 0, ov.length));
+    if (sel.host.length) put(sel.host, await readF32(this.gpu, sel.master, 0, sel.k));
+    return out;
+  }
+
+  /** out[j] = the current weight at idx[j] (j < n) of selection tensor `sel`: an f32 base's resident weights. */
   gatherCurrent(enc: Encoder, l: TrainedLayer, sel: Selection, out: GPUBuffer, idx: GPUBuffer, n: number): void {
-    if (l.base.kind === 'f32') return gatherMasters(enc, out, sel === l.G ? l.gu! : l.down!, idx, n, { dtype: 'f32' });
-    const b = this.buf();
-    this.chunks.forEach((_, c) => {
-      this.load(enc, l, c);
-      for (const { range, offset } of this.targets(l, sel, c)) gatherMasters(enc, out, sel === l.G ? b.gu : b.down, idx, n, { dtype: 'f32', offset, range });
-    });
+    if (l.base.kind !== 'f32') throw new Error('gatherCurrent: a 4-bit base is read with currentAt');
+    gatherMasters(enc, out, sel === l.G ? l.gu! : l.down!, idx, n, { dtype: 'f32' });
   }
 
   /** 4-bit base: the overlay's indices := `dropped` (queue write: submit work that reads the old overlay first). */

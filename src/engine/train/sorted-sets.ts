@@ -47,3 +47,10 @@ export function carryValues<T extends Float32Array | Uint32Array>(old: Uint32Arr
   }
   return out;
 }
+
+/** First position in ascending `a` whose value is ≥ v. */
+export function lowerBound(a: Uint32Array, v: number): number {
+  let lo = 0, hi = a.length;
+  while (lo < hi) { const m = (lo + hi) >>> 1; if (a[m]! < v) lo = m + 1; else hi = m; }
+  return lo;
+}

@@ -37,17 +37,17 @@ export interface RunState {
   epoch: number;
 }
 
-/** The current weights of selection tensor `sel` at the sorted indices `idx` (4-bit: chunk by chunk; never the whole layer). */
+/** The current weights of selection tensor `sel` at the sorted indices `idx` (4-bit: Q4Base.currentAt; never the whole layer). */
 export async function valuesAt(t: Pick<RunState, 'gpu' | 'q4'>, l: TrainedLayer, sel: Selection, idx: Uint32Array): Promise<Float32Array> {
   const { gpu } = t;
   if (!idx.length) return new Float32Array(0);
+  if (l.base.kind === 'q4') return t.q4.currentAt(l, sel, idx);
   const ib = createBuffer(gpu, { label: 'touched.idx', size: idx.length * 4 });
   const vb = createBuffer(gpu, { label: 'touched.vals', size: idx.length * 4 });
   writeBuffer(gpu, ib, 0, idx);
   const enc = new Encoder(gpu, 'values.at');
   t.q4.gatherCurrent(enc, l, sel, vb, ib, idx.length);
   enc.submit();
-  t.q4.release();
   const out = await readF32(gpu, vb, 0, idx.length);
   ib.destroy();
   vb.destroy();

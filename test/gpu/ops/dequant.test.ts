@@ -37,4 +37,28 @@ describe('dequant', () => {
       expectClose(got.subarray(outOffset, outOffset + rows * K), want.subarray(outOffset, outOffset + rows * K), 1e-12, 1e-6, what);
     }
   });
+
+  it('at listed elements matches the oracle and the dense dequantization', async () => {
+    const gpu = await testGpu();
+    // [rows, K, G, n]: short last groups (K not a multiple of G), first and last elements, repeats, unsorted
+    const cases: [number, number, number, number][] = [[40, 128, 64, 300], [13, 200, 64, 97], [7, 24, 128, 5], [64, 256, 128, 2049]];
+    for (const [rows, K, G, n] of cases) {
+      const { q, sz } = randomQuant(rows, K, G, rows * K + n);
+      const r = rng(n);
+      const idx = Uint32Array.from({ length: n }, (_, j) => (j === 0 ? 0 : j === 1 ? rows * K - 1 : Math.floor(r() * rows * K)));
+      idx[n - 1] = idx[2 % n]!;
+      const out = f32Buffer(gpu, new Float32Array(n + 3).fill(NaN));
+      await run(gpu, (enc) => gpuOp.dequantizeAt(enc, out, u32Buffer(gpu, q), u32Buffer(gpu, sz), u32Buffer(gpu, idx), n, { rows, K, G }));
+      const want = new Float64Array(n);
+      ref.dequantizeAt(want, q, sz, idx, n, { rows, K, G });
+      const dense = new Float64Array(rows * K);
+      ref.dequantize(dense, q, sz, { rows, K, G });
+      const got = await readF32(gpu, out);
+      const what = `[${rows}, ${K}] G ${G}, ${n} elements`;
+      expect(Array.from(got.subarray(n)).every(Number.isNaN), `${what}: past n`).toBe(true);
+      expectClose(got.subarray(0, n), want, 1e-12, 1e-6, what);
+      expectClose(want, Float64Array.from(idx, (i) => dense[i]!), 0, 0, `${what}: oracle vs dense`);
+    }
+  });
 });
+
