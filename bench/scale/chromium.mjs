@@ -43,8 +43,11 @@ async function until(page, timeoutMs, what, done) {
   }
 }
 
-/** Clicks `button` with downloads collected into `dir` until the export's result panel lists every file as saved. */
-async function exportInto(page, button, dir, timeoutMs) {
+/**
+ * Clicks `button` with downloads collected into `dir` until the export's result panel lists every file as saved; marks
+ * (`mark`) each export phase and file the progress panel shows, and when the downloads start and end.
+ */
+async function exportInto(page, button, dir, timeoutMs, mark = () => {}) {
   mkdirSync(dir, { recursive: true });
   const saving = [];
   const on = (d) => saving.push(d.saveAs(join(dir, d.suggestedFilename())).then(() => d.suggestedFilename()));
@@ -52,15 +55,21 @@ async function exportInto(page, button, dir, timeoutMs) {
   const result = page.locator('[data-testid=export-result]');
   const before = (await result.count()) ? await result.textContent() : null; // an earlier export's result
   await page.click(`button:has-text("${button}")`);
+  let shown = null;
   await until(page, timeoutMs, `"${button}"`, async () => {
+    const panel = page.locator('[data-testid=export-progress]');
+    const now = (await panel.count()) ? `${button}: ${(await panel.locator('h3').textContent().catch(() => '')) ?? ''}${(/ · ([^·]+)$/.exec((await panel.textContent().catch(() => '')) ?? '')?.[1] ?? '').replace(/Cancel export.*$/, '')}`.trim() : null;
+    if (now && now !== shown) mark((shown = now));
     const err = page.locator('[data-testid=export-error]');
     if (await err.count()) throw new Error(`export failed: ${await err.first().textContent()}`);
     return (await result.count()) > 0 && (await result.textContent()) !== before && !(await page.locator('[data-testid=export-progress]').count());
   });
   const names = await result.locator('ul.files li code').allTextContents();
+  mark(`${button}: result shown, ${saving.length} of ${names.length} downloads started`);
   const t0 = Date.now();
   while (saving.length < names.length && Date.now() - t0 < timeoutMs) await page.waitForTimeout(500);
   const saved = await Promise.all(saving);
+  mark(`${button}: downloads saved`);
   page.off('download', on);
   const missing = names.filter((n) => !saved.includes(n));
   if (missing.length) throw new Error(`export "${button}": not downloaded: ${missing.join(', ')}`);
@@ -187,10 +196,10 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
     await page.selectOption('#export-run', { index: 0 });
     await page.locator('[data-testid=export-origin]', { hasText: /scale-model|folder/ }).waitFor({ timeout: 60_000 }).catch(() => {});
     const origin = (await page.locator('[data-testid=export-origin]').textContent())?.replace(/\s+/g, ' ');
-    const model = await exportInto(page, 'Export fine-tuned model', join(work, 'merged'), timeoutMs);
+    const model = await exportInto(page, 'Export fine-tuned model', join(work, 'merged'), timeoutMs, (l) => mem.mark(l));
     const modelPeaks = mem.peaks('export'); // the fine-tuned model's part of the phase (the delta's follows)
     const deltaDir = join(work, 'delta');
-    const delta = await exportInto(page, 'Export sparse delta', deltaDir, timeoutMs);
+    const delta = await exportInto(page, 'Export sparse delta', deltaDir, timeoutMs, (l) => mem.mark(l));
     await end('export', { origin, model, delta, downloads_bytes: model.bytes + delta.bytes, model_export_peaks: modelPeaks });
 
     const mstats = mem.stop();

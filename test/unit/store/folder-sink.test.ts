@@ -91,6 +91,9 @@ describe('openFolderSink', () => {
     const sink = await openFolderSink(asRoot(root), { job: 'cap', capBytes: cap });
     let written = 0;
     const writes: number[] = [];
+    // a picked folder's files (no sync access handle: the writable stream's writes are counted)
+    const realSync = FakeFile.prototype.createSyncAccessHandle;
+    (FakeFile.prototype as { createSyncAccessHandle?: unknown }).createSyncAccessHandle = undefined;
     const realCreate = FakeFile.prototype.createWritable;
     FakeFile.prototype.createWritable = async function (this: FakeFile) {
       const w = await realCreate.call(this);
@@ -113,6 +116,7 @@ describe('openFolderSink', () => {
       })());
     } finally {
       FakeFile.prototype.createWritable = realCreate;
+      FakeFile.prototype.createSyncAccessHandle = realSync;
     }
     expect(mostHeld).toBeLessThanOrEqual(cap);
     expect(mostHeld).toBeGreaterThan(0); // it does gather small chunks
@@ -144,6 +148,37 @@ describe('openFolderSink', () => {
       expect(root2.files().get('z.bin')).toEqual(Uint8Array.from([...bytes(3), ...bytes(3, 5), ...bytes(9, 7)]));
       expect(journal(root2).files).toEqual({ 'z.bin': 15 });
     } finally {
+      FakeFile.prototype.createWritable = realCreate;
+    }
+  });
+
+  it('writes an OPFS file (under its partial name) through a sync access handle; a file that refuses one (a picked folder) through createWritable', async () => {
+    const used: string[] = [];
+    const realSync = FakeFile.prototype.createSyncAccessHandle, realCreate = FakeFile.prototype.createWritable;
+    FakeFile.prototype.createSyncAccessHandle = async function (this: FakeFile) { used.push(`sync:${this.name}`); return realSync.call(this); };
+    FakeFile.prototype.createWritable = async function (this: FakeFile) { used.push(`stream:${this.name}`); return realCreate.call(this); };
+    try {
+      const opfs = new FakeDir('opfs');
+      const sink = await openFolderSink(asRoot(opfs), { job: 'o', capBytes: 4 });
+      await sink.write('a.bin', [bytes(3), bytes(6, 1)]);
+      expect(opfs.files().get('a.bin')).toEqual(Uint8Array.from([...bytes(3), ...bytes(6, 1)]));
+      // the data through the sync handle; the journal (under its final name) by a stream, replaced only when complete
+      expect(used.filter((u) => u.startsWith('stream:') && u !== `stream:${JOURNAL_FILE}`)).toEqual([]);
+      expect(used).toContain(`sync:a.bin${PARTIAL_SUFFIX}`);
+      expect(used).not.toContain(`sync:${JOURNAL_FILE}`);
+      used.length = 0;
+      // a user's folder in a worker: the method exists but rejects (not an OPFS file)
+      FakeFile.prototype.createSyncAccessHandle = async function (this: FakeFile) {
+        used.push(`sync:${this.name}`);
+        throw new DOMException('not an OPFS file', 'InvalidStateError');
+      };
+      const picked = new FakeDir('picked');
+      const sink2 = await openFolderSink(asRoot(picked), { job: 'p', capBytes: 4 });
+      await sink2.write('b.bin', [bytes(5, 2)]);
+      expect(picked.files().get('b.bin')).toEqual(bytes(5, 2));
+      expect(used).toContain(`stream:b.bin${PARTIAL_SUFFIX}`);
+    } finally {
+      FakeFile.prototype.createSyncAccessHandle = realSync;
       FakeFile.prototype.createWritable = realCreate;
     }
   });
