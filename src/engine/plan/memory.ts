@@ -48,7 +48,8 @@ export interface PlanSettings {
   /**
    * 4-bit runs: experts per chunk of a trained layer's f32 scratch and dense gradient (its weights are materialized one
    * chunk at a time; splitExperts balances the chunks). Default all experts (one chunk); chooseExpertChunk picks one for
-   * a budget. On the fused path only selections, checkpoints and the export work in chunks (the steps never do).
+   * a budget. On the fused path only selections and a full export of the changed tensors work in chunks (the steps, a
+   * checkpoint and the delta never do: they read the touched entries alone, Q4Base.currentAt).
    */
   expertChunk?: number;
   /**
@@ -80,8 +81,8 @@ export interface MemoryPlan {
    * Extra GPU bytes held for a while on top of `gpu`: the importance scores of Trainer.init, [2·per] + [per] per trained
    * MoE layer of a group (none when the group is one layer: its scores live in the dense-gradient scratch), plus the
    * shared experts' [2·IS·H] + [IS·H] per trained MoE layer with trainShared. 4-bit fused runs: the larger of those
-   * scores, the dense-gradient scratch (a ranking) and the f32 expert scratch of one chunk (a selection's values, a
-   * checkpoint, the export), each made for that work and freed after it.
+   * scores, the dense-gradient scratch (a ranking) and the f32 expert scratch of one chunk (a selection's values, a full
+   * export of the changed tensors), each made for that work and freed after it.
    */
   transient: number;
   /**

@@ -1,9 +1,11 @@
 // Trained experts in chunks, and the 4-bit base: a trained layer's experts come in chunks [e0, e1) (one chunk = all
 // experts unless 4-bit with a smaller expertChunk). With 4-bit experts the layer keeps only its 4-bit W0. Forward and
 // backward read W0 directly, the grouped GEMMs adding the trained entries' Δ to each weight slice they stage (fused,
-// ops/experts.ts with the tables of ops/experts_q4.ts): no f32 expert weights on a step. Where the current f32 weights themselves are needed (a selection's values, a checkpoint, the
-// export), they are materialized one chunk at a time into an f32 scratch shared by all layers: W0 dequantized, then the
-// overlay (entries once trained, no longer active), then the active entries' masters. On the fused path that scratch is
+// ops/experts.ts with the tables of ops/experts_q4.ts): no f32 expert weights on a step. A checkpoint and the delta read
+// the touched entries alone (currentAt: W0 dequantized at those entries, the overlay's values, the masters). Where whole
+// current f32 weights are needed (a selection's values, a full export of the changed tensors), they are materialized one
+// chunk at a time into an f32 scratch shared by all layers: W0 dequantized, then the overlay (entries once trained, no
+// longer active), then the active entries' masters. On the fused path that scratch is
 // made for the piece of work and freed after it (release); on the materialized path (fusedExperts false) it is held for
 // the run and the steps load each chunk into it. With an f32 base there is one chunk and nothing to materialize.
 import type { GpuContext } from '../gpu/device.ts';
