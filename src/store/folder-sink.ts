@@ -61,7 +61,7 @@ interface Writer {
  * A writer for `file`. `atomic`: the file replaced only on close, i.e. a writable stream where there is one (a file
  * written under its final name: the journal, or any file where there is no rename). Otherwise (a ".usaf-partial" file,
  * renamed when complete) a synchronous access handle where the file is in OPFS and this is a worker, written in place by
- * this process (about twice as fast as a writable stream in Chromium: bench/results/scale/README.md), else a stream.
+ * this process (1.1–2× faster than a writable stream in Chromium: bench/results/opfs/README.md), else a stream.
  */
 async function openWriter(file: FileSystemFileHandle, atomic: boolean): Promise<Writer> {
   const canSync = typeof (file as SyncCapable).createSyncAccessHandle === 'function';
