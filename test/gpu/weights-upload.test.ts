@@ -8,6 +8,9 @@ import { readBuffer } from '../../src/engine/gpu/buffers.ts';
 import { openCheckpoint } from '../../src/engine/io/checkpoint.ts';
 import { checkpointReader, loadEmbed, loadWeights, type ModelWeights, type Reader } from '../../src/engine/train/weights.ts';
 import { nodeFolder } from '../../src/node/folder.ts';
+import { memorySink } from '../../src/engine/io/sink.ts';
+import { importQ4 } from '../../src/engine/quant/import-q4.ts';
+import { q4ExpertNames } from '../../src/engine/quant/stored-q4.ts';
 
 const FIX = 'test/fixtures/qwen3_moe';
 
@@ -64,5 +67,35 @@ describe('weights uploaded in pieces', () => {
     expect([...y.subarray(0, 42)]).toEqual([...bytes]);
     a.buf.destroy();
     b.buf.destroy();
+  });
+
+  it('a stored 4-bit model: the expert buffers of each layer read and uploaded in pieces equal a whole read', async () => {
+    const gpu = await nodeGpu();
+    const spec = await readSpec(FIX);
+    const src = await openCheckpoint(nodeFolder(FIX));
+    const store = memorySink('store');
+    await importQ4(gpu, spec, store, src, nodeFolder(FIX), { groupSize: 32 });
+    const ckpt = await openCheckpoint(store.folder());
+    const ranged = new Map<string, number>();
+    const spy = { ...ckpt, readTensorRange: (name: string, o: number, n: number) => (ranged.set(name, (ranged.get(name) ?? 0) + 1), ckpt.readTensorRange(name, o, n)) };
+    const whole = await loadWeights(gpu, spec, spy, { quantizeExperts: { groupSize: 32 } });
+    const pieces = await loadWeights(gpu, spec, spy, { quantizeExperts: { groupSize: 32 }, uploadPiece: 1004 });
+    let layers = 0;
+    for (let L = 0; L < spec.numLayers; L++) {
+      const a = whole.layers[L]!.experts, b = pieces.layers[L]!.experts;
+      if (!a || !b) continue;
+      layers++;
+      for (const [x, y] of [[a.gate.buf, b.gate.buf], [a.down.buf, b.down.buf]] as const) {
+        expect(y.size, x.label).toBe(x.size);
+        expect(Buffer.from(new Uint8Array(await readBuffer(gpu, y))).equals(Buffer.from(new Uint8Array(await readBuffer(gpu, x)))), x.label).toBe(true);
+      }
+      const names = q4ExpertNames(spec, L);
+      const bytes = ckpt.tensors.get(names.gateUp)!.byteLength;
+      // whole: one range read per buffer; in pieces of 1004 bytes: ceil(bytes / 1004) more
+      expect(ranged.get(names.gateUp), names.gateUp).toBe(1 + Math.ceil(bytes / 1004));
+    }
+    expect(layers).toBe(spec.numLayers);
+    await ckpt.close();
+    await src.close();
   });
 });

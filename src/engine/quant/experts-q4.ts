@@ -140,6 +140,33 @@ export function uploadExpertsQ4(gpu: GpuContext, spec: ModelSpec, L: number, G: 
   return q4Tensors(mk('gate_up', gateUp, lay.gateUp.bytes), mk('down', down, lay.down.bytes), spec, G);
 }
 
+/** Stored bytes of one 4-bit buffer, read a range at a time. */
+export interface StoredQ4Part { byteLength: number; read(offset: number, length: number): Promise<Uint8Array> }
+
+/**
+ * A layer's 4-bit experts from the stored format (readExpertsQ4's bytes), read and uploaded `piece` bytes at a time with
+ * a wait for the GPU between pieces: the host never holds a whole buffer (0.2 GB at Qwen3-30B-A3B, 0.86 GB at 235B),
+ * nor do the driver's copies pile up. Equal to uploadExpertsQ4 of the whole bytes; sizes checked first.
+ */
+export async function uploadExpertsQ4Pieces(gpu: GpuContext, spec: ModelSpec, L: number, G: number, parts: { gateUp: StoredQ4Part; down: StoredQ4Part }, piece = PENDING_BYTES): Promise<ExpertWeights> {
+  if (piece <= 0 || piece % 4) throw new Error(`upload piece must be a positive multiple of 4, got ${piece}`);
+  const lay = q4ExpertLayouts(spec, G);
+  const mk = async (name: string, part: StoredQ4Part, want: number): Promise<GPUBuffer> => {
+    const buf = createBuffer(gpu, { label: `layer${L}.experts.${name}.q4`, size: want, kind: 'weights' });
+    for (let at = 0; at < want; at += piece) {
+      const bytes = await part.read(at, Math.min(piece, want - at));
+      if (at) await gpu.device.queue.onSubmittedWorkDone();
+      writeBuffer(gpu, buf, at, bytes);
+    }
+    return buf;
+  };
+  for (const [name, part, want] of [['gate_up', parts.gateUp, lay.gateUp.bytes], ['down', parts.down, lay.down.bytes]] as const) {
+    if (part.byteLength !== want) throw new Error(`layer ${L}: stored 4-bit ${name} has ${part.byteLength} bytes, group size ${G} needs ${want}`);
+  }
+  const gu = await mk('gate_up', parts.gateUp, lay.gateUp.bytes);
+  return q4Tensors(gu, await mk('down', parts.down, lay.down.bytes), spec, G);
+}
+
 /**
  * Dequantizes a layer's 4-bit experts into f32: gu [2·E·IE·H] = gate then up (the trainer's G index space), down
  * [E·H·IE] (D). The f32 values are exactly the ones the fused kernels compute in registers. With `chunk`, only experts

@@ -12,7 +12,7 @@ import { dequantFp8, fp8ScaleName } from '../io/fp8.ts';
 import { matmulBackwardBias, matmulBackwardInput, matmulBackwardWeight, matmulForward } from '../ops/matmul.ts';
 import type { ModelSpec, TensorEntry, TensorRole } from '../model/spec.ts';
 import { globalTensors, layerTensors } from '../model/tensors.ts';
-import { loadExpertsQ4, uploadExpertsQ4 } from '../quant/experts-q4.ts';
+import { loadExpertsQ4, uploadExpertsQ4Pieces, type StoredQ4Part } from '../quant/experts-q4.ts';
 import { q4ExpertNames, storedQ4Info } from '../quant/stored-q4.ts';
 
 export type WDtype = 'f32' | 'bf16';
@@ -238,24 +238,26 @@ export async function loadLayer(
     : opts.makeExperts
       ? opts.makeExperts(L)
       : stored
-      ? await loadStoredExperts(gpu, spec, L, ckpt, stored.groupSize, onRaw)
+      ? await loadStoredExperts(gpu, spec, L, ckpt, stored.groupSize, onRaw, opts.uploadPiece)
       : q4
       ? await loadExpertsQ4(gpu, spec, L, expertEntries, read, q4.groupSize)
       : await loadExperts(gpu, spec, L, expertEntries, read, opts.f32ExpertLayers?.has(L) ? 'f32' : 'bf16');
   return { index: L, t, experts };
 }
 
-async function loadStoredExperts(gpu: GpuContext, spec: ModelSpec, L: number, ckpt: Checkpoint, G: number, onRaw: (name: string) => void): Promise<ExpertWeights> {
+async function loadStoredExperts(gpu: GpuContext, spec: ModelSpec, L: number, ckpt: Checkpoint, G: number, onRaw: (name: string) => void, piece?: number): Promise<ExpertWeights> {
   const names = q4ExpertNames(spec, L);
-  const raw = async (name: string): Promise<Uint8Array> => {
+  const part = (name: string): StoredQ4Part => {
     const t = ckpt.tensors.get(name);
     if (!t) throw new Error(`stored 4-bit checkpoint has no tensor "${name}"`);
     if (t.dtype !== 'U32') throw new Error(`stored 4-bit tensor "${name}" is ${t.dtype}, expected U32`);
-    const b = await ckpt.readTensor(name);
-    onRaw(name);
-    return b;
+    return { byteLength: t.byteLength, read: (o, n) => ckpt.readTensorRange(name, o, n) };
   };
-  return uploadExpertsQ4(gpu, spec, L, G, await raw(names.gateUp), await raw(names.down));
+  // read and uploaded a piece at a time (a streamed frozen layer's experts must not sit whole on the host)
+  const ex = await uploadExpertsQ4Pieces(gpu, spec, L, G, { gateUp: part(names.gateUp), down: part(names.down) }, piece);
+  onRaw(names.gateUp);
+  onRaw(names.down);
+  return ex;
 }
 
 /** Frees every buffer of a layer loaded by loadLayer. */
