@@ -154,6 +154,18 @@ export async function uploadPaced(gpu: GpuContext, buf: GPUBuffer, offset: numbe
   }
 }
 
+/**
+ * `byteLength` bytes into `buf` from `read(offset, length)`, `piece` bytes at a time with a wait for the queue between
+ * pieces: the host holds one piece, and what the driver copies never piles up (stored weights: the LM head, 4-bit experts).
+ */
+export async function uploadPieces(gpu: GpuContext, buf: GPUBuffer, byteLength: number, read: (offset: number, length: number) => Promise<Uint8Array>, piece = PENDING_BYTES): Promise<void> {
+  for (let at = 0; at < byteLength; at += piece) {
+    const bytes = await read(at, Math.min(piece, byteLength - at));
+    if (at) await gpu.device.queue.onSubmittedWorkDone();
+    writeBuffer(gpu, buf, at, bytes);
+  }
+}
+
 /** Wait for all submitted work and throw any GPU error reported meanwhile. */
 export async function gpuSync(gpu: GpuContext): Promise<void> {
   await gpu.device.queue.onSubmittedWorkDone();

@@ -6,7 +6,7 @@
 // is the code words, then (from a 256-byte boundary, so both halves can be bound separately) the (scale, zero) words.
 
 import type { GpuContext } from '../gpu/device.ts';
-import { createBuffer, PENDING_BYTES, readBuffer, readF32, writeBuffer } from '../gpu/buffers.ts';
+import { createBuffer, PENDING_BYTES, readBuffer, readF32, uploadPieces, writeBuffer } from '../gpu/buffers.ts';
 import { Encoder } from '../gpu/encoder.ts';
 import type { Dtype } from '../io/dtype.ts';
 import type { ModelSpec, TensorEntry } from '../model/spec.ts';
@@ -128,36 +128,20 @@ export async function expertsQ4At(gpu: GpuContext, ex: ExpertWeights, spec: Mode
   }
 }
 
-/** A layer's 4-bit experts from stored buffer bytes (readExpertsQ4's), uploaded as they are; sizes checked. */
-export function uploadExpertsQ4(gpu: GpuContext, spec: ModelSpec, L: number, G: number, gateUp: Uint8Array, down: Uint8Array): ExpertWeights {
-  const lay = q4ExpertLayouts(spec, G);
-  const mk = (name: string, bytes: Uint8Array, want: number): GPUBuffer => {
-    if (bytes.byteLength !== want) throw new Error(`layer ${L}: stored 4-bit ${name} has ${bytes.byteLength} bytes, group size ${G} needs ${want}`);
-    const buf = createBuffer(gpu, { label: `layer${L}.experts.${name}.q4`, size: want, kind: 'weights' });
-    writeBuffer(gpu, buf, 0, bytes);
-    return buf;
-  };
-  return q4Tensors(mk('gate_up', gateUp, lay.gateUp.bytes), mk('down', down, lay.down.bytes), spec, G);
-}
-
 /** Stored bytes of one 4-bit buffer, read a range at a time. */
 export interface StoredQ4Part { byteLength: number; read(offset: number, length: number): Promise<Uint8Array> }
 
 /**
  * A layer's 4-bit experts from the stored format (readExpertsQ4's bytes), read and uploaded `piece` bytes at a time with
  * a wait for the GPU between pieces: the host never holds a whole buffer (0.2 GB at Qwen3-30B-A3B, 0.86 GB at 235B),
- * nor do the driver's copies pile up. Equal to uploadExpertsQ4 of the whole bytes; sizes checked first.
+ * nor do the driver's copies pile up; sizes checked first.
  */
 export async function uploadExpertsQ4Pieces(gpu: GpuContext, spec: ModelSpec, L: number, G: number, parts: { gateUp: StoredQ4Part; down: StoredQ4Part }, piece = PENDING_BYTES): Promise<ExpertWeights> {
   if (piece <= 0 || piece % 4) throw new Error(`upload piece must be a positive multiple of 4, got ${piece}`);
   const lay = q4ExpertLayouts(spec, G);
   const mk = async (name: string, part: StoredQ4Part, want: number): Promise<GPUBuffer> => {
     const buf = createBuffer(gpu, { label: `layer${L}.experts.${name}.q4`, size: want, kind: 'weights' });
-    for (let at = 0; at < want; at += piece) {
-      const bytes = await part.read(at, Math.min(piece, want - at));
-      if (at) await gpu.device.queue.onSubmittedWorkDone();
-      writeBuffer(gpu, buf, at, bytes);
-    }
+    await uploadPieces(gpu, buf, want, (o, n) => part.read(o, n), piece);
     return buf;
   };
   for (const [name, part, want] of [['gate_up', parts.gateUp, lay.gateUp.bytes], ['down', parts.down, lay.down.bytes]] as const) {

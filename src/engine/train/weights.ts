@@ -3,7 +3,7 @@
 // FP8 (E4M3 + `*_scale_inv` block scales) weights are dequantized on the way in. Also: linear layers on a GpuTensor.
 
 import type { GpuContext } from '../gpu/device.ts';
-import { createBuffer, PENDING_BYTES, uploadPaced, writeBuffer } from '../gpu/buffers.ts';
+import { createBuffer, PENDING_BYTES, uploadPaced, uploadPieces, writeBuffer } from '../gpu/buffers.ts';
 import type { SparseTableGpu } from '../ops/experts_q4.ts';
 import type { Encoder } from '../gpu/encoder.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
@@ -195,13 +195,8 @@ async function uploadSingle(gpu: GpuContext, e: TensorEntry, read: Reader, opts:
   if (stored && stored.byteLength > piece && (want === 'bf16' ? stored.dtype === 'BF16' : stored.dtype === 'F32')) {
     // uploaded as stored, a piece at a time: the host never holds the whole tensor (an LM head: 0.6–1.2 GB)
     const buf = createBuffer(gpu, { label: e.name, size: byteSize(elements(e.shape), want), kind: 'weights' });
-    for (let at = 0; at < stored.byteLength; at += piece) {
-      const n = Math.min(piece, stored.byteLength - at);
-      let bytes = await stored.read(at, n);
-      if (n % 4) bytes = padTo4(bytes); // a bf16 tensor with an odd count: its last pair's high half is 0, as packBf16Pairs
-      if (at) await gpu.device.queue.onSubmittedWorkDone();
-      writeBuffer(gpu, buf, at, bytes);
-    }
+    // a bf16 tensor with an odd count: its last pair's high half is 0, as packBf16Pairs
+    await uploadPieces(gpu, buf, stored.byteLength, async (o, n) => (n % 4 ? padTo4(await stored.read(o, n)) : stored.read(o, n)), piece);
     stored.done();
     return { buf, dtype: want, shape: e.shape, offset: 0 };
   }
