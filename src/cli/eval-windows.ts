@@ -41,4 +41,5 @@ export function destroyWeights(w: ModelWeights): void {
     if (l.experts) for (const t of [l.experts.gate, l.experts.up, l.experts.down]) bufs.add(t.buf);
   }
   for (const b of bufs) b.destroy();
+  w.slots?.destroy();
 }

@@ -51,6 +51,8 @@ export interface OpenOptions {
   trainShared?: boolean;
   /** Layers below trainFrom are not uploaded (the layer-major frozen pass streams them from `ckpt`). */
   streamFrozen?: boolean;
+  /** The trained layers' 4-bit experts in host-visible buffers, copied into two GPU slots when used (LoadOptions.hostExperts). */
+  hostExperts?: boolean;
 }
 
 /** `trainFrom`: layers from there on get f32 routed experts (and f32 shared experts with `trainShared`), for training. */
@@ -67,6 +69,7 @@ export async function openModel(gpu: GpuContext, dir: string, opts: OpenOptions 
     if (!opts.trainFrom) throw new Error('streaming frozen layers needs trainFrom > 0');
     load.streamFrozenBelow = opts.trainFrom;
   }
+  if (opts.hostExperts) load.hostExperts = trained;
   const weights = await loadWeights(gpu, spec, ckpt, load);
   const quantizeExperts = opts.quantizeExperts ?? (stored ? { groupSize: stored.groupSize } : undefined);
   return { dir, spec, ckpt, weights, quantizeExperts, load };

@@ -3,7 +3,7 @@
 
 import type { GpuInfo } from '../engine/gpu/device.ts';
 import type { ModelSpec } from '../engine/model/index.ts';
-import { KINDS, planMemory, suggestSettings, withExpertChunk, type Kind, type MemoryPlan as EnginePlan, type PlanSettings } from '../engine/plan/memory.ts';
+import { fitSettings, KINDS, planMemory, suggestSettings, type Kind, type MemoryPlan as EnginePlan, type PlanSettings } from '../engine/plan/memory.ts';
 import { memoryPlanSettings, plannedSamples } from '../engine/train/setup.ts';
 import { activeCount } from '../engine/train/schedule.ts';
 import { resolveSteps, type Settings } from '../presets/schema.ts';
@@ -72,7 +72,7 @@ export function appPlan(a: AppPlanArgs): MemoryPlan {
   // 4-bit: the expert chunks the worker's Trainer takes (the largest that fit the GPU memory given, within the adapter's
   // buffer limits; all experts when no memory is given)
   const lim = a.gpu ? Math.min(a.gpu.maxStorageBufferBindingSize, a.gpu.maxBufferSize) : undefined;
-  const s = withExpertChunk(a.spec, planSettings(a.spec, a.settings, a.trainTokens, a.gpu?.maxBufferSize ?? null, a.pretokenized), a.gpuMemoryBytes ?? undefined, lim);
+  const s = fitSettings(a.spec, planSettings(a.spec, a.settings, a.trainTokens, a.gpu?.maxBufferSize ?? null, a.pretokenized), a.gpuMemoryBytes ?? undefined, lim);
   const p = planMemory(a.spec, s);
   const items: PlanItem[] = KINDS.filter((k) => p.gpu[k] > 0).map((k) => ({
     label: k === 'cache' ? `${KIND_LABEL[k]} (${s.frozenCacheN.toLocaleString('en-US')} sequences)`
@@ -81,6 +81,7 @@ export function appPlan(a: AppPlanArgs): MemoryPlan {
     bytes: p.gpu[k], where: 'gpu',
   }));
   items.push({ label: 'Importance scores at the start (transient)', bytes: p.transient, where: 'gpu' });
+  if (p.hostVisible) items.push({ label: 'Trained layers\' 4-bit experts, kept in host memory (copied to the GPU as each layer runs)', bytes: p.hostVisible, where: 'cpu' });
   items.push({ label: s.streamFrozen ? 'Host memory (the frozen cache, plus the largest tensor while loading or a checkpoint)' : 'Host memory (largest tensor while loading, or a checkpoint)', bytes: p.ram, where: 'cpu' });
   // the app stores every model with its routed experts in 4 bits (src/store): this much browser storage
   items.push({ label: `Model in browser storage (experts in 4 bits, groups of ${p.storage.group})`, bytes: p.storage.q4, where: 'disk' });

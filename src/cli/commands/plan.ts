@@ -6,7 +6,7 @@ import { command, str, num } from '../command.ts';
 import { readSpec, QUANT_FLAGS, quantOption } from '../load-model.ts';
 import { parseConfig } from '../../engine/model/config.ts';
 import type { ModelSpec } from '../../engine/model/spec.ts';
-import { planJson, planMemory, suggestSettings, withExpertChunk, type PlanSettings } from '../../engine/plan/memory.ts';
+import { fitSettings, planJson, planMemory, suggestSettings, type PlanSettings } from '../../engine/plan/memory.ts';
 import { defaultTrainFrom } from './train.ts';
 
 /** A model folder (its config.json) or a config.json path. */
@@ -36,6 +36,7 @@ export const plan = command(
     ...QUANT_FLAGS,
     'stream-frozen': { type: 'boolean', env: 'STREAM_FROZEN', help: 'frozen layers streamed from storage (one layer on the GPU at a time); give --frozen-cache-n = the training samples: all are cached' },
     'expert-chunk': { type: 'number', env: 'EXPERT_CHUNK', help: '4-bit: experts per chunk of a trained layer\'s f32 scratch (default: all, or the largest chunk that fits --gpu-gib)' },
+    'host-experts': { type: 'boolean', help: '4-bit: the trained layers\' 4-bit experts in host memory, copied into two GPU slots when used (default: only when the run does not fit --gpu-gib otherwise)' },
     'materialized-experts': { type: 'boolean', help: '4-bit: the steps materialize each trained layer\'s experts into an f32 scratch held for the run (TrainSettings.fusedExperts false) instead of the fused 4-bit W0 + sparse correction' },
   },
   async (f) => {
@@ -51,9 +52,10 @@ export const plan = command(
       streamFrozen: !!f['stream-frozen'],
       ...(f['materialized-experts'] ? { fusedExperts: false } : {}),
       ...(num(f, 'expert-chunk') !== undefined ? { expertChunk: num(f, 'expert-chunk') } : {}),
+      ...(f['host-experts'] ? { hostExperts: true } : {}),
     };
     const gpuBytes = Math.floor(num(f, 'gpu-gib')! * 2 ** 30);
-    const settings = withExpertChunk(spec, asked, gpuBytes);
+    const settings = fitSettings(spec, asked, gpuBytes);
     const p = planMemory(spec, settings);
     // When it does not fit: the closest settings that do (null: none with this design).
     const suggestion = p.fits(gpuBytes) ? undefined : suggestSettings(spec, settings, gpuBytes);

@@ -10,8 +10,19 @@ export class GpuMemoryError extends Error {
   override name = 'GpuMemoryError';
 }
 
-/** Per device: bytes allocated through `createBuffer` now, by kind; in all; the most at once. */
-const tallies = new WeakMap<GPUDevice, { byKind: Map<string, number>; now: number; peak: number }>();
+/** Per device: bytes allocated through `createBuffer` now, by kind; in all; the most at once (GPU memory: not HOST_KIND). */
+const tallies = new WeakMap<GPUDevice, { byKind: Map<string, number>; now: number; peak: number; host: number }>();
+
+/**
+ * The kind of host-visible upload buffers (MAP_WRITE | COPY_SRC): on a discrete GPU they are system memory, so they are
+ * tallied apart (hostVisibleBytes), not as GPU bytes.
+ */
+export const HOST_KIND = 'host';
+
+/** Bytes of host-visible buffers (HOST_KIND) allocated through `createBuffer` now. */
+export function hostVisibleBytes(gpu: GpuContext): number {
+  return tallies.get(gpu.device)?.host ?? 0;
+}
 
 /** Bytes currently allocated through `createBuffer`, by kind. */
 export function allocatedBytes(gpu: GpuContext): Record<string, number> {
@@ -32,7 +43,11 @@ export function peakAllocatedBytes(gpu: GpuContext, reset = false): number {
 
 function tally(gpu: GpuContext, kind: string, delta: number): void {
   let t = tallies.get(gpu.device);
-  if (!t) tallies.set(gpu.device, (t = { byKind: new Map(), now: 0, peak: 0 }));
+  if (!t) tallies.set(gpu.device, (t = { byKind: new Map(), now: 0, peak: 0, host: 0 }));
+  if (kind === HOST_KIND) {
+    t.host += delta;
+    return;
+  }
   t.byKind.set(kind, (t.byKind.get(kind) ?? 0) + delta);
   t.now += delta;
   t.peak = Math.max(t.peak, t.now);
@@ -45,6 +60,8 @@ export interface BufferOpts {
   /** Planner category: "weights", "masters", "optimizer", "activations", "cache", "workspace". */
   kind?: string;
   usage?: number;
+  /** Mapped for writing once made (never from a pool); unmap when written. */
+  mappedAtCreation?: boolean;
 }
 
 /**
@@ -68,6 +85,15 @@ export class BufferPool {
 
   take(key: string): GPUBuffer | undefined {
     return this.free.get(key)?.pop();
+  }
+
+  /** Takes back those of `bufs` that are free in the pool, so that destroy leaves them alone. */
+  withdraw(bufs: Iterable<GPUBuffer>): void {
+    for (const b of bufs) {
+      const list = this.free.get(keys.get(b) ?? '');
+      const i = list?.indexOf(b) ?? -1;
+      if (i >= 0) list!.splice(i, 1);
+    }
   }
 
   destroy(): void {
@@ -95,10 +121,10 @@ export function createBuffer(gpu: GpuContext, o: BufferOpts): GPUBuffer {
   if (size > gpu.info.maxBufferSize) throw new GpuMemoryError(`buffer "${o.label}" needs ${size} bytes; this GPU allows ${gpu.info.maxBufferSize} per buffer`);
   const device = gpu.device;
   const key = `${size}:${o.usage ?? STORAGE}:${o.kind ?? 'workspace'}`;
-  const pooled = pools.get(device)?.take(key);
+  const pooled = o.mappedAtCreation ? undefined : pools.get(device)?.take(key);
   if (pooled) return pooled;
   device.pushErrorScope('out-of-memory');
-  const buf = device.createBuffer({ label: o.label, size, usage: o.usage ?? STORAGE });
+  const buf = device.createBuffer({ label: o.label, size, usage: o.usage ?? STORAGE, mappedAtCreation: !!o.mappedAtCreation });
   trackScope(gpu, device.popErrorScope(), (e) => new GpuMemoryError(`out of GPU memory allocating "${o.label}" (${size} bytes): ${e.message}`));
   const kind = o.kind ?? 'workspace';
   tally(gpu, kind, size);

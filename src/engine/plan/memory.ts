@@ -58,6 +58,12 @@ export interface PlanSettings {
    * (MemoryPlan.transient).
    */
   fusedExperts?: boolean;
+  /**
+   * 4-bit runs: the trained layers' 4-bit experts stay in host-visible upload buffers (LoadOptions.hostExperts), two GPU
+   * slots hold the ones in use, and streamed frozen layers load their experts into the same slots. Chosen by
+   * fitSettings when the run does not fit otherwise; the results are the same.
+   */
+  hostExperts?: boolean;
   /** The LM head's most token rows of logits at once (Forward's headRows; plan/head.ts withHeadRows). Default xentDefaultRows. */
   headRows?: number;
 }
@@ -92,6 +98,8 @@ export interface MemoryPlan {
   staging: number;
   /** gpu.total + max(transient, staging): what must fit. */
   peak: number;
+  /** Host-visible buffers of hosted experts (hostExperts): system memory on a discrete GPU, counted in `ram`. */
+  hostVisible: number;
   /**
    * Host memory the engine needs besides the program and the dataset: the largest tensor while loading (checkpoint bytes
    * + the converted copy uploaded), or a checkpoint snapshot of the trained state, whichever is larger; with streamFrozen
@@ -162,6 +170,18 @@ export function withExpertChunk(spec: ModelSpec, s: PlanSettings, gpuBytes?: num
   return chunk < spec.moe.numExperts ? { ...s, expertChunk: chunk } : s;
 }
 
+/**
+ * The settings a run takes on a GPU of `gpuBytes`: withExpertChunk's; when those do not fit and hostExperts is undecided
+ * (undefined), the same with the trained layers' 4-bit experts hosted (withExpertChunk's chunk for that), which is then
+ * what a refusal reports when neither fits.
+ */
+export function fitSettings(spec: ModelSpec, s: PlanSettings, gpuBytes?: number, maxBuffer?: number): PlanSettings {
+  const a = withExpertChunk(spec, s, gpuBytes, maxBuffer);
+  if (gpuBytes === undefined || s.hostExperts !== undefined || !s.quantizeExperts || planMemory(spec, a).fits(gpuBytes)) return a;
+  if (!hostedLayers(spec, { ...s, hostExperts: true }).length) return a;
+  return withExpertChunk(spec, { ...s, hostExperts: true }, gpuBytes, maxBuffer);
+}
+
 /** Bytes createBuffer allocates for `size` bytes. */
 export const bufBytes = (size: number): number => Math.max(4, Math.ceil(size / 4) * 4);
 
@@ -195,7 +215,7 @@ class Items {
  * loadWeights: globals (without the embedding when `embed` is false: streamed, weights.ts embedStreamed), then per layer its single tensors and the routed experts ([E, IE, H] × gate, up, [E, H, IE] down;
  * 4-bit: one gate|up and one down buffer, codes + (scale, zero) table, as quant/experts-q4.ts lays them out).
  */
-function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: number[], q4: PlanSettings['quantizeExperts'], trainShared: boolean, embed = true): void {
+function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: number[], q4: PlanSettings['quantizeExperts'], trainShared: boolean, embed = true, hosted: number[] = []): void {
   for (const e of globalTensors(spec)) if (!(e.role === 'lm_head' && spec.tieEmbeddings) && (embed || e.role !== 'embed')) single(it, e);
   const { numExperts: E, expertIntermediate: IE } = spec.moe;
   const per = E * IE * spec.hidden;
@@ -209,6 +229,7 @@ function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: n
         if (e.role !== 'shared.gate' && e.role !== 'shared.up') it.bytes(e.name, 'weights', weightBytes(numel(e.shape), true));
       } else single(it, e);
     }
+    if (experts && q4 && hosted.includes(L)) continue; // host memory (planMemory's hostVisible)
     if (experts && q4) {
       const lay = q4ExpertLayouts(spec, q4.groupSize);
       it.bytes(`layer${L}.experts.gate_up.q4`, 'weights', lay.gateUp.bytes);
@@ -216,6 +237,18 @@ function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: n
     } else if (experts && trained.has(L)) it.bytes(`layer${L}.experts.down`, 'weights', weightBytes(per, true), 1);
     else if (experts) it.bytes(`layer${L}.experts.gate|up|down`, 'weights', weightBytes(per, false), 3);
   }
+  if (hosted.length && q4) {
+    // quant/expert-slots.ts: one slot per hosted layer, at most two
+    const lay = q4ExpertLayouts(spec, q4.groupSize);
+    it.bytes('experts.slot.gate_up.q4', 'weights', lay.gateUp.bytes, Math.min(2, hosted.length));
+    it.bytes('experts.slot.down.q4', 'weights', lay.down.bytes, Math.min(2, hosted.length));
+  }
+}
+
+/** The trained MoE layers whose 4-bit experts are hosted (hostExperts), ascending. */
+export function hostedLayers(spec: ModelSpec, s: PlanSettings): number[] {
+  if (!s.hostExperts || !s.quantizeExperts) return [];
+  return spec.layers.filter((l) => l.index >= s.trainFrom && l.mlp === 'moe').map((l) => l.index);
 }
 
 function single(it: Items, e: TensorEntry): void {
@@ -481,7 +514,7 @@ export function planItems(spec: ModelSpec, s: PlanSettings, residentLayers?: num
   const it = new Items();
   const T = s.microbatch * s.seq;
   const trained = Array.from({ length: spec.numLayers - s.trainFrom }, (_, i) => s.trainFrom + i);
-  weightItems(it, spec, new Set(trained), residentLayers ?? spec.layers.map((l) => l.index), s.quantizeExperts, !!s.trainShared, !embedStreamed(spec, s));
+  weightItems(it, spec, new Set(trained), residentLayers ?? spec.layers.map((l) => l.index), s.quantizeExperts, !!s.trainShared, !embedStreamed(spec, s), hostedLayers(spec, s));
   forwardItems(it, spec, T, s.headRows);
   layerActsItems(it, spec, T, trained.length);
   it.f32('xIn', 'activations', T * spec.hidden, trained.length);
@@ -511,6 +544,16 @@ function planRam(spec: ModelSpec, s: PlanSettings): number {
   return Math.max(load, snapshot) + hostCache;
 }
 
+const slotBytes = (it: Items): number => it.list.filter((i) => i.label.startsWith('experts.slot.')).reduce((a, i) => a + i.bytes * i.count, 0);
+
+/** Host-visible bytes of the hosted layers' 4-bit experts (each buffer as createBuffer rounds it). */
+function hostedBytes(spec: ModelSpec, s: PlanSettings): number {
+  const n = hostedLayers(spec, s).length;
+  if (!n) return 0;
+  const lay = q4ExpertLayouts(spec, s.quantizeExperts!.groupSize);
+  return n * (bufBytes(lay.gateUp.bytes) + bufBytes(lay.down.bytes));
+}
+
 /** The embedding is not resident: frozen layers streamed and untied embeddings (weights.ts embedStreamed). */
 function embedStreamed(spec: ModelSpec, s: PlanSettings): boolean {
   return !!s.streamFrozen && s.trainFrom > 0 && !spec.tieEmbeddings;
@@ -521,12 +564,16 @@ function embedBytes(spec: ModelSpec): number {
   return weightBytes(numel(globalTensors(spec).find((e) => e.role === 'embed')!.shape), false);
 }
 
-/** GPU bytes loadLayer allocates for frozen layer L (its weights; the 4-bit quantizer's staging [2·IE·H] f32). */
+/**
+ * GPU bytes loadLayer allocates for frozen layer L (its weights; the 4-bit quantizer's staging [2·IE·H] f32); with hosted
+ * experts the layer's 4-bit experts go into a slot (frozen-pass.ts), not counted here.
+ */
 function frozenLayerBytes(spec: ModelSpec, s: PlanSettings, L: number): number {
+  const inSlot = hostedLayers(spec, s).length > 0 ? [L] : [];
   const only = (layers: number[]) => {
     const it = new Items();
-    weightItems(it, spec, new Set(), layers, s.quantizeExperts, false);
-    return sumByKind(it.list).total;
+    weightItems(it, spec, new Set(), layers, s.quantizeExperts, false, true, inSlot);
+    return sumByKind(it.list).total - slotBytes(it);
   };
   const q4Stage = s.quantizeExperts && spec.layers[L]!.mlp === 'moe' ? bufBytes(2 * spec.moe.expertIntermediate * spec.hidden * 4) : 0;
   return only([L]) - only([]) + q4Stage;
@@ -555,6 +602,7 @@ export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
   let staging = embedStreamed(spec, s) ? embedBytes(spec) : 0;
   if (streamed) for (let L = 0; L < s.trainFrom; L++) staging = Math.max(staging, frozenLayerBytes(spec, s, L));
   const peak = gpu.total + Math.max(transient, staging);
+  const hostVisible = hostedBytes(spec, s);
   const other = streamed ? null : s.trainFrom > 0 ? planMemory(spec, { ...s, streamFrozen: true }) : null;
 
   return {
@@ -563,7 +611,8 @@ export function planMemory(spec: ModelSpec, s: PlanSettings): MemoryPlan {
     transient,
     staging,
     peak,
-    ram: planRam(spec, s),
+    hostVisible,
+    ram: planRam(spec, s) + hostVisible,
     storage: planStorage(spec),
     streamedFrozen: other ? other.streamedFrozen : { gpu, peak, fits: (b) => peak <= b },
     items,
@@ -583,6 +632,7 @@ export function planJson(p: MemoryPlan, gpuBytes: number, topItems = 12): Record
     staging: p.staging,
     peak: p.peak,
     peakGiB: gib(p.peak),
+    hostVisible: p.hostVisible,
     ram: p.ram,
     storage: p.storage,
     fits: p.fits(gpuBytes),
@@ -598,7 +648,7 @@ export class PlanError extends Error {
     const GiB = 2 ** 30;
     const g = (b: number) => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
     const s = plan.settings;
-    const what = (x: PlanSettings) => `train-from ${x.trainFrom}, microbatch ${x.microbatch}, seq ${x.seq}, frozen-cache-n ${x.frozenCacheN}${x.quantizeExperts ? `, 4-bit experts (group ${x.quantizeExperts.groupSize}${x.expertChunk ? `, in chunks of ${x.expertChunk}` : ''})` : ''}${x.streamFrozen ? ', frozen layers streamed from storage (--stream-frozen)' : ''}`;
+    const what = (x: PlanSettings) => `train-from ${x.trainFrom}, microbatch ${x.microbatch}, seq ${x.seq}, frozen-cache-n ${x.frozenCacheN}${x.quantizeExperts ? `, 4-bit experts (group ${x.quantizeExperts.groupSize}${x.expertChunk ? `, in chunks of ${x.expertChunk}` : ''})` : ''}${x.streamFrozen ? ', frozen layers streamed from storage (--stream-frozen)' : ''}${x.hostExperts && x.quantizeExperts ? ', trained layers\' 4-bit experts in host memory' : ''}`;
     super(
       `this run needs ${g(plan.peak)} of GPU memory (${what(s)}); the GPU has ${g(gpuBytes)}. ` +
         (suggestion ? `Settings that fit: ${what(suggestion)}.` : s.quantizeExperts ? 'No settings of this design fit.' : 'No unquantized settings fit; try --quantize-experts.'),

@@ -101,6 +101,11 @@ export function randomExpertsQ4(gpu: GpuContext, spec: ModelSpec, L: number, G: 
 /** The two buffers' bytes exactly as the GPU holds them (codes, zero padding, table): what the stored format keeps. */
 export async function readExpertsQ4(gpu: GpuContext, ex: ExpertWeights): Promise<{ gateUp: Uint8Array; down: Uint8Array }> {
   if (ex.gate.dtype !== 'q4' || ex.down.dtype !== 'q4') throw new Error('readExpertsQ4: the experts are not 4-bit');
+  if (ex.resident) {
+    const enc = new Encoder(gpu, 'experts.q4.read');
+    ex.resident(enc);
+    enc.submit();
+  }
   return { gateUp: new Uint8Array(await readBuffer(gpu, ex.gate.buf)), down: new Uint8Array(await readBuffer(gpu, ex.down.buf)) };
 }
 
@@ -119,6 +124,7 @@ export async function expertsQ4At(gpu: GpuContext, ex: ExpertWeights, spec: Mode
   try {
     writeBuffer(gpu, ib, 0, idx);
     const enc = new Encoder(gpu, 'experts.q4.at');
+    ex.resident?.(enc);
     dequantizeAt(enc, ob, codes(buf, L), table(buf, L), ib, idx.length, { rows: L.rows, K: L.K, G });
     enc.submit();
     return await readF32(gpu, ob, 0, idx.length);
@@ -164,6 +170,7 @@ export function dequantizeExperts(enc: Encoder, gu: GPUBuffer, down: GPUBuffer, 
   const [e0, e1] = chunk?.experts ?? [0, E];
   const n = e1 - e0;
   if (!(0 <= e0 && e0 < e1 && e1 <= E)) throw new RangeError(`dequantizeExperts: experts ${e0}..${e1} outside 0..${E}`);
+  ex.resident?.(enc);
   const cg = codes(ex.gate.buf, lay.gateUp), tg = table(ex.gate.buf, lay.gateUp);
   dequantize(enc, gu, cg, tg, { rows: n * IE, K: H, G, rowOffset: e0 * IE });
   dequantize(enc, gu, cg, tg, { rows: n * IE, K: H, G, rowOffset: (E + e0) * IE, outOffset: chunk?.upAt ?? E * IE * H });

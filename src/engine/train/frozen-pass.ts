@@ -57,8 +57,11 @@ export async function frozenPass(fwd: Forward, weights: ModelWeights, trainFrom:
   const chunks = function* (g: WindowGroup) {
     for (let w = 0; w < g.count; w += chunk) yield [w, Math.min(chunk, g.count - w)] as const;
   };
-  // streamed weights: a layer's buffers go to the next streamed layer (same shapes); all are destroyed after the pass
+  // streamed weights: a layer's buffers go to the next streamed layer (same shapes); all are destroyed after the pass,
+  // but for the slots of hosted experts (weights.slots), which the streamed layers' experts borrow (same layout)
   const pool = new BufferPool();
+  const slots = weights.slots?.buffers() ?? [];
+  pool.give(slots);
   try {
     // a streamed embedding (ModelWeights.embed null) is loaded for the embedding pass only, like a streamed layer
     const embedStreamed = !weights.embed;
@@ -77,8 +80,10 @@ export async function frozenPass(fwd: Forward, weights: ModelWeights, trainFrom:
       }
     }
     if (embedStreamed) {
+      // freed, not pooled: no layer buffer has its size, and it must not stay beside the layers (the plan's staging is
+      // the larger of the two, not their sum)
       await gpu.device.queue.onSubmittedWorkDone();
-      pool.give([weights.embed!.buf]);
+      weights.embed!.buf.destroy();
       weights.embed = null;
     }
     for (let L = 0; L < trainFrom; L++) {
@@ -97,6 +102,8 @@ export async function frozenPass(fwd: Forward, weights: ModelWeights, trainFrom:
     }
     await gpu.device.queue.onSubmittedWorkDone();
   } finally {
+    weights.slots?.invalidate();
+    pool.withdraw(slots);
     pool.destroy();
   }
 }

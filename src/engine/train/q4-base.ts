@@ -189,6 +189,7 @@ export class Q4Base {
   fused(enc: Encoder, l: TrainedLayer, delta: boolean): FusedExperts {
     if (l.base.kind !== 'q4') throw new Error('fused: not a 4-bit base');
     const w = l.base.experts;
+    w.resident?.(enc);
     const none = new Uint32Array(0);
     const from = [l.G.host, this.overlays.get(l.G) ?? none, l.D.host, this.overlays.get(l.D) ?? none];
     const t = this.tables.get(l);

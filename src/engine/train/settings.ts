@@ -78,5 +78,6 @@ export function planSettings(s: TrainSettings, samples: number, weights?: ModelW
     trainShared: !!s.trainShared, perEntryStep: !!s.perEntryStep, streamFrozen: !!weights?.layers.some((l) => l.streamed),
     ...(q4 && s.expertChunk !== undefined ? { expertChunk: s.expertChunk } : {}),
     ...(q4 && s.fusedExperts === false ? { fusedExperts: false } : {}),
+    ...(q4 ? { hostExperts: !!weights?.slots } : {}),
   };
 }

@@ -12,7 +12,7 @@
 
 import { IGNORE, type TokenStream } from './token-stream.ts';
 import type { ModelSpec } from '../model/spec.ts';
-import { assertFits, withExpertChunk, type PlanSettings } from '../plan/memory.ts';
+import { assertFits, fitSettings, hostedLayers, type PlanSettings } from '../plan/memory.ts';
 import { crc32, hex32 } from './delta.ts';
 import { recordSamples, trainSampleCount, trainSamples, windowSamples, type SampleRule } from './samples.ts';
 import {
@@ -277,10 +277,20 @@ export function setupRun(a: SetupArgs): RunSetup {
   };
 }
 
-/** Refuses (PlanError, with settings that fit) a run whose memory plan exceeds GPU_GIB; before anything is loaded. */
+/**
+ * Refuses (PlanError, with settings that fit) a run whose memory plan exceeds GPU_GIB; before anything is loaded. A 4-bit
+ * run that fits only with its trained layers' 4-bit experts in host memory (plan/memory.ts fitSettings) gets them:
+ * r.plan and r.load say so (the same results).
+ */
 export function checkFits(spec: ModelSpec, r: RunSetup): void {
   const budget = r.train.gpuBytes;
-  if (budget !== undefined) assertFits(spec, withExpertChunk(spec, r.plan, budget), budget);
+  if (budget === undefined) return;
+  const s = fitSettings(spec, r.plan, budget);
+  assertFits(spec, s, budget);
+  if (s.hostExperts) {
+    r.plan = { ...r.plan, hostExperts: true };
+    r.load.hostExperts = new Set(hostedLayers(spec, s));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import type { ModelSpec, TensorEntry, TensorRole } from '../model/spec.ts';
 import { globalTensors, layerTensors } from '../model/tensors.ts';
 import { loadExpertsQ4, uploadExpertsQ4Pieces, type StoredQ4Part } from '../quant/experts-q4.ts';
 import { q4ExpertNames, storedQ4Info } from '../quant/stored-q4.ts';
+import { ExpertSlots } from '../quant/expert-slots.ts';
 
 export type WDtype = 'f32' | 'bf16';
 
@@ -39,6 +40,11 @@ export interface ExpertWeights {
   gate: ExpertTensor; // [E, IE, H]
   up: ExpertTensor; // [E, IE, H]
   down: ExpertTensor; // [E, H, IE]
+  /**
+   * Hosted experts (LoadOptions.hostExperts, quant/expert-slots.ts): the buffers are a GPU slot shared with another
+   * layer; call this before recording anything that reads them on `enc` (it records the copy in when needed).
+   */
+  resident?(enc: Encoder): void;
 }
 
 export interface LayerWeights {
@@ -79,6 +85,8 @@ export interface ModelWeights {
   finalNorm: GpuTensor; // [H]
   lmHead: GpuTensor; // [V, H] (the embedding when tied)
   layers: LayerWeights[];
+  /** The GPU slots of the layers whose 4-bit experts are hosted (LoadOptions.hostExperts). */
+  slots?: ExpertSlots;
 }
 
 /** Roles kept in f32 on the GPU: small vectors and the router (which trains). */
@@ -114,6 +122,12 @@ export interface LoadOptions {
    * (a multiple of 4; default PENDING_BYTES), never whole on the host.
    */
   uploadPiece?: number;
+  /**
+   * Layers whose 4-bit routed experts stay in host-visible upload buffers, copied into one of two GPU slots when used
+   * (quant/expert-slots.ts): the trained layers, when their 4-bit experts do not fit the GPU (plan/memory.ts hostExperts).
+   * Needs 4-bit experts (quantizeExperts or a stored 4-bit checkpoint).
+   */
+  hostExperts?: Set<number>;
 }
 
 /** Bytes of a tensor converted to the GPU representation of `dtype`. */
@@ -163,12 +177,25 @@ export async function loadWeights(gpu: GpuContext, spec: ModelSpec, ckpt: Checkp
   const finalNorm = await uploadSingle(gpu, globals.get('final_norm')!, read, opts);
   const lmHead = spec.tieEmbeddings ? embed! : await uploadSingle(gpu, globals.get('lm_head')!, read, opts);
 
+  const slots = hostSlots(gpu, spec, opts, stored?.groupSize);
   const layers: LayerWeights[] = [];
   for (let L = 0; L < spec.numLayers; L++) {
     if (L < (opts.streamFrozenBelow ?? 0)) layers.push({ index: L, t: {}, experts: null, streamed: true });
     else layers.push(await loadLayer(gpu, spec, L, ckpt, opts, read, (name) => opts.onTensor?.(name, ++done, ckpt.tensors.size)));
+    const lw = layers[L]!;
+    // hosted: loaded as usual, then moved into host-visible buffers (the GPU keeps one layer's extra copy at a time)
+    if (slots && lw.experts && opts.hostExperts!.has(L)) lw.experts = await slots.adopt(L, lw.experts, slots.layers().length % 2);
   }
-  return { embed, finalNorm, lmHead, layers };
+  return { embed, finalNorm, lmHead, layers, ...(slots ? { slots } : {}) };
+}
+
+/** The slots of LoadOptions.hostExperts (one per hosted MoE layer, at most two); undefined when none is hosted. */
+function hostSlots(gpu: GpuContext, spec: ModelSpec, opts: LoadOptions, storedGroup: number | undefined): ExpertSlots | undefined {
+  const hosted = [...(opts.hostExperts ?? [])].filter((L) => spec.layers[L]?.mlp === 'moe' && L >= (opts.streamFrozenBelow ?? 0));
+  if (!hosted.length) return undefined;
+  const G = storedGroup ?? opts.quantizeExperts?.groupSize;
+  if (G === undefined || opts.makeExperts) throw new Error('hostExperts: the experts must be 4-bit, from a checkpoint (quantizeExperts or a stored 4-bit checkpoint)');
+  return new ExpertSlots(gpu, spec, G, Math.min(2, hosted.length));
 }
 
 /** The embedding stays off the GPU (ModelWeights.embed null): frozen layers streamed and the LM head not the embedding. */
