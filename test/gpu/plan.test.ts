@@ -6,14 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
-import { allocatedBytes, peakAllocatedBytes } from '../../src/engine/gpu/buffers.ts';
+import { allocatedBytes, BufferPool, hostVisibleBytes, peakAllocatedBytes, withPool } from '../../src/engine/gpu/buffers.ts';
 import { runTraining } from '../../src/engine/train/run.ts';
 import { randomSamples } from '../helpers/samples.ts';
 import { Trainer } from '../../src/engine/train/trainer.ts';
 import { planSettings, type TrainSettings } from '../../src/engine/train/settings.ts';
 import type { SampleSet } from '../../src/engine/train/types.ts';
 import { KINDS, PlanError, planMemory } from '../../src/engine/plan/memory.ts';
-import { destroyLayer, loadEmbed, loadLayer, readEntry } from '../../src/engine/train/weights.ts';
+import { destroyLayer, layerBuffers, loadEmbed, loadLayer, readEntry } from '../../src/engine/train/weights.ts';
 
 const DEMO = 'public/models/usaf-demo-moe';
 
@@ -21,12 +21,13 @@ function samples(count: number, seq: number): SampleSet {
   return { count, seq, fill(i, ids, targets, off) { for (let j = 0; j < seq; j++) (ids[off + j] = (i * 7 + j) % 64, targets[off + j] = j + 1 < seq ? (i * 7 + j + 1) % 64 : 0xffffffff); } };
 }
 
-async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null, trainShared = false, perEntryStep = false, streamFrozen = false, expertChunk?: number, fusedExperts?: boolean): Promise<void> {
+async function compare(dir: string, trainFrom: number, seq: number, q4: { groupSize: number } | null = null, trainShared = false, perEntryStep = false, streamFrozen = false, expertChunk?: number, fusedExperts?: boolean, hostExperts = false): Promise<void> {
   const gpu = await nodeGpu();
   const s: TrainSettings = { frac: 0.005, steps: 7, microbatch: 2, accum: 1, seq, lrPeak: 1e-3, wd: 0, trainFrom, reselectEvery: 0, evalEvery: 0, nImportance: 1, frozenCacheN: 10, seed: 1, evalWindows: null, trainShared, perEntryStep, expertChunk, fusedExperts };
   const data = samples(10, s.seq);
   const before = allocatedBytes(gpu);
-  const m = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: q4 ?? undefined, trainShared, streamFrozen });
+  const hostBefore = hostVisibleBytes(gpu);
+  const m = await openModel(gpu, dir, { trainFrom: s.trainFrom, quantizeExperts: q4 ?? undefined, trainShared, streamFrozen, hostExperts });
   const t = new Trainer(gpu, m.spec, m.weights, s, data);
   const after = allocatedBytes(gpu);
   const real = Object.fromEntries(KINDS.map((k) => [k, (after[k] ?? 0) - (before[k] ?? 0)])) as Record<string, number>;
@@ -36,6 +37,10 @@ async function compare(dir: string, trainFrom: number, seq: number, q4: { groupS
   expect(p.settings.trainShared).toBe(trainShared);
   expect(p.settings.perEntryStep).toBe(perEntryStep);
   expect(!!p.settings.streamFrozen).toBe(streamFrozen);
+  // hosted experts: the host-visible buffers, to the byte, beside the GPU kinds
+  expect(!!p.settings.hostExperts).toBe(hostExperts);
+  expect(hostVisibleBytes(gpu) - hostBefore).toBe(p.hostVisible);
+  if (hostExperts) expect(p.hostVisible).toBeGreaterThan(0);
   if (streamFrozen) {
     // the layer-major pass's staging: the most loadEmbed or loadLayer holds at once (for a frozen layer sampled at every
     // tensor read: the 4-bit quantizer's staging lives while the experts are read; and after), freed after
@@ -50,12 +55,19 @@ async function compare(dir: string, trainFrom: number, seq: number, q4: { groupS
       staged = total() - b;
       e.buf.destroy();
     }
+    // (hosted experts: a frozen layer's experts borrow a slot, as the frozen pass lends them through its pool)
+    const pool = new BufferPool();
+    const slots = m.weights.slots?.buffers() ?? [];
+    pool.give(slots);
     for (let L = 0; L < trainFrom; L++) {
       const b = total();
-      const lw = await loadLayer(gpu, m.spec, L, m.ckpt, m.load, (e) => ((staged = Math.max(staged, total() - b)), readEntry(m.ckpt, m.spec, e)));
+      const lw = await withPool(gpu, pool, () => loadLayer(gpu, m.spec, L, m.ckpt, m.load, (e) => ((staged = Math.max(staged, total() - b)), readEntry(m.ckpt, m.spec, e))));
       staged = Math.max(staged, total() - b);
-      destroyLayer(lw);
+      if (slots.length) pool.give(layerBuffers(lw));
+      else destroyLayer(lw);
     }
+    pool.withdraw(slots);
+    pool.destroy();
     console.log(`staging: planned ${p.staging}, allocated at most ${staged}`);
     expect(p.staging).toBe(staged);
     const resident = planMemory(m.spec, { ...p.settings, streamFrozen: false });
@@ -95,6 +107,7 @@ describe('memory plan vs allocation', () => {
   it('demo model with 4-bit experts materialized (fusedExperts false), in chunks of 5: the same', () => compare(DEMO, 4, 32, { groupSize: 128 }, false, false, false, 5, false), 120_000);
   it('demo model, trainFrom 4, 2×32, frozen layers streamed: the same, and the staging of one frozen layer', () => compare(DEMO, 4, 32, null, false, false, true), 60_000);
   it('demo model with 4-bit experts, frozen layers streamed: the same', () => compare(DEMO, 4, 32, { groupSize: 128 }, false, false, true), 120_000);
+  it('demo model with 4-bit experts hosted (two GPU slots), frozen layers streamed through them: the same, and the host-visible bytes', () => compare(DEMO, 4, 32, { groupSize: 128 }, false, false, true, undefined, undefined, true), 120_000);
   it('the Trainer refuses settings whose plan exceeds gpuBytes, proposing ones that fit; chunks its experts when that fits', async () => {
     const gpu = await nodeGpu();
     const m = await openModel(gpu, 'test/fixtures/qwen3_moe', { trainFrom: 1, quantizeExperts: { groupSize: 32 } });
@@ -133,13 +146,13 @@ describe('memory plan vs allocation', () => {
 
   // The plan's peak against a whole run on a fresh device (load, frozen pass, importance, steps, a reselection, the
   // evaluations): the most bytes held at once never exceeds it, and is at least what the run holds between steps.
-  for (const stream of [false, true]) {
-    it(`qwen3_moe fixture, 4-bit experts${stream ? ', frozen layers streamed' : ''}: a run's peak allocation within the plan's peak`, async () => {
+  for (const [stream, hostExperts] of [[false, false], [true, false], [true, true]]) {
+    it(`qwen3_moe fixture, 4-bit experts${stream ? ', frozen layers streamed' : ''}${hostExperts ? ', hosted' : ''}: a run's peak allocation within the plan's peak`, async () => {
       const gpu = await nodeGpu({ fresh: true });
       const s: TrainSettings = { frac: 0.005, steps: 3, microbatch: 2, accum: 1, seq: 12, lrPeak: 1e-3, wd: 0, trainFrom: 1, reselectEvery: 2, evalEvery: 0, nImportance: 2, frozenCacheN: 6, seed: 1, evalWindows: null };
       const data = randomSamples(6, s.seq, 512, 3);
       const heldout = randomSamples(3, s.seq, 512, 4);
-      const m = await openModel(gpu, 'test/fixtures/qwen3_moe', { trainFrom: s.trainFrom, quantizeExperts: { groupSize: 32 }, streamFrozen: stream });
+      const m = await openModel(gpu, 'test/fixtures/qwen3_moe', { trainFrom: s.trainFrom, quantizeExperts: { groupSize: 32 }, streamFrozen: stream, hostExperts });
       const t = new Trainer(gpu, m.spec, m.weights, s, data);
       const p = planMemory(m.spec, t.planned);
       await runTraining(t, { inDomain: data, heldout, sink: null, checkpointEvery: 0, settings: s as unknown as Record<string, unknown>, frozenSource: stream ? { ckpt: m.ckpt, load: m.load } : undefined });

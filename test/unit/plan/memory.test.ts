@@ -2,7 +2,7 @@
 // 4-bit storage of Qwen3-30B-A3B is ~16 GB, items add up, and hand-derived sizes of the big buffers match.
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/engine/model/config.ts';
-import { assertFits, KINDS, PlanError, planJson, planMemory, splitExperts, suggestSettings, withExpertChunk, type PlanSettings } from '../../../src/engine/plan/memory.ts';
+import { assertFits, fitSettings, KINDS, PlanError, planJson, planMemory, splitExperts, suggestSettings, withExpertChunk, type PlanSettings } from '../../../src/engine/plan/memory.ts';
 import { q4Bytes } from '../../../src/engine/plan/storage.ts';
 import { loadJson } from '../model/load.ts';
 
@@ -219,6 +219,33 @@ describe('in chunks of experts (4-bit, frozen layers streamed): the 8 GiB and 12
     console.log(`Qwen3-235B-A22B fused: peak ${gib(p.peak)} GiB (+${gib(p.transient)} selection work, staging ${gib(p.staging)}); by kind ${KINDS.map((k) => `${k} ${gib(p.gpu[k])}`).join(', ')}; sparse tables + Δ ${gib(table)}`);
     expect(p.fits(16 * GiB)).toBe(false);
     expect(table).toBeGreaterThan(3 * GiB);
+  });
+
+  it('Qwen3-235B-A22B, top 8 layers, 2×512 fits 16 GiB with the trained layers\' 4-bit experts hosted (two GPU slots), chosen by fitSettings only when needed', () => {
+    const spec = load('Qwen3-235B-A22B');
+    const s = base(spec, spec.numLayers - 8);
+    const fit = fitSettings(spec, s, 16 * GiB);
+    const p = planMemory(spec, fit);
+    console.log(`Qwen3-235B-A22B hosted in 16 GiB: chunks of ${fit.expertChunk}, peak ${gib(p.peak)} GiB (+${gib(p.transient)} selection work, staging ${gib(p.staging)}); by kind ${KINDS.map((k) => `${k} ${gib(p.gpu[k])}`).join(', ')}; host-visible ${gib(p.hostVisible)} GiB, host ${gib(p.ram)} GiB`);
+    expect(fit.hostExperts).toBe(true);
+    expect(p.fits(16 * GiB)).toBe(true);
+    expect(planMemory(spec, { ...fit, hostExperts: false }).fits(16 * GiB)).toBe(false);
+    // 8 layers × (gate|up + down) 4-bit buffers: 2.42 G weights each × (0.5 + 2·4/128) bytes (codes, bf16 scale + zero per group)
+    const layer = (3 * 128 * 1536 * 4096) * (0.5 + 4 / 128);
+    expect(p.hostVisible).toBeGreaterThanOrEqual(8 * layer);
+    expect(p.hostVisible).toBeLessThan(8 * layer + 8 * 2 * 256);
+    const slots = p.items.filter((i) => i.label.startsWith('experts.slot.')).reduce((a, i) => a + i.bytes * i.count, 0);
+    expect(slots).toBe(p.hostVisible / 4);
+    expect(p.items.some((i) => /^layer\d+\.experts\..*\.q4$/.test(i.label))).toBe(false);
+    expect(p.ram).toBeGreaterThanOrEqual(p.hostVisible);
+    // the staging is the streamed embedding now (a frozen layer's experts go through a slot)
+    expect(p.staging).toBe(spec.vocab * spec.hidden * 2);
+    // not hosted when the run fits otherwise, nor when the choice was made
+    expect(fitSettings(spec, s, 24 * GiB).hostExperts).toBeUndefined();
+    expect(fitSettings(spec, { ...s, hostExperts: false }, 16 * GiB).hostExperts).toBe(false);
+    expect(fitSettings(load('Qwen3-30B-A3B'), base(load('Qwen3-30B-A3B'), 40), 8 * GiB).hostExperts).toBeUndefined();
+    // an unquantized run has nothing to host
+    expect(planMemory(spec, { ...s, quantizeExperts: null, hostExperts: true }).hostVisible).toBe(0);
   });
 
   it('materialized: Qwen3-235B-A22B, top 8 layers, 2×512 fits 24 GiB (the aim of 16 does not: its 4-bit trained experts alone take 9.6)', () => {
