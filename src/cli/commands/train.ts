@@ -18,6 +18,7 @@ import { exportRun } from '../../engine/train/export-run.ts';
 import { baseFolder } from './merge.ts';
 import { nodeFileSink, removeOrphanTemps } from '../../node/file-sink.ts';
 import { nodeFolder } from '../../node/folder.ts';
+import { planMemory } from '../../engine/plan/memory.ts';
 import { allocatedBytes, peakAllocatedBytes } from '../../engine/gpu/buffers.ts';
 import { envName, flagName, rangeText, resolveTrainFrom, RUN_SETTINGS, SETTINGS, type AnySettingSpec, type Settings } from '../../engine/train/settings-table.ts';
 import { checkFits, checkResume, cliName, modelProblems, padIdOf, readSettings, SAMPLE_RULE_TEXT, savedSettings, SettingsError, setupRun } from '../../engine/train/setup.ts';
@@ -90,6 +91,7 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const steps = run.steps;
   const quantizeExperts = run.quant ?? undefined;
   checkFits(spec, run); // refuse before loading anything onto the GPU (the Trainer checks again on the loaded weights)
+  if (run.load.hostExperts) say(`usaf train: the trained layers' 4-bit experts stay in host memory (${(planMemory(spec, run.plan).hostVisible / 2 ** 30).toFixed(2)} GiB), copied to the GPU as each layer runs: --gpu-gib fits no other way (same results, slower steps)`);
 
   await mkdir(out, { recursive: true });
   const logPath = join(out, 'log.jsonl');
@@ -100,7 +102,7 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
     if (removed.length) say(`usaf train: --resume: removed ${removed.length} unfinished file(s) of the interrupted session: ${removed.join(', ')}`);
   } else await writeFile(logPath, '');
 
-  const model = await openModel(gpu, modelDir, { trainFrom: run.trainFrom, quantizeExperts, trainShared: !!settings.trainShared, streamFrozen: run.streamed });
+  const model = await openModel(gpu, modelDir, { trainFrom: run.trainFrom, quantizeExperts, trainShared: !!settings.trainShared, streamFrozen: run.streamed, hostExperts: !!run.load.hostExperts });
   const trainer = new Trainer(gpu, model.spec, model.weights, settings, run.trainSet);
   say(`usaf train: ${model.spec.arch}, layers ${run.trainFrom}-${spec.numLayers - 1} trained, ${run.trainSet.count} samples of ${settings.seq} tokens (${SAMPLE_RULE_TEXT[run.rule]}), ${steps} steps${resume ? `, resuming after step ${resume.step}` : ''}`);
   const t0 = performance.now();

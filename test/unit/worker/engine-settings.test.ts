@@ -7,8 +7,9 @@ import { describe, expect, it } from 'vitest';
 import type { TokenStream } from '../../../src/engine/train/token-stream.ts';
 import { parseConfig } from '../../../src/engine/model/index.ts';
 import {
-  checkResume, dataFingerprint, resumeDifferences, savedLoadOptions, savedSettings, setupRun, type RunData, type SavedSettings,
+  checkFits, checkResume, dataFingerprint, resumeDifferences, savedLoadOptions, savedSettings, setupRun, type RunData, type SavedSettings,
 } from '../../../src/engine/train/setup.ts';
+import { planMemory, PlanError, withExpertChunk } from '../../../src/engine/plan/memory.ts';
 import { BUILTIN_PRESETS, DEFAULTS, defaultRunSettings, type RunSettings, type Settings } from '../../../src/presets/index.ts';
 
 const spec = parseConfig(JSON.parse(readFileSync('public/models/usaf-demo-moe/config.json', 'utf8'))); // 8 layers
@@ -89,6 +90,26 @@ describe('settings → loadWeights options', () => {
     expect([s.streamed, s.train.frozenCacheN]).toEqual([true, s.trainSet.count]);
     expect(savedLoadOptions(stored({}), LAYERS)).toEqual({ f32ExpertLayers: trained, streamFrozenBelow: 5 });
     expect(setup({ streamFrozen: true, trainFrom: 0 }).load.streamFrozenBelow).toBeUndefined();
+  });
+
+  it('GPU_GIB that only hosted 4-bit experts fit: checkFits hosts the trained layers\' experts (plan and load); refused below that; untouched above', () => {
+    const over = { quantizeExperts: true, quantGroupSize: 64, streamFrozen: true, trainFrom: 2 } as Partial<Settings>;
+    const base = setup(over);
+    const resident = planMemory(spec, withExpertChunk(spec, base.plan, 1)).peak; // (chunks of one expert: the least resident)
+    const hosted = planMemory(spec, withExpertChunk(spec, { ...base.plan, hostExperts: true }, 1)).peak;
+    expect(hosted).toBeLessThan(resident);
+    const gib = (b: number) => b / 2 ** 30;
+    const fitted = setup(over, { gpuGib: gib(hosted) });
+    checkFits(spec, fitted);
+    expect(fitted.plan.hostExperts).toBe(true);
+    expect([...fitted.load.hostExperts!]).toEqual([2, 3, 4, 5, 6, 7]);
+    const roomy = setup(over, { gpuGib: gib(resident) + 1 });
+    checkFits(spec, roomy);
+    expect(roomy.plan.hostExperts).toBeUndefined();
+    expect(roomy.load.hostExperts).toBeUndefined();
+    expect(() => checkFits(spec, setup(over, { gpuGib: gib(hosted - 4096) }))).toThrow(PlanError);
+    // unquantized: nothing to host, refused as before
+    expect(() => checkFits(spec, setup({ trainFrom: 2 }, { gpuGib: gib(hosted) }))).toThrow(PlanError);
   });
 
   it('TRAIN_SHARED loads the trained layers\' shared experts in f32', () => {
