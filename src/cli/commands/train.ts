@@ -91,7 +91,8 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const steps = run.steps;
   const quantizeExperts = run.quant ?? undefined;
   checkFits(spec, run); // refuse before loading anything onto the GPU (the Trainer checks again on the loaded weights)
-  if (run.load.hostExperts) say(`usaf train: the trained layers' 4-bit experts stay in host memory (${(planMemory(spec, run.plan).hostVisible / 2 ** 30).toFixed(2)} GiB), copied to the GPU as each layer runs: --gpu-gib fits no other way (same results, slower steps)`);
+  const mib = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+  if (run.load.hostExperts) say(`usaf train: the trained layers' 4-bit experts stay in host memory (${mib(planMemory(spec, run.plan).hostVisible)}), copied to the GPU as each layer runs: --gpu-gib fits no other way (same results, slower steps)`);
 
   await mkdir(out, { recursive: true });
   const logPath = join(out, 'log.jsonl');
