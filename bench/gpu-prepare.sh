@@ -22,6 +22,7 @@ if [ "${1:-}" = --restore ]; then restore; git status --short | head; exit 0; fi
 
 npm run -s build:cli
 node scripts/build-cli.mjs bench/gemm-bench.ts dist/cli/gemm-bench.mjs   # gpu-session.sh's GEMM bench, carried in .gpu/cli
+node scripts/build-cli.mjs bench/upload-bench.ts dist/cli/upload-bench.mjs   # its hosted-experts copy bench
 out=$(bash ../shared/gpu/prepare.sh dist/cli 2>&1) || { echo "$out" >&2; exit 1; }
 echo "$out" | grep -v -e '^prepared' -e 'TOO BIG' || true   # sizes are checked below, once only what travels is left
 # A stripped Node packed with xz -9e (cached by the binary's hash): 21.9 MB instead of 24.2.

@@ -12,6 +12,8 @@
 # Issue H (run first, each part with its own timeout; the parts above come after, in what time is left):
 #   H.cost   the cost model's estimate (CPU only, in the background): usaf bench --cost, 2x512 and 8x512, h100 and h200
 #   H.gemm   each GEMM's GFLOP/s (matmul, qmatmul, routed experts; every tiling variant an op registers): gemm-bench.mjs
+#   H.upload one layer's 4-bit experts copied from host-visible upload buffers into GPU slots (hosted experts, the
+#            235B-in-16-GiB design), GB/s beside a GPU-to-GPU copy: upload-bench.mjs
 #   H.train  the synthetic Qwen3-30B-A3B (8 layers, 4-bit experts) at 2x512 and 8x512: tokens/s of pipelined steps,
 #            each step's GPU time and the per-phase times from timestamp queries (phase_ms_per_step), to set beside the
 #            cost model's phases
@@ -22,7 +24,7 @@
 set -uo pipefail
 OUT=${OUT:-bench-out}; mkdir -p "$OUT"
 R=${RESULTS:-/tmp/usaf-gpu-results}; rm -rf "$R"; mkdir -p "$R"
-CLI=${CLI:-.gpu/cli/usaf.mjs}; NODE=${NODE:-node}; GEMM=${GEMM:-$(dirname "$CLI")/gemm-bench.mjs}
+CLI=${CLI:-.gpu/cli/usaf.mjs}; NODE=${NODE:-node}; GEMM=${GEMM:-$(dirname "$CLI")/gemm-bench.mjs}; UPLOAD=${UPLOAD:-$(dirname "$CLI")/upload-bench.mjs}
 PARTS=${PARTS:-all}
 M=public/models/usaf-demo-moe; D=public/data
 SMOKE=${SMOKE:-0}
@@ -61,6 +63,7 @@ cost() { # the cost model is CPU work: it runs beside the GPU parts
 }
 cost & COST_PID=$!
 run gemm 90 "$NODE" "$GEMM" "${GEMM_ARGS[@]}"; pack
+run upload 30 "$NODE" "$UPLOAD" "${GEMM_ARGS[@]}"; pack
 for mb in $H_MBS; do
   run "h-train-$SYN-${mb}x$H_SEQ" 150 "$NODE" "$CLI" bench --synthetic $SYN --train-layers $H_LAYERS --microbatch $mb --seq $H_SEQ --train-steps $H_STEPS; pack
 done
