@@ -51,6 +51,23 @@ describe('app memory plan', () => {
     }
   });
 
+  it('Qwen3-235B-A22B top 8 in 16 GiB: the app, like `usaf plan`, keeps the trained layers\' 4-bit experts in host memory and says so', async () => {
+    const path = 'test/unit/model/configs/Qwen3-235B-A22B.json';
+    const spec = parseConfig(JSON.parse(readFileSync(path, 'utf8')));
+    const settings = { ...DEFAULTS, trainFrom: 86, quantizeExperts: true, streamFrozen: true };
+    const app = appPlan({ gpu: null, spec, settings, trainTokens: null, gpuMemoryBytes: 16 * GiB });
+    const cli = await cliPlan(['--model', path, '--train-from', '86', '--quantize-experts', '--stream-frozen', '--gpu-gib', '16']);
+    expect(app.fits).toBe(true);
+    expect(cli.out.fits).toBe(true);
+    expect(app.gpuBytes).toBe(cli.out.peak);
+    const host = app.items.find((i) => /host memory \(copied/.test(i.label));
+    expect(host?.where).toBe('cpu');
+    expect(host!.bytes).toBeGreaterThan(9.5 * GiB);
+    // with room for them, the experts stay on the GPU and no such line is shown
+    const roomy = appPlan({ gpu: null, spec, settings, trainTokens: null, gpuMemoryBytes: 24 * GiB });
+    expect(roomy.items.some((i) => /host memory \(copied/.test(i.label))).toBe(false);
+  });
+
   it('sizes the frozen cache as the worker allocates it: every training sequence (STEPS · MICROBATCH · ACCUM at random positions, or every window)', () => {
     expect(planSettings(demo, { ...DEFAULTS, seq: 100 }, 1001, null).frozenCacheN).toBe(180 * 2);
     expect(planSettings(demo, { ...DEFAULTS, seq: 100, steps: 7, accum: 3 }, 1001, null).frozenCacheN).toBe(7 * 2 * 3);
