@@ -33,10 +33,17 @@ describe('usaf plan', () => {
       expect(code).toBe(0);
       expect(out.settings).toMatchObject({ trainFrom: 40, microbatch: 2, seq: 512 });
       expect((out.settings as { expertChunk?: number }).expertChunk).toBe(chunk);
+      expect((out.settings as { hostExperts?: boolean }).hostExperts).toBeUndefined(); // fits without hosting its experts
     }
+    // one chunk forced: one layer's 128 experts in f32 (2.25 GiB) while selecting; it fits 8 GiB only with the trained
+    // layers' 4-bit experts in host memory, which the plan then takes (fitSettings), and not at all in 7
     const forced = await runPlan([...args, '--gpu-gib', '8', '--expert-chunk', '128']);
-    expect(forced.code).toBe(1);
-    expect(forced.out.peakGiB as number).toBeGreaterThan(9); // one layer's 128 experts in f32 (2.25 GiB) while selecting
+    expect(forced.code).toBe(0);
+    expect(forced.out.settings).toMatchObject({ expertChunk: 128, hostExperts: true });
+    expect(forced.out.hostVisible as number).toBeGreaterThan(2 * 2 ** 30);
+    const tight = await runPlan([...args, '--gpu-gib', '7', '--expert-chunk', '128']);
+    expect(tight.code).toBe(1);
+    expect(tight.out.peakGiB as number).toBeGreaterThan(7);
   });
 
   it('the demo model folder fits 1 GiB (exit 0) and not 64 MiB (exit 1); defaults to the top half for ≤ 16 layers', async () => {
