@@ -83,7 +83,8 @@ test('the GPU memory entered reaches the trainer: a run that does not fit is ref
   const error = page.locator('[data-testid=run-error], [data-testid=run-live-error]', { hasText: 'GPU memory' });
   await error.first().waitFor({ timeout: RUN_MS });
   const text = (await error.first().textContent()) ?? '';
-  // (the Trainer first splits the 4-bit experts into the smallest chunks; the rest must come from a smaller frozen cache)
-  assert.match(text, /needs [\d.]+ MiB of GPU memory \(.*4-bit experts \(group 128, in chunks of 1\)\); the GPU has 153\.6 MiB\. Settings that fit: train-from 4, microbatch 2, seq 512, frozen-cache-n \d+,/);
+  // (the run first splits the 4-bit experts into the smallest chunks and keeps the trained layers' 4-bit experts in host
+  // memory; the rest must come from a smaller frozen cache)
+  assert.match(text, /needs [\d.]+ MiB of GPU memory \(.*4-bit experts \(group 128, in chunks of 1\), trained layers' 4-bit experts in host memory\); the GPU has 153\.6 MiB\. Settings that fit: train-from 4, microbatch 2, seq 512, frozen-cache-n \d+,/);
   await env.screenshot(page, 'stream-02-refused');
 });
