@@ -18,7 +18,7 @@ import { exportRun } from '../../engine/train/export-run.ts';
 import { baseFolder } from './merge.ts';
 import { nodeFileSink, removeOrphanTemps } from '../../node/file-sink.ts';
 import { nodeFolder } from '../../node/folder.ts';
-import { planMemory } from '../../engine/plan/memory.ts';
+import { bytesText, planMemory } from '../../engine/plan/memory.ts';
 import { allocatedBytes, peakAllocatedBytes } from '../../engine/gpu/buffers.ts';
 import { envName, flagName, rangeText, resolveTrainFrom, RUN_SETTINGS, SETTINGS, type AnySettingSpec, type Settings } from '../../engine/train/settings-table.ts';
 import { checkFits, checkResume, cliName, modelProblems, padIdOf, readSettings, SAMPLE_RULE_TEXT, savedSettings, SettingsError, setupRun } from '../../engine/train/setup.ts';
@@ -91,8 +91,7 @@ export const train = command('train', 'sparse fine-tuning with the seed\'s metho
   const steps = run.steps;
   const quantizeExperts = run.quant ?? undefined;
   checkFits(spec, run); // refuse before loading anything onto the GPU (the Trainer checks again on the loaded weights)
-  const mib = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
-  if (run.load.hostExperts) say(`usaf train: the trained layers' 4-bit experts stay in host memory (${mib(planMemory(spec, run.plan).hostVisible)}), copied to the GPU as each layer runs: --gpu-gib fits no other way (same results, slower steps)`);
+  if (run.load.hostExperts) say(`usaf train: the trained layers' 4-bit experts stay in host memory (${bytesText(planMemory(spec, run.plan).hostVisible)}), copied to the GPU as each layer runs: --gpu-gib fits no other way (same results, slower steps)`);
 
   await mkdir(out, { recursive: true });
   const logPath = join(out, 'log.jsonl');

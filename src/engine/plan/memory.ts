@@ -237,12 +237,15 @@ function weightItems(it: Items, spec: ModelSpec, trained: Set<number>, layers: n
     } else if (experts && trained.has(L)) it.bytes(`layer${L}.experts.down`, 'weights', weightBytes(per, true), 1);
     else if (experts) it.bytes(`layer${L}.experts.gate|up|down`, 'weights', weightBytes(per, false), 3);
   }
-  if (hosted.length && q4) {
-    // quant/expert-slots.ts: one slot per hosted layer, at most two
-    const lay = q4ExpertLayouts(spec, q4.groupSize);
-    it.bytes('experts.slot.gate_up.q4', 'weights', lay.gateUp.bytes, Math.min(2, hosted.length));
-    it.bytes('experts.slot.down.q4', 'weights', lay.down.bytes, Math.min(2, hosted.length));
-  }
+}
+
+/** The GPU slots of hosted experts (quant/expert-slots.ts): one per hosted layer, at most two. */
+function slotItems(it: Items, spec: ModelSpec, s: PlanSettings): void {
+  const n = Math.min(2, hostedLayers(spec, s).length);
+  if (!n) return;
+  const lay = q4ExpertLayouts(spec, s.quantizeExperts!.groupSize);
+  it.bytes('experts.slot.gate_up.q4', 'weights', lay.gateUp.bytes, n);
+  it.bytes('experts.slot.down.q4', 'weights', lay.down.bytes, n);
 }
 
 /** The trained MoE layers whose 4-bit experts are hosted (hostExperts), ascending. */
@@ -515,6 +518,7 @@ export function planItems(spec: ModelSpec, s: PlanSettings, residentLayers?: num
   const T = s.microbatch * s.seq;
   const trained = Array.from({ length: spec.numLayers - s.trainFrom }, (_, i) => s.trainFrom + i);
   weightItems(it, spec, new Set(trained), residentLayers ?? spec.layers.map((l) => l.index), s.quantizeExperts, !!s.trainShared, !embedStreamed(spec, s), hostedLayers(spec, s));
+  slotItems(it, spec, s);
   forwardItems(it, spec, T, s.headRows);
   layerActsItems(it, spec, T, trained.length);
   it.f32('xIn', 'activations', T * spec.hidden, trained.length);
@@ -544,8 +548,6 @@ function planRam(spec: ModelSpec, s: PlanSettings): number {
   return Math.max(load, snapshot) + hostCache;
 }
 
-const slotBytes = (it: Items): number => it.list.filter((i) => i.label.startsWith('experts.slot.')).reduce((a, i) => a + i.bytes * i.count, 0);
-
 /** Host-visible bytes of the hosted layers' 4-bit experts (each buffer as createBuffer rounds it). */
 function hostedBytes(spec: ModelSpec, s: PlanSettings): number {
   const n = hostedLayers(spec, s).length;
@@ -573,7 +575,7 @@ function frozenLayerBytes(spec: ModelSpec, s: PlanSettings, L: number): number {
   const only = (layers: number[]) => {
     const it = new Items();
     weightItems(it, spec, new Set(), layers, s.quantizeExperts, false, true, inSlot);
-    return sumByKind(it.list).total - slotBytes(it);
+    return sumByKind(it.list).total;
   };
   const q4Stage = s.quantizeExperts && spec.layers[L]!.mlp === 'moe' ? bufBytes(2 * spec.moe.expertIntermediate * spec.hidden * 4) : 0;
   return only([L]) - only([]) + q4Stage;
@@ -641,16 +643,17 @@ export function planJson(p: MemoryPlan, gpuBytes: number, topItems = 12): Record
   };
 }
 
+/** Bytes as GiB (2 decimals), or MiB (1 decimal) below 1 GiB: how refusals and notices name memory. */
+export const bytesText = (b: number): string => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+
 /** A run whose plan does not fit the GPU; `suggestion` = suggestSettings' proposal (null: none fits). */
 export class PlanError extends Error {
   override name = 'PlanError';
   constructor(readonly plan: MemoryPlan, readonly gpuBytes: number, readonly suggestion: PlanSettings | null) {
-    const GiB = 2 ** 30;
-    const g = (b: number) => (b >= GiB ? `${(b / GiB).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
     const s = plan.settings;
     const what = (x: PlanSettings) => `train-from ${x.trainFrom}, microbatch ${x.microbatch}, seq ${x.seq}, frozen-cache-n ${x.frozenCacheN}${x.quantizeExperts ? `, 4-bit experts (group ${x.quantizeExperts.groupSize}${x.expertChunk ? `, in chunks of ${x.expertChunk}` : ''})` : ''}${x.streamFrozen ? ', frozen layers streamed from storage (--stream-frozen)' : ''}${x.hostExperts && x.quantizeExperts ? ', trained layers\' 4-bit experts in host memory' : ''}`;
     super(
-      `this run needs ${g(plan.peak)} of GPU memory (${what(s)}); the GPU has ${g(gpuBytes)}. ` +
+      `this run needs ${bytesText(plan.peak)} of GPU memory (${what(s)}); the GPU has ${bytesText(gpuBytes)}. ` +
         (suggestion ? `Settings that fit: ${what(suggestion)}.` : s.quantizeExperts ? 'No settings of this design fit.' : 'No unquantized settings fit; try --quantize-experts.'),
     );
   }

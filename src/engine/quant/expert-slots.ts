@@ -46,11 +46,6 @@ export class ExpertSlots {
     return this.slots.flatMap((s) => [s.gu, s.dn]);
   }
 
-  /** Layers whose experts are hosted, ascending. */
-  layers(): number[] {
-    return [...this.hosted.keys()].sort((a, b) => a - b);
-  }
-
   /** Something other than `resident` wrote into the slots (the frozen pass): no slot's content is known. */
   invalidate(): void {
     for (const s of this.slots) s.holder = null;
@@ -58,14 +53,13 @@ export class ExpertSlots {
 
   /**
    * Moves layer L's 4-bit experts (on the GPU, in buffers of their own) into host-visible buffers, a piece at a time
-   * (host memory: one piece), and frees the GPU buffers unless they are a slot's. Returns the layer's experts as the
-   * kernels bind them: in slot `slot`, with `resident`.
+   * (host memory: one piece), and frees the GPU buffers unless they are a slot's. Layers are adopted in ascending order;
+   * the r-th one gets slot r mod (slots). Returns the layer's experts as the kernels bind them: in its slot, with `resident`.
    */
-  async adopt(L: number, ex: ExpertWeights, slot: number): Promise<ExpertWeights> {
+  async adopt(L: number, ex: ExpertWeights): Promise<ExpertWeights> {
     if (ex.gate.dtype !== 'q4' || ex.down.dtype !== 'q4' || ex.gate.q4!.G !== this.G) throw new Error(`layer ${L}: hosted experts must be 4-bit with group size ${this.G}`);
-    if (this.hosted.has(L)) throw new Error(`layer ${L}: experts already hosted`);
-    const s = this.slots[slot];
-    if (!s) throw new RangeError(`expert slot ${slot} of ${this.slots.length}`);
+    if ([...this.hosted.keys()].some((x) => x >= L)) throw new Error(`layer ${L}: hosted layers are adopted once each, in ascending order`);
+    const s = this.slots[this.hosted.size % this.slots.length]!;
     const lay = q4ExpertLayouts(this.spec, this.G);
     const host = async (src: GPUBuffer, size: number, name: string): Promise<GPUBuffer> => {
       const b = createBuffer(this.gpu, { label: `layer${L}.experts.${name}.q4.host`, size, kind: HOST_KIND, usage: Usage.MAP_WRITE | Usage.COPY_SRC, mappedAtCreation: true });
@@ -89,13 +83,6 @@ export class ExpertSlots {
         s.holder = { L, enc };
       },
     };
-  }
-
-  /** Host-visible bytes held. */
-  hostBytes(): number {
-    let n = 0;
-    for (const p of this.hosted.values()) n += p.gu.size + p.dn.size;
-    return n;
   }
 
   destroy(): void {

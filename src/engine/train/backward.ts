@@ -236,7 +236,6 @@ function moeBackward(enc: Encoder, f: Forward, lw: LayerWeights, a: LayerActs, w
   const s = f.spec;
   const m = s.moe;
   const ex = lw.experts!;
-  ex.resident?.(enc);
   const d = expertDims(s, T, ex.gate.dtype, ex);
   const w = { gate: ex.gate.buf, up: ex.up.buf, down: ex.down.buf };
   const route = { offsets: a.offsets, slot: a.slot, rowPair: a.rowPair, tiles: a.tiles };

@@ -311,7 +311,6 @@ export class Forward {
     const s = this.spec;
     const m = s.moe;
     const ex = lw.experts!;
-    ex.resident?.(enc);
     routerLogits(enc, a.logits, a.hn, lw.t.router!.buf, T, s.hidden, m.numExperts);
     routerForward(enc, a.topIdx, a.topW, a.probs, a.logits, lw.t['router.bias_correction']?.buf ?? null, {
       T, E: m.numExperts, K: m.topK, scoring: m.scoring, nGroup: m.nGroup, topkGroup: m.topkGroup, normTopkProb: m.normTopkProb, routedScalingFactor: m.routedScalingFactor,

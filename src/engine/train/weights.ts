@@ -184,7 +184,7 @@ export async function loadWeights(gpu: GpuContext, spec: ModelSpec, ckpt: Checkp
     else layers.push(await loadLayer(gpu, spec, L, ckpt, opts, read, (name) => opts.onTensor?.(name, ++done, ckpt.tensors.size)));
     const lw = layers[L]!;
     // hosted: loaded as usual, then moved into host-visible buffers (the GPU keeps one layer's extra copy at a time)
-    if (slots && lw.experts && opts.hostExperts!.has(L)) lw.experts = await slots.adopt(L, lw.experts, slots.layers().length % 2);
+    if (slots && lw.experts && opts.hostExperts!.has(L)) lw.experts = await slots.adopt(L, lw.experts);
   }
   return { embed, finalNorm, lmHead, layers, ...(slots ? { slots } : {}) };
 }
