@@ -1,4 +1,5 @@
 // 4-bit quantizer (src/engine/quant/FORMAT.md), one thread per group of G weights of a row (a row's last group may be shorter).
+// The thread reads its group from memory once into `cache` (G <= MAX_G, checked by ops/quantize.ts), not once per iteration.
 // Min-max start (s = range/15 as f16, z = -min/s), then up to `iters` HQQ steps on z; same steps and order as quant/hqq.ts.
 
 struct Params {
@@ -13,6 +14,7 @@ struct Params {
 @group(0) @binding(3) var<uniform> p: Params;
 
 override WG: u32 = 64;
+const MAX_G: u32 = 128u;
 
 fn weight(i: u32) -> f32 {
   let e = p.w_offset + i;
@@ -56,9 +58,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let start = row * p.K + k0;
   let len = min(p.G, p.K - k0);
 
+  var cache: array<f32, MAX_G>;
   var lo = weight(start);
   var hi = lo;
-  for (var j = 1u; j < len; j++) { let v = weight(start + j); lo = min(lo, v); hi = max(hi, v); }
+  for (var j = 0u; j < len; j++) { let v = weight(start + j); cache[j] = v; lo = min(lo, v); hi = max(hi, v); }
   let amax = max(abs(lo), abs(hi));
   let s_bits = f16_bits(max(max((hi - lo) / 15.0, amax / 1024.0), 5.9604644775390625e-8));
   let s = f16_value(s_bits);
@@ -72,7 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     var err = 0.0;
     var acc = 0.0;
     for (var j = 0u; j < len; j++) {
-      let v = weight(start + j);
+      let v = cache[j];
       let c = code(v, s, z);
       let r = v - (c - z) * s;
       err += r * r;
@@ -91,7 +94,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let word0 = p.row_offset * (p.K / 8u) + start / 8u;
   for (var i = 0u; i < len / 8u; i++) {
     var word = 0u;
-    for (var j = 0u; j < 8u; j++) { word |= u32(code(weight(start + i * 8u + j), s, zf)) << (j * 4u); }
+    for (var j = 0u; j < 8u; j++) { word |= u32(code(cache[i * 8u + j], s, zf)) << (j * 4u); }
     q[word0 + i] = word;
   }
 }

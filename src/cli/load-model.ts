@@ -8,6 +8,7 @@ import { detectExpertLayout } from '../engine/model/tensors.ts';
 import type { ModelSpec } from '../engine/model/spec.ts';
 import { loadWeights, type LoadOptions, type ModelWeights } from '../engine/train/weights.ts';
 import { storedQ4Info } from '../engine/quant/stored-q4.ts';
+import { checkGpuGroup, quantLayout } from '../engine/quant/format.ts';
 import { nodeFolder } from '../node/folder.ts';
 
 export interface LoadedModel {
@@ -34,12 +35,16 @@ export async function readSpec(dir: string): Promise<ModelSpec> {
 /** Flags of the commands that load a model for training or evaluation: 4-bit routed experts. */
 export const QUANT_FLAGS = {
   'quantize-experts': { type: 'boolean', env: 'QUANTIZE_EXPERTS', help: 'keep routed experts in 4 bits (HQQ), quantized on the GPU while loading' },
-  'group-size': { type: 'number', env: 'GROUP_SIZE', default: 128, help: '4-bit group size (a multiple of 8)' },
+  'group-size': { type: 'number', env: 'GROUP_SIZE', default: 128, help: '4-bit group size (a multiple of 8, at most 128)' },
 } as const;
 
 /** openModel's quantizeExperts from parsed QUANT_FLAGS (undefined when off). */
 export function quantOption(f: Record<string, unknown>): OpenOptions['quantizeExperts'] {
-  return f['quantize-experts'] ? { groupSize: Number(f['group-size'] ?? 128) } : undefined;
+  if (!f['quantize-experts']) return undefined;
+  const groupSize = Number(f['group-size'] ?? 128);
+  quantLayout(0, 8, groupSize);
+  checkGpuGroup(groupSize); // before anything loads
+  return { groupSize };
 }
 
 export interface OpenOptions {

@@ -18,7 +18,7 @@ export const importCmd = command(
   {
     model: { type: 'string', help: 'source model folder (Hub layout)' },
     out: { type: 'string', help: 'output folder (an interrupted import into it resumes)' },
-    'group-size': { type: 'number', env: 'GROUP_SIZE', default: 128, help: '4-bit group size (a multiple of 8)' },
+    'group-size': { type: 'number', env: 'GROUP_SIZE', default: 128, help: '4-bit group size (a multiple of 8, at most 128)' },
     'max-shard-gb': { type: 'number', default: 2, help: 'cap on one shard\'s tensor data, in GB' },
   },
   async (f) => {

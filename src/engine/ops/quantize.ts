@@ -3,7 +3,7 @@
 
 import type { Encoder } from '../gpu/encoder.ts';
 import { kernel } from '../gpu/kernel.ts';
-import { quantLayout } from '../quant/format.ts';
+import { checkGpuGroup, quantLayout } from '../quant/format.ts';
 import { hqqSettings, type QuantizeDims } from '../quant/hqq.ts';
 import { grid2d } from '../quant/dispatch.ts';
 import quantizeSrc from '../../../shaders/quantize.wgsl?raw';
@@ -30,6 +30,7 @@ export function quantizeParams(dims: QuantizeDims): ArrayBuffer {
 /** q [rowOffset + rows, K/8], sz [rowOffset + rows, ceil(K/G)] (rows rowOffset.. written) <- w [rows, K] at wOffset. */
 export function quantize(enc: Encoder, q: Binding, sz: Binding, w: Binding, dims: QuantizeDims): void {
   const L = quantLayout(dims.rows, dims.K, dims.G);
+  checkGpuGroup(L.G);
   const k = kernel(enc.gpu, { name: 'quantize', code: quantizeSrc, entryPoint: 'main', constants: { WG } });
   // each HQQ iteration rounds, dequantizes and shrinks every weight of a group (~12 FLOPs a weight)
   const wb = dims.bf16 ? 2 : 4, iters = Math.max(1, hqqSettings(dims).iters);

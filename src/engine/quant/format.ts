@@ -55,6 +55,14 @@ export interface QuantLayout {
   qWords: number;
 }
 
+/** Largest group the GPU quantizer takes (shaders/quantize.wgsl keeps a group's weights in registers for its iterations). */
+export const GPU_MAX_GROUP = 128;
+
+/** Throws a RangeError unless G is a group size the GPU quantizer takes. */
+export function checkGpuGroup(G: number): void {
+  if (!(G <= GPU_MAX_GROUP)) throw new RangeError(`quant: group size G = ${G} is over ${GPU_MAX_GROUP}, the most the GPU quantizer takes`);
+}
+
 const isCount = (n: number): boolean => Number.isInteger(n) && n >= 0;
 
 /** Validated geometry of `rows` rows of length K in groups of G. Throws a RangeError naming the bad dimension. */

@@ -77,6 +77,14 @@ describe('quantize', () => {
     });
   }
 
+  it('refuses a group larger than the GPU quantizer keeps in registers', async () => {
+    const gpu = await testGpu();
+    const dims = { rows: 2, K: 256, G: 256 };
+    const L = quantLayout(dims.rows, dims.K, dims.G);
+    await expect(run(gpu, (enc) => gpuOp.quantize(enc, u32Buffer(gpu, new Uint32Array(L.qWords)), u32Buffer(gpu, new Uint32Array(L.groups)), f32Buffer(gpu, weights(512, 1)), dims)))
+      .rejects.toThrow(/group size G = 256 is over 128/);
+  });
+
   it('HQQ lowers the error of min-max on the GPU', async () => {
     const gpu = await testGpu();
     const w = weights(64 * 128, 7);
