@@ -67,9 +67,11 @@ async function openGpu(opts: { swiftshader?: boolean }): Promise<GpuContext> {
 /**
  * USAF_TRACE_GPU=1: each submit's kernels and the GPU time until its work was done (since the previous submit's work was
  * done, or since it was submitted if the queue was idle) on stderr, for finding where a slow run spends its time.
+ * USAF_TRACE_GPU=each: a submit after every dispatch, so each line is one kernel (slower; the sum is still the GPU time).
  */
 function traced(g: GpuContext): GpuContext {
   if (!process.env.USAF_TRACE_GPU) return g;
+  if (process.env.USAF_TRACE_GPU === 'each') g.submitEach = true;
   let lastDone = performance.now();
   g.onSubmit = (kernels, done) => {
     const submitted = performance.now();

@@ -29,6 +29,8 @@ export interface GpuContext {
   isLost(): boolean;
   /** Called after each submit with the kernels it holds (a trace of where GPU time goes; set by the Node CLI's USAF_TRACE_GPU). */
   onSubmit?: (kernels: string, done: Promise<void>) => void;
+  /** Submit after every dispatch, so that onSubmit times each kernel alone (USAF_TRACE_GPU=each; slower, for finding hot kernels). */
+  submitEach?: boolean;
 }
 
 export class GpuUnavailableError extends Error {

@@ -114,6 +114,7 @@ export class Encoder {
     this.pass.dispatchWorkgroups(x, y, z);
     this.kernels.push(k.name);
     countsOf(device)?.kernel(this.sectionName, k.name, cost);
+    if (this.gpu.submitEach) this.flush();
   }
 
   private stage(bytes: Uint8Array, offset: number): void {

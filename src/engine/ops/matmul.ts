@@ -64,6 +64,13 @@ const TILE64: MatmulTiling = { TX: 16, TY: 16, RM: 4, RN: 4, BK: 16, DB: false, 
 /** 16 x 16 threads, 8 x 8 outputs each: a 128 x 128 tile, K staged 8 at a time, two buffers (16 KiB). */
 const TILE128: MatmulTiling = { TX: 16, TY: 16, RM: 8, RN: 8, BK: 8, DB: true, SG: false };
 
+/**
+ * Few rows (m <= 32: a short microbatch, an evaluation window, the LM head of a tiny SEQ): a 64-row tile would multiply
+ * zero padding for most of its rows (m = 16: 75 % of its FLOPs). These thin tiles cover 16 or 32 rows and 128 columns.
+ */
+const THIN16: MatmulTiling = { TX: 32, TY: 4, RM: 4, RN: 4, BK: 8, DB: false, SG: false };
+const THIN32: MatmulTiling = { TX: 32, TY: 8, RM: 4, RN: 4, BK: 8, DB: false, SG: false };
+
 /** Workgroup memory (bytes) of tiling t: As and Bs (shaders/matmul.wgsl), both buffers when DB. */
 export function matmulSharedBytes(t: MatmulTiling): number {
   return (t.DB ? 2 : 1) * t.BK * (t.TY * t.RM + t.TX * t.RN) * 4;
@@ -110,6 +117,14 @@ export function matmulTiling(gpu: GpuContext): MatmulTiling {
   return TILE64;
 }
 
+/** The tiling of a GEMM with m output rows: a thin one for m <= 32 (unless forced), else the adapter's (matmulTiling). */
+export function gemmTiling(gpu: GpuContext, m: number): MatmulTiling {
+  if (forcedMatmul) return forcedMatmul;
+  if (m <= 16) return THIN16;
+  if (m <= 32) return THIN32;
+  return matmulTiling(gpu);
+}
+
 /** Every tiling gpu can run, by name (bench/gpu-session.sh measures each: forceMatmulTiling(variant.tiling)). */
 export function matmulVariants(gpu: GpuContext): { name: string; tiling: MatmulTiling }[] {
   const all = [
@@ -117,6 +132,8 @@ export function matmulVariants(gpu: GpuContext): { name: string; tiling: MatmulT
     { name: 'matmul 128x128 8x8 db', tiling: TILE128 },
     { name: 'matmul 64x64 4x4 subgroups', tiling: { ...TILE64, SG: true } },
     { name: 'matmul 128x128 8x8 db subgroups', tiling: { ...TILE128, SG: true } },
+    { name: 'matmul 16x128 thin', tiling: THIN16 },
+    { name: 'matmul 32x128 thin', tiling: THIN32 },
   ];
   return all.filter((v) => !matmulTilingProblem(gpu, v.tiling));
 }
@@ -140,7 +157,7 @@ export function matmulParams(g: Gemm): Uint32Array {
 }
 
 function gemm(enc: Encoder, name: string, c: GPUBuffer, a: GPUBuffer, b: GPUBuffer, bias: GPUBuffer | null, g: Gemm): void {
-  const t = matmulTiling(enc.gpu);
+  const t = gemmTiling(enc.gpu, g.m);
   const problem = matmulTilingProblem(enc.gpu, t);
   if (problem) throw new RangeError(`${name}: tiling ${JSON.stringify(t)} cannot run here: ${problem}`);
   const base = { A_T: g.aT ? 1 : 0, B_T: g.bT ? 1 : 0, B_BF16: g.bBf16 ? 1 : 0, TX: t.TX, TY: t.TY, BK: t.BK, ...(g.aExp ? { A_EXP: 1 } : {}) };

@@ -17,13 +17,15 @@ function weightBuffer(gpu: GpuContext, n: number, off: number, dtype: gpuOp.WDty
   return { values: t.values, buf: dtype === 'bf16' ? u32Buffer(gpu, t.packed, 'w') : f32Buffer(gpu, t.values, 'w') };
 }
 
-// Shapes: a small linear (2 x 13 tokens, hidden 80 -> 72), and one spanning several ragged 64 x 64 tiles.
+// Shapes: a small linear (2 x 13 tokens, hidden 80 -> 72: the thin 32-row tile), ones spanning several ragged 64 x 64
+// tiles, and 13 rows (the thin 16-row tile).
 // x/dx and y/dy may sit at element offsets (xo, yo) inside bigger buffers.
 const cases = [
   { M: 26, N: 72, K: 80, wOffset: 0, dtype: 'f32' as const, xo: 0, yo: 0 },
   { M: 26, N: 72, K: 80, wOffset: 0, dtype: 'bf16' as const, xo: 0, yo: 0 },
   { M: 70, N: 130, K: 37, wOffset: 3 * 37 + 1, dtype: 'bf16' as const, xo: 11, yo: 6 },
   { M: 65, N: 129, K: 33, wOffset: 5, dtype: 'f32' as const, xo: 0, yo: 3 },
+  { M: 13, N: 300, K: 41, wOffset: 1, dtype: 'bf16' as const, xo: 2, yo: 1 }, // few rows: the thin 16-row tile, 3 ragged column tiles
 ];
 
 /** `data` after `off` leading filler elements. */
@@ -48,10 +50,22 @@ const withTiling = (t: gpuOp.MatmulTiling | null, rowsFast: boolean | undefined,
   withForced((x: gpuOp.MatmulTiling | null) => gpuOp.forceMatmulTiling(x, true), t, () => withForced(gpuOp.forceMatmulGridOrder, rowsFast ?? null, f));
 
 describe('matmul variants', () => {
-  it('SwiftShader offers all four tilings, subgroups included', async () => {
+  it('SwiftShader offers all six tilings, subgroups included', async () => {
     const gpu = await testGpu();
     expect(gpu.hasSubgroups).toBe(true);
-    expect(variants.filter((v) => !v.rowsFast).map((v) => v.name)).toEqual(['adapter tiling', 'matmul 64x64 4x4', 'matmul 128x128 8x8 db', 'matmul 64x64 4x4 subgroups', 'matmul 128x128 8x8 db subgroups']);
+    expect(variants.filter((v) => !v.rowsFast).map((v) => v.name)).toEqual(['adapter tiling', 'matmul 64x64 4x4', 'matmul 128x128 8x8 db', 'matmul 64x64 4x4 subgroups', 'matmul 128x128 8x8 db subgroups', 'matmul 16x128 thin', 'matmul 32x128 thin']);
+  });
+
+  it('a GEMM of at most 16 / 32 rows takes the thin 16- / 32-row tile on every adapter, more rows the adapter\'s', async () => {
+    const gpu = await testGpu();
+    const nvidia = { ...gpu, hasSubgroups: true, info: { ...gpu.info, vendor: 'nvidia', cpu: false, maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256 } };
+    for (const g of [gpu, nvidia]) {
+      expect(gpuOp.gemmTiling(g, 1)).toMatchObject({ TX: 32, TY: 4 });
+      expect(gpuOp.gemmTiling(g, 16)).toMatchObject({ TX: 32, TY: 4 });
+      expect(gpuOp.gemmTiling(g, 17)).toMatchObject({ TX: 32, TY: 8 });
+      expect(gpuOp.gemmTiling(g, 32)).toMatchObject({ TX: 32, TY: 8 });
+      expect(gpuOp.gemmTiling(g, 33)).toEqual(gpuOp.matmulTiling(g));
+    }
   });
 
   it('the per-vendor table: 128 x 128 on large GPUs with subgroups when present; 64 x 64 on CPUs and other GPUs', async () => {
