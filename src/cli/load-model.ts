@@ -8,7 +8,7 @@ import { detectExpertLayout } from '../engine/model/tensors.ts';
 import type { ModelSpec } from '../engine/model/spec.ts';
 import { loadWeights, type LoadOptions, type ModelWeights } from '../engine/train/weights.ts';
 import { storedQ4Info } from '../engine/quant/stored-q4.ts';
-import { checkGpuGroup, quantLayout } from '../engine/quant/format.ts';
+import { checkGpuGroup } from '../engine/quant/format.ts';
 import { nodeFolder } from '../node/folder.ts';
 
 export interface LoadedModel {
@@ -42,7 +42,6 @@ export const QUANT_FLAGS = {
 export function quantOption(f: Record<string, unknown>): OpenOptions['quantizeExperts'] {
   if (!f['quantize-experts']) return undefined;
   const groupSize = Number(f['group-size'] ?? 128);
-  quantLayout(0, 8, groupSize);
   checkGpuGroup(groupSize); // before anything loads
   return { groupSize };
 }

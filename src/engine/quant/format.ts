@@ -58,8 +58,9 @@ export interface QuantLayout {
 /** Largest group the GPU quantizer takes (shaders/quantize.wgsl keeps a group's weights in registers for its iterations). */
 export const GPU_MAX_GROUP = 128;
 
-/** Throws a RangeError unless G is a group size the GPU quantizer takes. */
+/** Throws a RangeError unless G is a group size the GPU quantizer takes (a positive multiple of 8, at most GPU_MAX_GROUP). */
 export function checkGpuGroup(G: number): void {
+  quantLayout(0, 8, G);
   if (!(G <= GPU_MAX_GROUP)) throw new RangeError(`quant: group size G = ${G} is over ${GPU_MAX_GROUP}, the most the GPU quantizer takes`);
 }
 

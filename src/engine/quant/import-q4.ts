@@ -17,7 +17,7 @@ import { globalTensors, layerTensors } from '../model/tensors.ts';
 import { COPIED_FILES, DEFAULT_MAX_SHARD_BYTES, shardName } from '../train/export.ts';
 import { F32_ROLES, readWeight } from '../train/weights.ts';
 import { loadExpertsQ4, readExpertsQ4 } from './experts-q4.ts';
-import { checkGpuGroup, DEFAULT_GROUP, q4ExpertLayouts, quantLayout } from './format.ts';
+import { checkGpuGroup, DEFAULT_GROUP, q4ExpertLayouts } from './format.ts';
 import { q4ExpertNames, storedQ4Metadata } from './stored-q4.ts';
 import { fingerprintOf, hashingCheckpoint, readConfig, STORED_ORIGINAL_KEY, STORED_SOURCE_KEY } from '../train/fingerprint.ts';
 
@@ -199,7 +199,6 @@ export function importQ4Size(spec: ModelSpec, src: Checkpoint, options: Pick<Imp
  */
 export async function importQ4(gpu: GpuContext, spec: ModelSpec, sink: FileSink, original: Checkpoint, srcFolder: FileSet, options: ImportOptions = {}): Promise<ImportResult> {
   const G = options.groupSize ?? DEFAULT_GROUP;
-  quantLayout(0, 8, G);
   checkGpuGroup(G);
   const metadata = storedQ4Metadata({ groupSize: G, expertLayout: spec.expertLayout });
   let bytesRead = 0;
