@@ -2,7 +2,8 @@
 // all experts (the unchunked reference): forward loss, every step's loss through a reselection, the selections (dense
 // gradients per chunk, exact top-k over chunks), masters, overlays, last gradients, routers and the exported weights must
 // be bit-identical, and so must the checkpoint's touched values and the weights of a run restored from it.
-// qwen3_moe fixture (also with accumulatedReselect), qwen2_moe with its shared experts trained, and the demo model.
+// qwen3_moe fixture (also with accumulatedReselect), qwen2_moe with its shared experts trained, and the demo model; the
+// fixtures also with one importance microbatch (every chunk of every trained layer ranked from one pass).
 import { describe, expect, it } from 'vitest';
 import { openModel } from '../../src/cli/load-model.ts';
 import { nodeGpu } from '../../src/node/gpu.ts';
@@ -54,10 +55,12 @@ async function runOnce(gpu: GpuContext, dir: string, s: TrainSettings, data: Sam
   return { chunks: t.chunks, dense: t.importance.chunked, scratch: t.chunks[0]![1] - t.chunks[0]![0], /* experts of the f32 scratch (fused: made for a selection or an export only) */ evalBefore, evalAfter, losses, turnovers: t.turnovers, state, changed, saved, restored };
 }
 
-const cases: { name: string; dir: string; chunk: number; want: number; V: number; groupSize: number; trainFrom: number; steps: number; accumulatedReselect?: boolean; trainShared?: boolean }[] = [
+const cases: { name: string; dir: string; chunk: number; want: number; V: number; groupSize: number; trainFrom: number; steps: number; accumulatedReselect?: boolean; trainShared?: boolean; nImportance?: number }[] = [
   { name: 'qwen3_moe fixture (8 experts in chunks of 3, 3, 2)', dir: 'test/fixtures/qwen3_moe', chunk: 3, want: 3, V: 512, groupSize: 32, trainFrom: 2, steps: 5 },
   { name: 'qwen3_moe fixture with accumulatedReselect (importance at the reselection too)', dir: 'test/fixtures/qwen3_moe', chunk: 3, want: 3, V: 512, groupSize: 32, trainFrom: 2, steps: 5, accumulatedReselect: true },
   { name: 'qwen2_moe fixture with its shared experts trained (their importance from the first chunk\'s passes)', dir: 'test/fixtures/qwen2_moe', chunk: 3, want: 3, V: 512, groupSize: 32, trainFrom: 2, steps: 5, trainShared: true },
+  { name: 'qwen3_moe fixture, one importance microbatch (one pass ranks every chunk of both trained layers)', dir: 'test/fixtures/qwen3_moe', chunk: 3, want: 3, V: 512, groupSize: 32, trainFrom: 2, steps: 4, nImportance: 1 },
+  { name: 'qwen2_moe fixture, one importance microbatch, shared experts trained', dir: 'test/fixtures/qwen2_moe', chunk: 3, want: 3, V: 512, groupSize: 32, trainFrom: 2, steps: 4, trainShared: true, nImportance: 1 },
   { name: 'demo model (16 experts in chunks of 6, 5, 5)', dir: 'public/models/usaf-demo-moe', chunk: 6, want: 3, V: 4096, groupSize: 128, trainFrom: 6, steps: 4 },
 ];
 
@@ -80,7 +83,7 @@ describe('4-bit training in expert chunks equals one chunk bit for bit', () => {
       const data = randomSamples(6, 12, c.V, 11);
       const s: TrainSettings = {
         frac: 0.01, steps: c.steps, microbatch: 2, accum: 1, seq: 12, lrPeak: 5e-3, wd: 0.005, trainFrom: c.trainFrom, reselectEvery: 3,
-        evalEvery: 0, nImportance: 2, frozenCacheN: 100, seed: 5, evalWindows: null, accumulatedReselect: !!c.accumulatedReselect, trainShared: !!c.trainShared,
+        evalEvery: 0, nImportance: c.nImportance ?? 2, frozenCacheN: 100, seed: 5, evalWindows: null, accumulatedReselect: !!c.accumulatedReselect, trainShared: !!c.trainShared,
       };
       const one = await runOnce(gpu, c.dir, s, data, c.groupSize, false);
       const many = await runOnce(gpu, c.dir, { ...s, expertChunk: c.chunk }, data, c.groupSize, !c.dir.includes('demo')); // (the demo: too slow here)

@@ -197,12 +197,33 @@ export class Importance {
 
   /**
    * Importance with the dense gradient in chunks of experts: per layer, per chunk, Σ|grad| of that chunk's experts over
-   * the microbatches (each chunk reruns them: N_IMPORTANCE passes per chunk and layer, and no memory beyond one chunk's
+   * the microbatches (one microbatch: a single pass for every chunk and layer; else each chunk reruns them: N_IMPORTANCE passes per chunk and layer, and no memory beyond one chunk's
    * gradient, where keeping every microbatch's per-row gradients and inputs of a layer instead would take
    * N_IMPORTANCE·T·K·(3·IE + H)·4 bytes), offered to the exact top-k over chunks; the new sets go to dest(sel).
    */
   private async chunkedImportance(importanceSamples: number[][], dest: (sel: Selection) => GPUBuffer): Promise<void> {
     const { gpu, shared } = this.run;
+    if (importanceSamples.length === 1) {
+      // One microbatch: Σ|grad| is its |grad|, whose per-row gradients serve every chunk of every layer, so one pass ranks
+      // them all (as rankByStep does): each chunk's gradient cleared, added as |.|, and offered right after the layer's
+      // backward, in the same order as chunk by chunk; the same sets, without rerunning the forward and backward per
+      // chunk and layer.
+      await this.chunkedPass(importanceSamples[0]!, this.run.layers, (e, l) => {
+        this.run.q4.chunks.forEach((_, c) => {
+          for (const b of Object.values(this.chunkGrad!)) e.clear(b);
+          this.denseChunkGrads(e, l, c, 'abs');
+          this.offerChunk(e, l, c);
+        });
+        this.finishTopk(e, l, dest);
+      });
+      if (shared) {
+        const e = new Encoder(gpu, 'shared.importance');
+        shared.addImportance(e);
+        e.submit();
+      }
+      await gpu.device.queue.onSubmittedWorkDone();
+      return;
+    }
     for (const [i, l] of this.run.layers.entries()) {
       for (let c = 0; c < this.run.q4.chunks.length; c++) {
         let enc = new Encoder(gpu, 'importance.clear');
