@@ -53,6 +53,7 @@ export async function estimateRun(gpu: GpuContext, spec: ModelSpec, settings: Se
     setupSeconds,
     trainSeconds,
     evalSeconds,
+    stepSeconds: runSeconds(f.train, { ...c.train, pipelines: 0 }, rate) / Math.max(1, steps),
     evaluations: f.evaluations,
     evalTokens: evalTokens(shape),
     steps,

@@ -328,6 +328,8 @@ export interface RunEstimate {
   setupSeconds: number;
   trainSeconds: number;
   evalSeconds: number;
+  /** A training step's own time: trainSeconds without the kernels compiled once before the first step (not paid by each step). */
+  stepSeconds: number;
   evaluations: number;
   /** Tokens one evaluation scores (both sets). */
   evalTokens: number;
