@@ -5,6 +5,7 @@
 
 import { blobSource, type ByteSource } from '../engine/io/byte-source.ts';
 import { fileMapFolder, type FileSet } from '../engine/io/folder.ts';
+import { readAheadFolder } from '../engine/io/read-ahead.ts';
 import { crc32, DELTA_FILE, hex32 } from '../engine/train/delta.ts';
 import { DEFAULT_MAX_SHARD_BYTES } from '../engine/train/export.ts';
 import { openFolderSink, type FolderSink } from '../store/folder-sink.ts';
@@ -147,7 +148,8 @@ export class Exports {
     const sink = await targetSink(target, { job, signal, onFile: p.onFile });
     p.report({ phase: 'writing' });
     try {
-      await engine.mergeModel(base, delta, sink, {
+      // the original read in windows of 32 MiB, one ahead, not one request per tensor (src/engine/io/read-ahead.ts)
+      await engine.mergeModel(readAheadFolder(base), delta, sink, {
         maxShardBytes: this.shardBytes, signal,
         // shards kept from an interrupted export are not written again: their bytes count as done
         onProgress: (m: MergeProgress) => p.report({ file: m.file, bytesDone: Math.min(m.bytes, m.bytesDone + p.keptBytes()), bytesTotal: m.bytes, tensorsDone: m.tensorsDone, tensorsTotal: m.tensors }),
