@@ -4,6 +4,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { createGpu, GpuUnavailableError, type GpuContext } from '../engine/gpu/device.ts';
+import { throttleDawnPolling } from './dawn-poll.ts';
 import { quietRuntimeDir } from './quiet.ts';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -52,6 +53,7 @@ async function openGpu(opts: { swiftshader?: boolean }): Promise<GpuContext> {
     quietRuntimeDir(); // before the Vulkan drivers read it
     dawn = await loadDawn();
     Object.assign(globalThis, dawn.globals);
+    throttleDawnPolling();
   }
   const forceSS = opts.swiftshader ?? process.env.USAF_SWIFTSHADER === '1';
   if (forceSS && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
