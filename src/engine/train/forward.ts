@@ -216,7 +216,8 @@ export class Forward {
   embed(enc: Encoder, T: number): void {
     const s = this.spec;
     if (!this.w.embed) throw new Error('the embedding is streamed (not on the GPU): only the layer-major frozen pass, which loads it, embeds tokens');
-    embeddingForward(enc, this.resid, this.ids, this.w.embed.buf, { tokens: T, hidden: s.hidden, vocab: s.vocab, tableDtype: this.w.embed.dtype });
+    // the table's rows: the vocabulary, or the rows a streamed frozen pass loaded (frozen-pass.ts, ids remapped)
+    embeddingForward(enc, this.resid, this.ids, this.w.embed.buf, { tokens: T, hidden: s.hidden, vocab: this.w.embed.shape[0]!, tableDtype: this.w.embed.dtype });
   }
 
   /** One decoder layer on the residual stream `x` [T, H] (in place), saving into `a`. */

@@ -15,7 +15,7 @@ import type { ModelSpec } from '../model/spec.ts';
 import type { Forward } from './forward.ts';
 import { HostStore, type FrozenCache, type WindowStore } from './frozen-cache.ts';
 export { HostStore, type WindowStore } from './frozen-cache.ts';
-import { layerBuffers, loadEmbed, loadLayer, type LoadOptions, type ModelWeights } from './weights.ts';
+import { layerBuffers, loadEmbed, loadEmbedRows, loadLayer, type LoadOptions, type ModelWeights } from './weights.ts';
 import type { OnProgress, SampleSet } from './types.ts';
 import type { Trainer } from './trainer.ts';
 
@@ -35,6 +35,23 @@ export interface WindowGroup {
   set: SampleSet;
   count: number;
   store: WindowStore;
+}
+
+/** Most embedding rows a streamed frozen pass reads one by one (runs of consecutive ids at once) instead of the table. */
+const MAX_EMBED_ROWS = 16384;
+
+/** The distinct token ids of every window of every group, ascending. */
+function distinctIds(groups: WindowGroup[]): Uint32Array {
+  const seen = new Set<number>();
+  for (const g of groups) {
+    const ids = new Uint32Array(g.set.seq);
+    const targets = new Uint32Array(g.set.seq);
+    for (let w = 0; w < g.count; w++) {
+      g.set.fill(w, ids, targets, 0);
+      for (const id of ids) seen.add(id);
+    }
+  }
+  return Uint32Array.from(seen).sort();
 }
 
 /**
@@ -65,9 +82,16 @@ export async function frozenPass(fwd: Forward, weights: ModelWeights, trainFrom:
   try {
     // a streamed embedding (ModelWeights.embed null) is loaded for the embedding pass only, like a streamed layer
     const embedStreamed = !weights.embed;
+    // a streamed embedding: only the rows of the windows' tokens when they are few, each window's ids then renumbered
+    // to those rows; else the whole table
+    let row: Map<number, number> | null = null;
     if (embedStreamed) {
       if (!source) throw new Error('the embedding is streamed but no checkpoint was given to read it from');
-      weights.embed = await withPool(gpu, pool, () => loadEmbed(gpu, spec, source.ckpt, source.load));
+      const ids = distinctIds(groups);
+      const few = ids.length <= Math.min(MAX_EMBED_ROWS, spec.vocab / 8) && ids.every((id) => id < spec.vocab);
+      const rows = few ? await withPool(gpu, pool, () => loadEmbedRows(gpu, spec, source.ckpt, source.load, ids)) : null;
+      if (rows) row = new Map(Array.from(ids, (id, i) => [id, i]));
+      weights.embed = rows ?? await withPool(gpu, pool, () => loadEmbed(gpu, spec, source.ckpt, source.load));
     }
     for (const g of groups) {
       for (const [w0, count] of chunks(g)) {
@@ -75,6 +99,7 @@ export async function frozenPass(fwd: Forward, weights: ModelWeights, trainFrom:
         const ids = new Uint32Array(count * seq);
         const targets = new Uint32Array(count * seq);
         for (let i = 0; i < count; i++) g.set.fill(w0 + i, ids, targets, i * seq);
+        if (row) for (let t = 0; t < ids.length; t++) ids[t] = row.get(ids[t]!)!;
         fwd.setBatch(ids, count, seq, targets); // positions too (t mod seq): valid for every later chunk of this length
         await step(g, w0, count, (enc, _b, _s) => fwd.embed(enc, count * seq), false);
       }

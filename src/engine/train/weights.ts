@@ -208,6 +208,30 @@ export function loadEmbed(gpu: GpuContext, spec: ModelSpec, ckpt: Checkpoint, op
   return uploadSingle(gpu, globalTensors(spec).find((e) => e.role === 'embed')!, read, opts);
 }
 
+/**
+ * Rows `ids` (ascending, distinct, each < vocab) of the embedding, as loadEmbed uploads them, in a table
+ * [ids.length, H] (runs of consecutive ids read at once): what a streamed frozen pass needs of a 0.6 GB table for a few
+ * windows. Null when the checkpoint stores the embedding in another dtype than the GPU's (loadEmbed converts it whole).
+ */
+export async function loadEmbedRows(gpu: GpuContext, spec: ModelSpec, ckpt: Checkpoint, opts: LoadOptions, ids: Uint32Array, read: Reader = checkpointReader(ckpt, spec)): Promise<GpuTensor | null> {
+  const e = globalTensors(spec).find((x) => x.role === 'embed')!;
+  const want: WDtype = F32_ROLES.has(e.role) ? 'f32' : 'bf16';
+  const stored = read.stored?.(e);
+  if (!stored || stored.dtype !== (want === 'bf16' ? 'BF16' : 'F32') || spec.hidden % 2 || ids.length === 0) return null;
+  const rowBytes = spec.hidden * (want === 'bf16' ? 2 : 4);
+  const rows = new Uint8Array(ids.length * rowBytes);
+  for (let i = 0; i < ids.length;) {
+    let j = i + 1;
+    while (j < ids.length && ids[j] === ids[j - 1]! + 1) j++;
+    rows.set(await stored.read(ids[i]! * rowBytes, (j - i) * rowBytes), i * rowBytes);
+    i = j;
+  }
+  stored.done();
+  const buf = createBuffer(gpu, { label: `${e.name} rows`, size: rows.byteLength, kind: 'weights' });
+  await uploadPaced(gpu, buf, 0, rows);
+  return { buf, dtype: want, shape: [ids.length, spec.hidden], offset: 0 };
+}
+
 /** A checkpoint tensor the spec expects, converted as readWeight does. */
 export async function readEntry(ckpt: Checkpoint, spec: ModelSpec, e: TensorEntry): Promise<{ dtype: Dtype; bytes: Uint8Array }> {
   if (!ckpt.tensors.has(e.name)) throw new Error(`checkpoint has no tensor "${e.name}" (expected by the ${spec.arch} spec)`);
