@@ -92,7 +92,7 @@ export async function chromiumJourney({ src, work, data, layers, seq = 16, steps
   const context = await chromium.launchPersistentContext(profile, { ...config.launch, viewport: config.viewport, acceptDownloads: true });
   const browserPid = findProcess(process.pid, `--user-data-dir=${profile}`);
   if (!browserPid) throw new Error(`no Chromium process with the profile ${profile} found below ${process.pid}`);
-  const mem = sampleTree(browserPid, { ms: 1000, pssMs: 5000 });
+  const mem = sampleTree(browserPid, { ms: 1000 });
   const phases = {};
   const errors = [];
   let t = performance.now();
