@@ -38,8 +38,8 @@ fn f16_bits(x: f32) -> u32 {
 
 // #include decode
 
-fn code(v: f32, s: f32, z: f32) -> f32 {
-  return clamp(round(v / s + z), 0.0, 15.0);
+fn code(v: vec4f, s: f32, z: f32) -> vec4f {
+  return clamp(round(v / s + z), vec4f(0.0), vec4f(15.0));
 }
 
 // lp shrink; |e| <= dead (where |e|^(2-p) <= 1/beta) gives 0 without the power.
@@ -84,7 +84,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     var acc = 0.0;
     for (var j = 0u; j < n4; j++) {
       let v = cache[j];
-      let c = clamp(round(v / s + z), vec4f(0.0), vec4f(15.0));
+      let c = code(v, s, z);
       let r = v - (c - z) * s;
       let e2 = r * r;
       err += e2.x; err += e2.y; err += e2.z; err += e2.w;
@@ -105,8 +105,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   sz[p.row_offset * p.groups_per_row + g] = s_bits | (z_bits << 16u);
   let word0 = p.row_offset * (p.K / 8u) + start / 8u;
   for (var i = 0u; i < len / 8u; i++) {
-    let c0 = vec4u(clamp(round(cache[2u * i] / s + zf), vec4f(0.0), vec4f(15.0)));
-    let c1 = vec4u(clamp(round(cache[2u * i + 1u] / s + zf), vec4f(0.0), vec4f(15.0)));
+    let c0 = vec4u(code(cache[2u * i], s, zf));
+    let c1 = vec4u(code(cache[2u * i + 1u], s, zf));
     q[word0 + i] = c0.x | (c0.y << 4u) | (c0.z << 8u) | (c0.w << 12u) | (c1.x << 16u) | (c1.y << 20u) | (c1.z << 24u) | (c1.w << 28u);
   }
 }

@@ -154,15 +154,8 @@ export class Importance {
   async rankByStep(samples: number[]): Promise<void> {
     const { layers } = this.run;
     this.acquire();
-    if (this.chunked) {
-      await this.chunkedPass(samples, layers, (e, l) => {
-        this.run.q4.chunks.forEach((_, c) => {
-          this.denseChunkGrads(e, l, c, false);
-          this.offerChunk(e, l, c);
-        });
-        this.finishTopk(e, l, (sel) => sel.idx);
-      });
-    } else await this.densePass(samples, layers, () => [this.dense!.G, this.dense!.D], false, (e, l, dG, dD) => this.topk(e, l, dG, dD));
+    if (this.chunked) await this.rankChunksInOnePass(samples, false, (sel) => sel.idx);
+    else await this.densePass(samples, layers, () => [this.dense!.G, this.dense!.D], false, (e, l, dG, dD) => this.topk(e, l, dG, dD));
     this.releaseDense();
   }
 
@@ -197,9 +190,10 @@ export class Importance {
 
   /**
    * Importance with the dense gradient in chunks of experts: per layer, per chunk, Σ|grad| of that chunk's experts over
-   * the microbatches (one microbatch: a single pass for every chunk and layer; else each chunk reruns them: N_IMPORTANCE passes per chunk and layer, and no memory beyond one chunk's
-   * gradient, where keeping every microbatch's per-row gradients and inputs of a layer instead would take
-   * N_IMPORTANCE·T·K·(3·IE + H)·4 bytes), offered to the exact top-k over chunks; the new sets go to dest(sel).
+   * the microbatches (one microbatch: a single pass for every chunk and layer; else each chunk reruns them: N_IMPORTANCE
+   * passes per chunk and layer, and no memory beyond one chunk's gradient, where keeping every microbatch's per-row
+   * gradients and inputs of a layer instead would take N_IMPORTANCE·T·K·(3·IE + H)·4 bytes), offered to the exact top-k
+   * over chunks; the new sets go to dest(sel).
    */
   private async chunkedImportance(importanceSamples: number[][], dest: (sel: Selection) => GPUBuffer): Promise<void> {
     const { gpu, shared } = this.run;
@@ -208,14 +202,7 @@ export class Importance {
       // them all (as rankByStep does): each chunk's gradient cleared, added as |.|, and offered right after the layer's
       // backward, in the same order as chunk by chunk; the same sets, without rerunning the forward and backward per
       // chunk and layer.
-      await this.chunkedPass(importanceSamples[0]!, this.run.layers, (e, l) => {
-        this.run.q4.chunks.forEach((_, c) => {
-          for (const b of Object.values(this.chunkGrad!)) e.clear(b);
-          this.denseChunkGrads(e, l, c, 'abs');
-          this.offerChunk(e, l, c);
-        });
-        this.finishTopk(e, l, dest);
-      });
+      await this.rankChunksInOnePass(importanceSamples[0]!, 'abs', dest);
       if (shared) {
         const e = new Encoder(gpu, 'shared.importance');
         shared.addImportance(e);
@@ -247,6 +234,22 @@ export class Importance {
       enc.submit();
       await gpu.device.queue.onSubmittedWorkDone();
     }
+  }
+
+  /**
+   * One pass on `samples` ranks every chunk of every trained layer: right after a layer's backward, each chunk's dense
+   * gradient (assigned, or cleared and added as |.| with 'abs') is offered to the running top-k, then the sets go to
+   * dest(sel).
+   */
+  private async rankChunksInOnePass(samples: number[], accumulate: false | 'abs', dest: (sel: Selection) => GPUBuffer): Promise<void> {
+    await this.chunkedPass(samples, this.run.layers, (e, l) => {
+      this.run.q4.chunks.forEach((_, c) => {
+        if (accumulate) for (const b of Object.values(this.chunkGrad!)) e.clear(b);
+        this.denseChunkGrads(e, l, c, accumulate);
+        this.offerChunk(e, l, c);
+      });
+      this.finishTopk(e, l, dest);
+    });
   }
 
   /**
